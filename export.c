@@ -1,0 +1,114 @@
+// export.c: converts a model into a searchlight model file.
+//
+// Contract: libc and POSIX only. Recognises its input by content, not by name. Today:
+// a llama2.c legacy checkpoint with its tokenizer.bin. Writes atomically (writer.c),
+// so a failed or interrupted export leaves no partial file. Usage errors exit 2, input
+// and output errors exit 1.
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "llama2c.h"
+#include "writer.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: export --tokenizer <tokenizer.bin> <llama2.c checkpoint> <out.bin>\n"
+            "Converts a llama2.c legacy (v0) fp32 checkpoint and its tokenizer.bin into one\n"
+            "searchlight model file (fp32 weights, tokenizer embedded).\n"
+            "Options:\n"
+            "  --tokenizer <path>  the llama2.c tokenizer.bin that goes with the checkpoint\n"
+            "  -h, --help          this message\n");
+}
+
+static int usage_error(const char *msg, const char *arg) {
+    fprintf(stderr, "export: %s%s\n", msg, arg);
+    usage(stderr);
+    return 2;
+}
+
+// Reads the first bytes of a file, to recognise its format.
+static int sniff(const char *path, uint8_t *buf, size_t cap, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
+        return -1;
+    }
+    *n = fread(buf, 1, cap, f);
+    fclose(f);
+    return 0;
+}
+
+static void print_summary(const char *in, const char *out, const SlHeader *c, size_t bytes) {
+    SlLayout lay;
+    model_layout(c, &lay, out);  // already validated by the writer
+    size_t params = 0;
+    for (int t = 0; t < SL_T_COUNT; t++)
+        if (lay.bytes[t]) params += lay.rows[t] * lay.cols[t];
+    printf("%s: llama2.c checkpoint\n", in);
+    printf("  dim %d, hidden %d, layers %d, heads %d, kv heads %d, head_dim %d\n", c->dim,
+           c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
+    printf("  vocab %d, context %d, rope_theta %g, norm_eps %g, %s classifier\n", c->vocab_size,
+           c->seq_len, c->rope_theta, c->norm_eps,
+           (c->flags & SL_FLAG_SHARED_CLASSIFIER) ? "shared" : "separate");
+    printf("  %zu parameters, %s weights\n", params, dtype_name((int)c->weight_type));
+    printf("wrote %s: %zu bytes\n", out, bytes);
+}
+
+static int export_llama2c(const char *in, const char *tok_path, const char *out) {
+    Llama2c ck;
+    if (llama2c_open(&ck, in) != 0) return 1;
+    SlHeader h = ck.header;
+    Tokenizer tok;
+    if (tokenizer_read_bin(&tok, tok_path, h.vocab_size, h.bos_id, h.eos_id) != TOK_OK) {
+        llama2c_close(&ck);
+        return 1;
+    }
+    TensorData td;
+    for (int t = 0; t < SL_T_COUNT; t++) td.data[t] = ck.tensor[t];
+    size_t written = 0;
+    int rc = model_write(out, h, &tok, &td, &written) == 0 ? 0 : 1;
+    if (rc == 0) {
+        h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(&tok);
+        print_summary(in, out, &h, written);
+    }
+    tokenizer_free(&tok);
+    llama2c_close(&ck);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    const char *tok_path = NULL, *pos[2] = {NULL, NULL};
+    int npos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--tokenizer")) {
+            if (i + 1 >= argc) return usage_error("--tokenizer needs a value", "");
+            tok_path = argv[++i];
+        } else if (a[0] == '-' && a[1] != '\0') {
+            return usage_error("unknown option ", a);
+        } else if (npos < 2) {
+            pos[npos++] = a;
+        } else {
+            return usage_error("unexpected argument ", a);
+        }
+    }
+    if (npos < 2) return usage_error("needs an input and an output path", "");
+    writer_install_cleanup();
+
+    uint8_t head[64];
+    size_t n;
+    if (sniff(pos[0], head, sizeof head, &n) != 0) return 1;
+    if (llama2c_sniff(head, n)) {
+        if (!tok_path)
+            return usage_error("a llama2.c checkpoint needs --tokenizer <tokenizer.bin>", "");
+        return export_llama2c(pos[0], tok_path, pos[1]);
+    }
+    fprintf(stderr, "%s: not a format export reads (expected a llama2.c checkpoint)\n", pos[0]);
+    return 1;
+}

@@ -1,0 +1,33 @@
+// kernels.h: the plain fp32 kernels of the forward pass.
+//
+// Contract: libc and libm only, single-threaded, no SIMD. These are the algorithmic
+// reference: each is written to be obviously correct, and every fast kernel added later
+// is tested against the one here. Sizes are element counts; offsets are size_t.
+#ifndef SEARCHLIGHT_KERNELS_H
+#define SEARCHLIGHT_KERNELS_H
+
+#include <stddef.h>
+
+// RMSNorm: o_i = w_i * x_i / sqrt(mean_j(x_j^2) + eps). o may alias x.
+void rmsnorm(float *o, const float *x, const float *w, size_t n, float eps);
+
+// Matrix-vector product: y (d) = W (d, n) @ x (n), W row-major.
+void matmul(float *y, const float *x, const float *w, size_t n, size_t d);
+
+// Softmax in place: x_i = exp(x_i - max x) / sum_j exp(x_j - max x).
+void softmax(float *x, size_t n);
+
+// RoPE on n_heads heads of head_dim each, rotating adjacent pairs as llama2.c does:
+//   (v_2i, v_2i+1) <- rotation by angle pos * theta^(-2i / head_dim)
+void rope(float *v, size_t n_heads, size_t head_dim, size_t pos, float theta);
+
+// Attention for one query head at position pos, keys 0..pos (causal):
+//   score_t = q . k_t / sqrt(head_dim);  out = sum_t softmax(score)_t * v_t
+// k and v are (pos + 1, head_dim), contiguous. att (pos + 1) receives the weights.
+void attention_head(float *out, float *att, const float *q, const float *k, const float *v,
+                    size_t pos, size_t head_dim);
+
+// SwiGLU's gating: h_i = silu(h_i) * u_i, silu(x) = x / (1 + exp(-x)).
+void swiglu(float *h, const float *u, size_t n);
+
+#endif

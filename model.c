@@ -1,0 +1,291 @@
+// model.c: the loader. Validates a model file completely, then maps it read-only.
+//
+// Contract: POSIX (open, fstat, pread, mmap) and libc. Every size is computed in size_t
+// with overflow checks, and compared with the file before any byte past the header is
+// trusted. Errors print one line naming the file and return an enum model_err.
+#include "model.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "searchlight model files are little-endian; this build targets a big-endian CPU"
+#endif
+
+static const char *const dtype_names[SL_DTYPE_COUNT] = {"f32", "f16", "bf16", "q8_0"};
+
+static const char *const tensor_names[SL_T_COUNT] = {
+    "token_embedding", "rms_att", "wq", "wk", "wv", "wo",
+    "rms_ffn", "w1", "w2", "w3", "rms_final", "classifier",
+};
+
+const char *dtype_name(int dtype) {
+    return dtype >= 0 && dtype < SL_DTYPE_COUNT ? dtype_names[dtype] : "unknown";
+}
+
+const char *tensor_name(int t) {
+    return t >= 0 && t < SL_T_COUNT ? tensor_names[t] : "unknown";
+}
+
+static int mul_ok(size_t a, size_t b, size_t *out) {
+    return !__builtin_mul_overflow(a, b, out);
+}
+
+static int add_ok(size_t a, size_t b, size_t *out) {
+    return !__builtin_add_overflow(a, b, out);
+}
+
+size_t dtype_bytes(int dtype, size_t n) {
+    size_t out;
+    switch (dtype) {
+    case SL_F32: return mul_ok(n, 4, &out) ? out : 0;
+    case SL_F16:
+    case SL_BF16: return mul_ok(n, 2, &out) ? out : 0;
+    case SL_Q8_0: return n % 32 == 0 && mul_ok(n / 32, 34, &out) ? out : 0;  // f16 scale + 32 int8
+    default: return 0;
+    }
+}
+
+static int is_norm(int t) {
+    return t == SL_T_RMS_ATT || t == SL_T_RMS_FFN || t == SL_T_RMS_FINAL;
+}
+
+// ----------------------------------------------------------------------------
+// header validation and layout
+
+#define DIMS_FAIL(...)                          \
+    do {                                        \
+        fprintf(stderr, "%s: ", path);          \
+        fprintf(stderr, __VA_ARGS__);           \
+        fputc('\n', stderr);                    \
+        return MODEL_ERR_DIMS;                  \
+    } while (0)
+
+int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
+    memset(out, 0, sizeof *out);
+    if (h->vocab_size <= 0) DIMS_FAIL("vocab_size %d, expected > 0", h->vocab_size);
+    if (h->tokenizer_bytes < 8)
+        DIMS_FAIL("tokenizer section of %u bytes, expected at least 8", h->tokenizer_bytes);
+    if (h->n_tensors == 0) {  // a tokenizer-only file
+        out->file_bytes = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes;
+        return MODEL_OK;
+    }
+    if (h->n_tensors != SL_T_COUNT)
+        DIMS_FAIL("n_tensors %u, expected %d (or 0 for a tokenizer-only file)", h->n_tensors,
+                  SL_T_COUNT);
+    const struct { const char *name; int32_t v; } sizes[] = {
+        {"dim", h->dim},         {"hidden_dim", h->hidden_dim}, {"n_layers", h->n_layers},
+        {"n_heads", h->n_heads}, {"n_kv_heads", h->n_kv_heads}, {"head_dim", h->head_dim},
+        {"seq_len", h->seq_len},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        if (sizes[i].v <= 0) DIMS_FAIL("%s %d, expected > 0", sizes[i].name, sizes[i].v);
+    if (h->dim % h->n_heads)
+        DIMS_FAIL("n_heads %d does not divide dim %d", h->n_heads, h->dim);
+    if (h->n_heads % h->n_kv_heads)
+        DIMS_FAIL("n_kv_heads %d does not divide n_heads %d", h->n_kv_heads, h->n_heads);
+    if (h->head_dim % 2) DIMS_FAIL("head_dim %d, expected an even number", h->head_dim);
+    if ((int64_t)h->n_heads * h->head_dim > INT32_MAX)
+        DIMS_FAIL("n_heads %d x head_dim %d overflows", h->n_heads, h->head_dim);
+    if (!(isfinite(h->rope_theta) && h->rope_theta > 0))
+        DIMS_FAIL("rope_theta %g, expected a finite value > 0", h->rope_theta);
+    if (!(isfinite(h->norm_eps) && h->norm_eps > 0 && h->norm_eps < 1))
+        DIMS_FAIL("norm_eps %g, expected 0 < eps < 1", h->norm_eps);
+    if (h->flags & ~SL_FLAG_SHARED_CLASSIFIER)
+        DIMS_FAIL("unknown flags 0x%x", h->flags & ~SL_FLAG_SHARED_CLASSIFIER);
+    if (h->weight_type >= SL_DTYPE_COUNT) {
+        fprintf(stderr, "%s: weight type %u is unknown, expected 0..%d\n", path, h->weight_type,
+                SL_DTYPE_COUNT - 1);
+        return MODEL_ERR_TYPE;
+    }
+
+    size_t L = (size_t)h->n_layers, dim = (size_t)h->dim, hidden = (size_t)h->hidden_dim;
+    size_t q_dim = (size_t)h->n_heads * (size_t)h->head_dim;
+    size_t kv_dim = (size_t)h->n_kv_heads * (size_t)h->head_dim;
+    size_t vocab = (size_t)h->vocab_size;
+    const size_t shape[SL_T_COUNT][3] = {  // layers, rows, cols
+        [SL_T_EMBED] = {1, vocab, dim},    [SL_T_RMS_ATT] = {L, 1, dim},
+        [SL_T_WQ] = {L, q_dim, dim},       [SL_T_WK] = {L, kv_dim, dim},
+        [SL_T_WV] = {L, kv_dim, dim},      [SL_T_WO] = {L, dim, q_dim},
+        [SL_T_RMS_FFN] = {L, 1, dim},      [SL_T_W1] = {L, hidden, dim},
+        [SL_T_W2] = {L, dim, hidden},      [SL_T_W3] = {L, hidden, dim},
+        [SL_T_RMS_FINAL] = {1, 1, dim},    [SL_T_CLS] = {1, vocab, dim},
+    };
+    size_t pos = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes;
+    for (int t = 0; t < SL_T_COUNT; t++) {
+        int type = h->tensor_type[t];
+        if (t == SL_T_CLS && (h->flags & SL_FLAG_SHARED_CLASSIFIER)) continue;
+        if (type >= SL_DTYPE_COUNT) {
+            fprintf(stderr, "%s: tensor %s has type %d, expected 0..%d\n", path, tensor_names[t],
+                    type, SL_DTYPE_COUNT - 1);
+            return MODEL_ERR_TYPE;
+        }
+        if (is_norm(t) && type != SL_F32) {
+            fprintf(stderr, "%s: tensor %s is %s, norm weights must be f32\n", path,
+                    tensor_names[t], dtype_names[type]);
+            return MODEL_ERR_TYPE;
+        }
+        size_t rows, n, bytes;
+        if (!mul_ok(shape[t][0], shape[t][1], &rows) || !mul_ok(rows, shape[t][2], &n))
+            DIMS_FAIL("tensor %s: %zu x %zu x %zu elements overflow", tensor_names[t],
+                      shape[t][0], shape[t][1], shape[t][2]);
+        if ((bytes = dtype_bytes(type, n)) == 0)
+            DIMS_FAIL("tensor %s: %zu elements do not fit type %s", tensor_names[t], n,
+                      dtype_names[type]);
+        pos = (pos + SL_ALIGN - 1) / SL_ALIGN * SL_ALIGN;  // pos is far below SIZE_MAX here
+        out->offset[t] = pos;
+        out->bytes[t] = bytes;
+        out->rows[t] = rows;
+        out->cols[t] = shape[t][2];
+        if (!add_ok(pos, bytes, &pos) || pos > SIZE_MAX / 2)
+            DIMS_FAIL("tensor %s ends beyond any possible file size", tensor_names[t]);
+    }
+    out->file_bytes = pos;
+    return MODEL_OK;
+}
+
+// ----------------------------------------------------------------------------
+// open / close
+
+static int read_exact(int fd, void *buf, size_t n, off_t at) {
+    uint8_t *p = buf;
+    while (n > 0) {
+        ssize_t got = pread(fd, p, n, at);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return 0;
+        p += got, n -= (size_t)got, at += got;
+    }
+    return 1;
+}
+
+static int check_header(const SlHeader *h, const char *path) {
+    if (memcmp(h->magic, SL_MAGIC, 8) != 0) {
+        fprintf(stderr, "%s: magic \"%.8s\", expected \"%s\" (not a searchlight model; convert it with ./export)\n",
+                path, h->magic, SL_MAGIC);
+        return MODEL_ERR_MAGIC;
+    }
+    if (h->version != SL_VERSION) {
+        fprintf(stderr, "%s: format version %u, this build reads version %d\n", path, h->version,
+                SL_VERSION);
+        return MODEL_ERR_VERSION;
+    }
+    if (h->header_bytes != SL_HEADER_BYTES) {
+        fprintf(stderr, "%s: header of %u bytes, expected %d\n", path, h->header_bytes,
+                SL_HEADER_BYTES);
+        return MODEL_ERR_VERSION;
+    }
+    return MODEL_OK;
+}
+
+// Only f32 tensors can be computed with in this version.
+static int check_computable(const Model *m, const char *path) {
+    for (int t = 0; t < SL_T_COUNT; t++) {
+        if (m->layout.bytes[t] && m->header.tensor_type[t] != SL_F32) {
+            fprintf(stderr, "%s: tensor %s is %s, this build computes with f32 only\n", path,
+                    tensor_names[t], dtype_names[m->header.tensor_type[t]]);
+            return MODEL_ERR_TYPE;
+        }
+    }
+    return MODEL_OK;
+}
+
+static int open_checked(Model *m, const char *path, int need_weights, int fd) {
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        fprintf(stderr, "%s: cannot stat: %s\n", path, strerror(errno));
+        return MODEL_ERR_IO;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "%s: is a directory, expected a model file\n", path);
+        return MODEL_ERR_IO;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        fprintf(stderr, "%s: not a regular file\n", path);
+        return MODEL_ERR_IO;
+    }
+    size_t have = (size_t)st.st_size;
+    if (have == 0) {
+        fprintf(stderr, "%s: empty file (0 bytes)\n", path);
+        return MODEL_ERR_EMPTY;
+    }
+    if (have < SL_HEADER_BYTES) {
+        fprintf(stderr, "%s: %zu bytes, shorter than the %d-byte header (truncated?)\n", path,
+                have, SL_HEADER_BYTES);
+        return MODEL_ERR_TRUNCATED;
+    }
+    if (!read_exact(fd, &m->header, sizeof m->header, 0)) {
+        fprintf(stderr, "%s: cannot read the header: %s\n", path, strerror(errno));
+        return MODEL_ERR_IO;
+    }
+    int err;
+    if ((err = check_header(&m->header, path)) != MODEL_OK) return err;
+    if ((err = model_layout(&m->header, &m->layout, path)) != MODEL_OK) return err;
+    size_t want = m->layout.file_bytes;
+    if (have != want) {  // validate before trusting a single byte past the header
+        fprintf(stderr, "%s: %zu bytes, header implies %zu (%s)\n", path, have, want,
+                have < want ? "truncated?" : "trailing bytes");
+        return MODEL_ERR_SIZE;
+    }
+    if (need_weights && m->header.n_tensors == 0) {
+        fprintf(stderr, "%s: holds a tokenizer only, no weights to run\n", path);
+        return MODEL_ERR_NO_WEIGHTS;
+    }
+    if (need_weights && (err = check_computable(m, path)) != MODEL_OK) return err;
+
+    void *map = mmap(NULL, have, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+        fprintf(stderr, "%s: cannot map %zu bytes: %s\n", path, have, strerror(errno));
+        return MODEL_ERR_IO;
+    }
+    m->map = map;
+    m->map_bytes = have;
+    const SlHeader *h = &m->header;
+    err = tokenizer_parse(&m->tokenizer, m->map + SL_HEADER_BYTES, h->tokenizer_bytes,
+                          h->vocab_size, h->bos_id, h->eos_id, path);
+    if (err == TOK_ERR_NOMEM) return MODEL_ERR_NOMEM;
+    if (err != TOK_OK) return MODEL_ERR_TOKENIZER;
+    if (h->n_tensors == 0) return MODEL_OK;
+
+    const float *p[SL_T_COUNT];
+    for (int t = 0; t < SL_T_COUNT; t++)
+        p[t] = m->layout.bytes[t] ? (const float *)(m->map + m->layout.offset[t]) : NULL;
+    Weights *w = &m->w;
+    w->token_embedding = p[SL_T_EMBED];
+    w->rms_att = p[SL_T_RMS_ATT];
+    w->wq = p[SL_T_WQ];
+    w->wk = p[SL_T_WK];
+    w->wv = p[SL_T_WV];
+    w->wo = p[SL_T_WO];
+    w->rms_ffn = p[SL_T_RMS_FFN];
+    w->w1 = p[SL_T_W1];
+    w->w2 = p[SL_T_W2];
+    w->w3 = p[SL_T_W3];
+    w->rms_final = p[SL_T_RMS_FINAL];
+    w->wcls = (h->flags & SL_FLAG_SHARED_CLASSIFIER) ? w->token_embedding : p[SL_T_CLS];
+    return MODEL_OK;
+}
+
+int model_open(Model *m, const char *path, int need_weights) {
+    memset(m, 0, sizeof *m);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
+        return MODEL_ERR_IO;
+    }
+    int err = open_checked(m, path, need_weights, fd);
+    close(fd);  // the mapping stays valid without the descriptor
+    if (err != MODEL_OK) model_close(m);
+    return err;
+}
+
+void model_close(Model *m) {
+    if (m->map) munmap((void *)m->map, m->map_bytes);
+    tokenizer_free(&m->tokenizer);
+    memset(m, 0, sizeof *m);
+}

@@ -1,0 +1,145 @@
+// model.h: the searchlight model file format, defined once, and the loader's API.
+//
+// Contract: the format is little-endian. One file holds the whole model: a fixed
+// 256-byte header, the tokenizer, then the tensors. The loader (model.c) validates
+// every byte count against the header before it maps the file; nothing here exits.
+//
+// File layout (offsets in bytes):
+//
+//   0                  SlHeader (256 bytes, below)
+//   256                tokenizer section (tokenizer_bytes bytes, see tokenizer.h)
+//   align64(...)       tensor 0, then each further tensor at the next 64-byte boundary,
+//                      in the order of enum sl_tensor; zero padding between them.
+//   end of last tensor end of file: the size is exactly what the header implies.
+//
+// Each tensor stacks all layers, row-major, with rows along the output dimension:
+//   W (rows, cols) computes y = W x with x of length cols and y of length rows.
+// The type of each tensor is stated in header.tensor_type[], so new weight types fit
+// without a format break. A file with n_tensors == 0 holds a tokenizer only.
+#ifndef SEARCHLIGHT_MODEL_H
+#define SEARCHLIGHT_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tokenizer.h"
+
+#define SL_MAGIC "SRCHLGHT"  // 8 bytes, no terminating NUL in the file
+#define SL_VERSION 1
+#define SL_HEADER_BYTES 256
+#define SL_ALIGN 64
+
+// Weight types. Only SL_F32 is loaded by this version; the others are reserved numbers.
+enum sl_dtype { SL_F32 = 0, SL_F16 = 1, SL_BF16 = 2, SL_Q8_0 = 3, SL_DTYPE_COUNT };
+
+// Header flags.
+#define SL_FLAG_SHARED_CLASSIFIER 1u  // the classifier is the token embedding table
+
+// The tensors, in file order. The classifier is absent when it is shared.
+enum sl_tensor {
+    SL_T_EMBED,      // (vocab_size, dim)
+    SL_T_RMS_ATT,    // (n_layers, dim)
+    SL_T_WQ,         // (n_layers, n_heads * head_dim, dim)
+    SL_T_WK,         // (n_layers, n_kv_heads * head_dim, dim)
+    SL_T_WV,         // (n_layers, n_kv_heads * head_dim, dim)
+    SL_T_WO,         // (n_layers, dim, n_heads * head_dim)
+    SL_T_RMS_FFN,    // (n_layers, dim)
+    SL_T_W1,         // (n_layers, hidden_dim, dim)   gate
+    SL_T_W2,         // (n_layers, dim, hidden_dim)   down
+    SL_T_W3,         // (n_layers, hidden_dim, dim)   up
+    SL_T_RMS_FINAL,  // (dim)
+    SL_T_CLS,        // (vocab_size, dim), only without SL_FLAG_SHARED_CLASSIFIER
+    SL_T_COUNT
+};
+
+typedef struct {
+    char magic[8];           // SL_MAGIC
+    uint32_t version;        // SL_VERSION
+    uint32_t header_bytes;   // SL_HEADER_BYTES
+    int32_t dim;             // width of the residual stream
+    int32_t hidden_dim;      // width of the feed-forward layer
+    int32_t n_layers;
+    int32_t n_heads;         // query heads
+    int32_t n_kv_heads;      // key/value heads (grouped-query attention when < n_heads)
+    int32_t head_dim;        // even, for RoPE's pairs
+    int32_t vocab_size;
+    int32_t seq_len;         // context length
+    float rope_theta;        // RoPE base, 10000 for Llama 2
+    float norm_eps;          // RMSNorm epsilon
+    uint32_t flags;          // SL_FLAG_*
+    uint32_t weight_type;    // enum sl_dtype of the matrices (a summary of tensor_type)
+    int32_t bos_id;          // beginning of sequence
+    int32_t eos_id;          // end of sequence, -1 if none
+    uint32_t tokenizer_bytes;  // size of the tokenizer section that follows the header
+    uint32_t n_tensors;      // SL_T_COUNT, or 0 for a tokenizer-only file
+    uint8_t tensor_type[16]; // enum sl_dtype of each tensor, indexed by enum sl_tensor
+    uint8_t reserved[160];   // zero
+} SlHeader;
+
+_Static_assert(sizeof(SlHeader) == SL_HEADER_BYTES, "SlHeader must be 256 bytes");
+
+// Loader errors. Each failure also prints one line to stderr naming the file.
+enum model_err {
+    MODEL_OK = 0,
+    MODEL_ERR_IO = -1,        // cannot open, stat, read or map the file
+    MODEL_ERR_EMPTY = -2,     // zero bytes
+    MODEL_ERR_TRUNCATED = -3, // shorter than the header
+    MODEL_ERR_MAGIC = -4,     // not a searchlight file
+    MODEL_ERR_VERSION = -5,   // a version this build does not read
+    MODEL_ERR_DIMS = -6,      // a size is non-positive, inconsistent or overflows
+    MODEL_ERR_TYPE = -7,      // a weight type this build cannot compute with
+    MODEL_ERR_SIZE = -8,      // file size differs from what the header implies
+    MODEL_ERR_TOKENIZER = -9, // the tokenizer section is malformed
+    MODEL_ERR_NO_WEIGHTS = -10, // a tokenizer-only file where weights are needed
+    MODEL_ERR_NOMEM = -11,
+};
+
+// Byte offset and size of each tensor, computed from a header alone.
+typedef struct {
+    size_t offset[SL_T_COUNT];  // 0 for an absent tensor
+    size_t bytes[SL_T_COUNT];   // 0 for an absent tensor
+    size_t rows[SL_T_COUNT];    // rows of each tensor, all layers stacked
+    size_t cols[SL_T_COUNT];    // elements per row
+    size_t file_bytes;          // the exact size of the file
+} SlLayout;
+
+// Checks the header's sizes (positive, consistent, no overflow) and computes the
+// layout. Returns MODEL_OK, or an error after printing one line naming `path`.
+int model_layout(const SlHeader *h, SlLayout *out, const char *path);
+
+// Bytes taken by n elements of a type; 0 if the type is unknown or n does not fit it.
+size_t dtype_bytes(int dtype, size_t n);
+const char *dtype_name(int dtype);
+const char *tensor_name(int t);
+
+// The weights, pointers into the read-only mapping.
+typedef struct {
+    const float *token_embedding; // (vocab_size, dim)
+    const float *rms_att;         // (layer, dim)
+    const float *wq;              // (layer, n_heads * head_dim, dim)
+    const float *wk;              // (layer, n_kv_heads * head_dim, dim)
+    const float *wv;              // (layer, n_kv_heads * head_dim, dim)
+    const float *wo;              // (layer, dim, n_heads * head_dim)
+    const float *rms_ffn;         // (layer, dim)
+    const float *w1;              // (layer, hidden_dim, dim)
+    const float *w2;              // (layer, dim, hidden_dim)
+    const float *w3;              // (layer, hidden_dim, dim)
+    const float *rms_final;       // (dim)
+    const float *wcls;            // (vocab_size, dim), == token_embedding when shared
+} Weights;
+
+typedef struct {
+    SlHeader header;     // a validated copy
+    SlLayout layout;
+    Weights w;           // all NULL for a tokenizer-only file
+    Tokenizer tokenizer; // the embedded tokenizer
+    const uint8_t *map;  // the read-only mapping of the whole file
+    size_t map_bytes;
+} Model;
+
+// Validates and maps `path`. With need_weights, a tokenizer-only file is refused.
+// On failure prints one line and returns an enum model_err; `m` is left empty.
+int model_open(Model *m, const char *path, int need_weights);
+void model_close(Model *m);
+
+#endif

@@ -1,0 +1,265 @@
+// run.c: the searchlight command line: generate text from a model file, or tokenize.
+//
+// Contract: the only file that exits. stdout carries only text (the prompt, the
+// generated text, a newline); timings and errors go to stderr. Usage errors exit 2,
+// model and input errors exit 1. Flags follow llama2.c's run.c.
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sampler.h"
+#include "transformer.h"
+
+#define EXIT_USAGE 2
+
+typedef struct {
+    const char *model_path;
+    const char *tokenizer_path;  // -z: replaces the embedded tokenizer
+    const char *prompt;
+    const char *mode;            // "generate" or "tokenize"
+    float temperature;
+    float top_p;
+    int top_k;
+    uint64_t seed;               // 0: from the clock
+    long steps;                  // 0: min(256, seq_len)
+    long threads;
+} Options;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage:   run <model> [options]\n"
+            "Example: run model.bin -n 256 -i \"Once upon a time\"\n"
+            "Options:\n"
+            "  -t <float>  temperature in [0, inf), default 1.0; 0 is greedy\n"
+            "  -p <float>  top-p (nucleus) in [0, 1], default 0.9; 0 or 1 turn it off\n"
+            "  -k <int>    top-k, keep the k most likely tokens, default 0 (off)\n"
+            "  -s <int>    random seed, default 0: from the clock\n"
+            "  -n <int>    positions to run, prompt included, default min(256, context)\n"
+            "  -i <string> input prompt\n"
+            "  -z <path>   a llama2.c tokenizer.bin to use instead of the embedded one\n"
+            "  -T <int>    threads, default: the number of online CPUs\n"
+            "  -m <mode>   generate (default) or tokenize: print the prompt's token ids\n"
+            "  -h, --help  this message\n");
+}
+
+static void usage_error(const char *fmt, const char *a, const char *b) {
+    fprintf(stderr, "run: ");
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+    usage(stderr);
+    exit(EXIT_USAGE);
+}
+
+// Whole-string numeric parsing: no trailing junk, no silent wrap or clamp.
+static long parse_long(const char *flag, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0') usage_error("%s: '%s' is not an integer", flag, s);
+    if (errno == ERANGE || v < lo || v > hi) {
+        char range[64];
+        snprintf(range, sizeof range, "%ld..%ld", lo, hi);
+        fprintf(stderr, "run: %s: %s is out of range, expected %s\n", flag, s, range);
+        usage(stderr);
+        exit(EXIT_USAGE);
+    }
+    return v;
+}
+
+static float parse_float(const char *flag, const char *s, float lo, float hi) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (end == s || *end != '\0') usage_error("%s: '%s' is not a number", flag, s);
+    if (errno == ERANGE || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "run: %s: %s is out of range, expected %g..%g\n", flag, s, lo, hi);
+        usage(stderr);
+        exit(EXIT_USAGE);
+    }
+    return v;
+}
+
+static uint64_t parse_u64(const char *flag, const char *s) {
+    char *end;
+    errno = 0;
+    if (*s == '-') usage_error("%s: '%s' must not be negative", flag, s);
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || *end != '\0') usage_error("%s: '%s' is not an integer", flag, s);
+    if (errno == ERANGE) usage_error("%s: %s is out of range for 64 bits", flag, s);
+    return (uint64_t)v;
+}
+
+static Options parse_args(int argc, char **argv) {
+    Options o = {.mode = "generate", .temperature = 1.0f, .top_p = 0.9f, .prompt = ""};
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    o.threads = cpus > 0 ? cpus : 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            exit(0);
+        }
+        if (a[0] != '-' || a[1] == '\0') {
+            if (o.model_path) usage_error("unexpected argument '%s'%s", a, "");
+            o.model_path = a;
+            continue;
+        }
+        if (a[2] != '\0' || !strchr("tpksnizTm", a[1])) usage_error("unknown option '%s'%s", a, "");
+        if (i + 1 >= argc) usage_error("%s needs a value%s", a, "");
+        const char *v = argv[++i];
+        switch (a[1]) {
+        case 't': o.temperature = parse_float(a, v, 0.0f, INFINITY); break;
+        case 'p': o.top_p = parse_float(a, v, 0.0f, 1.0f); break;
+        case 'k': o.top_k = (int)parse_long(a, v, 0, INT_MAX); break;
+        case 's': o.seed = parse_u64(a, v); break;
+        case 'n': o.steps = parse_long(a, v, 1, INT_MAX); break;
+        case 'i': o.prompt = v; break;
+        case 'z': o.tokenizer_path = v; break;
+        case 'T': o.threads = parse_long(a, v, 1, 1024); break;
+        case 'm':
+            if (strcmp(v, "generate") != 0 && strcmp(v, "tokenize") != 0)
+                usage_error("-m: unknown mode '%s', expected generate or tokenize%s", v, "");
+            o.mode = v;
+            break;
+        }
+    }
+    if (!o.model_path) usage_error("no model file given%s%s", "", "");
+    return o;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+// Writes a piece, dropping control bytes other than newline and tab: a model's output
+// must not be able to move the cursor, clear the screen or ring the terminal.
+static void write_piece(const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) continue;
+        putchar(c);
+    }
+}
+
+// Encodes the prompt with BOS. Returns the ids (caller frees) or NULL after a message.
+static int *encode_prompt(const Tokenizer *tok, const char *prompt, size_t *n) {
+    size_t len = strlen(prompt), cap = len + 3;
+    int *ids = malloc(cap * sizeof(int));
+    if (!ids || tokenizer_encode(tok, prompt, len, 1, 0, ids, cap, n) != TOK_OK) {
+        fprintf(stderr, "run: out of memory encoding a %zu-byte prompt\n", len);
+        free(ids);
+        return NULL;
+    }
+    return ids;
+}
+
+static int tokenize(const Tokenizer *tok, const char *prompt) {
+    size_t n;
+    int *ids = encode_prompt(tok, prompt, &n);
+    if (!ids) return 1;
+    for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+    putchar('\n');
+    free(ids);
+    return 0;
+}
+
+static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, const char *prompt,
+                    long steps) {
+    const SlHeader *h = &t->model.header;
+    size_t n_prompt;
+    int *ids = encode_prompt(tok, prompt, &n_prompt);
+    if (!ids) return 1;
+    if (n_prompt > (size_t)h->seq_len) {
+        fprintf(stderr, "run: the prompt is %zu tokens, longer than the context of %d\n",
+                n_prompt, h->seq_len);
+        free(ids);
+        return 1;
+    }
+    if (n_prompt > (size_t)steps) {
+        fprintf(stderr, "run: -n: the prompt is %zu tokens, more than the %ld positions of -n\n",
+                n_prompt, steps);
+        usage(stderr);
+        free(ids);
+        return EXIT_USAGE;
+    }
+    // position pos consumes `token` and yields the next; prompt tokens are forced
+    double t0 = now_s(), t_prompt = t0;
+    long pos = 0, generated = 0;
+    int token = ids[0];
+    while (pos < steps) {
+        float *logits = transformer_forward(t, token, (int)pos);
+        int next;
+        if ((size_t)pos + 1 < n_prompt) {
+            next = ids[pos + 1];
+        } else {
+            if ((size_t)pos + 1 == n_prompt) t_prompt = now_s();
+            next = sampler_sample(sampler, logits);
+            generated++;
+        }
+        pos++;
+        if ((size_t)pos >= n_prompt && (next == tok->bos_id || next == tok->eos_id)) break;
+        size_t len;
+        const char *piece = tokenizer_decode(tok, token, next, &len);
+        write_piece(piece, len);
+        fflush(stdout);
+        token = next;
+    }
+    putchar('\n');
+    fflush(stdout);
+    double t1 = now_s();
+    double tp = t_prompt - t0, tg = t1 - t_prompt;
+    fprintf(stderr, "prompt: %zu tokens, %.1f tok/s | generation: %ld tokens, %.1f tok/s\n",
+            n_prompt, tp > 0 ? (double)n_prompt / tp : 0.0, generated,
+            tg > 0 && generated > 0 ? (double)generated / tg : 0.0);
+    free(ids);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    Options o = parse_args(argc, argv);
+    int tokenize_only = strcmp(o.mode, "tokenize") == 0;
+    Transformer t;
+    int err = tokenize_only ? model_open(&t.model, o.model_path, 0) : transformer_build(&t, o.model_path);
+    if (err != MODEL_OK) return 1;
+    const SlHeader *h = &t.model.header;
+    Tokenizer override, *tok = &t.model.tokenizer;
+    if (o.tokenizer_path) {
+        if (tokenizer_read_bin(&override, o.tokenizer_path, h->vocab_size, h->bos_id, h->eos_id)) {
+            tokenize_only ? model_close(&t.model) : transformer_free(&t);
+            return 1;
+        }
+        tok = &override;
+    }
+    int rc;
+    if (tokenize_only) {
+        rc = tokenize(tok, o.prompt);
+        model_close(&t.model);
+    } else {
+        long steps = o.steps ? o.steps : (h->seq_len < 256 ? h->seq_len : 256);
+        Sampler sampler;
+        if (o.steps > h->seq_len) {
+            fprintf(stderr, "run: -n: %ld is beyond the context of %d positions\n", o.steps,
+                    h->seq_len);
+            usage(stderr);
+            rc = EXIT_USAGE;
+        } else if (sampler_build(&sampler, h->vocab_size, o.temperature, o.top_p, o.top_k,
+                                 o.seed ? o.seed : (uint64_t)time(NULL)) != 0) {
+            fprintf(stderr, "run: out of memory for the sampler\n");
+            rc = 1;
+        } else {
+            rc = generate(&t, tok, &sampler, o.prompt, steps);
+            sampler_free(&sampler);
+        }
+        transformer_free(&t);
+    }
+    if (o.tokenizer_path) tokenizer_free(&override);
+    return rc;
+}

@@ -1,0 +1,443 @@
+// tokenizer.c: sentencepiece-style BPE, as llama2.c models use it.
+//
+// Contract: libc only; no globals, so several tokenizers can coexist. Encoding gives
+// the same ids as llama2.c's encode() (including its tie-breaks), but finds merges
+// with a hash table and a heap, so a prompt of n bytes costs O(n log n), not O(n^2).
+#include "tokenizer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// llama2.c merges a pair only if its score beats this starting best; we keep that rule.
+#define MERGE_SCORE_FLOOR (-1e10f)
+
+// ----------------------------------------------------------------------------
+// piece lookup: FNV-1a hash, open addressing with linear probing
+
+static uint32_t hash_bytes(const char *s, size_t len) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+
+int tokenizer_lookup(const Tokenizer *t, const char *s, size_t len) {
+    for (uint32_t slot = hash_bytes(s, len) & t->table_mask;; slot = (slot + 1) & t->table_mask) {
+        uint32_t e = t->table[slot];
+        if (e == 0) return -1;
+        int id = (int)(e - 1);
+        if (t->lens[id] == len && memcmp(t->pieces[id], s, len) == 0) return id;
+    }
+}
+
+// Returns the byte XX if the piece is exactly "<0xXX>" (hex digits, any case), else -1.
+static int byte_piece_value(const char *p, size_t len) {
+    if (len != 6 || p[0] != '<' || p[1] != '0' || p[2] != 'x' || p[5] != '>') return -1;
+    int v = 0;
+    for (int i = 3; i < 5; i++) {
+        char c = p[i];
+        int d = (c >= '0' && c <= '9') ? c - '0'
+              : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+              : (c >= 'A' && c <= 'F') ? c - 'A' + 10 : -1;
+        if (d < 0) return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+// ----------------------------------------------------------------------------
+// building: parse entries (score, len[, type], bytes) twice: count, then copy
+
+typedef struct {
+    const uint8_t *p, *end;
+} Cursor;
+
+static int take(Cursor *c, void *dst, size_t n) {
+    if ((size_t)(c->end - c->p) < n) return 0;
+    memcpy(dst, c->p, n);
+    c->p += n;
+    return 1;
+}
+
+// Walks the entries from `c` to its end. With t->pieces == NULL it only validates and
+// counts (into *count, and arena bytes into *arena); otherwise it fills the arrays.
+static int walk_entries(Tokenizer *t, Cursor c, int has_type, int *count, size_t *arena,
+                        const char *path) {
+    int i = 0;
+    size_t used = 0;
+    for (; c.p < c.end; i++) {
+        float score;
+        uint32_t len;
+        uint8_t type = TOK_NORMAL;
+        if (i == INT32_MAX) {  // each entry takes 8 bytes or more: only a 16 GiB file gets here
+            fprintf(stderr, "%s: more than %d tokens\n", path, INT32_MAX);
+            return TOK_ERR_FORMAT;
+        }
+        if (!take(&c, &score, 4) || !take(&c, &len, 4) || (has_type && !take(&c, &type, 1))) {
+            fprintf(stderr, "%s: tokenizer truncated in the header of token %d\n", path, i);
+            return TOK_ERR_FORMAT;
+        }
+        if (isnan(score)) {
+            fprintf(stderr, "%s: token %d has a NaN score\n", path, i);
+            return TOK_ERR_FORMAT;
+        }
+        if (len > TOK_MAX_PIECE) {
+            fprintf(stderr, "%s: token %d is %u bytes long, at most %d expected\n", path, i, len,
+                    TOK_MAX_PIECE);
+            return TOK_ERR_FORMAT;
+        }
+        if ((size_t)(c.end - c.p) < len) {
+            fprintf(stderr, "%s: tokenizer truncated in the text of token %d\n", path, i);
+            return TOK_ERR_FORMAT;
+        }
+        if (has_type && (type < TOK_NORMAL || type > TOK_BYTE)) {
+            fprintf(stderr, "%s: token %d has type %u, expected 1..6\n", path, i, type);
+            return TOK_ERR_FORMAT;
+        }
+        if (t->pieces) {
+            char *dst = t->arena + used;
+            memcpy(dst, c.p, len);
+            dst[len] = '\0';
+            t->pieces[i] = dst;
+            t->lens[i] = len;
+            t->scores[i] = score;
+            t->types[i] = type;
+        }
+        c.p += len;
+        used += (size_t)len + 1;
+    }
+    *count = i;
+    *arena = used;
+    return TOK_OK;
+}
+
+// Derives what llama2.c's tokenizer.bin does not store: the token types.
+static void infer_types(Tokenizer *t) {
+    for (int i = 0; i < t->vocab_size; i++) {
+        if (byte_piece_value(t->pieces[i], t->lens[i]) >= 0) t->types[i] = TOK_BYTE;
+        else if (i == t->bos_id || i == t->eos_id) t->types[i] = TOK_CONTROL;
+        else if (t->lens[i] == 5 && memcmp(t->pieces[i], "<unk>", 5) == 0) t->types[i] = TOK_UNKNOWN;
+        else t->types[i] = TOK_NORMAL;
+    }
+}
+
+// Builds the lookup table and the byte map once the arrays are filled.
+static int finish(Tokenizer *t) {
+    size_t cap = 16;
+    while (cap < 2 * (size_t)t->vocab_size) cap *= 2;
+    t->table = calloc(cap, sizeof(uint32_t));
+    if (!t->table) return TOK_ERR_NOMEM;
+    t->table_mask = (uint32_t)(cap - 1);
+    t->max_token_len = 0;
+    t->unk_id = -1;
+    for (int b = 0; b < 256; b++) {
+        t->byte_id[b] = -1;
+        t->byte_piece[b][0] = (char)b;
+        t->byte_piece[b][1] = '\0';
+    }
+    for (int i = 0; i < t->vocab_size; i++) {
+        if ((int)t->lens[i] > t->max_token_len) t->max_token_len = (int)t->lens[i];
+        if (tokenizer_lookup(t, t->pieces[i], t->lens[i]) < 0) {  // first id wins
+            uint32_t slot = hash_bytes(t->pieces[i], t->lens[i]) & t->table_mask;
+            while (t->table[slot]) slot = (slot + 1) & t->table_mask;
+            t->table[slot] = (uint32_t)i + 1;
+        }
+        if (t->types[i] == TOK_BYTE) {
+            int b = byte_piece_value(t->pieces[i], t->lens[i]);
+            if (b >= 0 && t->byte_id[b] < 0) t->byte_id[b] = i;
+        }
+        if (t->types[i] == TOK_UNKNOWN && t->unk_id < 0) t->unk_id = i;
+    }
+    if (t->unk_id < 0) t->unk_id = 0;  // sentencepiece's convention: <unk> is id 0
+    return TOK_OK;
+}
+
+static int build(Tokenizer *t, Cursor c, int has_type, int vocab_size, int bos_id, int eos_id,
+                 const char *path) {
+    memset(t, 0, sizeof *t);
+    if (vocab_size <= 0) {
+        fprintf(stderr, "%s: vocab_size %d, expected > 0\n", path, vocab_size);
+        return TOK_ERR_VOCAB;
+    }
+    int count;
+    size_t arena;
+    int err = walk_entries(t, c, has_type, &count, &arena, path);
+    if (err) return err;
+    if (count != vocab_size) {
+        fprintf(stderr, "%s: %d tokens, the model's vocab_size is %d\n", path, count, vocab_size);
+        return TOK_ERR_VOCAB;
+    }
+    if (bos_id < -1 || bos_id >= vocab_size || eos_id < -1 || eos_id >= vocab_size) {
+        fprintf(stderr, "%s: bos %d / eos %d, expected ids below vocab_size %d\n", path, bos_id,
+                eos_id, vocab_size);
+        return TOK_ERR_FORMAT;
+    }
+    t->vocab_size = vocab_size;
+    t->bos_id = bos_id;
+    t->eos_id = eos_id;
+    size_t n = (size_t)vocab_size;
+    t->pieces = malloc(n * sizeof *t->pieces);
+    t->lens = malloc(n * sizeof *t->lens);
+    t->scores = malloc(n * sizeof *t->scores);
+    t->types = malloc(n);
+    t->arena = malloc(arena ? arena : 1);
+    if (!t->pieces || !t->lens || !t->scores || !t->types || !t->arena) {
+        tokenizer_free(t);
+        return TOK_ERR_NOMEM;
+    }
+    walk_entries(t, c, has_type, &count, &arena, path);  // validated above
+    if (!has_type) infer_types(t);
+    if ((err = finish(t)) != TOK_OK) tokenizer_free(t);
+    return err;
+}
+
+static int read_file(const char *path, uint8_t **buf, size_t *n) {
+    *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
+        return TOK_ERR_IO;
+    }
+    size_t cap = 1 << 16, len = 0;
+    uint8_t *b = malloc(cap);
+    while (b) {
+        len += fread(b + len, 1, cap - len, f);
+        if (len < cap) break;
+        uint8_t *nb = realloc(b, cap *= 2);
+        if (!nb) free(b);
+        b = nb;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!b) return TOK_ERR_NOMEM;
+    if (bad) {
+        fprintf(stderr, "%s: read error\n", path);
+        free(b);
+        return TOK_ERR_IO;
+    }
+    *buf = b;
+    *n = len;
+    return TOK_OK;
+}
+
+int tokenizer_read_bin(Tokenizer *t, const char *path, int vocab_size, int bos_id, int eos_id) {
+    memset(t, 0, sizeof *t);
+    uint8_t *buf;
+    size_t n;
+    int err = read_file(path, &buf, &n);
+    if (err) return err;
+    if (n < 4) {
+        fprintf(stderr, "%s: %zu bytes, a tokenizer.bin needs at least 4\n", path, n);
+        free(buf);
+        return TOK_ERR_FORMAT;
+    }
+    // llama2.c's lengths are int32; a negative one reads as a huge uint32 and is refused.
+    Cursor c = {buf + 4, buf + n};
+    err = build(t, c, 0, vocab_size, bos_id, eos_id, path);
+    free(buf);
+    return err;
+}
+
+int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int vocab_size, int bos_id,
+                    int eos_id, const char *path) {
+    memset(t, 0, sizeof *t);
+    uint32_t count, max_len;
+    Cursor c = {buf, buf + n};
+    if (!take(&c, &count, 4) || !take(&c, &max_len, 4)) {
+        fprintf(stderr, "%s: tokenizer section is %zu bytes, expected at least 8\n", path, n);
+        return TOK_ERR_FORMAT;
+    }
+    if (count != (uint32_t)vocab_size) {
+        fprintf(stderr, "%s: tokenizer has %u tokens, the model's vocab_size is %d\n", path, count,
+                vocab_size);
+        return TOK_ERR_VOCAB;
+    }
+    int err = build(t, c, 1, vocab_size, bos_id, eos_id, path);
+    if (err == TOK_OK && (uint32_t)t->max_token_len != max_len) {
+        fprintf(stderr, "%s: tokenizer says its longest piece is %u bytes, found %d\n", path,
+                max_len, t->max_token_len);
+        tokenizer_free(t);
+        return TOK_ERR_FORMAT;
+    }
+    return err;
+}
+
+size_t tokenizer_section_bytes(const Tokenizer *t) {
+    size_t n = 8;
+    for (int i = 0; i < t->vocab_size; i++) n += 9 + (size_t)t->lens[i];
+    return n;
+}
+
+void tokenizer_write_section(const Tokenizer *t, uint8_t *buf) {
+    uint32_t count = (uint32_t)t->vocab_size, max_len = (uint32_t)t->max_token_len;
+    memcpy(buf, &count, 4);
+    memcpy(buf + 4, &max_len, 4);
+    buf += 8;
+    for (int i = 0; i < t->vocab_size; i++) {
+        memcpy(buf, &t->scores[i], 4);
+        memcpy(buf + 4, &t->lens[i], 4);
+        buf[8] = t->types[i];
+        memcpy(buf + 9, t->pieces[i], t->lens[i]);
+        buf += 9 + t->lens[i];
+    }
+}
+
+void tokenizer_free(Tokenizer *t) {
+    free(t->pieces);
+    free(t->lens);
+    free(t->scores);
+    free(t->types);
+    free(t->arena);
+    free(t->table);
+    memset(t, 0, sizeof *t);
+}
+
+// ----------------------------------------------------------------------------
+// encoding
+
+typedef struct {
+    int id;
+    int prev, next;  // neighbours in the symbol list, -1 at the ends
+    unsigned gen;    // bumped whenever the symbol changes, to spot stale heap entries
+} Symbol;
+
+typedef struct {
+    float score;
+    int left, right;       // symbol indices
+    unsigned gen_l, gen_r; // their generations when the pair was pushed
+    int merged;            // id of the merged piece
+} Pair;
+
+// Pair a comes out of the heap before b: higher score, then further left (as llama2.c).
+static int pair_before(const Pair *a, const Pair *b) {
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static void heap_push(Pair *h, size_t *n, Pair p) {
+    size_t i = (*n)++;
+    while (i > 0 && pair_before(&p, &h[(i - 1) / 2])) {
+        h[i] = h[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    h[i] = p;
+}
+
+static Pair heap_pop(Pair *h, size_t *n) {
+    Pair top = h[0], last = h[--(*n)];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && pair_before(&h[c + 1], &h[c])) c++;
+        if (!pair_before(&h[c], &last)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    if (*n) h[i] = last;
+    return top;
+}
+
+// Pushes the merge of symbols l and r if their concatenated pieces form a token.
+static void push_pair(const Tokenizer *t, const Symbol *sym, int l, int r, char *buf, Pair *heap,
+                      size_t *n) {
+    if (l < 0 || r < 0) return;
+    size_t ll = t->lens[sym[l].id], lr = t->lens[sym[r].id];
+    memcpy(buf, t->pieces[sym[l].id], ll);
+    memcpy(buf + ll, t->pieces[sym[r].id], lr);
+    int id = tokenizer_lookup(t, buf, ll + lr);
+    if (id < 0 || !(t->scores[id] > MERGE_SCORE_FLOOR)) return;
+    Pair p = {t->scores[id], l, r, sym[l].gen, sym[r].gen, id};
+    heap_push(heap, n, p);
+}
+
+// Appends the token for one code point, or one token per byte if it has none.
+static void add_codepoint(const Tokenizer *t, const char *s, size_t len, Symbol *sym, int *n) {
+    int id = tokenizer_lookup(t, s, len);
+    if (id >= 0) {
+        sym[(*n)++].id = id;
+        return;
+    }
+    for (size_t i = 0; i < len; i++) {
+        int b = t->byte_id[(uint8_t)s[i]];
+        sym[(*n)++].id = b >= 0 ? b : t->unk_id;
+    }
+}
+
+int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int bos, int eos,
+                     int *tokens, size_t max_tokens, size_t *n_tokens) {
+    *n_tokens = 0;
+    size_t need = len + (len > 0) + (bos != 0) + (eos != 0);
+    if (max_tokens < need) return TOK_ERR_SPACE;
+    // symbols: the dummy prefix plus at most one per byte
+    Symbol *sym = malloc((len + 1) * sizeof *sym);
+    Pair *heap = malloc(3 * (len + 1) * sizeof *heap);
+    char *buf = malloc(2 * (size_t)t->max_token_len + 1);
+    if (!sym || !heap || !buf) {
+        free(sym), free(heap), free(buf);
+        return TOK_ERR_NOMEM;
+    }
+    int n = 0;
+    // sentencepiece's dummy prefix: text starts with a space, as llama2.c does it
+    if (len > 0) add_codepoint(t, " ", 1, sym, &n);
+    // split into UTF-8 code points: a lead byte and up to 3 continuation bytes
+    for (size_t i = 0; i < len;) {
+        size_t j = i + 1;
+        while (j < len && j - i < 4 && ((uint8_t)text[j] & 0xC0) == 0x80) j++;
+        add_codepoint(t, text + i, j - i, sym, &n);
+        i = j;
+    }
+    for (int i = 0; i < n; i++) {
+        sym[i].prev = i - 1;
+        sym[i].next = i + 1 < n ? i + 1 : -1;
+        sym[i].gen = 0;
+    }
+    size_t nheap = 0;
+    for (int i = 0; i + 1 < n; i++) push_pair(t, sym, i, i + 1, buf, heap, &nheap);
+    // merge the best pair until none is left; stale pairs are skipped when popped
+    while (nheap > 0) {
+        Pair p = heap_pop(heap, &nheap);
+        Symbol *l = &sym[p.left], *r = &sym[p.right];
+        if (l->id < 0 || r->id < 0 || l->gen != p.gen_l || r->gen != p.gen_r || l->next != p.right)
+            continue;
+        l->id = p.merged;
+        l->gen++;
+        l->next = r->next;
+        if (r->next >= 0) sym[r->next].prev = p.left;
+        r->id = -1;  // dead
+        r->gen++;
+        push_pair(t, sym, l->prev, p.left, buf, heap, &nheap);
+        push_pair(t, sym, p.left, l->next, buf, heap, &nheap);
+    }
+    size_t k = 0;
+    if (bos && t->bos_id >= 0) tokens[k++] = t->bos_id;
+    for (int i = n > 0 ? 0 : -1; i >= 0; i = sym[i].next) tokens[k++] = sym[i].id;
+    if (eos && t->eos_id >= 0) tokens[k++] = t->eos_id;
+    *n_tokens = k;
+    free(sym), free(heap), free(buf);
+    return TOK_OK;
+}
+
+// ----------------------------------------------------------------------------
+// decoding
+
+const char *tokenizer_decode(const Tokenizer *t, int prev, int token, size_t *len) {
+    if (token < 0 || token >= t->vocab_size) {
+        *len = 0;
+        return "";
+    }
+    const char *p = t->pieces[token];
+    size_t n = t->lens[token];
+    if (t->types[token] == TOK_BYTE) {
+        int b = byte_piece_value(p, n);
+        if (b >= 0) {
+            *len = 1;
+            return t->byte_piece[b];
+        }
+    }
+    // sentencepiece strips the dummy-prefix space of the first word
+    if (prev == t->bos_id && n > 0 && p[0] == ' ') p++, n--;
+    *len = n;
+    return p;
+}

@@ -1,0 +1,82 @@
+// tokenizer.h: the sentencepiece-style BPE tokenizer of llama2.c models.
+//
+// Contract: libc only. Loads from llama2.c's tokenizer.bin or from the tokenizer section
+// of a searchlight model file, and serializes to that section. Errors print one line
+// naming the file and return a negative TOK_ERR_*; nothing here exits.
+//
+// Tokenizer section of a model file (little-endian):
+//   uint32 n_tokens                      (== the header's vocab_size)
+//   uint32 max_token_len                 (longest piece, in bytes)
+//   n_tokens times: float32 score, uint32 len, uint8 type, len bytes of the piece
+#ifndef SEARCHLIGHT_TOKENIZER_H
+#define SEARCHLIGHT_TOKENIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// Token types, numbered as GGUF numbers them.
+enum tok_type {
+    TOK_NORMAL = 1,
+    TOK_UNKNOWN = 2,
+    TOK_CONTROL = 3,
+    TOK_USER = 4,
+    TOK_UNUSED = 5,
+    TOK_BYTE = 6,  // "<0xXX>": stands for one raw byte
+};
+
+enum tok_err {
+    TOK_OK = 0,
+    TOK_ERR_IO = -1,      // cannot open or read the file
+    TOK_ERR_FORMAT = -2,  // malformed contents
+    TOK_ERR_VOCAB = -3,   // token count differs from the model's vocab_size
+    TOK_ERR_NOMEM = -4,
+    TOK_ERR_SPACE = -5,   // the caller's token buffer is too small
+};
+
+// The longest piece we accept, in bytes. Real vocabularies stay under 64.
+#define TOK_MAX_PIECE 4096
+
+typedef struct {
+    int vocab_size;
+    int bos_id, eos_id;     // -1 when absent
+    int max_token_len;
+    char **pieces;          // (vocab_size) NUL-terminated, pointing into arena
+    uint32_t *lens;         // (vocab_size) piece lengths in bytes
+    float *scores;          // (vocab_size) merge priority: higher merges first
+    uint8_t *types;         // (vocab_size) enum tok_type
+    int byte_id[256];       // token whose piece is "<0xXX>" for byte XX, or -1
+    int unk_id;             // fallback for a byte without a byte token (<unk>, else 0)
+    uint32_t *table;        // open-addressing hash of pieces: slot -> id + 1, 0 empty
+    uint32_t table_mask;
+    char *arena;
+    char byte_piece[256][2];  // decoded byte tokens, as 1-byte strings
+} Tokenizer;
+
+// Reads llama2.c's tokenizer.bin: uint32 max_token_len, then per token: float32 score,
+// int32 len, bytes. The file must hold exactly vocab_size tokens.
+int tokenizer_read_bin(Tokenizer *t, const char *path, int vocab_size, int bos_id, int eos_id);
+
+// Parses the tokenizer section of a model file (buf of n bytes, from `path`).
+int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int vocab_size,
+                    int bos_id, int eos_id, const char *path);
+
+// Size of the serialized section, and the serializer (buf holds that many bytes).
+size_t tokenizer_section_bytes(const Tokenizer *t);
+void tokenizer_write_section(const Tokenizer *t, uint8_t *buf);
+
+// Encodes len bytes of text into at most max_tokens ids (len + 3 always suffices):
+// optional BOS, the dummy-prefix space (for non-empty text), code points or their
+// byte fallbacks, BPE merges by score, optional EOS.
+int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int bos, int eos,
+                     int *tokens, size_t max_tokens, size_t *n_tokens);
+
+// The bytes of `token` as text follows `prev`: the space after BOS is stripped and a
+// byte token becomes its byte. The result is not NUL-safe: use *len.
+const char *tokenizer_decode(const Tokenizer *t, int prev, int token, size_t *len);
+
+// Id of a piece, or -1.
+int tokenizer_lookup(const Tokenizer *t, const char *s, size_t len);
+
+void tokenizer_free(Tokenizer *t);
+
+#endif

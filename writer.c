@@ -1,0 +1,110 @@
+// writer.c: atomic writing of a model file (see writer.h).
+#define _POSIX_C_SOURCE 200809L
+#include "writer.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+// The temporary file being written, for the signal handler (async-signal-safe use only).
+static char tmp_path[PATH_MAX];
+static volatile sig_atomic_t tmp_live;
+
+static void on_signal(int sig) {
+    if (tmp_live) unlink(tmp_path);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void writer_install_cleanup(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+static int write_all(FILE *f, const void *p, size_t n) {
+    return fwrite(p, 1, n, f) == n;
+}
+
+static int write_zeros(FILE *f, size_t n) {
+    static const uint8_t zeros[SL_ALIGN];
+    return write_all(f, zeros, n);
+}
+
+// Writes everything to f; returns 0, or -1 with errno set.
+static int write_body(FILE *f, const SlHeader *h, const SlLayout *lay, const uint8_t *toksec,
+                      const TensorData *td) {
+    if (!write_all(f, h, sizeof *h) || !write_all(f, toksec, h->tokenizer_bytes)) return -1;
+    size_t pos = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes;
+    for (int t = 0; t < SL_T_COUNT; t++) {
+        if (!lay->bytes[t]) continue;
+        if (!write_zeros(f, lay->offset[t] - pos) || !write_all(f, td->data[t], lay->bytes[t]))
+            return -1;
+        pos = lay->offset[t] + lay->bytes[t];
+    }
+    return 0;
+}
+
+int model_write(const char *path, SlHeader h, const Tokenizer *tok, const TensorData *td,
+                size_t *written) {
+    memcpy(h.magic, SL_MAGIC, 8);
+    h.version = SL_VERSION;
+    h.header_bytes = SL_HEADER_BYTES;
+    size_t toksize = tokenizer_section_bytes(tok);
+    if (toksize > UINT32_MAX) {
+        fprintf(stderr, "%s: tokenizer of %zu bytes is too large for the format\n", path, toksize);
+        return -1;
+    }
+    h.tokenizer_bytes = (uint32_t)toksize;
+    h.vocab_size = tok->vocab_size;
+    SlLayout lay;
+    if (model_layout(&h, &lay, path) != MODEL_OK) return -1;  // same checks as the loader
+    uint8_t *toksec = malloc(toksize);
+    if (!toksec) {
+        fprintf(stderr, "%s: out of memory\n", path);
+        return -1;
+    }
+    tokenizer_write_section(tok, toksec);
+
+    if ((size_t)snprintf(tmp_path, sizeof tmp_path, "%s.tmp-XXXXXX", path) >= sizeof tmp_path) {
+        fprintf(stderr, "%s: path too long\n", path);
+        free(toksec);
+        return -1;
+    }
+    int fd = mkstemp(tmp_path);
+    if (fd < 0) {
+        fprintf(stderr, "%s: cannot create a temporary file beside it: %s\n", path,
+                strerror(errno));
+        free(toksec);
+        return -1;
+    }
+    tmp_live = 1;
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);  // mkstemp makes 0600; give the usual permissions
+    FILE *f = fdopen(fd, "wb");
+    if (!f) close(fd);
+    int ok = f && write_body(f, &h, &lay, toksec, td) == 0 && fflush(f) == 0 && fsync(fd) == 0;
+    int err = errno;
+    free(toksec);
+    if (f && fclose(f) != 0 && ok) ok = 0, err = errno;
+    if (ok && rename(tmp_path, path) != 0) ok = 0, err = errno;
+    if (!ok) {
+        fprintf(stderr, "%s: write failed: %s (left as it was)\n", path, strerror(err));
+        unlink(tmp_path);
+        tmp_live = 0;
+        return -1;
+    }
+    tmp_live = 0;
+    *written = lay.file_bytes;
+    return 0;
+}

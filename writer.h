@@ -1,0 +1,26 @@
+// writer.h: writes a searchlight model file atomically.
+//
+// Contract: POSIX and libc. The file is written under a temporary name beside the
+// target, flushed to disk, and renamed over the target only when complete. On any
+// error, or on SIGINT/SIGTERM/SIGHUP once writer_install_cleanup() has run, the
+// temporary file is removed and an existing target is left untouched.
+#ifndef SEARCHLIGHT_WRITER_H
+#define SEARCHLIGHT_WRITER_H
+
+#include "model.h"
+
+// Data for one tensor: bytes laid out as the header's tensor_type says.
+typedef struct {
+    const void *data[SL_T_COUNT];  // NULL for an absent tensor
+} TensorData;
+
+// Writes header h (its magic, version, sizes and tensor count are filled in here),
+// the tokenizer and the tensors to path. Returns 0, or -1 after printing one line.
+// *written receives the file size.
+int model_write(const char *path, SlHeader h, const Tokenizer *tok, const TensorData *td,
+                size_t *written);
+
+// Removes a half-written temporary file if the process is interrupted.
+void writer_install_cleanup(void);
+
+#endif
