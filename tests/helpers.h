@@ -1,0 +1,46 @@
+// tests/helpers.h: shared helpers for the Criterion suites.
+//
+// The suites read real model files from $SL_MODELS (default ../shared/models) and run
+// the binaries in $SL_BIN (default .). A missing model file skips a test with a reason,
+// except under CI=true, where it fails: CI must never skip.
+#ifndef SEARCHLIGHT_TESTS_HELPERS_H
+#define SEARCHLIGHT_TESTS_HELPERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../model.h"
+
+// Path of a file under $SL_MODELS; skips (or, in CI, fails) the test if it is missing.
+const char *model_file(const char *name);
+
+// Path of a binary under $SL_BIN.
+const char *bin_path(const char *name);
+
+// This test process's temporary directory (created on first use), and a path in it.
+// Paths come from a small ring of buffers: strdup one that must live long.
+const char *tmp_dir(void);
+const char *tmp_file(const char *name);
+
+// Runs a shell command; captures stdout and stderr (NUL-terminated, caller frees).
+// Returns the exit status, or -1 if the command died from a signal.
+int run_cmd(char **out, char **err, const char *fmt, ...);
+
+// Reads a whole file (caller frees); NULL if it cannot. *n receives its size.
+char *read_all(const char *path, size_t *n);
+int write_all_file(const char *path, const void *data, size_t n);
+int file_exists(const char *path);
+
+// Deterministic xorshift64* random numbers for tests.
+uint64_t test_rand(uint64_t *s);
+float test_randf(uint64_t *s);  // uniform in [-1, 1)
+
+// Writes a small llama2.c-style tokenizer.bin with `vocab` tokens: <unk>, <s>, </s>,
+// the 256 byte tokens, then merges of letters (vocab must be >= 259).
+void write_test_tokenizer_bin(const char *path, int vocab);
+
+// Writes a small valid model with random weights: dim 16, hidden 40, 2 layers,
+// 4 heads, 2 kv heads, vocab 300, context 32. Returns its header.
+SlHeader write_test_model(const char *path, int shared_classifier);
+
+#endif

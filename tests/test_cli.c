@@ -1,0 +1,147 @@
+// tests/test_cli.c: the run and export binaries end to end: llama2.c's exact greedy
+// output, the CLI's error handling and exit statuses, and export's atomic writes.
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+
+static const char *model;  // stories260K, exported
+
+static void export_stories(void) {
+    model = strdup(tmp_file("stories260K.slm"));
+    char *out, *err;
+    int rc = run_cmd(&out, &err, "%s --tokenizer %s %s %s", bin_path("export"),
+                     model_file("tok512.bin"), model_file("stories260K.bin"), model);
+    cr_assert_eq(rc, 0, "export failed: %s", err);
+    cr_assert(strstr(out, "260032 parameters"), "summary: %s", out);
+    cr_assert(strstr(out, "heads 8, kv heads 4"), "summary: %s", out);
+    free(out), free(err);
+}
+
+TestSuite(cli, .init = export_stories);
+
+Test(cli, greedy_matches_llama2c) {
+    char *out, *err;
+    int rc = run_cmd(&out, &err, "%s %s -t 0 -n 200", bin_path("run"), model);
+    cr_assert_eq(rc, 0, "%s", err);
+    size_t n;
+    char *want = read_all(model_file("expected/stories260K_greedy_n200.txt"), &n);
+    cr_assert_str_eq(out, want);
+    cr_assert(strstr(err, "tok/s"), "timings go to stderr: %s", err);
+    free(out), free(err), free(want);
+}
+
+Test(cli, prompt_and_seed) {
+    char *a, *b, *c, *err;
+    const char *fmt = "%s %s -s %d -n 80 -i 'Once upon a time' -t 0.8 -k 40";
+    cr_assert_eq(run_cmd(&a, &err, fmt, bin_path("run"), model, 7), 0, "%s", err);
+    free(err);
+    cr_assert_eq(run_cmd(&b, NULL, fmt, bin_path("run"), model, 7), 0);
+    cr_assert_eq(run_cmd(&c, NULL, fmt, bin_path("run"), model, 8), 0);
+    cr_assert_str_eq(a, b, "same seed, same text");
+    cr_assert_str_neq(a, c, "another seed, another text");
+    cr_assert(strncmp(a, "Once upon a time", 16) == 0, "stdout starts with the prompt: %s", a);
+    free(a), free(b), free(c);
+}
+
+Test(cli, tokenize_mode) {
+    char *out;
+    cr_assert_eq(run_cmd(&out, NULL, "%s %s -m tokenize -i 'Once upon a time'", bin_path("run"), model), 0);
+    cr_assert_str_eq(out, "1 403 407 261 378\n");
+    free(out);
+}
+
+// Each bad invocation: its exit status and a message naming the problem.
+static void expect_fail(int status, const char *needle, const char *args) {
+    char *out, *err;
+    int rc = run_cmd(&out, &err, "%s %s", bin_path("run"), args);
+    cr_assert_eq(rc, status, "'run %s' exited %d, want %d; stderr: %s", args, rc, status, err);
+    cr_assert(strstr(err, needle), "'run %s': stderr lacks \"%s\": %s", args, needle, err);
+    cr_assert_str_eq(out, "", "'run %s' printed to stdout", args);
+    free(out), free(err);
+}
+
+Test(cli, bad_flags_exit_2) {
+    char args[512];
+#define BAD(needle, flags)                                    \
+    snprintf(args, sizeof args, "%s %s", model, flags);       \
+    expect_fail(2, needle, args)
+    BAD("'abc' is not a number", "-t abc");
+    BAD("out of range", "-t -1");
+    BAD("out of range", "-p 1.5");
+    BAD("out of range", "-n 0");
+    BAD("out of range", "-n -5");
+    BAD("'5abc' is not an integer", "-n 5abc");
+    BAD("beyond the context", "-n 513");
+    BAD("out of range", "-k -1");
+    BAD("out of range", "-T 0");
+    BAD("must not be negative", "-s -5");
+    BAD("unknown option '-x'", "-x 1");
+    BAD("unknown option '--temp'", "--temp 1");
+    BAD("-t needs a value", "-t");
+    BAD("unknown mode 'chat'", "-m chat");
+    BAD("unexpected argument 'extra'", "extra");
+    BAD("more than the 3 positions", "-n 3 -i 'Once upon a time'");
+#undef BAD
+    expect_fail(2, "no model file given", "-t 0");
+}
+
+Test(cli, bad_model_files_exit_1) {
+    expect_fail(1, "cannot open", "/nonexistent/model.slm");
+    char args[512];
+    snprintf(args, sizeof args, "%s", tmp_dir());
+    expect_fail(1, "is a directory", args);
+    const char *empty = tmp_file("empty.slm");
+    write_all_file(empty, "", 0);
+    expect_fail(1, "empty file", empty);
+    expect_fail(1, "magic", model_file("stories260K.bin"));
+    snprintf(args, sizeof args, "%s -z %s", model, model_file("tokenizer.bin"));
+    expect_fail(1, "vocab_size is 512", args);
+}
+
+Test(cli, prompt_longer_than_context) {
+    char *prompt = malloc(4000), args[4200];
+    for (int i = 0; i < 3999; i++) prompt[i] = "ab "[i % 3];
+    prompt[3999] = '\0';
+    snprintf(args, sizeof args, "%s -i '%s'", model, prompt);
+    expect_fail(1, "longer than the context of 512", args);
+    free(prompt);
+}
+
+Test(cli, help_exits_0) {
+    char *out;
+    cr_assert_eq(run_cmd(&out, NULL, "%s --help", bin_path("run")), 0);
+    cr_assert(strstr(out, "Usage:"));
+    free(out);
+}
+
+Test(cli, export_refuses_mismatched_tokenizer) {
+    const char *dst = tmp_file("mismatch.slm");
+    char *out, *err;
+    int rc = run_cmd(&out, &err, "%s --tokenizer %s %s %s", bin_path("export"),
+                     model_file("tokenizer.bin"), model_file("stories260K.bin"), dst);
+    cr_assert_eq(rc, 1);
+    cr_assert(strstr(err, "32000 tokens, the model's vocab_size is 512"), "%s", err);
+    cr_assert(!file_exists(dst), "no output file after a failed export");
+    free(out), free(err);
+}
+
+Test(cli, export_failure_keeps_old_file) {
+    // a failing export over an existing file leaves it intact and no temporary behind
+    const char *dst = tmp_file("keep.slm");
+    write_all_file(dst, "old", 3);
+    char *err;
+    int rc = run_cmd(NULL, &err, "%s --tokenizer %s %s %s", bin_path("export"),
+                     model_file("tokenizer.bin"), model_file("stories260K.bin"), dst);
+    cr_assert_eq(rc, 1);
+    size_t n;
+    char *old = read_all(dst, &n);
+    cr_assert(n == 3 && memcmp(old, "old", 3) == 0, "the old file was changed");
+    free(old), free(err);
+    char *ls;
+    cr_assert_eq(run_cmd(&ls, NULL, "ls -a %s", tmp_dir()), 0);
+    cr_assert(strstr(ls, "keep.slm") && !strstr(ls, ".tmp-"), "a temporary file remains: %s", ls);
+    free(ls);
+}

@@ -1,0 +1,150 @@
+// tests/test_kernels.c: the plain kernels and the sampler against hand-computed values.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "../kernels.h"
+#include "../sampler.h"
+#include "helpers.h"
+
+#define EPS 1e-5f
+
+static void assert_near(const float *got, const float *want, size_t n, float eps) {
+    for (size_t i = 0; i < n; i++)
+        cr_assert(fabsf(got[i] - want[i]) <= eps * fmaxf(1.0f, fabsf(want[i])),
+                  "element %zu: got %.7g, want %.7g", i, got[i], want[i]);
+}
+
+Test(kernels, rmsnorm) {
+    float x[4] = {1, 2, 3, 4}, w[4] = {1, 1, 1, 2}, o[4];
+    rmsnorm(o, x, w, 4, 0.0f);  // mean square 7.5
+    float want[4] = {0.3651484f, 0.7302967f, 1.0954451f, 2.9211869f};
+    assert_near(o, want, 4, EPS);
+    rmsnorm(x, x, w, 4, 0.0f);  // in place
+    assert_near(x, want, 4, EPS);
+    float z[2] = {0, 0}, one[2] = {1, 1};
+    rmsnorm(o, z, one, 2, 1e-5f);  // eps keeps a zero vector finite
+    cr_assert(o[0] == 0.0f && o[1] == 0.0f);
+}
+
+Test(kernels, matmul) {
+    float w[6] = {1, 2, 3, 4, 5, 6}, x[2] = {2, 0.5f}, y[3];
+    matmul(y, x, w, 2, 3);
+    float want[3] = {3, 8, 13};
+    assert_near(y, want, 3, EPS);
+}
+
+Test(kernels, softmax) {
+    float x[3] = {1, 2, 3};
+    softmax(x, 3);
+    float want[3] = {0.09003057f, 0.24472847f, 0.66524096f};
+    assert_near(x, want, 3, EPS);
+    float big[2] = {1000, 1001};  // no overflow: the max is subtracted
+    softmax(big, 2);
+    float want_big[2] = {0.26894142f, 0.73105858f};
+    assert_near(big, want_big, 2, EPS);
+}
+
+Test(kernels, rope) {
+    float v[4] = {1, 0, 0, 1};
+    rope(v, 1, 4, 0, 10000.0f);  // position 0: identity
+    float id[4] = {1, 0, 0, 1};
+    assert_near(v, id, 4, EPS);
+    // position 3: pair 0 turns by 3 rad, pair 1 by 3 * 10000^(-1/2) = 0.03 rad
+    rope(v, 1, 4, 3, 10000.0f);
+    float want[4] = {cosf(3.0f), sinf(3.0f), -sinf(0.03f), cosf(0.03f)};
+    assert_near(v, want, 4, EPS);
+    // two heads rotate the same way; theta comes from the caller
+    float two[4] = {1, 0, 1, 0};
+    rope(two, 2, 2, 1, 500000.0f);
+    float want2[4] = {cosf(1.0f), sinf(1.0f), cosf(1.0f), sinf(1.0f)};
+    assert_near(two, want2, 4, EPS);
+}
+
+Test(kernels, attention_head) {
+    // head_dim 2; scores 0 and 2 / sqrt(2)
+    float q[2] = {1, 0}, k[4] = {0, 0, 2, 0}, v[4] = {1, 0, 0, 1}, out[2], att[2];
+    attention_head(out, att, q, k, v, 0, 2);  // one position: out = v_0
+    float v0[2] = {1, 0};
+    assert_near(out, v0, 2, EPS);
+    cr_assert_float_eq(att[0], 1.0f, EPS);
+    attention_head(out, att, q, k, v, 1, 2);
+    float want[2] = {0.1955703f, 0.8044297f};  // 1 / (1 + e^sqrt(2))
+    assert_near(att, want, 2, EPS);
+    assert_near(out, want, 2, EPS);
+}
+
+Test(kernels, swiglu) {
+    float h[3] = {0, 1, -1}, u[3] = {2, 2, 2};
+    swiglu(h, u, 3);
+    float want[3] = {0, 1.4621172f, -0.5378828f};
+    assert_near(h, want, 3, EPS);
+}
+
+// ----------------------------------------------------------------------------
+// sampler
+
+Test(sampler, greedy_is_argmax) {
+    Sampler s;
+    cr_assert_eq(sampler_build(&s, 5, 0.0f, 0.9f, 0, 7), 0);
+    float logits[5] = {0.1f, 3.0f, -2.0f, 3.0f, 2.9f};
+    cr_assert_eq(sampler_sample(&s, logits), 1, "first maximum wins");
+    sampler_free(&s);
+}
+
+static void draw(int *out, int n, float temp, float topp, int topk, uint64_t seed) {
+    Sampler s;
+    cr_assert_eq(sampler_build(&s, 4, temp, topp, topk, seed), 0);
+    for (int i = 0; i < n; i++) {
+        float logits[4] = {logf(0.5f), logf(0.3f), logf(0.15f), logf(0.05f)};
+        out[i] = sampler_sample(&s, logits);
+    }
+    sampler_free(&s);
+}
+
+Test(sampler, same_seed_same_tokens) {
+    int a[200], b[200], c[200];
+    draw(a, 200, 1.0f, 0.0f, 0, 42);
+    draw(b, 200, 1.0f, 0.0f, 0, 42);
+    draw(c, 200, 1.0f, 0.0f, 0, 43);
+    cr_assert(memcmp(a, b, sizeof a) == 0, "same seed, same draws");
+    cr_assert(memcmp(a, c, sizeof a) != 0, "another seed, other draws");
+}
+
+Test(sampler, frequencies_follow_probabilities) {
+    enum { N = 20000 };
+    static int d[N];
+    draw(d, N, 1.0f, 1.0f, 0, 1);
+    int count[4] = {0};
+    for (int i = 0; i < N; i++) count[d[i]]++;
+    float want[4] = {0.5f, 0.3f, 0.15f, 0.05f};
+    for (int k = 0; k < 4; k++)
+        cr_assert(fabsf((float)count[k] / N - want[k]) < 0.015f, "token %d: %d of %d", k,
+                  count[k], N);
+}
+
+Test(sampler, top_p_and_top_k_cut_the_tail) {
+    enum { N = 5000 };
+    static int d[N];
+    draw(d, N, 1.0f, 0.75f, 0, 3);  // nucleus: 0.5 + 0.3 > 0.75 keeps tokens 0 and 1
+    for (int i = 0; i < N; i++) cr_assert(d[i] <= 1, "top-p drew token %d", d[i]);
+    draw(d, N, 1.0f, 0.0f, 3, 3);  // top-3
+    int seen2 = 0;
+    for (int i = 0; i < N; i++) {
+        cr_assert(d[i] <= 2, "top-k drew token %d", d[i]);
+        seen2 += d[i] == 2;
+    }
+    cr_assert(seen2 > 0, "the third token is still drawn");
+    draw(d, N, 5.0f, 0.0f, 1, 3);  // top-1 is greedy at any temperature
+    for (int i = 0; i < N; i++) cr_assert_eq(d[i], 0);
+    draw(d, N, 1.0f, 0.0001f, 0, 3);  // a tiny nucleus keeps the most likely token only
+    for (int i = 0; i < N; i++) cr_assert_eq(d[i], 0);
+}
+
+Test(sampler, random_f32_in_unit_interval) {
+    uint64_t st = 99;
+    for (int i = 0; i < 100000; i++) {
+        float r = random_f32(&st);
+        cr_assert(r >= 0.0f && r < 1.0f);
+    }
+}
