@@ -145,3 +145,20 @@ Test(cli, export_failure_keeps_old_file) {
     cr_assert(strstr(ls, "keep.slm") && !strstr(ls, ".tmp-"), "a temporary file remains: %s", ls);
     free(ls);
 }
+
+Test(cli, output_has_no_control_bytes) {
+    // random weights over 256 byte tokens: control bytes get sampled, and must be dropped
+    const char *path = tmp_file("random.slm");
+    write_test_model(path, 1);
+    int seen = 0;
+    for (int seed = 1; seed <= 10; seed++) {
+        char *out, *err;
+        cr_assert_eq(run_cmd(&out, &err, "%s %s -s %d -n 32 -t 1 -p 0", bin_path("run"), path,
+                             seed), 0, "%s", err);
+        for (const unsigned char *p = (const unsigned char *)out; *p; p++, seen++)
+            cr_assert(!((*p < 0x20 && *p != '\n' && *p != '\t') || *p == 0x7f),
+                      "control byte 0x%02x in the output", *p);
+        free(out), free(err);
+    }
+    cr_assert(seen > 50, "the model printed too little to tell (%d bytes)", seen);
+}
