@@ -166,8 +166,13 @@ static int read_exact(int fd, void *buf, size_t n, off_t at) {
 
 static int check_header(const SlHeader *h, const char *path) {
     if (memcmp(h->magic, SL_MAGIC, 8) != 0) {
-        fprintf(stderr, "%s: magic \"%.8s\", expected \"%s\" (not a searchlight model; convert it with ./export)\n",
-                path, h->magic, SL_MAGIC);
+        char shown[8 * 4 + 1], *s = shown;  // printable bytes as they are, others as \xNN
+        for (int i = 0; i < 8; i++) {
+            unsigned char c = (unsigned char)h->magic[i];
+            s += sprintf(s, c >= 0x20 && c < 0x7f && c != '\\' ? "%c" : "\\x%02x", c);
+        }
+        fprintf(stderr, "%s: magic \"%s\", expected \"%s\" (not a searchlight model: convert it with export)\n",
+                path, shown, SL_MAGIC);
         return MODEL_ERR_MAGIC;
     }
     if (h->version != SL_VERSION) {

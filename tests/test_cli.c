@@ -148,7 +148,7 @@ Test(cli, export_failure_keeps_old_file) {
 
 Test(cli, output_has_no_control_bytes) {
     // random weights over 256 byte tokens: control bytes get sampled, and must be dropped
-    const char *path = tmp_file("random.slm");
+    char *path = strdup(tmp_file("random.slm"));
     write_test_model(path, 1);
     int seen = 0;
     for (int seed = 1; seed <= 10; seed++) {
@@ -161,4 +161,5 @@ Test(cli, output_has_no_control_bytes) {
         free(out), free(err);
     }
     cr_assert(seen > 50, "the model printed too little to tell (%d bytes)", seen);
+    free(path);
 }
