@@ -8,7 +8,7 @@ LDLIBS = -lm -lpthread
 MODELS ?= ../shared/models
 
 CORE = model.c tokenizer.c kernels.c transformer.c sampler.c
-EXPORT_SRC = writer.c llama2c.c
+EXPORT_SRC = writer.c llama2c.c synth.c
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c
 HEADERS = $(wildcard *.h tests/*.h)
 

@@ -11,15 +11,20 @@
 #include <string.h>
 
 #include "llama2c.h"
+#include "synth.h"
 #include "writer.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "Usage: export --tokenizer <tokenizer.bin> <llama2.c checkpoint> <out.bin>\n"
+            "       export --random <shape> [--seed N] <out.bin>\n"
             "Converts a llama2.c legacy (v0) fp32 checkpoint and its tokenizer.bin into one\n"
-            "searchlight model file (fp32 weights, tokenizer embedded).\n"
+            "searchlight model file (fp32 weights, tokenizer embedded), or writes a model of a\n"
+            "known shape with deterministic pseudo-random weights, for benchmarks.\n"
             "Options:\n"
             "  --tokenizer <path>  the llama2.c tokenizer.bin that goes with the checkpoint\n"
+            "  --random <shape>    stories15M, stories42M, stories110M or tinyllama-1.1B\n"
+            "  --seed <int>        seed of the random weights, default 1\n"
             "  -h, --help          this message\n");
 }
 
@@ -41,13 +46,14 @@ static int sniff(const char *path, uint8_t *buf, size_t cap, size_t *n) {
     return 0;
 }
 
-static void print_summary(const char *in, const char *out, const SlHeader *c, size_t bytes) {
+static void print_summary(const char *in, const char *kind, const char *out, const SlHeader *c,
+                          size_t bytes) {
     SlLayout lay;
     model_layout(c, &lay, out);  // already validated by the writer
     size_t params = 0;
     for (int t = 0; t < SL_T_COUNT; t++)
         if (lay.bytes[t]) params += lay.rows[t] * lay.cols[t];
-    printf("%s: llama2.c checkpoint\n", in);
+    printf("%s: %s\n", in, kind);
     printf("  dim %d, hidden %d, layers %d, heads %d, kv heads %d, head_dim %d\n", c->dim,
            c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
     printf("  vocab %d, context %d, rope_theta %g, norm_eps %g, %s classifier\n", c->vocab_size,
@@ -66,21 +72,47 @@ static int export_llama2c(const char *in, const char *tok_path, const char *out)
         llama2c_close(&ck);
         return 1;
     }
-    TensorData td;
+    TensorData td = {0};
     for (int t = 0; t < SL_T_COUNT; t++) td.data[t] = ck.tensor[t];
     size_t written = 0;
     int rc = model_write(out, h, &tok, &td, &written) == 0 ? 0 : 1;
     if (rc == 0) {
         h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(&tok);
-        print_summary(in, out, &h, written);
+        print_summary(in, "llama2.c checkpoint", out, &h, written);
     }
     tokenizer_free(&tok);
     llama2c_close(&ck);
     return rc;
 }
 
+static int export_random(const char *shape, uint64_t seed, const char *out) {
+    SlHeader h;
+    if (synth_header(&h, shape) != 0) return 2;
+    Tokenizer tok;
+    if (synth_tokenizer(&tok, h.vocab_size) != TOK_OK) return 1;
+    h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(&tok);
+    SynthCtx ctx = {.seed = seed};
+    model_layout(&h, &ctx.layout, out);  // a known shape: valid
+    TensorData td = {.fill = synth_fill, .ctx = &ctx};
+    size_t written = 0;
+    int rc = model_write(out, h, &tok, &td, &written) == 0 ? 0 : 1;
+    if (rc == 0) print_summary(shape, "random weights", out, &h, written);
+    tokenizer_free(&tok);
+    return rc;
+}
+
+static int parse_seed(const char *s, uint64_t *out) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s == '-' || end == s || *end != '\0' || errno == ERANGE) return -1;
+    *out = v;
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    const char *tok_path = NULL, *pos[2] = {NULL, NULL};
+    const char *tok_path = NULL, *shape = NULL, *pos[2] = {NULL, NULL};
+    uint64_t seed = 1;
     int npos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -90,6 +122,13 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--tokenizer")) {
             if (i + 1 >= argc) return usage_error("--tokenizer needs a value", "");
             tok_path = argv[++i];
+        } else if (!strcmp(a, "--random")) {
+            if (i + 1 >= argc) return usage_error("--random needs a shape", "");
+            shape = argv[++i];
+        } else if (!strcmp(a, "--seed")) {
+            if (i + 1 >= argc) return usage_error("--seed needs a value", "");
+            if (parse_seed(argv[++i], &seed) != 0)
+                return usage_error("--seed: not a non-negative integer: ", argv[i]);
         } else if (a[0] == '-' && a[1] != '\0') {
             return usage_error("unknown option ", a);
         } else if (npos < 2) {
@@ -97,6 +136,14 @@ int main(int argc, char **argv) {
         } else {
             return usage_error("unexpected argument ", a);
         }
+    }
+    if (shape) {
+        if (npos != 1) return usage_error("--random needs exactly one output path", "");
+        if (tok_path) return usage_error("--random makes its own tokenizer: drop --tokenizer", "");
+        writer_install_cleanup();
+        int rc = export_random(shape, seed, pos[0]);
+        if (rc == 2) usage(stderr);
+        return rc;
     }
     if (npos < 2) return usage_error("needs an input and an output path", "");
     writer_install_cleanup();

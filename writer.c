@@ -40,18 +40,37 @@ static int write_zeros(FILE *f, size_t n) {
     return write_all(f, zeros, n);
 }
 
+#define FILL_CHUNK ((size_t)1 << 20)
+
+// Writes one tensor's bytes, from memory or from the producer in 1 MiB pieces.
+static int write_tensor(FILE *f, const TensorData *td, int t, size_t bytes, uint8_t *chunk) {
+    if (!td->fill) return write_all(f, td->data[t], bytes) ? 0 : -1;
+    for (size_t off = 0; off < bytes; off += FILL_CHUNK) {
+        size_t n = bytes - off < FILL_CHUNK ? bytes - off : FILL_CHUNK;
+        if (td->fill(td->ctx, t, off, chunk, n) != 0) {
+            errno = EINVAL;  // the producer printed why
+            return -1;
+        }
+        if (!write_all(f, chunk, n)) return -1;
+    }
+    return 0;
+}
+
 // Writes everything to f; returns 0, or -1 with errno set.
 static int write_body(FILE *f, const SlHeader *h, const SlLayout *lay, const uint8_t *toksec,
                       const TensorData *td) {
     if (!write_all(f, h, sizeof *h) || !write_all(f, toksec, h->tokenizer_bytes)) return -1;
+    uint8_t *chunk = td->fill ? malloc(FILL_CHUNK) : NULL;
+    if (td->fill && !chunk) return -1;
     size_t pos = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes;
-    for (int t = 0; t < SL_T_COUNT; t++) {
+    int err = 0;
+    for (int t = 0; t < SL_T_COUNT && !err; t++) {
         if (!lay->bytes[t]) continue;
-        if (!write_zeros(f, lay->offset[t] - pos) || !write_all(f, td->data[t], lay->bytes[t]))
-            return -1;
+        err = !write_zeros(f, lay->offset[t] - pos) || write_tensor(f, td, t, lay->bytes[t], chunk);
         pos = lay->offset[t] + lay->bytes[t];
     }
-    return 0;
+    free(chunk);
+    return err ? -1 : 0;
 }
 
 int model_write(const char *path, SlHeader h, const Tokenizer *tok, const TensorData *td,

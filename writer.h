@@ -9,9 +9,13 @@
 
 #include "model.h"
 
-// Data for one tensor: bytes laid out as the header's tensor_type says.
+// Where the tensors' bytes come from, laid out as the header's tensor_type says: either
+// in memory, or produced piece by piece (so that a model need not fit in memory).
 typedef struct {
-    const void *data[SL_T_COUNT];  // NULL for an absent tensor
+    const void *data[SL_T_COUNT];  // each tensor's bytes; unused when fill is set
+    // Writes bytes [offset, offset + n) of tensor t into buf; returns 0, or -1 after a message.
+    int (*fill)(void *ctx, int t, size_t offset, void *buf, size_t n);
+    void *ctx;
 } TensorData;
 
 // Writes header h (its magic, version, sizes and tensor count are filled in here),
