@@ -7,9 +7,10 @@ WARN = -std=c11 -Wall -Wextra -D_POSIX_C_SOURCE=200809L
 LDLIBS = -lm -lpthread
 MODELS ?= ../shared/models
 
-CORE = model.c tokenizer.c kernels.c transformer.c sampler.c
+CORE = model.c tokenizer.c kernels.c transformer.c sampler.c pool.c matmul.c attention.c
 EXPORT_SRC = writer.c llama2c.c synth.c
-TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c
+TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
+	tests/test_forward.c tests/test_matmul.c tests/test_attention.c
 HEADERS = $(wildcard *.h tests/*.h)
 
 # build variants: release (./run, ./export), test (-Werror), asan
@@ -18,10 +19,10 @@ TST = build/test
 ASAN = build/asan
 VG = build/valgrind
 TEST_FLAGS = -O2 -g -march=native -Werror
-VG_FLAGS = -O2 -g -Werror  # valgrind 3.19 cannot decode AVX-512: no -march=native
-ASAN_FLAGS = -O1 -g -Werror -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+VG_FLAGS = -O2 -g -Werror -march=native -mno-avx512f  # valgrind 3.19 cannot decode AVX-512
+ASAN_FLAGS = -O1 -g -Werror -march=native -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-.PHONY: all test test-unit test-asan test-valgrind clean
+.PHONY: all test test-unit test-asan test-valgrind bench clean
 all: run export
 
 run: $(REL)/run
@@ -32,7 +33,7 @@ export: $(REL)/export
 define variant
 $(1)/%.o: %.c $(HEADERS) | $(1)/tests
 	$$(CC) $(2) $$(WARN) -c $$< -o $$@
-$(1)/run: $(1)/run.o $(CORE:%.c=$(1)/%.o)
+$(1)/run: $(1)/run.o $(1)/bench.o $(CORE:%.c=$(1)/%.o)
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
 $(1)/export: $(1)/export.o $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/model.o $(1)/tokenizer.o
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
@@ -63,6 +64,18 @@ test-valgrind: $(VG)/run $(VG)/export
 	$(VG)/export --tokenizer $(MODELS)/tok512.bin $(MODELS)/stories260K.bin $(VG)/stories260K.slm > /dev/null
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all \
 		$(VG)/run $(VG)/stories260K.slm -t 0 -n 200 | cmp - $(MODELS)/expected/stories260K_greedy_n200.txt
+
+# The standard benchmark set: every synthetic shape, 1 and 2 threads (BENCH_T to change).
+BENCH_SHAPES ?= stories15M stories42M stories110M tinyllama-1.1B
+BENCH_T ?= 1,2
+BENCH_REPS ?= 5
+bench: run export
+	@mkdir -p build/bench
+	@for s in $(BENCH_SHAPES); do \
+		[ -f build/bench/$$s.slm ] || ./export --random $$s build/bench/$$s.slm > /dev/null || exit 1; \
+		echo "## $$s"; echo; \
+		./run build/bench/$$s.slm --bench -T $(BENCH_T) --reps $(BENCH_REPS) || exit 1; echo; \
+	done
 
 clean:
 	rm -rf build run export

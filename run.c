@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench.h"
+#include "pool.h"
 #include "sampler.h"
 #include "transformer.h"
 
@@ -28,7 +30,8 @@ typedef struct {
     int top_k;
     uint64_t seed;               // 0: from the clock
     long steps;                  // 0: min(256, seq_len)
-    long threads;
+    int bench;                   // --bench: the threads list, pp, tg, reps, json below
+    BenchOptions b;
 } Options;
 
 static void usage(FILE *f) {
@@ -45,7 +48,13 @@ static void usage(FILE *f) {
             "  -z <path>   a llama2.c tokenizer.bin to use instead of the embedded one\n"
             "  -T <int>    threads, default: the number of online CPUs\n"
             "  -m <mode>   generate (default) or tokenize: print the prompt's token ids\n"
-            "  -h, --help  this message\n");
+            "  -h, --help  this message\n"
+            "Benchmark: run <model> --bench [-T list] [--pp N] [--tg N] [--reps R] [--json]\n"
+            "  -T <list>   thread counts, comma-separated, e.g. 1,2 (default: online CPUs)\n"
+            "  --pp <int>  prompt tokens processed as one batch, default 128\n"
+            "  --tg <int>  tokens generated one at a time, default 128\n"
+            "  --reps <int> repetitions; each figure is their median, default 5\n"
+            "  --json      one JSON object instead of tables\n");
 }
 
 static void usage_error(const char *fmt, const char *a, const char *b) {
@@ -95,10 +104,28 @@ static uint64_t parse_u64(const char *flag, const char *s) {
     return (uint64_t)v;
 }
 
+// -T: one thread count, or in bench mode a comma-separated list of them.
+static void parse_threads(const char *v, BenchOptions *b) {
+    char item[32];
+    b->n_threads = 0;
+    for (const char *p = v;; p++) {
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= sizeof item) usage_error("-T: '%s' is not a list of integers%s", v, "");
+        if (b->n_threads == BENCH_MAX_THREADS)
+            usage_error("-T: more than 16 thread counts in '%s'%s", v, "");
+        memcpy(item, p, len);
+        item[len] = '\0';
+        b->threads[b->n_threads++] = (int)parse_long("-T", item, 1, 1024);
+        p += len;
+        if (*p == '\0') break;
+    }
+}
+
 static Options parse_args(int argc, char **argv) {
     Options o = {.mode = "generate", .temperature = 1.0f, .top_p = 0.9f, .prompt = ""};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    o.threads = cpus > 0 ? cpus : 1;
+    o.b = (BenchOptions){.threads = {cpus > 0 && cpus <= 1024 ? (int)cpus : 1}, .n_threads = 1,
+                         .pp = 128, .tg = 128, .reps = 5};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -110,9 +137,20 @@ static Options parse_args(int argc, char **argv) {
             o.model_path = a;
             continue;
         }
-        if (a[2] != '\0' || !strchr("tpksnizTm", a[1])) usage_error("unknown option '%s'%s", a, "");
+        if (strcmp(a, "--bench") == 0 || strcmp(a, "--json") == 0) {
+            *(a[2] == 'b' ? &o.bench : &o.b.json) = 1;
+            continue;
+        }
+        int is_long = !strcmp(a, "--pp") || !strcmp(a, "--tg") || !strcmp(a, "--reps");
+        if (!is_long && (a[2] != '\0' || !strchr("tpksnizTm", a[1])))
+            usage_error("unknown option '%s'%s", a, "");
         if (i + 1 >= argc) usage_error("%s needs a value%s", a, "");
         const char *v = argv[++i];
+        if (is_long) {
+            long *dst = a[2] == 'p' ? &o.b.pp : a[2] == 't' ? &o.b.tg : &o.b.reps;
+            *dst = parse_long(a, v, 1, 1 << 20);
+            continue;
+        }
         switch (a[1]) {
         case 't': o.temperature = parse_float(a, v, 0.0f, INFINITY); break;
         case 'p': o.top_p = parse_float(a, v, 0.0f, 1.0f); break;
@@ -121,7 +159,7 @@ static Options parse_args(int argc, char **argv) {
         case 'n': o.steps = parse_long(a, v, 1, INT_MAX); break;
         case 'i': o.prompt = v; break;
         case 'z': o.tokenizer_path = v; break;
-        case 'T': o.threads = parse_long(a, v, 1, 1024); break;
+        case 'T': parse_threads(v, &o.b); break;
         case 'm':
             if (strcmp(v, "generate") != 0 && strcmp(v, "tokenize") != 0)
                 usage_error("-m: unknown mode '%s', expected generate or tokenize%s", v, "");
@@ -130,6 +168,7 @@ static Options parse_args(int argc, char **argv) {
         }
     }
     if (!o.model_path) usage_error("no model file given%s%s", "", "");
+    if (!o.bench && o.b.n_threads > 1) usage_error("-T: a list of thread counts needs --bench%s%s", "", "");
     return o;
 }
 
@@ -190,76 +229,87 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
         free(ids);
         return EXIT_USAGE;
     }
-    // position pos consumes `token` and yields the next; prompt tokens are forced
-    double t0 = now_s(), t_prompt = t0;
-    long pos = 0, generated = 0;
-    int token = ids[0];
-    while (pos < steps) {
-        float *logits = transformer_forward(t, token, (int)pos);
-        int next;
-        if ((size_t)pos + 1 < n_prompt) {
-            next = ids[pos + 1];
-        } else {
-            if ((size_t)pos + 1 == n_prompt) t_prompt = now_s();
-            next = sampler_sample(sampler, logits);
-            generated++;
-        }
-        pos++;
-        if ((size_t)pos >= n_prompt && (next == tok->bos_id || next == tok->eos_id)) break;
+    // the prompt goes through as one batch; its text is echoed as llama2.c echoes it
+    double t0 = now_s();
+    float *logits = transformer_forward(t, ids, n_prompt, 0);
+    double t1 = now_s();
+    for (size_t i = 1; i < n_prompt; i++) {
+        size_t len;
+        const char *piece = tokenizer_decode(tok, ids[i - 1], ids[i], &len);
+        write_piece(piece, len);
+    }
+    fflush(stdout);
+    // then one position per token, up to `steps` positions in all
+    size_t pos = n_prompt, decoded = 0;
+    int token = ids[n_prompt - 1];
+    for (;;) {
+        int next = sampler_sample(sampler, logits);
+        if (next == tok->bos_id || next == tok->eos_id) break;
         size_t len;
         const char *piece = tokenizer_decode(tok, token, next, &len);
         write_piece(piece, len);
         fflush(stdout);
         token = next;
+        if (pos >= (size_t)steps) break;
+        logits = transformer_forward(t, &token, 1, pos++);
+        decoded++;
     }
     putchar('\n');
     fflush(stdout);
-    double t1 = now_s();
-    double tp = t_prompt - t0, tg = t1 - t_prompt;
-    fprintf(stderr, "prompt: %zu tokens, %.1f tok/s | generation: %ld tokens, %.1f tok/s\n",
-            n_prompt, tp > 0 ? (double)n_prompt / tp : 0.0, generated,
-            tg > 0 && generated > 0 ? (double)generated / tg : 0.0);
+    double t2 = now_s();
+    fprintf(stderr, "prompt: %zu tokens, %.1f tok/s | generation: %zu tokens, %.1f tok/s\n",
+            n_prompt, (double)n_prompt / (t1 - t0), decoded,
+            decoded ? (double)decoded / (t2 - t1) : 0.0);
     free(ids);
     return 0;
 }
 
 int main(int argc, char **argv) {
     Options o = parse_args(argc, argv);
+    if (o.bench) return bench_run(o.model_path, &o.b);
     int tokenize_only = strcmp(o.mode, "tokenize") == 0;
     Transformer t;
-    int err = tokenize_only ? model_open(&t.model, o.model_path, 0) : transformer_build(&t, o.model_path);
-    if (err != MODEL_OK) return 1;
+    Pool *pool = NULL;
+    int err;
+    if (tokenize_only) {
+        err = model_open(&t.model, o.model_path, 0);
+    } else {
+        if (!(pool = pool_create(o.b.threads[0]))) return 1;
+        err = transformer_build(&t, o.model_path, pool);
+    }
+    if (err != MODEL_OK) {
+        pool_destroy(pool);
+        return 1;
+    }
     const SlHeader *h = &t.model.header;
     Tokenizer override, *tok = &t.model.tokenizer;
+    int rc = 0;
     if (o.tokenizer_path) {
-        if (tokenizer_read_bin(&override, o.tokenizer_path, h->vocab_size, h->bos_id, h->eos_id)) {
-            tokenize_only ? model_close(&t.model) : transformer_free(&t);
-            return 1;
-        }
+        if (tokenizer_read_bin(&override, o.tokenizer_path, h->vocab_size, h->bos_id, h->eos_id))
+            rc = 1;
         tok = &override;
     }
-    int rc;
-    if (tokenize_only) {
+    long steps = o.steps ? o.steps : (h->seq_len < 256 ? h->seq_len : 256);
+    Sampler sampler;
+    if (rc) {
+        // the tokenizer said why
+    } else if (tokenize_only) {
         rc = tokenize(tok, o.prompt);
-        model_close(&t.model);
+    } else if (o.steps > h->seq_len) {
+        fprintf(stderr, "run: -n: %ld is beyond the context of %d positions\n", o.steps,
+                h->seq_len);
+        usage(stderr);
+        rc = EXIT_USAGE;
+    } else if (sampler_build(&sampler, h->vocab_size, o.temperature, o.top_p, o.top_k,
+                             o.seed ? o.seed : (uint64_t)time(NULL)) != 0) {
+        fprintf(stderr, "run: out of memory for the sampler\n");
+        rc = 1;
     } else {
-        long steps = o.steps ? o.steps : (h->seq_len < 256 ? h->seq_len : 256);
-        Sampler sampler;
-        if (o.steps > h->seq_len) {
-            fprintf(stderr, "run: -n: %ld is beyond the context of %d positions\n", o.steps,
-                    h->seq_len);
-            usage(stderr);
-            rc = EXIT_USAGE;
-        } else if (sampler_build(&sampler, h->vocab_size, o.temperature, o.top_p, o.top_k,
-                                 o.seed ? o.seed : (uint64_t)time(NULL)) != 0) {
-            fprintf(stderr, "run: out of memory for the sampler\n");
-            rc = 1;
-        } else {
-            rc = generate(&t, tok, &sampler, o.prompt, steps);
-            sampler_free(&sampler);
-        }
-        transformer_free(&t);
+        rc = generate(&t, tok, &sampler, o.prompt, steps);
+        sampler_free(&sampler);
     }
-    if (o.tokenizer_path) tokenizer_free(&override);
+    if (o.tokenizer_path) tokenizer_free(&override);  // safe after a failed load too
+    tokenize_only ? model_close(&t.model) : transformer_free(&t);
+    pool_destroy(pool);
     return rc;
 }

@@ -1,23 +1,34 @@
 // transformer.h: the run state (activations and KV cache) and the forward pass.
 //
-// Contract: libc and libm. One Transformer owns its mapped Model and its RunState;
-// transformer_build/transformer_free pair up. Nothing here exits.
+// Contract: libc, libm and the thread pool. One Transformer owns its mapped Model and
+// its RunState; transformer_build/transformer_free pair up. Nothing here exits.
+// One forward pass serves both uses: a prompt goes through as a (tokens x dim) matrix,
+// and decoding is the same pass on one token.
 #ifndef SEARCHLIGHT_TRANSFORMER_H
 #define SEARCHLIGHT_TRANSFORMER_H
 
 #include "model.h"
+#include "pool.h"
+
+// The most tokens one forward call takes; a longer prompt goes through in chunks.
+#define SL_MAX_BATCH 128
 
 typedef struct {
-    float *x;      // (dim) the residual stream
-    float *xb;     // (max(dim, q_dim)) normed input, then attention output
-    float *xb2;    // (dim) a branch's output before it joins the residual
-    float *q;      // (n_heads * head_dim) query
-    float *k;      // (n_kv_heads * head_dim) key of the current position
-    float *v;      // (n_kv_heads * head_dim) value of the current position
-    float *att;    // (n_heads, seq_len) attention weights
-    float *hb;     // (hidden_dim) gate, then the gated hidden layer
-    float *hb2;    // (hidden_dim) up projection
+    size_t batch;  // rows of the activation buffers: min(SL_MAX_BATCH, seq_len)
+    float *x;      // (batch, dim) the residual stream
+    float *xb;     // (batch, dim) normed input of a block
+    float *xb2;    // (batch, dim) a block's output before it joins the residual
+    float *q;      // (batch, n_heads * head_dim) queries
+    float *k;      // (batch, n_kv_heads * head_dim) keys of the new positions
+    float *v;      // (batch, n_kv_heads * head_dim) values of the new positions
+    float *ao;     // (batch, n_heads * head_dim) attention output
+    float *hb;     // (batch, hidden_dim) gate, then the gated hidden layer
+    float *hb2;    // (batch, hidden_dim) up projection
+    float *att;    // (n_heads, seq_len) attention weights of the plain path
     float *logits; // (vocab_size)
+    float *attn_scratch;  // attention_scratch_bytes: lets attention split positions over threads
+    float *rope_cos;    // (seq_len, head_dim / 2) RoPE rotations, computed once
+    float *rope_sin;    // (seq_len, head_dim / 2)
     float *key_cache;   // (layer, n_kv_heads, seq_len, head_dim): positions stream in order
     float *value_cache; // (layer, n_kv_heads, seq_len, head_dim)
 } RunState;
@@ -25,19 +36,25 @@ typedef struct {
 typedef struct {
     Model model;
     RunState state;
+    Pool *pool;  // not owned; NULL runs on the calling thread
 } Transformer;
 
 // Opens and validates the model file, then allocates the run state.
 // Returns MODEL_OK or an enum model_err, after printing one line.
-int transformer_build(Transformer *t, const char *path);
+int transformer_build(Transformer *t, const char *path, Pool *pool);
 void transformer_free(Transformer *t);
 
 // Allocates / frees a run state for a validated header.
 int runstate_build(RunState *s, const SlHeader *h);
 void runstate_free(RunState *s);
 
-// Runs token at position pos (0 <= pos < seq_len, the cache holding 0..pos-1) and
-// returns the logits (vocab_size), valid until the next call.
-float *transformer_forward(Transformer *t, int token, int pos);
+// Runs n >= 1 tokens at positions pos0 .. pos0 + n - 1 (pos0 + n <= seq_len; the cache
+// holds 0 .. pos0 - 1) and returns the logits (vocab_size) of the last one, valid until
+// the next call. Any n works: more than SL_MAX_BATCH tokens go through in chunks.
+float *transformer_forward(Transformer *t, const int *tokens, size_t n, size_t pos0);
+
+// The same pass for one token, on the plain kernels of kernels.h only: the reference
+// that the fast path is tested against.
+float *transformer_forward_plain(Transformer *t, int token, size_t pos);
 
 #endif

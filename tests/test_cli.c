@@ -84,6 +84,11 @@ Test(cli, bad_flags_exit_2) {
     BAD("unknown mode 'chat'", "-m chat");
     BAD("unexpected argument 'extra'", "extra");
     BAD("more than the 3 positions", "-n 3 -i 'Once upon a time'");
+    BAD("a list of thread counts needs --bench", "-T 1,2");
+    BAD("'1,,2' is not a list of integers", "--bench -T 1,,2");
+    BAD("'x' is not an integer", "--bench -T 1,x");
+    BAD("out of range", "--bench --pp 0");
+    BAD("the context holds 512 positions", "--bench --pp 600");
 #undef BAD
     expect_fail(2, "no model file given", "-t 0");
 }
@@ -162,4 +167,21 @@ Test(cli, output_has_no_control_bytes) {
     }
     cr_assert(seen > 50, "the model printed too little to tell (%d bytes)", seen);
     free(path);
+}
+
+Test(cli, same_bytes_for_1_2_3_threads) {
+    char *ref, *ref_s, *out;
+    const char *greedy = "%s %s -t 0 -n 200 -T %d";
+    const char *sampled = "%s %s -s 5 -n 300 -i 'Once upon a time' -T %d";
+    cr_assert_eq(run_cmd(&ref, NULL, greedy, bin_path("run"), model, 1), 0);
+    cr_assert_eq(run_cmd(&ref_s, NULL, sampled, bin_path("run"), model, 1), 0);
+    for (int threads = 2; threads <= 3; threads++) {
+        cr_assert_eq(run_cmd(&out, NULL, greedy, bin_path("run"), model, threads), 0);
+        cr_assert_str_eq(out, ref, "greedy output differs with %d threads", threads);
+        free(out);
+        cr_assert_eq(run_cmd(&out, NULL, sampled, bin_path("run"), model, threads), 0);
+        cr_assert_str_eq(out, ref_s, "sampled output differs with %d threads", threads);
+        free(out);
+    }
+    free(ref), free(ref_s);
 }

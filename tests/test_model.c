@@ -161,8 +161,9 @@ Test(loader, tokenizer_section) {
 
 Test(loader, run_state_and_forward) {
     Transformer t;
-    cr_assert_eq(transformer_build(&t, tmp_file("valid.slm")), MODEL_OK);
-    float *logits = transformer_forward(&t, 5, 0);
+    cr_assert_eq(transformer_build(&t, tmp_file("valid.slm"), NULL), MODEL_OK);
+    int token = 5;
+    float *logits = transformer_forward(&t, &token, 1, 0);
     for (int i = 0; i < 300; i++) cr_assert(logits[i] == logits[i], "logit %d is NaN", i);
     transformer_free(&t);
 }

@@ -1,0 +1,398 @@
+// attention.c: the tuned grouped-query attention (see attention.h).
+//
+// Contract: libc, libm, pool.h, and x86 intrinsics chosen at compile time (AVX-512F, else
+// AVX2+FMA, else plain C); no OpenMP, no allocation (fixed stack buffers: about 64 KB at
+// ATTN_MAX_HEAD_DIM). Does not use kernels.c; tests compare against its attention_head.
+//
+// For one query at position pos, keys 0..pos (causal):
+//   score_t = q . k_t / sqrt(head_dim);  out = sum_t softmax(score)_t * v_t
+// in one pass with an online softmax. Positions are cut into fixed chunks of CHUNK (from 0)
+// and chunks into tiles of VW. Per tile and query head: the VW scores at once (one SIMD
+// dot product per key, then a transposing sum), m' = max(m, max_t s_t), then
+//   acc = acc * e^(m - m') + sum_t e^(s_t - m') v_t,   l = l * e^(m - m') + sum_t e^(s_t - m')
+// with e^x = 2^(x log2 e) from a vector polynomial. All query heads of a KV head go through
+// a tile while it sits in L1, so K and V stream from memory once per group. A chunk gives a
+// partial (m, l, acc); the partials of a query fold left to right in chunk order; out = acc/l.
+//
+// Determinism: chunks, tiles and the fold order depend on the position only, never on the
+// thread count; threads just take (KV head, chunk) or (query, KV head) items, and the chunk
+// and fold code is one compiled copy (noinline) used by every path.
+#include "attention.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#define CHUNK 256  // positions per chunk: the unit of thread work and of the fold
+#define SUBG 16    // query heads that share one pass over a chunk (more take more passes)
+#define LOG2E 1.4426950408889634
+#define INLINE static inline __attribute__((always_inline))
+
+// ---- the vector layer: vf holds VW floats; a tile is VW positions ----
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define VW 16
+typedef __m512 vf;
+static inline __mmask16 lanes(size_t n) { return (__mmask16)((1u << n) - 1u); }
+INLINE vf vzero(void) { return _mm512_setzero_ps(); }
+INLINE vf vset1(float x) { return _mm512_set1_ps(x); }
+INLINE vf vload(const float *p) { return _mm512_loadu_ps(p); }
+INLINE void vstore(float *p, vf x) { _mm512_storeu_ps(p, x); }
+INLINE vf vloadn(const float *p, size_t n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
+INLINE void vstoren(float *p, vf x, size_t n) { _mm512_mask_storeu_ps(p, lanes(n), x); }
+INLINE vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
+INLINE vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
+INLINE vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+INLINE vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+INLINE float vhmax(vf x) { return _mm512_reduce_max_ps(x); }
+INLINE float vhsum(vf x) { return _mm512_reduce_add_ps(x); }
+INLINE vf vhead(vf x, size_t n) { return _mm512_mask_blend_ps(lanes(n), vset1(-INFINITY), x); }
+// Lane t = the sum of the lanes of a[t]: a transposing tree of 15 adds.
+INLINE vf vsum_rows(const vf *a) {
+    vf b[8], c[4];
+    for (int i = 0; i < 8; i++)
+        b[i] = vadd(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]),
+                    _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    for (int i = 0; i < 4; i++) {
+        __m512d x = _mm512_castps_pd(b[2 * i]), y = _mm512_castps_pd(b[2 * i + 1]);
+        c[i] = vadd(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
+                    _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    vf d0 = vadd(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xdd));
+    vf d1 = vadd(_mm512_shuffle_f32x4(c[2], c[3], 0x88), _mm512_shuffle_f32x4(c[2], c[3], 0xdd));
+    return vadd(_mm512_shuffle_f32x4(d0, d1, 0x88), _mm512_shuffle_f32x4(d0, d1, 0xdd));
+}
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define VW 8
+typedef __m256 vf;
+static inline __m256i lanes(size_t n) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+INLINE vf vzero(void) { return _mm256_setzero_ps(); }
+INLINE vf vset1(float x) { return _mm256_set1_ps(x); }
+INLINE vf vload(const float *p) { return _mm256_loadu_ps(p); }
+INLINE void vstore(float *p, vf x) { _mm256_storeu_ps(p, x); }
+INLINE vf vloadn(const float *p, size_t n) { return _mm256_maskload_ps(p, lanes(n)); }
+INLINE void vstoren(float *p, vf x, size_t n) { _mm256_maskstore_ps(p, lanes(n), x); }
+INLINE vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
+INLINE vf vsub(vf a, vf b) { return _mm256_sub_ps(a, b); }
+INLINE vf vmul(vf a, vf b) { return _mm256_mul_ps(a, b); }
+INLINE vf vfma(vf a, vf b, vf c) { return _mm256_fmadd_ps(a, b, c); }
+INLINE float vhmax(vf x) {
+    __m128 y = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    y = _mm_max_ps(y, _mm_movehl_ps(y, y));
+    return _mm_cvtss_f32(_mm_max_ss(y, _mm_movehdup_ps(y)));
+}
+INLINE float vhsum(vf x) {
+    __m128 y = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    y = _mm_add_ps(y, _mm_movehl_ps(y, y));
+    return _mm_cvtss_f32(_mm_add_ss(y, _mm_movehdup_ps(y)));
+}
+INLINE vf vhead(vf x, size_t n) {
+    return _mm256_blendv_ps(vset1(-INFINITY), x, _mm256_castsi256_ps(lanes(n)));
+}
+INLINE vf vsum_rows(const vf *a) {  // lane t = the sum of the lanes of a[t]
+    vf b[4], c[2];
+    for (int i = 0; i < 4; i++)
+        b[i] = vadd(_mm256_unpacklo_ps(a[2 * i], a[2 * i + 1]),
+                    _mm256_unpackhi_ps(a[2 * i], a[2 * i + 1]));
+    for (int i = 0; i < 2; i++) {
+        __m256d x = _mm256_castps_pd(b[2 * i]), y = _mm256_castps_pd(b[2 * i + 1]);
+        c[i] = vadd(_mm256_castpd_ps(_mm256_unpacklo_pd(x, y)),
+                    _mm256_castpd_ps(_mm256_unpackhi_pd(x, y)));
+    }
+    return vadd(_mm256_permute2f128_ps(c[0], c[1], 0x20), _mm256_permute2f128_ps(c[0], c[1], 0x31));
+}
+#else  // portable C: the same algorithm on 8-float structs
+#define VW 8
+typedef struct {
+    float f[VW];
+} vf;
+#define VMAP(expr) \
+    vf r;          \
+    for (size_t i = 0; i < VW; i++) r.f[i] = (expr); \
+    return r
+INLINE vf vzero(void) { VMAP(0.0f); }
+INLINE vf vset1(float x) { VMAP(x); }
+INLINE vf vload(const float *p) { VMAP(p[i]); }
+INLINE void vstore(float *p, vf x) { memcpy(p, x.f, sizeof x.f); }
+INLINE vf vloadn(const float *p, size_t n) { VMAP(i < n ? p[i] : 0.0f); }
+INLINE void vstoren(float *p, vf x, size_t n) { memcpy(p, x.f, n * sizeof(float)); }
+INLINE vf vadd(vf a, vf b) { VMAP(a.f[i] + b.f[i]); }
+INLINE vf vsub(vf a, vf b) { VMAP(a.f[i] - b.f[i]); }
+INLINE vf vmul(vf a, vf b) { VMAP(a.f[i] * b.f[i]); }
+INLINE vf vfma(vf a, vf b, vf c) { VMAP(a.f[i] * b.f[i] + c.f[i]); }
+INLINE vf vhead(vf x, size_t n) { VMAP(i < n ? x.f[i] : -INFINITY); }
+INLINE vf vexp2(vf x) { VMAP(x.f[i] >= -126.0f ? exp2f(x.f[i]) : 0.0f); }
+INLINE float sexp2(float x) { return x >= -126.0f ? exp2f(x) : 0.0f; }
+INLINE float vhmax(vf x) {
+    float m = x.f[0];
+    for (size_t i = 1; i < VW; i++) m = x.f[i] > m ? x.f[i] : m;
+    return m;
+}
+INLINE float vhsum(vf x) {
+    float s = 0.0f;
+    for (size_t i = 0; i < VW; i++) s += x.f[i];
+    return s;
+}
+INLINE vf vsum_rows(const vf *a) { VMAP(vhsum(a[i])); }
+#endif
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+// 2^f for |f| <= 1/2: Cephes' exp2f polynomial, relative error about 1e-7; 2^0 = 1 exactly.
+INLINE vf vpow2_frac(vf f) {
+    vf p = vfma(vset1(1.535336188319500e-4f), f, vset1(1.339887440266574e-3f));
+    p = vfma(p, f, vset1(9.618437357674640e-3f));
+    p = vfma(p, f, vset1(5.550332471162809e-2f));
+    p = vfma(p, f, vset1(2.402264791363012e-1f));
+    p = vfma(p, f, vset1(6.931472028550421e-1f));
+    return vfma(p, f, vset1(1.0f));
+}
+#if defined(__AVX512F__)
+// 2^x for x <= 0; exactly 0 below -126 (so for -inf too).
+INLINE vf vexp2(vf x) {
+    __mmask16 ok = _mm512_cmp_ps_mask(x, vset1(-126.0f), _CMP_GE_OQ);
+    vf n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_maskz_scalef_ps(ok, vpow2_frac(vsub(x, n)), n);
+}
+INLINE float sexp2(float x) { return _mm512_cvtss_f32(vexp2(vset1(x))); }  // no libm call
+#else
+INLINE vf vexp2(vf x) {
+    vf n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    e = _mm256_slli_epi32(e, 23);  // 2^n
+    vf r = vmul(vpow2_frac(vsub(x, n)), _mm256_castsi256_ps(e));
+    return _mm256_and_ps(r, _mm256_cmp_ps(x, vset1(-126.0f), _CMP_GE_OQ));
+}
+INLINE float sexp2(float x) { return _mm256_cvtss_f32(vexp2(vset1(x))); }  // no libm call
+#endif
+#endif
+
+// ---- one chunk of one query for up to SUBG heads of a group ----
+
+// a[t] += q[c .. c+w) * kt[t][c .. c+w) lane-wise, for the VW rows of a tile (w <= VW).
+INLINE void dot_cols(vf *a, const float *q, const float *kt, size_t hd, size_t c, size_t w) {
+    vf qc = w == VW ? vload(q + c) : vloadn(q + c, w);
+    for (size_t t = 0; t < VW; t++)
+        a[t] = vfma(qc, w == VW ? vload(kt + t * hd + c) : vloadn(kt + t * hd + c, w), a[t]);
+}
+
+// Lane t = q . kt[t] for the VW rows (stride hd) of a tile.
+INLINE vf tile_dots(const float *q, const float *kt, size_t hd) {
+    vf a[VW];
+    for (size_t t = 0; t < VW; t++) a[t] = vzero();
+    size_t c = 0;
+    for (; c + VW <= hd; c += VW) dot_cols(a, q, kt, hd, c, VW);
+    if (c < hd) dot_cols(a, q, kt, hd, c, hd - c);
+    return vsum_rows(a);
+}
+
+// acc[c .. c+w) = acc * alpha + sum_t p_t vt[t][c .. c+w), in 4 interleaved sums for latency.
+INLINE void pv_cols(float *acc, const float *vt, size_t hd, const float *p, vf alpha, size_t c,
+                    size_t w) {
+    vf a[4] = {vmul(w == VW ? vload(acc + c) : vloadn(acc + c, w), alpha), vzero(), vzero(),
+               vzero()};
+    for (size_t t = 0; t < VW; t++)
+        a[t % 4] = vfma(vset1(p[t]), w == VW ? vload(vt + t * hd + c) : vloadn(vt + t * hd + c, w),
+                        a[t % 4]);
+    vf r = vadd(vadd(a[0], a[1]), vadd(a[2], a[3]));
+    if (w == VW) vstore(acc + c, r);
+    else vstoren(acc + c, r, w);
+}
+
+// Partials of G <= SUBG query heads (q: G rows of hd) over n >= 1 positions of k and v (rows
+// of hd). Row j of part (stride hd + 2) receives m (the max score), l (the sum of e^(s - m))
+// and acc[hd] (the sum of e^(s - m) v).
+INLINE void chunk_body(size_t G, size_t hd, const float *q, const float *k, const float *v,
+                       size_t n, size_t avail, float *part) {
+    const float scale = 1.0f / sqrtf((float)hd);  // exact for hd = 4^k, as the reference's /
+    const size_t ps = hd + 2;
+    float m[SUBG], pl[VW];
+    vf l[SUBG];
+    float kb[VW * ATTN_MAX_HEAD_DIM], vb[VW * ATTN_MAX_HEAD_DIM];  // a last, partial tile
+    for (size_t j = 0; j < G; j++) {
+        m[j] = -INFINITY;
+        l[j] = vzero();
+        memset(part + j * ps + 2, 0, hd * sizeof(float));
+    }
+    // Each head's pass over a tile also prefetches its share of the lines (16 floats) of the
+    // next tile into L1 and of the one after into L2, where those positions exist, so that
+    // memory streams under the arithmetic instead of in bursts at each tile's first head.
+    const size_t lines = VW * hd / 16, share = (lines + G - 1) / G;
+    for (size_t t0 = 0; t0 < n; t0 += VW) {
+        size_t nt = n - t0 < VW ? n - t0 : VW;
+        const float *kt = k + t0 * hd, *vt = v + t0 * hd;
+        int pf1 = t0 + 2 * VW <= avail, pf2 = t0 + 3 * VW <= avail;
+        if (nt < VW) {  // zero-padded copy: never read past position pos
+            memset(kb, 0, VW * hd * sizeof(float));
+            memset(vb, 0, VW * hd * sizeof(float));
+            memcpy(kb, kt, nt * hd * sizeof(float));
+            memcpy(vb, vt, nt * hd * sizeof(float));
+            kt = kb, vt = vb;
+        }
+        for (size_t j = 0; j < G; j++) {
+            size_t o_end = ((j + 1) * share < lines ? (j + 1) * share : lines) * 16;
+            for (size_t o = j * share * 16; pf1 && o < o_end; o += 16) {
+                __builtin_prefetch(k + (t0 + VW) * hd + o, 0, 3);
+                __builtin_prefetch(v + (t0 + VW) * hd + o, 0, 3);
+                if (pf2) __builtin_prefetch(k + (t0 + 2 * VW) * hd + o, 0, 2);
+                if (pf2) __builtin_prefetch(v + (t0 + 2 * VW) * hd + o, 0, 2);
+            }
+            vf s = vmul(tile_dots(q + j * hd, kt, hd), vset1(scale));
+            if (nt < VW) s = vhead(s, nt);
+            float mt = vhmax(s), alpha = 1.0f;
+            if (mt > m[j]) alpha = sexp2((m[j] - mt) * (float)LOG2E), m[j] = mt;
+            vf p = vexp2(vmul(vsub(s, vset1(m[j])), vset1((float)LOG2E))), va = vset1(alpha);
+            l[j] = vfma(l[j], va, p);
+            vstore(pl, p);
+            float *acc = part + j * ps + 2;
+            size_t c = 0;
+            for (; c + VW <= hd; c += VW) pv_cols(acc, vt, hd, pl, va, c, VW);
+            if (c < hd) pv_cols(acc, vt, hd, pl, va, c, hd - c);
+        }
+    }
+    for (size_t j = 0; j < G; j++) part[j * ps] = m[j], part[j * ps + 1] = vhsum(l[j]);
+}
+
+// The one compiled entry to chunk_body, with the common head sizes as constants.
+static __attribute__((noinline)) void chunk_heads(size_t G, size_t hd, const float *q,
+                                                  const float *k, const float *v, size_t n,
+                                                  size_t avail, float *part) {
+    switch (hd) {
+    case 32: chunk_body(G, 32, q, k, v, n, avail, part); break;
+    case 64: chunk_body(G, 64, q, k, v, n, avail, part); break;
+    case 128: chunk_body(G, 128, q, k, v, n, avail, part); break;
+    default: chunk_body(G, hd, q, k, v, n, avail, part); break;
+    }
+}
+
+// Folds partial b into a (rows of m, l, acc[hd]). Whole vectors from element 2 whatever the
+// alignment, so no element's arithmetic depends on where the buffers lie.
+static __attribute__((noinline)) void fold(float *a, const float *b, size_t hd) {
+    float m = a[0] > b[0] ? a[0] : b[0];
+    float sa = expf(a[0] - m), sb = expf(b[0] - m);
+    a[0] = m;
+    a[1] = a[1] * sa + b[1] * sb;
+    for (size_t c = 0; c < hd; c += VW) {
+        size_t w = hd - c < VW ? hd - c : VW;
+        vf x = vfma(vloadn(a + 2 + c, w), vset1(sa), vmul(vloadn(b + 2 + c, w), vset1(sb)));
+        vstoren(a + 2 + c, x, w);
+    }
+}
+
+static __attribute__((noinline)) void finish(float *out, const float *a, size_t hd) {
+    float inv = 1.0f / a[1];
+    for (size_t i = 0; i < hd; i++) out[i] = a[2 + i] * inv;
+}
+
+// ---- work items ----
+
+typedef struct {
+    const AttnShape *s;
+    float *out;
+    const float *q, *kc, *vc;
+    size_t pos0, m;
+    float *part;      // split mode: (n_chunks, n_heads, head_dim + 2) partials of one query
+    size_t n_chunks;  // split mode: chunks of that query
+    size_t n_items;
+    atomic_size_t next;  // the next item to take
+} Job;
+
+// Query i with the heads of KV head g, whole: its chunks in order, folded as they come.
+static void run_query(const Job *j, size_t i, size_t g) {
+    const AttnShape *s = j->s;
+    size_t hd = s->head_dim, ps = hd + 2, group = s->n_heads / s->n_kv_heads, p = j->pos0 + i;
+    size_t row = (i * s->n_heads + g * group) * hd;
+    const float *k = j->kc + g * s->seq_len * hd, *v = j->vc + g * s->seq_len * hd;
+    float acc[SUBG * (ATTN_MAX_HEAD_DIM + 2)], tmp[SUBG * (ATTN_MAX_HEAD_DIM + 2)];
+    for (size_t h0 = 0; h0 < group; h0 += SUBG) {
+        size_t G = group - h0 < SUBG ? group - h0 : SUBG;
+        for (size_t t0 = 0; t0 <= p; t0 += CHUNK) {
+            size_t n = p + 1 - t0 < CHUNK ? p + 1 - t0 : CHUNK;
+            chunk_heads(G, hd, j->q + row + h0 * hd, k + t0 * hd, v + t0 * hd, n, p + 1 - t0,
+                        t0 ? tmp : acc);
+            for (size_t r = 0; t0 && r < G; r++) fold(acc + r * ps, tmp + r * ps, hd);
+        }
+        for (size_t r = 0; r < G; r++) finish(j->out + row + (h0 + r) * hd, acc + r * ps, hd);
+    }
+}
+
+// Chunk c of the single query with the heads of KV head g, into the partials.
+static void run_chunk(const Job *j, size_t g, size_t c) {
+    const AttnShape *s = j->s;
+    size_t hd = s->head_dim, ps = hd + 2, group = s->n_heads / s->n_kv_heads;
+    size_t t0 = c * CHUNK, n = j->pos0 + 1 - t0 < CHUNK ? j->pos0 + 1 - t0 : CHUNK;
+    const float *k = j->kc + (g * s->seq_len + t0) * hd, *v = j->vc + (g * s->seq_len + t0) * hd;
+    for (size_t h0 = 0; h0 < group; h0 += SUBG) {
+        size_t G = group - h0 < SUBG ? group - h0 : SUBG, h = g * group + h0;
+        chunk_heads(G, hd, j->q + h * hd, k, v, n, j->pos0 + 1 - t0,
+                    j->part + (c * s->n_heads + h) * ps);
+    }
+}
+
+static void work(void *arg, int thread, int n_threads) {
+    (void)thread, (void)n_threads;
+    Job *j = arg;
+    size_t nkv = j->s->n_kv_heads;
+    size_t it;
+    while ((it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n_items) {
+        if (j->part) run_chunk(j, it % nkv, it / nkv);
+        else run_query(j, j->m - 1 - it / nkv, it % nkv);  // the longest queries first
+    }
+}
+
+// Split mode's second step: each head folds its chunk partials in chunk order.
+static void fold_work(void *arg, int thread, int n_threads) {
+    Job *j = arg;
+    size_t nh = j->s->n_heads, hd = j->s->head_dim, ps = hd + 2, b, e;
+    pool_range(nh, 1, thread, n_threads, &b, &e);
+    for (size_t h = b; h < e; h++) {
+        float *a = j->part + h * ps;
+        for (size_t c = 1; c < j->n_chunks; c++) fold(a, j->part + (c * nh + h) * ps, hd);
+        finish(j->out + h * hd, a, hd);
+    }
+}
+
+static void check(const AttnShape *s, size_t end) {
+    (void)s, (void)end;
+    assert(s->head_dim >= 1 && s->head_dim <= ATTN_MAX_HEAD_DIM);
+    assert(s->n_kv_heads >= 1 && s->n_heads % s->n_kv_heads == 0);
+    assert(end <= s->seq_len);
+}
+
+size_t attention_scratch_bytes(const AttnShape *s) {
+    return (s->seq_len + CHUNK - 1) / CHUNK * s->n_heads * (s->head_dim + 2) * sizeof(float);
+}
+
+void attention_decode(Pool *pool, const AttnShape *s, float *out, const float *q,
+                      const float *kc, const float *vc, size_t pos, float *scratch) {
+    check(s, pos + 1);
+    size_t nt = (size_t)pool_size(pool), n_chunks = pos / CHUNK + 1;
+    Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos, .m = 1};
+    atomic_init(&j.next, 0);
+    if (scratch && nt > 1 && n_chunks > 1 && s->n_kv_heads % nt) {  // KV heads do not balance
+        j.part = scratch, j.n_chunks = n_chunks, j.n_items = n_chunks * s->n_kv_heads;
+        pool_run(pool, work, &j);
+        pool_run(pool, fold_work, &j);
+    } else {
+        j.n_items = s->n_kv_heads;
+        pool_run(pool, work, &j);
+    }
+}
+
+void attention_prefill(Pool *pool, const AttnShape *s, float *out, const float *q,
+                       const float *kc, const float *vc, size_t pos0, size_t m, float *scratch) {
+    check(s, pos0 + m);
+    size_t qd = s->n_heads * s->head_dim;
+    if (scratch && m * s->n_kv_heads < (size_t)pool_size(pool)) {  // too few items: split each
+        for (size_t i = 0; i < m; i++)
+            attention_decode(pool, s, out + i * qd, q + i * qd, kc, vc, pos0 + i, scratch);
+        return;
+    }
+    Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos0, .m = m};
+    atomic_init(&j.next, 0);
+    j.n_items = m * s->n_kv_heads;
+    if (m) pool_run(pool, work, &j);
+}

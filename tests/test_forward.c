@@ -1,0 +1,173 @@
+// tests/test_forward.c: the thread pool, and the fast forward pass against the plain one:
+// prefill against one token at a time, and bitwise identical results for any thread count.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../pool.h"
+#include "../transformer.h"
+#include "helpers.h"
+
+// ----------------------------------------------------------------------------
+// pool
+
+typedef struct {
+    atomic_int hits[8];
+    atomic_int calls;
+} Hits;
+
+static void count_hit(void *arg, int thread, int n_threads) {
+    Hits *h = arg;
+    cr_assert(thread >= 0 && thread < n_threads && n_threads <= 8);
+    atomic_fetch_add(&h->hits[thread], 1);
+    atomic_fetch_add(&h->calls, 1);
+}
+
+Test(pool, runs_every_thread_once_per_call) {
+    for (int nt = 1; nt <= 5; nt++) {
+        Pool *p = pool_create(nt);
+        cr_assert(p);
+        cr_assert_eq(pool_size(p), nt);
+        Hits h = {0};
+        for (int i = 0; i < 2000; i++) pool_run(p, count_hit, &h);
+        for (int t = 0; t < nt; t++) cr_assert_eq(atomic_load(&h.hits[t]), 2000, "thread %d", t);
+        cr_assert_eq(atomic_load(&h.calls), 2000 * nt);
+        pool_destroy(p);
+    }
+    Hits h = {0};
+    pool_run(NULL, count_hit, &h);  // no pool: the caller runs it as thread 0 of 1
+    cr_assert_eq(atomic_load(&h.hits[0]), 1);
+}
+
+Test(pool, range_partitions_in_aligned_blocks) {
+    size_t sizes[] = {0, 1, 7, 16, 100, 1000, 32001};
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (int nt = 1; nt <= 7; nt++)
+            for (size_t align = 1; align <= 16; align *= 4) {
+                size_t next = 0;
+                for (int t = 0; t < nt; t++) {
+                    size_t b, e;
+                    pool_range(sizes[si], align, t, nt, &b, &e);
+                    cr_assert_eq(b, next, "blocks are contiguous");
+                    cr_assert(e >= b);
+                    cr_assert(b % align == 0 || b == sizes[si]);
+                    next = e;
+                }
+                cr_assert_eq(next, sizes[si], "blocks cover everything");
+            }
+}
+
+// ----------------------------------------------------------------------------
+// forward
+
+static float max_rel_err(const float *a, const float *b, size_t n) {
+    float scale = 0.0f, err = 0.0f;
+    for (size_t i = 0; i < n; i++) scale = fmaxf(scale, fabsf(b[i]));
+    for (size_t i = 0; i < n; i++) err = fmaxf(err, fabsf(a[i] - b[i]));
+    return err / fmaxf(scale, 1e-30f);
+}
+
+// Runs tokens one at a time through the fast and the plain pass; returns the worst
+// relative error of the logits (relative to their largest magnitude).
+static float fast_vs_plain(const char *path, const int *tokens, size_t n, int threads) {
+    Pool *pool = pool_create(threads);
+    Transformer fast, plain;
+    cr_assert_eq(transformer_build(&fast, path, pool), MODEL_OK);
+    cr_assert_eq(transformer_build(&plain, path, NULL), MODEL_OK);
+    size_t vocab = (size_t)fast.model.header.vocab_size;
+    float worst = 0.0f;
+    for (size_t p = 0; p < n; p++) {
+        float *a = transformer_forward(&fast, &tokens[p], 1, p);
+        float *b = transformer_forward_plain(&plain, tokens[p], p);
+        worst = fmaxf(worst, max_rel_err(a, b, vocab));
+    }
+    transformer_free(&fast);
+    transformer_free(&plain);
+    pool_destroy(pool);
+    return worst;
+}
+
+static void some_tokens(int *t, size_t n, int vocab) {
+    uint64_t s = 77;
+    for (size_t i = 0; i < n; i++) t[i] = (int)(test_rand(&s) % (uint64_t)vocab);
+}
+
+Test(forward, fast_matches_plain_test_model) {
+    const char *path = tmp_file("fwd.slm");
+    write_test_model(path, 0);
+    int tokens[32];
+    some_tokens(tokens, 32, 300);
+    float err = fast_vs_plain(path, tokens, 32, 2);
+    cr_assert(err < 1e-4f, "logits differ by %g of their scale", err);
+}
+
+Test(forward, fast_matches_plain_stories260K) {
+    char *out;
+    const char *path = strdup(tmp_file("s260k.slm"));
+    cr_assert_eq(run_cmd(&out, NULL, "%s --tokenizer %s %s %s", bin_path("export"),
+                         model_file("tok512.bin"), model_file("stories260K.bin"), path), 0);
+    free(out);
+    int tokens[100];
+    some_tokens(tokens, 100, 512);
+    float err = fast_vs_plain(path, tokens, 100, 3);
+    cr_assert(err < 1e-4f, "logits differ by %g of their scale", err);
+    free((void *)path);
+}
+
+// Logits after each position, for a thread count and a prompt chunking.
+static float *run_logits(const char *path, const int *tokens, size_t n, size_t prefill,
+                         int threads) {
+    Pool *pool = pool_create(threads);
+    Transformer t;
+    cr_assert_eq(transformer_build(&t, path, pool), MODEL_OK);
+    size_t vocab = (size_t)t.model.header.vocab_size;
+    float *all = calloc(n * vocab, sizeof(float));
+    // the first `prefill` tokens as one batch (only the last logits exist), then one by one
+    float *l = transformer_forward(&t, tokens, prefill, 0);
+    memcpy(all + (prefill - 1) * vocab, l, vocab * sizeof(float));
+    for (size_t p = prefill; p < n; p++) {
+        l = transformer_forward(&t, &tokens[p], 1, p);
+        memcpy(all + p * vocab, l, vocab * sizeof(float));
+    }
+    transformer_free(&t);
+    pool_destroy(pool);
+    return all;
+}
+
+Test(forward, bitwise_same_for_1_2_3_threads_and_prefill) {
+    const char *path = tmp_file("det.slm");
+    write_test_model(path, 1);
+    enum { N = 32, V = 300 };
+    int tokens[N];
+    some_tokens(tokens, N, V);
+    float *ref = run_logits(path, tokens, N, 1, 1);
+    for (int threads = 1; threads <= 3; threads++) {
+        for (size_t prefill = 1; prefill <= 20; prefill += 6) {
+            float *got = run_logits(path, tokens, N, prefill, threads);
+            size_t from = (prefill - 1) * V;  // logits before the batch's last are not kept
+            cr_assert(memcmp(got + from, ref + from, (N * V - from) * sizeof(float)) == 0,
+                      "threads %d, prefill %zu: logits differ", threads, prefill);
+            free(got);
+        }
+    }
+    free(ref);
+}
+
+Test(forward, long_prompt_goes_through_in_chunks) {
+    // 200 tokens, more than SL_MAX_BATCH: chunked prefill equals token by token
+    char *out;
+    const char *path = strdup(tmp_file("s260k.slm"));
+    cr_assert_eq(run_cmd(&out, NULL, "%s --tokenizer %s %s %s", bin_path("export"),
+                         model_file("tok512.bin"), model_file("stories260K.bin"), path), 0);
+    free(out);
+    enum { N = 200, V = 512 };
+    int tokens[N];
+    some_tokens(tokens, N, V);
+    float *a = run_logits(path, tokens, N, N, 2);
+    float *b = run_logits(path, tokens, N, 1, 2);
+    cr_assert(memcmp(a + (N - 1) * V, b + (N - 1) * V, V * sizeof(float)) == 0);
+    free(a), free(b);
+    free((void *)path);
+}
