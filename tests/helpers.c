@@ -109,6 +109,17 @@ float test_randf(uint64_t *s) {
     return (float)(test_rand(s) >> 40) / (float)(1 << 24) * 2.0f - 1.0f;
 }
 
+char *export_stories260k(void) {
+    char *path = strdup(tmp_file("stories260K.slm")), *out, *err;
+    int rc = run_cmd(&out, &err, "%s --tokenizer %s %s %s", bin_path("export"),
+                     model_file("tok512.bin"), model_file("stories260K.bin"), path);
+    cr_assert_eq(rc, 0, "export failed: %s", err);
+    cr_assert(strstr(out, "260032 parameters"), "summary: %s", out);
+    cr_assert(strstr(out, "heads 8, kv heads 4"), "summary: %s", out);
+    free(out), free(err);
+    return path;
+}
+
 void write_test_tokenizer_bin(const char *path, int vocab) {
     FILE *f = fopen(path, "wb");
     cr_assert(f, "cannot write %s", path);

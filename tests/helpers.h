@@ -35,6 +35,10 @@ int file_exists(const char *path);
 uint64_t test_rand(uint64_t *s);
 float test_randf(uint64_t *s);  // uniform in [-1, 1)
 
+// Exports stories260K (from $SL_MODELS) with the export binary into this test's temporary
+// directory; returns the path (caller frees).
+char *export_stories260k(void);
+
 // Writes a small llama2.c-style tokenizer.bin with `vocab` tokens: <unk>, <s>, </s>,
 // the 256 byte tokens, then merges of letters (vocab must be >= 259).
 void write_test_tokenizer_bin(const char *path, int vocab);

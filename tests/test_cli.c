@@ -7,17 +7,10 @@
 
 #include "helpers.h"
 
-static const char *model;  // stories260K, exported
+static char *model;  // stories260K, exported
 
 static void export_stories(void) {
-    model = strdup(tmp_file("stories260K.slm"));
-    char *out, *err;
-    int rc = run_cmd(&out, &err, "%s --tokenizer %s %s %s", bin_path("export"),
-                     model_file("tok512.bin"), model_file("stories260K.bin"), model);
-    cr_assert_eq(rc, 0, "export failed: %s", err);
-    cr_assert(strstr(out, "260032 parameters"), "summary: %s", out);
-    cr_assert(strstr(out, "heads 8, kv heads 4"), "summary: %s", out);
-    free(out), free(err);
+    model = export_stories260k();
 }
 
 TestSuite(cli, .init = export_stories);

@@ -104,16 +104,12 @@ Test(forward, fast_matches_plain_test_model) {
 }
 
 Test(forward, fast_matches_plain_stories260K) {
-    char *out;
-    const char *path = strdup(tmp_file("s260k.slm"));
-    cr_assert_eq(run_cmd(&out, NULL, "%s --tokenizer %s %s %s", bin_path("export"),
-                         model_file("tok512.bin"), model_file("stories260K.bin"), path), 0);
-    free(out);
+    char *path = export_stories260k();
     int tokens[100];
     some_tokens(tokens, 100, 512);
     float err = fast_vs_plain(path, tokens, 100, 3);
     cr_assert(err < 1e-4f, "logits differ by %g of their scale", err);
-    free((void *)path);
+    free(path);
 }
 
 // Logits after each position, for a thread count and a prompt chunking.
@@ -157,11 +153,7 @@ Test(forward, bitwise_same_for_1_2_3_threads_and_prefill) {
 
 Test(forward, long_prompt_goes_through_in_chunks) {
     // 200 tokens, more than SL_MAX_BATCH: chunked prefill equals token by token
-    char *out;
-    const char *path = strdup(tmp_file("s260k.slm"));
-    cr_assert_eq(run_cmd(&out, NULL, "%s --tokenizer %s %s %s", bin_path("export"),
-                         model_file("tok512.bin"), model_file("stories260K.bin"), path), 0);
-    free(out);
+    char *path = export_stories260k();
     enum { N = 200, V = 512 };
     int tokens[N];
     some_tokens(tokens, N, V);
@@ -169,5 +161,5 @@ Test(forward, long_prompt_goes_through_in_chunks) {
     float *b = run_logits(path, tokens, N, 1, 2);
     cr_assert(memcmp(a + (N - 1) * V, b + (N - 1) * V, V * sizeof(float)) == 0);
     free(a), free(b);
-    free((void *)path);
+    free(path);
 }
