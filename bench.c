@@ -128,12 +128,6 @@ static size_t bytes_per_token(const Model *m) {
     return sum;
 }
 
-static size_t param_count(const Model *m) {
-    size_t n = 0;
-    for (int t = 0; t < SL_T_COUNT; t++) n += m->layout.rows[t] * m->layout.cols[t];
-    return n;
-}
-
 static int argmax(const float *x, int n) {
     int best = 0;
     for (int i = 1; i < n; i++)
@@ -212,7 +206,7 @@ static void print_text(const char *path, const Model *m, const BenchOptions *o, 
                        size_t read_bytes) {
     size_t bpt = bytes_per_token(m);
     printf("model %s: %s weights, %.1f M parameters, %.1f MB of weights read per token\n", path,
-           dtype_name((int)m->header.weight_type), (double)param_count(m) / 1e6, (double)bpt / 1e6);
+           dtype_name((int)m->header.weight_type), (double)layout_params(&m->layout) / 1e6, (double)bpt / 1e6);
     printf("read bandwidth: one pass over a %zu MB buffer; each figure a median of %ld runs\n\n",
            read_bytes >> 20, o->reps);
     printf("| threads | read GB/s | test | tok/s | weights GB/s | roofline tok/s | of roofline |\n");
@@ -238,7 +232,7 @@ static void print_json(const char *path, const Model *m, const BenchOptions *o, 
     size_t bpt = bytes_per_token(m);
     printf("{\"model\": \"%s\", \"weight_type\": \"%s\", \"params\": %zu, \"bytes_per_token\": %zu, "
            "\"read_buffer_bytes\": %zu, \"reps\": %ld, \"results\": [",
-           path, dtype_name((int)m->header.weight_type), param_count(m), bpt, read_bytes, o->reps);
+           path, dtype_name((int)m->header.weight_type), layout_params(&m->layout), bpt, read_bytes, o->reps);
     for (int i = 0; i < o->n_threads; i++) {
         const Row *r = &rows[i];
         double roof = r->read_gbs * 1e9 / (double)bpt;

@@ -50,16 +50,13 @@ static void print_summary(const char *in, const char *kind, const char *out, con
                           size_t bytes) {
     SlLayout lay;
     model_layout(c, &lay, out);  // already validated by the writer
-    size_t params = 0;
-    for (int t = 0; t < SL_T_COUNT; t++)
-        if (lay.bytes[t]) params += lay.rows[t] * lay.cols[t];
     printf("%s: %s\n", in, kind);
     printf("  dim %d, hidden %d, layers %d, heads %d, kv heads %d, head_dim %d\n", c->dim,
            c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
     printf("  vocab %d, context %d, rope_theta %g, norm_eps %g, %s classifier\n", c->vocab_size,
            c->seq_len, c->rope_theta, c->norm_eps,
            (c->flags & SL_FLAG_SHARED_CLASSIFIER) ? "shared" : "separate");
-    printf("  %zu parameters, %s weights\n", params, dtype_name((int)c->weight_type));
+    printf("  %zu parameters, %s weights\n", layout_params(&lay), dtype_name((int)c->weight_type));
     printf("wrote %s: %zu bytes\n", out, bytes);
 }
 

@@ -150,6 +150,12 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
     return MODEL_OK;
 }
 
+size_t layout_params(const SlLayout *lay) {
+    size_t n = 0;
+    for (int t = 0; t < SL_T_COUNT; t++) n += lay->rows[t] * lay->cols[t];
+    return n;
+}
+
 // ----------------------------------------------------------------------------
 // open / close
 

@@ -107,6 +107,9 @@ typedef struct {
 // layout. Returns MODEL_OK, or an error after printing one line naming `path`.
 int model_layout(const SlHeader *h, SlLayout *out, const char *path);
 
+// Parameters in a layout: the elements of every tensor present.
+size_t layout_params(const SlLayout *lay);
+
 // Bytes taken by n elements of a type; 0 if the type is unknown or n does not fit it.
 size_t dtype_bytes(int dtype, size_t n);
 const char *dtype_name(int dtype);

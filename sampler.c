@@ -55,11 +55,9 @@ static int by_prob_desc(const void *a, const void *b) {
 }
 
 // Draws from candidates c[0..n) sorted by falling probability, keeping the smallest
-// prefix whose mass exceeds top_p times the mass of all n (1 keeps all).
-static int sample_sorted(const ProbIndex *c, int n, float top_p, float coin) {
-    float total = 0.0f;
-    for (int i = 0; i < n; i++) total += c[i].prob;
-    float limit = top_p * total, cum = 0.0f;
+// prefix whose mass exceeds `limit` (all n if none does), renormalized.
+static int sample_sorted(const ProbIndex *c, int n, float limit, float coin) {
+    float cum = 0.0f;
     int last = n - 1;
     for (int i = 0; i < n; i++) {
         cum += c[i].prob;
@@ -86,16 +84,7 @@ static int sample_top_p(Sampler *s, const float *probs, float coin) {
     if (n0 == 0) return argmax(probs, n);  // top_p below 1/n on a flat distribution
     qsort(s->candidates, (size_t)n0, sizeof(ProbIndex), by_prob_desc);
     // llama2.c compares the running sum with top_p itself, not with top_p * kept mass
-    float cum = 0.0f;
-    int last = n0 - 1;
-    for (int i = 0; i < n0; i++) {
-        cum += s->candidates[i].prob;
-        if (cum > s->top_p) {
-            last = i;
-            break;
-        }
-    }
-    return sample_sorted(s->candidates, last + 1, 1.0f, coin);
+    return sample_sorted(s->candidates, n0, s->top_p, coin);
 }
 
 // Keeps the k most probable in a min-heap, then sorts them and applies top-p.
@@ -121,8 +110,10 @@ static int sample_top_k(Sampler *s, const float *probs, float coin) {
         h[j] = e;
     }
     qsort(h, (size_t)n, sizeof(ProbIndex), by_prob_desc);
+    float total = 0.0f;  // top-p applies to the mass of the k kept
+    for (int i = 0; i < n; i++) total += h[i].prob;
     float top_p = (s->top_p > 0.0f && s->top_p < 1.0f) ? s->top_p : 1.0f;
-    return sample_sorted(h, n, top_p, coin);
+    return sample_sorted(h, n, top_p * total, coin);
 }
 
 int sampler_sample(Sampler *s, float *logits) {
