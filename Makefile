@@ -7,10 +7,10 @@ WARN = -std=c11 -Wall -Wextra -D_POSIX_C_SOURCE=200809L
 LDLIBS = -lm -lpthread
 MODELS ?= ../shared/models
 
-CORE = model.c tokenizer.c kernels.c transformer.c sampler.c pool.c matmul.c attention.c
-EXPORT_SRC = writer.c llama2c.c synth.c
+CORE = model.c quant.c tokenizer.c kernels.c transformer.c ppl.c sampler.c pool.c matmul.c attention.c
+EXPORT_SRC = writer.c llama2c.c synth.c convert.c
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
-	tests/test_forward.c tests/test_matmul.c tests/test_attention.c
+	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c
 HEADERS = $(wildcard *.h tests/*.h)
 
 # build variants: release (./run, ./export), test (-Werror), asan
@@ -35,7 +35,7 @@ $(1)/%.o: %.c $(HEADERS) | $(1)/tests
 	$$(CC) $(2) $$(WARN) -c $$< -o $$@
 $(1)/run: $(1)/run.o $(1)/bench.o $(CORE:%.c=$(1)/%.o)
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
-$(1)/export: $(1)/export.o $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/model.o $(1)/tokenizer.o
+$(1)/export: $(1)/export.o $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/model.o $(1)/tokenizer.o $(1)/quant.o
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
 $(1)/test_searchlight: $(TESTS:%.c=$(1)/%.o) $(CORE:%.c=$(1)/%.o) $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/tests/helpers.o
 	$$(CC) $(2) $$^ -o $$@ -lcriterion $$(LDLIBS)
@@ -65,17 +65,20 @@ test-valgrind: $(VG)/run $(VG)/export
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all \
 		$(VG)/run $(VG)/stories260K.slm -t 0 -n 200 | cmp - $(MODELS)/expected/stories260K_greedy_n200.txt
 
-# The standard benchmark set: every synthetic shape, 1 and 2 threads (BENCH_T to change).
+# The standard benchmark set: every synthetic shape in every weight type, 1 and 2 threads
+# (BENCH_SHAPES, BENCH_DTYPES, BENCH_T and BENCH_REPS to change).
 BENCH_SHAPES ?= stories15M stories42M stories110M tinyllama-1.1B
+BENCH_DTYPES ?= f32 f16 bf16 q8_0
 BENCH_T ?= 1,2
 BENCH_REPS ?= 5
 bench: run export
 	@mkdir -p build/bench
-	@for s in $(BENCH_SHAPES); do \
-		[ -f build/bench/$$s.slm ] || ./export --random $$s build/bench/$$s.slm > /dev/null || exit 1; \
-		echo "## $$s"; echo; \
-		./run build/bench/$$s.slm --bench -T $(BENCH_T) --reps $(BENCH_REPS) || exit 1; echo; \
-	done
+	@for s in $(BENCH_SHAPES); do for d in $(BENCH_DTYPES); do \
+		m=build/bench/$$s-$$d.slm; \
+		[ -f $$m ] || ./export --dtype $$d --random $$s $$m > /dev/null || exit 1; \
+		echo "## $$s $$d"; echo; \
+		./run $$m --bench -T $(BENCH_T) --reps $(BENCH_REPS) || exit 1; echo; \
+	done; done
 
 clean:
 	rm -rf build run export

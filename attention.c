@@ -1,8 +1,9 @@
 // attention.c: the tuned grouped-query attention (see attention.h).
 //
-// Contract: libc, libm, pool.h, and x86 intrinsics chosen at compile time (AVX-512F, else
-// AVX2+FMA, else plain C); no OpenMP, no allocation (fixed stack buffers: about 64 KB at
-// ATTN_MAX_HEAD_DIM). Does not use kernels.c; tests compare against its attention_head.
+// Contract: libc, libm, pool.h, quant.h (scalar f16 conversions), and x86 intrinsics chosen
+// at compile time (AVX-512F, else AVX2+FMA, else plain C; F16C for f16 under AVX2); no
+// OpenMP, no allocation (fixed stack buffers: about 100 KB at ATTN_MAX_HEAD_DIM). Does not
+// use kernels.c; tests compare against its attention_head.
 //
 // For one query at position pos, keys 0..pos (causal):
 //   score_t = q . k_t / sqrt(head_dim);  out = sum_t softmax(score)_t * v_t
@@ -14,15 +15,31 @@
 // a tile while it sits in L1, so K and V stream from memory once per group. A chunk gives a
 // partial (m, l, acc); the partials of a query fold left to right in chunk order; out = acc/l.
 //
+// The cache element type (f32 or f16) is a compile-time constant of the inlined chunk code,
+// instantiated once per type inside the one noinline chunk_heads; everything else is shared.
+// f16 rows are widened to f32 (exactly) once per group, not per query head: each tile of K
+// and V goes into an L1 buffer, the next tile being widened in shares by the heads' passes
+// over the current one (two buffers, in turn), so that the conversion overlaps the
+// arithmetic; every head then runs the f32 code on the buffer. So an f16 cache gives the
+// bits an f32 cache of the widened values gives. Memory reads and prefetches are in bytes of
+// the element type: half the lines for f16.
+//
 // Determinism: chunks, tiles and the fold order depend on the position only, never on the
 // thread count; threads just take (KV head, chunk) or (query, KV head) items, and the chunk
 // and fold code is one compiled copy (noinline) used by every path.
 #include "attention.h"
 
+#include "quant.h"
+
 #include <assert.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <string.h>
+
+#if defined(__F16C__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #define CHUNK 256  // positions per chunk: the unit of thread work and of the fold
 #define SUBG 16    // query heads that share one pass over a chunk (more take more passes)
@@ -40,6 +57,9 @@ INLINE vf vset1(float x) { return _mm512_set1_ps(x); }
 INLINE vf vload(const float *p) { return _mm512_loadu_ps(p); }
 INLINE void vstore(float *p, vf x) { _mm512_storeu_ps(p, x); }
 INLINE vf vloadn(const float *p, size_t n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
+INLINE vf vload_h(const uint16_t *p) {  // VW halves, widened (exact)
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
 INLINE void vstoren(float *p, vf x, size_t n) { _mm512_mask_storeu_ps(p, lanes(n), x); }
 INLINE vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
 INLINE vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
@@ -75,6 +95,17 @@ INLINE vf vset1(float x) { return _mm256_set1_ps(x); }
 INLINE vf vload(const float *p) { return _mm256_loadu_ps(p); }
 INLINE void vstore(float *p, vf x) { _mm256_storeu_ps(p, x); }
 INLINE vf vloadn(const float *p, size_t n) { return _mm256_maskload_ps(p, lanes(n)); }
+#if defined(__F16C__)
+INLINE vf vload_h(const uint16_t *p) {  // VW halves, widened (exact)
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+#else
+INLINE vf vload_h(const uint16_t *p) {
+    float f[VW];
+    for (size_t i = 0; i < VW; i++) f[i] = fp16_to_f32(p[i]);
+    return vload(f);
+}
+#endif
 INLINE void vstoren(float *p, vf x, size_t n) { _mm256_maskstore_ps(p, lanes(n), x); }
 INLINE vf vadd(vf a, vf b) { return _mm256_add_ps(a, b); }
 INLINE vf vsub(vf a, vf b) { return _mm256_sub_ps(a, b); }
@@ -119,6 +150,7 @@ INLINE vf vset1(float x) { VMAP(x); }
 INLINE vf vload(const float *p) { VMAP(p[i]); }
 INLINE void vstore(float *p, vf x) { memcpy(p, x.f, sizeof x.f); }
 INLINE vf vloadn(const float *p, size_t n) { VMAP(i < n ? p[i] : 0.0f); }
+INLINE vf vload_h(const uint16_t *p) { VMAP(fp16_to_f32(p[i])); }
 INLINE void vstoren(float *p, vf x, size_t n) { memcpy(p, x.f, n * sizeof(float)); }
 INLINE vf vadd(vf a, vf b) { VMAP(a.f[i] + b.f[i]); }
 INLINE vf vsub(vf a, vf b) { VMAP(a.f[i] - b.f[i]); }
@@ -202,43 +234,91 @@ INLINE void pv_cols(float *acc, const float *vt, size_t hd, const float *p, vf a
     else vstoren(acc + c, r, w);
 }
 
+// Bytes of one cache element of type ty (a constant where ty is).
+INLINE size_t kv_size(int ty) { return ty == ATTN_KV_F16 ? sizeof(uint16_t) : sizeof(float); }
+
+// Element i of a cache of type ty, as an address.
+INLINE const void *kv_at(const void *p, int ty, size_t i) {
+    return (const char *)p + i * kv_size(ty);
+}
+
+// dst[i .. e) = the halves src[i .. e), widened: whole vectors (i, e multiples of VW).
+INLINE void widen_part(float *dst, const uint16_t *src, size_t i, size_t e) {
+    for (; i < e; i += VW) vstore(dst + i, vload_h(src + i));
+}
+
+// dst[0 .. VW * hd) = the nt rows of hd halves at src, widened, then zeros (nt <= VW).
+INLINE void widen_tile(float *dst, const uint16_t *src, size_t nt, size_t hd) {
+    size_t n = nt * hd, i = n / VW * VW;
+    widen_part(dst, src, 0, i);
+    if (i < n) {  // the tail through a zero-padded copy: never read past position pos
+        uint16_t h[VW] = {0};
+        memcpy(h, src + i, (n - i) * sizeof(uint16_t));
+        vstore(dst + i, vload_h(h));  // zeros past n: dst has VW * hd >= i + VW floats
+        i += VW;
+    }
+    if (i < VW * hd) memset(dst + i, 0, (VW * hd - i) * sizeof(float));
+}
+
 // Partials of G <= SUBG query heads (q: G rows of hd) over n >= 1 positions of k and v (rows
-// of hd). Row j of part (stride hd + 2) receives m (the max score), l (the sum of e^(s - m))
-// and acc[hd] (the sum of e^(s - m) v).
-INLINE void chunk_body(size_t G, size_t hd, const float *q, const float *k, const float *v,
-                       size_t n, size_t avail, float *part) {
+// of hd elements of type ty). Row j of part (stride hd + 2) receives m (the max score), l (the
+// sum of e^(s - m)) and acc[hd] (the sum of e^(s - m) v).
+INLINE void chunk_body(size_t G, size_t hd, int ty, const float *q, const void *k,
+                       const void *v, size_t n, size_t avail, float *part) {
     const float scale = 1.0f / sqrtf((float)hd);  // exact for hd = 4^k, as the reference's /
     const size_t ps = hd + 2;
     float m[SUBG], pl[VW];
     vf l[SUBG];
-    float kb[VW * ATTN_MAX_HEAD_DIM], vb[VW * ATTN_MAX_HEAD_DIM];  // a last, partial tile
+    // f32: kb[0], vb[0] hold a partial last tile, zero padded. f16: every tile is widened into
+    // kb[b], vb[b] (b alternates): the first, and a partial last tile, at the start of their
+    // turn; any other during the heads' passes over the tile before it, each head widening
+    // its share (ws vectors of K and of V), so that the conversion overlaps the arithmetic.
+    float kb[2][VW * ATTN_MAX_HEAD_DIM], vb[2][VW * ATTN_MAX_HEAD_DIM];
+    const size_t ws = (hd + G - 1) / G;  // a tile is VW * hd elements: hd vectors
+    int b = 0, ready = 0;                // f16: the buffers of this tile; already widened?
     for (size_t j = 0; j < G; j++) {
         m[j] = -INFINITY;
         l[j] = vzero();
         memset(part + j * ps + 2, 0, hd * sizeof(float));
     }
-    // Each head's pass over a tile also prefetches its share of the lines (16 floats) of the
+    // Each head's pass over a tile also prefetches its share of the 64-byte lines of the
     // next tile into L1 and of the one after into L2, where those positions exist, so that
     // memory streams under the arithmetic instead of in bursts at each tile's first head.
-    const size_t lines = VW * hd / 16, share = (lines + G - 1) / G;
+    const size_t lines = VW * hd * kv_size(ty) / 64, share = (lines + G - 1) / G;
+    const char *kp = k, *vp = v;
     for (size_t t0 = 0; t0 < n; t0 += VW) {
         size_t nt = n - t0 < VW ? n - t0 : VW;
-        const float *kt = k + t0 * hd, *vt = v + t0 * hd;
+        const float *kt, *vt;
         int pf1 = t0 + 2 * VW <= avail, pf2 = t0 + 3 * VW <= avail;
-        if (nt < VW) {  // zero-padded copy: never read past position pos
-            memset(kb, 0, VW * hd * sizeof(float));
-            memset(vb, 0, VW * hd * sizeof(float));
-            memcpy(kb, kt, nt * hd * sizeof(float));
-            memcpy(vb, vt, nt * hd * sizeof(float));
-            kt = kb, vt = vb;
+        int ahead = ty == ATTN_KV_F16 && t0 + 2 * VW <= n;  // widen the next (full) tile now
+        if (ty == ATTN_KV_F16) {
+            if (!ready) {
+                widen_tile(kb[b], kv_at(k, ty, t0 * hd), nt, hd);
+                widen_tile(vb[b], kv_at(v, ty, t0 * hd), nt, hd);
+            }
+            kt = kb[b], vt = vb[b];
+        } else if (nt < VW) {  // zero-padded copy: never read past position pos
+            memset(kb[0], 0, VW * hd * sizeof(float));
+            memset(vb[0], 0, VW * hd * sizeof(float));
+            memcpy(kb[0], kv_at(k, ty, t0 * hd), nt * hd * sizeof(float));
+            memcpy(vb[0], kv_at(v, ty, t0 * hd), nt * hd * sizeof(float));
+            kt = kb[0], vt = vb[0];
+        } else {
+            kt = kv_at(k, ty, t0 * hd), vt = kv_at(v, ty, t0 * hd);
         }
         for (size_t j = 0; j < G; j++) {
-            size_t o_end = ((j + 1) * share < lines ? (j + 1) * share : lines) * 16;
-            for (size_t o = j * share * 16; pf1 && o < o_end; o += 16) {
-                __builtin_prefetch(k + (t0 + VW) * hd + o, 0, 3);
-                __builtin_prefetch(v + (t0 + VW) * hd + o, 0, 3);
-                if (pf2) __builtin_prefetch(k + (t0 + 2 * VW) * hd + o, 0, 2);
-                if (pf2) __builtin_prefetch(v + (t0 + 2 * VW) * hd + o, 0, 2);
+            size_t o_end = ((j + 1) * share < lines ? (j + 1) * share : lines) * 64;
+            size_t b1 = (t0 + VW) * hd * kv_size(ty), b2 = (t0 + 2 * VW) * hd * kv_size(ty);
+            for (size_t o = j * share * 64; pf1 && o < o_end; o += 64) {
+                __builtin_prefetch(kp + b1 + o, 0, 3);
+                __builtin_prefetch(vp + b1 + o, 0, 3);
+                if (pf2) __builtin_prefetch(kp + b2 + o, 0, 2);
+                if (pf2) __builtin_prefetch(vp + b2 + o, 0, 2);
+            }
+            if (ahead) {
+                size_t e = ((j + 1) * ws < hd ? (j + 1) * ws : hd) * VW;
+                widen_part(kb[!b], kv_at(k, ty, (t0 + VW) * hd), j * ws * VW, e);
+                widen_part(vb[!b], kv_at(v, ty, (t0 + VW) * hd), j * ws * VW, e);
             }
             vf s = vmul(tile_dots(q + j * hd, kt, hd), vset1(scale));
             if (nt < VW) s = vhead(s, nt);
@@ -252,20 +332,28 @@ INLINE void chunk_body(size_t G, size_t hd, const float *q, const float *k, cons
             for (; c + VW <= hd; c += VW) pv_cols(acc, vt, hd, pl, va, c, VW);
             if (c < hd) pv_cols(acc, vt, hd, pl, va, c, hd - c);
         }
+        b ^= ahead, ready = ahead;
     }
     for (size_t j = 0; j < G; j++) part[j * ps] = m[j], part[j * ps + 1] = vhsum(l[j]);
 }
 
-// The one compiled entry to chunk_body, with the common head sizes as constants.
-static __attribute__((noinline)) void chunk_heads(size_t G, size_t hd, const float *q,
-                                                  const float *k, const float *v, size_t n,
-                                                  size_t avail, float *part) {
+// chunk_body with the common head sizes as constants, for element type ty (a constant).
+INLINE void chunk_sizes(size_t G, size_t hd, int ty, const float *q, const void *k,
+                        const void *v, size_t n, size_t avail, float *part) {
     switch (hd) {
-    case 32: chunk_body(G, 32, q, k, v, n, avail, part); break;
-    case 64: chunk_body(G, 64, q, k, v, n, avail, part); break;
-    case 128: chunk_body(G, 128, q, k, v, n, avail, part); break;
-    default: chunk_body(G, hd, q, k, v, n, avail, part); break;
+    case 32: chunk_body(G, 32, ty, q, k, v, n, avail, part); break;
+    case 64: chunk_body(G, 64, ty, q, k, v, n, avail, part); break;
+    case 128: chunk_body(G, 128, ty, q, k, v, n, avail, part); break;
+    default: chunk_body(G, hd, ty, q, k, v, n, avail, part); break;
     }
+}
+
+// The one compiled entry to chunk_body: each element type and common head size a constant.
+static __attribute__((noinline)) void chunk_heads(size_t G, size_t hd, int ty, const float *q,
+                                                  const void *k, const void *v, size_t n,
+                                                  size_t avail, float *part) {
+    if (ty == ATTN_KV_F16) chunk_sizes(G, hd, ATTN_KV_F16, q, k, v, n, avail, part);
+    else chunk_sizes(G, hd, ATTN_KV_F32, q, k, v, n, avail, part);
 }
 
 // Folds partial b into a (rows of m, l, acc[hd]). Whole vectors from element 2 whatever the
@@ -292,7 +380,8 @@ static __attribute__((noinline)) void finish(float *out, const float *a, size_t 
 typedef struct {
     const AttnShape *s;
     float *out;
-    const float *q, *kc, *vc;
+    const float *q;
+    const void *kc, *vc;  // elements of s->kv_type
     size_t pos0, m;
     float *part;      // split mode: (n_chunks, n_heads, head_dim + 2) partials of one query
     size_t n_chunks;  // split mode: chunks of that query
@@ -305,14 +394,16 @@ static void run_query(const Job *j, size_t i, size_t g) {
     const AttnShape *s = j->s;
     size_t hd = s->head_dim, ps = hd + 2, group = s->n_heads / s->n_kv_heads, p = j->pos0 + i;
     size_t row = (i * s->n_heads + g * group) * hd;
-    const float *k = j->kc + g * s->seq_len * hd, *v = j->vc + g * s->seq_len * hd;
+    int ty = s->kv_type;
+    const void *k = kv_at(j->kc, ty, g * s->seq_len * hd);
+    const void *v = kv_at(j->vc, ty, g * s->seq_len * hd);
     float acc[SUBG * (ATTN_MAX_HEAD_DIM + 2)], tmp[SUBG * (ATTN_MAX_HEAD_DIM + 2)];
     for (size_t h0 = 0; h0 < group; h0 += SUBG) {
         size_t G = group - h0 < SUBG ? group - h0 : SUBG;
         for (size_t t0 = 0; t0 <= p; t0 += CHUNK) {
             size_t n = p + 1 - t0 < CHUNK ? p + 1 - t0 : CHUNK;
-            chunk_heads(G, hd, j->q + row + h0 * hd, k + t0 * hd, v + t0 * hd, n, p + 1 - t0,
-                        t0 ? tmp : acc);
+            chunk_heads(G, hd, ty, j->q + row + h0 * hd, kv_at(k, ty, t0 * hd),
+                        kv_at(v, ty, t0 * hd), n, p + 1 - t0, t0 ? tmp : acc);
             for (size_t r = 0; t0 && r < G; r++) fold(acc + r * ps, tmp + r * ps, hd);
         }
         for (size_t r = 0; r < G; r++) finish(j->out + row + (h0 + r) * hd, acc + r * ps, hd);
@@ -324,10 +415,12 @@ static void run_chunk(const Job *j, size_t g, size_t c) {
     const AttnShape *s = j->s;
     size_t hd = s->head_dim, ps = hd + 2, group = s->n_heads / s->n_kv_heads;
     size_t t0 = c * CHUNK, n = j->pos0 + 1 - t0 < CHUNK ? j->pos0 + 1 - t0 : CHUNK;
-    const float *k = j->kc + (g * s->seq_len + t0) * hd, *v = j->vc + (g * s->seq_len + t0) * hd;
+    int ty = s->kv_type;
+    const void *k = kv_at(j->kc, ty, (g * s->seq_len + t0) * hd);
+    const void *v = kv_at(j->vc, ty, (g * s->seq_len + t0) * hd);
     for (size_t h0 = 0; h0 < group; h0 += SUBG) {
         size_t G = group - h0 < SUBG ? group - h0 : SUBG, h = g * group + h0;
-        chunk_heads(G, hd, j->q + h * hd, k, v, n, j->pos0 + 1 - t0,
+        chunk_heads(G, hd, ty, j->q + h * hd, k, v, n, j->pos0 + 1 - t0,
                     j->part + (c * s->n_heads + h) * ps);
     }
 }
@@ -359,7 +452,31 @@ static void check(const AttnShape *s, size_t end) {
     (void)s, (void)end;
     assert(s->head_dim >= 1 && s->head_dim <= ATTN_MAX_HEAD_DIM);
     assert(s->n_kv_heads >= 1 && s->n_heads % s->n_kv_heads == 0);
+    assert(s->kv_type == ATTN_KV_F32 || s->kv_type == ATTN_KV_F16);
     assert(end <= s->seq_len);
+}
+
+size_t attention_kv_bytes(int kv_type) { return kv_size(kv_type); }
+
+void attention_kv_store(int kv_type, void *dst, const float *src, size_t n) {
+    if (kv_type != ATTN_KV_F16) {
+        memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    uint16_t *d = dst;
+    size_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(d + i),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(src + i),
+                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+#if defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(d + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+    for (; i < n; i++) d[i] = f32_to_fp16(src[i]);
 }
 
 size_t attention_scratch_bytes(const AttnShape *s) {
@@ -367,7 +484,7 @@ size_t attention_scratch_bytes(const AttnShape *s) {
 }
 
 void attention_decode(Pool *pool, const AttnShape *s, float *out, const float *q,
-                      const float *kc, const float *vc, size_t pos, float *scratch) {
+                      const void *kc, const void *vc, size_t pos, float *scratch) {
     check(s, pos + 1);
     size_t nt = (size_t)pool_size(pool), n_chunks = pos / CHUNK + 1;
     Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos, .m = 1};
@@ -383,7 +500,7 @@ void attention_decode(Pool *pool, const AttnShape *s, float *out, const float *q
 }
 
 void attention_prefill(Pool *pool, const AttnShape *s, float *out, const float *q,
-                       const float *kc, const float *vc, size_t pos0, size_t m, float *scratch) {
+                       const void *kc, const void *vc, size_t pos0, size_t m, float *scratch) {
     check(s, pos0 + m);
     size_t qd = s->n_heads * s->head_dim;
     if (scratch && m * s->n_kv_heads < (size_t)pool_size(pool)) {  // too few items: split each

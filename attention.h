@@ -1,11 +1,14 @@
 // attention.h: the tuned grouped-query attention over the KV cache of one layer.
 //
-// Contract: libc, libm, the thread pool (pool.h) and, chosen at compile time, AVX-512F or
-// AVX2+FMA intrinsics (plain C otherwise); no OpenMP, no allocation. For one query at
-// position pos over the cached keys 0..pos (causal):
+// Contract: libc, libm, the thread pool (pool.h), quant.h's scalar f16 conversions and,
+// chosen at compile time, AVX-512F or AVX2+FMA (+F16C) intrinsics (plain C otherwise); no
+// OpenMP, no allocation. For one query at position pos over the cached keys 0..pos (causal):
 //   score_t = q . k_t / sqrt(head_dim);  out = sum_t softmax(score)_t * v_t
-// The output is bitwise identical for any thread count (pool NULL, 1, 2, ... threads),
-// with or without scratch, and prefill's query i equals decode at pos0 + i bitwise.
+// The cache holds f32 or f16 (IEEE binary16) elements (AttnShape.kv_type). An f16 cache is
+// widened to f32 exactly as it is read, and all arithmetic is f32: the output for an f16
+// cache equals, bit for bit, the output for the f32 cache holding the widened values. For
+// either type the output is bitwise identical for any thread count (pool NULL, 1, 2, ...
+// threads), with or without scratch, and prefill's query i equals decode at pos0 + i bitwise.
 #ifndef SEARCHLIGHT_ATTENTION_H
 #define SEARCHLIGHT_ATTENTION_H
 
@@ -15,9 +18,23 @@
 
 #define ATTN_MAX_HEAD_DIM 256  // head_dim must be 1 .. this; fast when a multiple of 16
 
+// Element types of the KV cache.
+#define ATTN_KV_F32 0  // float
+#define ATTN_KV_F16 1  // uint16_t holding IEEE binary16 (half the bytes to read)
+
 typedef struct {
     size_t n_heads, n_kv_heads, head_dim, seq_len;  // seq_len = the cache's stride in positions
-} AttnShape;
+    int kv_type;  // ATTN_KV_F32 or ATTN_KV_F16
+} AttnShape;  // kv_type is last: {h, kv, hd, seq} still means f32 (but -Wextra wants it named)
+
+// Bytes of one cache element of kv_type: 4 for ATTN_KV_F32, 2 for ATTN_KV_F16.
+size_t attention_kv_bytes(int kv_type);
+
+// Writes n floats from src into a cache of kv_type at dst (a row of k or v, or several):
+// a copy for f32; for f16 each value rounded to nearest even, bit for bit as quant.h's
+// f32_to_fp16 (SIMD where available). dst: n * attention_kv_bytes(kv_type) bytes, aligned
+// for its element type.
+void attention_kv_store(int kv_type, void *dst, const float *src, size_t n);
 
 // Bytes of scratch that lets a call split the positions of a KV head across threads (used
 // when the work items of whole KV heads would not balance over the pool). It depends on the
@@ -25,16 +42,17 @@ typedef struct {
 size_t attention_scratch_bytes(const AttnShape *s);
 
 // Decode: one query per head at position pos over cached keys/values 0..pos of one layer.
-// out, q: (n_heads, head_dim); kc, vc: (n_kv_heads, seq_len, head_dim). Needs
+// out, q: (n_heads, head_dim); kc, vc: (n_kv_heads, seq_len, head_dim) elements of
+// s->kv_type (float or uint16_t), aligned for that type. Needs
 // n_heads % n_kv_heads == 0 and pos < seq_len. scratch: attention_scratch_bytes(s) bytes,
 // or NULL (then each KV head runs on one thread: same result, less parallel).
 void attention_decode(Pool *pool, const AttnShape *s, float *out, const float *q,
-                      const float *kc, const float *vc, size_t pos, float *scratch);
+                      const void *kc, const void *vc, size_t pos, float *scratch);
 
 // Prefill: m queries at positions pos0 .. pos0+m-1 (their keys/values already in the cache);
 // query i attends to keys 0..pos0+i (causal within the batch). out, q: (m, n_heads * head_dim).
 // scratch as for attention_decode (used only when m * n_kv_heads is below the thread count).
 void attention_prefill(Pool *pool, const AttnShape *s, float *out, const float *q,
-                       const float *kc, const float *vc, size_t pos0, size_t m, float *scratch);
+                       const void *kc, const void *vc, size_t pos0, size_t m, float *scratch);
 
 #endif

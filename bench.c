@@ -168,7 +168,7 @@ static double bench_tg(Transformer *t, long tg, long reps) {
 // attention micro-benchmark: 32 query heads sharing 4 KV heads, head_dim 64
 
 #define ATT_SEQ 4096
-static const AttnShape att_shape = {32, 4, 64, ATT_SEQ};
+static const AttnShape att_shape = {32, 4, 64, ATT_SEQ, ATTN_KV_F32};
 
 // GB/s of KV cache read at context ctx, median of reps samples of >= 2 ms each.
 static double bench_attention(Pool *pool, const float *q, const float *kc, const float *vc,
@@ -249,7 +249,7 @@ static void print_json(const char *path, const Model *m, const BenchOptions *o, 
 
 int bench_run(const char *path, const BenchOptions *o) {
     Transformer t;
-    if (transformer_build(&t, path, NULL) != MODEL_OK) return 1;
+    if (transformer_build(&t, path, NULL, o->kv_type) != MODEL_OK) return 1;
     const SlHeader *h = &t.model.header;
     if (o->pp > h->seq_len || o->tg > h->seq_len) {
         fprintf(stderr, "run: --pp %ld / --tg %ld: the context holds %d positions\n", o->pp, o->tg,

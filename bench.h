@@ -17,6 +17,7 @@ typedef struct {
     long tg;    // tokens generated one at a time
     long reps;  // repetitions per figure; the median is reported
     int json;
+    int kv_type;  // the KV cache type of the pp/tg runs (attention.h)
 } BenchOptions;
 
 // Runs the benchmark; returns a process exit status (0, or 1 after a message).

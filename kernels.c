@@ -4,6 +4,8 @@
 // decoding prints byte-identical text: same summation order, same float functions.
 #include "kernels.h"
 
+#include "quant.h"
+
 #include <math.h>
 
 void rmsnorm(float *o, const float *x, const float *w, size_t n, float eps) {
@@ -15,7 +17,7 @@ void rmsnorm(float *o, const float *x, const float *w, size_t n, float eps) {
     for (size_t i = 0; i < n; i++) o[i] = w[i] * (ss * x[i]);
 }
 
-void matmul(float *y, const float *x, const float *w, size_t n, size_t d) {
+void matvec(float *y, const float *x, const float *w, size_t n, size_t d) {
     for (size_t i = 0; i < d; i++) {
         const float *row = w + i * n;
         float sum = 0.0f;
@@ -70,5 +72,34 @@ void swiglu(float *h, const float *u, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float x = h[i];
         h[i] = x * (1.0f / (1.0f + expf(-x))) * u[i];
+    }
+}
+
+void matvec_tensor(float *y, const float *x, const Tensor *w) {
+    size_t n = w->cols, G = q8_groups(n);
+    for (size_t r = 0; r < w->rows; r++) {
+        float acc = 0.0f;
+        if (w->type == SL_F32 || w->type == SL_F16 || w->type == SL_BF16) {
+            const float *wf = (const float *)w->data + r * n;
+            const uint16_t *wh = (const uint16_t *)w->data + r * n;
+            for (size_t i = 0; i < n; i++) {
+                float wi = w->type == SL_F32   ? wf[i]
+                           : w->type == SL_F16 ? fp16_to_f32(wh[i])
+                                               : bf16_to_f32(wh[i]);
+                acc += wi * x[i];
+            }
+        } else {  // q8_0: quantize each group of x (again for every row: plain, not fast)
+            const int8_t *wq = (const int8_t *)w->data + r * G * Q8_GROUP;
+            for (size_t g = 0; g < G; g++) {
+                int8_t xq[Q8_GROUP];
+                float xd;
+                size_t len = n - g * Q8_GROUP < Q8_GROUP ? n - g * Q8_GROUP : Q8_GROUP;
+                q8_quantize_row(x + g * Q8_GROUP, len, xq, &xd);
+                int32_t dot = 0;
+                for (size_t i = 0; i < Q8_GROUP; i++) dot += wq[g * Q8_GROUP + i] * xq[i];
+                acc += (fp16_to_f32(w->scales[r * G + g]) * xd) * (float)dot;
+            }
+        }
+        y[r] = acc;
     }
 }

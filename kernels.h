@@ -1,4 +1,4 @@
-// kernels.h: the plain fp32 kernels of the forward pass.
+// kernels.h: the plain kernels of the forward pass.
 //
 // Contract: libc and libm only, single-threaded, no SIMD. These are the algorithmic
 // reference: each is written to be obviously correct, and every fast kernel added later
@@ -8,11 +8,19 @@
 
 #include <stddef.h>
 
+#include "model.h"
+
 // RMSNorm: o_i = w_i * x_i / sqrt(mean_j(x_j^2) + eps). o may alias x.
 void rmsnorm(float *o, const float *x, const float *w, size_t n, float eps);
 
 // Matrix-vector product: y (d) = W (d, n) @ x (n), W row-major.
-void matmul(float *y, const float *x, const float *w, size_t n, size_t d);
+void matvec(float *y, const float *x, const float *w, size_t n, size_t d);
+
+// The same for a weight matrix of any type: y (w->rows) = W @ x (w->cols).
+//   f16, bf16: each weight converted to f32, then as matvec.
+//   q8_0: per group g of 32, x quantized as quant.h says (d_x,g, q_x), then
+//         y_r = sum_g (d_w,g * d_x,g) * sum_i q_w,i * q_x,i   (an exact integer inner sum)
+void matvec_tensor(float *y, const float *x, const Tensor *w);
 
 // Softmax in place: x_i = exp(x_i - max x) / sum_j exp(x_j - max x).
 void softmax(float *x, size_t n);

@@ -1,10 +1,15 @@
-// matmul.c: the fast fp32 matrix products (see matmul.h).
+// matmul.c: the fast matrix products, for every weight type (see matmul.h).
 //
 // Contract: libc, pthreads through pool.h, and <immintrin.h> intrinsics picked at compile
-// time (AVX-512F, else AVX2+FMA, else plain C). No OpenMP, no BLAS, no allocation, no
-// runtime CPU dispatch: the binary runs where its -march allows.
+// time (AVX-512F, else AVX2+FMA, else plain C; AVX512-VNNI or AVX2 for q8_0). No OpenMP,
+// no BLAS, no allocation, no runtime CPU dispatch: the binary runs where its -march allows.
 //
-// Every output y[t][r] = W row r . X row t follows ONE sequence, whatever the tile:
+// One structure serves all types: threads own contiguous blocks of W rows (job_run),
+// a block walks tiles of R rows x T tokens (rows_block, panel), and only the innermost
+// step of a tile depends on the type: f32 loads, f16/bf16 loads converted to f32 in
+// registers, or an integer dot product of q8_0 groups (the q8 layer below).
+//
+// f32, f16, bf16: every output y[t][r] = W row r . X row t follows ONE sequence:
 //   acc (VW lanes) = 0
 //   acc = fma(w[k : k+VW], x[k : k+VW], acc)   for k = 0, VW, 2 VW, ... in order,
 //         the last partial stretch through zero-filled loads (masked; never past the end)
@@ -15,8 +20,12 @@
 // Threads own contiguous blocks of W rows; X is reused from L2 in blocks of tokens.
 #include "matmul.h"
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "quant.h"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>
@@ -54,6 +63,19 @@ static inline vec v_load(const float *p, size_t len) {
     if (len == VW) return _mm512_loadu_ps(p);
     return _mm512_maskz_loadu_ps((__mmask16)((1u << len) - 1), p);
 }
+// len (1..VW) f16 or bf16 values, converted to floats; zero-filled past len.
+static inline vec v_load_h(const uint16_t *p, size_t len, int bf) {
+    __m256i h;
+    if (len == VW) {
+        h = _mm256_loadu_si256((const __m256i *)p);
+    } else {
+        uint16_t tmp[VW] = {0};
+        memcpy(tmp, p, len * sizeof *p);
+        h = _mm256_loadu_si256((const __m256i *)tmp);
+    }
+    if (bf) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    return _mm512_cvtph_ps(h);
+}
 static inline vec v_fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
 static inline __m256 half_sum(vec v) { // lanes i + i+8
     __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
@@ -75,6 +97,26 @@ static inline vec v_load(const float *p, size_t len) {
     if (len == VW) return _mm256_loadu_ps(p);
     __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)len), lanes));
+}
+static inline vec v_load_h(const uint16_t *p, size_t len, int bf) {
+    __m128i h;
+    if (len == VW) {
+        h = _mm_loadu_si128((const __m128i *)p);
+    } else {
+        uint16_t tmp[VW] = {0};
+        memcpy(tmp, p, len * sizeof *p);
+        h = _mm_loadu_si128((const __m128i *)tmp);
+    }
+    if (bf) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+#if defined(__F16C__)
+    return _mm256_cvtph_ps(h);
+#else
+    uint16_t v[VW];
+    float f[VW];
+    _mm_storeu_si128((__m128i *)v, h);
+    for (int i = 0; i < VW; i++) f[i] = fp16_to_f32(v[i]);
+    return _mm256_loadu_ps(f);
+#endif
 }
 static inline vec v_fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); }
 static inline float hsum(vec v) { return hsum8(v); }
@@ -99,6 +141,11 @@ static inline vec v_zero(void) {
 static inline vec v_load(const float *p, size_t len) {
     vec v = {{0}};
     for (size_t i = 0; i < len; i++) v.f[i] = p[i];
+    return v;
+}
+static inline vec v_load_h(const uint16_t *p, size_t len, int bf) {
+    vec v = {{0}};
+    for (size_t i = 0; i < len; i++) v.f[i] = bf ? bf16_to_f32(p[i]) : fp16_to_f32(p[i]);
     return v;
 }
 static inline vec v_fma(vec a, vec b, vec c) {
@@ -130,23 +177,33 @@ static inline void store4(float *y, vec a, vec b, vec c, vec d) {
 #endif
 #if MATMUL_PREFETCH && (defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__)))
 // Address arithmetic on integers: the target may lie past the end of W (prefetch never faults).
-#define PREFETCH_L2(p, floats) \
-    _mm_prefetch((const char *)((uintptr_t)(p) + (floats) * sizeof(float)), _MM_HINT_T1)
+#define PREFETCH_L2(p, bytes) \
+    _mm_prefetch((const char *)((uintptr_t)(p) + (bytes)), _MM_HINT_T1)
 #else
-#define PREFETCH_L2(p, floats) (void)0
+#define PREFETCH_L2(p, bytes) (void)0
 #endif
 
-// One stretch k .. k+len of an R x T tile (R, T constant after inlining). A matvec tile
+// ----------------------------------------------------------------------------
+// f32, f16 and bf16 tiles: f16/bf16 weights become floats in registers, then the same FMAs
+
+static inline size_t wt_bytes(int wt) { return wt == SL_F32 ? 4 : 2; }
+
+INLINE vec w_load(const void *w, size_t i, size_t len, int wt) {
+    if (wt == SL_F32) return v_load((const float *)w + i, len);
+    return v_load_h((const uint16_t *)w + i, len, wt == SL_BF16);
+}
+
+// One stretch k .. k+len of an R x T tile (R, T, wt constant after inlining). A matvec tile
 // (T = 1) streams its rows from memory once: it prefetches the next tile's rows into L2,
 // which lifts cold-weight GB/s by 15-35% (at a 10-25% cost when W is already in cache).
-INLINE void tile_step(vec acc[TRV][TT], const float *w, const float *x, size_t n, size_t k,
-                      size_t len, size_t R, size_t T) {
+INLINE void tile_step(vec acc[TRV][TT], const void *w, const float *x, size_t n, size_t k,
+                      size_t len, size_t R, size_t T, int wt) {
     vec wv[TRV];
 #pragma GCC unroll 8
     for (size_t r = 0; r < R; r++) {
-        wv[r] = v_load(w + r * n + k, len);
+        wv[r] = w_load(w, r * n + k, len, wt);
         KEEP(wv[r]);
-        if (T == 1) PREFETCH_L2(w, (R + r) * n + k);
+        if (T == 1) PREFETCH_L2(w, ((R + r) * n + k) * wt_bytes(wt));
     }
 #pragma GCC unroll 4
     for (size_t t = 0; t < T; t++) {
@@ -157,35 +214,210 @@ INLINE void tile_step(vec acc[TRV][TT], const float *w, const float *x, size_t n
     }
 }
 
+// Reduces an R x T tile of accumulators into y[t * ldy + r].
+#define TILE_STORE(acc, y, ldy, R, T)                                                      \
+    do {                                                                                   \
+        _Pragma("GCC unroll 4") for (size_t t = 0; t < (T); t++) {                         \
+            if ((R) == 4 || (R) == 8) {                                                    \
+                store4((y) + t * (ldy), acc[0][t], acc[1][t], acc[2][t], acc[3][t]);       \
+                if ((R) == 8)                                                              \
+                    store4((y) + t * (ldy) + 4, acc[4][t], acc[5][t], acc[6][t], acc[7][t]); \
+            } else {                                                                       \
+                _Pragma("GCC unroll 4") for (size_t r = 0; r < (R); r++)                   \
+                    (y)[t * (ldy) + r] = hsum(acc[r][t]);                                  \
+            }                                                                              \
+        }                                                                                  \
+    } while (0)
+
 // y[t * ldy + r] = W row r . X row t for r < R, t < T; rows and tokens are n apart.
-INLINE void tile(float *y, size_t ldy, const float *x, const float *w, size_t n, size_t R,
-                 size_t T) {
+INLINE void tile_f(float *y, size_t ldy, const float *x, const void *w, size_t n, size_t R,
+                   size_t T, int wt) {
     vec acc[TRV][TT];
 #pragma GCC unroll 8
     for (size_t r = 0; r < R; r++)
 #pragma GCC unroll 4
         for (size_t t = 0; t < T; t++) acc[r][t] = v_zero();
     size_t k = 0;
-    for (; k + VW <= n; k += VW) tile_step(acc, w, x, n, k, VW, R, T);
-    if (k < n) tile_step(acc, w, x, n, k, n - k, R, T);
+    for (; k + VW <= n; k += VW) tile_step(acc, w, x, n, k, VW, R, T, wt);
+    if (k < n) tile_step(acc, w, x, n, k, n - k, R, T, wt);
+    TILE_STORE(acc, y, ldy, R, T);
+}
+
+// ----------------------------------------------------------------------------
+// q8_0 tiles. Per group g of a row: the exact integer dot product of the weight quants
+// with the activation quants, then  acc += (float)dot * (d_w,g * d_x,g)  in float lanes;
+// y = hsum(acc) as above. The integer part is exact, so only the float steps have an order,
+// and it is the same for every tile shape: a matvec equals its row of a batch bitwise.
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+// Two groups per step: 64 quants in a zmm. vpdpbusd multiplies unsigned by signed bytes,
+// so the weights go in as w + 128 (w xor 0x80) and the activations' qcorr lanes
+// (-128 x the sum of each 4 quants) cancel the offset: the lanes hold the exact dot.
+// Scales: lanes 0-7 of a step take group g's d_w * d_x, lanes 8-15 group g+1's. A batch
+// tile permutes d_w into place per row and multiplies by the spread d_x per token; a
+// matvec multiplies 16 groups' d_w by d_x at once and permutes the products: the same
+// products of the same floats, so both give the same bits.
+#ifndef Q8_TR  // 8 rows x 2 tokens: measured best of 2x4 .. 16x1 (1.6x over 4 x 4)
+#define Q8_TR 8
+#endif
+#define Q8_TRV 4
+#ifndef Q8_TT
+#define Q8_TT 2
+#endif
+#define Q8_RMAX (Q8_TR > Q8_TRV ? Q8_TR : Q8_TRV)
+#ifndef Q8_PF_TILES  // how many tiles ahead a matvec prefetches its rows
+#define Q8_PF_TILES 8
+#endif
+
+// One step (groups g, g + 1; only g when odd_tail) of an R x T tile.
+INLINE void q8_step(__m512 acc[Q8_RMAX][Q8_TT], const MatIn *in, size_t t0, const int8_t *wq,
+                    size_t row_bytes, size_t g, const __m512 sc[Q8_RMAX], __m512i idx, size_t R,
+                    size_t T, int odd_tail) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512i wv[Q8_RMAX];
+    __m512 wsv[Q8_RMAX];
+#pragma GCC unroll 8
+    for (size_t r = 0; r < R; r++) {
+        const int8_t *p = wq + r * row_bytes + g * Q8_GROUP;
+        wv[r] = odd_tail ? _mm512_maskz_loadu_epi8((__mmask64)0xffffffffu, p)
+                         : _mm512_loadu_si512(p);
+        wv[r] = _mm512_xor_si512(wv[r], flip);
+        wsv[r] = _mm512_permutexvar_ps(idx, sc[r]);  // T = 1: already d_w * d_x
+        if (T == 1) PREFETCH_L2(p, Q8_PF_TILES * R * row_bytes);
+    }
 #pragma GCC unroll 4
     for (size_t t = 0; t < T; t++) {
-        if (R == 4 || R == 8) {
-            store4(y + t * ldy, acc[0][t], acc[1][t], acc[2][t], acc[3][t]);
-            if (R == 8) store4(y + t * ldy + 4, acc[4][t], acc[5][t], acc[6][t], acc[7][t]);
-        } else {
-#pragma GCC unroll 4
-            for (size_t r = 0; r < R; r++) y[t * ldy + r] = hsum(acc[r][t]);
+        size_t at = (t0 + t) * in->groups + g;  // group index into the activation arrays
+        __m512i xv = _mm512_loadu_si512(in->q + at * Q8_GROUP);
+        __m512i xc = _mm512_loadu_si512(in->qcorr + at * 8);
+        __m512 xs = T == 1 ? _mm512_setzero_ps() : _mm512_loadu_ps(in->qscale + at * 8);
+#pragma GCC unroll 8
+        for (size_t r = 0; r < R; r++) {
+            __m512 d = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(xc, wv[r], xv));
+            __m512 s = T == 1 ? wsv[r] : _mm512_mul_ps(wsv[r], xs);
+            acc[r][t] = _mm512_fmadd_ps(d, s, acc[r][t]);
         }
     }
 }
 
-// Rows r .. r+R of W against tokens t0 .. t1, TT tokens at a time.
-INLINE void panel(float *y, size_t ldy, const float *x, const float *w, size_t n, size_t R,
-                  size_t t0, size_t t1) {
+INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+                    size_t r0, size_t R, size_t T) {
+    size_t G = q8_groups(w->cols), row_bytes = G * Q8_GROUP;
+    const int8_t *wq = (const int8_t *)w->data + r0 * row_bytes;
+    const uint16_t *ws = w->scales + r0 * G;
+    const __m512i two = _mm512_set1_epi32(2);
+    __m512 acc[Q8_RMAX][Q8_TT];
+#pragma GCC unroll 8
+    for (size_t r = 0; r < R; r++)
+#pragma GCC unroll 4
+        for (size_t t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    for (size_t g0 = 0; g0 < G; g0 += 16) {  // 16 groups share one load of the scales
+        size_t ng = G - g0 < 16 ? G - g0 : 16;
+        __mmask16 m = (__mmask16)((1u << ng) - 1);
+        __m512 sc[Q8_RMAX];
+        __m512 xd = T == 1 ? _mm512_maskz_loadu_ps(m, in->qd + t0 * in->groups + g0)
+                           : _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (size_t r = 0; r < R; r++) {
+            sc[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, ws + r * G + g0));
+            if (T == 1) sc[r] = _mm512_mul_ps(sc[r], xd);
+        }
+        // lanes 0-7 take the scale of group g, lanes 8-15 that of g + 1
+        __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+        size_t g = g0;
+        for (; g + 2 <= g0 + ng; g += 2, idx = _mm512_add_epi32(idx, two))
+            q8_step(acc, in, t0, wq, row_bytes, g, sc, idx, R, T, 0);
+        if (g < g0 + ng) q8_step(acc, in, t0, wq, row_bytes, g, sc, idx, R, T, 1);
+    }
+    TILE_STORE(acc, y, ldy, R, T);
+}
+
+#elif defined(__AVX2__) && defined(__FMA__)
+// One group per step: 32 quants in a ymm; |w| times x with w's sign (maddubs), in pairs
+// (madd). Quants are within [-127, 127] except a stored -128, which still fits: 2 x 128 x 127.
+#define Q8_TR 4
+#define Q8_TRV 4
+#define Q8_TT 1
+INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+                    size_t r0, size_t R, size_t T) {
+    size_t G = q8_groups(w->cols), GP = in->groups;
+    const int8_t *wq = (const int8_t *)w->data + r0 * G * Q8_GROUP;
+    const uint16_t *ws = w->scales + r0 * G;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[Q8_TRV][Q8_TT];
+#pragma GCC unroll 8
+    for (size_t r = 0; r < R; r++)
+        for (size_t t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (size_t g = 0; g < G; g++) {
+        __m256i wv[Q8_TRV];
+        __m256 wsv[Q8_TRV];
+#pragma GCC unroll 8
+        for (size_t r = 0; r < R; r++) {
+            wv[r] = _mm256_loadu_si256((const __m256i *)(wq + (r * G + g) * Q8_GROUP));
+            wsv[r] = _mm256_set1_ps(fp16_to_f32(ws[r * G + g]));
+        }
+        for (size_t t = 0; t < T; t++) {
+            size_t at = (t0 + t) * GP + g;
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
+            __m256 xs = _mm256_loadu_ps(in->qscale + at * 8);
+#pragma GCC unroll 8
+            for (size_t r = 0; r < R; r++) {
+                __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv[r], wv[r]),
+                                                 _mm256_sign_epi8(xv, wv[r]));
+                __m256i d = _mm256_madd_epi16(p, ones);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(wsv[r], xs),
+                                            acc[r][t]);
+            }
+        }
+    }
+    TILE_STORE(acc, y, ldy, R, T);
+}
+
+#else
+#define Q8_TR 4
+#define Q8_TRV 4
+#define Q8_TT 1
+// Plain C: one float accumulator per output, groups in order.
+INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+                    size_t r0, size_t R, size_t T) {
+    size_t G = q8_groups(w->cols), GP = in->groups;
+    for (size_t r = 0; r < R; r++) {
+        for (size_t t = 0; t < T; t++) {
+            const int8_t *wq = (const int8_t *)w->data + (r0 + r) * G * Q8_GROUP;
+            const int8_t *xq = in->q + (t0 + t) * GP * Q8_GROUP;
+            float acc = 0.0f;
+            for (size_t g = 0; g < G; g++) {
+                int32_t dot = 0;
+                for (size_t i = g * Q8_GROUP; i < (g + 1) * Q8_GROUP; i++) dot += wq[i] * xq[i];
+                float s = fp16_to_f32(w->scales[(r0 + r) * G + g]) * in->qscale[((t0 + t) * GP + g) * 8];
+                acc += (float)dot * s;
+            }
+            y[t * ldy + r] = acc;
+        }
+    }
+}
+#endif
+
+// ----------------------------------------------------------------------------
+// the shared structure: tiles -> panels -> row blocks -> threads
+
+// Tokens t .. t+T of rows r .. r+R (R, T, wt constant after inlining).
+INLINE void tile(float *y, size_t ldy, const MatIn *in, size_t t, const Tensor *w, size_t r,
+                 size_t R, size_t T, int wt) {
+    if (wt == SL_Q8_0) {
+        tile_q8(y + t * ldy + r, ldy, in, t, w, r, R, T);
+    } else {
+        const void *wr = (const uint8_t *)w->data + r * w->cols * wt_bytes(wt);
+        tile_f(y + t * ldy + r, ldy, in->x + t * in->n, wr, in->n, R, T, wt);
+    }
+}
+
+// Rows r .. r+R of W against tokens t0 .. t1, TTw tokens at a time.
+INLINE void panel(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t r, size_t R,
+                  size_t t0, size_t t1, int wt) {
+    const size_t TTw = wt == SL_Q8_0 ? Q8_TT : TT;
     size_t t = t0;
-    for (; t + TT <= t1; t += TT) tile(y + t * ldy, ldy, x + t * n, w, n, R, TT);
-    for (; t < t1; t++) tile(y + t * ldy, ldy, x + t * n, w, n, R, 1);
+    for (; t + TTw <= t1; t += TTw) tile(y, ldy, in, t, w, r, R, TTw, wt);
+    for (; t < t1; t++) tile(y, ldy, in, t, w, r, R, 1, wt);
 }
 
 // Tokens per cache block: every W panel of a thread reuses this block of X from L2.
@@ -193,29 +425,120 @@ INLINE void panel(float *y, size_t ldy, const float *x, const float *w, size_t n
 #define X_BLOCK_FLOATS (128 * 1024)
 
 // Y[t][r] for rows rb .. re of W and all m tokens; Y rows are ldy apart.
-static void rows_block(float *y, size_t ldy, const float *x, const float *w, size_t n,
-                       size_t m, size_t rb, size_t re) {
-    size_t tb = X_BLOCK_FLOATS / (n ? n : 1) / TT * TT;
+INLINE void rows_block(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t rb,
+                       size_t re, int wt) {
+    const size_t Rw = wt == SL_Q8_0 ? Q8_TR : TR, RVw = wt == SL_Q8_0 ? Q8_TRV : TRV;
+    size_t tb = X_BLOCK_FLOATS / (in->n ? in->n : 1) / TT * TT;
     if (tb < TT) tb = TT;
-    for (size_t t0 = 0; t0 < m; t0 += tb) {
-        size_t t1 = m - t0 < tb ? m : t0 + tb;
+    for (size_t t0 = 0; t0 < in->m; t0 += tb) {
+        size_t t1 = in->m - t0 < tb ? in->m : t0 + tb;
         size_t r = rb;
-        if (m == 1)  // a matvec: wider tiles, the same per-element arithmetic
-            for (; r + TRV <= re; r += TRV) panel(y + r, ldy, x, w + r * n, n, TRV, t0, t1);
-        for (; r + TR <= re; r += TR) panel(y + r, ldy, x, w + r * n, n, TR, t0, t1);
-        for (; r < re; r++) panel(y + r, ldy, x, w + r * n, n, 1, t0, t1);
+        if (in->m == 1)  // a matvec: wider tiles, the same per-element arithmetic
+            for (; r + RVw <= re; r += RVw) panel(y, ldy, in, w, r, RVw, t0, t1, wt);
+        for (; r + Rw <= re; r += Rw) panel(y, ldy, in, w, r, Rw, t0, t1, wt);
+        for (; r < re; r++) panel(y, ldy, in, w, r, 1, t0, t1, wt);
     }
 }
 
-void matmul_f32_rows(float *y, const float *x, const float *w, size_t n, size_t row_begin,
-                     size_t row_end) {
-    rows_block(y, 0, x, w, n, 1, row_begin, row_end);
+// One compiled copy per type.
+static void rows_f32(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_block(y, ldy, in, w, b, e, SL_F32);
+}
+static void rows_f16(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_block(y, ldy, in, w, b, e, SL_F16);
+}
+static void rows_bf16(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_block(y, ldy, in, w, b, e, SL_BF16);
+}
+static void rows_q8(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_block(y, ldy, in, w, b, e, SL_Q8_0);
+}
+
+typedef void (*RowsFn)(float *, size_t, const MatIn *, const Tensor *, size_t, size_t);
+
+static RowsFn rows_fn(int type) {
+    switch (type) {
+    case SL_F32: return rows_f32;
+    case SL_F16: return rows_f16;
+    case SL_BF16: return rows_bf16;
+    default: return rows_q8;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// inputs
+
+static size_t padded_groups(size_t n) { return (q8_groups(n) + 1) / 2 * 2; }
+
+size_t matmul_q8_bytes(size_t n, size_t m) {
+    // per group: 32 quants, its scale, 8 copies of it, 8 correction lanes
+    return m * padded_groups(n) * (Q8_GROUP + 9 * sizeof(float) + 8 * sizeof(int32_t));
+}
+
+// One row of x into q8_0 form: quants (GP groups, zero padded), each scale spread over 8
+// lanes, and -128 x each 4 quants' sum. The quants and scales are bitwise those of
+// quant.h's q8_quantize_row (the same operations: max |x|, d = amax / 127, round(x / d)
+// to nearest even), which tests/test_matmul.c checks.
+static void quantize_row(const float *x, size_t n, size_t GP, int8_t *q, float *s, int32_t *c) {
+    size_t g = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+    for (; (g + 1) * Q8_GROUP <= n; g++) {  // whole groups: 2 x 16 floats
+        __m512 a = _mm512_loadu_ps(x + g * Q8_GROUP), b = _mm512_loadu_ps(x + g * Q8_GROUP + 16);
+        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+        float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+        __m512 vid = _mm512_set1_ps(id);
+        __m128i qa = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(a, vid)));
+        __m128i qb = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(b, vid)));
+        __m256i qq = _mm256_inserti128_si256(_mm256_castsi128_si256(qa), qb, 1);
+        _mm256_storeu_si256((__m256i *)(q + g * Q8_GROUP), qq);
+        _mm256_storeu_ps(s + g * 8, _mm256_set1_ps(d));
+        __m256i sum4 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), qq),
+                                         _mm256_set1_epi16(1));  // each 4 quants' sum
+        _mm256_storeu_si256((__m256i *)(c + g * 8), _mm256_mullo_epi32(sum4, _mm256_set1_epi32(-128)));
+    }
+#endif
+    for (; g < GP; g++) {  // the partial last group and the padding: plain C
+        int8_t *qg = q + g * Q8_GROUP;
+        float d = 0.0f;
+        memset(qg, 0, Q8_GROUP);
+        if (g * Q8_GROUP < n) {
+            size_t len = n - g * Q8_GROUP < Q8_GROUP ? n - g * Q8_GROUP : Q8_GROUP;
+            q8_quantize_row(x + g * Q8_GROUP, len, qg, &d);
+        }
+        for (size_t i = 0; i < 8; i++) {
+            s[g * 8 + i] = d;
+            c[g * 8 + i] = -128 * (qg[4 * i] + qg[4 * i + 1] + qg[4 * i + 2] + qg[4 * i + 3]);
+        }
+    }
+}
+
+void matmul_input(MatIn *in, const float *x, size_t n, size_t m, void *q8) {
+    size_t GP = padded_groups(n);
+    *in = (MatIn){.x = x, .n = n, .m = m, .groups = GP};
+    if (!q8) return;
+    in->q = q8;
+    in->qscale = (float *)(in->q + m * GP * Q8_GROUP);
+    in->qcorr = (int32_t *)(in->qscale + m * GP * 8);
+    in->qd = (float *)(in->qcorr + m * GP * 8);
+    for (size_t t = 0; t < m; t++) {
+        quantize_row(x + t * n, n, GP, in->q + t * GP * Q8_GROUP, in->qscale + t * GP * 8,
+                     in->qcorr + t * GP * 8);
+        for (size_t g = 0; g < GP; g++) in->qd[t * GP + g] = in->qscale[(t * GP + g) * 8];
+    }
+}
+
+// ----------------------------------------------------------------------------
+// threads
+
+void matmul_rows(float *y, const MatIn *in, const Tensor *w, size_t row_begin, size_t row_end) {
+    rows_fn(w->type)(y, 0, in, w, row_begin, row_end);
 }
 
 typedef struct {
     float *y;
-    const float *x, *w;
-    size_t n, d, m;
+    const MatIn *in;
+    const Tensor *w;
+    RowsFn fn;
 } Job;
 
 // Thread blocks start on multiples of 16 rows: whole tiles, and a 64-byte line of y each.
@@ -224,17 +547,13 @@ typedef struct {
 static void job_run(void *arg, int thread, int n_threads) {
     const Job *j = arg;
     size_t b, e;
-    pool_range(j->d, ROW_ALIGN, thread, n_threads, &b, &e);
-    if (b < e) rows_block(j->y, j->d, j->x, j->w, j->n, j->m, b, e);
+    pool_range(j->w->rows, ROW_ALIGN, thread, n_threads, &b, &e);
+    if (b < e) j->fn(j->y, j->w->rows, j->in, j->w, b, e);
 }
 
-void matmul_f32_batch(Pool *pool, float *y, const float *x, const float *w, size_t n, size_t d,
-                      size_t m) {
-    if (d == 0 || m == 0) return;
-    Job j = {y, x, w, n, d, m};
+void matmul(Pool *pool, float *y, const MatIn *in, const Tensor *w) {
+    assert(w->cols == in->n && (w->type != SL_Q8_0 || in->q));
+    if (w->rows == 0 || in->m == 0) return;
+    Job j = {y, in, w, rows_fn(w->type)};
     pool_run(pool, job_run, &j);
-}
-
-void matmul_f32(Pool *pool, float *y, const float *x, const float *w, size_t n, size_t d) {
-    matmul_f32_batch(pool, y, x, w, n, d, 1);
 }

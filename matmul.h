@@ -1,34 +1,54 @@
-// matmul.h: the fast fp32 matrix products of the forward pass.
+// matmul.h: the fast matrix products of the forward pass, for every weight type.
 //
 // Contract: libc and pthreads (through pool.h); SIMD through <immintrin.h>, chosen at
-// compile time (AVX-512F, else AVX2+FMA, else plain C); no OpenMP, no BLAS, no allocation.
-// Inputs and outputs must not overlap. kernels.h's matmul is the algorithmic reference;
-// these kernels sum in a different order, so results differ from it by rounding only.
+// compile time (AVX-512F, else AVX2+FMA, else plain C; for q8_0 AVX512-VNNI, else AVX2,
+// else plain C); no OpenMP, no BLAS, no allocation. Inputs and outputs must not overlap.
+// kernels.h's matmul_ref is the algorithmic reference; these kernels sum in a different
+// order, so results differ from it by rounding only.
+//
+// Weights are used where they lie (the read-only mapping): f16 and bf16 are converted to
+// f32 in registers; q8_0 weights meet activations quantized to q8_0 at run time (per group
+// of 32, one f32 scale each), in exact integer dot products scaled per group.
 //
 // Determinism: within one build, every output element is computed by one fixed sequence
-// of float operations, so it is bitwise the same whatever the thread count, however the
-// rows and tokens were grouped into tiles, and whether it came from matmul_f32 or from
-// matmul_f32_batch (row i of a batch equals the matvec of token i).
+// of operations, so it is bitwise the same whatever the thread count, however rows and
+// tokens were grouped into tiles, and whether it came from a matvec (m = 1) or a batch
+// (row i of a batch equals the matvec of token i).
 #ifndef SEARCHLIGHT_MATMUL_H
 #define SEARCHLIGHT_MATMUL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "model.h"
 #include "pool.h"
 
-// y (d) = W (d, n) @ x (n); W row-major, rows split across the pool's threads in
-// contiguous blocks. pool may be NULL (runs on the calling thread).
-void matmul_f32(Pool *pool, float *y, const float *x, const float *w, size_t n, size_t d);
+// The input of matmuls: m rows of n floats and, for q8_0 weights, their quantized form.
+// Prepared once by matmul_input, then read (never written) by any number of matmuls.
+typedef struct {
+    const float *x;  // (m, n)
+    size_t n, m;
+    size_t groups;   // q8_0 groups per row, padded to an even count (zeros)
+    int8_t *q;       // (m, groups, 32) quants, or NULL when not prepared for q8_0
+    float *qd;       // (m, groups) each group's scale
+    float *qscale;   // (m, groups, 8) the same, each repeated for 8 SIMD lanes
+    int32_t *qcorr;  // (m, groups, 8) -128 x the sum of each 4 quants (VNNI's u8 offset)
+} MatIn;
 
-// Y (m, d) = X (m, n) @ W (d, n)^T: m input rows (the tokens of a prompt) at once, for
-// prefill. Row i of Y is the matvec of row i of X. Tiled for registers and cache,
-// threaded over rows of W. pool may be NULL.
-void matmul_f32_batch(Pool *pool, float *y, const float *x, const float *w, size_t n, size_t d,
-                      size_t m);
+// Scratch bytes for the q8_0 form of m rows of n floats.
+size_t matmul_q8_bytes(size_t n, size_t m);
 
-// Single-threaded building block, exposed for tests: y[i] = W row i . x for
-// row_begin <= i < row_end; the rest of y is left untouched.
-void matmul_f32_rows(float *y, const float *x, const float *w, size_t n, size_t row_begin,
-                     size_t row_end);
+// Describes x (m, n) as a matmul input. q8: matmul_q8_bytes(n, m) bytes to quantize x
+// into (needed when any weight it meets is q8_0), or NULL.
+void matmul_input(MatIn *in, const float *x, size_t n, size_t m, void *q8);
+
+// Y (m, d) = X (m, n) @ W (d, n)^T for a weight matrix of any type (w->cols == n,
+// d = w->rows): row i of Y is the matvec of row i of X. Threaded over rows of W, tiled
+// for registers and cache. pool may be NULL (runs on the calling thread).
+void matmul(Pool *pool, float *y, const MatIn *in, const Tensor *w);
+
+// Single-threaded building block, exposed for tests: for a one-row input, y[i] = W row i
+// . x for row_begin <= i < row_end; the rest of y is left untouched.
+void matmul_rows(float *y, const MatIn *in, const Tensor *w, size_t row_begin, size_t row_end);
 
 #endif

@@ -5,6 +5,8 @@
 // trusted. Errors print one line naming the file and return an enum model_err.
 #include "model.h"
 
+#include "quant.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -41,14 +43,49 @@ static int add_ok(size_t a, size_t b, size_t *out) {
     return !__builtin_add_overflow(a, b, out);
 }
 
-size_t dtype_bytes(int dtype, size_t n) {
-    size_t out;
+size_t tensor_bytes(int dtype, size_t rows, size_t cols) {
+    size_t n, out;
     switch (dtype) {
-    case SL_F32: return mul_ok(n, 4, &out) ? out : 0;
+    case SL_F32: return mul_ok(rows, cols, &n) && mul_ok(n, 4, &out) ? out : 0;
     case SL_F16:
-    case SL_BF16: return mul_ok(n, 2, &out) ? out : 0;
-    case SL_Q8_0: return n % 32 == 0 && mul_ok(n / 32, 34, &out) ? out : 0;  // f16 scale + 32 int8
+    case SL_BF16: return mul_ok(rows, cols, &n) && mul_ok(n, 2, &out) ? out : 0;
+    case SL_Q8_0:  // per group: 32 int8 quants and an f16 scale
+        return mul_ok(rows, q8_groups(cols), &n) && mul_ok(n, Q8_GROUP + 2, &out) ? out : 0;
     default: return 0;
+    }
+}
+
+Tensor tensor_layer(const Tensor *t, size_t l, size_t n_layers) {
+    Tensor v = *t;
+    v.rows = t->rows / n_layers;
+    size_t first = l * v.rows;  // the layer's first row
+    const uint8_t *base = t->data;
+    switch (t->type) {
+    case SL_F32: v.data = base + first * t->cols * 4; break;
+    case SL_F16:
+    case SL_BF16: v.data = base + first * t->cols * 2; break;
+    default:
+        v.data = base + first * q8_groups(t->cols) * Q8_GROUP;
+        v.scales = t->scales + first * q8_groups(t->cols);
+    }
+    return v;
+}
+
+void tensor_row(const Tensor *t, size_t r, float *out) {
+    size_t n = t->cols;
+    switch (t->type) {
+    case SL_F32: memcpy(out, (const float *)t->data + r * n, n * sizeof(float)); break;
+    case SL_F16:
+        for (size_t i = 0; i < n; i++) out[i] = fp16_to_f32(((const uint16_t *)t->data)[r * n + i]);
+        break;
+    case SL_BF16:
+        for (size_t i = 0; i < n; i++) out[i] = bf16_to_f32(((const uint16_t *)t->data)[r * n + i]);
+        break;
+    default: {
+        size_t G = q8_groups(n);
+        const int8_t *q = (const int8_t *)t->data + r * G * Q8_GROUP;
+        for (size_t i = 0; i < n; i++) out[i] = fp16_to_f32(t->scales[r * G + i / Q8_GROUP]) * q[i];
+    }
     }
 }
 
@@ -135,8 +172,8 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
         if (!mul_ok(shape[t][0], shape[t][1], &rows) || !mul_ok(rows, shape[t][2], &n))
             DIMS_FAIL("tensor %s: %zu x %zu x %zu elements overflow", tensor_names[t],
                       shape[t][0], shape[t][1], shape[t][2]);
-        if ((bytes = dtype_bytes(type, n)) == 0)
-            DIMS_FAIL("tensor %s: %zu elements do not fit type %s", tensor_names[t], n,
+        if ((bytes = tensor_bytes(type, rows, shape[t][2])) == 0)
+            DIMS_FAIL("tensor %s: %zu elements of type %s overflow", tensor_names[t], n,
                       dtype_names[type]);
         pos = (pos + SL_ALIGN - 1) / SL_ALIGN * SL_ALIGN;  // pos is far below SIZE_MAX here
         out->offset[t] = pos;
@@ -194,18 +231,6 @@ static int check_header(const SlHeader *h, const char *path) {
     return MODEL_OK;
 }
 
-// Only f32 tensors can be computed with in this version.
-static int check_computable(const Model *m, const char *path) {
-    for (int t = 0; t < SL_T_COUNT; t++) {
-        if (m->layout.bytes[t] && m->header.tensor_type[t] != SL_F32) {
-            fprintf(stderr, "%s: tensor %s is %s, this build computes with f32 only\n", path,
-                    tensor_names[t], dtype_names[m->header.tensor_type[t]]);
-            return MODEL_ERR_TYPE;
-        }
-    }
-    return MODEL_OK;
-}
-
 static int open_checked(Model *m, const char *path, int need_weights, int fd) {
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -247,7 +272,6 @@ static int open_checked(Model *m, const char *path, int need_weights, int fd) {
         fprintf(stderr, "%s: holds a tokenizer only, no weights to run\n", path);
         return MODEL_ERR_NO_WEIGHTS;
     }
-    if (need_weights && (err = check_computable(m, path)) != MODEL_OK) return err;
 
     void *map = mmap(NULL, have, PROT_READ, MAP_PRIVATE, fd, 0);
     if (map == MAP_FAILED) {
@@ -263,22 +287,28 @@ static int open_checked(Model *m, const char *path, int need_weights, int fd) {
     if (err != TOK_OK) return MODEL_ERR_TOKENIZER;
     if (h->n_tensors == 0) return MODEL_OK;
 
-    const float *p[SL_T_COUNT];
-    for (int t = 0; t < SL_T_COUNT; t++)
-        p[t] = m->layout.bytes[t] ? (const float *)(m->map + m->layout.offset[t]) : NULL;
+    Tensor v[SL_T_COUNT];
+    for (int t = 0; t < SL_T_COUNT; t++) {
+        const SlLayout *lay = &m->layout;
+        const uint8_t *p = lay->bytes[t] ? m->map + lay->offset[t] : NULL;
+        int type = h->tensor_type[t];
+        v[t] = (Tensor){type, lay->rows[t], lay->cols[t], p, NULL};
+        if (p && type == SL_Q8_0)  // the scales follow the quants
+            v[t].scales = (const uint16_t *)(p + lay->rows[t] * q8_groups(lay->cols[t]) * Q8_GROUP);
+    }
     Weights *w = &m->w;
-    w->token_embedding = p[SL_T_EMBED];
-    w->rms_att = p[SL_T_RMS_ATT];
-    w->wq = p[SL_T_WQ];
-    w->wk = p[SL_T_WK];
-    w->wv = p[SL_T_WV];
-    w->wo = p[SL_T_WO];
-    w->rms_ffn = p[SL_T_RMS_FFN];
-    w->w1 = p[SL_T_W1];
-    w->w2 = p[SL_T_W2];
-    w->w3 = p[SL_T_W3];
-    w->rms_final = p[SL_T_RMS_FINAL];
-    w->wcls = (h->flags & SL_FLAG_SHARED_CLASSIFIER) ? w->token_embedding : p[SL_T_CLS];
+    w->token_embedding = v[SL_T_EMBED];
+    w->rms_att = v[SL_T_RMS_ATT].data;
+    w->wq = v[SL_T_WQ];
+    w->wk = v[SL_T_WK];
+    w->wv = v[SL_T_WV];
+    w->wo = v[SL_T_WO];
+    w->rms_ffn = v[SL_T_RMS_FFN].data;
+    w->w1 = v[SL_T_W1];
+    w->w2 = v[SL_T_W2];
+    w->w3 = v[SL_T_W3];
+    w->rms_final = v[SL_T_RMS_FINAL].data;
+    w->wcls = (h->flags & SL_FLAG_SHARED_CLASSIFIER) ? w->token_embedding : v[SL_T_CLS];
     return MODEL_OK;
 }
 

@@ -29,7 +29,11 @@
 #define SL_HEADER_BYTES 256
 #define SL_ALIGN 64
 
-// Weight types. Only SL_F32 is loaded by this version; the others are reserved numbers.
+// Weight types (quant.h defines the numbers). A tensor of R rows x C columns is stored as:
+//   f32, f16, bf16  R x C elements, row-major (IEEE binary32 / binary16 / bfloat16);
+//   q8_0            R x G x 32 int8 quants (G = ceil(C / 32) groups per row, the last group
+//                   zero padded), then R x G f16 scales: 34 bytes per group.
+// Norm weights are always f32.
 enum sl_dtype { SL_F32 = 0, SL_F16 = 1, SL_BF16 = 2, SL_Q8_0 = 3, SL_DTYPE_COUNT };
 
 // Header flags.
@@ -110,31 +114,45 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path);
 // Parameters in a layout: the elements of every tensor present.
 size_t layout_params(const SlLayout *lay);
 
-// Bytes taken by n elements of a type; 0 if the type is unknown or n does not fit it.
-size_t dtype_bytes(int dtype, size_t n);
+// Bytes taken by a rows x cols tensor of a type; 0 if the type is unknown or it overflows.
+size_t tensor_bytes(int dtype, size_t rows, size_t cols);
 const char *dtype_name(int dtype);
 const char *tensor_name(int t);
 
-// The weights, pointers into the read-only mapping.
+// A weight matrix in the mapping: W (rows, cols), y = W x. For a stacked tensor, rows
+// counts all layers; tensor_layer gives one layer's matrix.
 typedef struct {
-    const float *token_embedding; // (vocab_size, dim)
-    const float *rms_att;         // (layer, dim)
-    const float *wq;              // (layer, n_heads * head_dim, dim)
-    const float *wk;              // (layer, n_kv_heads * head_dim, dim)
-    const float *wv;              // (layer, n_kv_heads * head_dim, dim)
-    const float *wo;              // (layer, dim, n_heads * head_dim)
-    const float *rms_ffn;         // (layer, dim)
-    const float *w1;              // (layer, hidden_dim, dim)
-    const float *w2;              // (layer, dim, hidden_dim)
-    const float *w3;              // (layer, hidden_dim, dim)
-    const float *rms_final;       // (dim)
-    const float *wcls;            // (vocab_size, dim), == token_embedding when shared
+    int type;               // enum sl_dtype
+    size_t rows, cols;
+    const void *data;       // rows x cols elements; q8_0: rows x groups x 32 int8 quants
+    const uint16_t *scales; // q8_0 only: rows x groups f16 scales
+} Tensor;
+
+// Layer l of a tensor stacked from n_layers equal matrices.
+Tensor tensor_layer(const Tensor *t, size_t l, size_t n_layers);
+// Row r of a matrix as floats (dequantized for q8_0): out has cols elements.
+void tensor_row(const Tensor *t, size_t r, float *out);
+
+// The weights: views into the read-only mapping.
+typedef struct {
+    Tensor token_embedding; // (vocab_size, dim)
+    const float *rms_att;   // (layer, dim)
+    Tensor wq;              // (layer, n_heads * head_dim, dim)
+    Tensor wk;              // (layer, n_kv_heads * head_dim, dim)
+    Tensor wv;              // (layer, n_kv_heads * head_dim, dim)
+    Tensor wo;              // (layer, dim, n_heads * head_dim)
+    const float *rms_ffn;   // (layer, dim)
+    Tensor w1;              // (layer, hidden_dim, dim)
+    Tensor w2;              // (layer, dim, hidden_dim)
+    Tensor w3;              // (layer, hidden_dim, dim)
+    const float *rms_final; // (dim)
+    Tensor wcls;            // (vocab_size, dim), the token embedding when shared
 } Weights;
 
 typedef struct {
     SlHeader header;     // a validated copy
     SlLayout layout;
-    Weights w;           // all NULL for a tokenizer-only file
+    Weights w;           // all empty for a tokenizer-only file
     Tokenizer tokenizer; // the embedded tokenizer
     const uint8_t *map;  // the read-only mapping of the whole file
     size_t map_bytes;

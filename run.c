@@ -15,6 +15,7 @@
 
 #include "bench.h"
 #include "pool.h"
+#include "ppl.h"
 #include "sampler.h"
 #include "transformer.h"
 
@@ -30,6 +31,8 @@ typedef struct {
     int top_k;
     uint64_t seed;               // 0: from the clock
     long steps;                  // 0: min(256, seq_len)
+    const char *ppl_path;        // --ppl: score this text instead of generating
+    int kv_type;                 // --kv: ATTN_KV_F32 or ATTN_KV_F16
     int bench;                   // --bench: the threads list, pp, tg, reps, json below
     BenchOptions b;
 } Options;
@@ -48,6 +51,8 @@ static void usage(FILE *f) {
             "  -z <path>   a llama2.c tokenizer.bin to use instead of the embedded one\n"
             "  -T <int>    threads, default: the number of online CPUs\n"
             "  -m <mode>   generate (default) or tokenize: print the prompt's token ids\n"
+            "  --kv <type> KV cache type: f32 (default) or f16 (half the memory and traffic)\n"
+            "  --ppl <path> print the perplexity of a text file instead of generating\n"
             "  -h, --help  this message\n"
             "Benchmark: run <model> --bench [-T list] [--pp N] [--tg N] [--reps R] [--json]\n"
             "  -T <list>   thread counts, comma-separated, e.g. 1,2 (default: online CPUs)\n"
@@ -142,10 +147,22 @@ static Options parse_args(int argc, char **argv) {
             continue;
         }
         int is_long = !strcmp(a, "--pp") || !strcmp(a, "--tg") || !strcmp(a, "--reps");
-        if (!is_long && (a[2] != '\0' || !strchr("tpksnizTm", a[1])))
+        int is_word = !strcmp(a, "--kv") || !strcmp(a, "--ppl");
+        if (!is_long && !is_word && (a[2] != '\0' || !strchr("tpksnizTm", a[1])))
             usage_error("unknown option '%s'%s", a, "");
         if (i + 1 >= argc) usage_error("%s needs a value%s", a, "");
         const char *v = argv[++i];
+        if (!strcmp(a, "--ppl")) {
+            o.ppl_path = v;
+            continue;
+        }
+        if (!strcmp(a, "--kv")) {
+            if (strcmp(v, "f32") != 0 && strcmp(v, "f16") != 0)
+                usage_error("--kv: unknown type '%s', expected f32 or f16%s", v, "");
+            o.kv_type = v[1] == '3' ? ATTN_KV_F32 : ATTN_KV_F16;
+            o.b.kv_type = o.kv_type;
+            continue;
+        }
         if (is_long) {
             long *dst = a[2] == 'p' ? &o.b.pp : a[2] == 't' ? &o.b.tg : &o.b.reps;
             *dst = parse_long(a, v, 1, 1 << 20);
@@ -169,6 +186,7 @@ static Options parse_args(int argc, char **argv) {
     }
     if (!o.model_path) usage_error("no model file given%s%s", "", "");
     if (!o.bench && o.b.n_threads > 1) usage_error("-T: a list of thread counts needs --bench%s%s", "", "");
+    if (o.bench && o.ppl_path) usage_error("--bench and --ppl: pick one%s%s", "", "");
     return o;
 }
 
@@ -275,7 +293,7 @@ int main(int argc, char **argv) {
         err = model_open(&t.model, o.model_path, 0);
     } else {
         if (!(pool = pool_create(o.b.threads[0]))) return 1;
-        err = transformer_build(&t, o.model_path, pool);
+        err = transformer_build(&t, o.model_path, pool, o.kv_type);
     }
     if (err != MODEL_OK) {
         pool_destroy(pool);
@@ -295,6 +313,14 @@ int main(int argc, char **argv) {
         // the tokenizer said why
     } else if (tokenize_only) {
         rc = tokenize(tok, o.prompt);
+    } else if (o.ppl_path) {
+        PplResult r;
+        double t0 = now_s();
+        if ((rc = ppl_measure(&t, tok, o.ppl_path, &r)) == 0) {
+            printf("perplexity %.4f, mean NLL %.5f nats over %zu tokens (%zu windows of up to %d)\n",
+                   r.ppl, r.nll, r.tokens, r.windows, h->seq_len);
+            fprintf(stderr, "scored %zu tokens in %.2f s\n", r.tokens, now_s() - t0);
+        }
     } else if (o.steps > h->seq_len) {
         fprintf(stderr, "run: -n: %ld is beyond the context of %d positions\n", o.steps,
                 h->seq_len);

@@ -20,7 +20,7 @@
 // ----------------------------------------------------------------------------
 // run state
 
-int runstate_build(RunState *s, const SlHeader *h) {
+int runstate_build(RunState *s, const SlHeader *h, int kv_type) {
     memset(s, 0, sizeof *s);
     size_t dim = (size_t)h->dim, hidden = (size_t)h->hidden_dim, hd = (size_t)h->head_dim;
     size_t q_dim = (size_t)h->n_heads * hd, kv_dim = (size_t)h->n_kv_heads * hd;
@@ -45,17 +45,23 @@ int runstate_build(RunState *s, const SlHeader *h) {
     s->hb2 = calloc(B * hidden, sizeof(float));
     s->att = calloc(att, sizeof(float));
     s->logits = calloc((size_t)h->vocab_size, sizeof(float));
-    AttnShape shape = {(size_t)h->n_heads, (size_t)h->n_kv_heads, hd, seq};
+    AttnShape shape = {(size_t)h->n_heads, (size_t)h->n_kv_heads, hd, seq, kv_type};
     s->attn_scratch = malloc(attention_scratch_bytes(&shape));
+    size_t widest = dim > q_dim ? dim : q_dim;  // the widest matmul input
+    if (hidden > widest) widest = hidden;
+    int any_q8 = 0;
+    for (int t = 0; t < SL_T_COUNT; t++) any_q8 |= h->n_tensors && h->tensor_type[t] == SL_Q8_0;
+    s->q8 = any_q8 ? malloc(matmul_q8_bytes(widest, B)) : NULL;
     s->rope_cos = calloc(rope, sizeof(float));
     s->rope_sin = calloc(rope, sizeof(float));
-    s->key_cache = calloc(cache, sizeof(float));
-    s->value_cache = calloc(cache, sizeof(float));
+    s->kv_type = kv_type;
+    s->key_cache = calloc(cache, attention_kv_bytes(kv_type));
+    s->value_cache = calloc(cache, attention_kv_bytes(kv_type));
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->ao || !s->hb || !s->hb2 ||
-        !s->att || !s->logits || !s->attn_scratch || !s->rope_cos || !s->rope_sin || !s->key_cache ||
+        !s->att || !s->logits || !s->attn_scratch || (any_q8 && !s->q8) || !s->rope_cos || !s->rope_sin || !s->key_cache ||
         !s->value_cache) {
         fprintf(stderr, "cannot allocate the run state (KV cache: 2 x %zu bytes)\n",
-                cache * sizeof(float));
+                cache * attention_kv_bytes(kv_type));
         runstate_free(s);
         return MODEL_ERR_NOMEM;
     }
@@ -74,17 +80,19 @@ int runstate_build(RunState *s, const SlHeader *h) {
 void runstate_free(RunState *s) {
     free(s->x), free(s->xb), free(s->xb2), free(s->q), free(s->k), free(s->v), free(s->ao);
     free(s->hb), free(s->hb2), free(s->att), free(s->logits), free(s->attn_scratch);
+    free(s->q8);
     free(s->rope_cos);
     free(s->rope_sin), free(s->key_cache), free(s->value_cache);
     memset(s, 0, sizeof *s);
 }
 
-int transformer_build(Transformer *t, const char *path, Pool *pool) {
+int transformer_build(Transformer *t, const char *path, Pool *pool, int kv_type) {
     memset(t, 0, sizeof *t);
     t->pool = pool;
     int err = model_open(&t->model, path, 1);
     if (err != MODEL_OK) return err;
-    if ((err = runstate_build(&t->state, &t->model.header)) != MODEL_OK) model_close(&t->model);
+    if ((err = runstate_build(&t->state, &t->model.header, kv_type)) != MODEL_OK)
+        model_close(&t->model);
     return err;
 }
 
@@ -110,8 +118,17 @@ static void rope_rotate(float *v, size_t n_heads, size_t hd, const float *cos_p,
     }
 }
 
-// Runs n <= batch tokens at pos0..; returns the last token's logits.
-static float *forward_chunk(Transformer *t, const int *tokens, size_t n, size_t pos0) {
+// The q8_0 scratch when one of the matrices that read an input is q8_0, else NULL (then
+// matmul_input does not quantize).
+static void *q8_for(const RunState *s, const Tensor *a, const Tensor *b, const Tensor *c) {
+    int q8 = a->type == SL_Q8_0 || (b && b->type == SL_Q8_0) || (c && c->type == SL_Q8_0);
+    return q8 ? s->q8 : NULL;
+}
+
+// Runs n <= batch tokens at pos0... Writes the logits of every token to all_logits
+// (n, vocab_size) if it is not NULL, else those of the last token to s->logits.
+static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t pos0,
+                          float *all_logits) {
     const SlHeader *h = &t->model.header;
     const Weights *w = &t->model.w;
     RunState *s = &t->state;
@@ -119,60 +136,84 @@ static float *forward_chunk(Transformer *t, const int *tokens, size_t n, size_t 
     size_t dim = (size_t)h->dim, hidden = (size_t)h->hidden_dim, hd = (size_t)h->head_dim;
     size_t n_heads = (size_t)h->n_heads, n_kv = (size_t)h->n_kv_heads;
     size_t q_dim = n_heads * hd, kv_dim = n_kv * hd, seq = (size_t)h->seq_len;
+    size_t L = (size_t)h->n_layers;
     float eps = h->norm_eps;
-    AttnShape shape = {n_heads, n_kv, hd, seq};
+    AttnShape shape = {n_heads, n_kv, hd, seq, s->kv_type};
+    size_t es = attention_kv_bytes(s->kv_type);  // bytes per cache element
+    MatIn in;
 
     for (size_t i = 0; i < n; i++)
-        memcpy(s->x + i * dim, w->token_embedding + (size_t)tokens[i] * dim, dim * sizeof(float));
-    for (size_t l = 0; l < (size_t)h->n_layers; l++) {
+        tensor_row(&w->token_embedding, (size_t)tokens[i], s->x + i * dim);
+    for (size_t l = 0; l < L; l++) {
         // attention block
         for (size_t i = 0; i < n; i++)
             rmsnorm(s->xb + i * dim, s->x + i * dim, w->rms_att + l * dim, dim, eps);
-        matmul_f32_batch(pool, s->q, s->xb, w->wq + l * q_dim * dim, dim, q_dim, n);
-        matmul_f32_batch(pool, s->k, s->xb, w->wk + l * kv_dim * dim, dim, kv_dim, n);
-        matmul_f32_batch(pool, s->v, s->xb, w->wv + l * kv_dim * dim, dim, kv_dim, n);
-        float *kc = s->key_cache + l * kv_dim * seq;  // (n_kv_heads, seq_len, head_dim)
-        float *vc = s->value_cache + l * kv_dim * seq;
+        Tensor wq = tensor_layer(&w->wq, l, L), wk = tensor_layer(&w->wk, l, L);
+        Tensor wv = tensor_layer(&w->wv, l, L), wo = tensor_layer(&w->wo, l, L);
+        matmul_input(&in, s->xb, dim, n, q8_for(s, &wq, &wk, &wv));
+        matmul(pool, s->q, &in, &wq);
+        matmul(pool, s->k, &in, &wk);
+        matmul(pool, s->v, &in, &wv);
+        uint8_t *kc = (uint8_t *)s->key_cache + l * kv_dim * seq * es;  // (n_kv_heads, seq, hd)
+        uint8_t *vc = (uint8_t *)s->value_cache + l * kv_dim * seq * es;
         for (size_t i = 0; i < n; i++) {
             size_t p = pos0 + i;
             const float *c = s->rope_cos + p * (hd / 2), *sn = s->rope_sin + p * (hd / 2);
             rope_rotate(s->q + i * q_dim, n_heads, hd, c, sn);
             rope_rotate(s->k + i * kv_dim, n_kv, hd, c, sn);
             for (size_t g = 0; g < n_kv; g++) {
-                memcpy(kc + (g * seq + p) * hd, s->k + i * kv_dim + g * hd, hd * sizeof(float));
-                memcpy(vc + (g * seq + p) * hd, s->v + i * kv_dim + g * hd, hd * sizeof(float));
+                size_t at = (g * seq + p) * hd * es;
+                attention_kv_store(s->kv_type, kc + at, s->k + i * kv_dim + g * hd, hd);
+                attention_kv_store(s->kv_type, vc + at, s->v + i * kv_dim + g * hd, hd);
             }
         }
         attention_prefill(pool, &shape, s->ao, s->q, kc, vc, pos0, n, s->attn_scratch);
-        matmul_f32_batch(pool, s->xb2, s->ao, w->wo + l * dim * q_dim, q_dim, dim, n);
+        matmul_input(&in, s->ao, q_dim, n, q8_for(s, &wo, NULL, NULL));
+        matmul(pool, s->xb2, &in, &wo);
         for (size_t i = 0; i < n * dim; i++) s->x[i] += s->xb2[i];
 
         // feed-forward block: w2 (silu(w1 x) * w3 x)
         for (size_t i = 0; i < n; i++)
             rmsnorm(s->xb + i * dim, s->x + i * dim, w->rms_ffn + l * dim, dim, eps);
-        matmul_f32_batch(pool, s->hb, s->xb, w->w1 + l * hidden * dim, dim, hidden, n);
-        matmul_f32_batch(pool, s->hb2, s->xb, w->w3 + l * hidden * dim, dim, hidden, n);
+        Tensor w1 = tensor_layer(&w->w1, l, L), w2 = tensor_layer(&w->w2, l, L);
+        Tensor w3 = tensor_layer(&w->w3, l, L);
+        matmul_input(&in, s->xb, dim, n, q8_for(s, &w1, &w3, NULL));
+        matmul(pool, s->hb, &in, &w1);
+        matmul(pool, s->hb2, &in, &w3);
         swiglu(s->hb, s->hb2, n * hidden);
-        matmul_f32_batch(pool, s->xb2, s->hb, w->w2 + l * dim * hidden, hidden, dim, n);
+        matmul_input(&in, s->hb, hidden, n, q8_for(s, &w2, NULL, NULL));
+        matmul(pool, s->xb2, &in, &w2);
         for (size_t i = 0; i < n * dim; i++) s->x[i] += s->xb2[i];
     }
-    // logits for the last token only
-    float *last = s->x + (n - 1) * dim;
-    rmsnorm(last, last, w->rms_final, dim, eps);
-    matmul_f32(pool, s->logits, last, w->wcls, dim, (size_t)h->vocab_size);
-    return s->logits;
+    // the classifier: every token's logits, or the last one's
+    size_t first = all_logits ? 0 : n - 1;
+    for (size_t i = first; i < n; i++)
+        rmsnorm(s->x + i * dim, s->x + i * dim, w->rms_final, dim, eps);
+    matmul_input(&in, s->x + first * dim, dim, n - first, q8_for(s, &w->wcls, NULL, NULL));
+    matmul(pool, all_logits ? all_logits : s->logits, &in, &w->wcls);
 }
 
 float *transformer_forward(Transformer *t, const int *tokens, size_t n, size_t pos0) {
     const SlHeader *h = &t->model.header;
     assert(n >= 1 && pos0 + n <= (size_t)h->seq_len);
     for (size_t i = 0; i < n; i++) assert(tokens[i] >= 0 && tokens[i] < h->vocab_size);
-    float *logits = NULL;
     for (size_t done = 0; done < n; done += t->state.batch) {
         size_t chunk = n - done < t->state.batch ? n - done : t->state.batch;
-        logits = forward_chunk(t, tokens + done, chunk, pos0 + done);
+        forward_chunk(t, tokens + done, chunk, pos0 + done, NULL);
     }
-    return logits;
+    return t->state.logits;
+}
+
+void transformer_forward_all(Transformer *t, const int *tokens, size_t n, size_t pos0,
+                             float *logits) {
+    const SlHeader *h = &t->model.header;
+    assert(n >= 1 && pos0 + n <= (size_t)h->seq_len);
+    for (size_t i = 0; i < n; i++) assert(tokens[i] >= 0 && tokens[i] < h->vocab_size);
+    size_t vocab = (size_t)h->vocab_size;
+    for (size_t done = 0; done < n; done += t->state.batch) {
+        size_t chunk = n - done < t->state.batch ? n - done : t->state.batch;
+        forward_chunk(t, tokens + done, chunk, pos0 + done, logits + done * vocab);
+    }
 }
 
 float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
@@ -180,21 +221,27 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
     const Weights *w = &t->model.w;
     RunState *s = &t->state;
     assert(token >= 0 && token < h->vocab_size && pos < (size_t)h->seq_len);
+    assert(s->kv_type == ATTN_KV_F32);
     size_t dim = (size_t)h->dim, hidden = (size_t)h->hidden_dim, hd = (size_t)h->head_dim;
     size_t n_heads = (size_t)h->n_heads, n_kv = (size_t)h->n_kv_heads;
-    size_t q_dim = n_heads * hd, kv_dim = n_kv * hd, seq = (size_t)h->seq_len;
+    size_t kv_dim = n_kv * hd, seq = (size_t)h->seq_len;
     size_t group = n_heads / n_kv;  // query heads per KV head
 
-    memcpy(s->x, w->token_embedding + (size_t)token * dim, dim * sizeof(float));
-    for (size_t l = 0; l < (size_t)h->n_layers; l++) {
+    size_t L = (size_t)h->n_layers;
+    tensor_row(&w->token_embedding, (size_t)token, s->x);
+    for (size_t l = 0; l < L; l++) {
+        Tensor wq = tensor_layer(&w->wq, l, L), wk = tensor_layer(&w->wk, l, L);
+        Tensor wv = tensor_layer(&w->wv, l, L), wo = tensor_layer(&w->wo, l, L);
+        Tensor w1 = tensor_layer(&w->w1, l, L), w2 = tensor_layer(&w->w2, l, L);
+        Tensor w3 = tensor_layer(&w->w3, l, L);
         rmsnorm(s->xb, s->x, w->rms_att + l * dim, dim, h->norm_eps);
-        matmul(s->q, s->xb, w->wq + l * q_dim * dim, dim, q_dim);
-        matmul(s->k, s->xb, w->wk + l * kv_dim * dim, dim, kv_dim);
-        matmul(s->v, s->xb, w->wv + l * kv_dim * dim, dim, kv_dim);
+        matvec_tensor(s->q, s->xb, &wq);
+        matvec_tensor(s->k, s->xb, &wk);
+        matvec_tensor(s->v, s->xb, &wv);
         rope(s->q, n_heads, hd, pos, h->rope_theta);
         rope(s->k, n_kv, hd, pos, h->rope_theta);
-        float *kc = s->key_cache + l * kv_dim * seq;
-        float *vc = s->value_cache + l * kv_dim * seq;
+        float *kc = (float *)s->key_cache + l * kv_dim * seq;
+        float *vc = (float *)s->value_cache + l * kv_dim * seq;
         for (size_t g = 0; g < n_kv; g++) {
             memcpy(kc + (g * seq + pos) * hd, s->k + g * hd, hd * sizeof(float));
             memcpy(vc + (g * seq + pos) * hd, s->v + g * hd, hd * sizeof(float));
@@ -204,16 +251,16 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
             attention_head(s->ao + qh * hd, s->att + qh * seq, s->q + qh * hd, kc + g * seq * hd,
                            vc + g * seq * hd, pos, hd);
         }
-        matmul(s->xb2, s->ao, w->wo + l * dim * q_dim, q_dim, dim);
+        matvec_tensor(s->xb2, s->ao, &wo);
         for (size_t i = 0; i < dim; i++) s->x[i] += s->xb2[i];
         rmsnorm(s->xb, s->x, w->rms_ffn + l * dim, dim, h->norm_eps);
-        matmul(s->hb, s->xb, w->w1 + l * hidden * dim, dim, hidden);
-        matmul(s->hb2, s->xb, w->w3 + l * hidden * dim, dim, hidden);
+        matvec_tensor(s->hb, s->xb, &w1);
+        matvec_tensor(s->hb2, s->xb, &w3);
         swiglu(s->hb, s->hb2, hidden);
-        matmul(s->xb2, s->hb, w->w2 + l * dim * hidden, hidden, dim);
+        matvec_tensor(s->xb2, s->hb, &w2);
         for (size_t i = 0; i < dim; i++) s->x[i] += s->xb2[i];
     }
     rmsnorm(s->x, s->x, w->rms_final, dim, h->norm_eps);
-    matmul(s->logits, s->x, w->wcls, dim, (size_t)h->vocab_size);
+    matvec_tensor(s->logits, s->x, &w->wcls);
     return s->logits;
 }

@@ -7,6 +7,7 @@
 #ifndef SEARCHLIGHT_TRANSFORMER_H
 #define SEARCHLIGHT_TRANSFORMER_H
 
+#include "attention.h"
 #include "model.h"
 #include "pool.h"
 
@@ -27,10 +28,12 @@ typedef struct {
     float *att;    // (n_heads, seq_len) attention weights of the plain path
     float *logits; // (vocab_size)
     float *attn_scratch;  // attention_scratch_bytes: lets attention split positions over threads
+    void *q8;           // matmul_q8_bytes(widest input, batch): activations as q8_0
     float *rope_cos;    // (seq_len, head_dim / 2) RoPE rotations, computed once
     float *rope_sin;    // (seq_len, head_dim / 2)
-    float *key_cache;   // (layer, n_kv_heads, seq_len, head_dim): positions stream in order
-    float *value_cache; // (layer, n_kv_heads, seq_len, head_dim)
+    int kv_type;        // ATTN_KV_F32 or ATTN_KV_F16: the element type of the caches
+    void *key_cache;    // (layer, n_kv_heads, seq_len, head_dim): positions stream in order
+    void *value_cache;  // (layer, n_kv_heads, seq_len, head_dim)
 } RunState;
 
 typedef struct {
@@ -39,13 +42,14 @@ typedef struct {
     Pool *pool;  // not owned; NULL runs on the calling thread
 } Transformer;
 
-// Opens and validates the model file, then allocates the run state.
-// Returns MODEL_OK or an enum model_err, after printing one line.
-int transformer_build(Transformer *t, const char *path, Pool *pool);
+// Opens and validates the model file, then allocates the run state with a KV cache of
+// kv_type (ATTN_KV_F32 or ATTN_KV_F16, attention.h). Returns MODEL_OK or an enum
+// model_err, after printing one line.
+int transformer_build(Transformer *t, const char *path, Pool *pool, int kv_type);
 void transformer_free(Transformer *t);
 
 // Allocates / frees a run state for a validated header.
-int runstate_build(RunState *s, const SlHeader *h);
+int runstate_build(RunState *s, const SlHeader *h, int kv_type);
 void runstate_free(RunState *s);
 
 // Runs n >= 1 tokens at positions pos0 .. pos0 + n - 1 (pos0 + n <= seq_len; the cache
@@ -53,8 +57,12 @@ void runstate_free(RunState *s);
 // the next call. Any n works: more than SL_MAX_BATCH tokens go through in chunks.
 float *transformer_forward(Transformer *t, const int *tokens, size_t n, size_t pos0);
 
+// The same pass, with the logits of every token: logits is (n, vocab_size). For --ppl.
+void transformer_forward_all(Transformer *t, const int *tokens, size_t n, size_t pos0,
+                             float *logits);
+
 // The same pass for one token, on the plain kernels of kernels.h only: the reference
-// that the fast path is tested against.
+// that the fast path is tested against. Needs an f32 KV cache.
 float *transformer_forward_plain(Transformer *t, int token, size_t pos);
 
 #endif

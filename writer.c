@@ -47,16 +47,13 @@ static int write_tensor(FILE *f, const TensorData *td, int t, size_t bytes, uint
     if (!td->fill) return write_all(f, td->data[t], bytes) ? 0 : -1;
     for (size_t off = 0; off < bytes; off += FILL_CHUNK) {
         size_t n = bytes - off < FILL_CHUNK ? bytes - off : FILL_CHUNK;
-        if (td->fill(td->ctx, t, off, chunk, n) != 0) {
-            errno = EINVAL;  // the producer printed why
-            return -1;
-        }
+        if (td->fill(td->ctx, t, off, chunk, n) != 0) return -2;  // the producer printed why
         if (!write_all(f, chunk, n)) return -1;
     }
     return 0;
 }
 
-// Writes everything to f; returns 0, or -1 with errno set.
+// Writes everything to f; returns 0, -1 with errno set, or -2 if the producer failed.
 static int write_body(FILE *f, const SlHeader *h, const SlLayout *lay, const uint8_t *toksec,
                       const TensorData *td) {
     if (!write_all(f, h, sizeof *h) || !write_all(f, toksec, h->tokenizer_bytes)) return -1;
@@ -66,11 +63,12 @@ static int write_body(FILE *f, const SlHeader *h, const SlLayout *lay, const uin
     int err = 0;
     for (int t = 0; t < SL_T_COUNT && !err; t++) {
         if (!lay->bytes[t]) continue;
-        err = !write_zeros(f, lay->offset[t] - pos) || write_tensor(f, td, t, lay->bytes[t], chunk);
+        err = write_zeros(f, lay->offset[t] - pos) ? write_tensor(f, td, t, lay->bytes[t], chunk)
+                                                    : -1;
         pos = lay->offset[t] + lay->bytes[t];
     }
     free(chunk);
-    return err ? -1 : 0;
+    return err;
 }
 
 int model_write(const char *path, SlHeader h, const Tokenizer *tok, const TensorData *td,
@@ -112,13 +110,15 @@ int model_write(const char *path, SlHeader h, const Tokenizer *tok, const Tensor
     fchmod(fd, 0666 & ~mask);  // mkstemp makes 0600; give the usual permissions
     FILE *f = fdopen(fd, "wb");
     if (!f) close(fd);
-    int ok = f && write_body(f, &h, &lay, toksec, td) == 0 && fflush(f) == 0 && fsync(fd) == 0;
+    int body = f ? write_body(f, &h, &lay, toksec, td) : -1;
+    int ok = body == 0 && fflush(f) == 0 && fsync(fd) == 0;
     int err = errno;
     free(toksec);
     if (f && fclose(f) != 0 && ok) ok = 0, err = errno;
     if (ok && rename(tmp_path, path) != 0) ok = 0, err = errno;
     if (!ok) {
-        fprintf(stderr, "%s: write failed: %s (left as it was)\n", path, strerror(err));
+        if (body != -2)  // a producer's failure is reported by the producer alone
+            fprintf(stderr, "%s: write failed: %s (left as it was)\n", path, strerror(err));
         unlink(tmp_path);
         tmp_live = 0;
         return -1;

@@ -13,7 +13,8 @@
 // in memory, or produced piece by piece (so that a model need not fit in memory).
 typedef struct {
     const void *data[SL_T_COUNT];  // each tensor's bytes; unused when fill is set
-    // Writes bytes [offset, offset + n) of tensor t into buf; returns 0, or -1 after a message.
+    // Writes bytes [offset, offset + n) of tensor t into buf; returns 0, or -1 after a message
+    // (then model_write prints nothing more, removes the temporary file and returns -1).
     int (*fill)(void *ctx, int t, size_t offset, void *buf, size_t n);
     void *ctx;
 } TensorData;

@@ -120,6 +120,26 @@ char *export_stories260k(void) {
     return path;
 }
 
+const char *export_stories260k_as(const char *dtype) {
+    static char paths[4][512];
+    static const char *const names[4] = {"f32", "f16", "bf16", "q8_0"};
+    for (int i = 0; i < 4; i++) {
+        if (strcmp(dtype, names[i]) != 0) continue;
+        if (!paths[i][0]) {
+            snprintf(paths[i], sizeof paths[i], "%s", tmp_file(dtype));
+            char *out, *err;
+            int rc = run_cmd(&out, &err, "%s --dtype %s --tokenizer %s %s %s", bin_path("export"),
+                             dtype, model_file("tok512.bin"), model_file("stories260K.bin"),
+                             paths[i]);
+            cr_assert_eq(rc, 0, "export --dtype %s failed: %s", dtype, err);
+            free(out), free(err);
+        }
+        return paths[i];
+    }
+    cr_assert_fail("unknown dtype %s", dtype);
+    return NULL;
+}
+
 void write_test_tokenizer_bin(const char *path, int vocab) {
     FILE *f = fopen(path, "wb");
     cr_assert(f, "cannot write %s", path);

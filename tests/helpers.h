@@ -39,6 +39,10 @@ float test_randf(uint64_t *s);  // uniform in [-1, 1)
 // directory; returns the path (caller frees).
 char *export_stories260k(void);
 
+// The same with export --dtype (f32, f16, bf16 or q8_0), exported once per test process
+// and type; the path stays valid for the whole process.
+const char *export_stories260k_as(const char *dtype);
+
 // Writes a small llama2.c-style tokenizer.bin with `vocab` tokens: <unk>, <s>, </s>,
 // the 256 byte tokens, then merges of letters (vocab must be >= 259).
 void write_test_tokenizer_bin(const char *path, int vocab);

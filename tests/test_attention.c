@@ -1,14 +1,18 @@
 // test_attention.c: the tuned attention (attention.c) against the plain attention_head of
-// kernels.c, and its bitwise determinism over thread counts, scratch and prefill/decode.
+// kernels.c, and its bitwise determinism over thread counts, scratch and prefill/decode, for
+// an f32 and an f16 KV cache; attention_kv_store against quant.h's f32_to_fp16.
 //
 // Contract: Criterion, libc, libm; a fixed-seed xorshift generator (never rand()). Every
-// comparison with the reference is the per-head relative error max|o - r| / max|r| <= 1e-5.
+// comparison with the reference is the per-head relative error max|o - r| / max|r| <= 1e-5
+// (for f16, also the absolute error <= 1e-5); the reference reads an f16 cache widened to f32.
 #include "../attention.h"
 #include "../kernels.h"
 #include "../pool.h"
+#include "../quant.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,7 +46,7 @@ typedef struct {
 
 static Case make_case(size_t n_heads, size_t n_kv, size_t hd, size_t seq, size_t m, int big,
                       unsigned long long seed) {
-    Case c = {.s = {n_heads, n_kv, hd, seq}, .m = m};
+    Case c = {.s = {n_heads, n_kv, hd, seq, ATTN_KV_F32}, .m = m};
     c.kv_n = n_kv * seq * hd, c.q_n = n_heads * hd;
     c.kc = malloc(c.kv_n * sizeof(float)), c.vc = malloc(c.kv_n * sizeof(float));
     c.q = malloc(m * c.q_n * sizeof(float));
@@ -245,4 +249,327 @@ Test(attention, never_reads_past_pos) {
         cr_assert(rel_err(c.out, c.ref, c.q_n) <= TOL, "pos %zu", pos);
         free_case(&c), free_case(&d);
     }
+}
+
+// ---- the f16 cache ----
+
+// A case's cache in f16 (attention_kv_store of its f32 cache) and that f16 cache widened back
+// to f32: the reference and the f32 kernel read the widened one.
+typedef struct {
+    AttnShape s;  // the case's shape with kv_type f16
+    uint16_t *kh, *vh;
+    float *kw, *vw;
+} Half;
+
+static Half make_half(const Case *c) {
+    Half h = {.s = c->s};
+    h.s.kv_type = ATTN_KV_F16;
+    h.kh = malloc(c->kv_n * sizeof(uint16_t)), h.vh = malloc(c->kv_n * sizeof(uint16_t));
+    h.kw = malloc(c->kv_n * sizeof(float)), h.vw = malloc(c->kv_n * sizeof(float));
+    cr_assert(h.kh && h.vh && h.kw && h.vw);
+    attention_kv_store(ATTN_KV_F16, h.kh, c->kc, c->kv_n);
+    attention_kv_store(ATTN_KV_F16, h.vh, c->vc, c->kv_n);
+    for (size_t i = 0; i < c->kv_n; i++)
+        h.kw[i] = fp16_to_f32(h.kh[i]), h.vw[i] = fp16_to_f32(h.vh[i]);
+    return h;
+}
+
+static void free_half(Half *h) { free(h->kh), free(h->vh), free(h->kw), free(h->vw); }
+
+// The reference over the widened f16 cache.
+static void reference_half(Case *c, const Half *h, const float *q, float *out, size_t pos) {
+    size_t hd = c->s.head_dim, group = c->s.n_heads / c->s.n_kv_heads, seq = c->s.seq_len;
+    for (size_t i = 0; i < c->s.n_heads; i++) {
+        size_t g = i / group;
+        attention_head(out + i * hd, c->att, q + i * hd, h->kw + g * seq * hd, h->vw + g * seq * hd,
+                       pos, hd);
+    }
+}
+
+static double abs_err(const float *o, const float *r, size_t n) {
+    double d = 0.0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)o[i] - (double)r[i]));
+    return d;
+}
+
+// Query heads, KV heads, head_dim: GQA and not, groups above SUBG (16), head_dims off the
+// multiples of 16 and the largest.
+static const size_t HALF_SHAPES[][3] = {{8, 4, 64}, {6, 6, 40}, {32, 4, 128}, {4, 1, 24},
+                                        {20, 1, 72}, {12, 3, 8}, {2, 2, ATTN_MAX_HEAD_DIM},
+                                        {10, 5, 200}, {8, 2, 32}};
+#define N_HALF_SHAPES (sizeof HALF_SHAPES / sizeof HALF_SHAPES[0])
+// On and around tile (16) and chunk (256) boundaries, and the last position of a 720 cache.
+static const size_t HALF_POS[] = {0, 1, 15, 16, 17, 255, 256, 257, 511, 700, 719};
+#define N_HALF_POS (sizeof HALF_POS / sizeof HALF_POS[0])
+
+// The f16 kernel against attention_head on the widened cache: |o - r| <= 1e-5 (outputs are
+// averages of v in [-1, 1); the f32 kernel meets the same bound on the same floats), and the
+// per-head relative error <= 1e-5 as for f32. Also the large-score cases (integer q and k,
+// exact in f16), with 3 threads and scratch (split chunks) and without a pool.
+Test(attention, f16_matches_reference) {
+    Pool *pool = pool_create(3);
+    cr_assert(pool);
+    for (int big = 0; big < 2; big++)
+        for (size_t si = 0; si < N_HALF_SHAPES; si++) {
+            size_t nh = HALF_SHAPES[si][0], nkv = HALF_SHAPES[si][1], hd = HALF_SHAPES[si][2];
+            Case c = make_case(nh, nkv, hd, 720, 1, big, 2024 + si + 100 * (size_t)big);
+            Half h = make_half(&c);
+            for (size_t pi = 0; pi < N_HALF_POS; pi++) {
+                size_t pos = HALF_POS[pi];
+                attention_decode(si % 2 ? pool : NULL, &h.s, c.out, c.q, h.kh, h.vh, pos,
+                                 si % 2 ? c.scratch : NULL);
+                reference_half(&c, &h, c.q, c.ref, pos);
+                for (size_t i = 0; i < nh; i++) {
+                    double a = abs_err(c.out + i * hd, c.ref + i * hd, hd);
+                    double e = rel_err(c.out + i * hd, c.ref + i * hd, hd);
+                    cr_assert(a <= 1e-5 && e <= TOL,
+                              "f16 %zu/%zu heads, head_dim %zu, big %d, pos %zu, head %zu: abs err "
+                              "%g, rel err %g", nh, nkv, hd, big, pos, i, a, e);
+                }
+            }
+            free_half(&h);
+            free_case(&c);
+        }
+    pool_destroy(pool);
+}
+
+// Every position of a two-chunk cache ending in a partial tile, head_dim off a multiple of 16.
+Test(attention, f16_matches_reference_at_every_position) {
+    Case c = make_case(8, 2, 24, 300, 1, 0, 8080);
+    Half h = make_half(&c);
+    for (size_t pos = 0; pos < c.s.seq_len; pos++) {
+        attention_decode(NULL, &h.s, c.out, c.q, h.kh, h.vh, pos, NULL);
+        reference_half(&c, &h, c.q, c.ref, pos);
+        double a = abs_err(c.out, c.ref, c.q_n);
+        cr_assert(a <= 1e-5, "pos %zu: abs err %g", pos, a);
+    }
+    free_half(&h);
+    free_case(&c);
+}
+
+// The f16 path widens exactly and then runs the f32 arithmetic: its output has the bits of
+// the f32 kernel on the widened cache, at any position, thread count and head_dim.
+Test(attention, f16_equals_f32_on_widened_cache_bitwise) {
+    Pool *pool = pool_create(2);
+    cr_assert(pool);
+    for (size_t si = 0; si < N_HALF_SHAPES; si++) {
+        size_t nh = HALF_SHAPES[si][0], nkv = HALF_SHAPES[si][1], hd = HALF_SHAPES[si][2];
+        Case c = make_case(nh, nkv, hd, 720, 1, 0, 6060 + si);
+        Half h = make_half(&c);
+        for (size_t pi = 0; pi < N_HALF_POS; pi++) {
+            size_t pos = HALF_POS[pi];
+            attention_decode(pool, &h.s, c.out, c.q, h.kh, h.vh, pos, c.scratch);
+            attention_decode(pool, &c.s, c.ref, c.q, h.kw, h.vw, pos, c.scratch);
+            cr_assert(memcmp(c.out, c.ref, c.q_n * sizeof(float)) == 0,
+                      "%zu/%zu heads, head_dim %zu, pos %zu", nh, nkv, hd, pos);
+        }
+        free_half(&h);
+        free_case(&c);
+    }
+    pool_destroy(pool);
+}
+
+// f16 against f32 on the same inputs. Rounding to f16 changes each k and v element by at
+// most u = 2^-11 of its magnitude (round to nearest, 11 significant bits), or by at most
+// 2^-25 below 2^-14 (f16 subnormals). So score t of head h moves by at most
+//   d_t = (u * sum_i |q_i k_t,i| + 2^-25 * sum_i |q_i|) / sqrt(head_dim),
+// each softmax weight by a factor in [e^(-2 d), e^(2 d)] with d = max_t d_t, hence
+//   |out16 - out32| <= (e^(2 d) - 1) max|v| + (u max|v| + 2^-25)
+// (the weights' change, then v's own rounding under weights that sum to 1), plus each
+// kernel's f32 error (<= 1e-5 against the reference, so 2e-5 for both). For q, k, v uniform
+// in [-1, 1) at head_dim 64 this is at most about 8e-3 * max|v| (d <= 8u), typically far
+// less; the test asserts the bound computed from the data, and that the error is not zero.
+Test(attention, f16_close_to_f32_within_rounding_bound) {
+    const double u = 0x1p-11, sub = 0x1p-25;
+    for (size_t si = 0; si < N_HALF_SHAPES; si++) {
+        size_t nh = HALF_SHAPES[si][0], nkv = HALF_SHAPES[si][1], hd = HALF_SHAPES[si][2];
+        size_t group = nh / nkv;
+        Case c = make_case(nh, nkv, hd, 720, 1, 0, 9090 + si);
+        Half h = make_half(&c);
+        double worst = 0.0, seen = 0.0;
+        for (size_t pi = 0; pi < N_HALF_POS; pi++) {
+            size_t pos = HALF_POS[pi];
+            attention_decode(NULL, &h.s, c.out, c.q, h.kh, h.vh, pos, NULL);
+            attention_decode(NULL, &c.s, c.ref, c.q, c.kc, c.vc, pos, NULL);
+            for (size_t i = 0; i < nh; i++) {
+                const float *q = c.q + i * hd;
+                size_t base = (i / group) * c.s.seq_len * hd;
+                double d = 0.0, vmax = 0.0, qsum = 0.0;
+                for (size_t x = 0; x < hd; x++) qsum += fabs((double)q[x]);
+                for (size_t t = 0; t <= pos; t++) {
+                    double qk = 0.0;
+                    for (size_t x = 0; x < hd; x++) {
+                        qk += fabs((double)q[x] * c.kc[base + t * hd + x]);
+                        vmax = fmax(vmax, fabs((double)c.vc[base + t * hd + x]));
+                    }
+                    d = fmax(d, (u * qk + sub * qsum) / sqrt((double)hd));
+                }
+                double bound = expm1(2.0 * d) * vmax + u * vmax + sub + 2e-5;
+                double a = abs_err(c.out + i * hd, c.ref + i * hd, hd);
+                cr_assert(a <= bound, "%zu/%zu heads, head_dim %zu, pos %zu, head %zu: |f16 - f32| "
+                          "%g > bound %g", nh, nkv, hd, pos, i, a, bound);
+                worst = fmax(worst, a / bound), seen = fmax(seen, a);
+            }
+        }
+        cr_assert(seen > 0.0, "f16 rounding changed nothing: is the cache f16?");
+        cr_log_info("f16 vs f32 %zu/%zu/%zu: max |diff| %.3g, at most %.2f of the bound", nh, nkv,
+                    hd, seen, worst);
+        free_half(&h);
+        free_case(&c);
+    }
+}
+
+// As bitwise_identical_for_any_thread_count, for f16.
+Test(attention, f16_bitwise_identical_for_any_thread_count) {
+    const size_t positions[] = {0, 15, 255, 256, 511, 700, 1099};
+    Pool *pools[5] = {NULL};
+    for (int t = 1; t <= 4; t++) cr_assert((pools[t] = pool_create(t)));
+    for (size_t si = 0; si < N_SHAPES; si++) {
+        Case c = make_case(SHAPES[si][0], SHAPES[si][1], si == 1 ? 40 : 64, 1100, 1, 0, 4567 + si);
+        Half h = make_half(&c);
+        size_t bytes = c.q_n * sizeof(float);
+        float *base = malloc(bytes);
+        for (size_t pi = 0; pi < sizeof positions / sizeof positions[0]; pi++) {
+            size_t pos = positions[pi];
+            attention_decode(NULL, &h.s, base, c.q, h.kh, h.vh, pos, NULL);
+            for (int t = 1; t <= 4; t++)
+                for (int with_scratch = 0; with_scratch < 2; with_scratch++) {
+                    memset(c.out, 0xff, bytes);
+                    attention_decode(pools[t], &h.s, c.out, c.q, h.kh, h.vh, pos,
+                                     with_scratch ? c.scratch : NULL);
+                    cr_assert(memcmp(c.out, base, bytes) == 0,
+                              "f16 %zu/%zu heads, pos %zu: %d threads (scratch %d) differ",
+                              c.s.n_heads, c.s.n_kv_heads, pos, t, with_scratch);
+                }
+        }
+        free(base);
+        free_half(&h);
+        free_case(&c);
+    }
+    for (int t = 1; t <= 4; t++) pool_destroy(pools[t]);
+}
+
+// As prefill_equals_decode_bitwise, for f16.
+Test(attention, f16_prefill_equals_decode_bitwise) {
+    const size_t batches[][2] = {{0, 300}, {250, 70}, {511, 2}, {600, 1}, {0, 1}};  // pos0, m
+    Pool *pools[5] = {NULL};
+    for (int t = 1; t <= 4; t++) cr_assert((pools[t] = pool_create(t)));
+    for (size_t si = 0; si < N_SHAPES; si++) {
+        Case c = make_case(SHAPES[si][0], SHAPES[si][1], si == 3 ? 24 : 32, 700, 300, 0, 7654 + si);
+        Half h = make_half(&c);
+        float *dec = malloc(c.q_n * sizeof(float));
+        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+            size_t pos0 = batches[bi][0], m = batches[bi][1];
+            for (int t = 1; t <= 4; t++) {
+                memset(c.out, 0xff, m * c.q_n * sizeof(float));
+                attention_prefill(pools[t], &h.s, c.out, c.q, h.kh, h.vh, pos0, m, c.scratch);
+                for (size_t i = 0; i < m; i++) {
+                    attention_decode(NULL, &h.s, dec, c.q + i * c.q_n, h.kh, h.vh, pos0 + i, NULL);
+                    cr_assert(memcmp(c.out + i * c.q_n, dec, c.q_n * sizeof(float)) == 0,
+                              "f16 %zu/%zu heads, %d threads: prefill(%zu, %zu) query %zu differs",
+                              c.s.n_heads, c.s.n_kv_heads, t, pos0, m, i);
+                }
+                reference_half(&c, &h, c.q + (m - 1) * c.q_n, c.ref, pos0 + m - 1);
+                cr_assert(abs_err(c.out + (m - 1) * c.q_n, c.ref, c.q_n) <= 1e-5);
+            }
+        }
+        free(dec);
+        free_half(&h);
+        free_case(&c);
+    }
+    for (int t = 1; t <= 4; t++) pool_destroy(pools[t]);
+}
+
+// As never_reads_past_pos, for f16: rows after pos hold f16 NaN (0x7e00), and a cache of
+// exactly pos + 1 rows per KV head ends at pos (AddressSanitizer sees any read past it).
+Test(attention, f16_never_reads_past_pos) {
+    const size_t positions[] = {0, 1, 16, 17, 30, 31, 32, 33, 46, 254, 255, 256, 270};
+    for (size_t pi = 0; pi < sizeof positions / sizeof positions[0]; pi++) {
+        size_t pos = positions[pi];
+        Case c = make_case(8, 2, 64, pos + 1, 1, 0, 97 + pi);
+        Half hc = make_half(&c);
+        AttnShape ds = hc.s;
+        ds.seq_len = 300;
+        uint16_t *dk = malloc(2 * 300 * 64 * sizeof(uint16_t));
+        uint16_t *dv = malloc(2 * 300 * 64 * sizeof(uint16_t));
+        cr_assert(dk && dv);
+        for (size_t g = 0; g < 2; g++)
+            for (size_t t = 0; t < 300; t++)
+                for (size_t i = 0; i < 64; i++) {
+                    size_t di = (g * 300 + t) * 64 + i, ci = (g * (pos + 1) + t) * 64 + i;
+                    dk[di] = t <= pos ? hc.kh[ci] : 0x7e00;
+                    dv[di] = t <= pos ? hc.vh[ci] : 0x7e00;
+                }
+        float *dout = malloc(c.q_n * sizeof(float));
+        attention_decode(NULL, &hc.s, c.out, c.q, hc.kh, hc.vh, pos, NULL);
+        attention_decode(NULL, &ds, dout, c.q, dk, dv, pos, NULL);
+        cr_assert(memcmp(c.out, dout, c.q_n * sizeof(float)) == 0, "pos %zu", pos);
+        reference_half(&c, &hc, c.q, c.ref, pos);
+        cr_assert(abs_err(c.out, c.ref, c.q_n) <= 1e-5, "pos %zu", pos);
+        free(dk), free(dv), free(dout);
+        free_half(&hc);
+        free_case(&c);
+    }
+}
+
+static uint32_t bits_of_float(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+
+static float float_of_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+// attention_kv_store: f32 copies; f16 gives f32_to_fp16's bits for every value (SIMD body
+// and scalar tail alike): random bit patterns (all exponents: f32 subnormals, NaNs with
+// payloads, infinities), values around f16's limits and rounding ties, at every length
+// 0 .. 70 and every start offset 0 .. 15 (unaligned, across the vector widths).
+Test(attention, kv_store_f16_matches_f32_to_fp16) {
+    cr_assert(attention_kv_bytes(ATTN_KV_F32) == 4 && attention_kv_bytes(ATTN_KV_F16) == 2);
+    enum { N = 4096 };
+    float *x = malloc(N * sizeof(float)), *y = malloc(N * sizeof(float));
+    uint16_t *h = malloc(N * sizeof(uint16_t));
+    cr_assert(x && y && h);
+    const float special[] = {
+        0.0f, -0.0f, 1.0f, -1.0f, 65504.0f, -65504.0f, 65519.99f, 65520.0f, -65520.0f, 1e30f,
+        INFINITY, -INFINITY, NAN, -NAN, 0x1p-14f, 0x1.ff8p-15f, 0x1p-24f, 0x1p-25f, 0x1.0001p-25f,
+        0x1.8p-24f, 0x1.4p-23f, 0x1p-26f, 0x1p-149f, -0x1p-149f, 0x1p-126f, 0x1.002p0f,
+        0x1.006p0f, 0x1.001p0f, 0x1.003p0f, 2049.0f, 2051.0f, 1e-8f, -3e-5f, 6.1e-5f};
+    const uint32_t nan_bits[] = {0x7f800001u, 0xff800001u, 0x7fc00000u, 0x7fbfffffu, 0x7fffe000u,
+                                 0x7f802000u, 0xffffffffu};
+    size_t ns = sizeof special / sizeof special[0], nn = sizeof nan_bits / sizeof nan_bits[0];
+    Rng r = {0x9e3779b97f4a7c15ull};
+    for (size_t i = 0; i < N; i++) {
+        uint64_t b = next_u64(&r);
+        if (i % 4 == 0) x[i] = float_of_bits((uint32_t)b);  // any bits
+        else if (i % 4 == 1)  // exponents around f16's range (2^-28 .. 2^17), any sign
+            x[i] = ldexpf(1.0f + (float)(b >> 41) * 0x1p-23f, (int)((b >> 8) % 46) - 28) *
+                   ((b & 1) ? -1.0f : 1.0f);
+        else if (i % 4 == 2) x[i] = uniform(&r);  // what a cache holds
+        else x[i] = i % 8 == 3 ? special[(b >> 20) % ns] : float_of_bits(nan_bits[(b >> 20) % nn]);
+    }
+    for (size_t i = 0; i < ns && i < N; i++) x[i] = special[i];
+    for (size_t i = 0; i < nn; i++) x[ns + i] = float_of_bits(nan_bits[i]);
+
+    attention_kv_store(ATTN_KV_F16, h, x, N);
+    for (size_t i = 0; i < N; i++)
+        cr_assert(h[i] == f32_to_fp16(x[i]), "x[%zu] = %a (bits %08x): %04x, f32_to_fp16 %04x", i,
+                  (double)x[i], (unsigned)bits_of_float(x[i]), h[i], f32_to_fp16(x[i]));
+    for (size_t off = 0; off < 16; off++)
+        for (size_t n = 0; n <= 70; n++) {
+            memset(h, 0xab, (n + 32) * sizeof(uint16_t));
+            attention_kv_store(ATTN_KV_F16, h + off, x + 100 + off * 7, n);
+            for (size_t i = 0; i < off; i++) cr_assert(h[i] == 0xabab, "wrote before dst");
+            for (size_t i = 0; i < n; i++)
+                cr_assert(h[off + i] == f32_to_fp16(x[100 + off * 7 + i]), "off %zu, n %zu, i %zu",
+                          off, n, i);
+            for (size_t i = off + n; i < n + 32; i++) cr_assert(h[i] == 0xabab, "wrote past n");
+        }
+    attention_kv_store(ATTN_KV_F32, y, x, N);
+    cr_assert(memcmp(x, y, N * sizeof(float)) == 0);
+    free(x), free(y), free(h);
 }

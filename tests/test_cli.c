@@ -1,6 +1,7 @@
 // tests/test_cli.c: the run and export binaries end to end: llama2.c's exact greedy
 // output, the CLI's error handling and exit statuses, and export's atomic writes.
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,4 +178,63 @@ Test(cli, same_bytes_for_1_2_3_threads) {
         free(out);
     }
     free(ref), free(ref_s);
+}
+
+// ----------------------------------------------------------------------------
+// --ppl: the perplexity of tests/data/story.txt (TinyStories-like text written for this
+// test) under stories260K in every weight type and cache type.
+
+static double ppl_of(const char *path, const char *extra) {
+    char *out, *err;
+    int rc = run_cmd(&out, &err, "%s %s --ppl tests/data/story.txt %s", bin_path("run"), path,
+                     extra);
+    cr_assert_eq(rc, 0, "--ppl %s: %s", extra, err);
+    double ppl = 0;
+    size_t tokens = 0, windows = 0;
+    cr_assert_eq(sscanf(out, "perplexity %lf, mean NLL %*f nats over %zu tokens (%zu windows", &ppl,
+                        &tokens, &windows),
+                 3, "output: %s", out);
+    cr_assert_eq(tokens, 1500, "the text is 1500 tokens of tok512");
+    cr_assert_eq(windows, 3, "in windows of 512 positions (BOS + 511 tokens)");
+    free(out), free(err);
+    return ppl;
+}
+
+Test(cli, perplexity_of_every_dtype) {
+    double f32 = ppl_of(export_stories260k_as("f32"), "");
+    // the f32 figure itself, as measured when --ppl was written (README): a changed forward
+    // pass or tokenizer shows up here
+    cr_assert(f32 > 3.870 && f32 < 3.885, "f32 perplexity %.4f, expected 3.8773", f32);
+    cr_assert_eq(ppl_of(export_stories260k_as("f32"), "-T 1"), f32, "thread count changes nothing");
+    const struct { const char *dtype, *extra; double bound; } cases[] = {
+        {"f16", "", 0.005},  {"bf16", "", 0.005}, {"q8_0", "", 0.01},
+        {"f32", "--kv f16", 0.005}, {"q8_0", "--kv f16", 0.01},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        double p = ppl_of(export_stories260k_as(cases[i].dtype), cases[i].extra);
+        cr_assert(fabs(p / f32 - 1) <= cases[i].bound, "%s %s: perplexity %.4f vs f32 %.4f",
+                  cases[i].dtype, cases[i].extra, p, f32);
+    }
+}
+
+Test(cli, perplexity_bad_input) {
+    char *out, *err;
+    int rc = run_cmd(&out, &err, "%s %s --ppl %s/none.txt", bin_path("run"), model, tmp_dir());
+    cr_assert_eq(rc, 1);
+    cr_assert(strstr(err, "none.txt: cannot open"), "%s", err);
+    free(out), free(err);
+    const char *empty = tmp_file("empty.txt");
+    cr_assert_eq(write_all_file(empty, "", 0), 0);
+    rc = run_cmd(&out, &err, "%s %s --ppl %s", bin_path("run"), model, empty);
+    cr_assert_eq(rc, 1);
+    cr_assert(strstr(err, "no tokens to score"), "%s", err);
+    free(out), free(err);
+    rc = run_cmd(&out, &err, "%s %s --kv f8", bin_path("run"), model);
+    cr_assert_eq(rc, 2);
+    cr_assert(strstr(err, "--kv: unknown type 'f8', expected f32 or f16"), "%s", err);
+    free(out), free(err);
+    rc = run_cmd(&out, &err, "%s %s --ppl", bin_path("run"), model);
+    cr_assert_eq(rc, 2);
+    cr_assert(strstr(err, "--ppl needs a value"), "%s", err);
+    free(out), free(err);
 }

@@ -3,6 +3,7 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,8 +75,8 @@ static float max_rel_err(const float *a, const float *b, size_t n) {
 static float fast_vs_plain(const char *path, const int *tokens, size_t n, int threads) {
     Pool *pool = pool_create(threads);
     Transformer fast, plain;
-    cr_assert_eq(transformer_build(&fast, path, pool), MODEL_OK);
-    cr_assert_eq(transformer_build(&plain, path, NULL), MODEL_OK);
+    cr_assert_eq(transformer_build(&fast, path, pool, ATTN_KV_F32), MODEL_OK);
+    cr_assert_eq(transformer_build(&plain, path, NULL, ATTN_KV_F32), MODEL_OK);
     size_t vocab = (size_t)fast.model.header.vocab_size;
     float worst = 0.0f;
     for (size_t p = 0; p < n; p++) {
@@ -117,7 +118,7 @@ static float *run_logits(const char *path, const int *tokens, size_t n, size_t p
                          int threads) {
     Pool *pool = pool_create(threads);
     Transformer t;
-    cr_assert_eq(transformer_build(&t, path, pool), MODEL_OK);
+    cr_assert_eq(transformer_build(&t, path, pool, ATTN_KV_F32), MODEL_OK);
     size_t vocab = (size_t)t.model.header.vocab_size;
     float *all = calloc(n * vocab, sizeof(float));
     // the first `prefill` tokens as one batch (only the last logits exist), then one by one
@@ -162,4 +163,128 @@ Test(forward, long_prompt_goes_through_in_chunks) {
     cr_assert(memcmp(a + (N - 1) * V, b + (N - 1) * V, V * sizeof(float)) == 0);
     free(a), free(b);
     free(path);
+}
+
+// ----------------------------------------------------------------------------
+// weight types, the f16 KV cache, every token's logits
+
+static const char *const DTYPES[] = {"f32", "f16", "bf16", "q8_0"};
+
+// The fast pass of every type against the plain pass on the same weights (kernels.c's
+// matvec_tensor). For q8_0 the two paths quantize activations that differ by float
+// rounding (~1e-7); where one lands on the other side of a rounding boundary, that quant
+// moves by a whole step (1/127 of its group's largest value) and the logits by ~1e-2 of
+// their scale, and the difference then lives on in the KV cache. So q8_0 is checked over
+// the first 16 positions: most must agree to float rounding, none beyond one such step.
+// (tests/test_matmul.c checks the q8_0 kernels themselves to 2e-5.)
+static void fast_vs_plain_each(const char *path, const int *tokens, size_t n, float *err) {
+    Pool *pool = pool_create(2);
+    Transformer fast, plain;
+    cr_assert_eq(transformer_build(&fast, path, pool, ATTN_KV_F32), MODEL_OK);
+    cr_assert_eq(transformer_build(&plain, path, NULL, ATTN_KV_F32), MODEL_OK);
+    size_t vocab = (size_t)fast.model.header.vocab_size;
+    for (size_t p = 0; p < n; p++) {
+        float *a = transformer_forward(&fast, &tokens[p], 1, p);
+        err[p] = max_rel_err(a, transformer_forward_plain(&plain, tokens[p], p), vocab);
+    }
+    transformer_free(&fast);
+    transformer_free(&plain);
+    pool_destroy(pool);
+}
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+Test(forward, every_dtype_fast_matches_plain) {
+    int tokens[60];
+    some_tokens(tokens, 60, 512);
+    for (int d = 0; d < 3; d++) {
+        float err = fast_vs_plain(export_stories260k_as(DTYPES[d]), tokens, 60, 2);
+        cr_assert(err < 1e-4f, "%s: logits differ by %g of their scale", DTYPES[d], err);
+    }
+    float err[16];
+    fast_vs_plain_each(export_stories260k_as("q8_0"), tokens, 16, err);
+    qsort(err, 16, sizeof err[0], cmp_float);
+    cr_assert(err[8] < 1e-5f, "q8_0: median difference %g of the logits' scale", err[8]);
+    cr_assert(err[15] < 5e-2f, "q8_0: worst difference %g of the logits' scale", err[15]);
+}
+
+// Logits at every position (prefill of the first token, then one by one).
+static float *dtype_logits(const char *dtype, const int *tokens, size_t n, int kv_type) {
+    Pool *pool = pool_create(2);
+    Transformer t;
+    cr_assert_eq(transformer_build(&t, export_stories260k_as(dtype), pool, kv_type), MODEL_OK);
+    size_t vocab = (size_t)t.model.header.vocab_size;
+    float *all = malloc(n * vocab * sizeof(float));
+    cr_assert_not_null(all);
+    for (size_t p = 0; p < n; p++)
+        memcpy(all + p * vocab, transformer_forward(&t, &tokens[p], 1, p), vocab * sizeof(float));
+    transformer_free(&t);
+    pool_destroy(pool);
+    return all;
+}
+
+// Each type against the f32 model: the worst logit error over 100 positions, relative to
+// the largest logit. Measured on stories260K (dim 64: two q8_0 groups per row, so each
+// rounding weighs more than in larger models): f16 ~3e-4, bf16 ~3e-3, q8_0 ~4e-2.
+// What each type costs in the model's predictions is --ppl's job (test_cli.c).
+Test(forward, every_dtype_tracks_f32) {
+    enum { N = 100, V = 512 };
+    int tokens[N];
+    some_tokens(tokens, N, V);
+    float *ref = dtype_logits("f32", tokens, N, ATTN_KV_F32);
+    const float bound[] = {0.0f, 1e-3f, 1e-2f, 6e-2f};
+    for (int d = 1; d < 4; d++) {
+        float *got = dtype_logits(DTYPES[d], tokens, N, ATTN_KV_F32);
+        float err = 0.0f;
+        for (size_t p = 0; p < N; p++) err = fmaxf(err, max_rel_err(got + p * V, ref + p * V, V));
+        cr_assert(err < bound[d], "%s: logits differ from f32 by %g of their scale", DTYPES[d], err);
+        free(got);
+    }
+    free(ref);
+}
+
+// The f16 KV cache: within its rounding of the f32 cache (K and V rounded to 11 bits).
+// With q8_0 weights that rounding also flips activation quants now and then (see above):
+// measured 3e-4 with f32 weights, 3e-2 with q8_0.
+Test(forward, kv_f16_tracks_f32) {
+    enum { N = 200, V = 512 };
+    int tokens[N];
+    some_tokens(tokens, N, V);
+    for (int d = 0; d < 4; d += 3) {  // f32 and q8_0 weights
+        float *ref = dtype_logits(DTYPES[d], tokens, N, ATTN_KV_F32);
+        float *got = dtype_logits(DTYPES[d], tokens, N, ATTN_KV_F16);
+        float err = 0.0f;
+        for (size_t p = 0; p < N; p++) err = fmaxf(err, max_rel_err(got + p * V, ref + p * V, V));
+        cr_assert(err < (d == 0 ? 2e-3f : 6e-2f),
+                  "%s weights: f16 cache differs by %g of the logits' scale", DTYPES[d], err);
+        free(ref), free(got);
+    }
+}
+
+// transformer_forward_all (for --ppl) gives, bitwise, the logits of one token at a time,
+// for every type and cache type, across chunk boundaries (200 > SL_MAX_BATCH).
+Test(forward, all_logits_equal_one_at_a_time) {
+    enum { N = 200, V = 512 };
+    int tokens[N];
+    some_tokens(tokens, N, V);
+    float *all = malloc((size_t)N * V * sizeof(float));
+    cr_assert_not_null(all);
+    for (int d = 0; d < 4; d++) {
+        for (int kv = ATTN_KV_F32; kv <= ATTN_KV_F16; kv++) {
+            float *one = dtype_logits(DTYPES[d], tokens, N, kv);
+            Pool *pool = pool_create(3);
+            Transformer t;
+            cr_assert_eq(transformer_build(&t, export_stories260k_as(DTYPES[d]), pool, kv), MODEL_OK);
+            transformer_forward_all(&t, tokens, N, 0, all);
+            cr_assert(memcmp(all, one, (size_t)N * V * sizeof(float)) == 0,
+                      "%s, kv %d: batched logits differ", DTYPES[d], kv);
+            transformer_free(&t);
+            pool_destroy(pool);
+            free(one);
+        }
+    }
+    free(all);
 }

@@ -27,9 +27,9 @@ Test(kernels, rmsnorm) {
     cr_assert(o[0] == 0.0f && o[1] == 0.0f);
 }
 
-Test(kernels, matmul) {
+Test(kernels, matvec) {
     float w[6] = {1, 2, 3, 4, 5, 6}, x[2] = {2, 0.5f}, y[3];
-    matmul(y, x, w, 2, 3);
+    matvec(y, x, w, 2, 3);
     float want[3] = {3, 8, 13};
     assert_near(y, want, 3, EPS);
 }

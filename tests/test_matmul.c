@@ -1,4 +1,5 @@
-// test_matmul.c: the fast matmuls against kernels.h's matmul, and their determinism.
+// test_matmul.c: the fast matmuls of every weight type against kernels.h's references,
+// and their determinism.
 //
 // Contract: Criterion, libc and POSIX mmap; a fixed-seed xorshift RNG, so every run
 // checks the same shapes and values.
@@ -14,6 +15,7 @@
 
 #include "../kernels.h"
 #include "../matmul.h"
+#include "../quant.h"
 
 static uint64_t rng_state;
 
@@ -45,16 +47,60 @@ static void pick_shape(size_t i, size_t *n, size_t *d, size_t *m) {
     *m = rand_size(1, 20);
 }
 
-// |y - ref| within 1e-5 of sum_j |w_ij x_j|, the scale of the rounding error.
-static void check_close(const float *y, const float *ref, const float *x, const float *w,
-                        size_t n, size_t d, const char *what) {
-    for (size_t i = 0; i < d; i++) {
-        double scale = 0.0;
-        for (size_t j = 0; j < n; j++) scale += fabs((double)w[i * n + j] * x[j]);
-        double err = fabs((double)y[i] - ref[i]);
-        cr_assert(err <= 1e-5 * scale + 1e-30, "%s: n=%zu d=%zu row %zu: %.9g vs %.9g", what, n,
-                  d, i, y[i], ref[i]);
+static const int TYPES[] = {SL_F32, SL_F16, SL_BF16, SL_Q8_0};
+#define N_TYPES 4
+
+// Bytes of a d x n matrix of a type, laid out as model.h says, at dst (or malloc'd if
+// dst is NULL); returned as a Tensor.
+static Tensor make_tensor(int type, const float *w, size_t n, size_t d, void *dst) {
+    size_t bytes = tensor_bytes(type, d, n);
+    uint8_t *p = dst ? dst : malloc(bytes ? bytes : 1);
+    cr_assert_not_null(p);
+    Tensor t = {type, d, n, p, NULL};
+    size_t G = q8_groups(n);
+    for (size_t r = 0; r < d; r++) {
+        const float *row = w + r * n;
+        switch (type) {
+        case SL_F32: memcpy(p + r * n * 4, row, n * 4); break;
+        case SL_F16:
+            for (size_t i = 0; i < n; i++) ((uint16_t *)p)[r * n + i] = f32_to_fp16(row[i]);
+            break;
+        case SL_BF16:
+            for (size_t i = 0; i < n; i++) ((uint16_t *)p)[r * n + i] = f32_to_bf16(row[i]);
+            break;
+        default:
+            t.scales = (const uint16_t *)(p + d * G * Q8_GROUP);
+            q8_quantize_row_f16(row, n, (int8_t *)p + r * G * Q8_GROUP,
+                                (uint16_t *)t.scales + r * G);
+        }
     }
+    return t;
+}
+
+// A matmul input with its q8_0 form (always prepared: it must not matter for float types).
+static MatIn make_input(const float *x, size_t n, size_t m, void **q8) {
+    *q8 = malloc(matmul_q8_bytes(n, m));
+    cr_assert_not_null(*q8);
+    MatIn in;
+    matmul_input(&in, x, n, m, *q8);
+    return in;
+}
+
+// |y - ref| within 2e-5 of sum_j |w_ij x_j| (w as stored), the scale of the rounding error.
+static void check_close(const float *y, const float *ref, const float *x, const Tensor *w,
+                        const char *what) {
+    size_t n = w->cols, d = w->rows;
+    float *row = malloc(n * sizeof(float));
+    cr_assert_not_null(row);
+    for (size_t i = 0; i < d; i++) {
+        tensor_row(w, i, row);
+        double scale = 0.0;
+        for (size_t j = 0; j < n; j++) scale += fabs((double)row[j] * x[j]);
+        double err = fabs((double)y[i] - ref[i]);
+        cr_assert(err <= 2e-5 * scale + 1e-30, "%s %s: n=%zu d=%zu row %zu: %.9g vs %.9g", what,
+                  dtype_name(w->type), n, d, i, y[i], ref[i]);
+    }
+    free(row);
 }
 
 Test(matmul, matches_reference) {
@@ -64,18 +110,49 @@ Test(matmul, matches_reference) {
     for (size_t s = 0; s < 60; s++) {
         size_t n, d, m;
         pick_shape(s, &n, &d, &m);
-        float *x = rand_floats(m * n), *w = rand_floats(d * n);
+        float *x = rand_floats(m * n), *wf = rand_floats(d * n);
         float *ref = rand_floats(m * d), *y = rand_floats(d), *yb = rand_floats(m * d);
-        matmul_f32_batch(pool, yb, x, w, n, d, m);
-        for (size_t t = 0; t < m; t++) {
-            matmul(ref + t * d, x + t * n, w, n, d);
-            matmul_f32(s % 2 ? pool : NULL, y, x + t * n, w, n, d);
-            check_close(y, ref + t * d, x + t * n, w, n, d, "matmul_f32");
-            check_close(yb + t * d, ref + t * d, x + t * n, w, n, d, "matmul_f32_batch");
+        void *q8, *q8t;
+        MatIn in = make_input(x, n, m, &q8);
+        for (int ti = 0; ti < N_TYPES; ti++) {
+            Tensor w = make_tensor(TYPES[ti], wf, n, d, NULL);
+            matmul(pool, yb, &in, &w);
+            for (size_t t = 0; t < m; t++) {
+                matvec_tensor(ref + t * d, x + t * n, &w);
+                MatIn one = make_input(x + t * n, n, 1, &q8t);
+                matmul(s % 2 ? pool : NULL, y, &one, &w);
+                check_close(y, ref + t * d, x + t * n, &w, "matvec");
+                check_close(yb + t * d, ref + t * d, x + t * n, &w, "batch");
+                free(q8t);
+            }
+            free((void *)w.data);
         }
-        free(x), free(w), free(ref), free(y), free(yb);
+        free(x), free(wf), free(ref), free(y), free(yb), free(q8);
     }
     pool_destroy(pool);
+}
+
+// The reference itself: f16/bf16 are exact conversions of the weights; q8_0 stays within
+// its quantization error of the f32 product (per element |x - d q| <= d / 2 for both sides).
+Test(matmul, reference_types_track_f32) {
+    rng_state = 99;
+    size_t n = 288, d = 64;
+    float *x = rand_floats(n), *wf = rand_floats(d * n), *y32 = malloc(d * 4), *y = malloc(d * 4);
+    cr_assert(y32 && y);
+    matvec(y32, x, wf, n, d);
+    const double tol[N_TYPES] = {1e-6, 2e-3, 1.6e-2, 1.5e-2};  // x sum_j |w_j x_j|
+    for (int ti = 0; ti < N_TYPES; ti++) {
+        Tensor w = make_tensor(TYPES[ti], wf, n, d, NULL);
+        matvec_tensor(y, x, &w);
+        for (size_t i = 0; i < d; i++) {
+            double scale = 0;
+            for (size_t j = 0; j < n; j++) scale += fabs((double)wf[i * n + j] * x[j]);
+            cr_assert(fabs((double)y[i] - y32[i]) <= tol[ti] * scale, "%s row %zu: %g vs %g",
+                      dtype_name(TYPES[ti]), i, y[i], y32[i]);
+        }
+        free((void *)w.data);
+    }
+    free(x), free(wf), free(y32), free(y);
 }
 
 // Every element bitwise equal across thread counts, entry points, and tile groupings.
@@ -88,29 +165,42 @@ Test(matmul, bitwise_deterministic) {
         pick_shape(s, &n, &d, &m);
         if (s >= N_EDGE) n |= 1, d |= 1;  // odd: tails in k and in rows
         m += 1;                           // at least 2, so tokens can be shifted below
-        float *x = rand_floats(m * n), *w = rand_floats(d * n);
+        float *x = rand_floats(m * n), *wf = rand_floats(d * n);
         float *base = rand_floats(m * d), *y = rand_floats(m * d);
-        matmul_f32_batch(NULL, base, x, w, n, d, m);
-        for (int p = 0; p < 4; p++) {
-            matmul_f32_batch(pools[p], y, x, w, n, d, m);
-            cr_assert(!memcmp(y, base, m * d * sizeof(float)), "batch, %d threads, n=%zu d=%zu",
-                      pool_size(pools[p]), n, d);
-            for (size_t t = 0; t < m; t++) {
-                matmul_f32(pools[p], y, x + t * n, w, n, d);
-                cr_assert(!memcmp(y, base + t * d, d * sizeof(float)),
-                          "matvec token %zu, %d threads, n=%zu d=%zu", t, pool_size(pools[p]), n,
-                          d);
+        void *q8, *q8s, *q8t;
+        MatIn in = make_input(x, n, m, &q8), shifted = make_input(x + n, n, m - 1, &q8s);
+        for (int ti = 0; ti < N_TYPES; ti++) {
+            Tensor w = make_tensor(TYPES[ti], wf, n, d, NULL);
+            const char *ty = dtype_name(w.type);
+            matmul(NULL, base, &in, &w);
+            for (int p = 0; p < 4; p++) {
+                matmul(pools[p], y, &in, &w);
+                cr_assert(!memcmp(y, base, m * d * sizeof(float)), "%s batch, %d threads, n=%zu d=%zu",
+                          ty, pool_size(pools[p]), n, d);
+                for (size_t t = 0; t < m; t++) {
+                    MatIn one = make_input(x + t * n, n, 1, &q8t);
+                    matmul(pools[p], y, &one, &w);
+                    free(q8t);
+                    cr_assert(!memcmp(y, base + t * d, d * sizeof(float)),
+                              "%s matvec token %zu, %d threads, n=%zu d=%zu", ty, t,
+                              pool_size(pools[p]), n, d);
+                }
             }
+            // Tokens 1.. of the batch land in other token tiles when run as their own batch.
+            matmul(pools[1], y, &shifted, &w);
+            cr_assert(!memcmp(y, base + d, (m - 1) * d * sizeof(float)), "%s shifted batch n=%zu",
+                      ty, n);
+            // Rows split at an odd point fall into other row tiles.
+            size_t split = rand_size(0, d);
+            MatIn one = make_input(x, n, 1, &q8t);
+            matmul_rows(y, &one, &w, 0, split);
+            matmul_rows(y, &one, &w, split, d);
+            free(q8t);
+            cr_assert(!memcmp(y, base, d * sizeof(float)), "%s rows split at %zu of %zu", ty,
+                      split, d);
+            free((void *)w.data);
         }
-        // Tokens 1.. of the batch land in other token tiles when run as their own batch.
-        matmul_f32_batch(pools[1], y, x + n, w, n, d, m - 1);
-        cr_assert(!memcmp(y, base + d, (m - 1) * d * sizeof(float)), "shifted batch n=%zu", n);
-        // Rows split at an odd point fall into other row tiles.
-        size_t split = rand_size(0, d);
-        matmul_f32_rows(y, x, w, n, 0, split);
-        matmul_f32_rows(y, x, w, n, split, d);
-        cr_assert(!memcmp(y, base, d * sizeof(float)), "rows split at %zu of %zu", split, d);
-        free(x), free(w), free(base), free(y);
+        free(x), free(wf), free(base), free(y), free(q8), free(q8s);
     }
     for (int p = 1; p < 4; p++) pool_destroy(pools[p]);
 }
@@ -118,23 +208,30 @@ Test(matmul, bitwise_deterministic) {
 Test(matmul, rows_writes_only_its_range) {
     rng_state = 42;
     size_t n = 33, d = 37;
-    float *x = rand_floats(n), *w = rand_floats(d * n), *y = malloc(d * sizeof(float)),
+    float *x = rand_floats(n), *wf = rand_floats(d * n), *y = malloc(d * sizeof(float)),
           *ref = malloc(d * sizeof(float));
     cr_assert(y && ref);
-    matmul(ref, x, w, n, d);
-    for (size_t b = 0; b <= d; b += 5) {
-        size_t e = b + 7 < d ? b + 7 : d;
-        for (size_t i = 0; i < d; i++) y[i] = -1234.5f;
-        matmul_f32_rows(y, x, w, n, b, e);
-        for (size_t i = 0; i < d; i++) {
-            if (i >= b && i < e) cr_assert_float_eq(y[i], ref[i], 1e-4, "row %zu", i);
-            else cr_assert_eq(y[i], -1234.5f, "row %zu outside [%zu, %zu) written", i, b, e);
+    void *q8;
+    MatIn in = make_input(x, n, 1, &q8);
+    for (int ti = 0; ti < N_TYPES; ti++) {
+        Tensor w = make_tensor(TYPES[ti], wf, n, d, NULL);
+        matvec_tensor(ref, x, &w);
+        for (size_t b = 0; b <= d; b += 5) {
+            size_t e = b + 7 < d ? b + 7 : d;
+            for (size_t i = 0; i < d; i++) y[i] = -1234.5f;
+            matmul_rows(y, &in, &w, b, e);
+            for (size_t i = 0; i < d; i++) {
+                if (i >= b && i < e) cr_assert_float_eq(y[i], ref[i], 1e-4, "row %zu", i);
+                else cr_assert_eq(y[i], -1234.5f, "row %zu outside [%zu, %zu) written", i, b, e);
+            }
         }
+        free((void *)w.data);
     }
-    free(x), free(w), free(y), free(ref);
+    free(x), free(wf), free(y), free(ref), free(q8);
 }
 
-// Inputs ending right at an inaccessible page: the tails must not read past the end.
+// Weights ending right at an inaccessible page: the tails must not read past the end.
+// Small integer values make every type exact, and every sum exact in any order.
 Test(matmul, tails_stay_in_bounds) {
     long page = sysconf(_SC_PAGESIZE);
     int fd = open("/dev/zero", O_RDWR);
@@ -145,23 +242,72 @@ Test(matmul, tails_stay_in_bounds) {
     cr_assert(mem != MAP_FAILED);
     cr_assert_eq(mprotect(mem + bytes, bytes, PROT_NONE), 0);
     rng_state = 7;
-    static const size_t shapes[][3] = {{1, 1, 1}, {17, 5, 3}, {33, 9, 6}, {255, 7, 9}, {31, 4, 4}};
+    static const size_t shapes[][3] = {{1, 1, 1}, {17, 5, 3}, {33, 9, 6}, {255, 7, 9}, {31, 4, 4},
+                                       {96, 3, 5}, {40, 1, 1}};
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         size_t n = shapes[s][0], d = shapes[s][1], m = shapes[s][2];
-        float *w = (float *)(mem + bytes) - d * n;  // W ends at the guard
-        float *x = w - m * n - 1;                   // X ends one float before W
-        for (size_t i = 0; i < d * n; i++) w[i] = (float)(xorshift() % 7) - 3.0f;
-        for (size_t i = 0; i < m * n; i++) x[i] = (float)(xorshift() % 5) - 2.0f;
-        x[m * n] = NAN;  // must not leak into any sum
+        float *wf = malloc(d * n * sizeof(float)), *xf = malloc(m * n * sizeof(float));
+        cr_assert(wf && xf);
+        for (size_t i = 0; i < d * n; i++) wf[i] = (float)(xorshift() % 7) - 3.0f;
+        for (size_t i = 0; i < m * n; i++) xf[i] = (float)(xorshift() % 5) - 2.0f;
+        // X ends where the largest W begins (f32, or q8_0 with its padding); W ends at the guard
+        size_t wmax = tensor_bytes(SL_F32, d, n);
+        if (tensor_bytes(SL_Q8_0, d, n) > wmax) wmax = tensor_bytes(SL_Q8_0, d, n);
+        float *x = (float *)(mem + bytes - (wmax + 3) / 4 * 4) - m * n;
+        memcpy(x, xf, m * n * sizeof(float));
         float *y = malloc(m * d * sizeof(float)), *ref = malloc(d * sizeof(float));
         cr_assert(y && ref);
-        matmul_f32_batch(NULL, y, x, w, n, d, m);
-        for (size_t t = 0; t < m; t++) {
-            matmul(ref, x + t * n, w, n, d);  // small integers: exact in any order
-            cr_assert(!memcmp(y + t * d, ref, d * sizeof(float)), "n=%zu d=%zu token %zu", n, d,
-                      t);
+        void *q8;
+        MatIn in = make_input(x, n, m, &q8);
+        for (int ti = 0; ti < N_TYPES; ti++) {
+            size_t wb = tensor_bytes(TYPES[ti], d, n);
+            Tensor w = make_tensor(TYPES[ti], wf, n, d, mem + bytes - wb);  // W ends at the guard
+            matmul(NULL, y, &in, &w);
+            for (size_t t = 0; t < m; t++) {
+                matvec_tensor(ref, x + t * n, &w);
+                for (size_t i = 0; i < d; i++)  // q8_0: scales of 3/127, 2/127: near-exact
+                    cr_assert(fabsf(y[t * d + i] - ref[i]) <= 1e-4f * (1 + fabsf(ref[i])),
+                              "%s n=%zu d=%zu token %zu row %zu: %g vs %g",
+                              dtype_name(w.type), n, d, t, i, y[t * d + i], ref[i]);
+            }
         }
-        free(y), free(ref);
+        free(y), free(ref), free(q8), free(wf), free(xf);
     }
     munmap(mem, 2 * bytes);
+}
+
+// matmul_input's q8_0 form equals quant.h's reference quantizer bitwise, on lengths with
+// and without a partial last group, with zeros, ties and large values.
+Test(matmul, input_quantization_matches_reference) {
+    rng_state = 5;
+    static const size_t lens[] = {1, 7, 31, 32, 33, 64, 95, 288, 1000};
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        size_t n = lens[li], m = 3, G = q8_groups(n);
+        float *x = rand_floats(m * n);
+        for (size_t i = 0; i < m * n; i += 5) x[i] *= 1000.0f;
+        for (size_t i = 0; i < n && i < 32; i++) x[n + i] = 0.0f;         // an all-zero group
+        for (size_t i = 0; i < n; i += 3) x[2 * n + i] = (float)(i % 7) * 0.5f;  // ties
+        void *q8;
+        MatIn in = make_input(x, n, m, &q8);
+        cr_assert_eq(in.groups % 2, 0);
+        cr_assert(in.groups >= G);
+        for (size_t t = 0; t < m; t++) {
+            int8_t q[1024];
+            float d[32];
+            q8_quantize_row(x + t * n, n, q, d);
+            const int8_t *got = in.q + t * in.groups * Q8_GROUP;
+            cr_assert(!memcmp(got, q, G * Q8_GROUP), "n=%zu token %zu: quants", n, t);
+            for (size_t i = G * Q8_GROUP; i < in.groups * Q8_GROUP; i++)
+                cr_assert_eq(got[i], 0, "padding");
+            for (size_t g = 0; g < in.groups; g++) {
+                for (size_t l = 0; l < 8; l++) {
+                    size_t at = (t * in.groups + g) * 8 + l;
+                    cr_assert(in.qscale[at] == (g < G ? d[g] : 0.0f), "n=%zu scale %zu", n, g);
+                    const int8_t *p = got + g * Q8_GROUP + 4 * l;
+                    cr_assert_eq(in.qcorr[at], -128 * (p[0] + p[1] + p[2] + p[3]));
+                }
+            }
+        }
+        free(x), free(q8);
+    }
 }

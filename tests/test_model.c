@@ -44,13 +44,16 @@ Test(loader, valid_file_maps_aligned_weights) {
     Model m;
     cr_assert_eq(model_open(&m, tmp_file("valid.slm"), 1), MODEL_OK);
     const Weights *w = &m.w;
-    const float *p[] = {w->token_embedding, w->rms_att, w->wq, w->wk, w->wv, w->wo,
-                        w->rms_ffn, w->w1, w->w2, w->w3, w->rms_final, w->wcls};
+    const void *p[] = {w->token_embedding.data, w->rms_att, w->wq.data, w->wk.data, w->wv.data,
+                       w->wo.data, w->rms_ffn, w->w1.data, w->w2.data, w->w3.data,
+                       w->rms_final, w->wcls.data};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) {
         cr_assert(p[i] != NULL, "tensor %zu is missing", i);
         cr_assert_eq((uintptr_t)p[i] % 64, 0, "tensor %zu is not 64-byte aligned", i);
     }
-    cr_assert(w->wcls != w->token_embedding, "a separate classifier");
+    cr_assert(w->wcls.data != w->token_embedding.data, "a separate classifier");
+    cr_assert_eq(w->wq.rows, 2 * 16, "all layers stacked");
+    cr_assert_eq(w->wq.cols, 16);
     cr_assert_eq(m.header.dim, 16);
     cr_assert_eq(m.tokenizer.vocab_size, 300);
     cr_assert_eq(m.map_bytes, valid_n);
@@ -62,7 +65,7 @@ Test(loader, shared_classifier) {
     write_test_model(path, 1);
     Model m;
     cr_assert_eq(model_open(&m, path, 1), MODEL_OK);
-    cr_assert(m.w.wcls == m.w.token_embedding);
+    cr_assert(m.w.wcls.data == m.w.token_embedding.data);
     model_close(&m);
 }
 
@@ -161,7 +164,7 @@ Test(loader, tokenizer_section) {
 
 Test(loader, run_state_and_forward) {
     Transformer t;
-    cr_assert_eq(transformer_build(&t, tmp_file("valid.slm"), NULL), MODEL_OK);
+    cr_assert_eq(transformer_build(&t, tmp_file("valid.slm"), NULL, ATTN_KV_F32), MODEL_OK);
     int token = 5;
     float *logits = transformer_forward(&t, &token, 1, 0);
     for (int i = 0; i < 300; i++) cr_assert(logits[i] == logits[i], "logit %d is NaN", i);

@@ -1,0 +1,97 @@
+// ppl.c: perplexity of a text (see ppl.h).
+//
+// Contract: libc, libm and transformer.h. Logits come a batch at a time (the run state's
+// batch x vocab), so memory does not grow with the context length.
+#include "ppl.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Reads a whole file into a NUL-terminated buffer. Returns NULL after a message.
+static char *read_text(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n < cap - 1) break;
+        char *grown = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
+        if (!grown) free(buf);
+        buf = grown, cap *= 2;
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (!buf || failed) {
+        fprintf(stderr, "%s: %s\n", path, buf ? "read error" : "out of memory reading the text");
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+// -log softmax(logits)[target], in double: log sum_j e^(l_j - max) + max - l_target.
+static double nll_of(const float *logits, size_t vocab, int target) {
+    float max = logits[0];
+    for (size_t j = 1; j < vocab; j++) max = logits[j] > max ? logits[j] : max;
+    double sum = 0.0;
+    for (size_t j = 0; j < vocab; j++) sum += exp((double)logits[j] - max);
+    return log(sum) + max - logits[target];
+}
+
+int ppl_measure(Transformer *t, const Tokenizer *tok, const char *path, PplResult *out) {
+    const SlHeader *h = &t->model.header;
+    size_t len, n_ids, vocab = (size_t)h->vocab_size, ctx = (size_t)h->seq_len;
+    char *text = read_text(path, &len);
+    if (!text) return 1;
+    size_t cap = len + 3;
+    int *ids = malloc(cap * sizeof(int));
+    float *logits = malloc(t->state.batch * vocab * sizeof(float));
+    int rc = 1;
+    if (!ids || !logits || tokenizer_encode(tok, text, len, 1, 0, ids, cap, &n_ids) != TOK_OK) {
+        fprintf(stderr, "%s: out of memory encoding %zu bytes\n", path, len);
+        goto done;
+    }
+    if (n_ids < 2 || ctx < 2) {
+        fprintf(stderr, "%s: no tokens to score (%zu bytes of text)\n", path, len);
+        goto done;
+    }
+    // ids[0] is BOS; each window is BOS + up to ctx - 1 text tokens
+    double total = 0.0;
+    size_t scored = 0, windows = 0;
+    int *win = malloc(ctx * sizeof(int));
+    if (!win) {
+        fprintf(stderr, "%s: out of memory\n", path);
+        goto done;
+    }
+    for (size_t next = 1; next < n_ids; windows++) {
+        size_t take = n_ids - next < ctx - 1 ? n_ids - next : ctx - 1;
+        win[0] = ids[0];
+        memcpy(win + 1, ids + next, take * sizeof(int));
+        // positions 0 .. take - 1 predict win[1 .. take]; the last token is input to none
+        for (size_t p0 = 0; p0 < take; p0 += t->state.batch) {
+            size_t n = take - p0 < t->state.batch ? take - p0 : t->state.batch;
+            transformer_forward_all(t, win + p0, n, p0, logits);
+            for (size_t i = 0; i < n; i++) total += nll_of(logits + i * vocab, vocab, win[p0 + i + 1]);
+        }
+        scored += take;
+        next += take;
+    }
+    free(win);
+    out->tokens = scored;
+    out->windows = windows;
+    out->nll = total / (double)scored;
+    out->ppl = exp(out->nll);
+    rc = 0;
+done:
+    free(text), free(ids), free(logits);
+    return rc;
+}
