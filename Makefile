@@ -18,11 +18,15 @@ REL = build/release
 TST = build/test
 ASAN = build/asan
 VG = build/valgrind
+AVX2 = build/avx2
+PLAIN = build/plain
 TEST_FLAGS = -O2 -g -march=native -Werror
 VG_FLAGS = -O2 -g -Werror -march=native -mno-avx512f  # valgrind 3.19 cannot decode AVX-512
+AVX2_FLAGS = -O2 -g -Werror -march=native -mno-avx512f  # the AVX2 (+F16C) kernels
+PLAIN_FLAGS = -O2 -g -Werror -march=x86-64              # the plain C kernels
 ASAN_FLAGS = -O1 -g -Werror -march=native -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-.PHONY: all test test-unit test-asan test-valgrind bench clean
+.PHONY: all test test-unit test-asan test-valgrind test-isa bench clean
 all: run export
 
 run: $(REL)/run
@@ -46,9 +50,11 @@ $(eval $(call variant,$(REL),$(CFLAGS)))
 $(eval $(call variant,$(TST),$(TEST_FLAGS)))
 $(eval $(call variant,$(ASAN),$(ASAN_FLAGS)))
 $(eval $(call variant,$(VG),$(VG_FLAGS)))
+$(eval $(call variant,$(AVX2),$(AVX2_FLAGS)))
+$(eval $(call variant,$(PLAIN),$(PLAIN_FLAGS)))
 
 # Each suite runs the binaries of its own variant (SL_BIN) on the files in $(MODELS).
-test: test-unit test-asan test-valgrind
+test: test-unit test-asan test-valgrind test-isa
 
 test-unit: $(TST)/test_searchlight $(TST)/run $(TST)/export
 	SL_BIN=$(TST) SL_MODELS=$(MODELS) $(TST)/test_searchlight
@@ -64,6 +70,12 @@ test-valgrind: $(VG)/run $(VG)/export
 	$(VG)/export --tokenizer $(MODELS)/tok512.bin $(MODELS)/stories260K.bin $(VG)/stories260K.slm > /dev/null
 	valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all \
 		$(VG)/run $(VG)/stories260K.slm -t 0 -n 200 | cmp - $(MODELS)/expected/stories260K_greedy_n200.txt
+
+# The kernels of the other instruction sets (this machine has AVX-512): the AVX2 and the
+# plain C builds of the matmul, attention and quantization suites.
+test-isa: $(AVX2)/test_searchlight $(PLAIN)/test_searchlight
+	for b in $^; do for s in matmul attention quant kernels; do \
+		$$b --filter "$$s/*" || exit 1; done; done
 
 # The standard benchmark set: every synthetic shape in every weight type, 1 and 2 threads
 # (BENCH_SHAPES, BENCH_DTYPES, BENCH_T and BENCH_REPS to change).

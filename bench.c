@@ -168,10 +168,10 @@ static double bench_tg(Transformer *t, long tg, long reps) {
 // attention micro-benchmark: 32 query heads sharing 4 KV heads, head_dim 64
 
 #define ATT_SEQ 4096
-static const AttnShape att_shape = {32, 4, 64, ATT_SEQ, ATTN_KV_F32};
+static AttnShape att_shape = {32, 4, 64, ATT_SEQ, ATTN_KV_F32};  // kv_type from --kv
 
 // GB/s of KV cache read at context ctx, median of reps samples of >= 2 ms each.
-static double bench_attention(Pool *pool, const float *q, const float *kc, const float *vc,
+static double bench_attention(Pool *pool, const float *q, const void *kc, const void *vc,
                               float *out, float *scratch, size_t ctx, long reps) {
     double *s = malloc((size_t)reps * sizeof *s);
     size_t calls = 1;
@@ -186,7 +186,8 @@ static double bench_attention(Pool *pool, const float *q, const float *kc, const
         for (size_t i = 0; i < calls; i++) attention_decode(pool, &att_shape, out, q, kc, vc, ctx - 1, scratch);
         s[r] = (now_s() - t0) / (double)calls;
     }
-    double bytes = 2.0 * (double)(att_shape.n_kv_heads * ctx * att_shape.head_dim) * sizeof(float);
+    double bytes = 2.0 * (double)(att_shape.n_kv_heads * ctx * att_shape.head_dim) *
+                   (double)attention_kv_bytes(att_shape.kv_type);
     double gbs = bytes / median(s, reps) / 1e9;
     free(s);
     return gbs;
@@ -218,8 +219,9 @@ static void print_text(const char *path, const Model *m, const BenchOptions *o, 
         printf("| %d | %.1f | tg%ld | %.1f | %.1f | %.1f | %.0f%% |\n", r->threads, r->read_gbs,
                o->tg, r->tg_tps, r->tg_tps * (double)bpt / 1e9, roof, 100.0 * r->tg_tps / roof);
     }
-    printf("\nattention: %zu query heads sharing %zu KV heads, head_dim %zu, fp32 cache\n\n",
-           att_shape.n_heads, att_shape.n_kv_heads, att_shape.head_dim);
+    printf("\nattention: %zu query heads sharing %zu KV heads, head_dim %zu, %s cache\n\n",
+           att_shape.n_heads, att_shape.n_kv_heads, att_shape.head_dim,
+           att_shape.kv_type == ATTN_KV_F16 ? "f16" : "f32");
     printf("| threads | context | KV read GB/s | of read bandwidth |\n| ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < o->n_threads; i++)
         for (int c = 0; c < 5; c++)
@@ -230,9 +232,10 @@ static void print_text(const char *path, const Model *m, const BenchOptions *o, 
 static void print_json(const char *path, const Model *m, const BenchOptions *o, const Row *rows,
                        size_t read_bytes) {
     size_t bpt = bytes_per_token(m);
-    printf("{\"model\": \"%s\", \"weight_type\": \"%s\", \"params\": %zu, \"bytes_per_token\": %zu, "
-           "\"read_buffer_bytes\": %zu, \"reps\": %ld, \"results\": [",
-           path, dtype_name((int)m->header.weight_type), layout_params(&m->layout), bpt, read_bytes, o->reps);
+    printf("{\"model\": \"%s\", \"weight_type\": \"%s\", \"kv_type\": \"%s\", \"params\": %zu, "
+           "\"bytes_per_token\": %zu, \"read_buffer_bytes\": %zu, \"reps\": %ld, \"results\": [",
+           path, dtype_name((int)m->header.weight_type), o->kv_type == ATTN_KV_F16 ? "f16" : "f32",
+           layout_params(&m->layout), bpt, read_bytes, o->reps);
     for (int i = 0; i < o->n_threads; i++) {
         const Row *r = &rows[i];
         double roof = r->read_gbs * 1e9 / (double)bpt;
@@ -261,8 +264,10 @@ int bench_run(const char *path, const BenchOptions *o) {
     if (4 * llc > read_bytes) read_bytes = 4 * llc;
     ReadCtx *rc = calloc(1, sizeof *rc);
     float *buf = aligned_alloc(64, read_bytes);
+    att_shape.kv_type = o->kv_type;
     size_t kv = att_shape.n_kv_heads * ATT_SEQ * att_shape.head_dim;
-    float *kc = malloc(kv * sizeof(float)), *vc = malloc(kv * sizeof(float));
+    size_t kv_bytes = attention_kv_bytes(o->kv_type);
+    uint8_t *kc = malloc(kv * kv_bytes), *vc = malloc(kv * kv_bytes);
     float *q = malloc(att_shape.n_heads * att_shape.head_dim * sizeof(float));
     float *out = malloc(att_shape.n_heads * att_shape.head_dim * sizeof(float));
     float *scratch = malloc(attention_scratch_bytes(&att_shape));
@@ -279,10 +284,12 @@ int bench_run(const char *path, const BenchOptions *o) {
     uint64_t seed = 0x5EED;
     for (size_t i = 0; i < kv; i++) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-        kc[i] = (float)(seed >> 40) / 16777216.0f - 0.5f;
-        vc[i] = (float)(seed >> 16 & 0xFFFFFF) / 16777216.0f - 0.5f;
+        float k = (float)(seed >> 40) / 16777216.0f - 0.5f;
+        float v = (float)(seed >> 16 & 0xFFFFFF) / 16777216.0f - 0.5f;
+        attention_kv_store(o->kv_type, kc + i * kv_bytes, &k, 1);
+        attention_kv_store(o->kv_type, vc + i * kv_bytes, &v, 1);
+        if (i < att_shape.n_heads * att_shape.head_dim) q[i] = k;
     }
-    for (size_t i = 0; i < att_shape.n_heads * att_shape.head_dim; i++) q[i] = kc[i * 7 % kv];
     for (long i = 0; i < o->pp; i++) tokens[i] = (int)((i * 7919 + 3) % h->vocab_size);
 
     for (int i = 0; i < o->n_threads; i++) {

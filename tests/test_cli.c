@@ -238,3 +238,23 @@ Test(cli, perplexity_bad_input) {
     cr_assert(strstr(err, "--ppl needs a value"), "%s", err);
     free(out), free(err);
 }
+
+// --bench on a q8_0 model with an f16 cache: the JSON names both types and counts the
+// q8_0 bytes each token reads (34 bytes per 32 weights of every matrix, the norms in f32).
+Test(cli, bench_reports_types) {
+    char *out, *err;
+    const char *path = export_stories260k_as("q8_0");
+    int rc = run_cmd(&out, &err, "%s %s --bench -T 1 --pp 4 --tg 4 --reps 1 --json --kv f16",
+                     bin_path("run"), path);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert(strstr(out, "\"weight_type\": \"q8_0\""), "%s", out);
+    cr_assert(strstr(out, "\"kv_type\": \"f16\""), "%s", out);
+    size_t bpt = 0;
+    const char *at = strstr(out, "\"bytes_per_token\": ");
+    cr_assert(at && sscanf(at, "\"bytes_per_token\": %zu", &bpt) == 1, "%s", out);
+    // stories260K: 5 layers of dim 64, hidden 172 (6 groups, padded), 8 x 8 heads, 4 kv heads
+    size_t per_layer = (64 + 32 + 32 + 64) * 2 * 34 + 2 * 172 * 2 * 34 + 64 * 6 * 34 + 2 * 64 * 4;
+    size_t want = 5 * per_layer + 64 * 4 + 512 * 2 * 34;  // + rms_final + the classifier
+    cr_assert_eq(bpt, want, "bytes per token %zu, expected %zu", bpt, want);
+    free(out), free(err);
+}
