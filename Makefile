@@ -8,9 +8,10 @@ LDLIBS = -lm -lpthread
 MODELS ?= ../shared/models
 
 CORE = model.c quant.c tokenizer.c kernels.c transformer.c ppl.c sampler.c pool.c matmul.c attention.c
-EXPORT_SRC = writer.c llama2c.c synth.c convert.c
+EXPORT_SRC = writer.c llama2c.c synth.c convert.c gguf.c json.c safetensors.c hf.c
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
-	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c
+	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \
+	tests/test_gguf.c tests/test_hf.c
 HEADERS = $(wildcard *.h tests/*.h)
 
 # build variants: release (./run, ./export), test (-Werror), asan

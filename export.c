@@ -1,8 +1,10 @@
 // export.c: converts a model into a searchlight model file.
 //
 // Contract: libc and POSIX only. Recognises its input by content, not by name. Today:
-// a llama2.c legacy checkpoint with its tokenizer.bin. Every input's f32 tensors go through
-// convert.c to the --dtype asked for, in bounded chunks. Writes atomically (writer.c),
+// a llama2.c legacy checkpoint with its tokenizer.bin; a llama GGUF (magic "GGUF", gguf.c);
+// a Hugging Face LlamaForCausalLM directory (config.json, safetensors, tokenizer.json; hf.c).
+// Every input's f32 tensors go through convert.c to the --dtype asked for (for GGUF, by
+// default each matrix's own type), in bounded chunks. Writes atomically (writer.c),
 // so a failed or interrupted export leaves no partial file. Usage errors exit 2, input
 // and output errors exit 1.
 #define _POSIX_C_SOURCE 200809L
@@ -10,8 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "convert.h"
+#include "gguf.h"
+#include "hf.h"
 #include "llama2c.h"
 #include "synth.h"
 #include "writer.h"
@@ -19,9 +24,13 @@
 static void usage(FILE *f) {
     fprintf(f,
             "Usage: export [--dtype <type>] --tokenizer <tokenizer.bin> <llama2.c checkpoint> <out.bin>\n"
+            "       export [--dtype <type>] <model.gguf> <out.bin>\n"
+            "       export [--dtype <type>] <hugging-face-model-dir> <out.bin>\n"
             "       export [--dtype <type>] --random <shape> [--seed N] <out.bin>\n"
             "Converts a llama2.c legacy (v0) fp32 checkpoint and its tokenizer.bin into one\n"
-            "searchlight model file (tokenizer embedded), or writes a model of a known shape with\n"
+            "searchlight model file (tokenizer embedded), or a llama GGUF (v2/v3; F32, F16, BF16,\n"
+            "Q8_0; default --dtype: the GGUF's own types), or a Hugging Face LlamaForCausalLM\n"
+            "directory (safetensors F32/F16/BF16, tokenizer.json), or writes a model of a known shape with\n"
             "deterministic pseudo-random weights, for benchmarks.\n"
             "Options:\n"
             "  --dtype <type>      type of the matrices, embedding and classifier included:\n"
@@ -65,10 +74,11 @@ static void print_summary(const char *in, const char *kind, const char *out, con
     printf("wrote %s: %zu bytes (%s)\n", out, bytes, dtype_name((int)c->weight_type));
 }
 
-// Writes header h (f32 tensor types) with tensors of type dtype converted from the f32 source.
+// Writes header h with tensors of type dtype converted from the f32 source; dtype -1 keeps
+// the tensor types that h already states.
 static int write_converted(const char *in, const char *kind, const char *out, SlHeader h,
                            int dtype, const Tokenizer *tok, const TensorData *src) {
-    convert_set_types(&h, dtype);
+    if (dtype >= 0) convert_set_types(&h, dtype);
     Converter cv;
     if (converter_init(&cv, &h, src, in) != 0) return 1;
     TensorData td = {.fill = convert_fill, .ctx = &cv};
@@ -99,6 +109,44 @@ static int export_llama2c(const char *in, const char *tok_path, int dtype, const
     return rc;
 }
 
+// dtype -1: each matrix keeps its GGUF type (F32, F16, BF16, Q8_0), so nothing is lost.
+static int export_gguf(const char *in, int dtype, const char *out) {
+    GgufLlama g;
+    if (gguf_llama_open(&g, in) != 0) return 1;
+    int rc;
+    if (g.header.n_tensors == 0) {  // vocabulary only: a tokenizer-only file
+        TensorData none = {0};
+        size_t written = 0;
+        rc = model_write(out, g.header, &g.tok, &none, &written) == 0 ? 0 : 1;
+        if (rc == 0) {
+            printf("%s: GGUF vocabulary only\n  vocab %d, bos %d, eos %d\n", in,
+                   g.tok.vocab_size, g.tok.bos_id, g.tok.eos_id);
+            printf("wrote %s: %zu bytes (tokenizer only)\n", out, written);
+        }
+    } else {
+        TensorData src = {.fill = gguf_llama_fill, .ctx = &g};
+        rc = write_converted(in, "GGUF llama", out, g.header, dtype, &g.tok, &src);
+    }
+    gguf_llama_close(&g);
+    return rc;
+}
+
+// A Hugging Face LlamaForCausalLM directory: config.json, safetensors, tokenizer.json.
+static int export_hf(const char *in, int dtype, const char *out) {
+    HfModel m;
+    if (hf_open(&m, in) != 0) return 1;
+    Tokenizer tok;
+    if (hf_tokenizer(&tok, in, m.header.vocab_size, m.header.bos_id, m.header.eos_id) != 0) {
+        hf_close(&m);
+        return 1;
+    }
+    TensorData src = {.fill = hf_fill, .ctx = &m};
+    int rc = write_converted(in, "Hugging Face LlamaForCausalLM", out, m.header, dtype, &tok, &src);
+    tokenizer_free(&tok);
+    hf_close(&m);
+    return rc;
+}
+
 static int export_random(const char *shape, uint64_t seed, int dtype, const char *out) {
     SlHeader h;
     if (synth_header(&h, shape) != 0) return 2;
@@ -125,7 +173,7 @@ static int parse_seed(const char *s, uint64_t *out) {
 int main(int argc, char **argv) {
     const char *tok_path = NULL, *shape = NULL, *pos[2] = {NULL, NULL};
     uint64_t seed = 1;
-    int npos = 0, dtype = SL_F32;
+    int npos = 0, dtype = SL_F32, dtype_set = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -141,6 +189,7 @@ int main(int argc, char **argv) {
             if (i + 1 >= argc) return usage_error("--dtype needs a value: ", DTYPE_CHOICES);
             if ((dtype = dtype_parse(argv[++i])) < 0)
                 return usage_error("--dtype: expected " DTYPE_CHOICES ", not ", argv[i]);
+            dtype_set = 1;
         } else if (!strcmp(a, "--seed")) {
             if (i + 1 >= argc) return usage_error("--seed needs a value", "");
             if (parse_seed(argv[++i], &seed) != 0)
@@ -164,14 +213,28 @@ int main(int argc, char **argv) {
     if (npos < 2) return usage_error("needs an input and an output path", "");
     writer_install_cleanup();
 
+    if (hf_sniff(pos[0])) {
+        if (tok_path) return usage_error("a Hugging Face directory has tokenizer.json: drop --tokenizer", "");
+        return export_hf(pos[0], dtype, pos[1]);
+    }
+    struct stat st;
+    if (stat(pos[0], &st) == 0 && S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "%s: a directory without config.json (not a Hugging Face model)\n", pos[0]);
+        return 1;
+    }
     uint8_t head[64];
     size_t n;
     if (sniff(pos[0], head, sizeof head, &n) != 0) return 1;
+    if (gguf_sniff(head, n)) {
+        if (tok_path)
+            return usage_error("a GGUF file carries its own vocabulary: drop --tokenizer", "");
+        return export_gguf(pos[0], dtype_set ? dtype : -1, pos[1]);
+    }
     if (llama2c_sniff(head, n)) {
         if (!tok_path)
             return usage_error("a llama2.c checkpoint needs --tokenizer <tokenizer.bin>", "");
         return export_llama2c(pos[0], tok_path, dtype, pos[1]);
     }
-    fprintf(stderr, "%s: not a format export reads (expected a llama2.c checkpoint)\n", pos[0]);
+    fprintf(stderr, "%s: not a format export reads (expected a llama2.c checkpoint, a GGUF file or a Hugging Face directory with config.json)\n", pos[0]);
     return 1;
 }

@@ -42,31 +42,58 @@ static int write_zeros(FILE *f, size_t n) {
 
 #define FILL_CHUNK ((size_t)1 << 20)
 
+// A percentage on stderr, \r-updated at most once per percent, only when stderr is a terminal
+// (total 0: off).
+typedef struct {
+    const char *path;
+    size_t total, done;
+    int shown;
+} Progress;
+
+static void progress_add(Progress *p, size_t n) {
+    if (!p->total) return;
+    p->done += n;
+    int pct = (int)(100.0 * (double)p->done / (double)p->total);
+    if (pct == p->shown) return;
+    p->shown = pct;
+    fprintf(stderr, "\rwriting %s: %d%%", p->path, pct);
+    fflush(stderr);
+}
+
 // Writes one tensor's bytes, from memory or from the producer in 1 MiB pieces.
-static int write_tensor(FILE *f, const TensorData *td, int t, size_t bytes, uint8_t *chunk) {
-    if (!td->fill) return write_all(f, td->data[t], bytes) ? 0 : -1;
+static int write_tensor(FILE *f, const TensorData *td, int t, size_t bytes, uint8_t *chunk,
+                        Progress *pr) {
+    if (!td->fill) {
+        if (!write_all(f, td->data[t], bytes)) return -1;
+        progress_add(pr, bytes);
+        return 0;
+    }
     for (size_t off = 0; off < bytes; off += FILL_CHUNK) {
         size_t n = bytes - off < FILL_CHUNK ? bytes - off : FILL_CHUNK;
         if (td->fill(td->ctx, t, off, chunk, n) != 0) return -2;  // the producer printed why
         if (!write_all(f, chunk, n)) return -1;
+        progress_add(pr, n);
     }
     return 0;
 }
 
 // Writes everything to f; returns 0, -1 with errno set, or -2 if the producer failed.
 static int write_body(FILE *f, const SlHeader *h, const SlLayout *lay, const uint8_t *toksec,
-                      const TensorData *td) {
+                      const TensorData *td, const char *path) {
     if (!write_all(f, h, sizeof *h) || !write_all(f, toksec, h->tokenizer_bytes)) return -1;
     uint8_t *chunk = td->fill ? malloc(FILL_CHUNK) : NULL;
     if (td->fill && !chunk) return -1;
     size_t pos = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes;
     int err = 0;
+    Progress pr = {path, isatty(STDERR_FILENO) && h->n_tensors ? lay->file_bytes - pos : 0, 0, -1};
     for (int t = 0; t < SL_T_COUNT && !err; t++) {
         if (!lay->bytes[t]) continue;
-        err = write_zeros(f, lay->offset[t] - pos) ? write_tensor(f, td, t, lay->bytes[t], chunk)
-                                                    : -1;
+        size_t pad = lay->offset[t] - pos;
+        err = write_zeros(f, pad) ? write_tensor(f, td, t, lay->bytes[t], chunk, &pr) : -1;
+        progress_add(&pr, pad);
         pos = lay->offset[t] + lay->bytes[t];
     }
+    if (pr.total) fputc('\n', stderr);
     free(chunk);
     return err;
 }
@@ -110,7 +137,7 @@ int model_write(const char *path, SlHeader h, const Tokenizer *tok, const Tensor
     fchmod(fd, 0666 & ~mask);  // mkstemp makes 0600; give the usual permissions
     FILE *f = fdopen(fd, "wb");
     if (!f) close(fd);
-    int body = f ? write_body(f, &h, &lay, toksec, td) : -1;
+    int body = f ? write_body(f, &h, &lay, toksec, td, path) : -1;
     int ok = body == 0 && fflush(f) == 0 && fsync(fd) == 0;
     int err = errno;
     free(toksec);

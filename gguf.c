@@ -1,0 +1,842 @@
+// gguf.c: the GGUF reader and the llama glue (see gguf.h).
+#define _POSIX_C_SOURCE 200809L
+#include "gguf.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "quant.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "GGUF files are read as little-endian; this build targets a big-endian CPU"
+#endif
+
+// ----------------------------------------------------------------------------
+// the reader
+
+typedef struct {
+    const uint8_t *base;
+    size_t size, pos;
+    const char *path;
+    char where[96];  // the entry being read, for messages
+} Cursor;
+
+static void fail(const Cursor *c, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "%s: %s: ", c->path, c->where);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+static size_t left(const Cursor *c) { return c->size - c->pos; }
+
+static int take(Cursor *c, void *dst, size_t n, const char *what) {
+    if (left(c) < n) {
+        fail(c, "the file ends inside the %s (offset %zu, %zu bytes left, %zu needed)", what,
+             c->pos, left(c), n);
+        return -1;
+    }
+    memcpy(dst, c->base + c->pos, n);
+    c->pos += n;
+    return 0;
+}
+
+static int take_u32(Cursor *c, uint32_t *v, const char *what) { return take(c, v, 4, what); }
+static int take_u64(Cursor *c, uint64_t *v, const char *what) { return take(c, v, 8, what); }
+
+static int take_str(Cursor *c, GgufStr *s, const char *what) {
+    uint64_t len;
+    size_t at = c->pos;
+    char w[64];
+    snprintf(w, sizeof w, "%s length", what);
+    if (take_u64(c, &len, w) != 0) return -1;
+    if (len > left(c)) {
+        fail(c, "%s length %llu runs past the end of the file (offset %zu)", what,
+             (unsigned long long)len, at);
+        return -1;
+    }
+    s->p = (const char *)c->base + c->pos;
+    s->len = (size_t)len;
+    c->pos += (size_t)len;
+    return 0;
+}
+
+static const char *const vtype_names[GGUF_VTYPE_COUNT] = {
+    "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "bool",
+    "string", "array", "uint64", "int64", "float64",
+};
+
+static size_t vtype_size(uint32_t t) {
+    static const uint8_t sz[GGUF_VTYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    return t < GGUF_VTYPE_COUNT ? sz[t] : 0;
+}
+
+// Skips one value of type t (not an array) at the cursor, checking it lies in the file.
+static int skip_scalar(Cursor *c, uint32_t t) {
+    if (t == GGUF_STRING) {
+        GgufStr s;
+        return take_str(c, &s, "string");
+    }
+    size_t n = vtype_size(t);
+    if (left(c) < n) {
+        fail(c, "the file ends inside a %s value (offset %zu)", vtype_names[t], c->pos);
+        return -1;
+    }
+    c->pos += n;
+    return 0;
+}
+
+static int read_kv(Cursor *c, GgufKv *kv, size_t i) {
+    snprintf(c->where, sizeof c->where, "metadata key %zu", i);
+    if (take_str(c, &kv->key, "key") != 0) return -1;
+    int klen = kv->key.len > 48 ? 48 : (int)kv->key.len;
+    snprintf(c->where, sizeof c->where, "metadata key %zu (%.*s%s)", i, klen, kv->key.p,
+             kv->key.len > 48 ? "..." : "");
+    size_t at = c->pos;
+    if (take_u32(c, &kv->type, "value type") != 0) return -1;
+    if (kv->type >= GGUF_VTYPE_COUNT) {
+        fail(c, "unknown value type %u (offset %zu), expected 0..%d", kv->type, at,
+             GGUF_VTYPE_COUNT - 1);
+        return -1;
+    }
+    if (kv->type != GGUF_ARRAY) {
+        kv->value = c->pos;
+        return skip_scalar(c, kv->type);
+    }
+    at = c->pos;
+    uint64_t n;
+    if (take_u32(c, &kv->arr_type, "array type") != 0) return -1;
+    if (kv->arr_type >= GGUF_VTYPE_COUNT || kv->arr_type == GGUF_ARRAY) {
+        fail(c, "array of %s %u (offset %zu): export reads arrays of scalars and strings",
+             kv->arr_type == GGUF_ARRAY ? "arrays, type" : "unknown type", kv->arr_type, at);
+        return -1;
+    }
+    at = c->pos;
+    if (take_u64(c, &n, "array count") != 0) return -1;
+    kv->value = c->pos;
+    // every element takes at least one byte (a string at least its 8-byte length)
+    size_t min = kv->arr_type == GGUF_STRING ? 8 : vtype_size(kv->arr_type);
+    if (n > left(c) / min) {
+        fail(c, "array count %llu runs past the end of the file (offset %zu)",
+             (unsigned long long)n, at);
+        return -1;
+    }
+    kv->arr_n = (size_t)n;
+    if (kv->arr_type != GGUF_STRING) {
+        c->pos += kv->arr_n * min;
+        return 0;
+    }
+    for (size_t k = 0; k < kv->arr_n; k++) {
+        snprintf(c->where, sizeof c->where, "metadata key %zu (%.*s%s), element %zu", i, klen,
+                 kv->key.p, kv->key.len > 48 ? "..." : "", k);
+        GgufStr s;
+        if (take_str(c, &s, "string") != 0) return -1;
+    }
+    return 0;
+}
+
+static const char *const ggml_names[] = {
+    [0] = "F32",      [1] = "F16",      [2] = "Q4_0",     [3] = "Q4_1",    [6] = "Q5_0",
+    [7] = "Q5_1",     [8] = "Q8_0",     [9] = "Q8_1",     [10] = "Q2_K",   [11] = "Q3_K",
+    [12] = "Q4_K",    [13] = "Q5_K",    [14] = "Q6_K",    [15] = "Q8_K",   [16] = "IQ2_XXS",
+    [17] = "IQ2_XS",  [18] = "IQ3_XXS", [19] = "IQ1_S",   [20] = "IQ4_NL", [21] = "IQ3_S",
+    [22] = "IQ2_S",   [23] = "IQ4_XS",  [24] = "I8",      [25] = "I16",    [26] = "I32",
+    [27] = "I64",     [28] = "F64",     [29] = "IQ1_M",   [30] = "BF16",   [34] = "TQ1_0",
+    [35] = "TQ2_0",   [39] = "MXFP4",
+};
+
+const char *ggml_type_name(uint32_t type) {
+    static char buf[32];
+    if (type < sizeof ggml_names / sizeof ggml_names[0] && ggml_names[type])
+        return ggml_names[type];
+    snprintf(buf, sizeof buf, "type %u", type);
+    return buf;
+}
+
+// Bytes of a tensor of a type export reads (0 for the others); -1 if it overflows or a Q8_0
+// row is not whole blocks.
+static int data_bytes(const GgufTensor *t, size_t *out) {
+    size_t n = 1;
+    for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++)
+        if (__builtin_mul_overflow(n, (size_t)t->ne[d], &n)) return -1;
+    size_t es;
+    switch (t->type) {
+    case GGML_TYPE_F32: es = 4; break;
+    case GGML_TYPE_F16:
+    case GGML_TYPE_BF16: es = 2; break;
+    case GGML_TYPE_Q8_0:
+        if (t->ne[0] % Q8_GROUP) return -1;
+        *out = n / Q8_GROUP * GGML_Q8_0_BLOCK;
+        return 0;
+    default: *out = 0; return 0;
+    }
+    return __builtin_mul_overflow(n, es, out) ? -1 : 0;
+}
+
+static int read_tensor_info(Cursor *c, GgufTensor *t, size_t i, size_t *rel) {
+    snprintf(c->where, sizeof c->where, "tensor info %zu", i);
+    if (take_str(c, &t->name, "name") != 0) return -1;
+    int nlen = t->name.len > 64 ? 64 : (int)t->name.len;
+    snprintf(c->where, sizeof c->where, "tensor info %zu (%.*s)", i, nlen, t->name.p);
+    size_t at = c->pos;
+    if (take_u32(c, &t->n_dims, "dimension count") != 0) return -1;
+    if (t->n_dims < 1 || t->n_dims > GGUF_MAX_DIMS) {
+        fail(c, "%u dimensions (offset %zu), expected 1..%d", t->n_dims, at, GGUF_MAX_DIMS);
+        return -1;
+    }
+    for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = 1;
+    for (uint32_t d = 0; d < t->n_dims; d++) {
+        at = c->pos;
+        if (take_u64(c, &t->ne[d], "dimensions") != 0) return -1;
+        if (t->ne[d] == 0 || t->ne[d] > (uint64_t)INT64_MAX || t->ne[d] > SIZE_MAX) {
+            fail(c, "dimension %u is %llu (offset %zu), expected 1..2^63-1", d,
+                 (unsigned long long)t->ne[d], at);
+            return -1;
+        }
+    }
+    if (take_u32(c, &t->type, "type") != 0) return -1;
+    uint64_t off;
+    at = c->pos;
+    if (take_u64(c, &off, "offset") != 0) return -1;
+    if (off > c->size) {
+        fail(c, "data offset %llu is past the end of the file (offset %zu)",
+             (unsigned long long)off, at);
+        return -1;
+    }
+    *rel = (size_t)off;
+    if (data_bytes(t, &t->bytes) != 0) {
+        fail(c, "shape %llu x %llu x %llu x %llu of type %s: %s", (unsigned long long)t->ne[0],
+             (unsigned long long)t->ne[1], (unsigned long long)t->ne[2],
+             (unsigned long long)t->ne[3], ggml_type_name(t->type),
+             t->type == GGML_TYPE_Q8_0 && t->ne[0] % Q8_GROUP ? "rows are not whole Q8_0 blocks"
+                                                             : "its size overflows");
+        return -1;
+    }
+    return 0;
+}
+
+static int cmp_name(const GgufStr *a, const GgufStr *b) {
+    size_t n = a->len < b->len ? a->len : b->len;
+    int r = memcmp(a->p, b->p, n);
+    return r ? r : (a->len > b->len) - (a->len < b->len);
+}
+
+static const Gguf *sort_ctx;  // qsort has no context argument; single-threaded use only
+static int cmp_index(const void *a, const void *b) {
+    const GgufTensor *t = sort_ctx->tensors;
+    return cmp_name(&t[*(const size_t *)a].name, &t[*(const size_t *)b].name);
+}
+
+static int parse(Gguf *g) {
+    Cursor c = {.base = g->map, .size = g->size, .path = g->path};
+    snprintf(c.where, sizeof c.where, "header");
+    char magic[4];
+    uint64_t n_tensors, n_kv;
+    if (take(&c, magic, 4, "magic") != 0) return -1;
+    if (memcmp(magic, "GGUF", 4) != 0) {
+        fail(&c, "not a GGUF file (magic %02x %02x %02x %02x, expected \"GGUF\")",
+             (uint8_t)magic[0], (uint8_t)magic[1], (uint8_t)magic[2], (uint8_t)magic[3]);
+        return -1;
+    }
+    if (take_u32(&c, &g->version, "version") != 0) return -1;
+    if (g->version != 2 && g->version != 3) {
+        fail(&c, "GGUF version %u, export reads versions 2 and 3", g->version);
+        return -1;
+    }
+    if (take_u64(&c, &n_tensors, "tensor count") != 0 || take_u64(&c, &n_kv, "metadata count"))
+        return -1;
+    // a metadata entry takes at least 13 bytes, a tensor info at least 32
+    if (n_kv > left(&c) / 13) {
+        fail(&c, "%llu metadata entries cannot fit in the %zu bytes left (offset 16)",
+             (unsigned long long)n_kv, left(&c));
+        return -1;
+    }
+    if (n_tensors > left(&c) / 32) {
+        fail(&c, "%llu tensors cannot fit in the %zu bytes left (offset 8)",
+             (unsigned long long)n_tensors, left(&c));
+        return -1;
+    }
+    g->n_kv = (size_t)n_kv, g->n_tensors = (size_t)n_tensors;
+    g->kv = calloc(g->n_kv ? g->n_kv : 1, sizeof *g->kv);
+    g->tensors = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *g->tensors);
+    g->by_name = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *g->by_name);
+    size_t *rel = calloc(g->n_tensors ? g->n_tensors : 1, sizeof *rel);
+    int err = -1;
+    if (!g->kv || !g->tensors || !g->by_name || !rel) {
+        fprintf(stderr, "%s: out of memory for %zu metadata entries and %zu tensors\n", g->path,
+                g->n_kv, g->n_tensors);
+        goto out;
+    }
+    for (size_t i = 0; i < g->n_kv; i++)
+        if (read_kv(&c, &g->kv[i], i) != 0) goto out;
+    g->alignment = 32;
+    const GgufKv *al = gguf_find_kv(g, "general.alignment");
+    if (al) {
+        uint32_t a = 0;
+        if (al->type == GGUF_U32) memcpy(&a, g->map + al->value, 4);
+        if (al->type != GGUF_U32 || a == 0 || (a & (a - 1))) {
+            snprintf(c.where, sizeof c.where, "metadata general.alignment");
+            fail(&c, "expected a uint32 power of two, found %s %u (offset %zu)",
+                 vtype_names[al->type], a, al->value);
+            goto out;
+        }
+        g->alignment = a;
+    }
+    for (size_t i = 0; i < g->n_tensors; i++) {
+        if (read_tensor_info(&c, &g->tensors[i], i, &rel[i]) != 0) goto out;
+        g->by_name[i] = i;
+    }
+    size_t data = c.pos + (g->alignment - c.pos % g->alignment) % g->alignment;
+    g->data_offset = data;
+    snprintf(c.where, sizeof c.where, "data section");
+    if (g->n_tensors && data > g->size) {
+        fail(&c, "starts at %zu, past the end of the file (%zu bytes)", data, g->size);
+        goto out;
+    }
+    for (size_t i = 0; i < g->n_tensors; i++) {
+        GgufTensor *t = &g->tensors[i];
+        snprintf(c.where, sizeof c.where, "tensor %.*s", t->name.len > 64 ? 64 : (int)t->name.len,
+                 t->name.p);
+        if (rel[i] % g->alignment) {
+            fail(&c, "data offset %zu is not a multiple of the alignment %zu", rel[i],
+                 g->alignment);
+            goto out;
+        }
+        size_t room = g->size - data;
+        if (rel[i] > room || t->bytes > room - rel[i]) {
+            fail(&c, "data [%zu, +%zu) relative to the data section at %zu runs past the end of "
+                     "the file (%zu bytes)",
+                 rel[i], t->bytes, data, g->size);
+            goto out;
+        }
+        t->offset = data + rel[i];
+    }
+    sort_ctx = g;
+    qsort(g->by_name, g->n_tensors, sizeof *g->by_name, cmp_index);
+    for (size_t i = 1; i < g->n_tensors; i++) {
+        const GgufTensor *t = &g->tensors[g->by_name[i]];
+        if (cmp_name(&g->tensors[g->by_name[i - 1]].name, &t->name) == 0) {
+            fprintf(stderr, "%s: tensor %.*s appears twice\n", g->path,
+                    t->name.len > 64 ? 64 : (int)t->name.len, t->name.p);
+            goto out;
+        }
+    }
+    err = 0;
+out:
+    free(rel);
+    return err;
+}
+
+int gguf_sniff(const uint8_t *head, size_t n) { return n >= 4 && memcmp(head, "GGUF", 4) == 0; }
+
+int gguf_open(Gguf *g, const char *path) {
+    memset(g, 0, sizeof *g);
+    g->path = path;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fprintf(stderr, "%s: not a regular file\n", path);
+        close(fd);
+        return -1;
+    }
+    g->size = (size_t)st.st_size;
+    if (g->size < 24) {
+        fprintf(stderr, "%s: %zu bytes, shorter than the 24-byte GGUF header\n", path, g->size);
+        close(fd);
+        return -1;
+    }
+    void *map = mmap(NULL, g->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) {
+        fprintf(stderr, "%s: cannot map: %s\n", path, strerror(errno));
+        return -1;
+    }
+    g->map = map;
+    if (parse(g) != 0) {
+        gguf_close(g);
+        return -1;
+    }
+    return 0;
+}
+
+void gguf_close(Gguf *g) {
+    if (g->map) munmap((void *)g->map, g->size);
+    free(g->kv);
+    free(g->tensors);
+    free(g->by_name);
+    memset(g, 0, sizeof *g);
+}
+
+const GgufKv *gguf_find_kv(const Gguf *g, const char *key) {
+    size_t n = strlen(key);
+    for (size_t i = 0; i < g->n_kv; i++)
+        if (g->kv[i].key.len == n && memcmp(g->kv[i].key.p, key, n) == 0) return &g->kv[i];
+    return NULL;
+}
+
+const GgufTensor *gguf_find_tensor(const Gguf *g, const char *name) {
+    GgufStr s = {name, strlen(name)};
+    size_t lo = 0, hi = g->n_tensors;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int r = cmp_name(&g->tensors[g->by_name[mid]].name, &s);
+        if (r == 0) return &g->tensors[g->by_name[mid]];
+        if (r < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+// ----------------------------------------------------------------------------
+// typed metadata: each returns 1 if present, 0 if absent, -1 after a message
+
+static int kv_wrong(const Gguf *g, const GgufKv *kv, const char *want) {
+    fprintf(stderr, "%s: metadata %.*s is %s%s%s, expected %s\n", g->path, (int)kv->key.len,
+            kv->key.p, kv->type == GGUF_ARRAY ? "an array of " : "a ",
+            vtype_names[kv->type == GGUF_ARRAY ? kv->arr_type : kv->type],
+            kv->type == GGUF_ARRAY ? "" : " value", want);
+    return -1;
+}
+
+// An integer of any width; must lie in [lo, hi].
+static int get_int(const Gguf *g, const char *key, int64_t lo, int64_t hi, int64_t *out) {
+    const GgufKv *kv = gguf_find_kv(g, key);
+    if (!kv) return 0;
+    const uint8_t *p = g->map + kv->value;
+    int64_t v;
+    uint64_t u = 0;
+    switch (kv->type) {
+    case GGUF_U8: v = p[0]; break;
+    case GGUF_I8: v = (int8_t)p[0]; break;
+    case GGUF_U16: { uint16_t x; memcpy(&x, p, 2); v = x; break; }
+    case GGUF_I16: { int16_t x; memcpy(&x, p, 2); v = x; break; }
+    case GGUF_U32: { uint32_t x; memcpy(&x, p, 4); v = x; break; }
+    case GGUF_I32: { int32_t x; memcpy(&x, p, 4); v = x; break; }
+    case GGUF_I64: memcpy(&v, p, 8); break;
+    case GGUF_U64:
+        memcpy(&u, p, 8);
+        v = u > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)u;
+        break;
+    default: return kv_wrong(g, kv, "an integer");
+    }
+    if (v < lo || v > hi) {
+        fprintf(stderr, "%s: metadata %s is %lld, expected %lld..%lld\n", g->path, key,
+                (long long)v, (long long)lo, (long long)hi);
+        return -1;
+    }
+    *out = v;
+    return 1;
+}
+
+static int get_float(const Gguf *g, const char *key, double *out) {
+    const GgufKv *kv = gguf_find_kv(g, key);
+    if (!kv) return 0;
+    if (kv->type == GGUF_F32) {
+        float f;
+        memcpy(&f, g->map + kv->value, 4);
+        *out = f;
+    } else if (kv->type == GGUF_F64) {
+        memcpy(out, g->map + kv->value, 8);
+    } else {
+        return kv_wrong(g, kv, "a float");
+    }
+    return 1;
+}
+
+static int get_str(const Gguf *g, const char *key, GgufStr *out) {
+    const GgufKv *kv = gguf_find_kv(g, key);
+    if (!kv) return 0;
+    if (kv->type != GGUF_STRING) return kv_wrong(g, kv, "a string");
+    uint64_t len;
+    memcpy(&len, g->map + kv->value, 8);  // validated by the parser
+    out->p = (const char *)g->map + kv->value + 8;
+    out->len = (size_t)len;
+    return 1;
+}
+
+static int str_is(GgufStr s, const char *lit) {
+    return s.len == strlen(lit) && memcmp(s.p, lit, s.len) == 0;
+}
+
+// ----------------------------------------------------------------------------
+// the tokenizer: tokenizer.ggml.* into our section format, then tokenizer_parse
+
+static const GgufKv *get_array(const Gguf *g, const char *key, uint32_t type, const char *tname,
+                               int required) {
+    const GgufKv *kv = gguf_find_kv(g, key);
+    if (!kv) {
+        if (required) fprintf(stderr, "%s: metadata %s is missing\n", g->path, key);
+        return NULL;
+    }
+    if (kv->type != GGUF_ARRAY || kv->arr_type != type) {
+        kv_wrong(g, kv, tname);
+        return NULL;
+    }
+    return kv;
+}
+
+static int load_tokenizer(GgufLlama *m) {
+    const Gguf *g = &m->g;
+    GgufStr model;
+    int r = get_str(g, "tokenizer.ggml.model", &model);
+    if (r < 0) return -1;
+    if (r == 0) {
+        fprintf(stderr, "%s: metadata tokenizer.ggml.model is missing: no vocabulary\n", g->path);
+        return -1;
+    }
+    if (!str_is(model, "llama")) {
+        fprintf(stderr, "%s: tokenizer model \"%.*s\", export reads \"llama\" (sentencepiece "
+                        "BPE) only\n", g->path, model.len > 64 ? 64 : (int)model.len, model.p);
+        return -1;
+    }
+    const GgufKv *tokens = get_array(g, "tokenizer.ggml.tokens", GGUF_STRING, "an array of strings", 1);
+    if (!tokens) return -1;
+    const GgufKv *scores = get_array(g, "tokenizer.ggml.scores", GGUF_F32, "an array of float32", 1);
+    if (!scores) return -1;
+    const GgufKv *types = gguf_find_kv(g, "tokenizer.ggml.token_type");
+    if (types && !(types->type == GGUF_ARRAY && types->arr_type == GGUF_I32) &&
+        !(types->type == GGUF_ARRAY && types->arr_type == GGUF_U32))
+        return kv_wrong(g, types, "an array of int32");
+    size_t n = tokens->arr_n;
+    if (n == 0 || n > INT32_MAX) {
+        fprintf(stderr, "%s: %zu tokens, expected 1..%d\n", g->path, n, INT32_MAX);
+        return -1;
+    }
+    if (scores->arr_n != n || (types && types->arr_n != n)) {
+        fprintf(stderr, "%s: %zu tokens but %zu scores and %zu token types\n", g->path, n,
+                scores->arr_n, types ? types->arr_n : n);
+        return -1;
+    }
+    int64_t bos = 1, eos = 2;
+    if (get_int(g, "tokenizer.ggml.bos_token_id", 0, (int64_t)n - 1, &bos) < 0 ||
+        get_int(g, "tokenizer.ggml.eos_token_id", 0, (int64_t)n - 1, &eos) < 0)
+        return -1;
+    if (bos >= (int64_t)n || eos >= (int64_t)n) {
+        fprintf(stderr, "%s: default bos 1 / eos 2 are beyond the %zu tokens\n", g->path, n);
+        return -1;
+    }
+    // section: 8 + per token 9 + len bytes; "\xe2\x96\x81" (U+2581) becomes a space, so no
+    // piece grows and the strings' total bounds the size
+    size_t cap = 8, pos = tokens->value;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t len;
+        memcpy(&len, g->map + pos, 8);
+        cap += 9 + (size_t)len;  // the strings lie in the file: no overflow
+        pos += 8 + (size_t)len;
+    }
+    uint8_t *sec = malloc(cap);
+    if (!sec) {
+        fprintf(stderr, "%s: out of memory for the vocabulary\n", g->path);
+        return -1;
+    }
+    uint8_t *w = sec + 8;
+    uint32_t max_len = 0, count = (uint32_t)n;
+    pos = tokens->value;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t len;
+        memcpy(&len, g->map + pos, 8);
+        const uint8_t *s = g->map + pos + 8;
+        pos += 8 + (size_t)len;
+        float score;
+        memcpy(&score, g->map + scores->value + 4 * i, 4);
+        int32_t type = TOK_NORMAL;
+        if (types) memcpy(&type, g->map + types->value + 4 * i, 4);
+        if (type < TOK_NORMAL || type > TOK_BYTE) {
+            fprintf(stderr, "%s: token %zu has type %d, expected 1..6\n", g->path, i, type);
+            free(sec);
+            return -1;
+        }
+        if (len > TOK_MAX_PIECE) {
+            fprintf(stderr, "%s: token %zu is %llu bytes long, at most %d expected\n", g->path, i,
+                    (unsigned long long)len, TOK_MAX_PIECE);
+            free(sec);
+            return -1;
+        }
+        uint8_t *hdr = w;
+        w += 9;
+        uint32_t out = 0;
+        for (size_t k = 0; k < len; k++) {
+            if (k + 2 < len && s[k] == 0xe2 && s[k + 1] == 0x96 && s[k + 2] == 0x81) {
+                w[out++] = ' ';
+                k += 2;
+            } else {
+                w[out++] = s[k];
+            }
+        }
+        memcpy(hdr, &score, 4);
+        memcpy(hdr + 4, &out, 4);
+        hdr[8] = (uint8_t)type;
+        w += out;
+        if (out > max_len) max_len = out;
+    }
+    memcpy(sec, &count, 4);
+    memcpy(sec + 4, &max_len, 4);
+    int err = tokenizer_parse(&m->tok, sec, (size_t)(w - sec), (int)n, (int)bos, (int)eos,
+                              g->path);
+    free(sec);
+    return err == TOK_OK ? 0 : -1;
+}
+
+// ----------------------------------------------------------------------------
+// the llama glue
+
+static int sl_type_of(uint32_t ggml) {
+    switch (ggml) {
+    case GGML_TYPE_F32: return SL_F32;
+    case GGML_TYPE_F16: return SL_F16;
+    case GGML_TYPE_BF16: return SL_BF16;
+    case GGML_TYPE_Q8_0: return SL_Q8_0;
+    default: return -1;
+    }
+}
+
+static int is_norm_tensor(int t) {
+    return t == SL_T_RMS_ATT || t == SL_T_RMS_FFN || t == SL_T_RMS_FINAL;
+}
+
+// The GGUF tensor for our tensor t, layer l, checked for presence, type and shape
+// (ne[0] = cols, ne[1] = rows per layer).
+static const GgufTensor *find_checked(const GgufLlama *m, int t, size_t l, size_t rows,
+                                      size_t cols) {
+    static const char *const names[SL_T_COUNT] = {
+        "token_embd.weight", "blk.%zu.attn_norm.weight", "blk.%zu.attn_q.weight",
+        "blk.%zu.attn_k.weight", "blk.%zu.attn_v.weight", "blk.%zu.attn_output.weight",
+        "blk.%zu.ffn_norm.weight", "blk.%zu.ffn_gate.weight", "blk.%zu.ffn_down.weight",
+        "blk.%zu.ffn_up.weight", "output_norm.weight", "output.weight",
+    };
+    char name[96];
+    snprintf(name, sizeof name, names[t], l);
+    const GgufTensor *x = gguf_find_tensor(&m->g, name);
+    const char *path = m->g.path;
+    if (!x) {
+        fprintf(stderr, "%s: tensor %s is missing\n", path, name);
+        return NULL;
+    }
+    if (sl_type_of(x->type) < 0) {
+        fprintf(stderr, "%s: tensor %s has type %s, export reads F32, F16, BF16 and Q8_0\n", path,
+                name, ggml_type_name(x->type));
+        return NULL;
+    }
+    int vec = rows == 1;
+    if (x->ne[0] != cols || x->ne[1] != rows || x->ne[2] != 1 || x->ne[3] != 1) {
+        if (vec)
+            fprintf(stderr, "%s: tensor %s has shape [%llu, %llu, %llu, %llu], expected [%zu]\n",
+                    path, name, (unsigned long long)x->ne[0], (unsigned long long)x->ne[1],
+                    (unsigned long long)x->ne[2], (unsigned long long)x->ne[3], cols);
+        else
+            fprintf(stderr,
+                    "%s: tensor %s has shape [%llu, %llu, %llu, %llu], expected [%zu, %zu] "
+                    "(ne[0] = input columns %zu, ne[1] = output rows %zu)\n",
+                    path, name, (unsigned long long)x->ne[0], (unsigned long long)x->ne[1],
+                    (unsigned long long)x->ne[2], (unsigned long long)x->ne[3], cols, rows, cols,
+                    rows);
+        return NULL;
+    }
+    return x;
+}
+
+#define LLAMA_FAIL(...)                       \
+    do {                                      \
+        fprintf(stderr, "%s: ", path);        \
+        fprintf(stderr, __VA_ARGS__);         \
+        fputc('\n', stderr);                  \
+        return -1;                            \
+    } while (0)
+
+// Header fields from llama.* metadata (when the file has tensors).
+static int read_hparams(GgufLlama *m) {
+    const Gguf *g = &m->g;
+    const char *path = g->path;
+    SlHeader *h = &m->header;
+    static const struct { const char *key; int slot; } need[] = {
+        {"llama.context_length", 0},      {"llama.embedding_length", 1},
+        {"llama.block_count", 2},         {"llama.feed_forward_length", 3},
+        {"llama.attention.head_count", 4},
+    };
+    int64_t v[6];
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
+        int r = get_int(g, need[i].key, 1, INT32_MAX, &v[need[i].slot]);
+        if (r < 0) return -1;
+        if (r == 0) LLAMA_FAIL("metadata %s is missing", need[i].key);
+    }
+    v[5] = v[4];
+    if (get_int(g, "llama.attention.head_count_kv", 1, INT32_MAX, &v[5]) < 0) return -1;
+    h->seq_len = (int32_t)v[0];
+    h->dim = (int32_t)v[1];
+    h->n_layers = (int32_t)v[2];
+    h->hidden_dim = (int32_t)v[3];
+    h->n_heads = (int32_t)v[4];
+    h->n_kv_heads = (int32_t)v[5];
+    if (h->dim % h->n_heads)
+        LLAMA_FAIL("attention.head_count %d does not divide embedding_length %d", h->n_heads,
+                   h->dim);
+    h->head_dim = h->dim / h->n_heads;
+    if ((size_t)h->n_layers > g->n_tensors / 9)
+        LLAMA_FAIL("block_count %d, but the file holds only %zu tensors (9 per block)",
+                   h->n_layers, g->n_tensors);
+    static const char *const head_keys[] = {"llama.rope.dimension_count",
+                                            "llama.attention.key_length",
+                                            "llama.attention.value_length"};
+    for (int i = 0; i < 3; i++) {
+        int64_t d;
+        int r = get_int(g, head_keys[i], 0, INT32_MAX, &d);
+        if (r < 0) return -1;
+        if (r && d != h->head_dim)
+            LLAMA_FAIL("metadata %s is %lld, but head_dim = embedding_length / head_count = %d: "
+                       "export reads models whose rotary and head dimensions equal head_dim",
+                       head_keys[i], (long long)d, h->head_dim);
+    }
+    double theta = 10000.0, eps;
+    if (get_float(g, "llama.rope.freq_base", &theta) < 0) return -1;
+    int r = get_float(g, "llama.attention.layer_norm_rms_epsilon", &eps);
+    if (r < 0) return -1;
+    if (r == 0) LLAMA_FAIL("metadata llama.attention.layer_norm_rms_epsilon is missing");
+    h->rope_theta = (float)theta;
+    h->norm_eps = (float)eps;
+    GgufStr scaling;
+    if ((r = get_str(g, "llama.rope.scaling.type", &scaling)) < 0) return -1;
+    if (r && !str_is(scaling, "none"))
+        LLAMA_FAIL("rope scaling \"%.*s\": export reads models without rope scaling",
+                   scaling.len > 32 ? 32 : (int)scaling.len, scaling.p);
+    int64_t experts = 0;
+    if (get_int(g, "llama.expert_count", 0, INT32_MAX, &experts) < 0) return -1;
+    if (experts > 0) LLAMA_FAIL("a mixture of %lld experts: export reads dense models", (long long)experts);
+    if (gguf_find_tensor(g, "rope_freqs.weight"))
+        LLAMA_FAIL("tensor rope_freqs.weight (rope frequency factors): export reads models "
+                   "without them");
+    int64_t vocab;
+    if ((r = get_int(g, "llama.vocab_size", 1, INT32_MAX, &vocab)) < 0) return -1;
+    if (r && vocab != m->tok.vocab_size)
+        LLAMA_FAIL("llama.vocab_size %lld, but the vocabulary holds %d tokens", (long long)vocab,
+                   m->tok.vocab_size);
+    return 0;
+}
+
+static int map_tensors(GgufLlama *m) {
+    SlHeader *h = &m->header;
+    const char *path = m->g.path;
+    if (!gguf_find_tensor(&m->g, "output.weight")) h->flags |= SL_FLAG_SHARED_CLASSIFIER;
+    h->n_tensors = SL_T_COUNT;
+    h->tokenizer_bytes = 8;  // placeholder so that model_layout can size the tensors
+    for (int t = 0; t < SL_T_COUNT; t++) h->tensor_type[t] = SL_F32;
+    SlLayout lay;
+    if (model_layout(h, &lay, path) != MODEL_OK) return -1;
+    size_t L = (size_t)h->n_layers, total = 0;
+    for (int t = 0; t < SL_T_COUNT; t++) {
+        if (!lay.bytes[t]) continue;
+        int layered = t != SL_T_EMBED && t != SL_T_RMS_FINAL && t != SL_T_CLS;
+        m->layers[t] = layered ? L : 1;
+        total += m->layers[t];
+    }
+    const GgufTensor **all = calloc(total, sizeof *all);
+    if (!all) LLAMA_FAIL("out of memory");
+    int wt = -1;
+    for (int t = 0; t < SL_T_COUNT; t++) {
+        if (!m->layers[t]) continue;
+        m->src[t] = all;
+        all += m->layers[t];
+        size_t rows = lay.rows[t] / m->layers[t], cols = lay.cols[t];
+        m->per_layer[t] = rows * cols;
+        int type = -2;
+        for (size_t l = 0; l < m->layers[t]; l++) {
+            const GgufTensor *x = find_checked(m, t, l, rows, cols);
+            if (!x) return -1;
+            m->src[t][l] = x;
+            int ty = sl_type_of(x->type);
+            type = type == -2 || type == ty ? ty : SL_F32;  // layers that disagree: f32
+        }
+        h->tensor_type[t] = (uint8_t)(is_norm_tensor(t) ? SL_F32 : type);
+        if (t == SL_T_WQ) wt = type;
+    }
+    h->weight_type = (uint32_t)wt;
+    return 0;
+}
+
+int gguf_llama_open(GgufLlama *m, const char *path) {
+    memset(m, 0, sizeof *m);
+    if (gguf_open(&m->g, path) != 0) return -1;
+    GgufStr arch;
+    int r = get_str(&m->g, "general.architecture", &arch);
+    if (r == 0) fprintf(stderr, "%s: metadata general.architecture is missing\n", path);
+    else if (r > 0 && !str_is(arch, "llama"))
+        fprintf(stderr, "%s: architecture \"%.*s\", export reads \"llama\" only\n", path,
+                arch.len > 64 ? 64 : (int)arch.len, arch.p);
+    else if (r > 0 && load_tokenizer(m) == 0) {
+        SlHeader *h = &m->header;
+        h->vocab_size = m->tok.vocab_size;
+        h->bos_id = m->tok.bos_id;
+        h->eos_id = m->tok.eos_id;
+        if (m->g.n_tensors == 0) return 0;  // a vocabulary-only file
+        if (read_hparams(m) == 0 && map_tensors(m) == 0) return 0;
+    }
+    gguf_llama_close(m);
+    return -1;
+}
+
+void gguf_llama_close(GgufLlama *m) {
+    for (int t = 0; t < SL_T_COUNT; t++)
+        if (m->src[t]) {
+            free(m->src[t]);  // the first tensor's array is the whole block
+            break;
+        }
+    tokenizer_free(&m->tok);
+    gguf_close(&m->g);
+    memset(m, 0, sizeof *m);
+}
+
+// Widens elements [k, k + n) of GGUF tensor x to f32.
+static void widen(const Gguf *g, const GgufTensor *x, size_t k, size_t n, float *out) {
+    const uint8_t *p = g->map + x->offset;
+    switch (x->type) {
+    case GGML_TYPE_F32: memcpy(out, p + 4 * k, 4 * n); break;
+    case GGML_TYPE_F16:
+    case GGML_TYPE_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t v;
+            memcpy(&v, p + 2 * (k + i), 2);
+            out[i] = x->type == GGML_TYPE_F16 ? fp16_to_f32(v) : bf16_to_f32(v);
+        }
+        break;
+    default:  // Q8_0: rows are whole blocks, so element e is in block e / 32
+        for (size_t i = 0; i < n; i++) {
+            size_t e = k + i;
+            const uint8_t *b = p + e / Q8_GROUP * GGML_Q8_0_BLOCK;
+            uint16_t d;
+            memcpy(&d, b, 2);
+            out[i] = fp16_to_f32(d) * (float)(int8_t)b[2 + e % Q8_GROUP];
+        }
+    }
+}
+
+int gguf_llama_fill(void *ctx, int t, size_t offset, void *buf, size_t n) {
+    GgufLlama *m = ctx;
+    if (offset % 4 || n % 4 || !m->src[t]) {
+        fprintf(stderr, "%s: internal error: unaligned read of tensor %s\n", m->g.path,
+                tensor_name(t));
+        return -1;
+    }
+    size_t e = offset / 4, end = e + n / 4, per = m->per_layer[t];
+    float *out = buf;
+    while (e < end) {
+        size_t l = e / per, k = e % per;
+        size_t cnt = per - k < end - e ? per - k : end - e;
+        widen(&m->g, m->src[t][l], k, cnt, out);
+        out += cnt;
+        e += cnt;
+    }
+    return 0;
+}

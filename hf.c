@@ -1,0 +1,521 @@
+// hf.c: the Hugging Face checkpoint reader (see hf.h).
+#define _POSIX_C_SOURCE 200809L
+#include "hf.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "json.h"
+
+#define CONFIG_MAX (1u << 20)
+#define TOKENIZER_MAX (64u << 20)
+
+int hf_sniff(const char *path) {
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) return 0;
+    char p[4096];
+    snprintf(p, sizeof p, "%s/config.json", path);
+    return stat(p, &st) == 0;
+}
+
+static char *join(const char *dir, const char *name) {
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    if (p) snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
+// Reads and parses a JSON file; -1 after a message.
+static int load_json(const char *path, size_t max, JsonValue *root) {
+    char *buf;
+    size_t n;
+    if (read_small_file(path, max, &buf, &n) != 0) return -1;
+    JsonError err;
+    int rc = json_parse(buf, n, root, &err);
+    free(buf);
+    if (rc != 0) fprintf(stderr, "%s: bad JSON at byte %zu: %s\n", path, err.offset, err.msg);
+    return rc;
+}
+
+// An integer member of config.json in [lo, hi]; absent: dflt (or an error if dflt < lo).
+static int cfg_int(const JsonValue *cfg, const char *key, long long lo, long long hi,
+                   long long dflt, long long *out, const char *path) {
+    const JsonValue *v = json_get(cfg, key);
+    if (!v || v->type == JSON_NULL) {
+        if (dflt < lo) {
+            fprintf(stderr, "%s: no \"%s\"\n", path, key);
+            return -1;
+        }
+        *out = dflt;
+        return 0;
+    }
+    if (v->type == JSON_ARRAY && v->n > 0 && !strcmp(key, "eos_token_id")) v = &v->items[0];
+    if (!json_int(v, lo, hi, out)) {
+        fprintf(stderr, "%s: \"%s\" (byte %zu) must be an integer in [%lld, %lld]\n", path, key,
+                v->offset, lo, hi);
+        return -1;
+    }
+    return 0;
+}
+
+static int cfg_num(const JsonValue *v, double *out) {
+    if (!v || v->type != JSON_NUMBER) return 0;
+    *out = v->num;
+    return 1;
+}
+
+static int read_config(SlHeader *h, const char *dir) {
+    char *path = join(dir, "config.json");
+    if (!path) return -1;
+    JsonValue cfg;
+    int rc = -1;
+    if (load_json(path, CONFIG_MAX, &cfg) != 0) {
+        free(path);
+        return -1;
+    }
+    memset(h, 0, sizeof *h);
+    if (cfg.type != JSON_OBJECT) {
+        fprintf(stderr, "%s: expected an object, found %s\n", path, json_type_name(cfg.type));
+        goto done;
+    }
+    const JsonValue *arch = json_get(&cfg, "architectures");
+    int llama = 0;
+    for (size_t i = 0; arch && arch->type == JSON_ARRAY && i < arch->n; i++)
+        llama |= json_is_str(&arch->items[i], "LlamaForCausalLM");
+    if (!llama) {
+        const JsonValue *a0 = arch && arch->type == JSON_ARRAY && arch->n ? &arch->items[0] : NULL;
+        fprintf(stderr, "%s: architectures %s%.64s%s; export reads LlamaForCausalLM\n", path,
+                a0 && a0->type == JSON_STRING ? "\"" : "",
+                a0 && a0->type == JSON_STRING ? a0->str : arch ? "without a name" : "missing",
+                a0 && a0->type == JSON_STRING ? "\"" : "");
+        goto done;
+    }
+    const JsonValue *act = json_get(&cfg, "hidden_act");
+    if (act && !json_is_str(act, "silu")) {
+        fprintf(stderr, "%s: hidden_act %.32s; export reads silu (SwiGLU)\n", path,
+                act->type == JSON_STRING ? act->str : json_type_name(act->type));
+        goto done;
+    }
+    static const char *const biases[] = {"attention_bias", "mlp_bias"};
+    for (int i = 0; i < 2; i++) {
+        const JsonValue *b = json_get(&cfg, biases[i]);
+        if (b && b->type == JSON_TRUE) {
+            fprintf(stderr, "%s: %s is true; export reads models without biases\n", path, biases[i]);
+            goto done;
+        }
+    }
+    long long dim, hidden, layers, heads, kv, ctx, vocab, bos, eos, hd;
+    const long long big = 1LL << 24;
+    if (cfg_int(&cfg, "hidden_size", 1, big, -1, &dim, path) ||
+        cfg_int(&cfg, "intermediate_size", 1, big, -1, &hidden, path) ||
+        cfg_int(&cfg, "num_hidden_layers", 1, 4096, -1, &layers, path) ||
+        cfg_int(&cfg, "num_attention_heads", 1, 4096, -1, &heads, path) ||
+        cfg_int(&cfg, "num_key_value_heads", 1, 4096, heads, &kv, path) ||
+        cfg_int(&cfg, "max_position_embeddings", 1, big, -1, &ctx, path) ||
+        cfg_int(&cfg, "vocab_size", 1, big, -1, &vocab, path) ||
+        cfg_int(&cfg, "bos_token_id", -1, vocab - 1, 1, &bos, path) ||
+        cfg_int(&cfg, "eos_token_id", -1, vocab - 1, 2 < vocab ? 2 : -1, &eos, path))
+        goto done;
+    if (dim % heads || heads % kv) {
+        fprintf(stderr, "%s: num_attention_heads %lld must divide hidden_size %lld, and "
+                "num_key_value_heads %lld must divide it\n", path, heads, dim, kv);
+        goto done;
+    }
+    if (cfg_int(&cfg, "head_dim", 1, big, dim / heads, &hd, path)) goto done;
+    if (hd != dim / heads) {
+        fprintf(stderr, "%s: head_dim %lld differs from hidden_size / num_attention_heads = "
+                "%lld\n", path, hd, dim / heads);
+        goto done;
+    }
+    // rope: rope_theta at the top (transformers 4) or in rope_parameters (transformers 5)
+    double theta = 10000.0, eps;
+    const JsonValue *rp = json_get(&cfg, "rope_parameters"), *rs = json_get(&cfg, "rope_scaling");
+    const JsonValue *th = json_get(&cfg, "rope_theta");
+    if (!th) th = json_get(rp, "rope_theta");
+    if (th && !cfg_num(th, &theta)) theta = -1;
+    if (!(theta > 0 && theta < 1e30)) {
+        fprintf(stderr, "%s: rope_theta must be a positive number\n", path);
+        goto done;
+    }
+    for (int i = 0; i < 2; i++) {
+        const JsonValue *r = i ? rs : rp, *type = json_get(r, "rope_type");
+        if (!type) type = json_get(r, "type");
+        if (r && r->type != JSON_NULL && type && !json_is_str(type, "default")) {
+            fprintf(stderr, "%s: %s of type %.32s; export reads plain RoPE only\n", path,
+                    i ? "rope_scaling" : "rope_parameters",
+                    type->type == JSON_STRING ? type->str : json_type_name(type->type));
+            goto done;
+        }
+    }
+    if (!cfg_num(json_get(&cfg, "rms_norm_eps"), &eps) || !(eps > 0 && eps < 1)) {
+        fprintf(stderr, "%s: rms_norm_eps must be a number in (0, 1)\n", path);
+        goto done;
+    }
+    const JsonValue *tie = json_get(&cfg, "tie_word_embeddings");
+    h->dim = (int32_t)dim;
+    h->hidden_dim = (int32_t)hidden;
+    h->n_layers = (int32_t)layers;
+    h->n_heads = (int32_t)heads;
+    h->n_kv_heads = (int32_t)kv;
+    h->head_dim = (int32_t)hd;
+    h->vocab_size = (int32_t)vocab;
+    h->seq_len = (int32_t)ctx;
+    h->rope_theta = (float)theta;
+    h->norm_eps = (float)eps;
+    h->flags = tie && tie->type == JSON_TRUE ? SL_FLAG_SHARED_CLASSIFIER : 0;
+    h->weight_type = SL_F32;
+    h->bos_id = (int32_t)bos;
+    h->eos_id = (int32_t)eos;
+    h->n_tensors = SL_T_COUNT;
+    h->tokenizer_bytes = 8;  // placeholder so that model_layout can size the tensors
+    rc = 0;
+done:
+    json_free(&cfg);
+    free(path);
+    return rc;
+}
+
+// Hugging Face names of our tensors; %d is the layer.
+static const char *const hf_names[SL_T_COUNT] = {
+    "model.embed_tokens.weight", "model.layers.%d.input_layernorm.weight",
+    "model.layers.%d.self_attn.q_proj.weight", "model.layers.%d.self_attn.k_proj.weight",
+    "model.layers.%d.self_attn.v_proj.weight", "model.layers.%d.self_attn.o_proj.weight",
+    "model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
+    "model.layers.%d.mlp.down_proj.weight", "model.layers.%d.mlp.up_proj.weight",
+    "model.norm.weight", "lm_head.weight"};
+
+static int stacked(int t) { return strstr(hf_names[t], "%d") != NULL; }
+
+int hf_open(HfModel *m, const char *dir) {
+    memset(m, 0, sizeof *m);
+    if (read_config(&m->header, dir) != 0) return -1;
+    if (st_open_dir(&m->st, dir) != 0) return -1;
+    SlHeader *h = &m->header;
+    if (!(h->flags & SL_FLAG_SHARED_CLASSIFIER) && !st_find(&m->st, hf_names[SL_T_CLS]))
+        h->flags |= SL_FLAG_SHARED_CLASSIFIER;  // no lm_head: the embedding is the classifier
+    char cfg_path[4096];
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
+    if (model_layout(h, &m->layout, cfg_path) != MODEL_OK) goto fail;
+    for (int t = 0; t < SL_T_COUNT; t++) {
+        if (!m->layout.bytes[t]) continue;
+        int nl = stacked(t) ? h->n_layers : 1;
+        size_t rows = m->layout.rows[t] / (size_t)nl, cols = m->layout.cols[t];
+        int is_vec = t == SL_T_RMS_ATT || t == SL_T_RMS_FFN || t == SL_T_RMS_FINAL;
+        if (!(m->src[t] = calloc((size_t)nl, sizeof *m->src[t]))) goto fail;
+        for (int l = 0; l < nl; l++) {
+            char name[160];
+            snprintf(name, sizeof name, hf_names[t], l);
+            const StTensor *s = st_find(&m->st, name);
+            if (!s) {
+                fprintf(stderr, "%s: no tensor %s\n", dir, name);
+                goto fail;
+            }
+            int ok = is_vec ? s->ndim == 1 && s->shape[0] == cols
+                            : s->ndim == 2 && s->shape[0] == rows && s->shape[1] == cols;
+            if (!ok) {
+                fprintf(stderr, "%s: tensor %s has shape [%llu%s%llu], config.json implies "
+                        "[%zu%s%zu]\n", m->st.files[s->file].path, name,
+                        (unsigned long long)(s->ndim > 0 ? s->shape[0] : 0), s->ndim > 1 ? ", " : "",
+                        (unsigned long long)(s->ndim > 1 ? s->shape[1] : 0), is_vec ? cols : rows,
+                        is_vec ? "" : ", ", is_vec ? (size_t)0 : cols);
+                goto fail;
+            }
+            if (strcmp(s->dtype, "F32") && strcmp(s->dtype, "F16") && strcmp(s->dtype, "BF16")) {
+                fprintf(stderr, "%s: tensor %s is %s; export reads F32, F16 and BF16\n",
+                        m->st.files[s->file].path, name, s->dtype);
+                goto fail;
+            }
+            m->src[t][l] = s;
+        }
+    }
+    return 0;
+fail:
+    hf_close(m);
+    return -1;
+}
+
+void hf_close(HfModel *m) {
+    for (int t = 0; t < SL_T_COUNT; t++) free(m->src[t]);
+    st_close(&m->st);
+    memset(m, 0, sizeof *m);
+}
+
+int hf_fill(void *ctx, int t, size_t offset, void *buf, size_t n) {
+    HfModel *m = ctx;
+    const SlHeader *h = &m->header;
+    size_t cols = m->layout.cols[t], first = offset / sizeof(float), count = n / sizeof(float);
+    int nl = stacked(t) ? h->n_layers : 1;
+    size_t rows_per = m->layout.rows[t] / (size_t)nl;
+    if (t == SL_T_RMS_ATT || t == SL_T_RMS_FFN) rows_per = 1;  // (layer, dim): one row a layer
+    size_t hd = (size_t)h->head_dim;
+    float *out = buf;
+    for (size_t done = 0; done < count;) {
+        size_t e = first + done, row = e / cols, col = e % cols;
+        size_t k = cols - col < count - done ? cols - col : count - done;
+        size_t layer = row / rows_per, r = row % rows_per;
+        if (t == SL_T_WQ || t == SL_T_WK) {  // our row (head, 2j + c) is HF's (head, c hd/2 + j)
+            size_t head = r / hd, i = r % hd;
+            r = head * hd + (i % 2) * (hd / 2) + i / 2;
+        }
+        const StTensor *s = m->src[t][layer];
+        if (st_read_f32(&m->st, s, (uint64_t)r * cols + col, k, out + done) != 0) return -1;
+        done += k;
+    }
+    return 0;
+}
+
+// ----------------------------------------------------------------------------
+// tokenizer.json
+
+// Copies a piece with "▁" (U+2581) turned into spaces; returns its length.
+static size_t unmeta(const char *s, size_t n, char *out) {
+    size_t k = 0;
+    for (size_t i = 0; i < n;) {
+        if (n - i >= 3 && (uint8_t)s[i] == 0xE2 && (uint8_t)s[i + 1] == 0x96 &&
+            (uint8_t)s[i + 2] == 0x81) {
+            out[k++] = ' ';
+            i += 3;
+        } else {
+            out[k++] = s[i++];
+        }
+    }
+    return k;
+}
+
+static int is_byte_piece(const char *s, size_t n) {
+    static const char hex[] = "0123456789ABCDEF";
+    return n == 6 && !memcmp(s, "<0x", 3) && s[5] == '>' && strchr(hex, s[3]) && strchr(hex, s[4]) &&
+           s[3] && s[4];
+}
+
+// Does the normalizer / pre-tokenizer pair do what our encoder does: "▁" for spaces and a
+// dummy prefix? Returns 0, or -1 after naming what it found.
+static int check_pipeline(const JsonValue *root, const char *path) {
+    const JsonValue *norm = json_get(root, "normalizer"), *pre = json_get(root, "pre_tokenizer");
+    int prefix = 0;
+    if (norm && norm->type != JSON_NULL) {
+        const JsonValue *list = norm, *type = json_get(norm, "type");
+        size_t count = 1;
+        if (json_is_str(type, "Sequence")) {
+            list = json_get(norm, "normalizers");
+            if (!list || list->type != JSON_ARRAY) goto bad_norm;
+            count = list->n;
+        }
+        for (size_t i = 0; i < count; i++) {
+            const JsonValue *nv = list == norm ? norm : &list->items[i];
+            const JsonValue *ty = json_get(nv, "type");
+            if (json_is_str(ty, "Prepend") && json_is_str(json_get(nv, "prepend"), "\xE2\x96\x81")) {
+                prefix = 1;
+            } else if (json_is_str(ty, "Replace") &&
+                       json_is_str(json_get(json_get(nv, "pattern"), "String"), " ") &&
+                       json_is_str(json_get(nv, "content"), "\xE2\x96\x81")) {
+            } else {
+                fprintf(stderr, "%s: normalizer %.32s (byte %zu); export reads the Llama 2 "
+                        "Prepend(\"\xE2\x96\x81\") + Replace(\" \", \"\xE2\x96\x81\")\n", path,
+                        ty && ty->type == JSON_STRING ? ty->str : "of no type", nv->offset);
+                return -1;
+            }
+        }
+    }
+    if (pre && pre->type != JSON_NULL) {
+        const JsonValue *ty = json_get(pre, "type"), *sch = json_get(pre, "prepend_scheme");
+        if (!json_is_str(ty, "Metaspace") || !json_is_str(json_get(pre, "replacement"), "\xE2\x96\x81")) {
+            fprintf(stderr, "%s: pre_tokenizer %.32s (byte %zu); export reads a sentencepiece-style "
+                    "BPE (none, or Metaspace with \"\xE2\x96\x81\")\n", path,
+                    ty && ty->type == JSON_STRING ? ty->str : "of no type", pre->offset);
+            return -1;
+        }
+        const JsonValue *add = json_get(pre, "add_prefix_space");
+        if ((sch && !json_is_str(sch, "never")) || (!sch && (!add || add->type == JSON_TRUE)))
+            prefix = 1;
+    }
+    if (!prefix) {
+        fprintf(stderr, "%s: no dummy prefix (\"\xE2\x96\x81\" before the text); export's "
+                "tokenizer always adds one\n", path);
+        return -1;
+    }
+    return 0;
+bad_norm:
+    fprintf(stderr, "%s: malformed normalizer (byte %zu)\n", path, norm->offset);
+    return -1;
+}
+
+// Looks up a merge part: a string, or the halves of "a b".
+static int merge_parts(const JsonValue *mv, const char **a, size_t *al, const char **b, size_t *bl) {
+    if (mv->type == JSON_ARRAY && mv->n == 2 && mv->items[0].type == JSON_STRING &&
+        mv->items[1].type == JSON_STRING) {
+        *a = mv->items[0].str, *al = mv->items[0].len;
+        *b = mv->items[1].str, *bl = mv->items[1].len;
+        return 0;
+    }
+    if (mv->type == JSON_STRING) {
+        const char *sp = memchr(mv->str, ' ', mv->len);
+        if (!sp || memchr(sp + 1, ' ', mv->len - (size_t)(sp + 1 - mv->str))) return -1;
+        *a = mv->str, *al = (size_t)(sp - mv->str);
+        *b = sp + 1, *bl = mv->len - *al - 1;
+        return 0;
+    }
+    return -1;
+}
+
+int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, int eos_id) {
+    char *path = join(dir, "tokenizer.json");
+    if (!path) return -1;
+    JsonValue root;
+    if (load_json(path, TOKENIZER_MAX, &root) != 0) {
+        free(path);
+        return -1;
+    }
+    int rc = -1;
+    size_t V = (size_t)vocab_size;
+    const JsonValue **piece = calloc(V, sizeof *piece);
+    uint8_t *type = calloc(V, 1);
+    uint8_t *buf = NULL;
+    char *merged = NULL;
+    if (!piece || !type) goto done;
+    const JsonValue *model = json_get(&root, "model"), *mtype = json_get(model, "type");
+    if (!model || model->type != JSON_OBJECT) {
+        fprintf(stderr, "%s: no \"model\" object\n", path);
+        goto done;
+    }
+    if (!json_is_str(mtype, "BPE")) {
+        fprintf(stderr, "%s: tokenizer model %.32s; export reads BPE with byte_fallback (Llama 2 / "
+                "TinyLlama)\n", path, mtype && mtype->type == JSON_STRING ? mtype->str : "without a type");
+        goto done;
+    }
+    const JsonValue *bf = json_get(model, "byte_fallback");
+    if (!bf || bf->type != JSON_TRUE) {
+        fprintf(stderr, "%s: BPE without byte_fallback (a byte-level, GPT-2-style BPE?); export "
+                "reads the sentencepiece-style BPE of Llama 2 / TinyLlama\n", path);
+        goto done;
+    }
+    static const char *const affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
+    for (int i = 0; i < 2; i++) {
+        const JsonValue *a = json_get(model, affixes[i]);
+        if (a && a->type != JSON_NULL && !(a->type == JSON_STRING && a->len == 0)) {
+            fprintf(stderr, "%s: BPE with a %s; export reads none\n", path, affixes[i]);
+            goto done;
+        }
+    }
+    if (check_pipeline(&root, path) != 0) goto done;
+    const JsonValue *vocab = json_get(model, "vocab"), *merges = json_get(model, "merges");
+    const JsonValue *added = json_get(&root, "added_tokens");
+    if (!vocab || vocab->type != JSON_OBJECT || !merges || merges->type != JSON_ARRAY) {
+        fprintf(stderr, "%s: model needs a \"vocab\" object and a \"merges\" array\n", path);
+        goto done;
+    }
+    // ids: the vocab, then added tokens (which may repeat a vocab entry with the same id)
+    for (size_t i = 0; i < vocab->n; i++) {
+        long long id;
+        const JsonValue *v = &vocab->items[i];
+        if (!json_int(v, 0, (long long)V - 1, &id)) {
+            fprintf(stderr, "%s: vocab entry at byte %zu: id is not an integer below the model's "
+                    "vocab_size %d\n", path, v->offset, vocab_size);
+            goto done;
+        }
+        if (piece[id]) {
+            fprintf(stderr, "%s: vocab id %lld at byte %zu is given twice\n", path, id, v->offset);
+            goto done;
+        }
+        piece[id] = v;
+        type[id] = is_byte_piece(v->key, v->key_len) ? TOK_BYTE : TOK_NORMAL;
+    }
+    const JsonValue *unk = json_get(model, "unk_token");
+    for (size_t i = 0; added && added->type == JSON_ARRAY && i < added->n; i++) {
+        const JsonValue *a = &added->items[i], *c = json_get(a, "content");
+        long long id;
+        if (!json_int(json_get(a, "id"), 0, (long long)V - 1, &id) || !c || c->type != JSON_STRING) {
+            fprintf(stderr, "%s: added token at byte %zu needs an id below vocab_size %d and a "
+                    "content string\n", path, a->offset, vocab_size);
+            goto done;
+        }
+        if (piece[id] && (piece[id]->key_len != c->len || memcmp(piece[id]->key, c->str, c->len))) {
+            fprintf(stderr, "%s: added token %lld (byte %zu) differs from the vocab's\n", path, id,
+                    a->offset);
+            goto done;
+        }
+        if (!piece[id]) {
+            // give it the vocab entry's shape: the piece is the key
+            piece[id] = a;
+        }
+        type[id] = json_get(a, "special") && json_get(a, "special")->type == JSON_TRUE ? TOK_CONTROL
+                                                                                        : TOK_USER;
+    }
+    for (size_t id = 0; id < V; id++) {
+        if (!piece[id]) {
+            fprintf(stderr, "%s: no token with id %zu; the model's vocab_size is %d\n", path, id,
+                    vocab_size);
+            goto done;
+        }
+    }
+    // serialize a section (tokenizer.h) and parse it, as synth_tokenizer does
+    size_t cap = 8, max_len = 0;
+    for (size_t id = 0; id < V; id++) {
+        const JsonValue *p = piece[id];
+        size_t len = p->key ? p->key_len : json_get(p, "content")->len;
+        if (len > TOK_MAX_PIECE * 3) len = TOK_MAX_PIECE * 3;
+        cap += 9 + len;
+    }
+    if (!(buf = malloc(cap))) goto done;
+    size_t off = 8;
+    for (size_t id = 0; id < V; id++) {
+        const JsonValue *p = piece[id];
+        const char *s = p->key ? p->key : json_get(p, "content")->str;
+        size_t len = p->key ? p->key_len : json_get(p, "content")->len;
+        if (len > TOK_MAX_PIECE * 3) len = TOK_MAX_PIECE * 3;  // the parser refuses it below
+        uint8_t ty = type[id];
+        if (unk && unk->type == JSON_STRING && unk->len == len && !memcmp(unk->str, s, len))
+            ty = TOK_UNKNOWN;
+        size_t k = unmeta(s, len, (char *)buf + off + 9);
+        float score = -1e10f;  // not made by a merge: never merged into
+        uint32_t l32 = (uint32_t)k;
+        memcpy(buf + off, &score, 4);
+        memcpy(buf + off + 4, &l32, 4);
+        buf[off + 8] = ty;
+        if (k > max_len) max_len = k;
+        off += 9 + k;
+    }
+    uint32_t count = (uint32_t)V, ml = (uint32_t)max_len;
+    memcpy(buf, &count, 4);
+    memcpy(buf + 4, &ml, 4);
+    if (tokenizer_parse(tok, buf, off, vocab_size, bos_id, eos_id, path) != TOK_OK) goto done;
+    // scores: a piece made by merge r (the first that makes it) scores -r
+    if (!(merged = malloc(2 * (size_t)TOK_MAX_PIECE * 3 + 1))) goto fail_tok;
+    for (size_t r = 0; r < merges->n; r++) {
+        const char *a, *b;
+        size_t al, bl;
+        const JsonValue *mv = &merges->items[r];
+        if (merge_parts(mv, &a, &al, &b, &bl) != 0 || al > TOK_MAX_PIECE * 3 ||
+            bl > TOK_MAX_PIECE * 3) {
+            fprintf(stderr, "%s: merge %zu (byte %zu) is not \"a b\" or [\"a\", \"b\"]\n", path, r,
+                    mv->offset);
+            goto fail_tok;
+        }
+        size_t k = unmeta(a, al, merged);
+        size_t ka = k;
+        k += unmeta(b, bl, merged + k);
+        int ia = tokenizer_lookup(tok, merged, ka), ib = tokenizer_lookup(tok, merged + ka, k - ka);
+        int id = tokenizer_lookup(tok, merged, k);
+        if (ia < 0 || ib < 0 || id < 0) {
+            fprintf(stderr, "%s: merge %zu (byte %zu) joins pieces that are not all in the "
+                    "vocabulary\n", path, r, mv->offset);
+            goto fail_tok;
+        }
+        if (tok->scores[id] == -1e10f) tok->scores[id] = -(float)r;
+    }
+    rc = 0;
+    goto done;
+fail_tok:
+    tokenizer_free(tok);
+done:
+    free(merged);
+    free(buf);
+    free(piece);
+    free(type);
+    json_free(&root);
+    free(path);
+    return rc;
+}

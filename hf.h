@@ -1,0 +1,37 @@
+// hf.h: reads a Hugging Face Llama checkpoint directory (LlamaForCausalLM).
+//
+// Contract: POSIX and libc. The directory holds config.json, model.safetensors (or shards
+// listed in model.safetensors.index.json) and tokenizer.json. config.json gives the header;
+// every tensor's name, shape and dtype (F32, F16, BF16) is checked before anything is written.
+// hf_fill yields our f32 tensors (a TensorData producer, writer.h), row by row from the files,
+// with q and k rows permuted from Hugging Face's rotary layout (the two halves of each head)
+// to ours (adjacent pairs), per query head for q and per kv head for k.
+// tokenizer.json must be a BPE with byte_fallback (Llama 2 / TinyLlama). Every error prints
+// one line naming the file and returns -1.
+#ifndef SEARCHLIGHT_HF_H
+#define SEARCHLIGHT_HF_H
+
+#include "model.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+
+typedef struct {
+    SlHeader header;         // hyperparameters, f32 tensor types, bos/eos from config.json
+    StModel st;
+    SlLayout layout;
+    const StTensor **src[SL_T_COUNT];  // per tensor: its source for each layer (one if unstacked)
+} HfModel;
+
+// Is path a directory holding config.json?
+int hf_sniff(const char *path);
+
+int hf_open(HfModel *m, const char *dir);
+void hf_close(HfModel *m);
+
+// TensorData fill (writer.h): bytes [offset, offset + n) of our f32 tensor t; ctx is an HfModel.
+int hf_fill(void *ctx, int t, size_t offset, void *buf, size_t n);
+
+// Reads dir/tokenizer.json into t for a model of vocab_size tokens with bos/eos ids.
+int hf_tokenizer(Tokenizer *t, const char *dir, int vocab_size, int bos_id, int eos_id);
+
+#endif

@@ -1,0 +1,461 @@
+// tests/test_hf.c: the JSON parser, and `export` of Hugging Face checkpoints (hf.c,
+// safetensors.c) against the fixtures that tests/fixtures/make_fixtures.py made with
+// transformers and tokenizers themselves (tests/fixtures/README.md).
+//
+// Bounds, absolute, on every logit of every position (the logits reach about 5.9):
+//   tiny-f32 vs reference-f32.bin: 1e-4 (f32 weights, f32 arithmetic on both sides);
+//   tiny-bf16 vs reference-bf16.bin (transformers on the same bf16 weights upcast to f32):
+//     1e-4 exported as f32 and as bf16 (bf16 holds those weights exactly);
+//   tiny-sharded (tied, bf16) vs reference-tied.bin: 1e-4.
+// (Rounding tiny-f32's weights to bf16 moves its logits by up to 0.08, so a bf16 model is
+// compared with the reference of its own weights, not with reference-f32.bin.)
+#include <criterion/criterion.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../json.h"
+#include "../transformer.h"
+#include "helpers.h"
+
+static const char *fixture(const char *name) {
+    static char buf[8][1024];
+    static int k;
+    const char *dir = getenv("SL_FIXTURES");
+    char *p = buf[k++ % 8];
+    snprintf(p, sizeof buf[0], "%s/%s", dir && *dir ? dir : "tests/fixtures", name);
+    return p;
+}
+
+// ----------------------------------------------------------------------------
+// json.c
+
+static int parse_fails_at(const char *s, size_t want_offset) {
+    JsonValue v;
+    JsonError e;
+    if (json_parse(s, strlen(s), &v, &e) == 0) {
+        json_free(&v);
+        return 0;
+    }
+    return e.offset == want_offset && e.msg[0];
+}
+
+Test(json, valid_documents) {
+    const char *s = " {\"a\": [1, -2.5e3, 0, true, false, null, \"x\\ty\"], \"b\": {}, \"c\": []} ";
+    JsonValue v;
+    JsonError e;
+    cr_assert_eq(json_parse(s, strlen(s), &v, &e), 0, "%s at %zu", e.msg, e.offset);
+    cr_assert_eq(v.type, JSON_OBJECT);
+    cr_assert_eq(v.n, 3);
+    const JsonValue *a = json_get(&v, "a");
+    cr_assert(a && a->type == JSON_ARRAY && a->n == 7);
+    long long i;
+    cr_assert(json_int(&a->items[0], 0, 10, &i) && i == 1);
+    cr_assert_eq(a->items[1].num, -2500.0);
+    cr_assert(json_int(&a->items[1], -10000, 10000, &i) && i == -2500);
+    cr_assert(!json_int(&a->items[1], 0, 10000, &i), "out of range");
+    cr_assert_eq(a->items[3].type, JSON_TRUE);
+    cr_assert_eq(a->items[5].type, JSON_NULL);
+    cr_assert(json_is_str(&a->items[6], "x\ty"));
+    cr_assert_eq(a->items[6].offset, (size_t)(strstr(s, "\"x\\t") - s));
+    cr_assert(json_get(&v, "b")->type == JSON_OBJECT && json_get(&v, "c")->n == 0);
+    cr_assert_null(json_get(&v, "d"));
+    json_free(&v);
+    static const char *const ok[] = {"0", "-0", "1e5", "1E+5", "0.5e-3", "\"\"", "[]", "{}",
+                                     "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "[[[]]]", "123456789012"};
+    for (size_t k = 0; k < sizeof ok / sizeof ok[0]; k++) {
+        cr_assert_eq(json_parse(ok[k], strlen(ok[k]), &v, &e), 0, "%s: %s", ok[k], e.msg);
+        json_free(&v);
+    }
+}
+
+Test(json, errors_carry_offsets) {
+    cr_assert(parse_fails_at("", 0));
+    cr_assert(parse_fails_at("   ", 3));
+    cr_assert(parse_fails_at("[1, 2,]", 6), "trailing comma");
+    cr_assert(parse_fails_at("{\"a\" 1}", 5), "missing colon");
+    cr_assert(parse_fails_at("{\"a\": 1,}", 8));
+    cr_assert(parse_fails_at("{1: 2}", 1), "non-string key");
+    cr_assert(parse_fails_at("[01]", 1), "leading zero");
+    cr_assert(parse_fails_at("[1.]", 3));
+    cr_assert(parse_fails_at("[1e]", 3));
+    cr_assert(parse_fails_at("[-]", 1));
+    cr_assert(parse_fails_at("[NaN]", 1));
+    cr_assert(parse_fails_at("[tru]", 1));
+    cr_assert(parse_fails_at("[1] x", 4), "trailing data");
+    cr_assert(parse_fails_at("\"abc", 0), "unterminated string");
+    cr_assert(parse_fails_at("[\"a\nb\"]", 3), "raw control byte");
+    cr_assert(parse_fails_at("\"\\x\"", 1), "bad escape");
+    cr_assert(parse_fails_at("\"\\u12G4\"", 5), "bad hex");
+    cr_assert(parse_fails_at("[1e999]", 1), "overflows a double");
+    cr_assert(parse_fails_at("\"\xC0\xAF\"", 1), "overlong UTF-8");
+    cr_assert(parse_fails_at("\"\xED\xA0\x80\"", 1), "UTF-8 encoded surrogate");
+    cr_assert(parse_fails_at("\"ab\xFF\"", 3), "invalid byte");
+    cr_assert(parse_fails_at("{\"a\": [1, 2}", 11));
+}
+
+Test(json, surrogates) {
+    JsonValue v;
+    JsonError e;
+    const char *s = "\"\\u00e9\\u65E5\\uD83D\\uDE00x\"";
+    cr_assert_eq(json_parse(s, strlen(s), &v, &e), 0, "%s", e.msg);
+    cr_assert_eq(v.len, 2 + 3 + 4 + 1);
+    cr_assert(memcmp(v.str, "\xC3\xA9\xE6\x97\xA5\xF0\x9F\x98\x80x", v.len) == 0);
+    json_free(&v);
+    s = "\"a\\u0000b\"";
+    cr_assert_eq(json_parse(s, strlen(s), &v, &e), 0);
+    cr_assert(v.len == 3 && v.str[1] == '\0' && v.str[2] == 'b');
+    json_free(&v);
+    cr_assert(parse_fails_at("\"\\uD83D\"", 1), "lone high surrogate");
+    cr_assert(parse_fails_at("\"\\uD83Dx\"", 1));
+    cr_assert(parse_fails_at("\"\\uD83D\\u0041\"", 1), "high then not low");
+    cr_assert(parse_fails_at("\"\\uDE00\"", 1), "lone low surrogate");
+}
+
+Test(json, nesting_limit) {
+    char deep[2 * JSON_MAX_DEPTH + 4];
+    size_t n = 0;
+    for (int i = 0; i < JSON_MAX_DEPTH; i++) deep[n++] = '[';
+    for (int i = 0; i < JSON_MAX_DEPTH; i++) deep[n++] = ']';
+    JsonValue v;
+    JsonError e;
+    cr_assert_eq(json_parse(deep, n, &v, &e), 0, "%d levels are allowed: %s", JSON_MAX_DEPTH, e.msg);
+    json_free(&v);
+    n = 0;
+    for (int i = 0; i < JSON_MAX_DEPTH + 1; i++) deep[n++] = '[';
+    for (int i = 0; i < JSON_MAX_DEPTH + 1; i++) deep[n++] = ']';
+    cr_assert_neq(json_parse(deep, n, &v, &e), 0);
+    cr_assert_eq(e.offset, JSON_MAX_DEPTH, "at the first bracket too deep, not %zu", e.offset);
+    // a million open brackets: refused at the limit, no deep recursion
+    size_t big = 1000000;
+    char *b = malloc(big);
+    memset(b, '{', big);
+    cr_assert_neq(json_parse(b, big, &v, &e), 0);
+    free(b);
+}
+
+// ----------------------------------------------------------------------------
+// export of the Hugging Face fixtures
+
+typedef struct {
+    int n_seqs;
+    int n[8];
+    int *ids[8];
+    float *logits[8];
+    int vocab;
+} Ref;
+
+static void read_ref(Ref *r, const char *path) {
+    size_t n;
+    char *b = read_all(path, &n);
+    cr_assert_not_null(b, "cannot read %s", path);
+    cr_assert(n >= 12 && !memcmp(b, "SLREF001", 8), "%s: bad magic", path);
+    uint32_t u;
+    memcpy(&u, b + 8, 4);
+    cr_assert(u >= 1 && u <= 8);
+    r->n_seqs = (int)u;
+    size_t off = 12;
+    for (int s = 0; s < r->n_seqs; s++) {
+        uint32_t nt, v;
+        cr_assert(off + 8 <= n);
+        memcpy(&nt, b + off, 4);
+        memcpy(&v, b + off + 4, 4);
+        off += 8;
+        size_t need = (size_t)nt * 4 + (size_t)nt * v * 4;
+        cr_assert(nt > 0 && nt < 128 && v > 0 && v < 100000 && off + need <= n, "%s: bad sizes", path);
+        r->n[s] = (int)nt;
+        r->vocab = (int)v;
+        r->ids[s] = malloc((size_t)nt * 4);
+        r->logits[s] = malloc((size_t)nt * v * 4);
+        memcpy(r->ids[s], b + off, (size_t)nt * 4);
+        memcpy(r->logits[s], b + off + (size_t)nt * 4, (size_t)nt * v * 4);
+        off += need;
+    }
+    cr_assert_eq(off, n, "%s: trailing bytes", path);
+    free(b);
+}
+
+static void free_ref(Ref *r) {
+    for (int s = 0; s < r->n_seqs; s++) free(r->ids[s]), free(r->logits[s]);
+}
+
+// Exports a fixture directory and returns the output path.
+static const char *export_fixture(const char *dir, const char *dtype, const char *out_name) {
+    const char *out = tmp_file(out_name);
+    char *o, *e;
+    int rc = run_cmd(&o, &e, "%s --dtype %s %s %s", bin_path("export"), dtype, fixture(dir), out);
+    cr_assert_eq(rc, 0, "export %s failed: %s", dir, e);
+    cr_assert(strstr(o, "Hugging Face LlamaForCausalLM"), "summary: %s", o);
+    free(o), free(e);
+    return out;
+}
+
+// Max |ours - reference| over every logit of every sequence.
+static double max_logit_error(const char *model, const char *ref_path) {
+    Ref r;
+    read_ref(&r, fixture(ref_path));
+    Transformer t;
+    cr_assert_eq(transformer_build(&t, model, NULL, ATTN_KV_F32), MODEL_OK);
+    cr_assert_eq(t.model.header.vocab_size, r.vocab);
+    double worst = 0;
+    for (int s = 0; s < r.n_seqs; s++) {
+        float *lg = malloc((size_t)r.n[s] * (size_t)r.vocab * sizeof(float));
+        transformer_forward_all(&t, r.ids[s], (size_t)r.n[s], 0, lg);
+        for (size_t i = 0; i < (size_t)r.n[s] * (size_t)r.vocab; i++) {
+            double d = fabs((double)lg[i] - (double)r.logits[s][i]);
+            cr_assert(!isnan(d), "NaN logit");
+            if (d > worst) worst = d;
+        }
+        free(lg);
+    }
+    transformer_free(&t);
+    free_ref(&r);
+    return worst;
+}
+
+Test(hf, f32_logits_match_transformers) {
+    const char *m = export_fixture("tiny-f32", "f32", "hf-f32.slm");
+    double err = max_logit_error(m, "reference-f32.bin");
+    cr_assert(err <= 1e-4, "max |logit error| %g > 1e-4", err);
+}
+
+Test(hf, bf16_logits_match_transformers) {
+    const char *m = export_fixture("tiny-bf16", "f32", "hf-bf16-as-f32.slm");
+    double err = max_logit_error(m, "reference-bf16.bin");
+    cr_assert(err <= 1e-4, "as f32: max |logit error| %g > 1e-4", err);
+    m = export_fixture("tiny-bf16", "bf16", "hf-bf16.slm");
+    err = max_logit_error(m, "reference-bf16.bin");
+    cr_assert(err <= 1e-4, "as bf16: max |logit error| %g > 1e-4", err);
+}
+
+Test(hf, sharded_tied_logits_match_transformers) {
+    const char *m = export_fixture("tiny-sharded", "f32", "hf-sharded.slm");
+    Model mm;
+    cr_assert_eq(model_open(&mm, m, 1), MODEL_OK);
+    cr_assert(mm.header.flags & SL_FLAG_SHARED_CLASSIFIER, "tied embeddings: shared classifier");
+    model_close(&mm);
+    double err = max_logit_error(m, "reference-tied.bin");
+    cr_assert(err <= 1e-4, "max |logit error| %g > 1e-4", err);
+}
+
+Test(hf, header_from_config) {
+    const char *m = export_fixture("tiny-f32", "f32", "hf-header.slm");
+    Model mm;
+    cr_assert_eq(model_open(&mm, m, 1), MODEL_OK);
+    const SlHeader *h = &mm.header;
+    cr_assert(h->dim == 64 && h->hidden_dim == 80 && h->n_layers == 2 && h->n_heads == 4 &&
+              h->n_kv_heads == 2 && h->head_dim == 16 && h->vocab_size == 352 && h->seq_len == 128);
+    cr_assert(h->rope_theta == 50000.0f && h->norm_eps == 1e-5f);
+    cr_assert(!(h->flags & SL_FLAG_SHARED_CLASSIFIER));
+    cr_assert(h->bos_id == 1 && h->eos_id == 2);
+    cr_assert_eq(mm.tokenizer.types[0], TOK_UNKNOWN);
+    cr_assert_eq(mm.tokenizer.types[1], TOK_CONTROL);
+    cr_assert_eq(mm.tokenizer.types[3 + 'A'], TOK_BYTE);
+    model_close(&mm);
+}
+
+static int hexval(char c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
+
+Test(hf, tokenizer_encodes_as_hf_tokenizers) {
+    const char *m = export_fixture("tiny-f32", "f32", "hf-tok.slm");
+    Model mm;
+    cr_assert_eq(model_open(&mm, m, 1), MODEL_OK);
+    size_t n;
+    char *txt = read_all(fixture("encode.txt"), &n);
+    cr_assert_not_null(txt);
+    int lines = 0;
+    for (char *line = strtok(txt, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == '#') continue;
+        char *tab = strchr(line, '\t');
+        cr_assert_not_null(tab);
+        size_t hl = (size_t)(tab - line), len = hl / 2;
+        char text[512];
+        cr_assert(len < sizeof text);
+        for (size_t i = 0; i < len; i++)
+            text[i] = (char)(hexval(line[2 * i]) * 16 + hexval(line[2 * i + 1]));
+        int want[512], nw = 0;
+        for (char *p = tab + 1; *p;) {
+            char *end;
+            want[nw++] = (int)strtol(p, &end, 10);
+            cr_assert(end != p);
+            p = end;
+            while (*p == ' ') p++;
+        }
+        int got[600];
+        size_t ng;
+        cr_assert_eq(tokenizer_encode(&mm.tokenizer, text, len, 0, 0, got, 600, &ng), TOK_OK);
+        int same = (int)ng == nw;
+        for (int i = 0; same && i < nw; i++) same = got[i] == want[i];
+        if (!same) {
+            char g[2048] = "";
+            for (size_t i = 0; i < ng; i++) snprintf(g + strlen(g), 16, " %d", got[i]);
+            cr_assert_fail("text %.*s: want %s, got%s", (int)len, text, tab + 1, g);
+        }
+        lines++;
+    }
+    cr_assert_geq(lines, 8);
+    free(txt);
+    model_close(&mm);
+}
+
+// ----------------------------------------------------------------------------
+// malformed inputs: exit 1, one clear line, no output file
+
+// Copies a fixture directory into the test's temporary directory.
+static const char *copy_fixture(const char *dir, const char *name) {
+    const char *dst = tmp_file(name);
+    char *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "rm -rf %s && cp -r %s %s", dst, fixture(dir), dst), 0, "%s", e);
+    free(o), free(e);
+    return strdup(dst);
+}
+
+static void expect_refused(const char *dir, const char *what) {
+    const char *out = tmp_file("refused.slm");
+    remove(out);
+    char *o, *e;
+    int rc = run_cmd(&o, &e, "%s %s %s", bin_path("export"), dir, out);
+    cr_assert_eq(rc, 1, "exit %d for %s, stderr: %s", rc, what, e);
+    cr_assert(strstr(e, what), "stderr should mention \"%s\": %s", what, e);
+    cr_assert(strchr(e, '\n') == e + strlen(e) - 1, "one line: %s", e);
+    cr_assert(!file_exists(out), "no output file");
+    free(o), free(e);
+}
+
+static void write_str(const char *path, const char *s) {
+    cr_assert_eq(write_all_file(path, s, strlen(s)), 0);
+}
+
+static char *path_in(const char *dir, const char *name) {
+    static char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return p;
+}
+
+Test(hf, truncated_and_corrupted_safetensors_refused) {
+    char *d = (char *)copy_fixture("tiny-f32", "trunc");
+    const char *st = path_in(d, "model.safetensors");
+    size_t n;
+    char *b = read_all(st, &n);
+    write_all_file(st, b, n - 100);
+    expect_refused(d, "past the file");
+    write_all_file(st, b, 4);
+    expect_refused(d, "shorter than the 8-byte");
+    uint64_t huge = 1ull << 40;
+    memcpy(b, &huge, 8);
+    write_all_file(st, b, n);
+    expect_refused(d, "header length");
+    memcpy(&huge, "\x40\x00\x00\x00\x00\x00\x00\x00", 8);  // a header cut short: bad JSON
+    memcpy(b, &huge, 8);
+    write_all_file(st, b, n);
+    expect_refused(d, "bad JSON header at byte");
+    free(b);
+    char *dd = (char *)copy_fixture("tiny-sharded", "trunc-sharded");
+    char *o, *e;
+    run_cmd(&o, &e, "rm %s", path_in(dd, "model-00003-of-00009.safetensors"));
+    free(o), free(e);
+    expect_refused(dd, "model-00003-of-00009.safetensors: cannot open");
+    free(d), free(dd);
+}
+
+Test(hf, wrong_dtype_and_shape_refused) {
+    char *d = (char *)copy_fixture("tiny-f32", "dtype");
+    const char *st = path_in(d, "model.safetensors");
+    size_t n;
+    char *b = read_all(st, &n);
+    uint64_t hl;
+    memcpy(&hl, b, 8);
+    char *hdr = b + 8;
+    // relabel a tensor as I32 (same size), then change a shape (same element count)
+    char *p = strstr(hdr, "\"F32\"");
+    cr_assert_not_null(p);
+    memcpy(p, "\"I32\"", 5);
+    write_all_file(st, b, n);
+    expect_refused(d, "is I32; export reads F32, F16 and BF16");
+    memcpy(p, "\"F32\"", 5);
+    p = strstr(hdr, "\"model.norm.weight\"");
+    cr_assert_not_null(p);
+    char *sh = strstr(p, "[64]");
+    cr_assert(sh && sh < hdr + hl);
+    memcpy(sh, "[65]", 4);
+    write_all_file(st, b, n);
+    expect_refused(d, "model.norm.weight");
+    free(b);
+    free(d);
+}
+
+Test(hf, bad_config_refused) {
+    char *d = (char *)copy_fixture("tiny-f32", "cfg");
+    const char *cfg = path_in(d, "config.json");
+    size_t n;
+    char *b = read_all(cfg, &n);
+    write_all_file(cfg, b, n / 2);
+    expect_refused(d, "config.json: bad JSON at byte");
+    char *p = strstr(b, "LlamaForCausalLM");
+    memcpy(p, "GemmaForCausalLM", 16);
+    write_all_file(cfg, b, n);
+    expect_refused(d, "architectures \"GemmaForCausalLM\"; export reads LlamaForCausalLM");
+    free(b);
+    write_str(cfg, "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64}");
+    expect_refused(d, "no \"intermediate_size\"");
+    free(d);
+}
+
+// Writes buf with the first occurrence of old replaced by new.
+static void write_replaced(const char *path, const char *buf, size_t n, const char *old,
+                           const char *new) {
+    const char *p = strstr(buf, old);
+    cr_assert_not_null(p, "%s not in %s", old, path);
+    size_t pre = (size_t)(p - buf), ol = strlen(old), nl = strlen(new);
+    char *w = malloc(n + nl);
+    memcpy(w, buf, pre);
+    memcpy(w + pre, new, nl);
+    memcpy(w + pre + nl, p + ol, n - pre - ol);
+    cr_assert_eq(write_all_file(path, w, n - ol + nl), 0);
+    free(w);
+}
+
+Test(hf, bad_tokenizer_refused) {
+    char *d = (char *)copy_fixture("tiny-f32", "tok");
+    const char *tj = path_in(d, "tokenizer.json");
+    size_t n;
+    char *b = read_all(tj, &n);
+    write_all_file(tj, b, n - 10);
+    expect_refused(d, "tokenizer.json: bad JSON at byte");
+    write_replaced(tj, b, n, "\"BPE\"", "\"WordPiece\"");
+    expect_refused(d, "tokenizer model WordPiece");
+    write_replaced(tj, b, n, "\"byte_fallback\": true", "\"byte_fallback\": false");
+    expect_refused(d, "BPE without byte_fallback");
+    write_replaced(tj, b, n, "\"pre_tokenizer\": null", "\"pre_tokenizer\": {\"type\": \"ByteLevel\"}");
+    expect_refused(d, "pre_tokenizer ByteLevel");
+    free(b);
+    free(d);
+}
+
+Test(hf, missing_files_refused) {
+    char *d = (char *)copy_fixture("tiny-f32", "missing");
+    char *o, *e;
+    run_cmd(&o, &e, "rm %s", path_in(d, "tokenizer.json"));
+    free(o), free(e);
+    expect_refused(d, "tokenizer.json: cannot open");
+    run_cmd(&o, &e, "rm %s", path_in(d, "model.safetensors"));
+    free(o), free(e);
+    expect_refused(d, "neither model.safetensors nor model.safetensors.index.json");
+    run_cmd(&o, &e, "rm %s", path_in(d, "config.json"));
+    free(o), free(e);
+    expect_refused(d, "a directory without config.json (not a Hugging Face model)");
+    free(d);
+}
+
+// The f32 checkpoint exported with --dtype f16 and q8_0 against the f32 reference: the
+// rounding of the weights (and, for q8_0, of the activations) on logits of about +-6.
+// Measured: f16 0.011, q8_0 about 0.2 (as the GGUF Q8_0 fixture, tests/test_gguf.c).
+Test(hf, f16_and_q8_0_exports_track_transformers) {
+    double err = max_logit_error(export_fixture("tiny-f32", "f16", "hf-f16.slm"), "reference-f32.bin");
+    cr_assert(err <= 2e-2, "f16: max |logit error| %g > 2e-2", err);
+    err = max_logit_error(export_fixture("tiny-f32", "q8_0", "hf-q8.slm"), "reference-f32.bin");
+    cr_assert(err <= 0.3, "q8_0: max |logit error| %g > 0.3", err);
+    fprintf(stderr, "hf q8_0: max |logit error| %.3g\n", err);
+}
