@@ -37,10 +37,15 @@ typedef struct {
     BenchOptions b;
 } Options;
 
+// The default model: models/kjv.slm beside the run binary, else under the current directory.
+#define DEFAULT_MODEL "models/kjv.slm"
+
 static void usage(FILE *f) {
     fprintf(f,
-            "Usage:   run <model> [options]\n"
-            "Example: run model.bin -n 256 -i \"Once upon a time\"\n"
+            "Usage:   run [model] [options]\n"
+            "Example: run -n 200 -i \"And God said\"\n"
+            "         run model.slm -n 256 -i \"Once upon a time\"\n"
+            "The model defaults to " DEFAULT_MODEL " (beside run, else in the current directory).\n"
             "Options:\n"
             "  -t <float>  temperature in [0, inf), default 1.0; 0 is greedy\n"
             "  -p <float>  top-p (nucleus) in [0, 1], default 0.9; 0 or 1 turn it off\n"
@@ -126,6 +131,22 @@ static void parse_threads(const char *v, BenchOptions *b) {
     }
 }
 
+// DEFAULT_MODEL in the directory of the running binary (/proc/self/exe), else relative to
+// the current directory; NULL if neither exists.
+static const char *default_model(void) {
+    static char path[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    if (n > 0) {
+        path[n] = '\0';
+        char *slash = strrchr(path, '/');
+        if (slash && (size_t)(slash + 1 - path) + sizeof DEFAULT_MODEL <= sizeof path) {
+            memcpy(slash + 1, DEFAULT_MODEL, sizeof DEFAULT_MODEL);
+            if (access(path, F_OK) == 0) return path;
+        }
+    }
+    return access(DEFAULT_MODEL, F_OK) == 0 ? DEFAULT_MODEL : NULL;
+}
+
 static Options parse_args(int argc, char **argv) {
     Options o = {.mode = "generate", .temperature = 1.0f, .top_p = 0.9f, .prompt = ""};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -184,7 +205,9 @@ static Options parse_args(int argc, char **argv) {
             break;
         }
     }
-    if (!o.model_path) usage_error("no model file given%s%s", "", "");
+    if (!o.model_path && !(o.model_path = default_model()))
+        usage_error("no model file given, and the default model %s is in neither run's "
+                    "directory nor the current one%s", DEFAULT_MODEL, "");
     if (!o.bench && o.b.n_threads > 1) usage_error("-T: a list of thread counts needs --bench%s%s", "", "");
     if (o.bench && o.ppl_path) usage_error("--bench and --ppl: pick one%s%s", "", "");
     return o;

@@ -84,7 +84,7 @@ Test(cli, bad_flags_exit_2) {
     BAD("out of range", "--bench --pp 0");
     BAD("the context holds 512 positions", "--bench --pp 600");
 #undef BAD
-    expect_fail(2, "no model file given", "-t 0");
+    // no model given: run uses the default model (tests/test_default.c)
 }
 
 Test(cli, bad_model_files_exit_1) {
