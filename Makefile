@@ -1,6 +1,7 @@
 # searchlight: make builds ./run and ./export; make run builds them and generates from the
-# default model (models/kjv.slm); make test runs the suites (also under
-# AddressSanitizer + UndefinedBehaviorSanitizer) and a valgrind generation.
+# default model (models/kjv.slm); make test runs the suites (also under AddressSanitizer +
+# UndefinedBehaviorSanitizer, the threaded code under ThreadSanitizer) and a valgrind generation.
+# make fuzz replays the libFuzzer corpora and fuzzes each target FUZZ_TIME seconds (fuzz/).
 SHELL = /bin/bash
 CC ?= cc
 CFLAGS ?= -O3 -march=native
@@ -12,7 +13,7 @@ CORE = model.c quant.c tokenizer.c kernels.c transformer.c ppl.c sampler.c pool.
 EXPORT_SRC = writer.c llama2c.c synth.c convert.c gguf.c json.c safetensors.c hf.c
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
 	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \
-	tests/test_gguf.c tests/test_hf.c tests/test_default.c
+	tests/test_gguf.c tests/test_hf.c tests/test_default.c tests/test_reliability.c
 HEADERS = $(wildcard *.h tests/*.h)
 
 # build variants: release (./run, ./export), test (-Werror), asan
@@ -22,10 +23,12 @@ ASAN = build/asan
 VG = build/valgrind
 AVX2 = build/avx2
 PLAIN = build/plain
+TSAN = build/tsan
 TEST_FLAGS = -O2 -g -march=native -Werror
 VG_FLAGS = -O2 -g -Werror -march=native -mno-avx512f  # valgrind 3.19 cannot decode AVX-512
 AVX2_FLAGS = -O2 -g -Werror -march=native -mno-avx512f  # the AVX2 (+F16C) kernels
 PLAIN_FLAGS = -O2 -g -Werror -march=x86-64              # the plain C kernels
+TSAN_FLAGS = -O1 -g -Werror -march=native -fsanitize=thread
 ASAN_FLAGS = -O1 -g -Werror -march=native -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 DEFAULT_MODEL = models/kjv.slm
@@ -33,7 +36,7 @@ RUN_ARGS ?= -n 200 -i "And God said"
 
 # The binaries are ./run and ./export, named by absolute path so that `run` can be the phony
 # target that generates (GNU make treats ./run and run as one target).
-.PHONY: all run export test test-unit test-asan test-valgrind test-isa bench clean
+.PHONY: all run export test test-unit test-asan test-tsan test-valgrind test-isa bench clean fuzz fuzz-build
 all: $(CURDIR)/run $(CURDIR)/export
 
 $(CURDIR)/run: $(REL)/run
@@ -64,9 +67,10 @@ $(eval $(call variant,$(ASAN),$(ASAN_FLAGS)))
 $(eval $(call variant,$(VG),$(VG_FLAGS)))
 $(eval $(call variant,$(AVX2),$(AVX2_FLAGS)))
 $(eval $(call variant,$(PLAIN),$(PLAIN_FLAGS)))
+$(eval $(call variant,$(TSAN),$(TSAN_FLAGS)))
 
 # Each suite runs the binaries of its own variant (SL_BIN) on the files in $(MODELS).
-test: test-unit test-asan test-valgrind test-isa
+test: test-unit test-asan test-tsan test-valgrind test-isa
 
 # --verbose so that each skipped test prints its reason (a file missing from $(MODELS));
 # the lines of running and passing tests are left out.
@@ -79,6 +83,16 @@ test-asan: $(ASAN)/test_searchlight $(ASAN)/run $(ASAN)/export
 	set -o pipefail; SL_BIN=$(ASAN) SL_MODELS=$(MODELS) ASAN_OPTIONS=detect_leaks=1 \
 		$(ASAN)/test_searchlight 2>&1 | tee $(ASAN)/test.log
 	@! grep -n "Sanitizer\|runtime error" $(ASAN)/test.log
+
+# The thread pool and the threaded kernels under ThreadSanitizer: Criterion cannot run under
+# TSan (its fixed-address arena), so tests/tsan_main.c drives the pool and the forward pass
+# of the default model on 1 to 4 threads; any report fails.
+$(TSAN)/tsan_main: $(TSAN)/tests/tsan_main.o $(CORE:%.c=$(TSAN)/%.o)
+	$(CC) $(TSAN_FLAGS) $^ -o $@ $(LDLIBS)
+test-tsan: $(TSAN)/tsan_main
+	set -o pipefail; TSAN_OPTIONS=halt_on_error=1 $(TSAN)/tsan_main $(DEFAULT_MODEL) 2>&1 | \
+		tee $(TSAN)/test.log
+	@! grep -n "WARNING: ThreadSanitizer" $(TSAN)/test.log
 
 # Under memcheck (no errors, no leaks): an export of the committed Hugging Face fixture, and
 # one greedy generation of the default model, whose text must equal the same binary's
@@ -109,6 +123,41 @@ bench: all
 		echo "## $$s $$d"; echo; \
 		./run $$m --bench -T $(BENCH_T) --reps $(BENCH_REPS) || exit 1; echo; \
 	done; done
+
+# libFuzzer targets (fuzz/, Debian's clang and libclang-rt-14-dev): `make fuzz` replays each
+# committed corpus (fuzz/corpus/<target>), then fuzzes each target for FUZZ_TIME seconds
+# on a scratch copy of its corpus under build/fuzz/corpus, so the committed one is untouched.
+FUZZ = build/fuzz
+FUZZ_CC ?= clang
+FUZZ_TIME ?= 60
+FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer
+FUZZ_FLAGS = -g -O1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
+	-fno-sanitize-recover=all
+FUZZ_LIB = model.c quant.c tokenizer.c $(EXPORT_SRC)
+FUZZ_RUN = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+$(FUZZ)/%.o: %.c $(HEADERS) fuzz/fuzz.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(WARN) -c $< -o $@
+$(FUZZ)/fuzz_%: $(FUZZ)/fuzz/fuzz_%.o $(FUZZ_LIB:%.c=$(FUZZ)/%.o)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $^ -o $@ $(LDLIBS)
+.PRECIOUS: $(FUZZ)/%.o
+fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ)/fuzz_%)
+fuzz: fuzz-build
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz_$$t: replaying fuzz/corpus/$$t"; \
+		$(FUZZ_RUN) $(FUZZ)/fuzz_$$t -runs=0 -timeout=10 -close_fd_mask=2 fuzz/corpus/$$t \
+			> $(FUZZ)/$$t-replay.log 2>&1 || { tail -60 $(FUZZ)/$$t-replay.log; exit 1; }; \
+		tail -n1 $(FUZZ)/$$t-replay.log; \
+	done
+	@for t in $(FUZZ_TARGETS); do \
+		rm -rf $(FUZZ)/corpus/$$t && mkdir -p $(FUZZ)/corpus/$$t && \
+		cp fuzz/corpus/$$t/* $(FUZZ)/corpus/$$t/ && \
+		echo "== fuzz_$$t: $(FUZZ_TIME) s" && \
+		$(FUZZ_RUN) $(FUZZ)/fuzz_$$t -max_total_time=$(FUZZ_TIME) -timeout=10 -close_fd_mask=2 \
+			-print_final_stats=1 -artifact_prefix=$(FUZZ)/$$t- $(FUZZ)/corpus/$$t \
+			> $(FUZZ)/$$t.log 2>&1 || { tail -60 $(FUZZ)/$$t.log; exit 1; }; \
+		grep -E '^#[0-9]+[[:space:]]+DONE|^stat::number_of_executed_units' $(FUZZ)/$$t.log; \
+	done
 
 clean:
 	rm -rf build run export

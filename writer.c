@@ -29,6 +29,10 @@ void writer_install_cleanup(void) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    // Past RLIMIT_FSIZE, write() raises SIGXFSZ, whose default action kills the process
+    // and leaves the temporary file behind: ignored, the write fails with EFBIG instead,
+    // which is reported and cleaned up like a full disk.
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 static int write_all(FILE *f, const void *p, size_t n) {

@@ -1,0 +1,32 @@
+// fuzz_gguf: the GGUF reader (gguf_open: header, metadata, tensor infos) and the llama glue
+// (gguf_llama_open: hyperparameters, tokenizer, tensor shapes), then reads each tensor's ends.
+#include "../gguf.h"
+#include "fuzz.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    const char *path = fuzz_write("model.gguf", data, size);
+    gguf_sniff(data, size);
+    Gguf g;
+    if (gguf_open(&g, path) == 0) {
+        gguf_find_kv(&g, "general.architecture");
+        gguf_find_tensor(&g, "token_embd.weight");
+        for (size_t i = 0; i < g.n_tensors; i++) ggml_type_name(g.tensors[i].type);
+        gguf_close(&g);
+    }
+    GgufLlama m;
+    if (gguf_llama_open(&m, path) == 0) {
+        float buf[64];
+        SlLayout lay;
+        if (m.header.n_tensors && model_layout(&m.header, &lay, path) == MODEL_OK) {
+            for (int t = 0; t < SL_T_COUNT; t++) {
+                if (!m.src[t]) continue;
+                size_t total = m.per_layer[t] * m.layers[t] * 4;
+                size_t n = total < sizeof buf ? total : sizeof buf;
+                gguf_llama_fill(&m, t, 0, buf, n);
+                gguf_llama_fill(&m, t, total - n, buf, n);
+            }
+        }
+        gguf_llama_close(&m);
+    }
+    return 0;
+}

@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seeds of fuzz/corpus (small valid inputs of each format).
+
+Run from the repository root: python3 fuzz/make_seeds.py. Needs only the standard library.
+The other seeds are copies or cuts of tests/fixtures (see fuzz/README.md)."""
+import json, os, struct
+
+OUT = "fuzz/corpus"
+# a tiny model: dim 8, hidden 16, 1 layer, 2 heads of 4, 1 kv head, seq_len 16
+DIM, HID, L, NH, NKV, HD, SEQ = 8, 16, 1, 2, 1, 4, 16
+PIECES = [("<unk>", 2), ("<s>", 3), ("</s>", 3), ("<0x41>", 6), ("<0x0A>", 6), (" a", 1),
+          ("b", 1), (" ab", 1)]
+V = len(PIECES)
+
+
+def put(name, data):
+    path = os.path.join(OUT, name)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def floats(n, k=0):
+    return struct.pack(f"<{n}f", *[((i * 7 + k) % 13 - 6) / 8 for i in range(n)])
+
+
+def tok_section():
+    out = struct.pack("<II", V, max(len(p) for p, _ in PIECES))
+    for i, (p, t) in enumerate(PIECES):
+        b = p.encode()
+        out += struct.pack("<fIB", -float(i), len(b), t) + b
+    return out
+
+
+def q8(rows, cols):
+    g = (cols + 31) // 32
+    return bytes((i * 5) % 256 for i in range(rows * g * 32)) + struct.pack("<H", 0x3C00) * (rows * g)
+
+
+def slm(dtype, shared, tokenizer_only=False):
+    tok = tok_section()
+    qd, kvd = NH * HD, NKV * HD
+    shapes = [(V, DIM), (L, DIM), (L * qd, DIM), (L * kvd, DIM), (L * kvd, DIM), (L * DIM, qd),
+              (L, DIM), (L * HID, DIM), (L * DIM, HID), (L * HID, DIM), (1, DIM), (V, DIM)]
+    norms = {1, 6, 10}
+    types = [0 if i in norms else dtype for i in range(12)]
+    hdr = b"SRCHLGHT" + struct.pack("<II8iff2I2i2I", 1, 256, DIM, HID, L, NH, NKV, HD, V, SEQ,
+                                    10000.0, 1e-5, 1 if shared else 0, dtype, 1, 2, len(tok),
+                                    0 if tokenizer_only else 12)
+    hdr += bytes(types) + bytes(4)
+    hdr += bytes(256 - len(hdr))
+    body = hdr + tok
+    if tokenizer_only:
+        return body
+    for i, (r, c) in enumerate(shapes):
+        if i == 11 and shared:
+            continue
+        body += bytes(-len(body) % 64)
+        body += q8(r, c) if types[i] == 3 else floats(r * c, i) if types[i] == 0 \
+            else struct.pack(f"<{r * c}H", *[0x3C00 + (j % 64) for j in range(r * c)])
+    return body
+
+
+def llama2c(shared):
+    w = struct.pack("<7i", DIM, HID, L, NH, NKV, V if shared else -V, SEQ)
+    qd, kvd = NH * HD, NKV * HD
+    n = [V * DIM, L * DIM, L * qd * DIM, L * kvd * DIM, L * kvd * DIM, L * DIM * qd, L * DIM,
+         L * HID * DIM, L * DIM * HID, L * HID * DIM, DIM, SEQ * HD // 2, SEQ * HD // 2]
+    if not shared:
+        n.append(V * DIM)
+    return w + b"".join(floats(k, i) for i, k in enumerate(n))
+
+
+def tokenizer_bin():
+    out = struct.pack("<I", max(len(p) for p, _ in PIECES))
+    for i, (p, _) in enumerate(PIECES):
+        b = p.encode()
+        out += struct.pack("<fi", -float(i), len(b)) + b
+    return out
+
+
+def safetensors():
+    hdr, data = {"__metadata__": {"format": "pt"}}, b""
+    for name, dt, shape, el in [("a.weight", "F32", [2, 3], 4), ("b.weight", "F16", [4], 2),
+                                ("c.weight", "BF16", [2, 2], 2), ("d.weight", "I8", [3], 1),
+                                ("e.scalar", "F32", [], 4)]:
+        n = 1
+        for s in shape:
+            n *= s
+        hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [len(data), len(data) + n * el]}
+        data += bytes((i * 3 + 60) % 256 for i in range(n * el))
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+
+def main():
+    put("model/tiny-f32.slm", slm(0, False))
+    put("model/tiny-f16-shared.slm", slm(1, True))
+    put("model/tiny-bf16.slm", slm(2, False))
+    put("model/tiny-q8_0-shared.slm", slm(3, True))
+    put("model/tokenizer-only.slm", slm(0, False, tokenizer_only=True))
+    put("llama2c/ckpt-shared.bin", b"\0" + llama2c(True))
+    put("llama2c/ckpt-cls.bin", b"\0" + llama2c(False))
+    put("llama2c/tokenizer.bin", b"\1" + struct.pack("<H", V) + tokenizer_bin())
+    put("safetensors/mixed.safetensors", safetensors())
+
+
+if __name__ == "__main__":
+    main()
