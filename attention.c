@@ -24,6 +24,10 @@
 // bits an f32 cache of the widened values gives. Memory reads and prefetches are in bytes of
 // the element type: half the lines for f16.
 //
+// Recording (attention_*_rec): an instance of the chunk code with a store of each tile's
+// scores into the caller's row; once a query's partials are folded, weights() maps them to
+// e^(s - m) / l in place with the same exponential and the final m and l.
+//
 // Determinism: chunks, tiles and the fold order depend on the position only, never on the
 // thread count; threads just take (KV head, chunk) or (query, KV head) items, and the chunk
 // and fold code is one compiled copy (noinline) used by every path.
@@ -262,9 +266,11 @@ INLINE void widen_tile(float *dst, const uint16_t *src, size_t nt, size_t hd) {
 
 // Partials of G <= SUBG query heads (q: G rows of hd) over n >= 1 positions of k and v (rows
 // of hd elements of type ty). Row j of part (stride hd + 2) receives m (the max score), l (the
-// sum of e^(s - m)) and acc[hd] (the sum of e^(s - m) v).
+// sum of e^(s - m)) and acc[hd] (the sum of e^(s - m) v). With rec (a constant 1), head j's
+// scaled scores also go to rec[j * rs + t], t < n, for weights() to turn into the softmax.
 INLINE void chunk_body(size_t G, size_t hd, int ty, const float *q, const void *k,
-                       const void *v, size_t n, size_t avail, float *part) {
+                       const void *v, size_t n, size_t avail, float *part, int rec,
+                       float *rs_out, size_t rs) {
     const float scale = 1.0f / sqrtf((float)hd);  // exact for hd = 4^k, as the reference's /
     const size_t ps = hd + 2;
     float m[SUBG], pl[VW];
@@ -322,6 +328,7 @@ INLINE void chunk_body(size_t G, size_t hd, int ty, const float *q, const void *
             }
             vf s = vmul(tile_dots(q + j * hd, kt, hd), vset1(scale));
             if (nt < VW) s = vhead(s, nt);
+            if (rec) vstoren(rs_out + j * rs + t0, s, nt);  // the scores this pass uses
             float mt = vhmax(s), alpha = 1.0f;
             if (mt > m[j]) alpha = sexp2((m[j] - mt) * (float)LOG2E), m[j] = mt;
             vf p = vexp2(vmul(vsub(s, vset1(m[j])), vset1((float)LOG2E))), va = vset1(alpha);
@@ -337,23 +344,42 @@ INLINE void chunk_body(size_t G, size_t hd, int ty, const float *q, const void *
     for (size_t j = 0; j < G; j++) part[j * ps] = m[j], part[j * ps + 1] = vhsum(l[j]);
 }
 
-// chunk_body with the common head sizes as constants, for element type ty (a constant).
+// chunk_body with the common head sizes as constants, for element type ty and rec (constants).
 INLINE void chunk_sizes(size_t G, size_t hd, int ty, const float *q, const void *k,
-                        const void *v, size_t n, size_t avail, float *part) {
+                        const void *v, size_t n, size_t avail, float *part, int rec,
+                        float *rs_out, size_t rs) {
     switch (hd) {
-    case 32: chunk_body(G, 32, ty, q, k, v, n, avail, part); break;
-    case 64: chunk_body(G, 64, ty, q, k, v, n, avail, part); break;
-    case 128: chunk_body(G, 128, ty, q, k, v, n, avail, part); break;
-    default: chunk_body(G, hd, ty, q, k, v, n, avail, part); break;
+    case 32: chunk_body(G, 32, ty, q, k, v, n, avail, part, rec, rs_out, rs); break;
+    case 64: chunk_body(G, 64, ty, q, k, v, n, avail, part, rec, rs_out, rs); break;
+    case 128: chunk_body(G, 128, ty, q, k, v, n, avail, part, rec, rs_out, rs); break;
+    default: chunk_body(G, hd, ty, q, k, v, n, avail, part, rec, rs_out, rs); break;
     }
 }
 
 // The one compiled entry to chunk_body: each element type and common head size a constant.
+// Recording is off (the constant 0 removes its store): the code every call runs when no
+// weights are asked for, unchanged by recording's existence.
 static __attribute__((noinline)) void chunk_heads(size_t G, size_t hd, int ty, const float *q,
                                                   const void *k, const void *v, size_t n,
                                                   size_t avail, float *part) {
-    if (ty == ATTN_KV_F16) chunk_sizes(G, hd, ATTN_KV_F16, q, k, v, n, avail, part);
-    else chunk_sizes(G, hd, ATTN_KV_F32, q, k, v, n, avail, part);
+    if (ty == ATTN_KV_F16) chunk_sizes(G, hd, ATTN_KV_F16, q, k, v, n, avail, part, 0, NULL, 0);
+    else chunk_sizes(G, hd, ATTN_KV_F32, q, k, v, n, avail, part, 0, NULL, 0);
+}
+
+// The same, recording each head's scores into rec (head j at rec + j * rs).
+static __attribute__((noinline)) void chunk_heads_rec(size_t G, size_t hd, int ty,
+                                                      const float *q, const void *k,
+                                                      const void *v, size_t n, size_t avail,
+                                                      float *part, float *rec, size_t rs) {
+    if (ty == ATTN_KV_F16) chunk_sizes(G, hd, ATTN_KV_F16, q, k, v, n, avail, part, 1, rec, rs);
+    else chunk_sizes(G, hd, ATTN_KV_F32, q, k, v, n, avail, part, 1, rec, rs);
+}
+
+// Runs the chunk, recording the scores when rec is not NULL.
+static void chunk(size_t G, size_t hd, int ty, const float *q, const void *k, const void *v,
+                  size_t n, size_t avail, float *part, float *rec, size_t rs) {
+    if (rec) chunk_heads_rec(G, hd, ty, q, k, v, n, avail, part, rec, rs);
+    else chunk_heads(G, hd, ty, q, k, v, n, avail, part);
 }
 
 // Folds partial b into a (rows of m, l, acc[hd]). Whole vectors from element 2 whatever the
@@ -375,6 +401,17 @@ static __attribute__((noinline)) void finish(float *out, const float *a, size_t 
     for (size_t i = 0; i < hd; i++) out[i] = a[2 + i] * inv;
 }
 
+// Recording: the n recorded scores w[t] of one query head become the weights its output was
+// made with, w[t] = e^(s_t - m) / l, from the final m and l of a (the partial that finish
+// divides by): the kernel's own exponential and its 1 / l.
+static __attribute__((noinline)) void weights(float *w, size_t n, const float *a) {
+    vf m = vset1(a[0]), inv = vset1(1.0f / a[1]), log2e = vset1((float)LOG2E);
+    for (size_t t = 0; t < n; t += VW) {
+        size_t nt = n - t < VW ? n - t : VW;
+        vstoren(w + t, vmul(vexp2(vmul(vsub(vloadn(w + t, nt), m), log2e)), inv), nt);
+    }
+}
+
 // ---- work items ----
 
 typedef struct {
@@ -385,6 +422,8 @@ typedef struct {
     size_t pos0, m;
     float *part;      // split mode: (n_chunks, n_heads, head_dim + 2) partials of one query
     size_t n_chunks;  // split mode: chunks of that query
+    float *att;       // recording: (m, n_heads, att_stride) weights, or NULL
+    size_t att_stride;
     size_t n_items;
     atomic_size_t next;  // the next item to take
 } Job;
@@ -400,12 +439,15 @@ static void run_query(const Job *j, size_t i, size_t g) {
     float acc[SUBG * (ATTN_MAX_HEAD_DIM + 2)], tmp[SUBG * (ATTN_MAX_HEAD_DIM + 2)];
     for (size_t h0 = 0; h0 < group; h0 += SUBG) {
         size_t G = group - h0 < SUBG ? group - h0 : SUBG;
+        size_t rs = j->att_stride;  // recording: the heads' rows of weights
+        float *rec = j->att ? j->att + (i * s->n_heads + g * group + h0) * rs : NULL;
         for (size_t t0 = 0; t0 <= p; t0 += CHUNK) {
             size_t n = p + 1 - t0 < CHUNK ? p + 1 - t0 : CHUNK;
-            chunk_heads(G, hd, ty, j->q + row + h0 * hd, kv_at(k, ty, t0 * hd),
-                        kv_at(v, ty, t0 * hd), n, p + 1 - t0, t0 ? tmp : acc);
+            chunk(G, hd, ty, j->q + row + h0 * hd, kv_at(k, ty, t0 * hd), kv_at(v, ty, t0 * hd),
+                  n, p + 1 - t0, t0 ? tmp : acc, rec ? rec + t0 : NULL, rs);
             for (size_t r = 0; t0 && r < G; r++) fold(acc + r * ps, tmp + r * ps, hd);
         }
+        for (size_t r = 0; rec && r < G; r++) weights(rec + r * rs, p + 1, acc + r * ps);
         for (size_t r = 0; r < G; r++) finish(j->out + row + (h0 + r) * hd, acc + r * ps, hd);
     }
 }
@@ -420,8 +462,9 @@ static void run_chunk(const Job *j, size_t g, size_t c) {
     const void *v = kv_at(j->vc, ty, (g * s->seq_len + t0) * hd);
     for (size_t h0 = 0; h0 < group; h0 += SUBG) {
         size_t G = group - h0 < SUBG ? group - h0 : SUBG, h = g * group + h0;
-        chunk_heads(G, hd, ty, j->q + h * hd, k, v, n, j->pos0 + 1 - t0,
-                    j->part + (c * s->n_heads + h) * ps);
+        float *rec = j->att ? j->att + h * j->att_stride + t0 : NULL;
+        chunk(G, hd, ty, j->q + h * hd, k, v, n, j->pos0 + 1 - t0,
+              j->part + (c * s->n_heads + h) * ps, rec, j->att_stride);
     }
 }
 
@@ -444,6 +487,7 @@ static void fold_work(void *arg, int thread, int n_threads) {
     for (size_t h = b; h < e; h++) {
         float *a = j->part + h * ps;
         for (size_t c = 1; c < j->n_chunks; c++) fold(a, j->part + (c * nh + h) * ps, hd);
+        if (j->att) weights(j->att + h * j->att_stride, j->pos0 + 1, a);
         finish(j->out + h * hd, a, hd);
     }
 }
@@ -483,11 +527,14 @@ size_t attention_scratch_bytes(const AttnShape *s) {
     return (s->seq_len + CHUNK - 1) / CHUNK * s->n_heads * (s->head_dim + 2) * sizeof(float);
 }
 
-void attention_decode(Pool *pool, const AttnShape *s, float *out, const float *q,
-                      const void *kc, const void *vc, size_t pos, float *scratch) {
+void attention_decode_rec(Pool *pool, const AttnShape *s, float *out, const float *q,
+                          const void *kc, const void *vc, size_t pos, float *scratch,
+                          float *att, size_t att_stride) {
     check(s, pos + 1);
+    assert(!att || att_stride >= pos + 1);
     size_t nt = (size_t)pool_size(pool), n_chunks = pos / CHUNK + 1;
-    Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos, .m = 1};
+    Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos, .m = 1,
+             .att = att, .att_stride = att_stride};
     atomic_init(&j.next, 0);
     if (scratch && nt > 1 && n_chunks > 1 && s->n_kv_heads % nt) {  // KV heads do not balance
         j.part = scratch, j.n_chunks = n_chunks, j.n_items = n_chunks * s->n_kv_heads;
@@ -499,17 +546,31 @@ void attention_decode(Pool *pool, const AttnShape *s, float *out, const float *q
     }
 }
 
-void attention_prefill(Pool *pool, const AttnShape *s, float *out, const float *q,
-                       const void *kc, const void *vc, size_t pos0, size_t m, float *scratch) {
+void attention_decode(Pool *pool, const AttnShape *s, float *out, const float *q,
+                      const void *kc, const void *vc, size_t pos, float *scratch) {
+    attention_decode_rec(pool, s, out, q, kc, vc, pos, scratch, NULL, 0);
+}
+
+void attention_prefill_rec(Pool *pool, const AttnShape *s, float *out, const float *q,
+                           const void *kc, const void *vc, size_t pos0, size_t m,
+                           float *scratch, float *att, size_t att_stride) {
     check(s, pos0 + m);
-    size_t qd = s->n_heads * s->head_dim;
+    assert(!att || att_stride >= pos0 + m);
+    size_t qd = s->n_heads * s->head_dim, ad = s->n_heads * att_stride;
     if (scratch && m * s->n_kv_heads < (size_t)pool_size(pool)) {  // too few items: split each
         for (size_t i = 0; i < m; i++)
-            attention_decode(pool, s, out + i * qd, q + i * qd, kc, vc, pos0 + i, scratch);
+            attention_decode_rec(pool, s, out + i * qd, q + i * qd, kc, vc, pos0 + i, scratch,
+                                 att ? att + i * ad : NULL, att_stride);
         return;
     }
-    Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos0, .m = m};
+    Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos0, .m = m,
+             .att = att, .att_stride = att_stride};
     atomic_init(&j.next, 0);
     j.n_items = m * s->n_kv_heads;
     if (m) pool_run(pool, work, &j);
+}
+
+void attention_prefill(Pool *pool, const AttnShape *s, float *out, const float *q,
+                       const void *kc, const void *vc, size_t pos0, size_t m, float *scratch) {
+    attention_prefill_rec(pool, s, out, q, kc, vc, pos0, m, scratch, NULL, 0);
 }

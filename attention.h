@@ -55,4 +55,20 @@ void attention_decode(Pool *pool, const AttnShape *s, float *out, const float *q
 void attention_prefill(Pool *pool, const AttnShape *s, float *out, const float *q,
                        const void *kc, const void *vc, size_t pos0, size_t m, float *scratch);
 
+// Recording (run --attn-map, --attn-dump): the same calls, which also write the attention
+// weights their kernel used. att: (m, n_heads, att_stride) floats (m = 1 for decode),
+// att_stride >= pos0 + m; row (i, h) receives softmax weights over keys 0 .. pos0 + i, and
+// the rest of the row is left alone. The kernel stores each score as it computes it, and at
+// the end turns the scores into e^(s - m) / l with its own exponential and its final max m
+// and sum l, the numbers that its output was divided by. out is bitwise the same as without
+// recording, and with att NULL these are attention_decode and attention_prefill: the calls
+// without recording run a separate instance of the kernel in which the score store is
+// compiled out, so recording costs nothing when off.
+void attention_decode_rec(Pool *pool, const AttnShape *s, float *out, const float *q,
+                          const void *kc, const void *vc, size_t pos, float *scratch,
+                          float *att, size_t att_stride);
+void attention_prefill_rec(Pool *pool, const AttnShape *s, float *out, const float *q,
+                           const void *kc, const void *vc, size_t pos0, size_t m,
+                           float *scratch, float *att, size_t att_stride);
+
 #endif

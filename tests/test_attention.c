@@ -573,3 +573,121 @@ Test(attention, kv_store_f16_matches_f32_to_fp16) {
     cr_assert(memcmp(x, y, N * sizeof(float)) == 0);
     free(x), free(y), free(h);
 }
+
+// ---- recording: the weights the kernel used (attention_*_rec) ----
+
+#define W_TOL 2e-6   // |weight - reference weight|: two softmaxes of the same f32 scores
+#define SUM_TOL 1e-5 // |sum of a row - 1|
+
+// Reference weights of every head at pos: attention_head's att row, per query head. ref_w is
+// (n_heads, seq_len); kc, vc are the f32 (or widened f16) cache.
+static void reference_weights(Case *c, const float *kc, const float *vc, const float *q,
+                              size_t pos, float *ref_w) {
+    size_t hd = c->s.head_dim, group = c->s.n_heads / c->s.n_kv_heads, seq = c->s.seq_len;
+    for (size_t h = 0; h < c->s.n_heads; h++) {
+        size_t g = h / group;
+        attention_head(c->ref + h * hd, ref_w + h * seq, q + h * hd, kc + g * seq * hd,
+                       vc + g * seq * hd, pos, hd);
+    }
+}
+
+// Checks recorded rows (n_heads, stride) at pos against the reference: each weight within
+// W_TOL, each row's sum within SUM_TOL of 1, and the cells past pos untouched (NaN sentinels).
+static void check_rows(const Case *c, const float *w, size_t stride, const float *ref_w,
+                       size_t pos, const char *what) {
+    for (size_t h = 0; h < c->s.n_heads; h++) {
+        const float *row = w + h * stride, *ref = ref_w + h * c->s.seq_len;
+        double sum = 0.0;
+        for (size_t t = 0; t <= pos; t++) {
+            cr_assert(fabs((double)row[t] - ref[t]) <= W_TOL,
+                      "%s: %zu/%zu heads, hd %zu, pos %zu, head %zu, key %zu: %.9g vs %.9g", what,
+                      c->s.n_heads, c->s.n_kv_heads, c->s.head_dim, pos, h, t, row[t], ref[t]);
+            sum += row[t];
+        }
+        cr_assert(fabs(sum - 1.0) <= SUM_TOL, "%s: pos %zu head %zu sums to %.9g", what, pos, h,
+                  sum);
+        for (size_t t = pos + 1; t < stride; t++)
+            cr_assert(isnan(row[t]), "%s: pos %zu head %zu: key %zu past pos written", what,
+                      pos, h, t);
+    }
+}
+
+// Decode with recording, f32 and f16 caches, at positions around tiles and chunks, on one
+// thread, on 3 threads with scratch (positions split across threads, then folded) and
+// without: the weights match attention_head's, and the output is bitwise the output without
+// recording.
+Test(attention, recorded_weights_match_reference) {
+    const size_t positions[] = {0, 1, 15, 16, 17, 255, 256, 257, 600};
+    Pool *pool = pool_create(3);
+    cr_assert(pool);
+    for (size_t si = 0; si < N_HALF_SHAPES; si++) {
+        for (int big = 0; big < 2; big++) {
+            Case c = make_case(HALF_SHAPES[si][0], HALF_SHAPES[si][1], HALF_SHAPES[si][2], 601, 1,
+                               big, 99 + si * 2 + (size_t)big);
+            Half hf = make_half(&c);
+            size_t seq = c.s.seq_len, stride = seq + 3, qb = c.q_n * sizeof(float);
+            float *w = malloc(c.s.n_heads * stride * sizeof(float));
+            float *ref_w = malloc(c.s.n_heads * seq * sizeof(float)), *plain = malloc(qb);
+            cr_assert(w && ref_w && plain);
+            for (int f16 = 0; f16 < 2; f16++) {
+                const AttnShape *s = f16 ? &hf.s : &c.s;
+                const void *kc = f16 ? (const void *)hf.kh : c.kc, *vc = f16 ? (const void *)hf.vh : c.vc;
+                for (size_t pi = 0; pi < sizeof positions / sizeof positions[0]; pi++) {
+                    size_t pos = positions[pi];
+                    reference_weights(&c, f16 ? hf.kw : c.kc, f16 ? hf.vw : c.vc, c.q, pos, ref_w);
+                    for (int mode = 0; mode < 3; mode++) {  // no pool; 3 threads; 3 + scratch
+                        Pool *p = mode ? pool : NULL;
+                        float *scratch = mode == 2 ? c.scratch : NULL;
+                        for (size_t i = 0; i < c.s.n_heads * stride; i++) w[i] = NAN;
+                        attention_decode(p, s, plain, c.q, kc, vc, pos, scratch);
+                        attention_decode_rec(p, s, c.out, c.q, kc, vc, pos, scratch, w, stride);
+                        cr_assert(memcmp(c.out, plain, qb) == 0,
+                                  "recording changed the output (pos %zu, mode %d)", pos, mode);
+                        check_rows(&c, w, stride, ref_w, pos, f16 ? "f16" : "f32");
+                    }
+                }
+            }
+            free(w), free(ref_w), free(plain);
+            free_half(&hf);
+            free_case(&c);
+        }
+    }
+    pool_destroy(pool);
+}
+
+// Prefill with recording gives the bits of decode with recording at pos0 + i, for batches
+// that cross a chunk boundary and batches split per query (m * KV heads below the threads);
+// the output is bitwise the output of prefill without recording.
+Test(attention, recorded_prefill_equals_recorded_decode_bitwise) {
+    const size_t batches[][2] = {{0, 40}, {250, 12}, {300, 1}, {5, 2}};  // pos0, m
+    Pool *pools[2] = {pool_create(1), pool_create(4)};
+    cr_assert(pools[0] && pools[1]);
+    for (size_t si = 0; si < N_SHAPES; si++) {
+        Case c = make_case(SHAPES[si][0], SHAPES[si][1], 64, 320, 40, 0, 555 + si);
+        size_t stride = c.s.seq_len, rowset = c.s.n_heads * stride, qb = c.q_n * sizeof(float);
+        float *w = malloc(40 * rowset * sizeof(float)), *wd = malloc(rowset * sizeof(float));
+        float *plain = malloc(40 * qb), *od = malloc(qb);
+        cr_assert(w && wd && plain && od);
+        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
+            size_t pos0 = batches[bi][0], m = batches[bi][1];
+            for (int pi = 0; pi < 2; pi++) {
+                memset(w, 0, 40 * rowset * sizeof(float));
+                attention_prefill(pools[pi], &c.s, plain, c.q, c.kc, c.vc, pos0, m, c.scratch);
+                attention_prefill_rec(pools[pi], &c.s, c.out, c.q, c.kc, c.vc, pos0, m, c.scratch,
+                                      w, stride);
+                cr_assert(memcmp(c.out, plain, m * qb) == 0, "recording changed prefill's output");
+                for (size_t i = 0; i < m; i++) {
+                    memset(wd, 0, rowset * sizeof(float));
+                    attention_decode_rec(NULL, &c.s, od, c.q + i * c.q_n, c.kc, c.vc, pos0 + i,
+                                         NULL, wd, stride);
+                    cr_assert(memcmp(w + i * rowset, wd, rowset * sizeof(float)) == 0,
+                              "%zu/%zu heads: prefill (pos0 %zu, m %zu) query %zu differs",
+                              c.s.n_heads, c.s.n_kv_heads, pos0, m, i);
+                }
+            }
+        }
+        free(w), free(wd), free(plain), free(od);
+        free_case(&c);
+    }
+    pool_destroy(pools[0]), pool_destroy(pools[1]);
+}
