@@ -9,11 +9,13 @@ WARN = -std=c11 -Wall -Wextra -D_POSIX_C_SOURCE=200809L
 LDLIBS = -lm -lpthread
 MODELS ?= ../shared/models
 
-CORE = model.c quant.c tokenizer.c kernels.c transformer.c ppl.c sampler.c pool.c matmul.c attention.c
-EXPORT_SRC = writer.c llama2c.c synth.c convert.c gguf.c json.c safetensors.c hf.c
+CORE = model.c quant.c tokenizer.c kernels.c transformer.c ppl.c sampler.c pool.c matmul.c attention.c \
+	outfile.c json.c attnmap.c
+EXPORT_SRC = writer.c llama2c.c synth.c convert.c gguf.c safetensors.c hf.c
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
 	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \
-	tests/test_gguf.c tests/test_hf.c tests/test_default.c tests/test_reliability.c
+	tests/test_gguf.c tests/test_hf.c tests/test_default.c tests/test_reliability.c \
+	tests/test_attnmap.c
 HEADERS = $(wildcard *.h tests/*.h)
 
 # build variants: release (./run, ./export), test (-Werror), asan
@@ -52,12 +54,16 @@ export: $(CURDIR)/export
 define variant
 $(1)/%.o: %.c $(HEADERS) | $(1)/tests
 	$$(CC) $(2) $$(WARN) -c $$< -o $$@
-$(1)/run: $(1)/run.o $(1)/bench.o $(CORE:%.c=$(1)/%.o)
+$(1)/attnmap_page.o: build/attnmap_page.c | $(1)/tests
+	$$(CC) $(2) $$(WARN) -c $$< -o $$@
+$(1)/run: $(1)/run.o $(1)/bench.o $(CORE:%.c=$(1)/%.o) $(1)/attnmap_page.o
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
-$(1)/export: $(1)/export.o $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/model.o $(1)/tokenizer.o $(1)/quant.o
+$(1)/export: $(1)/export.o $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/model.o $(1)/tokenizer.o $(1)/quant.o \
+		$(1)/outfile.o $(1)/json.o
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
-$(1)/test_searchlight: $(TESTS:%.c=$(1)/%.o) $(CORE:%.c=$(1)/%.o) $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/tests/helpers.o
-	$$(CC) $(2) $$^ -o $$@ -lcriterion $$(LDLIBS)
+$(1)/test_searchlight: $(TESTS:%.c=$(1)/%.o) $(CORE:%.c=$(1)/%.o) $(EXPORT_SRC:%.c=$(1)/%.o) \
+		$(1)/attnmap_page.o $(1)/tests/helpers.o
+	$$(CC) $(2) $$^ -o $$@ -lcriterion -lpng $$(LDLIBS)
 $(1)/tests:
 	mkdir -p $$@
 endef
@@ -68,6 +74,15 @@ $(eval $(call variant,$(VG),$(VG_FLAGS)))
 $(eval $(call variant,$(AVX2),$(AVX2_FLAGS)))
 $(eval $(call variant,$(PLAIN),$(PLAIN_FLAGS)))
 $(eval $(call variant,$(TSAN),$(TSAN_FLAGS)))
+
+# The attention map page (attnmap.html) as C: one string literal per line (\, " and ? escaped,
+# the last against trigraphs), then NULL.
+build/attnmap_page.c: attnmap.html
+	@mkdir -p build
+	{ echo '// generated from attnmap.html by the Makefile: edit that file'; \
+	  echo 'const char *const attnmap_page[] = {'; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/    "/' -e 's/$$/\\n",/' $<; \
+	  echo '    0,'; echo '};'; } > $@
 
 # Each suite runs the binaries of its own variant (SL_BIN) on the files in $(MODELS).
 test: test-unit test-asan test-tsan test-valgrind test-isa
@@ -87,7 +102,7 @@ test-asan: $(ASAN)/test_searchlight $(ASAN)/run $(ASAN)/export
 # The thread pool and the threaded kernels under ThreadSanitizer: Criterion cannot run under
 # TSan (its fixed-address arena), so tests/tsan_main.c drives the pool and the forward pass
 # of the default model on 1 to 4 threads; any report fails.
-$(TSAN)/tsan_main: $(TSAN)/tests/tsan_main.o $(CORE:%.c=$(TSAN)/%.o)
+$(TSAN)/tsan_main: $(TSAN)/tests/tsan_main.o $(CORE:%.c=$(TSAN)/%.o) $(TSAN)/attnmap_page.o
 	$(CC) $(TSAN_FLAGS) $^ -o $@ $(LDLIBS)
 test-tsan: $(TSAN)/tsan_main
 	set -o pipefail; TSAN_OPTIONS=halt_on_error=1 $(TSAN)/tsan_main $(DEFAULT_MODEL) 2>&1 | \
@@ -133,7 +148,7 @@ FUZZ_TIME ?= 60
 FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer
 FUZZ_FLAGS = -g -O1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=all
-FUZZ_LIB = model.c quant.c tokenizer.c $(EXPORT_SRC)
+FUZZ_LIB = model.c quant.c tokenizer.c outfile.c json.c $(EXPORT_SRC)
 FUZZ_RUN = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 $(FUZZ)/%.o: %.c $(HEADERS) fuzz/fuzz.h
 	@mkdir -p $(dir $@)

@@ -170,20 +170,21 @@ static double bench_tg(Transformer *t, long tg, long reps) {
 #define ATT_SEQ 4096
 static AttnShape att_shape = {32, 4, 64, ATT_SEQ, ATTN_KV_F32};  // kv_type from --kv
 
-// GB/s of KV cache read at context ctx, median of reps samples of >= 2 ms each.
+// GB/s of KV cache read at context ctx, median of reps samples of >= 2 ms each. With att
+// (n_heads, ATT_SEQ floats), recording is on: the kernel also writes its weights there.
 static double bench_attention(Pool *pool, const float *q, const void *kc, const void *vc,
-                              float *out, float *scratch, size_t ctx, long reps) {
+                              float *out, float *scratch, float *att, size_t ctx, long reps) {
     double *s = malloc((size_t)reps * sizeof *s);
     size_t calls = 1;
     for (;;) {  // calibrate the calls per sample
         double t0 = now_s();
-        for (size_t i = 0; i < calls; i++) attention_decode(pool, &att_shape, out, q, kc, vc, ctx - 1, scratch);
+        for (size_t i = 0; i < calls; i++) attention_decode_rec(pool, &att_shape, out, q, kc, vc, ctx - 1, scratch, att, ATT_SEQ);
         if (now_s() - t0 > 2e-3) break;
         calls *= 2;
     }
     for (long r = 0; r < reps; r++) {
         double t0 = now_s();
-        for (size_t i = 0; i < calls; i++) attention_decode(pool, &att_shape, out, q, kc, vc, ctx - 1, scratch);
+        for (size_t i = 0; i < calls; i++) attention_decode_rec(pool, &att_shape, out, q, kc, vc, ctx - 1, scratch, att, ATT_SEQ);
         s[r] = (now_s() - t0) / (double)calls;
     }
     double bytes = 2.0 * (double)(att_shape.n_kv_heads * ctx * att_shape.head_dim) *
@@ -198,7 +199,7 @@ static double bench_attention(Pool *pool, const float *q, const void *kc, const 
 typedef struct {
     int threads;
     double read_gbs, pp_tps, tg_tps;
-    double att_gbs[5];
+    double att_gbs[5], att_rec_gbs[5];  // attention without and with recording the weights
 } Row;
 
 static const size_t att_ctx[5] = {256, 512, 1024, 2048, 4096};
@@ -222,11 +223,13 @@ static void print_text(const char *path, const Model *m, const BenchOptions *o, 
     printf("\nattention: %zu query heads sharing %zu KV heads, head_dim %zu, %s cache\n\n",
            att_shape.n_heads, att_shape.n_kv_heads, att_shape.head_dim,
            att_shape.kv_type == ATTN_KV_F16 ? "f16" : "f32");
-    printf("| threads | context | KV read GB/s | of read bandwidth |\n| ---: | ---: | ---: | ---: |\n");
+    printf("| threads | context | KV read GB/s | of read bandwidth | recording on: GB/s | on / off |\n"
+           "| ---: | ---: | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < o->n_threads; i++)
         for (int c = 0; c < 5; c++)
-            printf("| %d | %zu | %.1f | %.0f%% |\n", rows[i].threads, att_ctx[c], rows[i].att_gbs[c],
-                   100.0 * rows[i].att_gbs[c] / rows[i].read_gbs);
+            printf("| %d | %zu | %.1f | %.0f%% | %.1f | %.2f |\n", rows[i].threads, att_ctx[c],
+                   rows[i].att_gbs[c], 100.0 * rows[i].att_gbs[c] / rows[i].read_gbs,
+                   rows[i].att_rec_gbs[c], rows[i].att_rec_gbs[c] / rows[i].att_gbs[c]);
 }
 
 static void print_json(const char *path, const Model *m, const BenchOptions *o, const Row *rows,
@@ -245,6 +248,9 @@ static void print_json(const char *path, const Model *m, const BenchOptions *o, 
                i ? "," : "", r->threads, r->read_gbs, o->pp, r->pp_tps, o->tg, r->tg_tps, roof,
                r->tg_tps / roof);
         for (int c = 0; c < 5; c++) printf("%s\"%zu\": %.2f", c ? ", " : "", att_ctx[c], r->att_gbs[c]);
+        printf("}, \"attention_recording_gbs\": {");
+        for (int c = 0; c < 5; c++)
+            printf("%s\"%zu\": %.2f", c ? ", " : "", att_ctx[c], r->att_rec_gbs[c]);
         printf("}}");
     }
     printf("\n]}\n");
@@ -271,10 +277,11 @@ int bench_run(const char *path, const BenchOptions *o) {
     float *q = malloc(att_shape.n_heads * att_shape.head_dim * sizeof(float));
     float *out = malloc(att_shape.n_heads * att_shape.head_dim * sizeof(float));
     float *scratch = malloc(attention_scratch_bytes(&att_shape));
+    float *att = malloc(att_shape.n_heads * ATT_SEQ * sizeof(float));
     int *tokens = malloc((size_t)o->pp * sizeof(int));
     Row *rows = calloc((size_t)o->n_threads, sizeof *rows);
     int status = 0;
-    if (!rc || !buf || !kc || !vc || !q || !out || !scratch || !tokens || !rows) {
+    if (!rc || !buf || !kc || !vc || !q || !out || !scratch || !att || !tokens || !rows) {
         fprintf(stderr, "run: out of memory for the benchmark buffers\n");
         status = 1;
         goto done;
@@ -305,8 +312,10 @@ int bench_run(const char *path, const BenchOptions *o) {
         r->read_gbs = read_bandwidth(pool, rc, o->reps);
         r->pp_tps = bench_pp(&t, tokens, o->pp, o->reps);
         r->tg_tps = bench_tg(&t, o->tg, o->reps);
-        for (int c = 0; c < 5; c++)
-            r->att_gbs[c] = bench_attention(pool, q, kc, vc, out, scratch, att_ctx[c], o->reps);
+        for (int c = 0; c < 5; c++) {
+            r->att_gbs[c] = bench_attention(pool, q, kc, vc, out, scratch, NULL, att_ctx[c], o->reps);
+            r->att_rec_gbs[c] = bench_attention(pool, q, kc, vc, out, scratch, att, att_ctx[c], o->reps);
+        }
         if (!o->json)
             fprintf(stderr, "threads %d: read %.1f GB/s, pp %.1f tok/s, tg %.1f tok/s\n", r->threads,
                     r->read_gbs, r->pp_tps, r->tg_tps);
@@ -315,7 +324,7 @@ int bench_run(const char *path, const BenchOptions *o) {
     }
     if (status == 0) (o->json ? print_json : print_text)(path, &t.model, o, rows, read_bytes);
 done:
-    free(rows), free(tokens), free(scratch), free(out), free(q), free(vc), free(kc), free(buf), free(rc);
+    free(rows), free(tokens), free(scratch), free(att), free(out), free(q), free(vc), free(kc), free(buf), free(rc);
     transformer_free(&t);
     return status;
 }

@@ -18,6 +18,7 @@
 #include "gguf.h"
 #include "hf.h"
 #include "llama2c.h"
+#include "outfile.h"
 #include "synth.h"
 #include "writer.h"
 
@@ -205,13 +206,13 @@ int main(int argc, char **argv) {
     if (shape) {
         if (npos != 1) return usage_error("--random needs exactly one output path", "");
         if (tok_path) return usage_error("--random makes its own tokenizer: drop --tokenizer", "");
-        writer_install_cleanup();
+        outfile_install_cleanup();
         int rc = export_random(shape, seed, dtype, pos[0]);
         if (rc == 2) usage(stderr);
         return rc;
     }
     if (npos < 2) return usage_error("needs an input and an output path", "");
-    writer_install_cleanup();
+    outfile_install_cleanup();
 
     if (hf_sniff(pos[0])) {
         if (tok_path) return usage_error("a Hugging Face directory has tokenizer.json: drop --tokenizer", "");

@@ -389,3 +389,18 @@ const char *json_type_name(int type) {
                                         "an array", "an object"};
     return type >= 0 && type <= JSON_OBJECT ? names[type] : "?";
 }
+
+int json_write_string(FILE *f, const char *s, size_t n) {
+    const unsigned char *u = (const unsigned char *)s;
+    int ok = fputc('"', f) != EOF;
+    for (size_t i = 0; i < n && ok;) {
+        unsigned c = u[i];
+        size_t k = utf8_len(u + i, n - i);
+        if (k == 0) ok = fprintf(f, "\\u003c0x%02X>", c) > 0, k = 1;  // <0xXX>
+        else if (c == '"' || c == '\\') ok = fprintf(f, "\\%c", c) > 0;
+        else if (c < 0x20 || c == '<' || c == 0x7f) ok = fprintf(f, "\\u%04x", c) > 0;
+        else ok = fwrite(u + i, 1, k, f) == k;
+        i += k;
+    }
+    return ok && fputc('"', f) != EOF ? 0 : -1;
+}

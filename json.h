@@ -1,4 +1,5 @@
-// json.h: a small strict JSON parser (RFC 8259), for Hugging Face config and tokenizer files.
+// json.h: a small strict JSON parser (RFC 8259), for Hugging Face config and tokenizer files,
+// and a string writer (for the attention map page).
 //
 // Contract: libc only; nothing here exits or prints. The whole document is parsed into a tree
 // of JsonValue nodes that json_free releases. Strict: exactly one value with optional
@@ -11,6 +12,7 @@
 #define SEARCHLIGHT_JSON_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #define JSON_MAX_DEPTH 64
 
@@ -45,5 +47,11 @@ int json_is_str(const JsonValue *v, const char *s);
 // An integral number in [lo, hi]? Then *out receives it.
 int json_int(const JsonValue *v, long long lo, long long hi, long long *out);
 const char *json_type_name(int type);
+
+// Writes n bytes of text to f as a JSON string literal, quotes included, safe inside an HTML
+// <script>: ", \\ and control bytes are escaped, < is written \u003c. A byte that is not part
+// of valid UTF-8 (a byte token's piece, say) is written as the text <0xXX>. Returns 0, or -1
+// if a write failed.
+int json_write_string(FILE *f, const char *s, size_t n);
 
 #endif

@@ -13,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "attnmap.h"
 #include "bench.h"
+#include "outfile.h"
 #include "pool.h"
 #include "ppl.h"
 #include "sampler.h"
@@ -32,6 +34,8 @@ typedef struct {
     uint64_t seed;               // 0: from the clock
     long steps;                  // 0: min(256, seq_len)
     const char *ppl_path;        // --ppl: score this text instead of generating
+    const char *attn_map;        // --attn-map: write the attention weights as an HTML page
+    const char *attn_dump;       // --attn-dump: write them as raw fp32 rows
     int kv_type;                 // --kv: ATTN_KV_F32 or ATTN_KV_F16
     int bench;                   // --bench: the threads list, pp, tg, reps, json below
     BenchOptions b;
@@ -58,6 +62,9 @@ static void usage(FILE *f) {
             "  -m <mode>   generate (default) or tokenize: print the prompt's token ids\n"
             "  --kv <type> KV cache type: f32 (default) or f16 (half the memory and traffic)\n"
             "  --ppl <path> print the perplexity of a text file instead of generating\n"
+            "  --attn-map <file.html>  also write the attention weights of the prompt and the\n"
+            "              generated tokens as a self-contained page of heatmaps\n"
+            "  --attn-dump <file>      also write them as raw fp32 rows (layout: attnmap.h)\n"
             "  -h, --help  this message\n"
             "Benchmark: run <model> --bench [-T list] [--pp N] [--tg N] [--reps R] [--json]\n"
             "  -T <list>   thread counts, comma-separated, e.g. 1,2 (default: online CPUs)\n"
@@ -168,13 +175,15 @@ static Options parse_args(int argc, char **argv) {
             continue;
         }
         int is_long = !strcmp(a, "--pp") || !strcmp(a, "--tg") || !strcmp(a, "--reps");
-        int is_word = !strcmp(a, "--kv") || !strcmp(a, "--ppl");
+        int is_word = !strcmp(a, "--kv") || !strcmp(a, "--ppl") || !strcmp(a, "--attn-map") ||
+                      !strcmp(a, "--attn-dump");
         if (!is_long && !is_word && (a[2] != '\0' || !strchr("tpksnizTm", a[1])))
             usage_error("unknown option '%s'%s", a, "");
         if (i + 1 >= argc) usage_error("%s needs a value%s", a, "");
         const char *v = argv[++i];
-        if (!strcmp(a, "--ppl")) {
-            o.ppl_path = v;
+        if (!strcmp(a, "--ppl") || !strcmp(a, "--attn-map") || !strcmp(a, "--attn-dump")) {
+            if (*v == '\0') usage_error("%s needs a file name, not ''%s", a, "");
+            *(a[2] == 'p' ? &o.ppl_path : a[7] == 'm' ? &o.attn_map : &o.attn_dump) = v;
             continue;
         }
         if (!strcmp(a, "--kv")) {
@@ -210,6 +219,11 @@ static Options parse_args(int argc, char **argv) {
                     "directory nor the current one%s", DEFAULT_MODEL, "");
     if (!o.bench && o.b.n_threads > 1) usage_error("-T: a list of thread counts needs --bench%s%s", "", "");
     if (o.bench && o.ppl_path) usage_error("--bench and --ppl: pick one%s%s", "", "");
+    if ((o.attn_map || o.attn_dump) && (o.bench || o.ppl_path || strcmp(o.mode, "generate")))
+        usage_error("%s records a generation: not with --bench, --ppl or -m tokenize%s",
+                    o.attn_map ? "--attn-map" : "--attn-dump", "");
+    if (o.attn_map && o.attn_dump && strcmp(o.attn_map, o.attn_dump) == 0)
+        usage_error("--attn-map and --attn-dump name the same file '%s'%s", o.attn_map, "");
     return o;
 }
 
@@ -251,9 +265,53 @@ static int tokenize(const Tokenizer *tok, const char *prompt) {
     return 0;
 }
 
-static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, const char *prompt,
+// --attn-map, --attn-dump: the weights of every position that ran, and every token.
+typedef struct {
+    AttnMap map;
+    int *ids;  // the prompt's tokens (BOS first), then each one sampled
+    size_t n_ids;
+} Recording;
+
+// Starts recording a generation of up to `steps` positions. Returns 0, or 1 after a message.
+static int recording_start(Recording *r, Transformer *t, const int *prompt, size_t n_prompt,
+                           long steps) {
+    const SlHeader *h = &t->model.header;
+    memset(r, 0, sizeof *r);
+    if (attnmap_build(&r->map, (size_t)h->n_layers, (size_t)h->n_heads, (size_t)steps) != 0)
+        return 1;
+    if (!(r->ids = malloc(((size_t)steps + 1) * sizeof(int)))) {
+        fprintf(stderr, "run: out of memory for the attention recording\n");
+        return 1;
+    }
+    memcpy(r->ids, prompt, n_prompt * sizeof(int));
+    r->n_ids = n_prompt;
+    return transformer_record(t, attnmap_sink, &r->map) == MODEL_OK ? 0 : 1;
+}
+
+// Writes the files asked for. Returns 0, or 1 after a message.
+static int recording_save(const Recording *r, const Transformer *t, const Tokenizer *tok,
+                          const Options *o, size_t n_prompt) {
+    const char *slash = strrchr(o->model_path, '/');
+    AttnPage page = {.model = slash ? slash + 1 : o->model_path, .prompt = o->prompt,
+                     .n_kv_heads = (size_t)t->model.header.n_kv_heads, .n_prompt = n_prompt,
+                     .ids = r->ids, .n_ids = r->n_ids, .tok = tok};
+    if (o->attn_dump && attnmap_write_dump(&r->map, o->attn_dump, r->ids, n_prompt) != 0) return 1;
+    if (o->attn_map && attnmap_write_page(&r->map, o->attn_map, &page) != 0) return 1;
+    fprintf(stderr, "attention: %zu positions x %zu layers x %zu heads written to %s%s%s\n",
+            r->map.n_rows, r->map.n_layers, r->map.n_heads, o->attn_map ? o->attn_map : "",
+            o->attn_map && o->attn_dump ? " and " : "", o->attn_dump ? o->attn_dump : "");
+    return 0;
+}
+
+static void recording_free(Recording *r) {
+    attnmap_free(&r->map);
+    free(r->ids);
+}
+
+static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, const Options *o,
                     long steps) {
     const SlHeader *h = &t->model.header;
+    const char *prompt = o->prompt;
     size_t n_prompt;
     int *ids = encode_prompt(tok, prompt, &n_prompt);
     if (!ids) return 1;
@@ -269,6 +327,12 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
         usage(stderr);
         free(ids);
         return EXIT_USAGE;
+    }
+    Recording rec, *r = o->attn_map || o->attn_dump ? &rec : NULL;
+    if (r && recording_start(r, t, ids, n_prompt, steps) != 0) {
+        recording_free(r);
+        free(ids);
+        return 1;
     }
     // the prompt goes through as one batch; its text is echoed as llama2.c echoes it
     double t0 = now_s();
@@ -290,6 +354,7 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
         const char *piece = tokenizer_decode(tok, token, next, &len);
         write_piece(piece, len);
         fflush(stdout);
+        if (r) r->ids[r->n_ids++] = next;
         token = next;
         if (pos >= (size_t)steps) break;
         logits = transformer_forward(t, &token, 1, pos++);
@@ -301,8 +366,10 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
     fprintf(stderr, "prompt: %zu tokens, %.1f tok/s | generation: %zu tokens, %.1f tok/s\n",
             n_prompt, (double)n_prompt / (t1 - t0), decoded,
             decoded ? (double)decoded / (t2 - t1) : 0.0);
+    int rc = r ? recording_save(r, t, tok, o, n_prompt) : 0;
+    if (r) recording_free(r);
     free(ids);
-    return 0;
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -354,7 +421,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "run: out of memory for the sampler\n");
         rc = 1;
     } else {
-        rc = generate(&t, tok, &sampler, o.prompt, steps);
+        if (o.attn_map || o.attn_dump) outfile_install_cleanup();
+        rc = generate(&t, tok, &sampler, &o, steps);
         sampler_free(&sampler);
     }
     if (o.tokenizer_path) tokenizer_free(&override);  // safe after a failed load too

@@ -82,7 +82,7 @@ void runstate_free(RunState *s) {
     free(s->hb), free(s->hb2), free(s->att), free(s->logits), free(s->attn_scratch);
     free(s->q8);
     free(s->rope_cos);
-    free(s->rope_sin), free(s->key_cache), free(s->value_cache);
+    free(s->rope_sin), free(s->key_cache), free(s->value_cache), free(s->att_rec);
     memset(s, 0, sizeof *s);
 }
 
@@ -94,6 +94,20 @@ int transformer_build(Transformer *t, const char *path, Pool *pool, int kv_type)
     if ((err = runstate_build(&t->state, &t->model.header, kv_type)) != MODEL_OK)
         model_close(&t->model);
     return err;
+}
+
+int transformer_record(Transformer *t, AttnSink sink, void *ctx) {
+    const SlHeader *h = &t->model.header;
+    RunState *s = &t->state;
+    size_t n;
+    if (__builtin_mul_overflow(s->batch * (size_t)h->n_heads, (size_t)h->seq_len * sizeof(float), &n) ||
+        (!s->att_rec && !(s->att_rec = malloc(n)))) {
+        fprintf(stderr, "cannot allocate %d x %d x %d floats to record attention\n", (int)s->batch,
+                h->n_heads, h->seq_len);
+        return MODEL_ERR_NOMEM;
+    }
+    t->sink = sink, t->sink_ctx = ctx;
+    return MODEL_OK;
 }
 
 void transformer_free(Transformer *t) {
@@ -167,7 +181,13 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
                 attention_kv_store(s->kv_type, vc + at, s->v + i * kv_dim + g * hd, hd);
             }
         }
-        attention_prefill(pool, &shape, s->ao, s->q, kc, vc, pos0, n, s->attn_scratch);
+        if (t->sink) {  // recording: the kernel's weights, then the sink
+            attention_prefill_rec(pool, &shape, s->ao, s->q, kc, vc, pos0, n, s->attn_scratch,
+                                  s->att_rec, seq);
+            t->sink(t->sink_ctx, l, pos0, n, s->att_rec, seq);
+        } else {
+            attention_prefill(pool, &shape, s->ao, s->q, kc, vc, pos0, n, s->attn_scratch);
+        }
         matmul_input(&in, s->ao, q_dim, n, q8_for(s, &wo, NULL, NULL));
         matmul(pool, s->xb2, &in, &wo);
         for (size_t i = 0; i < n * dim; i++) s->x[i] += s->xb2[i];
@@ -251,6 +271,7 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
             attention_head(s->ao + qh * hd, s->att + qh * seq, s->q + qh * hd, kc + g * seq * hd,
                            vc + g * seq * hd, pos, hd);
         }
+        if (t->sink) t->sink(t->sink_ctx, l, pos, 1, s->att, seq);
         matvec_tensor(s->xb2, s->ao, &wo);
         for (size_t i = 0; i < dim; i++) s->x[i] += s->xb2[i];
         rmsnorm(s->xb, s->x, w->rms_ffn + l * dim, dim, h->norm_eps);

@@ -34,12 +34,21 @@ typedef struct {
     int kv_type;        // ATTN_KV_F32 or ATTN_KV_F16: the element type of the caches
     void *key_cache;    // (layer, n_kv_heads, seq_len, head_dim): positions stream in order
     void *value_cache;  // (layer, n_kv_heads, seq_len, head_dim)
+    float *att_rec;     // (batch, n_heads, seq_len) recorded weights; only with a sink
 } RunState;
+
+// Receives the attention weights of one layer for tokens at positions pos0 .. pos0 + n - 1:
+// w is (n, n_heads, stride); row (i, h) holds head h's weights over keys 0 .. pos0 + i (the
+// rest of the row is unspecified). Valid during the call only.
+typedef void (*AttnSink)(void *ctx, size_t layer, size_t pos0, size_t n, const float *w,
+                         size_t stride);
 
 typedef struct {
     Model model;
     RunState state;
-    Pool *pool;  // not owned; NULL runs on the calling thread
+    Pool *pool;      // not owned; NULL runs on the calling thread
+    AttnSink sink;   // set by transformer_record: attention recording is on
+    void *sink_ctx;
 } Transformer;
 
 // Opens and validates the model file, then allocates the run state with a KV cache of
@@ -52,6 +61,11 @@ void transformer_free(Transformer *t);
 int runstate_build(RunState *s, const SlHeader *h, int kv_type);
 void runstate_free(RunState *s);
 
+// Turns attention recording on: from now on every forward pass hands each layer's weights,
+// the ones its attention kernel used (attention.h's *_rec calls), to sink. Allocates the
+// recording buffer; returns MODEL_OK or MODEL_ERR_NOMEM after printing one line.
+int transformer_record(Transformer *t, AttnSink sink, void *ctx);
+
 // Runs n >= 1 tokens at positions pos0 .. pos0 + n - 1 (pos0 + n <= seq_len; the cache
 // holds 0 .. pos0 - 1) and returns the logits (vocab_size) of the last one, valid until
 // the next call. Any n works: more than SL_MAX_BATCH tokens go through in chunks.
@@ -62,7 +76,8 @@ void transformer_forward_all(Transformer *t, const int *tokens, size_t n, size_t
                              float *logits);
 
 // The same pass for one token, on the plain kernels of kernels.h only: the reference
-// that the fast path is tested against. Needs an f32 KV cache.
+// that the fast path is tested against. Needs an f32 KV cache. With recording on, the sink
+// receives attention_head's weights (n = 1).
 float *transformer_forward_plain(Transformer *t, int token, size_t pos);
 
 #endif

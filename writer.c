@@ -2,38 +2,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include "writer.h"
 
+#include "outfile.h"
+
 #include <errno.h>
-#include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
-
-// The temporary file being written, for the signal handler (async-signal-safe use only).
-static char tmp_path[PATH_MAX];
-static volatile sig_atomic_t tmp_live;
-
-static void on_signal(int sig) {
-    if (tmp_live) unlink(tmp_path);
-    signal(sig, SIG_DFL);
-    raise(sig);
-}
-
-void writer_install_cleanup(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    // Past RLIMIT_FSIZE, write() raises SIGXFSZ, whose default action kills the process
-    // and leaves the temporary file behind: ignored, the write fails with EFBIG instead,
-    // which is reported and cleaned up like a full disk.
-    signal(SIGXFSZ, SIG_IGN);
-}
 
 static int write_all(FILE *f, const void *p, size_t n) {
     return fwrite(p, 1, n, f) == n;
@@ -123,38 +98,16 @@ int model_write(const char *path, SlHeader h, const Tokenizer *tok, const Tensor
     }
     tokenizer_write_section(tok, toksec);
 
-    if ((size_t)snprintf(tmp_path, sizeof tmp_path, "%s.tmp-XXXXXX", path) >= sizeof tmp_path) {
-        fprintf(stderr, "%s: path too long\n", path);
+    OutFile o;
+    if (!outfile_open(&o, path)) {
         free(toksec);
         return -1;
     }
-    int fd = mkstemp(tmp_path);
-    if (fd < 0) {
-        fprintf(stderr, "%s: cannot create a temporary file beside it: %s\n", path,
-                strerror(errno));
-        free(toksec);
-        return -1;
-    }
-    tmp_live = 1;
-    mode_t mask = umask(0);
-    umask(mask);
-    fchmod(fd, 0666 & ~mask);  // mkstemp makes 0600; give the usual permissions
-    FILE *f = fdopen(fd, "wb");
-    if (!f) close(fd);
-    int body = f ? write_body(f, &h, &lay, toksec, td, path) : -1;
-    int ok = body == 0 && fflush(f) == 0 && fsync(fd) == 0;
+    int body = write_body(o.f, &h, &lay, toksec, td, path);  // -2: the producer said why
     int err = errno;
     free(toksec);
-    if (f && fclose(f) != 0 && ok) ok = 0, err = errno;
-    if (ok && rename(tmp_path, path) != 0) ok = 0, err = errno;
-    if (!ok) {
-        if (body != -2)  // a producer's failure is reported by the producer alone
-            fprintf(stderr, "%s: write failed: %s (left as it was)\n", path, strerror(err));
-        unlink(tmp_path);
-        tmp_live = 0;
-        return -1;
-    }
-    tmp_live = 0;
+    errno = err;
+    if (outfile_close(&o, body) != 0) return -1;
     *written = lay.file_bytes;
     return 0;
 }

@@ -1,9 +1,7 @@
 // writer.h: writes a searchlight model file atomically.
 //
-// Contract: POSIX and libc. The file is written under a temporary name beside the
-// target, flushed to disk, and renamed over the target only when complete. On any
-// error, or on SIGINT/SIGTERM/SIGHUP once writer_install_cleanup() has run, the
-// temporary file is removed and an existing target is left untouched.
+// Contract: POSIX and libc. The file is written through outfile.h: it appears whole or
+// not at all, and an existing target is left untouched by any failure.
 #ifndef SEARCHLIGHT_WRITER_H
 #define SEARCHLIGHT_WRITER_H
 
@@ -24,8 +22,5 @@ typedef struct {
 // *written receives the file size.
 int model_write(const char *path, SlHeader h, const Tokenizer *tok, const TensorData *td,
                 size_t *written);
-
-// Removes a half-written temporary file if the process is interrupted.
-void writer_install_cleanup(void);
 
 #endif

@@ -31,6 +31,16 @@ const char *model_file(const char *name) {
     return p;
 }
 
+void need_program(const char *name, const char *package) {
+    char *out = NULL, *err = NULL;
+    int rc = run_cmd(&out, &err, "command -v %s", name);
+    free(out), free(err);
+    if (rc == 0) return;
+    const char *ci = getenv("CI");
+    if (ci && strcmp(ci, "true") == 0) cr_assert_fail("%s is not installed, and CI requires it", name);
+    cr_skip_test("%s not found: this test needs it (apt-get install %s)", name, package);
+}
+
 const char *bin_path(const char *name) {
     const char *dir = getenv("SL_BIN");
     char *p = next_buf();

@@ -14,6 +14,9 @@
 // Path of a file under $SL_MODELS; skips (or, in CI, fails) the test if it is missing.
 const char *model_file(const char *name);
 
+// Whether a program is on PATH; if not, skips the test (or, in CI, fails it) saying why.
+void need_program(const char *name, const char *package);
+
 // Path of a binary under $SL_BIN.
 const char *bin_path(const char *name);
 

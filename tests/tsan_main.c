@@ -4,13 +4,14 @@
 // TSan reserves), so this driver stands alone: `make test-tsan` builds it with
 // -fsanitize=thread and fails on any report. It runs the pool, then the forward pass of the
 // default model (every threaded matmul and attention kernel, batched and one token at a
-// time, f32 and f16 caches) on 2 to 4 threads, and checks the logits bitwise against 1
-// thread.
+// time, f32 and f16 caches, with and without recording the attention weights) on 2 to 4
+// threads, and checks the logits, and the recorded weights, bitwise against 1 thread.
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../attnmap.h"
 #include "../pool.h"
 #include "../transformer.h"
 
@@ -38,11 +39,16 @@ static void hit(void *arg, int thread, int n_threads) {
 
 enum { PROMPT = 24, DECODE = 16 };
 
-// The logits of every decode step after a batched (or token-by-token) prompt.
-static float *logits_of(const char *path, int threads, int kv, int batched) {
+// The logits of every decode step after a batched (or token-by-token) prompt; with rec, the
+// attention weights go there too (rec is built here; the caller frees it).
+static float *logits_of(const char *path, int threads, int kv, int batched, AttnMap *rec) {
     Pool *pool = pool_create(threads);
     Transformer t;
     if (!pool || transformer_build(&t, path, pool, kv) != MODEL_OK) exit(1);
+    if (rec && (attnmap_build(rec, (size_t)t.model.header.n_layers,
+                              (size_t)t.model.header.n_heads, PROMPT + DECODE) != 0 ||
+                transformer_record(&t, attnmap_sink, rec) != MODEL_OK))
+        exit(1);
     int V = t.model.header.vocab_size, tokens[PROMPT + DECODE];
     for (int i = 0; i < PROMPT + DECODE; i++) tokens[i] = (i * 7919 + 13) % V;
     float *out = malloc((size_t)(DECODE + 1) * V * sizeof(float)), *l = NULL;
@@ -73,14 +79,26 @@ int main(int argc, char **argv) {
     size_t bytes = (size_t)(DECODE + 1) * m.header.vocab_size * sizeof(float);
     model_close(&m);
     for (int kv = ATTN_KV_F32; kv <= ATTN_KV_F16; kv++) {
-        float *ref = logits_of(path, 1, kv, 1);
+        AttnMap ref_w;
+        float *ref = logits_of(path, 1, kv, 1, &ref_w);
+        size_t wbytes = ref_w.n_layers * ref_w.n_heads * ref_w.cap * (ref_w.cap + 1) / 2 * 4;
         for (int nt = 2; nt <= 4; nt++)
-            for (int batched = 0; batched <= 1; batched++) {
-                float *got = logits_of(path, nt, kv, batched);
-                CHECK(memcmp(got, ref, bytes) == 0, "kv %d, %d threads, batched %d: logits differ",
-                      kv, nt, batched);
-                free(got);
-            }
+            for (int batched = 0; batched <= 1; batched++)
+                for (int record = 0; record <= 1; record++) {
+                    AttnMap w;
+                    float *got = logits_of(path, nt, kv, batched, record ? &w : NULL);
+                    CHECK(memcmp(got, ref, bytes) == 0,
+                          "kv %d, %d threads, batched %d, recording %d: logits differ", kv, nt,
+                          batched, record);
+                    if (record) {
+                        CHECK(memcmp(w.w, ref_w.w, wbytes) == 0,
+                              "kv %d, %d threads, batched %d: recorded weights differ", kv, nt,
+                              batched);
+                        attnmap_free(&w);
+                    }
+                    free(got);
+                }
+        attnmap_free(&ref_w);
         free(ref);
     }
     printf("tsan_main: %s\n", failures ? "FAILED" : "ok");
