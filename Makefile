@@ -110,13 +110,15 @@ test-tsan: $(TSAN)/tsan_main
 	@! grep -n "WARNING: ThreadSanitizer" $(TSAN)/test.log
 
 # Under memcheck (no errors, no leaks): an export of the committed Hugging Face fixture, and
-# one greedy generation of the default model, whose text must equal the same binary's
-# output without valgrind. Needs nothing outside the repository.
+# one greedy generation of the default model recording its attention, whose text and weights
+# must equal the same binary's without valgrind. Needs nothing outside the repository.
 VG_CMD = valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=all
 test-valgrind: $(VG)/run $(VG)/export
 	$(VG_CMD) $(VG)/export --dtype q8_0 tests/fixtures/tiny-f32 $(VG)/tiny.slm > /dev/null
-	$(VG)/run $(DEFAULT_MODEL) -t 0 -n 100 -i "And God said" > $(VG)/greedy.txt
-	$(VG_CMD) $(VG)/run $(DEFAULT_MODEL) -t 0 -n 100 -i "And God said" | cmp - $(VG)/greedy.txt
+	$(VG)/run $(DEFAULT_MODEL) -t 0 -n 100 -i "And God said" --attn-dump $(VG)/attn.bin > $(VG)/greedy.txt
+	$(VG_CMD) $(VG)/run $(DEFAULT_MODEL) -t 0 -n 100 -i "And God said" --attn-dump $(VG)/attn-vg.bin \
+		--attn-map $(VG)/map.html | cmp - $(VG)/greedy.txt
+	cmp $(VG)/attn.bin $(VG)/attn-vg.bin
 
 # The kernels of the other instruction sets (this machine has AVX-512): the AVX2 and the
 # plain C builds of the matmul, attention and quantization suites.
