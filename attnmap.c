@@ -21,12 +21,12 @@ static size_t triangle(size_t n) { return n * (n + 1) / 2; }
 
 int attnmap_build(AttnMap *m, size_t n_layers, size_t n_heads, size_t cap) {
     memset(m, 0, sizeof *m);
-    size_t per = triangle(cap), n;  // cap is a context length: no overflow
-    if (__builtin_mul_overflow(n_layers * n_heads, per * sizeof(float), &n) ||
-        n > ATTNMAP_MAX_BYTES) {
+    size_t twice, maps, n;  // twice the floats of a map (cap (cap + 1)), maps, bytes
+    if (__builtin_mul_overflow(cap, cap + 1, &twice) || __builtin_mul_overflow(n_layers, n_heads, &maps) ||
+        __builtin_mul_overflow(maps, twice / 2 * sizeof(float), &n) || n > ATTNMAP_MAX_BYTES) {
         fprintf(stderr, "attention map: %zu positions x %zu layers x %zu heads need %.0f MiB, "
                 "more than %zu MiB; run fewer positions (-n)\n", cap, n_layers, n_heads,
-                (double)n_layers * (double)n_heads * (double)per * 4.0 / 1048576.0,
+                (double)n_layers * (double)n_heads * (double)cap * ((double)cap + 1) * 2.0 / 1048576.0,
                 ATTNMAP_MAX_BYTES >> 20);
         return -1;
     }

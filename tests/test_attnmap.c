@@ -168,16 +168,10 @@ static uint8_t *read_png(const char *path, unsigned *w, unsigned *h) {
 
 #define CHROMIUM "timeout 120 chromium --headless --no-sandbox --disable-gpu --user-data-dir=%s"
 
-// The page is self-contained (nothing fetched), its script runs to the end without an
+// Checks a page: self-contained (nothing fetched), its script runs to the end without an
 // error, and a 1280x900 screenshot shows heatmaps: a good share of coloured pixels in many
 // colours (an empty page, or one showing only text, is white, black and grey).
-Test(attnmap, page_renders_in_headless_chromium) {
-    need_program("chromium", "chromium");
-    char page[4096], flags[4200];
-    snprintf(page, sizeof page, "%s", tmp_file("map.html"));
-    snprintf(flags, sizeof flags, "-T 2 --attn-map %s", page);
-    free(run_recorded(model_260k(), flags));
-
+static void check_page_renders(const char *page) {
     size_t n;
     char *html = read_all(page, &n);
     cr_assert(html && n > 1000);
@@ -216,11 +210,41 @@ Test(attnmap, page_renders_in_headless_chromium) {
         uint32_t c = (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
         if (!(seen[c >> 3] & (1 << (c & 7)))) seen[c >> 3] |= (uint8_t)(1 << (c & 7)), distinct++;
     }
-    cr_log_info("screenshot: %.1f%% coloured pixels, %zu colours", 100.0 * colored / (w * h),
+    cr_log_info("%s: %.1f%% coloured pixels, %zu colours", page, 100.0 * colored / (w * h),
                 distinct);
     cr_assert(colored >= (size_t)w * h / 10, "only %zu of %u pixels are coloured", colored, w * h);
     cr_assert(distinct >= 64, "only %zu colours: no heatmap", distinct);
     free(seen), free(px);
+}
+
+// stories260K on the fixed prompt: 72 positions, 5 layers, 8 heads.
+Test(attnmap, page_renders_in_headless_chromium) {
+    need_program("chromium", "chromium");
+    char page[4096], flags[4200];
+    snprintf(page, sizeof page, "%s", tmp_file("map.html"));
+    snprintf(flags, sizeof flags, "-T 2 --attn-map %s", page);
+    free(run_recorded(model_260k(), flags));
+    check_page_renders(page);
+}
+
+// The size the page must stay usable at: 256 positions x 8 layers x 8 heads (an 11 MB page),
+// from a model of stories42M's shape with random weights.
+Test(attnmap, page_of_256_tokens_8_layers_8_heads_renders) {
+    need_program("chromium", "chromium");
+    char model[4096], page[4096], *out, *err;
+    snprintf(model, sizeof model, "%s", tmp_file("r42.slm"));
+    snprintf(page, sizeof page, "%s", tmp_file("map256.html"));
+    int rc = run_cmd(&out, &err, "%s --dtype q8_0 --random stories42M %s", bin_path("export"),
+                     model);
+    cr_assert_eq(rc, 0, "export failed: %s", err);
+    free(out), free(err);
+    rc = run_cmd(&out, &err, "%s %s -n 256 -s 7 -i 'a' --attn-map %s", bin_path("run"), model,
+                 page);
+    cr_assert_eq(rc, 0, "run failed: %s", err);
+    cr_assert(strstr(err, "attention: 256 positions x 8 layers x 8 heads"), "%s", err);
+    free(out), free(err);
+    check_page_renders(page);
+    unlink(model);
 }
 
 // ---- bad input ----
@@ -284,4 +308,15 @@ Test(attnmap, json_strings_are_safe_in_a_script) {
     fclose(f);
     cr_assert_str_eq(buf, "\"a\\\"b\\\\c\\u000a\\u003c\\u0001\xe2\x82\xac\\u003c0xFF>\\u003c/script>\"");
     free(buf);
+}
+
+// A map larger than ATTNMAP_MAX_BYTES is refused up front (not left to the allocator or
+// the OOM killer), and a size that overflows size_t is refused the same way.
+Test(attnmap, too_large_a_map_is_refused) {
+    AttnMap m;
+    cr_assert_eq(attnmap_build(&m, 32, 32, 8192), -1);  // 128 GiB
+    cr_assert_eq(attnmap_build(&m, (size_t)1 << 40, (size_t)1 << 40, 4), -1);
+    cr_assert_eq(attnmap_build(&m, 2, 2, 16), 0);
+    cr_assert_eq(m.n_rows, 0);
+    attnmap_free(&m);
 }
