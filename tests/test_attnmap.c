@@ -166,7 +166,9 @@ static uint8_t *read_png(const char *path, unsigned *w, unsigned *h) {
     return px;
 }
 
-#define CHROMIUM "timeout 120 chromium --headless --no-sandbox --disable-gpu --user-data-dir=%s"
+// As root (CI) Chromium needs --no-sandbox; a container's small /dev/shm needs the last flag.
+#define CHROMIUM \
+    "timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --user-data-dir=%s"
 
 // Checks a page: self-contained (nothing fetched), its script runs to the end without an
 // error, and a 1280x900 screenshot shows heatmaps: a good share of coloured pixels in many
