@@ -10,7 +10,7 @@ LDLIBS = -lm -lpthread
 MODELS ?= ../shared/models
 
 CORE = model.c quant.c tokenizer.c kernels.c transformer.c ppl.c sampler.c pool.c matmul.c attention.c \
-	outfile.c json.c attnmap.c
+	fileio.c json.c attnmap.c
 EXPORT_SRC = writer.c llama2c.c synth.c convert.c gguf.c safetensors.c hf.c
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
 	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \
@@ -59,7 +59,7 @@ $(1)/attnmap_page.o: build/attnmap_page.c | $(1)/tests
 $(1)/run: $(1)/run.o $(1)/bench.o $(CORE:%.c=$(1)/%.o) $(1)/attnmap_page.o
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
 $(1)/export: $(1)/export.o $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/model.o $(1)/tokenizer.o $(1)/quant.o \
-		$(1)/outfile.o $(1)/json.o
+		$(1)/fileio.o $(1)/json.o
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
 $(1)/test_searchlight: $(TESTS:%.c=$(1)/%.o) $(CORE:%.c=$(1)/%.o) $(EXPORT_SRC:%.c=$(1)/%.o) \
 		$(1)/attnmap_page.o $(1)/tests/helpers.o
@@ -150,7 +150,7 @@ FUZZ_TIME ?= 60
 FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer
 FUZZ_FLAGS = -g -O1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=all
-FUZZ_LIB = model.c quant.c tokenizer.c outfile.c json.c $(EXPORT_SRC)
+FUZZ_LIB = model.c quant.c tokenizer.c fileio.c json.c $(EXPORT_SRC)
 FUZZ_RUN = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 $(FUZZ)/%.o: %.c $(HEADERS) fuzz/fuzz.h
 	@mkdir -p $(dir $@)

@@ -1,7 +1,7 @@
 // attnmap.h: the attention weights of one generation, kept and written out: as raw fp32
 // rows (run --attn-dump) or as a self-contained HTML page of heatmaps (run --attn-map).
 //
-// Contract: libc, outfile.h (files appear whole or not at all), json.h's string writer,
+// Contract: libc, fileio.h (files appear whole or not at all), json.h's string writer,
 // the tokenizer (for the page's token labels) and the page template attnmap.html, which the
 // Makefile embeds as attnmap_page[]. Nothing here exits; errors print one line and return -1.
 // The weights come from transformer_record's sink (attnmap_sink), that is from the attention

@@ -18,7 +18,7 @@
 #include "gguf.h"
 #include "hf.h"
 #include "llama2c.h"
-#include "outfile.h"
+#include "fileio.h"
 #include "synth.h"
 #include "writer.h"
 

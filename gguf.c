@@ -3,16 +3,15 @@
 #include "gguf.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "quant.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -342,18 +341,8 @@ int gguf_sniff(const uint8_t *head, size_t n) { return n >= 4 && memcmp(head, "G
 int gguf_open(Gguf *g, const char *path) {
     memset(g, 0, sizeof *g);
     g->path = path;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fprintf(stderr, "%s: not a regular file\n", path);
-        close(fd);
-        return -1;
-    }
-    g->size = (size_t)st.st_size;
+    int fd = file_open_regular(path, "a GGUF file", &g->size);
+    if (fd < 0) return -1;
     if (g->size < 24) {
         fprintf(stderr, "%s: %zu bytes, shorter than the 24-byte GGUF header\n", path, g->size);
         close(fd);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fileio.h"
 #include "json.h"
 
 #define CONFIG_MAX (1u << 20)
@@ -32,7 +33,7 @@ static char *join(const char *dir, const char *name) {
 static int load_json(const char *path, size_t max, JsonValue *root) {
     char *buf;
     size_t n;
-    if (read_small_file(path, max, &buf, &n) != 0) return -1;
+    if (file_read(path, max, &buf, &n) != 0) return -1;
     JsonError err;
     int rc = json_parse(buf, n, root, &err);
     free(buf);

@@ -3,12 +3,12 @@
 #include "llama2c.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
+
+#include "fileio.h"
 
 #define CONFIG_BYTES 28
 
@@ -56,13 +56,7 @@ static int read_config(SlHeader *h, const int32_t v[7], const char *path) {
     return 0;
 }
 
-static int open_checked(Llama2c *c, const char *path, int fd) {
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fprintf(stderr, "%s: not a regular file\n", path);
-        return -1;
-    }
-    size_t have = (size_t)st.st_size;
+static int open_checked(Llama2c *c, const char *path, int fd, size_t have) {
     int32_t v[7];
     if (have < CONFIG_BYTES || pread(fd, v, CONFIG_BYTES, 0) != CONFIG_BYTES) {
         fprintf(stderr, "%s: %zu bytes, shorter than the %d-byte llama2.c header\n", path, have,
@@ -101,12 +95,10 @@ static int open_checked(Llama2c *c, const char *path, int fd) {
 
 int llama2c_open(Llama2c *c, const char *path) {
     memset(c, 0, sizeof *c);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
-        return -1;
-    }
-    int err = open_checked(c, path, fd);
+    size_t have;
+    int fd = file_open_regular(path, "a llama2.c checkpoint", &have);
+    if (fd < 0) return -1;
+    int err = open_checked(c, path, fd, have);
     close(fd);
     if (err) llama2c_close(c);
     return err;

@@ -5,15 +5,14 @@
 // trusted. Errors print one line naming the file and return an enum model_err.
 #include "model.h"
 
+#include "fileio.h"
 #include "quant.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -231,21 +230,7 @@ static int check_header(const SlHeader *h, const char *path) {
     return MODEL_OK;
 }
 
-static int open_checked(Model *m, const char *path, int need_weights, int fd) {
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        fprintf(stderr, "%s: cannot stat: %s\n", path, strerror(errno));
-        return MODEL_ERR_IO;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "%s: is a directory, expected a model file\n", path);
-        return MODEL_ERR_IO;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        fprintf(stderr, "%s: not a regular file\n", path);
-        return MODEL_ERR_IO;
-    }
-    size_t have = (size_t)st.st_size;
+static int open_checked(Model *m, const char *path, int need_weights, int fd, size_t have) {
     if (have == 0) {
         fprintf(stderr, "%s: empty file (0 bytes)\n", path);
         return MODEL_ERR_EMPTY;
@@ -314,12 +299,10 @@ static int open_checked(Model *m, const char *path, int need_weights, int fd) {
 
 int model_open(Model *m, const char *path, int need_weights) {
     memset(m, 0, sizeof *m);
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
-        return MODEL_ERR_IO;
-    }
-    int err = open_checked(m, path, need_weights, fd);
+    size_t have;
+    int fd = file_open_regular(path, "a model file", &have);
+    if (fd < 0) return MODEL_ERR_IO;
+    int err = open_checked(m, path, need_weights, fd, have);
     close(fd);  // the mapping stays valid without the descriptor
     if (err != MODEL_OK) model_close(m);
     return err;

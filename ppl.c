@@ -4,39 +4,14 @@
 // batch x vocab), so memory does not grow with the context length.
 #include "ppl.h"
 
-#include <errno.h>
+#include "fileio.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-// Reads a whole file into a NUL-terminated buffer. Returns NULL after a message.
-static char *read_text(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - n - 1, f);
-        if (n < cap - 1) break;
-        char *grown = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) : NULL;
-        if (!grown) free(buf);
-        buf = grown, cap *= 2;
-    }
-    int failed = ferror(f);
-    fclose(f);
-    if (!buf || failed) {
-        fprintf(stderr, "%s: %s\n", path, buf ? "read error" : "out of memory reading the text");
-        free(buf);
-        return NULL;
-    }
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
+#define PPL_TEXT_MAX ((size_t)1 << 30)  // the largest text scored (1 GiB)
 
 // -log softmax(logits)[target], in double: log sum_j e^(l_j - max) + max - l_target.
 static double nll_of(const float *logits, size_t vocab, int target) {
@@ -50,8 +25,8 @@ static double nll_of(const float *logits, size_t vocab, int target) {
 int ppl_measure(Transformer *t, const Tokenizer *tok, const char *path, PplResult *out) {
     const SlHeader *h = &t->model.header;
     size_t len, n_ids, vocab = (size_t)h->vocab_size, ctx = (size_t)h->seq_len;
-    char *text = read_text(path, &len);
-    if (!text) return 1;
+    char *text;
+    if (file_read(path, PPL_TEXT_MAX, &text, &len) != 0) return 1;
     size_t cap = len + 3;
     int *ids = malloc(cap * sizeof(int));
     float *logits = malloc(t->state.batch * vocab * sizeof(float));

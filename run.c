@@ -15,7 +15,7 @@
 
 #include "attnmap.h"
 #include "bench.h"
-#include "outfile.h"
+#include "fileio.h"
 #include "pool.h"
 #include "ppl.h"
 #include "sampler.h"

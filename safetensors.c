@@ -3,58 +3,14 @@
 #include "safetensors.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "json.h"
 #include "quant.h"
-
-int read_small_file(const char *path, size_t max, char **buf, size_t *n) {
-    *buf = NULL;
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) {
-        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fprintf(stderr, "%s: not a regular file\n", path);
-        close(fd);
-        return -1;
-    }
-    if ((uint64_t)st.st_size > max) {
-        fprintf(stderr, "%s: %lld bytes, more than the %zu this reader accepts\n", path,
-                (long long)st.st_size, max);
-        close(fd);
-        return -1;
-    }
-    size_t size = (size_t)st.st_size, got = 0;
-    char *b = malloc(size + 1);
-    if (!b) {
-        fprintf(stderr, "%s: out of memory\n", path);
-        close(fd);
-        return -1;
-    }
-    while (got < size) {
-        ssize_t r = pread(fd, b + got, size - got, (off_t)got);
-        if (r <= 0) {
-            fprintf(stderr, "%s: read failed: %s\n", path, r < 0 ? strerror(errno) : "short read");
-            free(b);
-            close(fd);
-            return -1;
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    b[size] = '\0';
-    *buf = b;
-    *n = size;
-    return 0;
-}
 
 static int pread_all(int fd, void *buf, size_t n, uint64_t off) {
     size_t got = 0;
@@ -175,16 +131,9 @@ int st_open_file(StModel *m, const char *path) {
     f->path = strdup(path);
     if (!f->path) return -1;
     m->n_files++;
-    if ((f->fd = open(path, O_RDONLY)) < 0) {
-        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
-        return -1;
-    }
-    struct stat st;
-    if (fstat(f->fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fprintf(stderr, "%s: not a regular file\n", path);
-        return -1;
-    }
-    f->size = (uint64_t)st.st_size;
+    size_t size;
+    if ((f->fd = file_open_regular(path, "a safetensors file", &size)) < 0) return -1;
+    f->size = size;
     uint8_t len8[8];
     if (f->size < 8 || pread_all(f->fd, len8, 8, 0) != 0) {
         fprintf(stderr, "%s: %llu bytes, shorter than the 8-byte safetensors header length\n",
@@ -230,7 +179,7 @@ static int plain_name(const char *s, size_t len) {
 static int open_index(StModel *m, const char *dir, const char *index) {
     char *buf;
     size_t n;
-    if (read_small_file(index, 64u << 20, &buf, &n) != 0) return -1;
+    if (file_read(index, 64u << 20, &buf, &n) != 0) return -1;
     JsonValue root;
     JsonError err;
     if (json_parse(buf, n, &root, &err) != 0) {

@@ -51,7 +51,4 @@ const StTensor *st_find(const StModel *m, const char *name);
 // Elements [first, first + count) of tensor t (row-major), as f32. Returns 0 or -1.
 int st_read_f32(const StModel *m, const StTensor *t, uint64_t first, size_t count, float *out);
 
-// Reads a whole small file (at most max bytes) into a NUL-terminated buffer; -1 after a message.
-int read_small_file(const char *path, size_t max, char **buf, size_t *n);
-
 #endif

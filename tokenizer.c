@@ -5,7 +5,8 @@
 // with a hash table and a heap, so a prompt of n bytes costs O(n log n), not O(n^2).
 #include "tokenizer.h"
 
-#include <errno.h>
+#include "fileio.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,50 +194,23 @@ static int build(Tokenizer *t, Cursor c, int has_type, int vocab_size, int bos_i
     return err;
 }
 
-static int read_file(const char *path, uint8_t **buf, size_t *n) {
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
-        return TOK_ERR_IO;
-    }
-    size_t cap = 1 << 16, len = 0;
-    uint8_t *b = malloc(cap);
-    while (b) {
-        len += fread(b + len, 1, cap - len, f);
-        if (len < cap) break;
-        uint8_t *nb = realloc(b, cap *= 2);
-        if (!nb) free(b);
-        b = nb;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!b) return TOK_ERR_NOMEM;
-    if (bad) {
-        fprintf(stderr, "%s: read error\n", path);
-        free(b);
-        return TOK_ERR_IO;
-    }
-    *buf = b;
-    *n = len;
-    return TOK_OK;
-}
+#define TOK_BIN_MAX ((size_t)1 << 28)  // the largest tokenizer.bin read (256 MiB)
 
 int tokenizer_read_bin(Tokenizer *t, const char *path, int vocab_size, int bos_id, int eos_id) {
     memset(t, 0, sizeof *t);
-    uint8_t *buf;
+    char *text;
     size_t n;
-    int err = read_file(path, &buf, &n);
-    if (err) return err;
+    if (file_read(path, TOK_BIN_MAX, &text, &n) != 0) return TOK_ERR_IO;
+    const uint8_t *buf = (const uint8_t *)text;
     if (n < 4) {
         fprintf(stderr, "%s: %zu bytes, a tokenizer.bin needs at least 4\n", path, n);
-        free(buf);
+        free(text);
         return TOK_ERR_FORMAT;
     }
     // llama2.c's lengths are int32; a negative one reads as a huge uint32 and is refused.
     Cursor c = {buf + 4, buf + n};
-    err = build(t, c, 0, vocab_size, bos_id, eos_id, path);
-    free(buf);
+    int err = build(t, c, 0, vocab_size, bos_id, eos_id, path);
+    free(text);
     return err;
 }
 

@@ -2,7 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "writer.h"
 
-#include "outfile.h"
+#include "fileio.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 // writer.h: writes a searchlight model file atomically.
 //
-// Contract: POSIX and libc. The file is written through outfile.h: it appears whole or
+// Contract: POSIX and libc. The file is written through fileio.h's OutFile: it appears whole or
 // not at all, and an existing target is left untouched by any failure.
 #ifndef SEARCHLIGHT_WRITER_H
 #define SEARCHLIGHT_WRITER_H

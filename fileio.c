@@ -1,14 +1,88 @@
-// outfile.c: a file that appears whole or not at all (see outfile.h).
+// fileio.c: whole files in and out (see fileio.h).
 #define _POSIX_C_SOURCE 200809L
-#include "outfile.h"
+#include "fileio.h"
 
+#include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+// ---- reading ----
+
+int file_open_regular(const char *path, const char *what, size_t *size) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    int ok = fstat(fd, &st) == 0;
+    if (!ok) fprintf(stderr, "%s: cannot stat: %s\n", path, strerror(errno));
+    else if (S_ISDIR(st.st_mode)) ok = 0, fprintf(stderr, "%s: is a directory, expected %s\n", path, what);
+    else if (!S_ISREG(st.st_mode)) ok = 0, fprintf(stderr, "%s: not a regular file\n", path);
+    if (!ok) {
+        close(fd);
+        return -1;
+    }
+    *size = (size_t)st.st_size;
+    return fd;
+}
+
+int file_read(const char *path, size_t max, char **buf, size_t *n) {
+    assert(max < SIZE_MAX / 2);
+    *buf = NULL;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *b = NULL;
+    size_t cap = 0, len = 0;  // cap: bytes allocated; room is kept for max + 1 bytes and a NUL
+    const char *why = NULL;
+    for (;;) {
+        if (cap - len < 2) {
+            size_t want = cap ? cap * 2 : (size_t)1 << 16;
+            if (want > max + 2) want = max + 2;
+            char *grown = realloc(b, want);
+            if (!grown) {
+                why = "out of memory";
+                break;
+            }
+            b = grown, cap = want;
+        }
+        ssize_t r = read(fd, b + len, cap - 1 - len);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            why = strerror(errno);
+            break;
+        }
+        if (r == 0) break;
+        len += (size_t)r;
+        if (len > max) {
+            fprintf(stderr, "%s: more than the %zu bytes this reader accepts\n", path, max);
+            why = "";
+            break;
+        }
+    }
+    close(fd);
+    if (why) {
+        if (*why) fprintf(stderr, "%s: read failed: %s\n", path, why);
+        free(b);
+        return -1;
+    }
+    b[len] = '\0';
+    *buf = b;
+    *n = len;
+    return 0;
+}
+
+// ---- writing ----
 
 // The temporary file being written, for the signal handler (async-signal-safe use only).
 static char tmp_path[PATH_MAX];
