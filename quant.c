@@ -7,38 +7,26 @@
 #include <math.h>
 #include <string.h>
 
-static uint32_t bits_of(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float float_of(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 // f16: 1 sign, 5 exponent (bias 15), 10 mantissa bits.
 float fp16_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
-    if (exp == 0x1f) return float_of(sign | 0x7f800000u | (man << 13));  // inf, NaN
+    if (exp == 0x1f) return f32_from_bits(sign | 0x7f800000u | (man << 13));  // inf, NaN
     if (exp == 0) {  // zero or subnormal: man * 2^-24, exact in f32
         float v = (float)man * 0x1p-24f;
         return sign ? -v : v;
     }
-    return float_of(sign | ((exp + 112) << 23) | (man << 13));
+    return f32_from_bits(sign | ((exp + 112) << 23) | (man << 13));
 }
 
 uint16_t f32_to_fp16(float f) {
-    uint32_t u = bits_of(f);
+    uint32_t u = f32_bits(f);
     uint16_t sign = (uint16_t)((u >> 16) & 0x8000u);
     uint32_t a = u & 0x7fffffffu;
     if (a > 0x7f800000u) return sign | 0x7e00u | (uint16_t)((a >> 13) & 0x3ffu);  // NaN, quiet
     if (a >= 0x477ff000u) return sign | 0x7c00u;  // rounds to >= 65520: infinity
     if (a < 0x38800000u) {  // below 2^-14: an f16 subnormal, or zero
         // value = a_float; in units of 2^-24, rounded to nearest even by the FPU
-        float v = float_of(a) * 0x1p24f;
+        float v = f32_from_bits(a) * 0x1p24f;
         return sign | (uint16_t)lrintf(v);  // 0 .. 1024 (1024 is the smallest normal)
     }
     // normal: drop 13 mantissa bits, round to nearest, ties to even (may carry into exp)
@@ -47,10 +35,10 @@ uint16_t f32_to_fp16(float f) {
 }
 
 // bf16: the top 16 bits of an f32.
-float bf16_to_f32(uint16_t h) { return float_of((uint32_t)h << 16); }
+float bf16_to_f32(uint16_t h) { return f32_from_bits((uint32_t)h << 16); }
 
 uint16_t f32_to_bf16(float f) {
-    uint32_t u = bits_of(f);
+    uint32_t u = f32_bits(f);
     if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);  // NaN, quiet
     u += 0x7fffu + ((u >> 16) & 1u);  // round to nearest even; overflow gives infinity
     return (uint16_t)(u >> 16);

@@ -15,8 +15,21 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define Q8_GROUP 32
+
+// The bits of a float and back, through memcpy (well defined in C11, unlike a union pun).
+static inline uint32_t f32_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return u;
+}
+static inline float f32_from_bits(uint32_t u) {
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
 
 float fp16_to_f32(uint16_t h);
 uint16_t f32_to_fp16(float f);

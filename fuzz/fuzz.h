@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../tokenizer.h"
+
 static char fuzz_dir[64], fuzz_path[128];
 
 static inline void fuzz_cleanup(void) {
@@ -34,5 +36,14 @@ static inline const char *fuzz_write(const char *name, const uint8_t *data, size
     }
     close(fd);
     return fuzz_path;
+}
+
+// Encodes text (with BOS and EOS) into at most 64 tokens and decodes each: a parsed
+// tokenizer's tables in use.
+static inline void fuzz_use_tokenizer(const Tokenizer *t, const char *text) {
+    int ids[64];
+    size_t n, len;
+    if (tokenizer_encode(t, text, strlen(text), 1, 1, ids, 64, &n) == TOK_OK)
+        for (size_t i = 0; i < n; i++) tokenizer_decode(t, i ? ids[i - 1] : 1, ids[i], &len);
 }
 #endif

@@ -512,18 +512,6 @@ Test(attention, f16_never_reads_past_pos) {
     }
 }
 
-static uint32_t bits_of_float(float f) {
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static float float_of_bits(uint32_t u) {
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 // attention_kv_store: f32 copies; f16 gives f32_to_fp16's bits for every value (SIMD body
 // and scalar tail alike): random bit patterns (all exponents: f32 subnormals, NaNs with
 // payloads, infinities), values around f16's limits and rounding ties, at every length
@@ -545,20 +533,20 @@ Test(attention, kv_store_f16_matches_f32_to_fp16) {
     Rng r = {0x9e3779b97f4a7c15ull};
     for (size_t i = 0; i < N; i++) {
         uint64_t b = next_u64(&r);
-        if (i % 4 == 0) x[i] = float_of_bits((uint32_t)b);  // any bits
+        if (i % 4 == 0) x[i] = f32_from_bits((uint32_t)b);  // any bits
         else if (i % 4 == 1)  // exponents around f16's range (2^-28 .. 2^17), any sign
             x[i] = ldexpf(1.0f + (float)(b >> 41) * 0x1p-23f, (int)((b >> 8) % 46) - 28) *
                    ((b & 1) ? -1.0f : 1.0f);
         else if (i % 4 == 2) x[i] = uniform(&r);  // what a cache holds
-        else x[i] = i % 8 == 3 ? special[(b >> 20) % ns] : float_of_bits(nan_bits[(b >> 20) % nn]);
+        else x[i] = i % 8 == 3 ? special[(b >> 20) % ns] : f32_from_bits(nan_bits[(b >> 20) % nn]);
     }
     for (size_t i = 0; i < ns && i < N; i++) x[i] = special[i];
-    for (size_t i = 0; i < nn; i++) x[ns + i] = float_of_bits(nan_bits[i]);
+    for (size_t i = 0; i < nn; i++) x[ns + i] = f32_from_bits(nan_bits[i]);
 
     attention_kv_store(ATTN_KV_F16, h, x, N);
     for (size_t i = 0; i < N; i++)
         cr_assert(h[i] == f32_to_fp16(x[i]), "x[%zu] = %a (bits %08x): %04x, f32_to_fp16 %04x", i,
-                  (double)x[i], (unsigned)bits_of_float(x[i]), h[i], f32_to_fp16(x[i]));
+                  (double)x[i], (unsigned)f32_bits(x[i]), h[i], f32_to_fp16(x[i]));
     for (size_t off = 0; off < 16; off++)
         for (size_t n = 0; n <= 70; n++) {
             memset(h, 0xab, (n + 32) * sizeof(uint16_t));

@@ -26,18 +26,6 @@
 #include "../synth.h"
 #include "helpers.h"
 
-static uint32_t bits_of(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static float float_of(uint32_t u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 static int f16_is_nan(uint16_t h) { return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu); }
 static int bf16_is_nan(uint16_t h) { return (h & 0x7f80u) == 0x7f80u && (h & 0x7fu); }
 
@@ -108,7 +96,7 @@ Test(quant, f16_overflow_and_nan) {
     const uint32_t nans[] = {0x7fc00000u, 0xffc00000u, 0x7f800001u, 0xff800001u, 0x7fffffffu,
                              0x7f802000u};
     for (size_t i = 0; i < sizeof nans / sizeof nans[0]; i++) {
-        uint16_t h = f32_to_fp16(float_of(nans[i]));
+        uint16_t h = f32_to_fp16(f32_from_bits(nans[i]));
         cr_assert(f16_is_nan(h), "NaN 0x%08x -> 0x%04x", nans[i], h);
         cr_assert_eq(h >> 15, nans[i] >> 31, "NaN 0x%08x lost its sign", nans[i]);
     }
@@ -118,7 +106,7 @@ Test(quant, bf16_all_patterns_round_trip) {
     for (uint32_t i = 0; i < 65536; i++) {
         uint16_t h = (uint16_t)i;
         float f = bf16_to_f32(h);
-        cr_assert_eq(bits_of(f), i << 16, "0x%04x is the top half of an f32", h);
+        cr_assert_eq(f32_bits(f), i << 16, "0x%04x is the top half of an f32", h);
         uint16_t back = f32_to_bf16(f);
         if (bf16_is_nan(h))
             cr_assert(bf16_is_nan(back) && (back >> 15) == (h >> 15), "NaN 0x%04x -> 0x%04x", h,
@@ -134,20 +122,20 @@ Test(quant, bf16_rounds_to_nearest_even) {
         for (uint32_t sign = 0; sign <= 0x8000u; sign += 0x8000u) {
             uint32_t lo = (sign | h) << 16, mid = lo | 0x8000u;
             uint16_t even = (uint16_t)(sign | (h % 2 ? h + 1 : h));
-            cr_assert_eq(f32_to_bf16(float_of(mid)), even, "midpoint 0x%08x", mid);
-            cr_assert_eq(f32_to_bf16(float_of(mid - 1)), sign | h, "below 0x%08x", mid);
-            cr_assert_eq(f32_to_bf16(float_of(mid + 1)), sign | (h + 1), "above 0x%08x", mid);
+            cr_assert_eq(f32_to_bf16(f32_from_bits(mid)), even, "midpoint 0x%08x", mid);
+            cr_assert_eq(f32_to_bf16(f32_from_bits(mid - 1)), sign | h, "below 0x%08x", mid);
+            cr_assert_eq(f32_to_bf16(f32_from_bits(mid + 1)), sign | (h + 1), "above 0x%08x", mid);
         }
     }
-    cr_assert_eq(f32_to_bf16(float_of(0x00008000u)), 0x0000);  // tie between subnormals: even
-    cr_assert_eq(f32_to_bf16(float_of(0x00018000u)), 0x0002);
+    cr_assert_eq(f32_to_bf16(f32_from_bits(0x00008000u)), 0x0000);  // tie between subnormals: even
+    cr_assert_eq(f32_to_bf16(f32_from_bits(0x00018000u)), 0x0002);
     cr_assert_eq(f32_to_bf16(FLT_TRUE_MIN), 0x0000);
     cr_assert_eq(f32_to_bf16(-FLT_TRUE_MIN), 0x8000);
 }
 
 Test(quant, bf16_overflow_and_nan) {
-    cr_assert_eq(f32_to_bf16(float_of(0x7f7f7fffu)), 0x7f7f);  // largest finite
-    cr_assert_eq(f32_to_bf16(float_of(0x7f7f8000u)), 0x7f80);  // tie to even: infinity
+    cr_assert_eq(f32_to_bf16(f32_from_bits(0x7f7f7fffu)), 0x7f7f);  // largest finite
+    cr_assert_eq(f32_to_bf16(f32_from_bits(0x7f7f8000u)), 0x7f80);  // tie to even: infinity
     cr_assert_eq(f32_to_bf16(FLT_MAX), 0x7f80);
     cr_assert_eq(f32_to_bf16(-FLT_MAX), 0xff80);
     cr_assert_eq(f32_to_bf16(INFINITY), 0x7f80);
@@ -155,7 +143,7 @@ Test(quant, bf16_overflow_and_nan) {
     const uint32_t nans[] = {0x7fc00000u, 0xffc00000u, 0x7f800001u, 0xff800001u, 0x7fffffffu,
                              0x7f80ffffu};
     for (size_t i = 0; i < sizeof nans / sizeof nans[0]; i++) {
-        uint16_t h = f32_to_bf16(float_of(nans[i]));
+        uint16_t h = f32_to_bf16(f32_from_bits(nans[i]));
         cr_assert(bf16_is_nan(h), "NaN 0x%08x -> 0x%04x", nans[i], h);
         cr_assert_eq(h >> 15, nans[i] >> 31, "NaN 0x%08x lost its sign", nans[i]);
     }
