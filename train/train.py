@@ -45,9 +45,9 @@ import time
 
 import numpy as np
 import torch
-import tokenizers
-from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 import transformers
+
+import llama_bpe  # beside this script
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HELDOUT = os.path.join(HERE, "kjv-heldout.txt")
@@ -89,49 +89,9 @@ def read_kjv():
 
 
 def build_tokenizer(lines):
-    tk = tokenizers.Tokenizer(models.BPE())
-    tk.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"),
-                                          normalizers.Replace(" ", "\u2581")])
-    tk.pre_tokenizer = pre_tokenizers.Split("\u2581", behavior="merged_with_next")
-    trainer = trainers.BpeTrainer(vocab_size=VOCAB - 259 + 200, show_progress=False,
-                                  special_tokens=[])
-    tk.train_from_iterator(lines, trainer=trainer)
-    trained = tk.get_vocab()
-    pieces = [p for p, _ in sorted(trained.items(), key=lambda kv: kv[1])]
+    """The default model's tokenizer: printable pieces only (the corpus has none other)."""
     ok = lambda p: all(c.isprintable() or c == "\u2581" for c in p)
-    chars = [p for p in pieces if len(p) == 1 and ok(p)]
-    merged = [p for p in pieces if len(p) > 1 and ok(p)]
-    need = VOCAB - 259
-    if len(chars) + len(merged) < need:
-        sys.exit(f"training gave {len(chars) + len(merged)} pieces, need {need}")
-    pieces = chars + merged[: need - len(chars)]
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2}
-    for b in range(256):
-        vocab[f"<0x{b:02X}>"] = 3 + b
-    for p in pieces:
-        vocab[p] = len(vocab)
-    assert len(vocab) == VOCAB
-    merges = []
-    for p, pid in vocab.items():
-        if pid < 259:
-            continue
-        for i in range(1, len(p)):
-            a, b = p[:i], p[i:]
-            if a in vocab and b in vocab and vocab[a] >= 259 and vocab[b] >= 259:
-                merges.append((pid, vocab[a], vocab[b], a, b))
-    merges.sort()
-    bpe = models.BPE(vocab, [(a, b) for _, _, _, a, b in merges], unk_token="<unk>",
-                     byte_fallback=True, fuse_unk=True)
-    tok = tokenizers.Tokenizer(bpe)
-    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"),
-                                           normalizers.Replace(" ", "\u2581")])
-    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(),
-                                     decoders.Fuse(), decoders.Strip(" ", 1, 0)])
-    tok.add_special_tokens([tokenizers.AddedToken(t, special=True, normalized=False)
-                            for t in ("<unk>", "<s>", "</s>")])
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                       special_tokens=[("<s>", 1)])
-    return tok
+    return llama_bpe.build(lines, VOCAB, 200, ok)[0]
 
 
 def windows(ids, n=None):
