@@ -164,68 +164,6 @@ Test(attention, monotone_scores_match_reference) {
     }
 }
 
-// The same bits for no pool and pools of 1..4 threads, with and without scratch, at
-// positions on and around chunk boundaries of a 5-chunk cache.
-Test(attention, bitwise_identical_for_any_thread_count) {
-    const size_t positions[] = {0, 15, 255, 256, 511, 700, 1099};
-    Pool *pools[5] = {NULL};
-    for (int t = 1; t <= 4; t++) cr_assert((pools[t] = pool_create(t)));
-    for (size_t si = 0; si < N_SHAPES; si++) {
-        Case c = make_case(SHAPES[si][0], SHAPES[si][1], 64, 1100, 1, 0, 1234 + si);
-        size_t bytes = c.q_n * sizeof(float);
-        float *base = malloc(bytes);
-        for (size_t pi = 0; pi < sizeof positions / sizeof positions[0]; pi++) {
-            size_t pos = positions[pi];
-            attention_decode(NULL, &c.s, base, c.q, c.kc, c.vc, pos, NULL);
-            reference(&c, c.q, c.ref, pos);
-            cr_assert(rel_err(base, c.ref, c.q_n) <= TOL);
-            for (int t = 1; t <= 4; t++)
-                for (int with_scratch = 0; with_scratch < 2; with_scratch++) {
-                    memset(c.out, 0xff, bytes);
-                    attention_decode(pools[t], &c.s, c.out, c.q, c.kc, c.vc, pos,
-                                     with_scratch ? c.scratch : NULL);
-                    cr_assert(memcmp(c.out, base, bytes) == 0,
-                              "%zu/%zu heads, pos %zu: %d threads (scratch %d) differ", c.s.n_heads,
-                              c.s.n_kv_heads, pos, t, with_scratch);
-                }
-        }
-        free(base);
-        free_case(&c);
-    }
-    for (int t = 1; t <= 4; t++) pool_destroy(pools[t]);
-}
-
-// Prefill's query i gives the bits of decode at pos0 + i, for any thread count: long and
-// short batches, batches that cross chunk boundaries, and batches small enough (m * KV heads
-// below the thread count) to split each query's positions across threads.
-Test(attention, prefill_equals_decode_bitwise) {
-    const size_t batches[][2] = {{0, 300}, {250, 70}, {511, 2}, {600, 1}, {0, 1}};  // pos0, m
-    Pool *pools[5] = {NULL};
-    for (int t = 1; t <= 4; t++) cr_assert((pools[t] = pool_create(t)));
-    for (size_t si = 0; si < N_SHAPES; si++) {
-        Case c = make_case(SHAPES[si][0], SHAPES[si][1], 32, 700, 300, 0, 4321 + si);
-        float *dec = malloc(c.q_n * sizeof(float));
-        for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
-            size_t pos0 = batches[bi][0], m = batches[bi][1];
-            for (int t = 1; t <= 4; t++) {
-                memset(c.out, 0xff, m * c.q_n * sizeof(float));
-                attention_prefill(pools[t], &c.s, c.out, c.q, c.kc, c.vc, pos0, m, c.scratch);
-                for (size_t i = 0; i < m; i++) {
-                    attention_decode(NULL, &c.s, dec, c.q + i * c.q_n, c.kc, c.vc, pos0 + i, NULL);
-                    cr_assert(memcmp(c.out + i * c.q_n, dec, c.q_n * sizeof(float)) == 0,
-                              "%zu/%zu heads, %d threads: prefill(%zu, %zu) query %zu differs",
-                              c.s.n_heads, c.s.n_kv_heads, t, pos0, m, i);
-                }
-                reference(&c, c.q + (m - 1) * c.q_n, c.ref, pos0 + m - 1);  // and it is right
-                cr_assert(rel_err(c.out + (m - 1) * c.q_n, c.ref, c.q_n) <= TOL);
-            }
-        }
-        free(dec);
-        free_case(&c);
-    }
-    for (int t = 1; t <= 4; t++) pool_destroy(pools[t]);
-}
-
 // Cache rows after pos may hold anything (here NaN): they must not be read, whatever the
 // tile or chunk position of pos, and the last KV head's rows end exactly at pos.
 Test(attention, never_reads_past_pos) {
@@ -419,27 +357,44 @@ Test(attention, f16_close_to_f32_within_rounding_bound) {
     }
 }
 
-// As bitwise_identical_for_any_thread_count, for f16.
-Test(attention, f16_bitwise_identical_for_any_thread_count) {
+// The cache a case's kernel reads: its f32 cache, or the f16 copy (h).
+typedef struct {
+    const AttnShape *s;
+    const void *kc, *vc;
+} Cache;
+
+static Cache cache_of(const Case *c, const Half *h, int f16) {
+    return f16 ? (Cache){&h->s, h->kh, h->vh} : (Cache){&c->s, c->kc, c->vc};
+}
+
+// The same bits for no pool and pools of 1..4 threads, with and without scratch, at
+// positions on and around chunk boundaries of a 5-chunk cache; for f32, the result is also
+// checked against the reference.
+static void check_any_thread_count(int f16, size_t (*head_dim)(size_t si), unsigned long long seed) {
     const size_t positions[] = {0, 15, 255, 256, 511, 700, 1099};
     Pool *pools[5] = {NULL};
     for (int t = 1; t <= 4; t++) cr_assert((pools[t] = pool_create(t)));
     for (size_t si = 0; si < N_SHAPES; si++) {
-        Case c = make_case(SHAPES[si][0], SHAPES[si][1], si == 1 ? 40 : 64, 1100, 1, 0, 4567 + si);
+        Case c = make_case(SHAPES[si][0], SHAPES[si][1], head_dim(si), 1100, 1, 0, seed + si);
         Half h = make_half(&c);
+        Cache k = cache_of(&c, &h, f16);
         size_t bytes = c.q_n * sizeof(float);
         float *base = malloc(bytes);
         for (size_t pi = 0; pi < sizeof positions / sizeof positions[0]; pi++) {
             size_t pos = positions[pi];
-            attention_decode(NULL, &h.s, base, c.q, h.kh, h.vh, pos, NULL);
+            attention_decode(NULL, k.s, base, c.q, k.kc, k.vc, pos, NULL);
+            if (!f16) {
+                reference(&c, c.q, c.ref, pos);
+                cr_assert(rel_err(base, c.ref, c.q_n) <= TOL);
+            }
             for (int t = 1; t <= 4; t++)
                 for (int with_scratch = 0; with_scratch < 2; with_scratch++) {
                     memset(c.out, 0xff, bytes);
-                    attention_decode(pools[t], &h.s, c.out, c.q, h.kh, h.vh, pos,
+                    attention_decode(pools[t], k.s, c.out, c.q, k.kc, k.vc, pos,
                                      with_scratch ? c.scratch : NULL);
                     cr_assert(memcmp(c.out, base, bytes) == 0,
-                              "f16 %zu/%zu heads, pos %zu: %d threads (scratch %d) differ",
-                              c.s.n_heads, c.s.n_kv_heads, pos, t, with_scratch);
+                              "%s %zu/%zu heads, pos %zu: %d threads (scratch %d) differ",
+                              f16 ? "f16" : "f32", c.s.n_heads, c.s.n_kv_heads, pos, t, with_scratch);
                 }
         }
         free(base);
@@ -449,28 +404,39 @@ Test(attention, f16_bitwise_identical_for_any_thread_count) {
     for (int t = 1; t <= 4; t++) pool_destroy(pools[t]);
 }
 
-// As prefill_equals_decode_bitwise, for f16.
-Test(attention, f16_prefill_equals_decode_bitwise) {
+// Prefill's query i gives the bits of decode at pos0 + i, for any thread count: long and
+// short batches, batches that cross chunk boundaries, and batches small enough (m * KV heads
+// below the thread count) to split each query's positions across threads. The last query is
+// also checked against the reference (for f16, on the widened cache).
+static void check_prefill_equals_decode(int f16, size_t (*head_dim)(size_t si),
+                                        unsigned long long seed) {
     const size_t batches[][2] = {{0, 300}, {250, 70}, {511, 2}, {600, 1}, {0, 1}};  // pos0, m
     Pool *pools[5] = {NULL};
     for (int t = 1; t <= 4; t++) cr_assert((pools[t] = pool_create(t)));
     for (size_t si = 0; si < N_SHAPES; si++) {
-        Case c = make_case(SHAPES[si][0], SHAPES[si][1], si == 3 ? 24 : 32, 700, 300, 0, 7654 + si);
+        Case c = make_case(SHAPES[si][0], SHAPES[si][1], head_dim(si), 700, 300, 0, seed + si);
         Half h = make_half(&c);
+        Cache k = cache_of(&c, &h, f16);
         float *dec = malloc(c.q_n * sizeof(float));
         for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++) {
             size_t pos0 = batches[bi][0], m = batches[bi][1];
             for (int t = 1; t <= 4; t++) {
                 memset(c.out, 0xff, m * c.q_n * sizeof(float));
-                attention_prefill(pools[t], &h.s, c.out, c.q, h.kh, h.vh, pos0, m, c.scratch);
+                attention_prefill(pools[t], k.s, c.out, c.q, k.kc, k.vc, pos0, m, c.scratch);
                 for (size_t i = 0; i < m; i++) {
-                    attention_decode(NULL, &h.s, dec, c.q + i * c.q_n, h.kh, h.vh, pos0 + i, NULL);
+                    attention_decode(NULL, k.s, dec, c.q + i * c.q_n, k.kc, k.vc, pos0 + i, NULL);
                     cr_assert(memcmp(c.out + i * c.q_n, dec, c.q_n * sizeof(float)) == 0,
-                              "f16 %zu/%zu heads, %d threads: prefill(%zu, %zu) query %zu differs",
-                              c.s.n_heads, c.s.n_kv_heads, t, pos0, m, i);
+                              "%s %zu/%zu heads, %d threads: prefill(%zu, %zu) query %zu differs",
+                              f16 ? "f16" : "f32", c.s.n_heads, c.s.n_kv_heads, t, pos0, m, i);
                 }
-                reference_half(&c, &h, c.q + (m - 1) * c.q_n, c.ref, pos0 + m - 1);
-                cr_assert(abs_err(c.out + (m - 1) * c.q_n, c.ref, c.q_n) <= 1e-5);
+                const float *last = c.q + (m - 1) * c.q_n, *got = c.out + (m - 1) * c.q_n;
+                if (f16) {
+                    reference_half(&c, &h, last, c.ref, pos0 + m - 1);
+                    cr_assert(abs_err(got, c.ref, c.q_n) <= 1e-5);
+                } else {
+                    reference(&c, last, c.ref, pos0 + m - 1);  // and it is right
+                    cr_assert(rel_err(got, c.ref, c.q_n) <= TOL);
+                }
             }
         }
         free(dec);
@@ -478,6 +444,21 @@ Test(attention, f16_prefill_equals_decode_bitwise) {
         free_case(&c);
     }
     for (int t = 1; t <= 4; t++) pool_destroy(pools[t]);
+}
+
+// Head sizes per shape: the f16 runs also take head_dims off the multiples of 16.
+static size_t hd_64(size_t si) { return (void)si, 64; }
+static size_t hd_32(size_t si) { return (void)si, 32; }
+static size_t hd_f16_threads(size_t si) { return si == 1 ? 40 : 64; }
+static size_t hd_f16_prefill(size_t si) { return si == 3 ? 24 : 32; }
+
+Test(attention, bitwise_identical_for_any_thread_count) { check_any_thread_count(0, hd_64, 1234); }
+Test(attention, f16_bitwise_identical_for_any_thread_count) {
+    check_any_thread_count(1, hd_f16_threads, 4567);
+}
+Test(attention, prefill_equals_decode_bitwise) { check_prefill_equals_decode(0, hd_32, 4321); }
+Test(attention, f16_prefill_equals_decode_bitwise) {
+    check_prefill_equals_decode(1, hd_f16_prefill, 7654);
 }
 
 // As never_reads_past_pos, for f16: rows after pos hold f16 NaN (0x7e00), and a cache of
