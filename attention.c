@@ -16,7 +16,7 @@
 // partial (m, l, acc); the partials of a query fold left to right in chunk order; out = acc/l.
 //
 // The cache element type (f32 or f16) is a compile-time constant of the inlined chunk code,
-// instantiated once per type inside the one noinline chunk_heads; everything else is shared.
+// instantiated once per type inside the one noinline chunk(); everything else is shared.
 // f16 rows are widened to f32 (exactly) once per group, not per query head: each tile of K
 // and V goes into an L1 buffer, the next tile being widened in shares by the heads' passes
 // over the current one (two buffers, in turn), so that the conversion overlaps the
@@ -24,13 +24,15 @@
 // bits an f32 cache of the widened values gives. Memory reads and prefetches are in bytes of
 // the element type: half the lines for f16.
 //
-// Recording (attention_*_rec): an instance of the chunk code with a store of each tile's
-// scores into the caller's row; once a query's partials are folded, weights() maps them to
-// e^(s - m) / l in place with the same exponential and the final m and l.
+// Recording (attention_*_rec): chunk() holds a second instance of the chunk code, with a
+// store of each tile's scores into the caller's row; once a query's partials are folded,
+// finish() maps them to e^(s - m) / l in place with the same exponential (exp_shift) and the
+// final m and l. The two instances run the same operations (the build contracts nothing:
+// -std=c11), so the output is the same with recording on or off.
 //
 // Determinism: chunks, tiles and the fold order depend on the position only, never on the
 // thread count; threads just take (KV head, chunk) or (query, KV head) items, and the chunk
-// and fold code is one compiled copy (noinline) used by every path.
+// and fold code is compiled once (noinline) for every path.
 #include "attention.h"
 
 #include "quant.h"
@@ -238,6 +240,10 @@ INLINE void pv_cols(float *acc, const float *vt, size_t hd, const float *p, vf a
     else vstoren(acc + c, r, w);
 }
 
+// e^(s - m) per lane, as 2^((s - m) log2 e): the one exponential of scores, in the chunk and
+// in finish().
+INLINE vf exp_shift(vf s, vf m) { return vexp2(vmul(vsub(s, m), vset1((float)LOG2E))); }
+
 // Bytes of one cache element of type ty (a constant where ty is).
 INLINE size_t kv_size(int ty) { return ty == ATTN_KV_F16 ? sizeof(uint16_t) : sizeof(float); }
 
@@ -267,7 +273,7 @@ INLINE void widen_tile(float *dst, const uint16_t *src, size_t nt, size_t hd) {
 // Partials of G <= SUBG query heads (q: G rows of hd) over n >= 1 positions of k and v (rows
 // of hd elements of type ty). Row j of part (stride hd + 2) receives m (the max score), l (the
 // sum of e^(s - m)) and acc[hd] (the sum of e^(s - m) v). With rec (a constant 1), head j's
-// scaled scores also go to rec[j * rs + t], t < n, for weights() to turn into the softmax.
+// scaled scores also go to rec[j * rs + t], t < n, for finish() to turn into the softmax.
 INLINE void chunk_body(size_t G, size_t hd, int ty, const float *q, const void *k,
                        const void *v, size_t n, size_t avail, float *part, int rec,
                        float *rs_out, size_t rs) {
@@ -304,10 +310,10 @@ INLINE void chunk_body(size_t G, size_t hd, int ty, const float *q, const void *
             }
             kt = kb[b], vt = vb[b];
         } else if (nt < VW) {  // zero-padded copy: never read past position pos
-            memset(kb[0], 0, VW * hd * sizeof(float));
-            memset(vb[0], 0, VW * hd * sizeof(float));
             memcpy(kb[0], kv_at(k, ty, t0 * hd), nt * hd * sizeof(float));
             memcpy(vb[0], kv_at(v, ty, t0 * hd), nt * hd * sizeof(float));
+            memset(kb[0] + nt * hd, 0, (VW - nt) * hd * sizeof(float));
+            memset(vb[0] + nt * hd, 0, (VW - nt) * hd * sizeof(float));
             kt = kb[0], vt = vb[0];
         } else {
             kt = kv_at(k, ty, t0 * hd), vt = kv_at(v, ty, t0 * hd);
@@ -331,7 +337,7 @@ INLINE void chunk_body(size_t G, size_t hd, int ty, const float *q, const void *
             if (rec) vstoren(rs_out + j * rs + t0, s, nt);  // the scores this pass uses
             float mt = vhmax(s), alpha = 1.0f;
             if (mt > m[j]) alpha = sexp2((m[j] - mt) * (float)LOG2E), m[j] = mt;
-            vf p = vexp2(vmul(vsub(s, vset1(m[j])), vset1((float)LOG2E))), va = vset1(alpha);
+            vf p = exp_shift(s, vset1(m[j])), va = vset1(alpha);
             l[j] = vfma(l[j], va, p);
             vstore(pl, p);
             float *acc = part + j * ps + 2;
@@ -356,30 +362,17 @@ INLINE void chunk_sizes(size_t G, size_t hd, int ty, const float *q, const void 
     }
 }
 
-// The one compiled entry to chunk_body: each element type and common head size a constant.
-// Recording is off (the constant 0 removes its store): the code every call runs when no
-// weights are asked for, unchanged by recording's existence.
-static __attribute__((noinline)) void chunk_heads(size_t G, size_t hd, int ty, const float *q,
-                                                  const void *k, const void *v, size_t n,
-                                                  size_t avail, float *part) {
-    if (ty == ATTN_KV_F16) chunk_sizes(G, hd, ATTN_KV_F16, q, k, v, n, avail, part, 0, NULL, 0);
+// The one compiled entry to chunk_body: each element type and common head size a constant,
+// in two instances: recording off (the constant 0 removes its store, so the code every call
+// runs without weights is unchanged by recording's existence) and on, storing each head's
+// scores into rec (head j at rec + j * rs).
+static __attribute__((noinline)) void chunk(size_t G, size_t hd, int ty, const float *q,
+                                            const void *k, const void *v, size_t n, size_t avail,
+                                            float *part, float *rec, size_t rs) {
+    if (rec && ty == ATTN_KV_F16) chunk_sizes(G, hd, ATTN_KV_F16, q, k, v, n, avail, part, 1, rec, rs);
+    else if (rec) chunk_sizes(G, hd, ATTN_KV_F32, q, k, v, n, avail, part, 1, rec, rs);
+    else if (ty == ATTN_KV_F16) chunk_sizes(G, hd, ATTN_KV_F16, q, k, v, n, avail, part, 0, NULL, 0);
     else chunk_sizes(G, hd, ATTN_KV_F32, q, k, v, n, avail, part, 0, NULL, 0);
-}
-
-// The same, recording each head's scores into rec (head j at rec + j * rs).
-static __attribute__((noinline)) void chunk_heads_rec(size_t G, size_t hd, int ty,
-                                                      const float *q, const void *k,
-                                                      const void *v, size_t n, size_t avail,
-                                                      float *part, float *rec, size_t rs) {
-    if (ty == ATTN_KV_F16) chunk_sizes(G, hd, ATTN_KV_F16, q, k, v, n, avail, part, 1, rec, rs);
-    else chunk_sizes(G, hd, ATTN_KV_F32, q, k, v, n, avail, part, 1, rec, rs);
-}
-
-// Runs the chunk, recording the scores when rec is not NULL.
-static void chunk(size_t G, size_t hd, int ty, const float *q, const void *k, const void *v,
-                  size_t n, size_t avail, float *part, float *rec, size_t rs) {
-    if (rec) chunk_heads_rec(G, hd, ty, q, k, v, n, avail, part, rec, rs);
-    else chunk_heads(G, hd, ty, q, k, v, n, avail, part);
 }
 
 // Folds partial b into a (rows of m, l, acc[hd]). Whole vectors from element 2 whatever the
@@ -396,20 +389,17 @@ static __attribute__((noinline)) void fold(float *a, const float *b, size_t hd) 
     }
 }
 
-static __attribute__((noinline)) void finish(float *out, const float *a, size_t hd) {
+// out = acc / l from the folded partial a. Recording (w not NULL): the n recorded scores w[t]
+// of the head become the weights its output was made with, w[t] = e^(s_t - m) / l, with the
+// kernel's own exponential and the same 1 / l.
+static __attribute__((noinline)) void finish(float *out, const float *a, size_t hd, float *w,
+                                             size_t n) {
     float inv = 1.0f / a[1];
-    for (size_t i = 0; i < hd; i++) out[i] = a[2 + i] * inv;
-}
-
-// Recording: the n recorded scores w[t] of one query head become the weights its output was
-// made with, w[t] = e^(s_t - m) / l, from the final m and l of a (the partial that finish
-// divides by): the kernel's own exponential and its 1 / l.
-static __attribute__((noinline)) void weights(float *w, size_t n, const float *a) {
-    vf m = vset1(a[0]), inv = vset1(1.0f / a[1]), log2e = vset1((float)LOG2E);
-    for (size_t t = 0; t < n; t += VW) {
+    for (size_t t = 0; w && t < n; t += VW) {
         size_t nt = n - t < VW ? n - t : VW;
-        vstoren(w + t, vmul(vexp2(vmul(vsub(vloadn(w + t, nt), m), log2e)), inv), nt);
+        vstoren(w + t, vmul(exp_shift(vloadn(w + t, nt), vset1(a[0])), vset1(inv)), nt);
     }
+    for (size_t i = 0; i < hd; i++) out[i] = a[2 + i] * inv;
 }
 
 // ---- work items ----
@@ -447,8 +437,8 @@ static void run_query(const Job *j, size_t i, size_t g) {
                   n, p + 1 - t0, t0 ? tmp : acc, rec ? rec + t0 : NULL, rs);
             for (size_t r = 0; t0 && r < G; r++) fold(acc + r * ps, tmp + r * ps, hd);
         }
-        for (size_t r = 0; rec && r < G; r++) weights(rec + r * rs, p + 1, acc + r * ps);
-        for (size_t r = 0; r < G; r++) finish(j->out + row + (h0 + r) * hd, acc + r * ps, hd);
+        for (size_t r = 0; r < G; r++)
+            finish(j->out + row + (h0 + r) * hd, acc + r * ps, hd, rec ? rec + r * rs : NULL, p + 1);
     }
 }
 
@@ -487,8 +477,7 @@ static void fold_work(void *arg, int thread, int n_threads) {
     for (size_t h = b; h < e; h++) {
         float *a = j->part + h * ps;
         for (size_t c = 1; c < j->n_chunks; c++) fold(a, j->part + (c * nh + h) * ps, hd);
-        if (j->att) weights(j->att + h * j->att_stride, j->pos0 + 1, a);
-        finish(j->out + h * hd, a, hd);
+        finish(j->out + h * hd, a, hd, j->att ? j->att + h * j->att_stride : NULL, j->pos0 + 1);
     }
 }
 
