@@ -64,15 +64,8 @@ static inline vec v_load(const float *p, size_t len) {
     return _mm512_maskz_loadu_ps((__mmask16)((1u << len) - 1), p);
 }
 // len (1..VW) f16 or bf16 values, converted to floats; zero-filled past len.
-static inline vec v_load_h(const uint16_t *p, size_t len, int bf) {
-    __m256i h;
-    if (len == VW) {
-        h = _mm256_loadu_si256((const __m256i *)p);
-    } else {
-        uint16_t tmp[VW] = {0};
-        memcpy(tmp, p, len * sizeof *p);
-        h = _mm256_loadu_si256((const __m256i *)tmp);
-    }
+static inline vec v_cvt_h(const uint16_t *p, int bf) {  // VW values at p
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
     if (bf) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
     return _mm512_cvtph_ps(h);
 }
@@ -98,23 +91,14 @@ static inline vec v_load(const float *p, size_t len) {
     __m256i lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     return _mm256_maskload_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32((int)len), lanes));
 }
-static inline vec v_load_h(const uint16_t *p, size_t len, int bf) {
-    __m128i h;
-    if (len == VW) {
-        h = _mm_loadu_si128((const __m128i *)p);
-    } else {
-        uint16_t tmp[VW] = {0};
-        memcpy(tmp, p, len * sizeof *p);
-        h = _mm_loadu_si128((const __m128i *)tmp);
-    }
+static inline vec v_cvt_h(const uint16_t *p, int bf) {  // VW values at p
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
     if (bf) return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 #if defined(__F16C__)
     return _mm256_cvtph_ps(h);
 #else
-    uint16_t v[VW];
     float f[VW];
-    _mm_storeu_si128((__m128i *)v, h);
-    for (int i = 0; i < VW; i++) f[i] = fp16_to_f32(v[i]);
+    for (int i = 0; i < VW; i++) f[i] = fp16_to_f32(p[i]);
     return _mm256_loadu_ps(f);
 #endif
 }
@@ -159,6 +143,20 @@ static inline float hsum(vec v) {
 }
 static inline void store4(float *y, vec a, vec b, vec c, vec d) {
     y[0] = hsum(a), y[1] = hsum(b), y[2] = hsum(c), y[3] = hsum(d);
+}
+#endif
+
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+// len (1..VW) f16 or bf16 values, converted to floats; zero-filled past len (through a
+// zero-padded copy: never read past the end).
+static inline vec v_load_h(const uint16_t *p, size_t len, int bf) {
+    uint16_t tmp[VW];
+    if (len < VW) {
+        memset(tmp, 0, sizeof tmp);
+        memcpy(tmp, p, len * sizeof *p);
+        p = tmp;
+    }
+    return v_cvt_h(p, bf);
 }
 #endif
 
@@ -353,7 +351,11 @@ INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tens
 #pragma GCC unroll 8
         for (size_t r = 0; r < R; r++) {
             wv[r] = _mm256_loadu_si256((const __m256i *)(wq + (r * G + g) * Q8_GROUP));
+#if defined(__F16C__)
+            wsv[r] = _mm256_set1_ps(_cvtsh_ss(ws[r * G + g]));
+#else
             wsv[r] = _mm256_set1_ps(fp16_to_f32(ws[r * G + g]));
+#endif
         }
         for (size_t t = 0; t < T; t++) {
             size_t at = (t0 + t) * GP + g;
@@ -433,7 +435,7 @@ INLINE void rows_block(float *y, size_t ldy, const MatIn *in, const Tensor *w, s
     for (size_t t0 = 0; t0 < in->m; t0 += tb) {
         size_t t1 = in->m - t0 < tb ? in->m : t0 + tb;
         size_t r = rb;
-        if (in->m == 1)  // a matvec: wider tiles, the same per-element arithmetic
+        if (in->m == 1)  // a matvec: its own tile height (RVw), the same per-element arithmetic
             for (; r + RVw <= re; r += RVw) panel(y, ldy, in, w, r, RVw, t0, t1, wt);
         for (; r + Rw <= re; r += Rw) panel(y, ldy, in, w, r, Rw, t0, t1, wt);
         for (; r < re; r++) panel(y, ldy, in, w, r, 1, t0, t1, wt);
@@ -479,7 +481,8 @@ size_t matmul_q8_bytes(size_t n, size_t m) {
 // lanes, and -128 x each 4 quants' sum. The quants and scales are bitwise those of
 // quant.h's q8_quantize_row (the same operations: max |x|, d = amax / 127, round(x / d)
 // to nearest even), which tests/test_matmul.c checks.
-static void quantize_row(const float *x, size_t n, size_t GP, int8_t *q, float *s, int32_t *c) {
+static void quantize_row(const float *x, size_t n, size_t GP, int8_t *q, float *qd, float *s,
+                         int32_t *c) {
     size_t g = 0;
 #if defined(__AVX512F__) && defined(__AVX512BW__)
     for (; (g + 1) * Q8_GROUP <= n; g++) {  // whole groups: 2 x 16 floats
@@ -491,6 +494,7 @@ static void quantize_row(const float *x, size_t n, size_t GP, int8_t *q, float *
         __m128i qb = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(b, vid)));
         __m256i qq = _mm256_inserti128_si256(_mm256_castsi128_si256(qa), qb, 1);
         _mm256_storeu_si256((__m256i *)(q + g * Q8_GROUP), qq);
+        qd[g] = d;
         _mm256_storeu_ps(s + g * 8, _mm256_set1_ps(d));
         __m256i sum4 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), qq),
                                          _mm256_set1_epi16(1));  // each 4 quants' sum
@@ -505,6 +509,7 @@ static void quantize_row(const float *x, size_t n, size_t GP, int8_t *q, float *
             size_t len = n - g * Q8_GROUP < Q8_GROUP ? n - g * Q8_GROUP : Q8_GROUP;
             q8_quantize_row(x + g * Q8_GROUP, len, qg, &d);
         }
+        qd[g] = d;
         for (size_t i = 0; i < 8; i++) {
             s[g * 8 + i] = d;
             c[g * 8 + i] = -128 * (qg[4 * i] + qg[4 * i + 1] + qg[4 * i + 2] + qg[4 * i + 3]);
@@ -521,9 +526,8 @@ void matmul_input(MatIn *in, const float *x, size_t n, size_t m, void *q8) {
     in->qcorr = (int32_t *)(in->qscale + m * GP * 8);
     in->qd = (float *)(in->qcorr + m * GP * 8);
     for (size_t t = 0; t < m; t++) {
-        quantize_row(x + t * n, n, GP, in->q + t * GP * Q8_GROUP, in->qscale + t * GP * 8,
-                     in->qcorr + t * GP * 8);
-        for (size_t g = 0; g < GP; g++) in->qd[t * GP + g] = in->qscale[(t * GP + g) * 8];
+        quantize_row(x + t * n, n, GP, in->q + t * GP * Q8_GROUP, in->qd + t * GP,
+                     in->qscale + t * GP * 8, in->qcorr + t * GP * 8);
     }
 }
 
