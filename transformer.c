@@ -181,13 +181,9 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
                 attention_kv_store(s->kv_type, vc + at, s->v + i * kv_dim + g * hd, hd);
             }
         }
-        if (t->sink) {  // recording: the kernel's weights, then the sink
-            attention_prefill_rec(pool, &shape, s->ao, s->q, kc, vc, pos0, n, s->attn_scratch,
-                                  s->att_rec, seq);
-            t->sink(t->sink_ctx, l, pos0, n, s->att_rec, seq);
-        } else {
-            attention_prefill(pool, &shape, s->ao, s->q, kc, vc, pos0, n, s->attn_scratch);
-        }
+        float *rec = t->sink ? s->att_rec : NULL;  // recording: the kernel's weights, to the sink
+        attention_prefill_rec(pool, &shape, s->ao, s->q, kc, vc, pos0, n, s->attn_scratch, rec, seq);
+        if (rec) t->sink(t->sink_ctx, l, pos0, n, rec, seq);
         matmul_input(&in, s->ao, q_dim, n, q8_for(s, &wo, NULL, NULL));
         matmul(pool, s->xb2, &in, &wo);
         for (size_t i = 0; i < n * dim; i++) s->x[i] += s->xb2[i];
@@ -213,27 +209,26 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
     matmul(pool, all_logits ? all_logits : s->logits, &in, &w->wcls);
 }
 
-float *transformer_forward(Transformer *t, const int *tokens, size_t n, size_t pos0) {
+// Chunks of at most batch tokens; with all_logits, every token's logits land there.
+static void forward(Transformer *t, const int *tokens, size_t n, size_t pos0, float *all_logits) {
     const SlHeader *h = &t->model.header;
     assert(n >= 1 && pos0 + n <= (size_t)h->seq_len);
     for (size_t i = 0; i < n; i++) assert(tokens[i] >= 0 && tokens[i] < h->vocab_size);
     for (size_t done = 0; done < n; done += t->state.batch) {
         size_t chunk = n - done < t->state.batch ? n - done : t->state.batch;
-        forward_chunk(t, tokens + done, chunk, pos0 + done, NULL);
+        float *lg = all_logits ? all_logits + done * (size_t)h->vocab_size : NULL;
+        forward_chunk(t, tokens + done, chunk, pos0 + done, lg);
     }
+}
+
+float *transformer_forward(Transformer *t, const int *tokens, size_t n, size_t pos0) {
+    forward(t, tokens, n, pos0, NULL);
     return t->state.logits;
 }
 
 void transformer_forward_all(Transformer *t, const int *tokens, size_t n, size_t pos0,
                              float *logits) {
-    const SlHeader *h = &t->model.header;
-    assert(n >= 1 && pos0 + n <= (size_t)h->seq_len);
-    for (size_t i = 0; i < n; i++) assert(tokens[i] >= 0 && tokens[i] < h->vocab_size);
-    size_t vocab = (size_t)h->vocab_size;
-    for (size_t done = 0; done < n; done += t->state.batch) {
-        size_t chunk = n - done < t->state.batch ? n - done : t->state.batch;
-        forward_chunk(t, tokens + done, chunk, pos0 + done, logits + done * vocab);
-    }
+    forward(t, tokens, n, pos0, logits);
 }
 
 float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
