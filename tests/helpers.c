@@ -177,7 +177,7 @@ void write_test_tokenizer_bin(const char *path, int vocab) {
     fclose(f);
 }
 
-SlHeader write_test_model(const char *path, int shared_classifier) {
+SlHeader test_model_header(int shared_classifier) {
     SlHeader h;
     memset(&h, 0, sizeof h);
     h.dim = 16, h.hidden_dim = 40, h.n_layers = 2, h.n_heads = 4, h.n_kv_heads = 2;
@@ -185,6 +185,11 @@ SlHeader write_test_model(const char *path, int shared_classifier) {
     h.rope_theta = 10000.0f, h.norm_eps = 1e-5f;
     h.flags = shared_classifier ? SL_FLAG_SHARED_CLASSIFIER : 0;
     h.bos_id = 1, h.eos_id = 2, h.n_tensors = SL_T_COUNT, h.tokenizer_bytes = 8;
+    return h;
+}
+
+SlHeader write_test_model(const char *path, int shared_classifier) {
+    SlHeader h = test_model_header(shared_classifier);
     const char *tokpath = tmp_file("test-tokenizer.bin");
     write_test_tokenizer_bin(tokpath, h.vocab_size);
     Tokenizer tok;

@@ -50,8 +50,11 @@ const char *export_stories260k_as(const char *dtype);
 // the 256 byte tokens, then merges of letters (vocab must be >= 259).
 void write_test_tokenizer_bin(const char *path, int vocab);
 
-// Writes a small valid model with random weights: dim 16, hidden 40, 2 layers,
-// 4 heads, 2 kv heads, vocab 300, context 32. Returns its header.
+// The header of the small test shape: dim 16, hidden 40, 2 layers, 4 heads, 2 kv heads,
+// vocab 300, context 32, f32 (tokenizer_bytes a placeholder).
+SlHeader test_model_header(int shared_classifier);
+
+// Writes a small valid model of that shape with random weights. Returns its header.
 SlHeader write_test_model(const char *path, int shared_classifier);
 
 #endif

@@ -216,18 +216,6 @@ Test(quant, q8_quantize_rows) {
 // ----------------------------------------------------------------------------
 // convert.c in process
 
-// The small test shape (as write_test_model's), with a separate classifier.
-static SlHeader small_header(int shared) {
-    SlHeader h;
-    memset(&h, 0, sizeof h);
-    h.dim = 16, h.hidden_dim = 40, h.n_layers = 2, h.n_heads = 4, h.n_kv_heads = 2;
-    h.head_dim = 4, h.vocab_size = 300, h.seq_len = 32;
-    h.rope_theta = 10000.0f, h.norm_eps = 1e-5f;
-    h.flags = shared ? SL_FLAG_SHARED_CLASSIFIER : 0;
-    h.bos_id = 1, h.eos_id = 2, h.n_tensors = SL_T_COUNT, h.tokenizer_bytes = 8;
-    return h;
-}
-
 // Bytes of tensor t converted in one call.
 static uint8_t *convert_whole(Converter *c, int t, size_t bytes) {
     uint8_t *out = malloc(bytes);
@@ -238,7 +226,7 @@ static uint8_t *convert_whole(Converter *c, int t, size_t bytes) {
 Test(quant, converter_any_byte_range) {
     // the writer asks in order, 1 MiB at a time; any other order and any split must give the
     // same bytes (odd offsets, scales before quants, tensors interleaved)
-    SlHeader h = small_header(0);
+    SlHeader h = test_model_header(0);
     SynthCtx sc = {.seed = 3};
     cr_assert_eq(model_layout(&h, &sc.layout, "test"), MODEL_OK);
     for (int dtype = 0; dtype < SL_DTYPE_COUNT; dtype++) {
@@ -276,7 +264,7 @@ Test(quant, converter_any_byte_range) {
 
 Test(quant, converter_memory_source_equals_producer) {
     // the same values from arrays in memory and from a producer give the same bytes
-    SlHeader h = small_header(0);
+    SlHeader h = test_model_header(0);
     SynthCtx sc = {.seed = 5};
     cr_assert_eq(model_layout(&h, &sc.layout, "test"), MODEL_OK);
     TensorData mem = {0}, prod = {.fill = synth_fill, .ctx = &sc};
@@ -498,7 +486,7 @@ Test(export, stories260k_every_dtype) {
 // with a row of zeros, values down in f16's subnormal range and up to 60000, and value v
 // at element i of tensor poke (none if poke < 0).
 static void write_ckpt(const char *path, int shared, int poke, size_t i, float v) {
-    SlHeader h = small_header(shared);
+    SlHeader h = test_model_header(shared);
     SlLayout lay;
     cr_assert_eq(model_layout(&h, &lay, path), MODEL_OK);
     FILE *f = fopen(path, "wb");

@@ -386,23 +386,6 @@ Test(hf, wrong_dtype_and_shape_refused) {
     free(d);
 }
 
-Test(hf, bad_config_refused) {
-    char *d = (char *)copy_fixture("tiny-f32", "cfg");
-    const char *cfg = path_in(d, "config.json");
-    size_t n;
-    char *b = read_all(cfg, &n);
-    write_all_file(cfg, b, n / 2);
-    expect_refused(d, "config.json: bad JSON at byte");
-    char *p = strstr(b, "LlamaForCausalLM");
-    memcpy(p, "GemmaForCausalLM", 16);
-    write_all_file(cfg, b, n);
-    expect_refused(d, "architectures \"GemmaForCausalLM\"; export reads LlamaForCausalLM");
-    free(b);
-    write_str(cfg, "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64}");
-    expect_refused(d, "no \"intermediate_size\"");
-    free(d);
-}
-
 // Writes buf with the first occurrence of old replaced by new.
 static void write_replaced(const char *path, const char *buf, size_t n, const char *old,
                            const char *new) {
@@ -415,6 +398,21 @@ static void write_replaced(const char *path, const char *buf, size_t n, const ch
     memcpy(w + pre + nl, p + ol, n - pre - ol);
     cr_assert_eq(write_all_file(path, w, n - ol + nl), 0);
     free(w);
+}
+
+Test(hf, bad_config_refused) {
+    char *d = (char *)copy_fixture("tiny-f32", "cfg");
+    const char *cfg = path_in(d, "config.json");
+    size_t n;
+    char *b = read_all(cfg, &n);
+    write_all_file(cfg, b, n / 2);
+    expect_refused(d, "config.json: bad JSON at byte");
+    write_replaced(cfg, b, n, "LlamaForCausalLM", "GemmaForCausalLM");
+    expect_refused(d, "architectures \"GemmaForCausalLM\"; export reads LlamaForCausalLM");
+    free(b);
+    write_str(cfg, "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": 64}");
+    expect_refused(d, "no \"intermediate_size\"");
+    free(d);
 }
 
 Test(hf, bad_tokenizer_refused) {
