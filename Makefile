@@ -5,18 +5,24 @@
 SHELL = /bin/bash
 CC ?= cc
 CFLAGS ?= -O3 -march=native
-WARN = -std=c11 -Wall -Wextra -D_POSIX_C_SOURCE=200809L
+WARN = -std=c11 -Wall -Wextra -D_POSIX_C_SOURCE=200809L -I.
 LDLIBS = -lm -lpthread
 MODELS ?= ../shared/models
 
-CORE = model.c quant.c tokenizer.c kernels.c transformer.c ppl.c sampler.c pool.c matmul.c attention.c \
-	fileio.c json.c attnmap.c
-EXPORT_SRC = writer.c llama2c.c synth.c convert.c gguf.c safetensors.c hf.c
+# sources by folder (README "Where things are"); includes are written from the root: -I.
+RUNTIME = runtime/transformer.c runtime/sampler.c runtime/pool.c
+KERNELS = kernels/kernels.c kernels/matmul.c kernels/attention.c kernels/quant.c
+APP = app/bench.c app/ppl.c app/attnmap.c
+IO = io/fileio.c io/json.c
+CONVERT = convert/writer.c convert/llama2c.c convert/synth.c convert/convert.c convert/gguf.c \
+	convert/safetensors.c convert/hf.c
+CORE = model.c tokenizer.c $(RUNTIME) $(KERNELS) $(IO) app/ppl.c app/attnmap.c
+EXPORT_SRC = $(CONVERT)
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
 	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \
 	tests/test_gguf.c tests/test_hf.c tests/test_default.c tests/test_reliability.c \
 	tests/test_attnmap.c
-HEADERS = $(wildcard *.h tests/*.h)
+HEADERS = $(wildcard *.h */*.h)
 
 # build variants: release (./run, ./export), test (-Werror), asan
 REL = build/release
@@ -38,7 +44,8 @@ RUN_ARGS ?= -n 200 -i "And God said"
 
 # The binaries are ./run and ./export, named by absolute path so that `run` can be the phony
 # target that generates (GNU make treats ./run and run as one target).
-.PHONY: all run export test test-unit test-asan test-tsan test-valgrind test-isa bench clean fuzz fuzz-build
+.PHONY: all run export test test-all test-unit test-asan test-tsan test-valgrind test-isa bench clean fuzz fuzz-all \
+	fuzz-build
 all: $(CURDIR)/run $(CURDIR)/export
 
 $(CURDIR)/run: $(REL)/run
@@ -52,20 +59,20 @@ run: all
 export: $(CURDIR)/export
 
 define variant
-$(1)/%.o: %.c $(HEADERS) | $(1)/tests
+$(1)/%.o: %.c $(HEADERS)
+	@mkdir -p $$(@D)
 	$$(CC) $(2) $$(WARN) -c $$< -o $$@
-$(1)/attnmap_page.o: build/attnmap_page.c | $(1)/tests
+$(1)/attnmap_page.o: build/attnmap_page.c
+	@mkdir -p $$(@D)
 	$$(CC) $(2) $$(WARN) -c $$< -o $$@
-$(1)/run: $(1)/run.o $(1)/bench.o $(CORE:%.c=$(1)/%.o) $(1)/attnmap_page.o
+$(1)/run: $(1)/run.o $(1)/app/bench.o $(CORE:%.c=$(1)/%.o) $(1)/attnmap_page.o
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
-$(1)/export: $(1)/export.o $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/model.o $(1)/tokenizer.o $(1)/quant.o \
-		$(1)/fileio.o $(1)/json.o
+$(1)/export: $(1)/export.o $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/model.o $(1)/tokenizer.o \
+		$(1)/kernels/quant.o $(IO:%.c=$(1)/%.o)
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
 $(1)/test_searchlight: $(TESTS:%.c=$(1)/%.o) $(CORE:%.c=$(1)/%.o) $(EXPORT_SRC:%.c=$(1)/%.o) \
 		$(1)/attnmap_page.o $(1)/tests/helpers.o
 	$$(CC) $(2) $$^ -o $$@ -lcriterion -lpng $$(LDLIBS)
-$(1)/tests:
-	mkdir -p $$@
 endef
 $(eval $(call variant,$(REL),$(CFLAGS)))
 $(eval $(call variant,$(TST),$(TEST_FLAGS)))
@@ -75,17 +82,22 @@ $(eval $(call variant,$(AVX2),$(AVX2_FLAGS)))
 $(eval $(call variant,$(PLAIN),$(PLAIN_FLAGS)))
 $(eval $(call variant,$(TSAN),$(TSAN_FLAGS)))
 
-# The attention map page (attnmap.html) as C: one string literal per line (\, " and ? escaped,
-# the last against trigraphs), then NULL.
-build/attnmap_page.c: attnmap.html
+# The attention map page (app/attnmap.html) as C: one string literal per line (\, " and ?
+# escaped, the last against trigraphs), then NULL.
+build/attnmap_page.c: app/attnmap.html
 	@mkdir -p build
-	{ echo '// generated from attnmap.html by the Makefile: edit that file'; \
+	{ echo '// generated from app/attnmap.html by the Makefile: edit that file'; \
 	  echo 'const char *const attnmap_page[] = {'; \
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/    "/' -e 's/$$/\\n",/' $<; \
 	  echo '    0,'; echo '};'; } > $@
 
 # Each suite runs the binaries of its own variant (SL_BIN) on the files in $(MODELS).
-test: test-unit test-asan test-tsan test-valgrind test-isa
+# make test first checks (and, as root or with sudo -n, installs) the packages the suites use,
+# before it builds anything: scripts/deps.sh prints the apt-get line and stops it otherwise.
+test:
+	@bash scripts/deps.sh build test
+	@$(MAKE) --no-print-directory test-all
+test-all: test-unit test-asan test-tsan test-valgrind test-isa
 
 # --verbose so that each skipped test prints its reason (a file missing from $(MODELS));
 # the lines of running and passing tests are left out.
@@ -150,7 +162,7 @@ FUZZ_TIME ?= 60
 FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer
 FUZZ_FLAGS = -g -O1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=all
-FUZZ_LIB = model.c quant.c tokenizer.c fileio.c json.c $(EXPORT_SRC)
+FUZZ_LIB = model.c kernels/quant.c tokenizer.c $(IO) $(EXPORT_SRC)
 FUZZ_RUN = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 $(FUZZ)/%.o: %.c $(HEADERS) fuzz/fuzz.h
 	@mkdir -p $(dir $@)
@@ -159,7 +171,10 @@ $(FUZZ)/fuzz_%: $(FUZZ)/fuzz/fuzz_%.o $(FUZZ_LIB:%.c=$(FUZZ)/%.o)
 	$(FUZZ_CC) $(FUZZ_FLAGS) -fsanitize=fuzzer $^ -o $@ $(LDLIBS)
 .PRECIOUS: $(FUZZ)/%.o
 fuzz-build: $(FUZZ_TARGETS:%=$(FUZZ)/fuzz_%)
-fuzz: fuzz-build
+fuzz:
+	@bash scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory fuzz-all
+fuzz-all: fuzz-build
 	@for t in $(FUZZ_TARGETS); do \
 		echo "== fuzz_$$t: replaying fuzz/corpus/$$t"; \
 		$(FUZZ_RUN) $(FUZZ)/fuzz_$$t -runs=0 -timeout=10 -close_fd_mask=2 fuzz/corpus/$$t \

@@ -14,13 +14,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "convert.h"
-#include "gguf.h"
-#include "hf.h"
-#include "llama2c.h"
-#include "fileio.h"
-#include "synth.h"
-#include "writer.h"
+#include "convert/convert.h"
+#include "convert/gguf.h"
+#include "convert/hf.h"
+#include "convert/llama2c.h"
+#include "io/fileio.h"
+#include "convert/synth.h"
+#include "convert/writer.h"
 
 static void usage(FILE *f) {
     fprintf(f,

@@ -5,8 +5,8 @@
 // trusted. Errors print one line naming the file and return an enum model_err.
 #include "model.h"
 
-#include "fileio.h"
-#include "quant.h"
+#include "io/fileio.h"
+#include "kernels/quant.h"
 
 #include <errno.h>
 #include <math.h>

@@ -13,13 +13,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "attnmap.h"
-#include "bench.h"
-#include "fileio.h"
-#include "pool.h"
-#include "ppl.h"
-#include "sampler.h"
-#include "transformer.h"
+#include "app/attnmap.h"
+#include "app/bench.h"
+#include "io/fileio.h"
+#include "runtime/pool.h"
+#include "app/ppl.h"
+#include "runtime/sampler.h"
+#include "runtime/transformer.h"
 
 #define EXIT_USAGE 2
 

@@ -5,7 +5,7 @@
 // with a hash table and a heap, so a prompt of n bytes costs O(n log n), not O(n^2).
 #include "tokenizer.h"
 
-#include "fileio.h"
+#include "io/fileio.h"
 
 #include <math.h>
 #include <stdio.h>

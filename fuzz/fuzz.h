@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../tokenizer.h"
+#include "tokenizer.h"
 
 static char fuzz_dir[64], fuzz_path[128];
 

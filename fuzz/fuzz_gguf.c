@@ -1,6 +1,6 @@
 // fuzz_gguf: the GGUF reader (gguf_open: header, metadata, tensor infos) and the llama glue
 // (gguf_llama_open: hyperparameters, tokenizer, tensor shapes), then reads each tensor's ends.
-#include "../gguf.h"
+#include "convert/gguf.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

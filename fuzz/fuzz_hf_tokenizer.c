@@ -1,6 +1,6 @@
 // fuzz_hf_tokenizer: tokenizer.json (hf_tokenizer: the pipeline checks, vocab, merges,
 // added tokens), for the 352-token vocabulary of tests/fixtures/tiny-f32 (bos 1, eos 2).
-#include "../hf.h"
+#include "convert/hf.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

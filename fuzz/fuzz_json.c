@@ -1,5 +1,5 @@
 // fuzz_json: the strict JSON parser on arbitrary bytes, then the lookups export uses.
-#include "../json.h"
+#include "io/json.h"
 #include "fuzz.h"
 
 static void walk(const JsonValue *v) {

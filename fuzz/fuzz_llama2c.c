@@ -1,7 +1,7 @@
 // fuzz_llama2c: export's llama2.c readers. The first byte picks the reader: even, the rest is
 // a legacy checkpoint (llama2c_open); odd, the next two bytes are the vocabulary size and the
 // rest is a tokenizer.bin (tokenizer_read_bin).
-#include "../llama2c.h"
+#include "convert/llama2c.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

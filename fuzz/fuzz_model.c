@@ -1,5 +1,5 @@
 // fuzz_model: the model loader and its validation (model_open, with and without weights).
-#include "../model.h"
+#include "model.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -1,6 +1,6 @@
 // fuzz_safetensors: one safetensors file (st_open_file: the length prefix, the JSON header,
 // every tensor's dtype, shape and offsets), then reads the ends of each tensor as f32.
-#include "../safetensors.h"
+#include "convert/safetensors.h"
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -1,6 +1,6 @@
 // fuzz_tokenizer: encode arbitrary bytes with the committed model's tokenizer, then decode
 // every resulting (prev, token) pair; also decode the ids the input's bytes name.
-#include "../model.h"
+#include "model.h"
 #include "fuzz.h"
 
 static Model model;

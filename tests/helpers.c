@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "../writer.h"
+#include "convert/writer.h"
 
 static char path_buf[8][4096];
 static int path_next;

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../model.h"
+#include "model.h"
 
 // Path of a file under $SL_MODELS; skips (or, in CI, fails) the test if it is missing.
 const char *model_file(const char *name);

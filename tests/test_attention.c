@@ -5,10 +5,10 @@
 // Contract: Criterion, libc, libm; a fixed-seed xorshift generator (never rand()). Every
 // comparison with the reference is the per-head relative error max|o - r| / max|r| <= 1e-5
 // (for f16, also the absolute error <= 1e-5); the reference reads an f16 cache widened to f32.
-#include "../attention.h"
-#include "../kernels.h"
-#include "../pool.h"
-#include "../quant.h"
+#include "kernels/attention.h"
+#include "kernels/kernels.h"
+#include "runtime/pool.h"
+#include "kernels/quant.h"
 
 #include <criterion/criterion.h>
 #include <math.h>

@@ -16,9 +16,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../attnmap.h"
-#include "../json.h"
-#include "../transformer.h"
+#include "app/attnmap.h"
+#include "io/json.h"
+#include "runtime/transformer.h"
 #include "helpers.h"
 
 #define PROMPT "Once upon a time, there was a little girl"

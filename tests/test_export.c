@@ -20,10 +20,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "../convert.h"
-#include "../model.h"
-#include "../quant.h"
-#include "../synth.h"
+#include "convert/convert.h"
+#include "model.h"
+#include "kernels/quant.h"
+#include "convert/synth.h"
 #include "helpers.h"
 
 static int f16_is_nan(uint16_t h) { return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu); }

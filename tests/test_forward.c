@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../pool.h"
-#include "../transformer.h"
+#include "runtime/pool.h"
+#include "runtime/transformer.h"
 #include "helpers.h"
 
 // ----------------------------------------------------------------------------

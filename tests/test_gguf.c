@@ -22,10 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../gguf.h"
-#include "../model.h"
-#include "../quant.h"
-#include "../transformer.h"
+#include "convert/gguf.h"
+#include "model.h"
+#include "kernels/quant.h"
+#include "runtime/transformer.h"
 #include "helpers.h"
 
 // ----------------------------------------------------------------------------

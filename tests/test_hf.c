@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../json.h"
-#include "../transformer.h"
+#include "io/json.h"
+#include "runtime/transformer.h"
 #include "helpers.h"
 
 static const char *fixture(const char *name) {

@@ -3,8 +3,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "../kernels.h"
-#include "../sampler.h"
+#include "kernels/kernels.h"
+#include "runtime/sampler.h"
 #include "helpers.h"
 
 #define EPS 1e-5f

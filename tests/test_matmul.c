@@ -13,9 +13,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../kernels.h"
-#include "../matmul.h"
-#include "../quant.h"
+#include "kernels/kernels.h"
+#include "kernels/matmul.h"
+#include "kernels/quant.h"
 
 static uint64_t rng_state;
 

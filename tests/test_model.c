@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../model.h"
-#include "../transformer.h"
+#include "model.h"
+#include "runtime/transformer.h"
 #include "helpers.h"
 
 static char *valid;     // a valid model file's bytes

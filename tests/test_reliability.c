@@ -21,10 +21,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../model.h"
-#include "../pool.h"
-#include "../sampler.h"
-#include "../transformer.h"
+#include "model.h"
+#include "runtime/pool.h"
+#include "runtime/sampler.h"
+#include "runtime/transformer.h"
 #include "helpers.h"
 
 // ----------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../tokenizer.h"
+#include "tokenizer.h"
 #include "helpers.h"
 
 static Tokenizer llama;  // the Llama 2 vocabulary, 32000 tokens

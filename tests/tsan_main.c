@@ -11,9 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../attnmap.h"
-#include "../pool.h"
-#include "../transformer.h"
+#include "app/attnmap.h"
+#include "runtime/pool.h"
+#include "runtime/transformer.h"
 
 static int failures;
 #define CHECK(c, ...)                                             \

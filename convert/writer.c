@@ -1,8 +1,8 @@
 // writer.c: atomic writing of a model file (see writer.h).
 #define _POSIX_C_SOURCE 200809L
-#include "writer.h"
+#include "convert/writer.h"
 
-#include "fileio.h"
+#include "io/fileio.h"
 
 #include <errno.h>
 #include <stdio.h>

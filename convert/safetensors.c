@@ -1,6 +1,6 @@
 // safetensors.c: the safetensors reader (see safetensors.h).
 #define _POSIX_C_SOURCE 200809L
-#include "safetensors.h"
+#include "convert/safetensors.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,9 +8,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "fileio.h"
-#include "json.h"
-#include "quant.h"
+#include "io/fileio.h"
+#include "io/json.h"
+#include "kernels/quant.h"
 
 static int pread_all(int fd, void *buf, size_t n, uint64_t off) {
     size_t got = 0;

@@ -1,9 +1,9 @@
 // sampler.c: greedy, temperature, top-k and top-p sampling (see sampler.h).
-#include "sampler.h"
+#include "runtime/sampler.h"
 
 #include <stdlib.h>
 
-#include "kernels.h"
+#include "kernels/kernels.h"
 
 int sampler_build(Sampler *s, int vocab_size, float temperature, float top_p, int top_k,
                   uint64_t seed) {

@@ -1,6 +1,6 @@
 // gguf.c: the GGUF reader and the llama glue (see gguf.h).
 #define _POSIX_C_SOURCE 200809L
-#include "gguf.h"
+#include "convert/gguf.h"
 
 #include <errno.h>
 #include <math.h>
@@ -11,8 +11,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "fileio.h"
-#include "quant.h"
+#include "io/fileio.h"
+#include "kernels/quant.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "GGUF files are read as little-endian; this build targets a big-endian CPU"

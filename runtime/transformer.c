@@ -5,7 +5,7 @@
 // attention over the KV cache, the output projection, RMSNorm, a SwiGLU feed-forward;
 // residual adds. The matmuls (matmul.c) and attention (attention.c) are the tuned
 // kernels; transformer_forward_plain runs the same pass on kernels.c, as the reference.
-#include "transformer.h"
+#include "runtime/transformer.h"
 
 #include <assert.h>
 #include <math.h>
@@ -13,9 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "attention.h"
-#include "kernels.h"
-#include "matmul.h"
+#include "kernels/attention.h"
+#include "kernels/kernels.h"
+#include "kernels/matmul.h"
 
 // ----------------------------------------------------------------------------
 // run state

@@ -12,7 +12,7 @@
 #define SEARCHLIGHT_HF_H
 
 #include "model.h"
-#include "safetensors.h"
+#include "convert/safetensors.h"
 #include "tokenizer.h"
 
 typedef struct {

@@ -1,12 +1,12 @@
 // convert.c: f32 tensors to f32, f16, bf16 or q8_0 bytes, in bounded chunks (see convert.h).
-#include "convert.h"
+#include "convert/convert.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "quant.h"
+#include "kernels/quant.h"
 
 #define CONVERT_CHUNK ((size_t)1 << 16)  // source values converted at a time
 

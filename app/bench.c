@@ -1,14 +1,14 @@
 // bench.c: the benchmark mode of ./run (see bench.h).
-#include "bench.h"
+#include "app/bench.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "attention.h"
-#include "pool.h"
-#include "transformer.h"
+#include "kernels/attention.h"
+#include "runtime/pool.h"
+#include "runtime/transformer.h"
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>

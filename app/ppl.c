@@ -2,9 +2,9 @@
 //
 // Contract: libc, libm and transformer.h. Logits come a batch at a time (the run state's
 // batch x vocab), so memory does not grow with the context length.
-#include "ppl.h"
+#include "app/ppl.h"
 
-#include "fileio.h"
+#include "io/fileio.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -33,9 +33,9 @@
 // Determinism: chunks, tiles and the fold order depend on the position only, never on the
 // thread count; threads just take (KV head, chunk) or (query, KV head) items, and the chunk
 // and fold code is compiled once (noinline) for every path.
-#include "attention.h"
+#include "kernels/attention.h"
 
-#include "quant.h"
+#include "kernels/quant.h"
 
 #include <assert.h>
 #include <math.h>

@@ -18,14 +18,14 @@
 // is commutative bitwise), so multi-row tiles, tail rows and thread splits all agree.
 // Tiles: TR rows of W x TT tokens of accumulators in registers (4 x 4 zmm on AVX-512).
 // Threads own contiguous blocks of W rows; X is reused from L2 in blocks of tokens.
-#include "matmul.h"
+#include "kernels/matmul.h"
 
 #include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "quant.h"
+#include "kernels/quant.h"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 #include <immintrin.h>

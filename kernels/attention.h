@@ -12,7 +12,7 @@
 #ifndef SEARCHLIGHT_ATTENTION_H
 #define SEARCHLIGHT_ATTENTION_H
 
-#include "pool.h"
+#include "runtime/pool.h"
 
 #include <stddef.h>
 

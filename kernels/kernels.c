@@ -2,9 +2,9 @@
 //
 // The arithmetic follows llama2.c's run.c operation for operation, so that greedy
 // decoding prints byte-identical text: same summation order, same float functions.
-#include "kernels.h"
+#include "kernels/kernels.h"
 
-#include "quant.h"
+#include "kernels/quant.h"
 
 #include <math.h>
 

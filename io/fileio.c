@@ -1,6 +1,6 @@
 // fileio.c: whole files in and out (see fileio.h).
 #define _POSIX_C_SOURCE 200809L
-#include "fileio.h"
+#include "io/fileio.h"
 
 #include <assert.h>
 #include <errno.h>

@@ -7,7 +7,7 @@
 #ifndef SEARCHLIGHT_PPL_H
 #define SEARCHLIGHT_PPL_H
 
-#include "transformer.h"
+#include "runtime/transformer.h"
 
 typedef struct {
     double nll;      // mean negative log-likelihood, in nats per token

@@ -1,6 +1,6 @@
 // pool.c: the persistent thread pool (see pool.h).
 #define _GNU_SOURCE  // sched_getaffinity, CPU_COUNT: the CPUs this process may run on
-#include "pool.h"
+#include "runtime/pool.h"
 
 #include <pthread.h>
 #include <sched.h>

@@ -1,5 +1,5 @@
 // synth.c: synthetic models for benchmarks (see synth.h).
-#include "synth.h"
+#include "convert/synth.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 // json.c: the strict JSON parser (see json.h).
-#include "json.h"
+#include "io/json.h"
 
 #include <errno.h>
 #include <math.h>

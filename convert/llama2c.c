@@ -1,6 +1,6 @@
 // llama2c.c: the llama2.c legacy checkpoint reader (see llama2c.h).
 #define _POSIX_C_SOURCE 200809L
-#include "llama2c.h"
+#include "convert/llama2c.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -8,7 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "fileio.h"
+#include "io/fileio.h"
 
 #define CONFIG_BYTES 28
 

@@ -7,9 +7,9 @@
 #ifndef SEARCHLIGHT_TRANSFORMER_H
 #define SEARCHLIGHT_TRANSFORMER_H
 
-#include "attention.h"
+#include "kernels/attention.h"
 #include "model.h"
-#include "pool.h"
+#include "runtime/pool.h"
 
 // The most tokens one forward call takes; a longer prompt goes through in chunks.
 #define SL_MAX_BATCH 128

@@ -16,7 +16,7 @@
 #ifndef SEARCHLIGHT_CONVERT_H
 #define SEARCHLIGHT_CONVERT_H
 
-#include "writer.h"
+#include "convert/writer.h"
 
 #define DTYPE_CHOICES "f32, f16, bf16 or q8_0"
 

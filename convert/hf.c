@@ -1,6 +1,6 @@
 // hf.c: the Hugging Face checkpoint reader (see hf.h).
 #define _POSIX_C_SOURCE 200809L
-#include "hf.h"
+#include "convert/hf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -8,8 +8,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "fileio.h"
-#include "json.h"
+#include "io/fileio.h"
+#include "io/json.h"
 
 #define CONFIG_MAX (1u << 20)
 #define TOKENIZER_MAX (64u << 20)

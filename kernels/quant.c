@@ -2,7 +2,7 @@
 //
 // Contract: libc and libm only. Bit manipulation through memcpy (no type punning through
 // unions or pointer casts), so it is well defined C11.
-#include "quant.h"
+#include "kernels/quant.h"
 
 #include <math.h>
 #include <string.h>
