@@ -29,7 +29,10 @@ missing=()
 check() {
     case $1 in
     build)
-        have "$CC" || missing+=(gcc)
+        if ! have "$CC"; then missing+=(gcc)
+        elif ! compiles "$CC" $'#include <stdio.h>\n#include <pthread.h>\nint main(void) { return puts("") < 0; }' \
+                -lm -lpthread; then missing+=(libc6-dev)  # a compiler without libc's headers
+        fi
         have make || missing+=(make)
         ;;
     test)
