@@ -64,7 +64,7 @@ static void usage(FILE *f) {
             "  --ppl <path> print the perplexity of a text file instead of generating\n"
             "  --attn-map <file.html>  also write the attention weights of the prompt and the\n"
             "              generated tokens as a self-contained page of heatmaps\n"
-            "  --attn-dump <file>      also write them as raw fp32 rows (layout: attnmap.h)\n"
+            "  --attn-dump <file>      also write them as raw fp32 rows (layout: app/attnmap.h)\n"
             "  -h, --help  this message\n"
             "Benchmark: run <model> --bench [-T list] [--pp N] [--tg N] [--reps R] [--json]\n"
             "  -T <list>   thread counts, comma-separated, e.g. 1,2 (default: online CPUs)\n"

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# scripts/bench-llamacpp.sh: searchlight and llama.cpp side by side, on the same weights.
+#
+#   scripts/bench-llamacpp.sh                     # stories15M and stories110M, f32 f16 q8_0
+#   SHAPES=stories15M TYPES="f32 q8_0" ROUNDS=7 THREADS=1 scripts/bench-llamacpp.sh
+#
+# 1. Builds llama.cpp (CPU only, native flags, its default build otherwise) from the source
+#    distribution of llama-cpp-python $LCP_VERSION on PyPI (vendor/llama.cpp), in $WORK
+#    (default ~/.cache/searchlight-llamacpp: outside the repository; delete it to start over).
+# 2. Writes a random Llama of each shape as an F32 GGUF (scripts/bench_gguf.py, in a venv with
+#    scripts/requirements-bench.txt), converts it to each type with llama.cpp's llama-quantize,
+#    and imports each GGUF with ./export (which keeps F32, F16, BF16 and Q8_0 bit for bit).
+# 3. Runs llama-bench and `run --bench` in turn, ROUNDS times, alternating which goes first:
+#    a 128-token prompt as one batch (pp128) and 128 generated tokens (tg128), THREADS threads.
+# 4. Prints one markdown table of medians; raw figures are in $WORK/results.tsv.
+# Needs the network once (PyPI), cmake, g++, python3 with venv; and ./run ./export (make).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORK=${WORK:-${XDG_CACHE_HOME:-$HOME/.cache}/searchlight-llamacpp}  # outside the repository
+LCP_VERSION=${LCP_VERSION:-0.3.36}
+SHAPES=${SHAPES:-"stories15M stories110M"}
+TYPES=${TYPES:-"f32 f16 q8_0"}
+ROUNDS=${ROUNDS:-5}
+THREADS=${THREADS:-2}
+VOCAB=${VOCAB:-../shared/models/gguf/ggml-vocab-llama-spm.gguf}
+mkdir -p "$WORK/models"
+log() { echo "bench-llamacpp: $*" >&2; }
+
+# 1. llama.cpp
+src=$WORK/llama_cpp_python-$LCP_VERSION/vendor/llama.cpp
+lbin=$src/build/bin
+if [ ! -x "$lbin/llama-bench" ] || [ ! -x "$lbin/llama-quantize" ]; then
+    if [ ! -d "$src" ]; then
+        log "downloading llama-cpp-python $LCP_VERSION (source) from PyPI"
+        python3 -m pip download -q --no-deps --no-binary :all: -d "$WORK" "llama-cpp-python==$LCP_VERSION"
+        tar -xzf "$WORK/llama_cpp_python-$LCP_VERSION.tar.gz" -C "$WORK"
+    fi
+    log "building llama.cpp (llama-bench, llama-quantize) in $src/build"
+    cmake -S "$src" -B "$src/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF \
+        -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF > "$WORK/cmake.log"
+    cmake --build "$src/build" -j"$(nproc)" --target llama-bench llama-quantize > "$WORK/build.log"
+fi
+
+# 2. the same weights for both
+venv=$WORK/venv
+if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv (scripts/requirements-bench.txt)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q -r scripts/requirements-bench.txt
+fi
+[ -x ./run ] && [ -x ./export ] || make all > /dev/null
+declare -A QTYPE=([f32]=F32 [f16]=F16 [bf16]=BF16 [q8_0]=Q8_0)
+models=()
+for s in $SHAPES; do
+    f32=$WORK/models/$s-f32.gguf
+    [ -f "$f32" ] || { log "writing $f32"; "$venv/bin/python" scripts/bench_gguf.py "$s" "$VOCAB" "$f32"; }
+    for t in $TYPES; do
+        [ -n "${QTYPE[$t]:-}" ] || { log "unknown type $t (f32 f16 bf16 q8_0)"; exit 2; }
+        g=$WORK/models/$s-$t.gguf
+        [ -f "$g" ] || "$lbin/llama-quantize" "$f32" "$g" "${QTYPE[$t]}" > "$WORK/quantize.log" 2>&1
+        [ -f "$WORK/models/$s-$t.slm" ] || ./export "$g" "$WORK/models/$s-$t.slm" > /dev/null
+        models+=("$s-$t")
+    done
+done
+
+# 3. interleaved runs
+res=$WORK/results.tsv
+printf 'round\tmodel\tprogram\tpp128\ttg128\troofline\n' > "$res"
+ours() {
+    ./run "$WORK/models/$1.slm" --bench -T "$THREADS" --pp 128 --tg 128 --reps 1 --json |
+        tr -d '\n' | sed -E 's/.*"pp_tok_s": ([0-9.]+).*"tg_tok_s": ([0-9.]+).*"roofline_fraction": ([0-9.]+).*/\1\t\2\t\3/'
+}
+theirs() {
+    "$lbin/llama-bench" -m "$WORK/models/$1.gguf" -p 128 -n 128 -t "$THREADS" -r 1 -o jsonl 2>/dev/null |
+        sed -nE 's/.*"n_prompt": ([0-9]+), "n_gen": ([0-9]+).*"avg_ts": ([0-9.e+]+).*/\1 \2 \3/p' |
+        awk '$1 > 0 { pp = $3 } $2 > 0 { tg = $3 } END { printf "%s\t%s\t", pp, tg }'
+}
+for r in $(seq "$ROUNDS"); do
+    for m in "${models[@]}"; do
+        log "round $r/$ROUNDS: $m"
+        a=$(ours "$m"); b=$(theirs "$m")
+        if [ $((r % 2)) -eq 0 ]; then b=$(theirs "$m"); a=$(ours "$m"); fi
+        printf '%s\t%s\tsearchlight\t%s\n%s\t%s\tllama.cpp\t%s\n' "$r" "$m" "$a" "$r" "$m" "$b" >> "$res"
+    done
+done
+
+# 4. medians
+median() { sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+col() { awk -F'\t' -v m="$1" -v p="$2" -v c="$3" '$2 == m && $3 == p { print $c }' "$res" | median; }
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
+echo "$cpu, $THREADS threads, medians of $ROUNDS interleaved rounds; llama.cpp from llama-cpp-python $LCP_VERSION"
+echo
+echo "| model | type | searchlight pp128 | llama.cpp pp128 | ratio | searchlight tg128 | llama.cpp tg128 | ratio | of roofline |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for m in "${models[@]}"; do
+    sp=$(col "$m" searchlight 4); lp=$(col "$m" llama.cpp 4)
+    st=$(col "$m" searchlight 5); lt=$(col "$m" llama.cpp 5); rf=$(col "$m" searchlight 6)
+    awk -v m="$m" -v sp="$sp" -v lp="$lp" -v st="$st" -v lt="$lt" -v rf="$rf" 'BEGIN {
+        t = m; sub(/.*-/, "", t); s = m; sub(/-[^-]*$/, "", s)
+        printf "| %s | %s | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %.0f%% |\n",
+            s, t, sp, lp, sp / lp, st, lt, st / lt, 100 * rf }'
+done
