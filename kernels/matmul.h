@@ -3,8 +3,8 @@
 // Contract: libc and pthreads (through pool.h); SIMD through <immintrin.h>, chosen at
 // compile time (AVX-512F, else AVX2+FMA, else plain C; for q8_0 AVX512-VNNI, else AVX2,
 // else plain C); no OpenMP, no BLAS, no allocation. Inputs and outputs must not overlap.
-// kernels.h's matmul_ref is the algorithmic reference; these kernels sum in a different
-// order, so results differ from it by rounding only.
+// kernels.h's matvec and matvec_tensor are the algorithmic reference; these kernels sum in a
+// different order, so results differ from them by rounding only.
 //
 // Weights are used where they lie (the read-only mapping): f16 and bf16 are converted to
 // f32 in registers; q8_0 weights meet activations quantized to q8_0 at run time (per group

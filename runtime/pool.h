@@ -2,8 +2,10 @@
 //
 // Contract: pthreads and C11 atomics; no OpenMP. Workers are created once and park
 // between calls (they spin briefly, then sleep on a condition variable). The calling
-// thread takes part as thread 0. Work is split by the caller with pool_range, so which
-// thread computes which element is fixed by the thread count alone.
+// thread takes part as thread 0. The caller splits the work: with pool_range (the matmuls),
+// which thread computes which element is fixed by the thread count alone; attention hands
+// out whole items from a counter instead. Either way each number comes from one thread, in
+// an order that does not depend on which thread it was.
 #ifndef SEARCHLIGHT_POOL_H
 #define SEARCHLIGHT_POOL_H
 
