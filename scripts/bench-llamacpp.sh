@@ -89,7 +89,11 @@ done
 median() { sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col() { awk -F'\t' -v m="$1" -v p="$2" -v c="$3" '$2 == m && $3 == p { print $c }' "$res" | median; }
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
-echo "$cpu, $THREADS threads, medians of $ROUNDS interleaved rounds; llama.cpp from llama-cpp-python $LCP_VERSION"
+march=$(${CC:-cc} -march=native -Q --help=target 2>/dev/null | awk '$1 == "-march=" { print $2 }' || true)
+isa=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' |
+    grep -xE 'avx2|avx512f|avx512_vnni|avx512_bf16|avx512_fp16|amx_tile' | paste -sd' ' || true)
+echo "$cpu (-march=native is ${march:-unknown}; ${isa:-no AVX2}), $(nproc) CPUs, $THREADS threads,"
+echo "medians of $ROUNDS interleaved rounds; llama.cpp from llama-cpp-python $LCP_VERSION"
 echo
 echo "| model | type | searchlight pp128 | llama.cpp pp128 | ratio | searchlight tg128 | llama.cpp tg128 | ratio | of roofline |"
 echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
