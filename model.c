@@ -217,9 +217,9 @@ static int check_header(const SlHeader *h, const char *path) {
                 path, shown, SL_MAGIC);
         return MODEL_ERR_MAGIC;
     }
-    if (h->version != SL_VERSION) {
-        fprintf(stderr, "%s: format version %u, this build reads version %d\n", path, h->version,
-                SL_VERSION);
+    if (h->version < 1 || h->version > SL_VERSION) {
+        fprintf(stderr, "%s: format version %u, this build reads versions 1 to %d\n", path,
+                h->version, SL_VERSION);
         return MODEL_ERR_VERSION;
     }
     if (h->header_bytes != SL_HEADER_BYTES) {
@@ -267,7 +267,7 @@ static int open_checked(Model *m, const char *path, int need_weights, int fd, si
     m->map_bytes = have;
     const SlHeader *h = &m->header;
     err = tokenizer_parse(&m->tokenizer, m->map + SL_HEADER_BYTES, h->tokenizer_bytes,
-                          h->vocab_size, h->bos_id, h->eos_id, path);
+                          (int)h->version, h->vocab_size, h->bos_id, h->eos_id, path);
     if (err == TOK_ERR_NOMEM) return MODEL_ERR_NOMEM;
     if (err != TOK_OK) return MODEL_ERR_TOKENIZER;
     if (h->n_tensors == 0) return MODEL_OK;

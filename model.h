@@ -25,7 +25,7 @@
 #include "tokenizer.h"
 
 #define SL_MAGIC "SRCHLGHT"  // 8 bytes, no terminating NUL in the file
-#define SL_VERSION 1
+#define SL_VERSION 2  // the newest version this build reads; see the header's version field
 #define SL_HEADER_BYTES 256
 #define SL_ALIGN 64
 
@@ -58,7 +58,7 @@ enum sl_tensor {
 
 typedef struct {
     char magic[8];           // SL_MAGIC
-    uint32_t version;        // SL_VERSION
+    uint32_t version;        // 1, or 2 when the tokenizer section is in format 2 (tokenizer.h)
     uint32_t header_bytes;   // SL_HEADER_BYTES
     int32_t dim;             // width of the residual stream
     int32_t hidden_dim;      // width of the feed-forward layer

@@ -1,11 +1,14 @@
-// tokenizer.c: sentencepiece-style BPE, as llama2.c models use it.
+// tokenizer.c: sentencepiece-style BPE, as llama2.c models use it, and byte-level BPE (GPT-2
+// style) for Llama 3, Qwen and SmolLM vocabularies (tokenizer.h).
 //
-// Contract: libc only; no globals, so several tokenizers can coexist. Encoding gives
-// the same ids as llama2.c's encode() (including its tie-breaks), but finds merges
-// with a hash table and a heap, so a prompt of n bytes costs O(n log n), not O(n^2).
+// Contract: libc only; no globals, so several tokenizers can coexist. Sentencepiece encoding
+// gives the same ids as llama2.c's encode() (including its tie-breaks); byte-level encoding
+// the same ids as the `tokenizers` library. Both find merges with a hash table and a heap, so
+// a prompt of n bytes costs O(n log n), not O(n^2).
 #include "tokenizer.h"
 
 #include "io/fileio.h"
+#include "tokenizer/pretok.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -214,13 +217,105 @@ int tokenizer_read_bin(Tokenizer *t, const char *path, int vocab_size, int bos_i
     return err;
 }
 
-int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int vocab_size, int bos_id,
-                    int eos_id, const char *path) {
+// ----------------------------------------------------------------------------
+// byte-level BPE: the merge rules by (left, right), every byte's token, the special tokens
+
+static uint32_t pair_hash(uint32_t l, uint32_t r) {
+    uint64_t k = ((uint64_t)l << 32 | r) * 0x9E3779B97F4A7C15ull;
+    return (uint32_t)(k >> 32);
+}
+
+// The rank of the merge rule (l, r), or -1.
+static int merge_rank(const Tokenizer *t, int l, int r) {
+    for (uint32_t slot = pair_hash((uint32_t)l, (uint32_t)r) & t->merge_mask;;
+         slot = (slot + 1) & t->merge_mask) {
+        uint32_t e = t->merge_table[slot];
+        if (e == 0) return -1;
+        if (t->merges[2 * (e - 1)] == (uint32_t)l && t->merges[2 * (e - 1) + 1] == (uint32_t)r)
+            return (int)(e - 1);
+    }
+}
+
+static int compare_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+// Loads n_merges rules (uint32 pairs at p) into a tokenizer whose pieces are built, and checks
+// that every rule joins two tokens into a third and that every byte is a token.
+static int build_bpe(Tokenizer *t, const uint8_t *p, uint32_t n_merges, const char *path) {
+    size_t cap = 16;
+    while (cap < 2 * (size_t)n_merges) cap *= 2;
+    t->n_merges = n_merges;
+    t->merges = malloc(8 * (size_t)n_merges + 8);
+    t->merged = malloc(sizeof(int) * (size_t)n_merges + 8);
+    t->merge_table = calloc(cap, sizeof(uint32_t));
+    t->specials = malloc(sizeof(int) * (size_t)t->vocab_size);
+    char *buf = malloc(2 * (size_t)t->max_token_len + 1);
+    if (!t->merges || !t->merged || !t->merge_table || !t->specials || !buf) {
+        free(buf);
+        return TOK_ERR_NOMEM;
+    }
+    t->merge_mask = (uint32_t)(cap - 1);
+    if (n_merges) memcpy(t->merges, p, 8 * (size_t)n_merges);
+    for (uint32_t m = 0; m < n_merges; m++) {
+        uint32_t l = t->merges[2 * m], r = t->merges[2 * m + 1];
+        if (l >= (uint32_t)t->vocab_size || r >= (uint32_t)t->vocab_size) {
+            fprintf(stderr, "%s: merge %u names token %u, beyond the %d tokens\n", path, m,
+                    l >= (uint32_t)t->vocab_size ? l : r, t->vocab_size);
+            free(buf);
+            return TOK_ERR_FORMAT;
+        }
+        memcpy(buf, t->pieces[l], t->lens[l]);
+        memcpy(buf + t->lens[l], t->pieces[r], t->lens[r]);
+        int id = tokenizer_lookup(t, buf, t->lens[l] + t->lens[r]);
+        if (id < 0) {
+            fprintf(stderr, "%s: merge %u joins tokens %u and %u into a piece that is no token\n",
+                    path, m, l, r);
+            free(buf);
+            return TOK_ERR_FORMAT;
+        }
+        t->merged[m] = id;
+        if (merge_rank(t, (int)l, (int)r) >= 0) continue;  // the first rank wins
+        uint32_t slot = pair_hash(l, r) & t->merge_mask;
+        while (t->merge_table[slot]) slot = (slot + 1) & t->merge_mask;
+        t->merge_table[slot] = m + 1;
+    }
+    free(buf);
+    for (int b = 0; b < 256; b++) {
+        char c = (char)b;
+        if ((t->byte_id[b] = tokenizer_lookup(t, &c, 1)) < 0) {
+            fprintf(stderr, "%s: byte-level BPE without a token for the byte 0x%02x\n", path, b);
+            return TOK_ERR_FORMAT;
+        }
+    }
+    // the special tokens, longest first, then by id: sorted as keys (~len << 32 | id)
+    uint64_t *keys = malloc(sizeof(uint64_t) * (size_t)t->vocab_size);
+    if (!keys) return TOK_ERR_NOMEM;
+    for (int i = 0; i < t->vocab_size; i++)
+        if ((t->types[i] == TOK_CONTROL || t->types[i] == TOK_USER) && t->lens[i] > 0)
+            keys[t->n_specials++] = (uint64_t)(UINT32_MAX - t->lens[i]) << 32 | (uint32_t)i;
+    qsort(keys, (size_t)t->n_specials, sizeof *keys, compare_u64);
+    for (int i = 0; i < t->n_specials; i++) t->specials[i] = (int)(uint32_t)keys[i];
+    free(keys);
+    return TOK_OK;
+}
+
+int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int format, int vocab_size,
+                    int bos_id, int eos_id, const char *path) {
     memset(t, 0, sizeof *t);
-    uint32_t count, max_len;
+    uint32_t count, max_len, kind = TOK_SPM, pretok = 0, flags = 0, n_merges = 0;
+    size_t head = format == 2 ? 24 : 8;
     Cursor c = {buf, buf + n};
-    if (!take(&c, &count, 4) || !take(&c, &max_len, 4)) {
-        fprintf(stderr, "%s: tokenizer section is %zu bytes, expected at least 8\n", path, n);
+    if (format != 1 && format != 2) {
+        fprintf(stderr, "%s: tokenizer section format %d, expected 1 or 2\n", path, format);
+        return TOK_ERR_FORMAT;
+    }
+    if (!take(&c, &count, 4) || !take(&c, &max_len, 4) ||
+        (format == 2 && (!take(&c, &kind, 4) || !take(&c, &pretok, 4) || !take(&c, &flags, 4) ||
+                         !take(&c, &n_merges, 4)))) {
+        fprintf(stderr, "%s: tokenizer section is %zu bytes, expected at least %zu\n", path, n,
+                head);
         return TOK_ERR_FORMAT;
     }
     if (count != (uint32_t)vocab_size) {
@@ -228,6 +323,18 @@ int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int vocab_size, 
                 vocab_size);
         return TOK_ERR_VOCAB;
     }
+    if (kind > TOK_BPE || (kind == TOK_BPE && pretok >= PRETOK_COUNT) ||
+        (kind == TOK_SPM && (pretok || flags || n_merges)) || flags > TOK_FLAG_IGNORE_MERGES) {
+        fprintf(stderr, "%s: tokenizer kind %u, pre-tokenizer %u, flags %u, %u merges: not a "
+                        "valid combination\n", path, kind, pretok, flags, n_merges);
+        return TOK_ERR_FORMAT;
+    }
+    if (n_merges > (n - head) / 8) {
+        fprintf(stderr, "%s: tokenizer section of %zu bytes cannot hold %u merges\n", path, n,
+                n_merges);
+        return TOK_ERR_FORMAT;
+    }
+    c.end -= (size_t)n_merges * 8;  // the merges follow the entries
     int err = build(t, c, 1, vocab_size, bos_id, eos_id, path);
     if (err == TOK_OK && (uint32_t)t->max_token_len != max_len) {
         fprintf(stderr, "%s: tokenizer says its longest piece is %u bytes, found %d\n", path,
@@ -235,11 +342,20 @@ int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int vocab_size, 
         tokenizer_free(t);
         return TOK_ERR_FORMAT;
     }
+    if (err == TOK_OK && kind == TOK_BPE) {
+        t->kind = TOK_BPE;
+        t->pretok = (int)pretok;
+        t->flags = flags;
+        err = build_bpe(t, c.end, n_merges, path);
+        if (err) tokenizer_free(t);
+    }
     return err;
 }
 
+int tokenizer_format(const Tokenizer *t) { return t->kind == TOK_BPE ? 2 : 1; }
+
 size_t tokenizer_section_bytes(const Tokenizer *t) {
-    size_t n = 8;
+    size_t n = tokenizer_format(t) == 2 ? 24 + 8 * (size_t)t->n_merges : 8;
     for (int i = 0; i < t->vocab_size; i++) n += 9 + (size_t)t->lens[i];
     return n;
 }
@@ -249,6 +365,11 @@ void tokenizer_write_section(const Tokenizer *t, uint8_t *buf) {
     memcpy(buf, &count, 4);
     memcpy(buf + 4, &max_len, 4);
     buf += 8;
+    if (tokenizer_format(t) == 2) {
+        uint32_t v2[4] = {(uint32_t)t->kind, (uint32_t)t->pretok, t->flags, t->n_merges};
+        memcpy(buf, v2, 16);
+        buf += 16;
+    }
     for (int i = 0; i < t->vocab_size; i++) {
         memcpy(buf, &t->scores[i], 4);
         memcpy(buf + 4, &t->lens[i], 4);
@@ -256,6 +377,7 @@ void tokenizer_write_section(const Tokenizer *t, uint8_t *buf) {
         memcpy(buf + 9, t->pieces[i], t->lens[i]);
         buf += 9 + t->lens[i];
     }
+    if (t->n_merges) memcpy(buf, t->merges, 8 * (size_t)t->n_merges);
 }
 
 void tokenizer_free(Tokenizer *t) {
@@ -265,6 +387,10 @@ void tokenizer_free(Tokenizer *t) {
     free(t->types);
     free(t->arena);
     free(t->table);
+    free(t->merges);
+    free(t->merged);
+    free(t->merge_table);
+    free(t->specials);
     memset(t, 0, sizeof *t);
 }
 
@@ -313,10 +439,18 @@ static Pair heap_pop(Pair *h, size_t *n) {
     return top;
 }
 
-// Pushes the merge of symbols l and r if their concatenated pieces form a token.
+// Pushes the merge of symbols l and r: sentencepiece, if their concatenated pieces form a
+// token (priority: its score); byte-level BPE, if a merge rule joins them (priority: -rank).
 static void push_pair(const Tokenizer *t, const Symbol *sym, int l, int r, char *buf, Pair *heap,
                       size_t *n) {
     if (l < 0 || r < 0) return;
+    if (t->kind == TOK_BPE) {
+        int rank = merge_rank(t, sym[l].id, sym[r].id);
+        if (rank < 0) return;
+        Pair p = {-(float)rank, l, r, sym[l].gen, sym[r].gen, t->merged[rank]};  // exact below 2^24
+        heap_push(heap, n, p);
+        return;
+    }
     size_t ll = t->lens[sym[l].id], lr = t->lens[sym[r].id];
     memcpy(buf, t->pieces[sym[l].id], ll);
     memcpy(buf + ll, t->pieces[sym[r].id], lr);
@@ -339,8 +473,97 @@ static void add_codepoint(const Tokenizer *t, const char *s, size_t len, Symbol 
     }
 }
 
+// Links n symbols into a list and merges the best pair until none is left (stale pairs are
+// skipped when popped); the survivors are the list from symbol 0 (n > 0).
+static void merge_all(const Tokenizer *t, Symbol *sym, int n, char *buf, Pair *heap) {
+    for (int i = 0; i < n; i++) {
+        sym[i].prev = i - 1;
+        sym[i].next = i + 1 < n ? i + 1 : -1;
+        sym[i].gen = 0;
+    }
+    size_t nheap = 0;
+    for (int i = 0; i + 1 < n; i++) push_pair(t, sym, i, i + 1, buf, heap, &nheap);
+    while (nheap > 0) {
+        Pair p = heap_pop(heap, &nheap);
+        Symbol *l = &sym[p.left], *r = &sym[p.right];
+        if (l->id < 0 || r->id < 0 || l->gen != p.gen_l || r->gen != p.gen_r || l->next != p.right)
+            continue;
+        l->id = p.merged;
+        l->gen++;
+        l->next = r->next;
+        if (r->next >= 0) sym[r->next].prev = p.left;
+        r->id = -1;  // dead
+        r->gen++;
+        push_pair(t, sym, l->prev, p.left, buf, heap, &nheap);
+        push_pair(t, sym, p.left, l->next, buf, heap, &nheap);
+    }
+}
+
+// The first special token in text[from, len): its position (len if none) and id (-1).
+static size_t find_special(const Tokenizer *t, const char *text, size_t len, size_t from,
+                           int *id) {
+    *id = -1;
+    if (t->n_specials == 0) return len;
+    for (size_t i = from; i < len; i++)
+        for (int s = 0; s < t->n_specials; s++) {
+            int sp = t->specials[s];
+            if (t->lens[sp] <= len - i && t->pieces[sp][0] == text[i] &&
+                memcmp(t->pieces[sp], text + i, t->lens[sp]) == 0) {
+                *id = sp;
+                return i;
+            }
+        }
+    return len;
+}
+
+// One pre-tokenized piece of n bytes: its token if ignore_merges and it is one, else its
+// bytes' tokens merged by rank. Appends to tokens at *k.
+static void encode_piece(const Tokenizer *t, const char *s, size_t n, Symbol *sym, Pair *heap,
+                         char *buf, int *tokens, size_t *k) {
+    if (t->flags & TOK_FLAG_IGNORE_MERGES) {
+        int id = tokenizer_lookup(t, s, n);
+        if (id >= 0) {
+            tokens[(*k)++] = id;
+            return;
+        }
+    }
+    for (size_t i = 0; i < n; i++) sym[i].id = t->byte_id[(uint8_t)s[i]];
+    merge_all(t, sym, (int)n, buf, heap);
+    for (int i = 0; i >= 0; i = sym[i].next) tokens[(*k)++] = sym[i].id;
+}
+
+static int encode_bpe(const Tokenizer *t, const char *text, size_t len, int bos, int eos,
+                      int *tokens, size_t max_tokens, size_t *n_tokens) {
+    *n_tokens = 0;
+    if (max_tokens < len + (bos != 0) + (eos != 0)) return TOK_ERR_SPACE;
+    if (len > INT32_MAX) return TOK_ERR_SPACE;
+    Symbol *sym = malloc((len + 1) * sizeof *sym);
+    Pair *heap = malloc(3 * (len + 1) * sizeof *heap);
+    char *buf = malloc(2 * (size_t)t->max_token_len + 1);
+    if (!sym || !heap || !buf) {
+        free(sym), free(heap), free(buf);
+        return TOK_ERR_NOMEM;
+    }
+    size_t k = 0;
+    if (bos && t->bos_id >= 0) tokens[k++] = t->bos_id;
+    for (size_t i = 0; i < len;) {
+        int special;
+        size_t at = find_special(t, text, len, i, &special);
+        for (size_t m; i < at; i += m) {
+            m = pretok_next(t->pretok, text + i, at - i);
+            encode_piece(t, text + i, m, sym, heap, buf, tokens, &k);
+        }
+        if (special >= 0) tokens[k++] = special, i += t->lens[special];
+    }
+    if (eos && t->eos_id >= 0) tokens[k++] = t->eos_id;
+    *n_tokens = k;
+    free(sym), free(heap), free(buf);
+    return TOK_OK;
+}
+
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int bos, int eos,
                      int *tokens, size_t max_tokens, size_t *n_tokens) {
+    if (t->kind == TOK_BPE) return encode_bpe(t, text, len, bos, eos, tokens, max_tokens, n_tokens);
     *n_tokens = 0;
     size_t need = len + (len > 0) + (bos != 0) + (eos != 0);
     if (max_tokens < need) return TOK_ERR_SPACE;
@@ -362,28 +585,7 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int bos, 
         add_codepoint(t, text + i, j - i, sym, &n);
         i = j;
     }
-    for (int i = 0; i < n; i++) {
-        sym[i].prev = i - 1;
-        sym[i].next = i + 1 < n ? i + 1 : -1;
-        sym[i].gen = 0;
-    }
-    size_t nheap = 0;
-    for (int i = 0; i + 1 < n; i++) push_pair(t, sym, i, i + 1, buf, heap, &nheap);
-    // merge the best pair until none is left; stale pairs are skipped when popped
-    while (nheap > 0) {
-        Pair p = heap_pop(heap, &nheap);
-        Symbol *l = &sym[p.left], *r = &sym[p.right];
-        if (l->id < 0 || r->id < 0 || l->gen != p.gen_l || r->gen != p.gen_r || l->next != p.right)
-            continue;
-        l->id = p.merged;
-        l->gen++;
-        l->next = r->next;
-        if (r->next >= 0) sym[r->next].prev = p.left;
-        r->id = -1;  // dead
-        r->gen++;
-        push_pair(t, sym, l->prev, p.left, buf, heap, &nheap);
-        push_pair(t, sym, p.left, l->next, buf, heap, &nheap);
-    }
+    merge_all(t, sym, n, buf, heap);
     size_t k = 0;
     if (bos && t->bos_id >= 0) tokens[k++] = t->bos_id;
     for (int i = n > 0 ? 0 : -1; i >= 0; i = sym[i].next) tokens[k++] = sym[i].id;
@@ -403,6 +605,10 @@ const char *tokenizer_decode(const Tokenizer *t, int prev, int token, size_t *le
     }
     const char *p = t->pieces[token];
     size_t n = t->lens[token];
+    if (t->kind == TOK_BPE) {  // raw bytes; control tokens are not text
+        *len = t->types[token] == TOK_CONTROL ? 0 : n;
+        return t->types[token] == TOK_CONTROL ? "" : p;
+    }
     if (t->types[token] == TOK_BYTE) {
         int b = byte_piece_value(p, n);
         if (b >= 0) {

@@ -1,13 +1,25 @@
-// tokenizer.h: the sentencepiece-style BPE tokenizer of llama2.c models.
+// tokenizer.h: the two BPE tokenizers of the models we run.
+//   - sentencepiece-style BPE (Llama 2, llama2.c models): merges by piece score, a dummy
+//     prefix space, <0xXX> byte fallback;
+//   - byte-level BPE (GPT-2 style: Llama 3, Qwen, SmolLM): a pre-tokenizer cuts the text
+//     (tokenizer/pretok.h), then each piece's bytes merge by the rank of the merge rules.
+//     Pieces are stored as raw bytes (export undoes GPT-2's byte-to-character mapping).
 //
 // Contract: libc only. Loads from llama2.c's tokenizer.bin or from the tokenizer section
 // of a searchlight model file, and serializes to that section. Errors print one line
 // naming the file and return a negative TOK_ERR_*; nothing here exits.
 //
-// Tokenizer section of a model file (little-endian):
+// Tokenizer section of a model file (little-endian), format 1 (sentencepiece only):
 //   uint32 n_tokens                      (== the header's vocab_size)
 //   uint32 max_token_len                 (longest piece, in bytes)
 //   n_tokens times: float32 score, uint32 len, uint8 type, len bytes of the piece
+// Format 2 (model files of version 2) adds, after max_token_len:
+//   uint32 kind                          (enum tok_kind)
+//   uint32 pretok                        (TOK_BPE: enum pretok_kind; else 0)
+//   uint32 flags                         (bit 0: ignore_merges)
+//   uint32 n_merges                      (TOK_BPE; else 0)
+// then the n_tokens entries as in format 1, then n_merges times uint32 left, uint32 right:
+// the merge rules in rank order, as token ids (left's piece + right's piece is a token).
 #ifndef SEARCHLIGHT_TOKENIZER_H
 #define SEARCHLIGHT_TOKENIZER_H
 
@@ -36,6 +48,9 @@ enum tok_err {
 // The longest piece we accept, in bytes. Real vocabularies stay under 64.
 #define TOK_MAX_PIECE 4096
 
+enum tok_kind { TOK_SPM = 0, TOK_BPE = 1 };
+#define TOK_FLAG_IGNORE_MERGES 1u  // a pre-tokenized piece that is a token is not merged
+
 typedef struct {
     int vocab_size;
     int bos_id, eos_id;     // -1 when absent
@@ -50,28 +65,47 @@ typedef struct {
     uint32_t table_mask;
     char *arena;
     char byte_piece[256][2];  // decoded byte tokens, as 1-byte strings
+    // byte-level BPE (kind TOK_BPE) only
+    int kind;               // enum tok_kind
+    int pretok;             // enum pretok_kind
+    uint32_t flags;         // TOK_FLAG_*
+    uint32_t n_merges;
+    uint32_t *merges;       // (n_merges, 2) left and right token ids, by rank
+    int *merged;            // (n_merges) id of left's piece + right's piece
+    uint32_t *merge_table;  // open-addressing hash of (left, right): slot -> rank + 1, 0 empty
+    uint32_t merge_mask;
+    int *specials;          // control and user-defined tokens, matched in text as one id,
+    int n_specials;         // longest first
 } Tokenizer;
 
 // Reads llama2.c's tokenizer.bin: uint32 max_token_len, then per token: float32 score,
 // int32 len, bytes. The file must hold exactly vocab_size tokens.
 int tokenizer_read_bin(Tokenizer *t, const char *path, int vocab_size, int bos_id, int eos_id);
 
-// Parses the tokenizer section of a model file (buf of n bytes, from `path`).
-int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int vocab_size,
+// Parses the tokenizer section of a model file (buf of n bytes, from `path`), in section
+// format 1 or 2 (the model file's version).
+int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int format, int vocab_size,
                     int bos_id, int eos_id, const char *path);
 
-// Size of the serialized section, and the serializer (buf holds that many bytes).
+// The section format a tokenizer needs (1 for sentencepiece, 2 for byte-level BPE), the size
+// of the serialized section in that format, and the serializer (buf holds that many bytes).
+int tokenizer_format(const Tokenizer *t);
 size_t tokenizer_section_bytes(const Tokenizer *t);
 void tokenizer_write_section(const Tokenizer *t, uint8_t *buf);
 
 // Encodes len bytes of text into at most max_tokens ids (len + 3 always suffices):
-// optional BOS, the dummy-prefix space (for non-empty text), code points or their
-// byte fallbacks, BPE merges by score, optional EOS.
+// optional BOS, then
+//   sentencepiece: the dummy-prefix space (for non-empty text), code points or their byte
+//     fallbacks, merges by score;
+//   byte-level BPE: control and user-defined tokens found in the text as their ids; the
+//     text between them pre-tokenized, and each piece's bytes merged by rank;
+// then optional EOS.
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int bos, int eos,
                      int *tokens, size_t max_tokens, size_t *n_tokens);
 
 // The bytes of `token` as text follows `prev`: the space after BOS is stripped and a
-// byte token becomes its byte. The result is not NUL-safe: use *len.
+// byte token becomes its byte (sentencepiece); a control token is empty (byte-level BPE).
+// The result is not NUL-safe: use *len.
 const char *tokenizer_decode(const Tokenizer *t, int prev, int token, size_t *len);
 
 // Id of a piece, or -1.

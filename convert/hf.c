@@ -482,7 +482,7 @@ int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, in
     uint32_t count = (uint32_t)V, ml = (uint32_t)max_len;
     memcpy(buf, &count, 4);
     memcpy(buf + 4, &ml, 4);
-    if (tokenizer_parse(tok, buf, off, vocab_size, bos_id, eos_id, path) != TOK_OK) goto done;
+    if (tokenizer_parse(tok, buf, off, 1, vocab_size, bos_id, eos_id, path) != TOK_OK) goto done;
     // scores: a piece made by merge r (the first that makes it) scores -r
     if (!(merged = malloc(2 * (size_t)TOK_MAX_PIECE * 3 + 1))) goto fail_tok;
     for (size_t r = 0; r < merges->n; r++) {

@@ -77,7 +77,7 @@ int synth_tokenizer(Tokenizer *t, int vocab) {
     uint32_t count = (uint32_t)vocab;
     memcpy(buf, &count, 4);
     memcpy(buf + 4, &max_len, 4);
-    int err = tokenizer_parse(t, buf, n, vocab, 1, 2, "synthetic tokenizer");
+    int err = tokenizer_parse(t, buf, n, 1, vocab, 1, 2, "synthetic tokenizer");
     free(buf);
     return err;
 }

@@ -80,7 +80,7 @@ static int write_body(FILE *f, const SlHeader *h, const SlLayout *lay, const uin
 int model_write(const char *path, SlHeader h, const Tokenizer *tok, const TensorData *td,
                 size_t *written) {
     memcpy(h.magic, SL_MAGIC, 8);
-    h.version = SL_VERSION;
+    h.version = (uint32_t)tokenizer_format(tok);  // 1 for every model before byte-level BPE
     h.header_bytes = SL_HEADER_BYTES;
     size_t toksize = tokenizer_section_bytes(tok);
     if (toksize > UINT32_MAX) {

@@ -203,7 +203,7 @@ Test(tokenizer, section_round_trip, .init = load_llama, .fini = free_llama) {
     uint8_t *buf = malloc(n);
     tokenizer_write_section(&llama, buf);
     Tokenizer t;
-    cr_assert_eq(tokenizer_parse(&t, buf, n, 32000, 1, 2, "section"), TOK_OK);
+    cr_assert_eq(tokenizer_parse(&t, buf, n, 1, 32000, 1, 2, "section"), TOK_OK);
     for (int i = 0; i < 32000; i++) {
         cr_assert_eq(t.lens[i], llama.lens[i]);
         cr_assert(memcmp(t.pieces[i], llama.pieces[i], t.lens[i]) == 0);
@@ -215,8 +215,8 @@ Test(tokenizer, section_round_trip, .init = load_llama, .fini = free_llama) {
     cr_assert_eq(t.types[0], TOK_UNKNOWN);
     tokenizer_free(&t);
     // a cut section, or one with a byte too many, is refused
-    cr_assert_eq(tokenizer_parse(&t, buf, n - 1, 32000, 1, 2, "section"), TOK_ERR_FORMAT);
-    cr_assert_eq(tokenizer_parse(&t, buf, n, 31999, 1, 2, "section"), TOK_ERR_VOCAB);
+    cr_assert_eq(tokenizer_parse(&t, buf, n - 1, 1, 32000, 1, 2, "section"), TOK_ERR_FORMAT);
+    cr_assert_eq(tokenizer_parse(&t, buf, n, 1, 31999, 1, 2, "section"), TOK_ERR_VOCAB);
     free(buf);
 }
 
