@@ -16,7 +16,7 @@ APP = app/bench.c app/ppl.c app/attnmap.c
 IO = io/fileio.c io/json.c
 CONVERT = convert/writer.c convert/llama2c.c convert/synth.c convert/convert.c convert/gguf.c \
 	convert/safetensors.c convert/hf.c
-TOKENIZER = tokenizer.c tokenizer/unicode.c tokenizer/pretok.c
+TOKENIZER = tokenizer.c tokenizer/unicode.c tokenizer/pretok.c tokenizer/bytelevel.c
 CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(IO) app/ppl.c app/attnmap.c
 EXPORT_SRC = $(CONVERT)
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \

@@ -1,6 +1,7 @@
 // gguf.c: the GGUF reader and the llama glue (see gguf.h).
 #define _POSIX_C_SOURCE 200809L
 #include "convert/gguf.h"
+#include "tokenizer/bytelevel.h"
 #include "tokenizer/pretok.h"
 
 #include <errno.h>
@@ -489,9 +490,8 @@ static GgufStr array_str(const Gguf *g, size_t *pos) {
     return s;
 }
 
-// tokenizer.ggml.model "gpt2": byte-level BPE. Pieces and merges are written with GPT-2's
-// byte-to-character mapping, which is undone (control and user-defined tokens are plain
-// text); the merges become pairs of ids; tokenizer.ggml.pre names the pre-tokenizer.
+// tokenizer.ggml.model "gpt2": byte-level BPE (tokenizer/bytelevel.h); tokenizer.ggml.pre
+// names the pre-tokenizer, and Llama 3's ("llama-bpe") does not merge a piece that is a token.
 static int load_bpe_tokenizer(GgufLlama *m) {
     const Gguf *g = &m->g;
     GgufStr pre;
@@ -519,94 +519,49 @@ static int load_bpe_tokenizer(GgufLlama *m) {
                    (types->arr_type == GGUF_I32 || types->arr_type == GGUF_U32)))
         return kv_wrong(g, types, "an array of int32");
     size_t n = tokens->arr_n, nm = merges->arr_n;
-    if (n == 0 || n > INT32_MAX || nm > UINT32_MAX || (types && types->arr_n != n)) {
-        fprintf(stderr, "%s: %zu tokens (expected 1..%d), %zu token types, %zu merges\n", g->path,
-                n, INT32_MAX, types ? types->arr_n : n, nm);
+    if (n == 0 || n > INT32_MAX || (types && types->arr_n != n)) {
+        fprintf(stderr, "%s: %zu tokens (expected 1..%d) and %zu token types\n", g->path, n,
+                INT32_MAX, types ? types->arr_n : n);
         return -1;
     }
     int64_t bos = -1, eos = -1;
     if (get_int(g, "tokenizer.ggml.bos_token_id", 0, (int64_t)n - 1, &bos) < 0 ||
         get_int(g, "tokenizer.ggml.eos_token_id", 0, (int64_t)n - 1, &eos) < 0)
         return -1;
-    // section format 2: 24 bytes, per token 9 + at most its string's bytes, 8 per merge
-    size_t cap = 24 + 8 * nm, pos = tokens->value;
-    for (size_t i = 0; i < n; i++) cap += 9 + array_str(g, &pos).len;
-    uint8_t *sec = malloc(cap);
-    if (!sec) {
+    BlStr *tok = malloc(n * sizeof *tok), *mer = malloc((2 * nm + 1) * sizeof *mer);
+    uint8_t *ty = malloc(n);
+    int err = -1;
+    if (!tok || !mer || !ty) {
         fprintf(stderr, "%s: out of memory for the vocabulary\n", g->path);
-        return -1;
+        goto done;
     }
-    uint8_t *w = sec + 24;
-    uint32_t max_len = 0, count = (uint32_t)n;
-    pos = tokens->value;
+    size_t pos = tokens->value;
     for (size_t i = 0; i < n; i++) {
         GgufStr s = array_str(g, &pos);
         int32_t type = TOK_NORMAL;
         if (types) memcpy(&type, g->map + types->value + 4 * i, 4);
-        long len = (long)s.len;
-        if (type < TOK_NORMAL || type > TOK_BYTE || s.len > TOK_MAX_PIECE) {
-            fprintf(stderr, "%s: token %zu has type %d and %zu bytes, expected 1..6 and at most "
-                            "%d\n", g->path, i, type, s.len, TOK_MAX_PIECE);
-            free(sec);
-            return -1;
-        }
-        if (type == TOK_CONTROL || type == TOK_USER) memcpy(w + 9, s.p, s.len);
-        else if ((len = bytelevel_decode(s.p, s.len, (char *)w + 9)) < 0) {
-            fprintf(stderr, "%s: token %zu \"%.*s\" is not in GPT-2's byte-level alphabet\n",
-                    g->path, i, s.len > 64 ? 64 : (int)s.len, s.p);
-            free(sec);
-            return -1;
-        }
-        float score = 0.0f;
-        uint32_t ulen = (uint32_t)len;
-        memcpy(w, &score, 4);
-        memcpy(w + 4, &ulen, 4);
-        w[8] = (uint8_t)type;
-        w += 9 + ulen;
-        if (ulen > max_len) max_len = ulen;
+        tok[i] = (BlStr){s.p, s.len};
+        ty[i] = type >= TOK_NORMAL && type <= TOK_BYTE ? (uint8_t)type : 0;  // 0: refused
     }
-    uint32_t head[6] = {count, max_len, TOK_BPE, (uint32_t)pretok,
-                        pretok == PRETOK_LLAMA3 ? TOK_FLAG_IGNORE_MERGES : 0, 0};
-    memcpy(sec, head, 24);
-    // the pieces' lookup table, to turn each merge's two strings into ids
-    Tokenizer ids;
-    if (tokenizer_parse(&ids, sec, (size_t)(w - sec), 2, (int)n, -1, -1, g->path) != TOK_OK) {
-        free(sec);
-        return -1;
-    }
-    char *buf = malloc(2 * (size_t)TOK_MAX_PIECE);
-    int err = buf ? 0 : -1;
     pos = merges->value;
-    for (size_t k = 0; k < nm && !err; k++) {
+    for (size_t k = 0; k < nm; k++) {  // "a b": two tokens' strings, which hold no space
         GgufStr s = array_str(g, &pos);
         const char *sp = memchr(s.p, ' ', s.len);
-        size_t la = sp ? (size_t)(sp - s.p) : 0, lb = sp ? s.len - la - 1 : 0;
-        long a = -1, b = -1;
-        if (sp && la <= TOK_MAX_PIECE && lb <= TOK_MAX_PIECE && !memchr(sp + 1, ' ', lb)) {
-            a = bytelevel_decode(s.p, la, buf);
-            b = bytelevel_decode(sp + 1, lb, buf + TOK_MAX_PIECE);
-        }
-        int l = a >= 0 ? tokenizer_lookup(&ids, buf, (size_t)a) : -1;
-        int rt = b >= 0 ? tokenizer_lookup(&ids, buf + TOK_MAX_PIECE, (size_t)b) : -1;
-        if (l < 0 || rt < 0) {
+        size_t la = sp ? (size_t)(sp - s.p) : 0;
+        if (!sp || memchr(sp + 1, ' ', s.len - la - 1)) {
             fprintf(stderr, "%s: merge %zu \"%.*s\" is not two tokens separated by a space\n",
                     g->path, k, s.len > 64 ? 64 : (int)s.len, s.p);
-            err = -1;
-            break;
+            goto done;
         }
-        uint32_t pair[2] = {(uint32_t)l, (uint32_t)rt};
-        memcpy(w + 8 * k, pair, 8);
+        mer[2 * k] = (BlStr){s.p, la};
+        mer[2 * k + 1] = (BlStr){sp + 1, s.len - la - 1};
     }
-    tokenizer_free(&ids);
-    free(buf);
-    if (!err) {
-        head[5] = (uint32_t)nm;
-        memcpy(sec, head, 24);
-        if (tokenizer_parse(&m->tok, sec, (size_t)(w - sec) + 8 * nm, 2, (int)n, (int)bos,
-                            (int)eos, g->path) != TOK_OK)
-            err = -1;
-    }
-    free(sec);
+    if (bytelevel_tokenizer(&m->tok, tok, ty, n, mer, nm, pretok,
+                            pretok == PRETOK_LLAMA3 ? TOK_FLAG_IGNORE_MERGES : 0, (int)bos,
+                            (int)eos, g->path) == TOK_OK)
+        err = 0;
+done:
+    free(tok), free(mer), free(ty);
     return err;
 }
 

@@ -94,6 +94,58 @@ def safetensors():
     return struct.pack("<Q", len(h)) + h + data
 
 
+def byte_chars():  # GPT-2's byte-to-character mapping
+    keep = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+    out, n = {}, 0
+    for b in range(256):
+        if b in keep:
+            out[b] = chr(b)
+        else:
+            out[b] = chr(256 + n)
+            n += 1
+    return out
+
+
+# a tiny byte-level BPE: the 256 bytes, three merges, two control tokens
+BPE_EXTRA = [(" a", 1), ("ab", 1), (" ab", 1), ("<|im_start|>", 3), ("<|im_end|>", 3)]
+BPE_MERGES = [(" ", "a"), ("a", "b"), (" a", "b")]
+
+
+def bpe_vocab_gguf():
+    bc = byte_chars()
+    enc = lambda t: "".join(bc[b] for b in t.encode())
+    tokens = [bc[b] for b in range(256)] + [enc(p) if t == 1 else p for p, t in BPE_EXTRA]
+    types = [1] * 256 + [t for _, t in BPE_EXTRA]
+    merges = [enc(a) + " " + enc(b) for a, b in BPE_MERGES]
+    s = lambda x: struct.pack("<Q", len(x.encode())) + x.encode()
+    kv = [("general.architecture", 8, s("qwen2")), ("tokenizer.ggml.model", 8, s("gpt2")),
+          ("tokenizer.ggml.pre", 8, s("qwen2")),
+          ("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, len(tokens)) + b"".join(map(s, tokens))),
+          ("tokenizer.ggml.token_type", 9, struct.pack(f"<IQ{len(types)}i", 5, len(types), *types)),
+          ("tokenizer.ggml.merges", 9, struct.pack("<IQ", 8, len(merges)) + b"".join(map(s, merges))),
+          ("tokenizer.ggml.bos_token_id", 4, struct.pack("<I", 259)),
+          ("tokenizer.ggml.eos_token_id", 4, struct.pack("<I", 260))]
+    out = b"GGUF" + struct.pack("<IQQ", 3, 0, len(kv))
+    for key, t, v in kv:
+        out += s(key) + struct.pack("<I", t) + v
+    return out
+
+
+def bpe_tokenizer_only_slm():  # the same vocabulary as export writes it: section format 2
+    pieces = [bytes([b]) for b in range(256)] + [p.encode() for p, _ in BPE_EXTRA]
+    types = [1] * 256 + [t for _, t in BPE_EXTRA]
+    ids = {p: i for i, p in reversed(list(enumerate(pieces)))}
+    tok = struct.pack("<6I", len(pieces), max(map(len, pieces)), 1, 2, 0, len(BPE_MERGES))
+    for p, t in zip(pieces, types):
+        tok += struct.pack("<fIB", 0.0, len(p), t) + p
+    for a, b in BPE_MERGES:
+        tok += struct.pack("<II", ids[a.encode()], ids[b.encode()])
+    hdr = b"SRCHLGHT" + struct.pack("<II8iff2I2i2I", 2, 256, DIM, HID, L, NH, NKV, HD, len(pieces),
+                                    SEQ, 10000.0, 1e-5, 0, 0, 259, 260, len(tok), 0)
+    hdr += bytes(256 - len(hdr))
+    return hdr + tok
+
+
 def main():
     put("model/tiny-f32.slm", slm(0, False))
     put("model/tiny-f16-shared.slm", slm(1, True))
@@ -104,6 +156,8 @@ def main():
     put("llama2c/ckpt-cls.bin", b"\0" + llama2c(False))
     put("llama2c/tokenizer.bin", b"\1" + struct.pack("<H", V) + tokenizer_bin())
     put("safetensors/mixed.safetensors", safetensors())
+    put("gguf/bpe-vocab.gguf", bpe_vocab_gguf())
+    put("model/bpe-tokenizer-only.slm", bpe_tokenizer_only_slm())
 
 
 if __name__ == "__main__":

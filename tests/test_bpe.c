@@ -96,3 +96,92 @@ Test(bpe, special_tokens_in_text) {
     cr_assert_eq(len, 0, "a control token prints nothing");
     model_close(&m);
 }
+
+// ----------------------------------------------------------------------------
+// bad byte-level vocabularies: one line naming the problem, status 1, no file written
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} Buf;
+
+static void put(Buf *b, const void *d, size_t n) {
+    if (b->n + n > b->cap) b->p = realloc(b->p, b->cap = 2 * (b->n + n));
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+static void put_u32(Buf *b, uint32_t v) { put(b, &v, 4); }
+static void put_u64(Buf *b, uint64_t v) { put(b, &v, 8); }
+static void put_str(Buf *b, const char *s) { put_u64(b, strlen(s)), put(b, s, strlen(s)); }
+
+// GPT-2's character for byte c, as UTF-8 (see tokenizer/pretok.h).
+static void byte_char(int c, char *out) {
+    int self = (c >= 33 && c <= 126) || (c >= 161 && c <= 172) || c >= 174, k = 0;
+    for (int b = 0; b < c; b++) k += !((b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174);
+    unsigned cp = self ? (unsigned)c : 256u + (unsigned)k;
+    if (cp < 0x80) out[0] = (char)cp, out[1] = 0;
+    else out[0] = (char)(0xC0 | cp >> 6), out[1] = (char)(0x80 | (cp & 63)), out[2] = 0;
+}
+
+// A vocabulary-only GGUF: the 256 bytes, then `extra` tokens (NULL-terminated), the merges
+// (NULL-terminated), and tokenizer.ggml.pre (none if NULL).
+static const char *write_vocab(const char *name, const char *const *extra,
+                               const char *const *merges, const char *pre) {
+    Buf b = {0};
+    size_t n_extra = 0, n_merges = 0;
+    while (extra[n_extra]) n_extra++;
+    while (merges[n_merges]) n_merges++;
+    put(&b, "GGUF", 4), put_u32(&b, 3), put_u64(&b, 0), put_u64(&b, pre ? 5 : 4);
+    put_str(&b, "general.architecture"), put_u32(&b, 8), put_str(&b, "llama");
+    put_str(&b, "tokenizer.ggml.model"), put_u32(&b, 8), put_str(&b, "gpt2");
+    if (pre) put_str(&b, "tokenizer.ggml.pre"), put_u32(&b, 8), put_str(&b, pre);
+    put_str(&b, "tokenizer.ggml.tokens"), put_u32(&b, 9), put_u32(&b, 8), put_u64(&b, 256 + n_extra);
+    for (int c = 0; c < 256; c++) {
+        char s[4];
+        byte_char(c, s);
+        put_str(&b, s);
+    }
+    for (size_t i = 0; i < n_extra; i++) put_str(&b, extra[i]);
+    put_str(&b, "tokenizer.ggml.merges"), put_u32(&b, 9), put_u32(&b, 8), put_u64(&b, n_merges);
+    for (size_t i = 0; i < n_merges; i++) put_str(&b, merges[i]);
+    const char *path = tmp_file(name);
+    cr_assert_eq(write_all_file(path, b.p, b.n), 0);
+    free(b.p);
+    return path;
+}
+
+static void refused(const char *gguf, const char *message) {
+    char *out, *err, *dst = strdup(tmp_file("refused.slm"));
+    int rc = run_cmd(&out, &err, "%s %s %s", bin_path("export"), gguf, dst);
+    cr_assert_eq(rc, 1, "%s: status %d, stderr %s", gguf, rc, err);
+    cr_assert(strstr(err, message), "%s: expected \"%s\" in: %s", gguf, message, err);
+    cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "one line: %s", err);
+    cr_assert(!file_exists(dst), "no file is written");
+    free(out), free(err), free(dst);
+}
+
+Test(bpe, bad_vocabularies_are_refused) {
+    static const char *const extra[] = {"\xc4\xa0" "a", "ab", NULL};  // "Ġa" (" a"), "ab"
+    static const char *const merges[] = {"\xc4\xa0 a", "a b", NULL};
+    char *out, *err;
+    const char *ok = write_vocab("ok.gguf", extra, merges, "llama-bpe");
+    int rc = run_cmd(&out, &err, "%s %s %s", bin_path("export"), ok, tmp_file("ok.slm"));
+    cr_assert_eq(rc, 0, "the valid vocabulary: %s", err);
+    free(out), free(err);
+
+    static const char *const unknown[] = {"\xc4\xa0 a", "a zz", NULL};
+    refused(write_vocab("unknown.gguf", extra, unknown, "llama-bpe"),
+            "merge 1 \"a\" + \"zz\" names a piece that is no token");
+    static const char *const no_space[] = {"\xc4\xa0 a", "ab", NULL};
+    refused(write_vocab("nospace.gguf", extra, no_space, "llama-bpe"),
+            "merge 1 \"ab\" is not two tokens separated by a space");
+    static const char *const not_a_token[] = {"\xc4\xa0 a", "b a", NULL};  // "ba" is no token
+    refused(write_vocab("nottoken.gguf", extra, not_a_token, "llama-bpe"),
+            "merge 1 joins tokens 98 and 97 into a piece that is no token");
+    refused(write_vocab("nopre.gguf", extra, merges, NULL), "tokenizer.ggml.pre is missing");
+    refused(write_vocab("pre.gguf", extra, merges, "deepseek-llm"),
+            "pre-tokenizer \"deepseek-llm\" is not supported");
+    static const char *const cyrillic[] = {"\xd0\x96", NULL};  // U+0416 is no byte character
+    refused(write_vocab("alphabet.gguf", cyrillic, merges + 2, "qwen2"),
+            "token 256 \"\xd0\x96\" is not in GPT-2's byte-level alphabet");
+}

@@ -137,20 +137,3 @@ size_t pretok_next(int kind, const char *s, size_t n) {
     }
 }
 
-long bytelevel_decode(const char *s, size_t n, char *out) {
-    long k = 0;
-    for (size_t i = 0; i < n;) {
-        uint32_t cp;
-        i += utf8_decode(s + i, n - i, &cp);
-        int self = (cp >= 33 && cp <= 126) || (cp >= 161 && cp <= 172) || (cp >= 174 && cp <= 255);
-        if (self) {
-            out[k++] = (char)cp;
-            continue;
-        }
-        if (cp < 256 || cp >= 256 + 68) return -1;
-        // the (cp - 256)th byte that does not map to itself: 0..32, then 127..160, then 173
-        uint32_t r = cp - 256;
-        out[k++] = (char)(r <= 32 ? r : r <= 66 ? 127 + (r - 33) : 173);
-    }
-    return k;
-}

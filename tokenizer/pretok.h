@@ -28,11 +28,4 @@ const char *pretok_name(int kind);
 // cuts text into pieces with `for (i = 0; i < n; i += pretok_next(kind, s + i, n - i))`.
 size_t pretok_next(int kind, const char *s, size_t n);
 
-// GPT-2's byte-to-character mapping, undone: vocabularies and merges of byte-level BPE are
-// written with each byte as a printable character (bytes 33..126, 161..172 and 174..255 as
-// themselves, the other 68 as U+0100..U+0143 in order; a space is "Ġ", U+0120). Converts the
-// n bytes of UTF-8 at s to the raw bytes at out (at most n bytes). Returns their count, or -1
-// if s holds a character outside the mapping or is not valid UTF-8.
-long bytelevel_decode(const char *s, size_t n, char *out);
-
 #endif
