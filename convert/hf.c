@@ -10,6 +10,8 @@
 
 #include "io/fileio.h"
 #include "io/json.h"
+#include "tokenizer/bytelevel.h"
+#include "tokenizer/pretok.h"
 
 #define CONFIG_MAX (1u << 20)
 #define TOKENIZER_MAX (64u << 20)
@@ -362,6 +364,90 @@ static int merge_parts(const JsonValue *mv, const char **a, size_t *al, const ch
     return -1;
 }
 
+// A ByteLevel pre-tokenizer object with add_prefix_space false and use_regex as given?
+static int is_bytelevel(const JsonValue *v, int use_regex) {
+    const JsonValue *aps = json_get(v, "add_prefix_space"), *ur = json_get(v, "use_regex");
+    return json_is_str(json_get(v, "type"), "ByteLevel") && aps && aps->type == JSON_FALSE &&
+           (use_regex ? !ur || ur->type == JSON_TRUE : ur && ur->type == JSON_FALSE);
+}
+
+// The pre-tokenizer of a byte-level BPE (enum pretok_kind), as the families write it:
+//   gpt-2      ByteLevel(add_prefix_space false, use_regex true)
+//   llama-bpe, qwen2 (and gpt-2)  Sequence[Split(Regex, Isolated), ByteLevel(use_regex false)]
+//   smollm     Sequence[Digits(individual_digits true), ByteLevel(use_regex true)]
+// Returns the kind; -2 when the pre-tokenizer is not byte-level at all; -1 after one line
+// naming what is byte-level but not supported.
+static int bytelevel_pretok(const JsonValue *root, const char *path) {
+    const JsonValue *pre = json_get(root, "pre_tokenizer"), *ty = json_get(pre, "type");
+    if (is_bytelevel(pre, 1)) return PRETOK_GPT2;
+    const JsonValue *list = json_get(pre, "pretokenizers");
+    if (!json_is_str(ty, "Sequence") || !list || list->type != JSON_ARRAY || list->n != 2 ||
+        !json_is_str(json_get(&list->items[1], "type"), "ByteLevel")) {
+        if (json_is_str(ty, "ByteLevel")) {
+            fprintf(stderr, "%s: ByteLevel pre-tokenizer with add_prefix_space or without its "
+                            "regex (byte %zu); export reads add_prefix_space false\n", path,
+                    pre->offset);
+            return -1;
+        }
+        return -2;
+    }
+    const JsonValue *a = &list->items[0], *b = &list->items[1], *inv = json_get(a, "invert");
+    const JsonValue *digits = json_get(a, "individual_digits");
+    if (json_is_str(json_get(a, "type"), "Digits") && digits && digits->type == JSON_TRUE &&
+        is_bytelevel(b, 1))
+        return PRETOK_SMOLLM;
+    const JsonValue *re = json_get(json_get(a, "pattern"), "Regex");
+    if (json_is_str(json_get(a, "type"), "Split") && json_is_str(json_get(a, "behavior"), "Isolated") &&
+        inv && inv->type == JSON_FALSE && re && re->type == JSON_STRING && is_bytelevel(b, 0)) {
+        int k = pretok_from_regex(re->str);
+        if (k >= 0) return k;
+        fprintf(stderr, "%s: pre-tokenizer regex \"%.60s\" (byte %zu) is not supported (GPT-2's, "
+                        "Llama 3's and Qwen2's are)\n", path, re->str, re->offset);
+        return -1;
+    }
+    fprintf(stderr, "%s: byte-level pre-tokenizer Sequence at byte %zu is not one export reads "
+                    "(Split(Regex, Isolated) or Digits(individual), then ByteLevel)\n", path,
+            pre->offset);
+    return -1;
+}
+
+// A byte-level BPE from the pieces (vocab keys or added tokens' contents) and types found by
+// hf_tokenizer, and the merges; tokenizer/bytelevel.c does the rest.
+static int hf_bytelevel(Tokenizer *tok, const JsonValue *const *piece, const uint8_t *type,
+                        size_t V, const JsonValue *model, const JsonValue *merges, int pretok,
+                        int bos_id, int eos_id, const char *path) {
+    BlStr *toks = malloc(V * sizeof *toks), *mer = malloc((2 * merges->n + 1) * sizeof *mer);
+    int rc = -1;
+    if (!toks || !mer) {
+        fprintf(stderr, "%s: out of memory for the vocabulary\n", path);
+        goto done;
+    }
+    for (size_t id = 0; id < V; id++) {
+        const JsonValue *p = piece[id];
+        if (p->key) toks[id] = (BlStr){p->key, p->key_len};
+        else toks[id] = (BlStr){json_get(p, "content")->str, json_get(p, "content")->len};
+    }
+    for (size_t r = 0; r < merges->n; r++) {
+        const char *a, *b;
+        size_t al, bl;
+        if (merge_parts(&merges->items[r], &a, &al, &b, &bl) != 0) {
+            fprintf(stderr, "%s: merge %zu (byte %zu) is not \"a b\" or [\"a\", \"b\"]\n", path, r,
+                    merges->items[r].offset);
+            goto done;
+        }
+        mer[2 * r] = (BlStr){a, al};
+        mer[2 * r + 1] = (BlStr){b, bl};
+    }
+    const JsonValue *im = json_get(model, "ignore_merges");
+    uint32_t flags = im && im->type == JSON_TRUE ? TOK_FLAG_IGNORE_MERGES : 0;
+    if (bytelevel_tokenizer(tok, toks, type, V, mer, merges->n, pretok, flags, bos_id, eos_id,
+                            path) == TOK_OK)
+        rc = 0;
+done:
+    free(toks), free(mer);
+    return rc;
+}
+
 int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, int eos_id) {
     char *path = join(dir, "tokenizer.json");
     if (!path) return -1;
@@ -388,10 +474,28 @@ int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, in
         goto done;
     }
     const JsonValue *bf = json_get(model, "byte_fallback");
+    int pretok = -3;  // -3: sentencepiece-style; else the byte-level pre-tokenizer
     if (!bf || bf->type != JSON_TRUE) {
-        fprintf(stderr, "%s: BPE without byte_fallback (a byte-level, GPT-2-style BPE?); export "
-                "reads the sentencepiece-style BPE of Llama 2 / TinyLlama\n", path);
-        goto done;
+        pretok = bytelevel_pretok(&root, path);
+        if (pretok == -1) goto done;
+        if (pretok == -2) {
+            fprintf(stderr, "%s: BPE without byte_fallback and without a byte-level "
+                    "pre-tokenizer; export reads sentencepiece-style BPE (Llama 2) and byte-level "
+                    "BPE (GPT-2, Llama 3, Qwen2, SmolLM)\n", path);
+            goto done;
+        }
+        const JsonValue *norm = json_get(&root, "normalizer");
+        if (json_is_str(json_get(norm, "type"), "NFC")) {
+            // Qwen2's: most text is already NFC, and tokenizes the same without it
+            fprintf(stderr, "%s: note: the NFC normalizer is not applied; text that is not in "
+                    "NFC (rare) may tokenize differently from transformers\n", path);
+        } else if (norm && norm->type != JSON_NULL) {
+            fprintf(stderr, "%s: normalizer %.32s (byte %zu) before a byte-level BPE; export "
+                    "reads none\n", path, json_get(norm, "type") &&
+                    json_get(norm, "type")->type == JSON_STRING ? json_get(norm, "type")->str : "?",
+                    norm->offset);
+            goto done;
+        }
     }
     static const char *const affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     for (int i = 0; i < 2; i++) {
@@ -401,7 +505,7 @@ int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, in
             goto done;
         }
     }
-    if (check_pipeline(&root, path) != 0) goto done;
+    if (pretok == -3 && check_pipeline(&root, path) != 0) goto done;
     const JsonValue *vocab = json_get(model, "vocab"), *merges = json_get(model, "merges");
     const JsonValue *added = json_get(&root, "added_tokens");
     if (!vocab || vocab->type != JSON_OBJECT || !merges || merges->type != JSON_ARRAY) {
@@ -451,6 +555,10 @@ int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, in
                     vocab_size);
             goto done;
         }
+    }
+    if (pretok >= 0) {
+        rc = hf_bytelevel(tok, piece, type, V, model, merges, pretok, bos_id, eos_id, path);
+        goto done;
     }
     // serialize a section (tokenizer.h) and parse it, as synth_tokenizer does
     size_t cap = 8, max_len = 0;

@@ -215,3 +215,114 @@ SlHeader write_test_model(const char *path, int shared_classifier) {
     model_close(&m);
     return h;
 }
+
+// ----------------------------------------------------------------------------
+// the random strings of tests/fixtures/make_pretok.py
+
+#define CORPUS_MAX_ATOMS 256
+#define CORPUS_MAX_TEXT 4096
+#define CORPUS_MAX_VALUES 4096
+
+typedef struct {
+    char *atom[CORPUS_MAX_ATOMS];
+    size_t atom_len[CORPUS_MAX_ATOMS];
+    int n;
+} Atoms;
+
+static void load_atoms(Atoms *a) {
+    FILE *f = fopen("tests/fixtures/pretok-atoms.txt", "r");
+    cr_assert(f, "tests/fixtures/pretok-atoms.txt not readable");
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#' || line[0] == '\n') continue;
+        size_t hex = strcspn(line, " \n");
+        cr_assert(hex % 2 == 0 && a->n < CORPUS_MAX_ATOMS);
+        char *s = malloc(hex / 2 + 1);
+        for (size_t i = 0; i < hex / 2; i++) {
+            unsigned v;
+            cr_assert(sscanf(line + 2 * i, "%2x", &v) == 1);
+            s[i] = (char)v;
+        }
+        a->atom_len[a->n] = hex / 2;
+        a->atom[a->n++] = s;
+    }
+    fclose(f);
+}
+
+// The next random string, as make_pretok.py builds it.
+static size_t next_text(const Atoms *a, uint64_t *rng, char *out) {
+    size_t n = 1 + (test_rand(rng) >> 33) % 24, len = 0;
+    for (size_t k = 0; k < n; k++) {
+        int i = (int)((test_rand(rng) >> 33) % (uint64_t)a->n);
+        cr_assert(len + a->atom_len[i] < CORPUS_MAX_TEXT);
+        memcpy(out + len, a->atom[i], a->atom_len[i]);
+        len += a->atom_len[i];
+    }
+    return len;
+}
+
+static uint64_t fnv_bytes(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
+    return h;
+}
+
+int check_corpus_fixture(const char *fixture, corpus_setup_fn setup, corpus_values_fn values,
+                         void *ctx) {
+    static Atoms atoms;
+    if (atoms.n == 0) load_atoms(&atoms);
+    char *fx = read_all(fixture, NULL);
+    cr_assert(fx, "%s not readable", fixture);
+    char *head = strstr(fx, "\nseed ");
+    unsigned long long seed;
+    int count, block, shown, n_atoms;
+    cr_assert(head && sscanf(head, "\nseed %llu strings %d block %d shown %d atoms %d", &seed,
+                             &count, &block, &shown, &n_atoms) == 5, "%s: no header", fixture);
+    cr_assert_eq(n_atoms, atoms.n, "%s was made from %d atoms, the atoms file has %d", fixture,
+                 n_atoms, atoms.n);
+    static char text[CORPUS_MAX_TEXT], got[16 * CORPUS_MAX_VALUES];
+    static uint32_t v[CORPUS_MAX_VALUES];
+    int kinds = 0;
+    for (char *k = strstr(fx, "\nkind "); k; k = strstr(k + 1, "\nkind "), kinds++) {
+        char *eol = strchr(k + 1, '\n');
+        cr_assert(eol);
+        *eol = '\0';
+        cr_assert_eq(setup(ctx, k + 1), 0, "%s: %s", fixture, k + 1);
+        *eol = '\n';
+        char *hashes = strstr(k, "\nhashes ") + 8, *line = strchr(hashes, '\n') + 1;
+        uint64_t rng = (uint64_t)seed, h = 0xCBF29CE484222325ull;
+        for (int i = 0; i < count; i++) {
+            size_t n = next_text(&atoms, &rng, text);
+            size_t m = values(ctx, text, n, v, CORPUS_MAX_VALUES);
+            if (i < shown) {  // the values in full: a readable failure
+                size_t used = 0;
+                got[0] = '\0';
+                for (size_t j = 0; j < m; j++)
+                    used += (size_t)snprintf(got + used, sizeof got - used, "%s%u", j ? "," : "",
+                                             v[j]);
+                char *want = strchr(line, ' ') + 1, *end = strchr(line, '\n');
+                *end = '\0';
+                cr_assert_str_eq(got, want, "%s, %.40s, string %d \"%.*s\":\n got  %s\n want %s",
+                                 fixture, k + 1, i, (int)n, text, got, want);
+                *end = '\n';
+                line = end + 1;
+            }
+            for (size_t j = 0; j < m; j++) {
+                unsigned char le[4] = {v[j] & 255, v[j] >> 8 & 255, v[j] >> 16 & 255, v[j] >> 24};
+                h = fnv_bytes(h, le, 4);
+            }
+            h = fnv_bytes(h, "\xff\xff\xff\xff", 4);
+            if ((i + 1) % block == 0) {
+                unsigned long long want;
+                cr_assert(sscanf(hashes, "%llx", &want) == 1);
+                hashes += 17;
+                cr_assert_eq(h, (uint64_t)want, "%s, %.40s: strings %d..%d differ from the "
+                             "reference (rerun its script with more shown strings to see which)",
+                             fixture, k + 1, i + 1 - block, i);
+                h = 0xCBF29CE484222325ull;
+            }
+        }
+    }
+    free(fx);
+    return kinds;
+}

@@ -57,4 +57,16 @@ SlHeader test_model_header(int shared_classifier);
 // Writes a small valid model of that shape with random weights. Returns its header.
 SlHeader write_test_model(const char *path, int shared_classifier);
 
+// The random strings of tests/fixtures/make_pretok.py, and a checker of the fixtures made from
+// them (pretok.txt, bpe-ids.txt): a header line "seed S strings N block B shown K atoms A",
+// then per kind a line "kind NAME ...", a line "hashes H1 H2 ..." (FNV-1a over each block of B
+// strings' values, uint32 little-endian, 0xFFFFFFFF after each string) and K lines "i v,v,...".
+// For each kind, setup(ctx, line) readies ctx from the kind line (0 = ok) and values(ctx, text,
+// n, out, cap) gives a string's values; any difference fails the test. Returns the kinds seen.
+typedef int (*corpus_setup_fn)(void *ctx, const char *kind_line);
+typedef size_t (*corpus_values_fn)(void *ctx, const char *text, size_t n, uint32_t *out,
+                                   size_t cap);
+int check_corpus_fixture(const char *fixture, corpus_setup_fn setup, corpus_values_fn values,
+                         void *ctx);
+
 #endif

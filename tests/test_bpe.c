@@ -8,6 +8,8 @@
 
 #include "helpers.h"
 #include "model.h"
+#include "convert/hf.h"
+#include "tokenizer/pretok.h"
 
 #define SEP "\n__ggml_vocab_test__\n"
 
@@ -78,6 +80,39 @@ Test(bpe, llama3_vocabulary_passes_llama_cpp_vectors) {
 
 Test(bpe, qwen2_vocabulary_passes_llama_cpp_vectors) {
     cr_assert_eq(check_vectors("ggml-vocab-qwen2.gguf", 46), 46);
+}
+
+// check_corpus_fixture's callbacks: the tokenizer.json of the kind, and a text's ids.
+static int load_kind(void *ctx, const char *line) {
+    char name[32], dir[128];
+    int vocab;
+    if (sscanf(line, "kind %31s vocab %d", name, &vocab) != 2) return -1;
+    Tokenizer *t = ctx;
+    if (t->vocab_size) tokenizer_free(t);
+    snprintf(dir, sizeof dir, "tests/fixtures/bpe-%s", name);
+    cr_assert_eq(hf_tokenizer(t, dir, vocab, -1, -1), 0, "%s/tokenizer.json", dir);
+    cr_assert_eq(t->kind, TOK_BPE);
+    cr_assert_str_eq(pretok_name(t->pretok), name);
+    return 0;
+}
+
+static size_t encode_ids(void *ctx, const char *text, size_t n, uint32_t *out, size_t cap) {
+    const Tokenizer *t = ctx;
+    static int ids[4096];
+    size_t m;
+    cr_assert_eq(tokenizer_encode(t, text, n, 0, 0, ids, 4096, &m), TOK_OK);
+    cr_assert_leq(m, cap);
+    for (size_t i = 0; i < m; i++) out[i] = (uint32_t)ids[i];
+    return m;
+}
+
+// Tokenizers of each pre-tokenizer kind, trained by the `tokenizers` library (make_bpe.py), read
+// from their tokenizer.json: the ids of 10,000 random strings equal the library's, id for id.
+Test(bpe, tokenizer_json_matches_tokenizers_on_10000_strings) {
+    Tokenizer t = {0};
+    int kinds = check_corpus_fixture("tests/fixtures/bpe-ids.txt", load_kind, encode_ids, &t);
+    cr_assert_eq(kinds, PRETOK_COUNT);
+    tokenizer_free(&t);
 }
 
 // Special tokens in the text become their one id; the text around them is encoded as usual.

@@ -3,8 +3,8 @@
 //
 // tests/fixtures/pretok.txt holds what `tokenizers` made of 10,000 random strings (built by
 // tests/fixtures/make_pretok.py from tests/fixtures/pretok-atoms.txt with the xorshift64*
-// generator of helpers.c, which this file runs too): a hash of the piece lengths per block of
-// 500 strings, and the pieces of the first strings in full.
+// generator of helpers.c, which check_corpus_fixture runs too): a hash of the piece lengths per
+// block of 500 strings, and the pieces of the first strings in full.
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,50 +13,6 @@
 #include "helpers.h"
 #include "tokenizer/pretok.h"
 #include "tokenizer/unicode.h"
-
-#define MAX_ATOMS 256
-#define MAX_TEXT 4096
-
-typedef struct {
-    char *atom[MAX_ATOMS];
-    size_t atom_len[MAX_ATOMS];
-    int n_atoms;
-    uint64_t seed;
-    int count, block, shown;
-} Corpus;
-
-static void load_atoms(Corpus *c) {
-    FILE *f = fopen("tests/fixtures/pretok-atoms.txt", "r");
-    cr_assert(f, "tests/fixtures/pretok-atoms.txt not readable");
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (line[0] == '#' || line[0] == '\n') continue;
-        size_t hex = strcspn(line, " \n");
-        cr_assert(hex % 2 == 0 && c->n_atoms < MAX_ATOMS);
-        char *a = malloc(hex / 2 + 1);
-        for (size_t i = 0; i < hex / 2; i++) {
-            unsigned v;
-            cr_assert(sscanf(line + 2 * i, "%2x", &v) == 1);
-            a[i] = (char)v;
-        }
-        a[hex / 2] = '\0';
-        c->atom_len[c->n_atoms] = hex / 2;
-        c->atom[c->n_atoms++] = a;
-    }
-    fclose(f);
-}
-
-// The next random string, as make_pretok.py builds it.
-static size_t next_text(const Corpus *c, uint64_t *rng, char *out) {
-    size_t n = 1 + (test_rand(rng) >> 33) % 24, len = 0;
-    for (size_t k = 0; k < n; k++) {
-        int a = (int)((test_rand(rng) >> 33) % (uint64_t)c->n_atoms);
-        cr_assert(len + c->atom_len[a] < MAX_TEXT);
-        memcpy(out + len, c->atom[a], c->atom_len[a]);
-        len += c->atom_len[a];
-    }
-    return len;
-}
 
 // The piece lengths of text, as "2,1,3" (the fixture's form).
 static void split_str(int kind, const char *text, size_t n, char *out, size_t cap) {
@@ -72,68 +28,29 @@ static void split_str(int kind, const char *text, size_t n, char *out, size_t ca
     }
 }
 
-static uint64_t fnv(uint64_t h, const void *data, size_t n) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
-    return h;
+// check_corpus_fixture's callbacks: the kind from its line, the piece lengths of a text
+static int kind_of(void *ctx, const char *line) {
+    char name[32];
+    if (sscanf(line, "kind %31s", name) != 1) return -1;
+    return (*(int *)ctx = pretok_from_name(name)) < 0 ? -1 : 0;
+}
+
+static size_t piece_lengths(void *ctx, const char *text, size_t n, uint32_t *out, size_t cap) {
+    int kind = *(int *)ctx;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i += out[m++]) {
+        cr_assert(m < cap);
+        out[m] = (uint32_t)pretok_next(kind, text + i, n - i);
+        cr_assert(out[m] >= 1 && out[m] <= n - i, "%s: a piece of %u bytes at %zu of %zu",
+                  pretok_name(kind), out[m], i, n);
+    }
+    return m;
 }
 
 Test(pretok, matches_tokenizers_on_10000_strings) {
-    static Corpus c;
-    load_atoms(&c);
-    size_t size;
-    char *fx = read_all("tests/fixtures/pretok.txt", &size);
-    cr_assert(fx, "tests/fixtures/pretok.txt not readable");
-    char *line = strstr(fx, "\nseed ");
-    cr_assert(line);
-    int atoms;
-    unsigned long long seed;
-    cr_assert(sscanf(line, "\nseed %llu strings %d block %d shown %d atoms %d", &seed, &c.count,
-                     &c.block, &c.shown, &atoms) == 5);
-    cr_assert_eq(atoms, c.n_atoms, "the fixture was made from %d atoms, the file has %d", atoms,
-                 c.n_atoms);
-    static char text[MAX_TEXT], got[8 * MAX_TEXT];
-    int kinds = 0;
-    for (char *k = strstr(fx, "\nkind "); k; k = strstr(k + 1, "\nkind ")) {
-        char name[32];
-        cr_assert(sscanf(k, "\nkind %31s", name) == 1);
-        int kind = pretok_from_name(name);
-        cr_assert_geq(kind, 0, "unknown kind %s in the fixture", name);
-        kinds++;
-        char *hashes = strstr(k, "\nhashes ") + 8;
-        uint64_t rng = (uint64_t)seed, h = 0xCBF29CE484222325ull;
-        char *shown = strchr(hashes, '\n') + 1;
-        for (int i = 0; i < c.count; i++) {
-            size_t n = next_text(&c, &rng, text);
-            if (i < c.shown) {  // the full pieces: a readable failure
-                split_str(kind, text, n, got, sizeof got);
-                char want[8 * MAX_TEXT];
-                cr_assert(sscanf(shown, "%*d %s", want) == 1);
-                shown = strchr(shown, '\n') + 1;
-                cr_assert_str_eq(got, want, "%s, string %d \"%.*s\": pieces %s, tokenizers %s",
-                                 name, i, (int)n, text, got, want);
-            }
-            for (size_t at = 0; at < n;) {
-                uint32_t m = (uint32_t)pretok_next(kind, text + at, n - at);
-                unsigned char le[4] = {m & 255, m >> 8 & 255, m >> 16 & 255, m >> 24};
-                h = fnv(h, le, 4);
-                at += m;
-            }
-            h = fnv(h, "\xff\xff\xff\xff", 4);
-            if ((i + 1) % c.block == 0) {
-                unsigned long long want;
-                cr_assert(sscanf(hashes, "%llx", &want) == 1);
-                hashes += 17;
-                cr_assert_eq(h, (uint64_t)want,
-                             "%s: strings %d..%d split differently from tokenizers (rerun "
-                             "make_pretok.py with more shown strings to see which)",
-                             name, i + 1 - c.block, i);
-                h = 0xCBF29CE484222325ull;
-            }
-        }
-    }
+    int kind;
+    int kinds = check_corpus_fixture("tests/fixtures/pretok.txt", kind_of, piece_lengths, &kind);
     cr_assert_eq(kinds, PRETOK_COUNT, "the fixture covers %d kinds", kinds);
-    free(fx);
 }
 
 // A few splits by hand, as a reader's guide to the regexes (the test above is the reference).

@@ -17,6 +17,22 @@ int pretok_from_name(const char *name) {
     return -1;
 }
 
+// The regexes, as tokenizer.json files write them (smollm has none: Digits, then gpt-2's).
+static const char *const regexes[PRETOK_COUNT] = {
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
+    "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*"
+    "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+    NULL,
+};
+
+int pretok_from_regex(const char *regex) {
+    for (int k = 0; k < PRETOK_COUNT; k++)
+        if (regexes[k] && strcmp(regex, regexes[k]) == 0) return k;
+    return -1;
+}
+
 const char *pretok_name(int kind) {
     return kind >= 0 && kind < PRETOK_COUNT ? names[kind] : "?";
 }

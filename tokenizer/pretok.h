@@ -24,6 +24,10 @@ enum pretok_kind { PRETOK_GPT2, PRETOK_LLAMA3, PRETOK_QWEN2, PRETOK_SMOLLM, PRET
 int pretok_from_name(const char *name);
 const char *pretok_name(int kind);
 
+// The kind whose regex is exactly `regex` (as tokenizer.json's Split pre-tokenizer writes it:
+// gpt-2, llama-bpe or qwen2), or -1.
+int pretok_from_regex(const char *regex);
+
 // The length in bytes of the first piece of s (n >= 1 bytes), between 1 and n: so a caller
 // cuts text into pieces with `for (i = 0; i < n; i += pretok_next(kind, s + i, n - i))`.
 size_t pretok_next(int kind, const char *s, size_t n);
