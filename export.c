@@ -70,6 +70,11 @@ static void print_summary(const char *in, const char *kind, const char *out, con
     printf("  vocab %d, context %d, rope_theta %g, norm_eps %g, %s classifier\n", c->vocab_size,
            c->seq_len, c->rope_theta, c->norm_eps,
            (c->flags & SL_FLAG_SHARED_CLASSIFIER) ? "shared" : "separate");
+    if (c->rope_scaling == SL_ROPE_LINEAR) printf("  RoPE scaling linear, factor %g\n", c->rope_factor);
+    if (c->rope_scaling == SL_ROPE_LLAMA3)
+        printf("  RoPE scaling llama3: factor %g, low_freq_factor %g, high_freq_factor %g, "
+               "original context %d\n", c->rope_factor, c->rope_low_freq, c->rope_high_freq,
+               c->rope_orig_ctx);
     printf("  %zu parameters, %s weights, f32 norms\n", layout_params(&lay),
            dtype_name((int)c->weight_type));
     printf("wrote %s: %zu bytes (%s)\n", out, bytes, dtype_name((int)c->weight_type));

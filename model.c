@@ -133,6 +133,19 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
         DIMS_FAIL("rope_theta %g, expected a finite value > 0", h->rope_theta);
     if (!(isfinite(h->norm_eps) && h->norm_eps > 0 && h->norm_eps < 1))
         DIMS_FAIL("norm_eps %g, expected 0 < eps < 1", h->norm_eps);
+    if (h->version == 1 && h->rope_scaling)  // 0: a header not yet written
+        DIMS_FAIL("RoPE scaling %u in a version %u file (a version-2 field)", h->rope_scaling,
+                  h->version);
+    if (h->rope_scaling >= SL_ROPE_COUNT)
+        DIMS_FAIL("RoPE scaling %u, expected 0 (none), 1 (linear) or 2 (llama3)", h->rope_scaling);
+    if (h->rope_scaling && !(isfinite(h->rope_factor) && h->rope_factor > 0))
+        DIMS_FAIL("RoPE scaling factor %g, expected a finite value > 0", h->rope_factor);
+    if (h->rope_scaling == SL_ROPE_LLAMA3 &&
+        !(h->rope_factor >= 1 && h->rope_low_freq > 0 && isfinite(h->rope_high_freq) &&
+          h->rope_high_freq > h->rope_low_freq && h->rope_orig_ctx > 0))
+        DIMS_FAIL("llama3 RoPE scaling: factor %g, low_freq_factor %g, high_freq_factor %g, "
+                  "original context %d; expected factor >= 1, 0 < low < high, context > 0",
+                  h->rope_factor, h->rope_low_freq, h->rope_high_freq, h->rope_orig_ctx);
     if (h->flags & ~SL_FLAG_SHARED_CLASSIFIER)
         DIMS_FAIL("unknown flags 0x%x", h->flags & ~SL_FLAG_SHARED_CLASSIFIER);
     if (h->weight_type >= SL_DTYPE_COUNT) {

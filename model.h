@@ -58,7 +58,8 @@ enum sl_tensor {
 
 typedef struct {
     char magic[8];           // SL_MAGIC
-    uint32_t version;        // 1, or 2 when the tokenizer section is in format 2 (tokenizer.h)
+    uint32_t version;        // 1, or 2 when a version-2 field is used: the tokenizer section in
+                             // format 2 (tokenizer.h), or RoPE scaling
     uint32_t header_bytes;   // SL_HEADER_BYTES
     int32_t dim;             // width of the residual stream
     int32_t hidden_dim;      // width of the feed-forward layer
@@ -77,8 +78,18 @@ typedef struct {
     uint32_t tokenizer_bytes;  // size of the tokenizer section that follows the header
     uint32_t n_tensors;      // SL_T_COUNT, or 0 for a tokenizer-only file
     uint8_t tensor_type[16]; // enum sl_dtype of each tensor, indexed by enum sl_tensor
-    uint8_t reserved[160];   // zero
+    // version 2 (zero in version 1): RoPE scaling, applied to the frequencies (kernels.h)
+    uint32_t rope_scaling;   // enum sl_rope
+    float rope_factor;       // linear, llama3: frequencies divided by it (>= 1 for llama3)
+    float rope_low_freq;     // llama3: low_freq_factor
+    float rope_high_freq;    // llama3: high_freq_factor (> low_freq_factor)
+    int32_t rope_orig_ctx;   // llama3: original_max_position_embeddings
+    uint8_t reserved[140];   // zero
 } SlHeader;
+
+// RoPE scaling (header.rope_scaling), as transformers computes it for rope_type "linear" and
+// "llama3"; the formulas are above kernels.h's rope_freq.
+enum sl_rope { SL_ROPE_NONE = 0, SL_ROPE_LINEAR = 1, SL_ROPE_LLAMA3 = 2, SL_ROPE_COUNT };
 
 _Static_assert(sizeof(SlHeader) == SL_HEADER_BYTES, "SlHeader must be 256 bytes");
 

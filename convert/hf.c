@@ -143,15 +143,36 @@ static int read_config(SlHeader *h, const char *dir) {
         fprintf(stderr, "%s: rope_theta must be a positive number\n", path);
         goto done;
     }
+    // RoPE scaling, in rope_scaling (transformers 4) or rope_parameters (transformers 5):
+    // linear and llama3 are applied to the frequencies; any other is refused
+    uint32_t scaling = SL_ROPE_NONE;
+    double factor = 0, low = 0, high = 0, orig = 0;
     for (int i = 0; i < 2; i++) {
         const JsonValue *r = i ? rs : rp, *type = json_get(r, "rope_type");
         if (!type) type = json_get(r, "type");
-        if (r && r->type != JSON_NULL && type && !json_is_str(type, "default")) {
-            fprintf(stderr, "%s: %s of type %.32s; export reads plain RoPE only\n", path,
-                    i ? "rope_scaling" : "rope_parameters",
-                    type->type == JSON_STRING ? type->str : json_type_name(type->type));
+        if (!r || r->type == JSON_NULL || !type || json_is_str(type, "default")) continue;
+        const char *what = i ? "rope_scaling" : "rope_parameters";
+        int linear = json_is_str(type, "linear"), llama3 = json_is_str(type, "llama3");
+        if (!linear && !llama3) {
+            fprintf(stderr, "%s: %s of type %.32s; export reads linear and llama3 RoPE scaling\n",
+                    path, what, type->type == JSON_STRING ? type->str : json_type_name(type->type));
             goto done;
         }
+        if (!cfg_num(json_get(r, "factor"), &factor) ||
+            (llama3 && (!cfg_num(json_get(r, "low_freq_factor"), &low) ||
+                        !cfg_num(json_get(r, "high_freq_factor"), &high) ||
+                        !cfg_num(json_get(r, "original_max_position_embeddings"), &orig) ||
+                        !(factor >= 1 && low > 0 && high > low && orig >= 1 && orig < 1e9)))) {
+            fprintf(stderr, "%s: %s %s needs %s\n", path, what, linear ? "linear" : "llama3",
+                    linear ? "a factor > 0" : "factor >= 1, 0 < low_freq_factor < "
+                    "high_freq_factor and original_max_position_embeddings >= 1");
+            goto done;
+        }
+        if (!(factor > 0 && factor < 1e9)) {
+            fprintf(stderr, "%s: %s factor must be a positive number\n", path, what);
+            goto done;
+        }
+        scaling = linear ? SL_ROPE_LINEAR : SL_ROPE_LLAMA3;
     }
     if (!cfg_num(json_get(&cfg, "rms_norm_eps"), &eps) || !(eps > 0 && eps < 1)) {
         fprintf(stderr, "%s: rms_norm_eps must be a number in (0, 1)\n", path);
@@ -167,6 +188,11 @@ static int read_config(SlHeader *h, const char *dir) {
     h->vocab_size = (int32_t)vocab;
     h->seq_len = (int32_t)ctx;
     h->rope_theta = (float)theta;
+    h->rope_scaling = scaling;
+    h->rope_factor = (float)factor;
+    h->rope_low_freq = (float)low;
+    h->rope_high_freq = (float)high;
+    h->rope_orig_ctx = (int32_t)orig;
     h->norm_eps = (float)eps;
     h->flags = tie && tie->type == JSON_TRUE ? SL_FLAG_SHARED_CLASSIFIER : 0;
     h->weight_type = SL_F32;

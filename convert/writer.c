@@ -80,7 +80,8 @@ static int write_body(FILE *f, const SlHeader *h, const SlLayout *lay, const uin
 int model_write(const char *path, SlHeader h, const Tokenizer *tok, const TensorData *td,
                 size_t *written) {
     memcpy(h.magic, SL_MAGIC, 8);
-    h.version = (uint32_t)tokenizer_format(tok);  // 1 for every model before byte-level BPE
+    // version 1 unless a version-2 field is used, so earlier models are written as before
+    h.version = tokenizer_format(tok) == 2 || h.rope_scaling ? 2 : 1;
     h.header_bytes = SL_HEADER_BYTES;
     size_t toksize = tokenizer_section_bytes(tok);
     if (toksize > UINT32_MAX) {

@@ -38,11 +38,28 @@ void softmax(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] /= sum;
 }
 
-void rope(float *v, size_t n_heads, size_t head_dim, size_t pos, float theta) {
+RopeParams rope_params(const SlHeader *h) {
+    RopeParams r = {h->rope_theta, h->rope_scaling, h->rope_factor, h->rope_low_freq,
+                    h->rope_high_freq, h->rope_orig_ctx};
+    return r;
+}
+
+float rope_freq(const RopeParams *r, size_t i, size_t head_dim) {
+    float f = 1.0f / powf(r->theta, (float)i / (float)head_dim);
+    if (r->scaling == SL_ROPE_LINEAR) return f / r->factor;
+    if (r->scaling != SL_ROPE_LLAMA3) return f;
+    float wavelen = 2.0f * 3.14159265358979323846f / f, ctx = (float)r->orig_ctx;
+    if (wavelen > ctx / r->low_freq) return f / r->factor;
+    if (wavelen < ctx / r->high_freq) return f;
+    float s = (ctx / wavelen - r->low_freq) / (r->high_freq - r->low_freq);
+    return (1.0f - s) * f / r->factor + s * f;
+}
+
+void rope(float *v, size_t n_heads, size_t head_dim, size_t pos, const RopeParams *r) {
     for (size_t h = 0; h < n_heads; h++) {
         float *vh = v + h * head_dim;
         for (size_t i = 0; i < head_dim; i += 2) {
-            float freq = 1.0f / powf(theta, (float)i / (float)head_dim);
+            float freq = rope_freq(r, i, head_dim);
             float angle = (float)pos * freq;
             float c = cosf(angle), s = sinf(angle);
             float v0 = vh[i], v1 = vh[i + 1];

@@ -27,7 +27,24 @@ void softmax(float *x, size_t n);
 
 // RoPE on n_heads heads of head_dim each, rotating adjacent pairs as llama2.c does:
 //   (v_2i, v_2i+1) <- rotation by angle pos * theta^(-2i / head_dim)
-void rope(float *v, size_t n_heads, size_t head_dim, size_t pos, float theta);
+// RoPE: the frequency of the pair (i, i + 1), i even, of a head of head_dim:
+//   f = theta^(-i / head_dim)                                  (no scaling)
+//   linear: f / factor
+//   llama3: with wavelength w = 2 pi / f, L = orig_ctx / low_freq, H = orig_ctx / high_freq:
+//     w > L: f / factor;  w < H: f;  else (1 - s) f / factor + s f,
+//     s = (orig_ctx / w - low_freq) / (high_freq - low_freq)
+// and the rotation at position pos of each pair, phi = pos * f:
+//   (v_i, v_i+1) <- (v_i cos phi - v_i+1 sin phi, v_i sin phi + v_i+1 cos phi)
+typedef struct {
+    float theta;
+    uint32_t scaling;  // enum sl_rope
+    float factor, low_freq, high_freq;
+    int32_t orig_ctx;
+} RopeParams;
+
+RopeParams rope_params(const SlHeader *h);
+float rope_freq(const RopeParams *r, size_t i, size_t head_dim);
+void rope(float *v, size_t n_heads, size_t head_dim, size_t pos, const RopeParams *r);
 
 // Attention for one query head at position pos, keys 0..pos (causal):
 //   score_t = q . k_t / sqrt(head_dim);  out = sum_t softmax(score)_t * v_t

@@ -66,9 +66,10 @@ int runstate_build(RunState *s, const SlHeader *h, int kv_type) {
         return MODEL_ERR_NOMEM;
     }
     // the same float operations as kernels.c's rope, done once per (position, pair)
+    RopeParams rp = rope_params(h);
     for (size_t p = 0; p < seq; p++) {
         for (size_t i = 0; i < hd; i += 2) {
-            float freq = 1.0f / powf(h->rope_theta, (float)i / (float)hd);
+            float freq = rope_freq(&rp, i, hd);
             float angle = (float)p * freq;
             s->rope_cos[p * (hd / 2) + i / 2] = cosf(angle);
             s->rope_sin[p * (hd / 2) + i / 2] = sinf(angle);
@@ -253,8 +254,9 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
         matvec_tensor(s->q, s->xb, &wq);
         matvec_tensor(s->k, s->xb, &wk);
         matvec_tensor(s->v, s->xb, &wv);
-        rope(s->q, n_heads, hd, pos, h->rope_theta);
-        rope(s->k, n_kv, hd, pos, h->rope_theta);
+        RopeParams rp = rope_params(h);
+        rope(s->q, n_heads, hd, pos, &rp);
+        rope(s->k, n_kv, hd, pos, &rp);
         float *kc = (float *)s->key_cache + l * kv_dim * seq;
         float *vc = (float *)s->value_cache + l * kv_dim * seq;
         for (size_t g = 0; g < n_kv; g++) {

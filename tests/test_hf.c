@@ -457,3 +457,47 @@ Test(hf, f16_and_q8_0_exports_track_transformers) {
     cr_assert(err <= 0.3, "q8_0: max |logit error| %g > 0.3", err);
     fprintf(stderr, "hf q8_0: max |logit error| %.3g\n", err);
 }
+
+// ----------------------------------------------------------------------------
+// Llama 3.2-style (tests/fixtures/make_llama3.py): RoPE scaling of type llama3, tied
+// embeddings, a byte-level BPE with Llama 3's pre-tokenizer, all read from the Hugging Face
+// directory. Logits within 1e-4 of transformers' forward pass (f32); `run -t 0` encodes the
+// prompt and generates the ids of transformers' greedy generate() (read back from the ids at
+// the head of its --attn-dump: every position that ran).
+Test(hf, llama3_style_matches_transformers) {
+    const char *m = export_fixture("tiny-llama3", "f32", "llama3.slm");
+    double err = max_logit_error(m, "reference-llama3.bin");
+    cr_log_info("llama3-style: max |logit error| %.3g", err);
+    cr_assert_leq(err, 1e-4, "max |logit error| %g", err);
+    Model info;
+    cr_assert_eq(model_open(&info, m, 0), MODEL_OK);
+    cr_assert_eq(info.header.version, 2);
+    cr_assert_eq(info.header.rope_scaling, SL_ROPE_LLAMA3);
+    cr_assert_eq(info.tokenizer.kind, TOK_BPE);
+    model_close(&info);
+
+    char *g = read_all(fixture("tiny-llama3/greedy.txt"), NULL), *out, *e;
+    cr_assert(g);
+    char *nl1 = strchr(g, '\n'), *nl2 = nl1 ? strchr(nl1 + 1, '\n') : NULL;
+    cr_assert(nl1 && nl2, "greedy.txt: prompt, n, ids");
+    *nl1 = *nl2 = '\0';
+    const char *dump = tmp_file("llama3.attn");
+    int rc = run_cmd(&out, &e, "%s %s -t 0 -n %s -i \"%s\" --attn-dump %s", bin_path("run"), m,
+                     nl1 + 1, g, dump);
+    cr_assert_eq(rc, 0, "%s", e);
+    size_t size;
+    char *d = read_all(dump, &size);
+    uint32_t hdr[8];
+    cr_assert(d && size >= 32);
+    memcpy(hdr, d, 32);
+    int n = atoi(nl1 + 1);
+    cr_assert_eq(hdr[4], (uint32_t)n, "positions that ran: %u", hdr[4]);
+    char *p = nl2 + 1;
+    for (int i = 0; i < n; i++) {
+        int32_t ours;
+        memcpy(&ours, d + 32 + 4 * i, 4);
+        long want = strtol(p, &p, 10);
+        cr_assert_eq(ours, want, "position %d: id %d, transformers %ld", i, ours, want);
+    }
+    free(d), free(g), free(out), free(e);
+}

@@ -47,18 +47,39 @@ Test(kernels, softmax) {
 
 Test(kernels, rope) {
     float v[4] = {1, 0, 0, 1};
-    rope(v, 1, 4, 0, 10000.0f);  // position 0: identity
+    RopeParams r = {.theta = 10000.0f};
+    rope(v, 1, 4, 0, &r);  // position 0: identity
     float id[4] = {1, 0, 0, 1};
     assert_near(v, id, 4, EPS);
     // position 3: pair 0 turns by 3 rad, pair 1 by 3 * 10000^(-1/2) = 0.03 rad
-    rope(v, 1, 4, 3, 10000.0f);
+    rope(v, 1, 4, 3, &r);
     float want[4] = {cosf(3.0f), sinf(3.0f), -sinf(0.03f), cosf(0.03f)};
     assert_near(v, want, 4, EPS);
     // two heads rotate the same way; theta comes from the caller
     float two[4] = {1, 0, 1, 0};
-    rope(two, 2, 2, 1, 500000.0f);
+    RopeParams r5 = {.theta = 500000.0f};
+    rope(two, 2, 2, 1, &r5);
     float want2[4] = {cosf(1.0f), sinf(1.0f), cosf(1.0f), sinf(1.0f)};
     assert_near(two, want2, 4, EPS);
+}
+
+// RoPE scaling: transformers' linear and llama3 rules, by hand for head_dim 4 (pair
+// frequencies 1 and 0.01, wavelengths 2 pi and 200 pi).
+Test(kernels, rope_scaling) {
+    RopeParams lin = {.theta = 10000.0f, .scaling = SL_ROPE_LINEAR, .factor = 4.0f};
+    cr_assert_float_eq(rope_freq(&lin, 0, 4), 0.25f, 1e-7f);
+    cr_assert_float_eq(rope_freq(&lin, 2, 4), 0.0025f, 1e-9f);
+    // orig_ctx 100, low 1, high 4: long wavelengths > 100 are divided, short ones < 25 kept
+    RopeParams l3 = {10000.0f, SL_ROPE_LLAMA3, 8.0f, 1.0f, 4.0f, 100};
+    cr_assert_float_eq(rope_freq(&l3, 0, 4), 1.0f, 1e-7f);
+    cr_assert_float_eq(rope_freq(&l3, 2, 4), 0.00125f, 1e-9f);
+    // orig_ctx 1000: 200 pi lies between 250 and 1000, so it is smoothed:
+    // s = (1000 / (200 pi) - 1) / 3, f = (1 - s) 0.01 / 8 + s 0.01
+    l3.orig_ctx = 1000;
+    double s = (1000.0 / (200.0 * 3.14159265358979323846) - 1.0) / 3.0, want = (1 - s) * 0.01 / 8 + s * 0.01;
+    cr_assert_float_eq(rope_freq(&l3, 2, 4), (float)want, 1e-8f, "%.9g", rope_freq(&l3, 2, 4));
+    RopeParams none = {.theta = 10000.0f};
+    cr_assert_eq(rope_freq(&none, 2, 4), 1.0f / powf(10000.0f, 0.5f), "no scaling: unchanged");
 }
 
 Test(kernels, attention_head) {
