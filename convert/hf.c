@@ -128,9 +128,9 @@ static int read_config(SlHeader *h, const char *dir) {
         goto done;
     }
     if (cfg_int(&cfg, "head_dim", 1, big, dim / heads, &hd, path)) goto done;
-    if (hd != dim / heads) {
-        fprintf(stderr, "%s: head_dim %lld differs from hidden_size / num_attention_heads = "
-                "%lld\n", path, hd, dim / heads);
+    if (hd % 2) {  // head_dim may differ from hidden_size / num_attention_heads (Qwen3)
+        fprintf(stderr, "%s: head_dim %lld, expected an even number (RoPE rotates pairs)\n",
+                path, hd);
         goto done;
     }
     // rope: rope_theta at the top (transformers 4) or in rope_parameters (transformers 5)
