@@ -575,13 +575,25 @@ int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, in
         type[id] = json_get(a, "special") && json_get(a, "special")->type == JSON_TRUE ? TOK_CONTROL
                                                                                         : TOK_USER;
     }
+    // the model's embedding may have more rows than the tokenizer has tokens (Qwen and Phi-3
+    // pad it): ids past the last token become empty, unused tokens, which decode to nothing.
+    // A hole among the tokens is an error.
+    static char empty[1];
+    static JsonValue padding = {.type = JSON_NULL, .key = empty};
+    size_t defined = V;
+    while (defined > 0 && !piece[defined - 1]) defined--;
     for (size_t id = 0; id < V; id++) {
-        if (!piece[id]) {
+        if (!piece[id] && id < defined) {
             fprintf(stderr, "%s: no token with id %zu; the model's vocab_size is %d\n", path, id,
                     vocab_size);
             goto done;
         }
+        if (!piece[id]) piece[id] = &padding, type[id] = TOK_UNUSED;
     }
+    if (defined < V)
+        fprintf(stderr, "%s: note: the tokenizer has %zu tokens; ids %zu to %zu pad the "
+                "embedding, as unused tokens that decode to nothing\n", path, defined, defined,
+                V - 1);
     if (pretok >= 0) {
         rc = hf_bytelevel(tok, piece, type, V, model, merges, pretok, bos_id, eos_id, path);
         goto done;

@@ -474,6 +474,13 @@ Test(hf, llama3_style_matches_transformers) {
     cr_assert_eq(info.header.version, 2);
     cr_assert_eq(info.header.rope_scaling, SL_ROPE_LLAMA3);
     cr_assert_eq(info.tokenizer.kind, TOK_BPE);
+    cr_assert_eq(info.header.vocab_size, 832, "the embedding's rows");
+    for (int id = 800; id < 832; id++) {  // the padding decodes to nothing
+        size_t len;
+        tokenizer_decode(&info.tokenizer, 0, id, &len);
+        cr_assert_eq(len, 0, "padded id %d", id);
+        cr_assert_eq(info.tokenizer.types[id], TOK_UNUSED);
+    }
     model_close(&info);
 
     char *g = read_all(fixture("tiny-llama3/greedy.txt"), NULL), *out, *e;
