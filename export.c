@@ -75,6 +75,11 @@ static void print_summary(const char *in, const char *kind, const char *out, con
         printf("  RoPE scaling llama3: factor %g, low_freq_factor %g, high_freq_factor %g, "
                "original context %d\n", c->rope_factor, c->rope_low_freq, c->rope_high_freq,
                c->rope_orig_ctx);
+    if (c->n_stop) {
+        printf("  generation also stops at");
+        for (uint32_t i = 0; i < c->n_stop; i++) printf(" %d", c->stop_ids[i]);
+        putchar('\n');
+    }
     printf("  %zu parameters, %s weights, f32 norms\n", layout_params(&lay),
            dtype_name((int)c->weight_type));
     printf("wrote %s: %zu bytes (%s)\n", out, bytes, dtype_name((int)c->weight_type));
@@ -92,7 +97,7 @@ static int write_converted(const char *in, const char *kind, const char *out, Sl
     int rc = model_write(out, h, tok, &td, &written) == 0 ? 0 : 1;
     converter_free(&cv);
     if (rc == 0) {
-        h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(tok);
+        h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(tok, model_version(&h, tok));
         print_summary(in, kind, out, &h, written);
     }
     return rc;
@@ -158,7 +163,7 @@ static int export_random(const char *shape, uint64_t seed, int dtype, const char
     if (synth_header(&h, shape) != 0) return 2;
     Tokenizer tok;
     if (synth_tokenizer(&tok, h.vocab_size) != TOK_OK) return 1;
-    h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(&tok);
+    h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(&tok, model_version(&h, &tok));
     SynthCtx ctx = {.seed = seed};
     model_layout(&h, &ctx.layout, out);  // a known shape: valid
     TensorData src = {.fill = synth_fill, .ctx = &ctx};

@@ -146,6 +146,13 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
         DIMS_FAIL("llama3 RoPE scaling: factor %g, low_freq_factor %g, high_freq_factor %g, "
                   "original context %d; expected factor >= 1, 0 < low < high, context > 0",
                   h->rope_factor, h->rope_low_freq, h->rope_high_freq, h->rope_orig_ctx);
+    if (h->version == 1 && h->n_stop)
+        DIMS_FAIL("%u stop ids in a version 1 file (a version-2 field)", h->n_stop);
+    if (h->n_stop > SL_MAX_STOP) DIMS_FAIL("%u stop ids, at most %d", h->n_stop, SL_MAX_STOP);
+    for (uint32_t i = 0; i < h->n_stop; i++)
+        if (h->stop_ids[i] < 0 || h->stop_ids[i] >= h->vocab_size)
+            DIMS_FAIL("stop id %d, expected an id below vocab_size %d", h->stop_ids[i],
+                      h->vocab_size);
     if (h->flags & ~SL_FLAG_SHARED_CLASSIFIER)
         DIMS_FAIL("unknown flags 0x%x", h->flags & ~SL_FLAG_SHARED_CLASSIFIER);
     if (h->weight_type >= SL_DTYPE_COUNT) {
@@ -325,4 +332,11 @@ void model_close(Model *m) {
     if (m->map) munmap((void *)m->map, m->map_bytes);
     tokenizer_free(&m->tokenizer);
     memset(m, 0, sizeof *m);
+}
+
+int model_is_stop(const SlHeader *h, int id) {
+    if (id == h->bos_id || id == h->eos_id) return 1;
+    for (uint32_t i = 0; i < h->n_stop && i < SL_MAX_STOP; i++)
+        if (id == h->stop_ids[i]) return 1;
+    return 0;
 }

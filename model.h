@@ -59,7 +59,7 @@ enum sl_tensor {
 typedef struct {
     char magic[8];           // SL_MAGIC
     uint32_t version;        // 1, or 2 when a version-2 field is used: the tokenizer section in
-                             // format 2 (tokenizer.h), or RoPE scaling
+                             // format 2 (tokenizer.h), RoPE scaling, or stop ids
     uint32_t header_bytes;   // SL_HEADER_BYTES
     int32_t dim;             // width of the residual stream
     int32_t hidden_dim;      // width of the feed-forward layer
@@ -84,8 +84,14 @@ typedef struct {
     float rope_low_freq;     // llama3: low_freq_factor
     float rope_high_freq;    // llama3: high_freq_factor (> low_freq_factor)
     int32_t rope_orig_ctx;   // llama3: original_max_position_embeddings
-    uint8_t reserved[140];   // zero
+    // version 2 (zero in version 1): more ids that end a generation, besides bos_id and eos_id
+    // (Llama 3's <|eot_id|>, Qwen's <|im_end|>)
+    uint32_t n_stop;         // at most SL_MAX_STOP
+    int32_t stop_ids[8];     // the first n_stop are ids below vocab_size
+    uint8_t reserved[104];   // zero
 } SlHeader;
+
+#define SL_MAX_STOP 8
 
 // RoPE scaling (header.rope_scaling), as transformers computes it for rope_type "linear" and
 // "llama3"; the formulas are above kernels.h's rope_freq.
@@ -173,5 +179,8 @@ typedef struct {
 // On failure prints one line and returns an enum model_err; `m` is left empty.
 int model_open(Model *m, const char *path, int need_weights);
 void model_close(Model *m);
+
+// Does `id` end a generation: bos_id, eos_id or one of the stop ids?
+int model_is_stop(const SlHeader *h, int id);
 
 #endif

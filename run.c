@@ -349,7 +349,7 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
     int token = ids[n_prompt - 1];
     for (;;) {
         int next = sampler_sample(sampler, logits);
-        if (next == tok->bos_id || next == tok->eos_id) break;
+        if (model_is_stop(h, next)) break;
         size_t len;
         const char *piece = tokenizer_decode(tok, token, next, &len);
         write_piece(piece, len);

@@ -10,6 +10,7 @@
 #include "io/fileio.h"
 #include "tokenizer/pretok.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -354,18 +355,20 @@ int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int format, int 
 
 int tokenizer_format(const Tokenizer *t) { return t->kind == TOK_BPE ? 2 : 1; }
 
-size_t tokenizer_section_bytes(const Tokenizer *t) {
-    size_t n = tokenizer_format(t) == 2 ? 24 + 8 * (size_t)t->n_merges : 8;
+size_t tokenizer_section_bytes(const Tokenizer *t, int format) {
+    assert(format >= tokenizer_format(t) && format <= 2);
+    size_t n = format == 2 ? 24 + 8 * (size_t)t->n_merges : 8;
     for (int i = 0; i < t->vocab_size; i++) n += 9 + (size_t)t->lens[i];
     return n;
 }
 
-void tokenizer_write_section(const Tokenizer *t, uint8_t *buf) {
+void tokenizer_write_section(const Tokenizer *t, int format, uint8_t *buf) {
+    assert(format >= tokenizer_format(t) && format <= 2);
     uint32_t count = (uint32_t)t->vocab_size, max_len = (uint32_t)t->max_token_len;
     memcpy(buf, &count, 4);
     memcpy(buf + 4, &max_len, 4);
     buf += 8;
-    if (tokenizer_format(t) == 2) {
+    if (format == 2) {
         uint32_t v2[4] = {(uint32_t)t->kind, (uint32_t)t->pretok, t->flags, t->n_merges};
         memcpy(buf, v2, 16);
         buf += 16;

@@ -87,11 +87,12 @@ int tokenizer_read_bin(Tokenizer *t, const char *path, int vocab_size, int bos_i
 int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int format, int vocab_size,
                     int bos_id, int eos_id, const char *path);
 
-// The section format a tokenizer needs (1 for sentencepiece, 2 for byte-level BPE), the size
-// of the serialized section in that format, and the serializer (buf holds that many bytes).
+// The oldest section format that can hold a tokenizer (1 for sentencepiece, 2 for byte-level
+// BPE); the size of the serialized section in a format at least that (the model file's
+// version), and the serializer (buf holds that many bytes).
 int tokenizer_format(const Tokenizer *t);
-size_t tokenizer_section_bytes(const Tokenizer *t);
-void tokenizer_write_section(const Tokenizer *t, uint8_t *buf);
+size_t tokenizer_section_bytes(const Tokenizer *t, int format);
+void tokenizer_write_section(const Tokenizer *t, int format, uint8_t *buf);
 
 // Encodes len bytes of text into at most max_tokens ids (len + 3 always suffices):
 // optional BOS, then

@@ -858,6 +858,20 @@ int gguf_llama_open(GgufLlama *m, const char *path) {
         h->vocab_size = m->tok.vocab_size;
         h->bos_id = m->tok.bos_id;
         h->eos_id = m->tok.eos_id;
+        // end-of-turn and end-of-message ids also end a generation (Llama 3's <|eot_id|>)
+        static const char *const stops[] = {"tokenizer.ggml.eot_token_id",
+                                            "tokenizer.ggml.eom_token_id"};
+        int bad = 0;
+        for (int i = 0; i < 2 && !bad; i++) {
+            int64_t id = -1;
+            bad = get_int(&m->g, stops[i], 0, (int64_t)h->vocab_size - 1, &id) < 0;
+            if (id >= 0 && id != h->eos_id && !(h->n_stop && id == h->stop_ids[0]))
+                h->stop_ids[h->n_stop++] = (int32_t)id;
+        }
+        if (bad) {
+            gguf_llama_close(m);
+            return -1;
+        }
         if (m->g.n_tensors == 0) return 0;  // a vocabulary-only file
         if (read_hparams(m) == 0 && map_tensors(m) == 0) return 0;
     }

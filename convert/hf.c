@@ -70,6 +70,32 @@ static int cfg_num(const JsonValue *v, double *out) {
     return 1;
 }
 
+// The ids of "eos_token_id" in obj (an integer or a list of them): each that is not already
+// eos_id or a stop id joins the header's stop ids. Returns 0, or -1 after a message.
+static int read_stops(SlHeader *h, const JsonValue *obj, const char *path) {
+    const JsonValue *v = json_get(obj, "eos_token_id");
+    if (!v || v->type == JSON_NULL) return 0;
+    size_t n = v->type == JSON_ARRAY ? v->n : 1;
+    for (size_t i = 0; i < n; i++) {
+        const JsonValue *e = v->type == JSON_ARRAY ? &v->items[i] : v;
+        long long id;
+        if (!json_int(e, 0, (long long)h->vocab_size - 1, &id)) {
+            fprintf(stderr, "%s: \"eos_token_id\" (byte %zu) must be an id below vocab_size %d, "
+                    "or a list of them\n", path, e->offset, h->vocab_size);
+            return -1;
+        }
+        int known = id == h->eos_id;
+        for (uint32_t k = 0; k < h->n_stop; k++) known |= id == h->stop_ids[k];
+        if (known) continue;
+        if (h->n_stop == SL_MAX_STOP) {
+            fprintf(stderr, "%s: more than %d end-of-generation ids\n", path, SL_MAX_STOP + 1);
+            return -1;
+        }
+        h->stop_ids[h->n_stop++] = (int32_t)id;
+    }
+    return 0;
+}
+
 static int read_config(SlHeader *h, const char *dir) {
     char *path = join(dir, "config.json");
     if (!path) return -1;
@@ -200,7 +226,21 @@ static int read_config(SlHeader *h, const char *dir) {
     h->eos_id = (int32_t)eos;
     h->n_tensors = SL_T_COUNT;
     h->tokenizer_bytes = 8;  // placeholder so that model_layout can size the tensors
-    rc = 0;
+    // every end-of-generation id: config.json's list, then generation_config.json's
+    if (read_stops(h, &cfg, path) != 0) goto done;
+    char *gpath = join(dir, "generation_config.json");
+    struct stat st;
+    int bad = !gpath;
+    if (gpath && stat(gpath, &st) == 0) {
+        JsonValue gen;
+        bad = load_json(gpath, CONFIG_MAX, &gen) != 0;
+        if (!bad) {
+            bad = read_stops(h, &gen, gpath) != 0;
+            json_free(&gen);
+        }
+    }
+    free(gpath);
+    if (!bad) rc = 0;
 done:
     json_free(&cfg);
     free(path);

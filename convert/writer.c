@@ -77,13 +77,16 @@ static int write_body(FILE *f, const SlHeader *h, const SlLayout *lay, const uin
     return err;
 }
 
+int model_version(const SlHeader *h, const Tokenizer *tok) {
+    return tokenizer_format(tok) == 2 || h->rope_scaling || h->n_stop ? 2 : 1;
+}
+
 int model_write(const char *path, SlHeader h, const Tokenizer *tok, const TensorData *td,
                 size_t *written) {
     memcpy(h.magic, SL_MAGIC, 8);
-    // version 1 unless a version-2 field is used, so earlier models are written as before
-    h.version = tokenizer_format(tok) == 2 || h.rope_scaling ? 2 : 1;
+    h.version = (uint32_t)model_version(&h, tok);
     h.header_bytes = SL_HEADER_BYTES;
-    size_t toksize = tokenizer_section_bytes(tok);
+    size_t toksize = tokenizer_section_bytes(tok, (int)h.version);
     if (toksize > UINT32_MAX) {
         fprintf(stderr, "%s: tokenizer of %zu bytes is too large for the format\n", path, toksize);
         return -1;
@@ -97,7 +100,7 @@ int model_write(const char *path, SlHeader h, const Tokenizer *tok, const Tensor
         fprintf(stderr, "%s: out of memory\n", path);
         return -1;
     }
-    tokenizer_write_section(tok, toksec);
+    tokenizer_write_section(tok, (int)h.version, toksec);
 
     OutFile o;
     if (!outfile_open(&o, path)) {

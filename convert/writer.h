@@ -17,6 +17,10 @@ typedef struct {
     void *ctx;
 } TensorData;
 
+// The version a model is written as: 2 when it uses a version-2 field (a byte-level
+// tokenizer, RoPE scaling, stop ids), else 1, so that earlier models are written as before.
+int model_version(const SlHeader *h, const Tokenizer *tok);
+
 // Writes header h (its magic, version, sizes and tensor count are filled in here),
 // the tokenizer and the tensors to path. Returns 0, or -1 after printing one line.
 // *written receives the file size.

@@ -177,6 +177,7 @@ typedef struct {
     uint32_t odd_type;
     const char *bad_shape;   // a tensor whose ne[1] is one too many
     int vocab_only;
+    int eot;                 // tokenizer.ggml.eot_token_id when > 0
     // offsets, filled in
     size_t off_first_key_len, off_first_type, off_tokens_count, off_first_tensor_offset;
 } GgufSpec;
@@ -249,6 +250,7 @@ static uint8_t *build_gguf(GgufSpec *s, size_t *size) {
     for (int i = 0; i < TV; i++) put_u32(&b, i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1);
     KV_U32("tokenizer.ggml.bos_token_id", 1);
     KV_U32("tokenizer.ggml.eos_token_id", 2);
+    if (s->eot > 0) KV_U32("tokenizer.ggml.eot_token_id", (uint32_t)s->eot);
 
     // tensors: name, ne0, ne1, type, data
     struct { char name[40]; uint64_t ne0, ne1; uint32_t type; } ts[3 + 9 * TL];
@@ -593,6 +595,32 @@ Test(gguf, bf16_and_f32_kept) {
     cr_assert_eq(m.header.norm_eps, 1e-6f);
     model_close(&m);
     free(slm);
+}
+
+// An end-of-turn id (Llama 3's <|eot_id|>) joins eos in ending a generation; eos itself is
+// not repeated; a file without one stays version 1, byte for byte as before.
+Test(gguf, eot_id_ends_generation) {
+    GgufSpec s = {.mtype = GGML_TYPE_F16, .eot = 7};
+    const char *in = strdup(write_gguf(&s, "eot.gguf"));
+    char *out = strdup(tmp_file("eot.slm")), *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), in, out), 0, "%s", e);
+    cr_assert(strstr(o, "generation also stops at 7\n"), "summary: %s", o);
+    free(o), free(e);
+    Model m;
+    cr_assert_eq(model_open(&m, out, 0), MODEL_OK);
+    cr_assert_eq(m.header.version, 2);
+    cr_assert_eq(m.header.n_stop, 1);
+    cr_assert(model_is_stop(&m.header, 7) && model_is_stop(&m.header, 2) &&
+              model_is_stop(&m.header, 1) && !model_is_stop(&m.header, 8));
+    model_close(&m);
+    GgufSpec same = {.mtype = GGML_TYPE_F16, .eot = 2};
+    const char *in2 = write_gguf(&same, "eot-is-eos.gguf");
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), in2, out), 0, "%s", e);
+    cr_assert_eq(model_open(&m, out, 0), MODEL_OK);
+    cr_assert_eq(m.header.version, 1);
+    cr_assert_eq(m.header.n_stop, 0);
+    model_close(&m);
+    free(o), free(e), free(out), free((char *)in);
 }
 
 Test(gguf, refuses_what_it_cannot_read) {

@@ -481,7 +481,6 @@ Test(hf, llama3_style_matches_transformers) {
         cr_assert_eq(len, 0, "padded id %d", id);
         cr_assert_eq(info.tokenizer.types[id], TOK_UNUSED);
     }
-    model_close(&info);
 
     char *g = read_all(fixture("tiny-llama3/greedy.txt"), NULL), *out, *e;
     cr_assert(g);
@@ -497,14 +496,20 @@ Test(hf, llama3_style_matches_transformers) {
     uint32_t hdr[8];
     cr_assert(d && size >= 32);
     memcpy(hdr, d, 32);
-    int n = atoi(nl1 + 1);
-    cr_assert_eq(hdr[4], (uint32_t)n, "positions that ran: %u", hdr[4]);
-    char *p = nl2 + 1;
-    for (int i = 0; i < n; i++) {
+    // transformers stops after the stop id it generates; run stops before running it
+    int n = atoi(nl1 + 1), hf_n = 0;
+    long hf[1024];
+    for (char *p = nl2 + 1; *p && *p != '\n' && hf_n < 1024;) hf[hf_n++] = strtol(p, &p, 10);
+    cr_assert(hf_n < n, "transformers stopped early, at a stop id");
+    cr_assert_eq(hdr[4], (uint32_t)hf_n - 1, "positions that ran: %u, transformers %d", hdr[4],
+                 hf_n);
+    for (int i = 0; i < hf_n - 1; i++) {
         int32_t ours;
         memcpy(&ours, d + 32 + 4 * i, 4);
-        long want = strtol(p, &p, 10);
-        cr_assert_eq(ours, want, "position %d: id %d, transformers %ld", i, ours, want);
+        cr_assert_eq(ours, hf[i], "position %d: id %d, transformers %ld", i, ours, hf[i]);
     }
+    cr_assert(model_is_stop(&info.header, (int)hf[hf_n - 1]), "the last id stops generation");
+    cr_assert_eq(info.header.n_stop, 1, "config.json's eos_token_id list: eos, then a stop id");
+    model_close(&info);
     free(d), free(g), free(out), free(e);
 }

@@ -199,9 +199,9 @@ Test(tokenizer, buffer_too_small_is_an_error, .init = load_llama, .fini = free_l
 }
 
 Test(tokenizer, section_round_trip, .init = load_llama, .fini = free_llama) {
-    size_t n = tokenizer_section_bytes(&llama);
+    size_t n = tokenizer_section_bytes(&llama, 1);
     uint8_t *buf = malloc(n);
-    tokenizer_write_section(&llama, buf);
+    tokenizer_write_section(&llama, 1, buf);
     Tokenizer t;
     cr_assert_eq(tokenizer_parse(&t, buf, n, 1, 32000, 1, 2, "section"), TOK_OK);
     for (int i = 0; i < 32000; i++) {
@@ -217,6 +217,20 @@ Test(tokenizer, section_round_trip, .init = load_llama, .fini = free_llama) {
     // a cut section, or one with a byte too many, is refused
     cr_assert_eq(tokenizer_parse(&t, buf, n - 1, 1, 32000, 1, 2, "section"), TOK_ERR_FORMAT);
     cr_assert_eq(tokenizer_parse(&t, buf, n, 1, 31999, 1, 2, "section"), TOK_ERR_VOCAB);
+    free(buf);
+    // in format 2 (a version-2 file, e.g. one with stop ids) it is the same tokenizer
+    n = tokenizer_section_bytes(&llama, 2);
+    buf = malloc(n);
+    tokenizer_write_section(&llama, 2, buf);
+    cr_assert_eq(tokenizer_parse(&t, buf, n, 2, 32000, 1, 2, "section"), TOK_OK);
+    cr_assert_eq(t.kind, TOK_SPM);
+    int a[64], b[64];
+    size_t na, nb;
+    const char *text = "Hello world, \xc3\xa9t\xc3\xa9 123";
+    cr_assert_eq(tokenizer_encode(&t, text, strlen(text), 1, 0, a, 64, &na), TOK_OK);
+    cr_assert_eq(tokenizer_encode(&llama, text, strlen(text), 1, 0, b, 64, &nb), TOK_OK);
+    cr_assert(na == nb && memcmp(a, b, na * sizeof(int)) == 0);
+    tokenizer_free(&t);
     free(buf);
 }
 
