@@ -535,49 +535,25 @@ static void encode_piece(const Tokenizer *t, const char *s, size_t n, Symbol *sy
     for (int i = 0; i >= 0; i = sym[i].next) tokens[(*k)++] = sym[i].id;
 }
 
-static int encode_bpe(const Tokenizer *t, const char *text, size_t len, int bos, int eos,
-                      int *tokens, size_t max_tokens, size_t *n_tokens) {
-    *n_tokens = 0;
-    if (max_tokens < len + (bos != 0) + (eos != 0)) return TOK_ERR_SPACE;
-    if (len > INT32_MAX) return TOK_ERR_SPACE;
-    Symbol *sym = malloc((len + 1) * sizeof *sym);
-    Pair *heap = malloc(3 * (len + 1) * sizeof *heap);
-    char *buf = malloc(2 * (size_t)t->max_token_len + 1);
-    if (!sym || !heap || !buf) {
-        free(sym), free(heap), free(buf);
-        return TOK_ERR_NOMEM;
-    }
-    size_t k = 0;
-    if (bos && t->bos_id >= 0) tokens[k++] = t->bos_id;
+// Byte-level BPE: special tokens found in the text as their ids; the text between them
+// pre-tokenized, and each piece's bytes merged by rank. Appends to tokens at *k.
+static void encode_bpe(const Tokenizer *t, const char *text, size_t len, Symbol *sym,
+                       Pair *heap, char *buf, int *tokens, size_t *k) {
     for (size_t i = 0; i < len;) {
         int special;
         size_t at = find_special(t, text, len, i, &special);
         for (size_t m; i < at; i += m) {
             m = pretok_next(t->pretok, text + i, at - i);
-            encode_piece(t, text + i, m, sym, heap, buf, tokens, &k);
+            encode_piece(t, text + i, m, sym, heap, buf, tokens, k);
         }
-        if (special >= 0) tokens[k++] = special, i += t->lens[special];
+        if (special >= 0) tokens[(*k)++] = special, i += t->lens[special];
     }
-    if (eos && t->eos_id >= 0) tokens[k++] = t->eos_id;
-    *n_tokens = k;
-    free(sym), free(heap), free(buf);
-    return TOK_OK;
 }
 
-int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int bos, int eos,
-                     int *tokens, size_t max_tokens, size_t *n_tokens) {
-    if (t->kind == TOK_BPE) return encode_bpe(t, text, len, bos, eos, tokens, max_tokens, n_tokens);
-    *n_tokens = 0;
-    size_t need = len + (len > 0) + (bos != 0) + (eos != 0);
-    if (max_tokens < need) return TOK_ERR_SPACE;
-    // symbols: the dummy prefix plus at most one per byte
-    Symbol *sym = malloc((len + 1) * sizeof *sym);
-    Pair *heap = malloc(3 * (len + 1) * sizeof *heap);
-    char *buf = malloc(2 * (size_t)t->max_token_len + 1);
-    if (!sym || !heap || !buf) {
-        free(sym), free(heap), free(buf);
-        return TOK_ERR_NOMEM;
-    }
+// Sentencepiece: the dummy prefix, code points or their byte fallbacks, merges by score.
+// Appends to tokens at *k.
+static void encode_spm(const Tokenizer *t, const char *text, size_t len, Symbol *sym,
+                       Pair *heap, char *buf, int *tokens, size_t *k) {
     int n = 0;
     // sentencepiece's dummy prefix: text starts with a space, as llama2.c does it
     if (len > 0) add_codepoint(t, " ", 1, sym, &n);
@@ -589,9 +565,25 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int bos, 
         i = j;
     }
     merge_all(t, sym, n, buf, heap);
+    for (int i = n > 0 ? 0 : -1; i >= 0; i = sym[i].next) tokens[(*k)++] = sym[i].id;
+}
+
+int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int bos, int eos,
+                     int *tokens, size_t max_tokens, size_t *n_tokens) {
+    *n_tokens = 0;
+    // at most one token per byte, plus sentencepiece's dummy prefix, BOS and EOS
+    size_t need = len + (t->kind == TOK_SPM && len > 0) + (bos != 0) + (eos != 0);
+    if (max_tokens < need || len >= INT32_MAX) return TOK_ERR_SPACE;
+    Symbol *sym = malloc((len + 1) * sizeof *sym);
+    Pair *heap = malloc(3 * (len + 1) * sizeof *heap);
+    char *buf = malloc(2 * (size_t)t->max_token_len + 1);
+    if (!sym || !heap || !buf) {
+        free(sym), free(heap), free(buf);
+        return TOK_ERR_NOMEM;
+    }
     size_t k = 0;
     if (bos && t->bos_id >= 0) tokens[k++] = t->bos_id;
-    for (int i = n > 0 ? 0 : -1; i >= 0; i = sym[i].next) tokens[k++] = sym[i].id;
+    (t->kind == TOK_BPE ? encode_bpe : encode_spm)(t, text, len, sym, heap, buf, tokens, &k);
     if (eos && t->eos_id >= 0) tokens[k++] = t->eos_id;
     *n_tokens = k;
     free(sym), free(heap), free(buf);
