@@ -324,8 +324,10 @@ int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int format, int 
                 vocab_size);
         return TOK_ERR_VOCAB;
     }
-    if (kind > TOK_BPE || (kind == TOK_BPE && pretok >= PRETOK_COUNT) ||
-        (kind == TOK_SPM && (pretok || flags || n_merges)) || flags > TOK_FLAG_IGNORE_MERGES) {
+    uint32_t spm_flags = TOK_FLAG_PREFIX_FIRST | TOK_FLAG_PREFIX_NEVER | TOK_FLAG_SPLIT;
+    if (kind > TOK_BPE || (kind == TOK_BPE && (pretok >= PRETOK_COUNT || flags & ~1u)) ||
+        (kind == TOK_SPM && (pretok || (flags & ~spm_flags) || n_merges ||
+                             (flags & TOK_FLAG_PREFIX_FIRST && flags & TOK_FLAG_PREFIX_NEVER)))) {
         fprintf(stderr, "%s: tokenizer kind %u, pre-tokenizer %u, flags %u, %u merges: not a "
                         "valid combination\n", path, kind, pretok, flags, n_merges);
         return TOK_ERR_FORMAT;
@@ -343,6 +345,7 @@ int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int format, int 
         tokenizer_free(t);
         return TOK_ERR_FORMAT;
     }
+    if (err == TOK_OK) t->flags = flags;
     if (err == TOK_OK && kind == TOK_BPE) {
         t->kind = TOK_BPE;
         t->pretok = (int)pretok;
@@ -353,7 +356,7 @@ int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int format, int 
     return err;
 }
 
-int tokenizer_format(const Tokenizer *t) { return t->kind == TOK_BPE ? 2 : 1; }
+int tokenizer_format(const Tokenizer *t) { return t->kind == TOK_BPE || t->flags ? 2 : 1; }
 
 size_t tokenizer_section_bytes(const Tokenizer *t, int format) {
     assert(format >= tokenizer_format(t) && format <= 2);
@@ -554,18 +557,32 @@ static void encode_bpe(const Tokenizer *t, const char *text, size_t len, Symbol 
 // Appends to tokens at *k.
 static void encode_spm(const Tokenizer *t, const char *text, size_t len, Symbol *sym,
                        Pair *heap, char *buf, int *tokens, size_t *k) {
-    int n = 0;
-    // sentencepiece's dummy prefix: text starts with a space, as llama2.c does it
-    if (len > 0) add_codepoint(t, " ", 1, sym, &n);
-    // split into UTF-8 code points: a lead byte and up to 3 continuation bytes
-    for (size_t i = 0; i < len;) {
-        size_t j = i + 1;
-        while (j < len && j - i < 4 && ((uint8_t)text[j] & 0xC0) == 0x80) j++;
-        add_codepoint(t, text + i, j - i, sym, &n);
-        i = j;
+    // sentencepiece's dummy prefix: text starts with a space, as llama2.c does it (unless the
+    // tokenizer.json's Metaspace says first or never)
+    int prefix = len > 0 && !(t->flags & TOK_FLAG_PREFIX_NEVER) &&
+                 !(t->flags & TOK_FLAG_PREFIX_FIRST && text[0] == ' ');
+    // with TOK_FLAG_SPLIT each space starts a piece, and pieces merge separately
+    for (size_t a = 0, first = 1; a < len || (first && prefix);) {
+        size_t b = a + 1;
+        if (t->flags & TOK_FLAG_SPLIT)
+            while (b < len && text[b] != ' ') b++;
+        else
+            b = len;
+        if (first && prefix && t->flags & TOK_FLAG_SPLIT && a < len && text[a] == ' ')
+            b = a;  // the prefix space alone, then the text's own leading space
+        int n = 0;
+        if (first && prefix) add_codepoint(t, " ", 1, sym, &n);
+        // split into UTF-8 code points: a lead byte and up to 3 continuation bytes
+        for (size_t i = a; i < b;) {
+            size_t j = i + 1;
+            while (j < b && j - i < 4 && ((uint8_t)text[j] & 0xC0) == 0x80) j++;
+            add_codepoint(t, text + i, j - i, sym, &n);
+            i = j;
+        }
+        merge_all(t, sym, n, buf, heap);
+        for (int i = n > 0 ? 0 : -1; i >= 0; i = sym[i].next) tokens[(*k)++] = sym[i].id;
+        a = b, first = 0;
     }
-    merge_all(t, sym, n, buf, heap);
-    for (int i = n > 0 ? 0 : -1; i >= 0; i = sym[i].next) tokens[(*k)++] = sym[i].id;
 }
 
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int bos, int eos,
@@ -611,8 +628,8 @@ const char *tokenizer_decode(const Tokenizer *t, int prev, int token, size_t *le
             return t->byte_piece[b];
         }
     }
-    // sentencepiece strips the dummy-prefix space of the first word
-    if (prev == t->bos_id && n > 0 && p[0] == ' ') p++, n--;
+    // sentencepiece strips the dummy-prefix space of the first word (unless none is added)
+    if (prev == t->bos_id && n > 0 && p[0] == ' ' && !(t->flags & TOK_FLAG_PREFIX_NEVER)) p++, n--;
     *len = n;
     return p;
 }

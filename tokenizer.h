@@ -16,7 +16,7 @@
 // Format 2 (model files of version 2) adds, after max_token_len:
 //   uint32 kind                          (enum tok_kind)
 //   uint32 pretok                        (TOK_BPE: enum pretok_kind; else 0)
-//   uint32 flags                         (bit 0: ignore_merges)
+//   uint32 flags                         (TOK_FLAG_*: byte-level bit 0; sentencepiece bits 1-3)
 //   uint32 n_merges                      (TOK_BPE; else 0)
 // then the n_tokens entries as in format 1, then n_merges times uint32 left, uint32 right:
 // the merge rules in rank order, as token ids (left's piece + right's piece is a token).
@@ -49,7 +49,12 @@ enum tok_err {
 #define TOK_MAX_PIECE 4096
 
 enum tok_kind { TOK_SPM = 0, TOK_BPE = 1 };
-#define TOK_FLAG_IGNORE_MERGES 1u  // a pre-tokenized piece that is a token is not merged
+#define TOK_FLAG_IGNORE_MERGES 1u  // byte-level: a pre-tokenized piece that is a token is not merged
+// sentencepiece-style, as tokenizer.json's Metaspace pre-tokenizer does it (llama2.c's and the
+// Llama 2 tokenizer.json's behaviour is none of these: a space always prepended, no split)
+#define TOK_FLAG_PREFIX_FIRST 2u   // prepend a space unless the text starts with one
+#define TOK_FLAG_PREFIX_NEVER 4u   // never prepend a space
+#define TOK_FLAG_SPLIT 8u          // merges never cross a space: each space starts a piece
 
 typedef struct {
     int vocab_size;
@@ -96,8 +101,9 @@ void tokenizer_write_section(const Tokenizer *t, int format, uint8_t *buf);
 
 // Encodes len bytes of text into at most max_tokens ids (len + 3 always suffices):
 // optional BOS, then
-//   sentencepiece: the dummy-prefix space (for non-empty text), code points or their byte
-//     fallbacks, merges by score;
+//   sentencepiece: the dummy-prefix space (for non-empty text; see TOK_FLAG_PREFIX_*), code
+//     points or their byte fallbacks, merges by score (within each space-led piece with
+//     TOK_FLAG_SPLIT);
 //   byte-level BPE: control and user-defined tokens found in the text as their ids; the
 //     text between them pre-tokenized, and each piece's bytes merged by rank;
 // then optional EOS.

@@ -360,11 +360,17 @@ static int is_byte_piece(const char *s, size_t n) {
            s[3] && s[4];
 }
 
-// Does the normalizer / pre-tokenizer pair do what our encoder does: "▁" for spaces and a
-// dummy prefix? Returns 0, or -1 after naming what it found.
-static int check_pipeline(const JsonValue *root, const char *path) {
+// The normalizer / pre-tokenizer pair of a sentencepiece-style BPE, as tokenizer.h's flags:
+//   Prepend("▁") + Replace(" ", "▁"), no pre-tokenizer (Llama 2's layout): flags 0, a space
+//     always prepended and merges across spaces, as llama2.c;
+//   Metaspace("▁", prepend_scheme, split) (transformers' legacy=False layout): first or always
+//     (or add_prefix_space) prepend a space unless the text starts with one, never does not;
+//     split true keeps merges within each space-led piece.
+// Returns 0, or -1 after naming what it found.
+static int check_pipeline(const JsonValue *root, const char *path, uint32_t *flags) {
     const JsonValue *norm = json_get(root, "normalizer"), *pre = json_get(root, "pre_tokenizer");
-    int prefix = 0;
+    int prepend = 0, replace = 0;
+    *flags = 0;
     if (norm && norm->type != JSON_NULL) {
         const JsonValue *list = norm, *type = json_get(norm, "type");
         size_t count = 1;
@@ -377,10 +383,11 @@ static int check_pipeline(const JsonValue *root, const char *path) {
             const JsonValue *nv = list == norm ? norm : &list->items[i];
             const JsonValue *ty = json_get(nv, "type");
             if (json_is_str(ty, "Prepend") && json_is_str(json_get(nv, "prepend"), "\xE2\x96\x81")) {
-                prefix = 1;
+                prepend = 1;
             } else if (json_is_str(ty, "Replace") &&
                        json_is_str(json_get(json_get(nv, "pattern"), "String"), " ") &&
                        json_is_str(json_get(nv, "content"), "\xE2\x96\x81")) {
+                replace = 1;
             } else {
                 fprintf(stderr, "%s: normalizer %.32s (byte %zu); export reads the Llama 2 "
                         "Prepend(\"\xE2\x96\x81\") + Replace(\" \", \"\xE2\x96\x81\")\n", path,
@@ -391,19 +398,26 @@ static int check_pipeline(const JsonValue *root, const char *path) {
     }
     if (pre && pre->type != JSON_NULL) {
         const JsonValue *ty = json_get(pre, "type"), *sch = json_get(pre, "prepend_scheme");
-        if (!json_is_str(ty, "Metaspace") || !json_is_str(json_get(pre, "replacement"), "\xE2\x96\x81")) {
+        if (!json_is_str(ty, "Metaspace") || !json_is_str(json_get(pre, "replacement"), "\xE2\x96\x81") ||
+            prepend || (sch && !json_is_str(sch, "first") && !json_is_str(sch, "always") &&
+                        !json_is_str(sch, "never"))) {
             fprintf(stderr, "%s: pre_tokenizer %.32s (byte %zu); export reads a sentencepiece-style "
-                    "BPE (none, or Metaspace with \"\xE2\x96\x81\")\n", path,
+                    "BPE (none after Llama 2's normalizer, or Metaspace with \"\xE2\x96\x81\" "
+                    "and prepend_scheme first, always or never)\n", path,
                     ty && ty->type == JSON_STRING ? ty->str : "of no type", pre->offset);
             return -1;
         }
-        const JsonValue *add = json_get(pre, "add_prefix_space");
-        if ((sch && !json_is_str(sch, "never")) || (!sch && (!add || add->type == JSON_TRUE)))
-            prefix = 1;
+        const JsonValue *add = json_get(pre, "add_prefix_space"), *split = json_get(pre, "split");
+        if (json_is_str(sch, "never") || (!sch && add && add->type == JSON_FALSE))
+            *flags |= TOK_FLAG_PREFIX_NEVER;
+        else
+            *flags |= TOK_FLAG_PREFIX_FIRST;
+        if (!split || split->type == JSON_TRUE) *flags |= TOK_FLAG_SPLIT;  // tokenizers' default
+        return 0;
     }
-    if (!prefix) {
-        fprintf(stderr, "%s: no dummy prefix (\"\xE2\x96\x81\" before the text); export's "
-                "tokenizer always adds one\n", path);
+    if (!prepend || !replace) {
+        fprintf(stderr, "%s: no \"\xE2\x96\x81\" for spaces (a Prepend and Replace normalizer, or "
+                "a Metaspace pre-tokenizer); export reads sentencepiece-style BPE with one\n", path);
         return -1;
     }
     return 0;
@@ -571,7 +585,8 @@ int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, in
             goto done;
         }
     }
-    if (pretok == -3 && check_pipeline(&root, path) != 0) goto done;
+    uint32_t spm_flags = 0;
+    if (pretok == -3 && check_pipeline(&root, path, &spm_flags) != 0) goto done;
     const JsonValue *vocab = json_get(model, "vocab"), *merges = json_get(model, "merges");
     const JsonValue *added = json_get(&root, "added_tokens");
     if (!vocab || vocab->type != JSON_OBJECT || !merges || merges->type != JSON_ARRAY) {
@@ -693,6 +708,7 @@ int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, in
         }
         if (tok->scores[id] == -1e10f) tok->scores[id] = -(float)r;
     }
+    tok->flags = spm_flags;  // Metaspace's prefix and split (tokenizer.h)
     rc = 0;
     goto done;
 fail_tok:

@@ -18,7 +18,8 @@ typedef struct {
 } TensorData;
 
 // The version a model is written as: 2 when it uses a version-2 field (a byte-level
-// tokenizer, RoPE scaling, stop ids), else 1, so that earlier models are written as before.
+// tokenizer or Metaspace's rules, RoPE scaling, stop ids), else 1, so that earlier models are
+// written as before.
 int model_version(const SlHeader *h, const Tokenizer *tok);
 
 // Writes header h (its magic, version, sizes and tensor count are filled in here),

@@ -1,6 +1,9 @@
-// tests/test_bpe.c: byte-level BPE vocabularies (Llama 3, Qwen2) from GGUF, against llama.cpp's
-// own test vectors: its vocabulary-only files, exported by ./export to tokenizer-only model
-// files, must encode each of its 46 test strings to exactly its expected ids.
+// tests/test_bpe.c: tokenizers against their reference implementations. Byte-level BPE
+// vocabularies (Llama 3, Qwen2) from GGUF against llama.cpp's own test vectors: its
+// vocabulary-only files, exported by ./export to tokenizer-only model files, must encode each
+// of its 46 test strings to exactly its expected ids. Tokenizers trained by the `tokenizers`
+// library (byte-level, one per pre-tokenizer; sentencepiece-style, one per tokenizer.json
+// layout) against its ids for 10,000 random strings.
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -112,6 +115,32 @@ Test(bpe, tokenizer_json_matches_tokenizers_on_10000_strings) {
     Tokenizer t = {0};
     int kinds = check_corpus_fixture("tests/fixtures/bpe-ids.txt", load_kind, encode_ids, &t);
     cr_assert_eq(kinds, PRETOK_COUNT);
+    tokenizer_free(&t);
+}
+
+// Sentencepiece-style BPE in each tokenizer.json layout (make_spm.py): Llama 2's normalizer,
+// and Metaspace with prepend_scheme first or never, split or not. Ids equal the library's.
+static int load_spm(void *ctx, const char *line) {
+    char name[32], dir[128];
+    int vocab;
+    if (sscanf(line, "kind %31s vocab %d", name, &vocab) != 2) return -1;
+    Tokenizer *t = ctx;
+    if (t->vocab_size) tokenizer_free(t);
+    snprintf(dir, sizeof dir, "tests/fixtures/spm-%s", name);
+    cr_assert_eq(hf_tokenizer(t, dir, vocab, 1, 2), 0, "%s/tokenizer.json", dir);
+    cr_assert_eq(t->kind, TOK_SPM);
+    uint32_t want = !strcmp(name, "legacy") ? 0
+                    : !strcmp(name, "first") ? TOK_FLAG_PREFIX_FIRST
+                    : !strcmp(name, "first-split") ? TOK_FLAG_PREFIX_FIRST | TOK_FLAG_SPLIT
+                                                   : TOK_FLAG_PREFIX_NEVER | TOK_FLAG_SPLIT;
+    cr_assert_eq(t->flags, want, "%s: flags %u", name, t->flags);
+    return 0;
+}
+
+Test(spm, tokenizer_json_layouts_match_tokenizers_on_10000_strings) {
+    Tokenizer t = {0};
+    int kinds = check_corpus_fixture("tests/fixtures/spm-ids.txt", load_spm, encode_ids, &t);
+    cr_assert_eq(kinds, 4);
     tokenizer_free(&t);
 }
 
