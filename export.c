@@ -147,10 +147,13 @@ static int export_hf(const char *in, int dtype, const char *out) {
     HfModel m;
     if (hf_open(&m, in) != 0) return 1;
     Tokenizer tok;
-    if (hf_tokenizer(&tok, in, m.header.vocab_size, m.header.bos_id, m.header.eos_id) != 0) {
+    int adds_bos;
+    if (hf_tokenizer(&tok, in, m.header.vocab_size, m.header.bos_id, m.header.eos_id,
+                     &adds_bos) != 0) {
         hf_close(&m);
         return 1;
     }
+    if (!adds_bos) m.header.flags |= SL_FLAG_NO_BOS;  // Qwen, SmolLM: prompts start without BOS
     TensorData src = {.fill = hf_fill, .ctx = &m};
     int rc = write_converted(in, "Hugging Face LlamaForCausalLM", out, m.header, dtype, &tok, &src);
     tokenizer_free(&tok);

@@ -153,8 +153,10 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
         if (h->stop_ids[i] < 0 || h->stop_ids[i] >= h->vocab_size)
             DIMS_FAIL("stop id %d, expected an id below vocab_size %d", h->stop_ids[i],
                       h->vocab_size);
-    if (h->flags & ~SL_FLAG_SHARED_CLASSIFIER)
-        DIMS_FAIL("unknown flags 0x%x", h->flags & ~SL_FLAG_SHARED_CLASSIFIER);
+    if (h->flags & ~(SL_FLAG_SHARED_CLASSIFIER | SL_FLAG_NO_BOS))
+        DIMS_FAIL("unknown flags 0x%x", h->flags & ~(SL_FLAG_SHARED_CLASSIFIER | SL_FLAG_NO_BOS));
+    if (h->version == 1 && h->flags & SL_FLAG_NO_BOS)
+        DIMS_FAIL("flag NO_BOS in a version 1 file (a version-2 field)");
     if (h->weight_type >= SL_DTYPE_COUNT) {
         fprintf(stderr, "%s: weight type %u is unknown, expected 0..%d\n", path, h->weight_type,
                 SL_DTYPE_COUNT - 1);

@@ -38,6 +38,8 @@ enum sl_dtype { SL_F32 = 0, SL_F16 = 1, SL_BF16 = 2, SL_Q8_0 = 3, SL_DTYPE_COUNT
 
 // Header flags.
 #define SL_FLAG_SHARED_CLASSIFIER 1u  // the classifier is the token embedding table
+#define SL_FLAG_NO_BOS 2u             // version 2: a prompt does not start with BOS (Qwen's
+                                      // tokenizers add none)
 
 // The tensors, in file order. The classifier is absent when it is shared.
 enum sl_tensor {

@@ -243,11 +243,13 @@ static void write_piece(const char *p, size_t n) {
     }
 }
 
-// Encodes the prompt with BOS. Returns the ids (caller frees) or NULL after a message.
-static int *encode_prompt(const Tokenizer *tok, const char *prompt, size_t *n) {
+// Encodes the prompt, with BOS first unless the model says its prompts start without one.
+// Returns the ids (caller frees) or NULL after a message.
+static int *encode_prompt(const SlHeader *h, const Tokenizer *tok, const char *prompt, size_t *n) {
     size_t len = strlen(prompt), cap = len + 3;
     int *ids = malloc(cap * sizeof(int));
-    if (!ids || tokenizer_encode(tok, prompt, len, 1, 0, ids, cap, n) != TOK_OK) {
+    int bos = !(h->flags & SL_FLAG_NO_BOS);
+    if (!ids || tokenizer_encode(tok, prompt, len, bos, 0, ids, cap, n) != TOK_OK) {
         fprintf(stderr, "run: out of memory encoding a %zu-byte prompt\n", len);
         free(ids);
         return NULL;
@@ -255,9 +257,9 @@ static int *encode_prompt(const Tokenizer *tok, const char *prompt, size_t *n) {
     return ids;
 }
 
-static int tokenize(const Tokenizer *tok, const char *prompt) {
+static int tokenize(const SlHeader *h, const Tokenizer *tok, const char *prompt) {
     size_t n;
-    int *ids = encode_prompt(tok, prompt, &n);
+    int *ids = encode_prompt(h, tok, prompt, &n);
     if (!ids) return 1;
     for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
     putchar('\n');
@@ -313,8 +315,14 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
     const SlHeader *h = &t->model.header;
     const char *prompt = o->prompt;
     size_t n_prompt;
-    int *ids = encode_prompt(tok, prompt, &n_prompt);
+    int *ids = encode_prompt(h, tok, prompt, &n_prompt);
     if (!ids) return 1;
+    if (n_prompt == 0) {
+        fprintf(stderr, "run: the prompt is empty and this model's prompts start without BOS, so "
+                        "there is nothing to run: give one with -i\n");
+        free(ids);
+        return EXIT_USAGE;
+    }
     if (n_prompt > (size_t)h->seq_len) {
         fprintf(stderr, "run: the prompt is %zu tokens, longer than the context of %d\n",
                 n_prompt, h->seq_len);
@@ -338,9 +346,9 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
     double t0 = now_s();
     float *logits = transformer_forward(t, ids, n_prompt, 0);
     double t1 = now_s();
-    for (size_t i = 1; i < n_prompt; i++) {
+    for (size_t i = h->flags & SL_FLAG_NO_BOS ? 0 : 1; i < n_prompt; i++) {  // BOS prints nothing
         size_t len;
-        const char *piece = tokenizer_decode(tok, ids[i - 1], ids[i], &len);
+        const char *piece = tokenizer_decode(tok, i ? ids[i - 1] : -1, ids[i], &len);
         write_piece(piece, len);
     }
     fflush(stdout);
@@ -402,7 +410,7 @@ int main(int argc, char **argv) {
     if (rc) {
         // the tokenizer said why
     } else if (tokenize_only) {
-        rc = tokenize(tok, o.prompt);
+        rc = tokenize(h, tok, o.prompt);
     } else if (o.ppl_path) {
         PplResult r;
         double t0 = now_s();

@@ -628,8 +628,11 @@ const char *tokenizer_decode(const Tokenizer *t, int prev, int token, size_t *le
             return t->byte_piece[b];
         }
     }
-    // sentencepiece strips the dummy-prefix space of the first word (unless none is added)
-    if (prev == t->bos_id && n > 0 && p[0] == ' ' && !(t->flags & TOK_FLAG_PREFIX_NEVER)) p++, n--;
+    // sentencepiece strips the dummy-prefix space of the first word, after BOS or at the start
+    // of the text (prev < 0), unless none is added
+    if ((prev == t->bos_id || prev < 0) && n > 0 && p[0] == ' ' &&
+        !(t->flags & TOK_FLAG_PREFIX_NEVER))
+        p++, n--;
     *len = n;
     return p;
 }

@@ -110,8 +110,9 @@ void tokenizer_write_section(const Tokenizer *t, int format, uint8_t *buf);
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int bos, int eos,
                      int *tokens, size_t max_tokens, size_t *n_tokens);
 
-// The bytes of `token` as text follows `prev`: the space after BOS is stripped and a
-// byte token becomes its byte (sentencepiece); a control token is empty (byte-level BPE).
+// The bytes of `token` as text follows `prev`: the space after BOS or at the start of the text
+// (prev < 0) is stripped and a byte token becomes its byte (sentencepiece); a control token is
+// empty (byte-level BPE).
 // The result is not NUL-safe: use *len.
 const char *tokenizer_decode(const Tokenizer *t, int prev, int token, size_t *len);
 

@@ -868,6 +868,10 @@ int gguf_llama_open(GgufLlama *m, const char *path) {
             if (id >= 0 && id != h->eos_id && !(h->n_stop && id == h->stop_ids[0]))
                 h->stop_ids[h->n_stop++] = (int32_t)id;
         }
+        // tokenizer.ggml.add_bos_token false: prompts start without BOS (Qwen's files)
+        const GgufKv *ab = gguf_find_kv(&m->g, "tokenizer.ggml.add_bos_token");
+        if (!bad && ab && ab->type != GGUF_BOOL) bad = kv_wrong(&m->g, ab, "a bool") < 0;
+        if (!bad && ab && m->g.map[ab->value] == 0) h->flags |= SL_FLAG_NO_BOS;
         if (bad) {
             gguf_llama_close(m);
             return -1;

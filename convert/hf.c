@@ -528,7 +528,22 @@ done:
     return rc;
 }
 
-int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, int eos_id) {
+// Does the post_processor (alone or in a Sequence) prepend a special token to a single text?
+static int post_adds_bos(const JsonValue *root) {
+    const JsonValue *pp = json_get(root, "post_processor"), *list = json_get(pp, "processors");
+    int seq = json_is_str(json_get(pp, "type"), "Sequence") && list && list->type == JSON_ARRAY;
+    size_t n = seq ? list->n : 1;
+    for (size_t i = 0; pp && i < n; i++) {
+        const JsonValue *p = seq ? &list->items[i] : pp, *single = json_get(p, "single");
+        if (json_is_str(json_get(p, "type"), "TemplateProcessing") && single &&
+            single->type == JSON_ARRAY && single->n > 0 && json_get(&single->items[0], "SpecialToken"))
+            return 1;
+    }
+    return 0;
+}
+
+int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, int eos_id,
+                 int *adds_bos) {
     char *path = join(dir, "tokenizer.json");
     if (!path) return -1;
     JsonValue root;
@@ -536,6 +551,7 @@ int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, in
         free(path);
         return -1;
     }
+    if (adds_bos) *adds_bos = post_adds_bos(&root);
     int rc = -1;
     size_t V = (size_t)vocab_size;
     const JsonValue **piece = calloc(V, sizeof *piece);

@@ -31,7 +31,11 @@ void hf_close(HfModel *m);
 // TensorData fill (writer.h): bytes [offset, offset + n) of our f32 tensor t; ctx is an HfModel.
 int hf_fill(void *ctx, int t, size_t offset, void *buf, size_t n);
 
-// Reads dir/tokenizer.json into t for a model of vocab_size tokens with bos/eos ids.
-int hf_tokenizer(Tokenizer *t, const char *dir, int vocab_size, int bos_id, int eos_id);
+// Reads dir/tokenizer.json into t for a model of vocab_size tokens with bos/eos ids. If
+// adds_bos is not NULL, *adds_bos says whether the tokenizer starts a text with a special
+// token (its post_processor, alone or in a Sequence, is a TemplateProcessing whose "single"
+// template begins with one: Llama's do, Qwen's and SmolLM's do not).
+int hf_tokenizer(Tokenizer *t, const char *dir, int vocab_size, int bos_id, int eos_id,
+                 int *adds_bos);
 
 #endif

@@ -18,7 +18,7 @@ typedef struct {
 } TensorData;
 
 // The version a model is written as: 2 when it uses a version-2 field (a byte-level
-// tokenizer or Metaspace's rules, RoPE scaling, stop ids), else 1, so that earlier models are
+// tokenizer or Metaspace's rules, RoPE scaling, stop ids, no BOS), else 1, so that earlier models are
 // written as before.
 int model_version(const SlHeader *h, const Tokenizer *tok);
 

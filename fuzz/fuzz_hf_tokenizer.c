@@ -9,7 +9,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static const int vocab[] = {352, 800};
     for (int i = 0; i < 2; i++) {
         Tokenizer t;
-        if (hf_tokenizer(&t, fuzz_dir, vocab[i], 1, 2) == 0) {
+        int adds_bos;
+        if (hf_tokenizer(&t, fuzz_dir, vocab[i], 1, 2, &adds_bos) == 0) {
             fuzz_use_tokenizer(&t, "Hello world \xe4\xb8\x96 \x01 I'LL 12345<|im_start|>");
             tokenizer_free(&t);
         }

@@ -93,7 +93,9 @@ static int load_kind(void *ctx, const char *line) {
     Tokenizer *t = ctx;
     if (t->vocab_size) tokenizer_free(t);
     snprintf(dir, sizeof dir, "tests/fixtures/bpe-%s", name);
-    cr_assert_eq(hf_tokenizer(t, dir, vocab, -1, -1), 0, "%s/tokenizer.json", dir);
+    int adds_bos = -1;
+    cr_assert_eq(hf_tokenizer(t, dir, vocab, -1, -1, &adds_bos), 0, "%s/tokenizer.json", dir);
+    cr_assert_eq(adds_bos, 0, "no post_processor: no BOS");
     cr_assert_eq(t->kind, TOK_BPE);
     cr_assert_str_eq(pretok_name(t->pretok), name);
     return 0;
@@ -127,7 +129,7 @@ static int load_spm(void *ctx, const char *line) {
     Tokenizer *t = ctx;
     if (t->vocab_size) tokenizer_free(t);
     snprintf(dir, sizeof dir, "tests/fixtures/spm-%s", name);
-    cr_assert_eq(hf_tokenizer(t, dir, vocab, 1, 2), 0, "%s/tokenizer.json", dir);
+    cr_assert_eq(hf_tokenizer(t, dir, vocab, 1, 2, NULL), 0, "%s/tokenizer.json", dir);
     cr_assert_eq(t->kind, TOK_SPM);
     uint32_t want = !strcmp(name, "legacy") ? 0
                     : !strcmp(name, "first") ? TOK_FLAG_PREFIX_FIRST

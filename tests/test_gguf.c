@@ -178,6 +178,7 @@ typedef struct {
     const char *bad_shape;   // a tensor whose ne[1] is one too many
     int vocab_only;
     int eot;                 // tokenizer.ggml.eot_token_id when > 0
+    int add_bos;             // tokenizer.ggml.add_bos_token: 0 absent, 1 true, 2 false
     // offsets, filled in
     size_t off_first_key_len, off_first_type, off_tokens_count, off_first_tensor_offset;
 } GgufSpec;
@@ -251,6 +252,10 @@ static uint8_t *build_gguf(GgufSpec *s, size_t *size) {
     KV_U32("tokenizer.ggml.bos_token_id", 1);
     KV_U32("tokenizer.ggml.eos_token_id", 2);
     if (s->eot > 0) KV_U32("tokenizer.ggml.eot_token_id", (uint32_t)s->eot);
+    if (s->add_bos) {
+        put_str(&b, "tokenizer.ggml.add_bos_token"), put_u32(&b, GGUF_BOOL);
+        put(&b, &(uint8_t){s->add_bos == 1}, 1), n_kv++;
+    }
 
     // tensors: name, ne0, ne1, type, data
     struct { char name[40]; uint64_t ne0, ne1; uint32_t type; } ts[3 + 9 * TL];
@@ -621,6 +626,33 @@ Test(gguf, eot_id_ends_generation) {
     cr_assert_eq(m.header.n_stop, 0);
     model_close(&m);
     free(o), free(e), free(out), free((char *)in);
+}
+
+// tokenizer.ggml.add_bos_token false: the prompt starts without BOS, in -m tokenize and in
+// generation (whose echo of the prompt then starts at its first token).
+Test(gguf, add_bos_token_false_means_no_bos) {
+    for (int v = 1; v <= 2; v++) {
+        GgufSpec s = {.mtype = GGML_TYPE_F16, .add_bos = v};
+        const char *in = strdup(write_gguf(&s, "bos.gguf"));
+        char *out = strdup(tmp_file("bos.slm")), *o, *e;
+        cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), in, out), 0, "%s", e);
+        free(o), free(e);
+        cr_assert_eq(run_cmd(&o, &e, "%s %s -m tokenize -i ab", bin_path("run"), out), 0, "%s", e);
+        cr_assert_eq(strncmp(o, "1 ", 2) == 0, v == 1, "add_bos_token %s: %s", v == 1 ? "true" : "false", o);
+        free(o), free(e);
+        // this vocabulary has no " " piece: the dummy prefix is the byte token <0x20>, which
+        // prints as a space, with BOS or without
+        cr_assert_eq(run_cmd(&o, &e, "%s %s -t 0 -n 4 -i ab", bin_path("run"), out), 0, "%s", e);
+        cr_assert_eq(strncmp(o, " ab", 3), 0, "the prompt is echoed whole: %s", o);
+        free(o), free(e);
+        if (v == 2) {
+            int rc = run_cmd(&o, &e, "%s %s -n 4 -i ''", bin_path("run"), out);
+            cr_assert_eq(rc, 2, "an empty prompt without BOS: %s", e);
+            cr_assert(strstr(e, "the prompt is empty"), "%s", e);
+            free(o), free(e);
+        }
+        free(out), free((char *)in);
+    }
 }
 
 Test(gguf, refuses_what_it_cannot_read) {

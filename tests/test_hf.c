@@ -473,6 +473,7 @@ Test(hf, llama3_style_matches_transformers) {
     cr_assert_eq(model_open(&info, m, 0), MODEL_OK);
     cr_assert_eq(info.header.version, 2);
     cr_assert_eq(info.header.rope_scaling, SL_ROPE_LLAMA3);
+    cr_assert(!(info.header.flags & SL_FLAG_NO_BOS), "its post_processor starts a text with BOS");
     cr_assert_eq(info.tokenizer.kind, TOK_BPE);
     cr_assert_eq(info.header.vocab_size, 832, "the embedding's rows");
     for (int id = 800; id < 832; id++) {  // the padding decodes to nothing
