@@ -86,15 +86,23 @@ Test(bpe, qwen2_vocabulary_passes_llama_cpp_vectors) {
 }
 
 // check_corpus_fixture's callbacks: the tokenizer.json of the kind, and a text's ids.
-static int load_kind(void *ctx, const char *line) {
-    char name[32], dir[128];
+// Reads tests/fixtures/<prefix><name>/tokenizer.json for a line "kind <name> vocab <n>" into
+// the Tokenizer at ctx; returns the name (a static buffer) and whether it adds BOS.
+static const char *open_kind(Tokenizer *t, const char *line, const char *prefix, int *adds_bos) {
+    static char name[32];
+    char dir[128];
     int vocab;
-    if (sscanf(line, "kind %31s vocab %d", name, &vocab) != 2) return -1;
-    Tokenizer *t = ctx;
+    cr_assert(sscanf(line, "kind %31s vocab %d", name, &vocab) == 2, "%s", line);
     if (t->vocab_size) tokenizer_free(t);
-    snprintf(dir, sizeof dir, "tests/fixtures/bpe-%s", name);
+    snprintf(dir, sizeof dir, "tests/fixtures/%s%s", prefix, name);
+    cr_assert_eq(hf_tokenizer(t, dir, vocab, 1, 2, adds_bos), 0, "%s/tokenizer.json", dir);
+    return name;
+}
+
+static int load_kind(void *ctx, const char *line) {
+    Tokenizer *t = ctx;
     int adds_bos = -1;
-    cr_assert_eq(hf_tokenizer(t, dir, vocab, -1, -1, &adds_bos), 0, "%s/tokenizer.json", dir);
+    const char *name = open_kind(t, line, "bpe-", &adds_bos);
     cr_assert_eq(adds_bos, 0, "no post_processor: no BOS");
     cr_assert_eq(t->kind, TOK_BPE);
     cr_assert_str_eq(pretok_name(t->pretok), name);
@@ -123,13 +131,8 @@ Test(bpe, tokenizer_json_matches_tokenizers_on_10000_strings) {
 // Sentencepiece-style BPE in each tokenizer.json layout (make_spm.py): Llama 2's normalizer,
 // and Metaspace with prepend_scheme first or never, split or not. Ids equal the library's.
 static int load_spm(void *ctx, const char *line) {
-    char name[32], dir[128];
-    int vocab;
-    if (sscanf(line, "kind %31s vocab %d", name, &vocab) != 2) return -1;
     Tokenizer *t = ctx;
-    if (t->vocab_size) tokenizer_free(t);
-    snprintf(dir, sizeof dir, "tests/fixtures/spm-%s", name);
-    cr_assert_eq(hf_tokenizer(t, dir, vocab, 1, 2, NULL), 0, "%s/tokenizer.json", dir);
+    const char *name = open_kind(t, line, "spm-", NULL);
     cr_assert_eq(t->kind, TOK_SPM);
     uint32_t want = !strcmp(name, "legacy") ? 0
                     : !strcmp(name, "first") ? TOK_FLAG_PREFIX_FIRST
