@@ -18,6 +18,7 @@
 
 #include "io/json.h"
 #include "runtime/transformer.h"
+#include "tokenizer/pretok.h"
 #include "helpers.h"
 
 static const char *fixture(const char *name) {
@@ -459,36 +460,30 @@ Test(hf, f16_and_q8_0_exports_track_transformers) {
 }
 
 // ----------------------------------------------------------------------------
-// Llama 3.2-style (tests/fixtures/make_llama3.py): RoPE scaling of type llama3, tied
-// embeddings, a byte-level BPE with Llama 3's pre-tokenizer, all read from the Hugging Face
-// directory. Logits within 1e-4 of transformers' forward pass (f32); `run -t 0` encodes the
-// prompt and generates the ids of transformers' greedy generate() (read back from the ids at
-// the head of its --attn-dump: every position that ran).
-Test(hf, llama3_style_matches_transformers) {
-    const char *m = export_fixture("tiny-llama3", "f32", "llama3.slm");
-    double err = max_logit_error(m, "reference-llama3.bin");
-    cr_log_info("llama3-style: max |logit error| %.3g", err);
-    cr_assert_leq(err, 1e-4, "max |logit error| %g", err);
-    Model info;
-    cr_assert_eq(model_open(&info, m, 0), MODEL_OK);
-    cr_assert_eq(info.header.version, 2);
-    cr_assert_eq(info.header.rope_scaling, SL_ROPE_LLAMA3);
-    cr_assert(!(info.header.flags & SL_FLAG_NO_BOS), "its post_processor starts a text with BOS");
-    cr_assert_eq(info.tokenizer.kind, TOK_BPE);
-    cr_assert_eq(info.header.vocab_size, 832, "the embedding's rows");
-    for (int id = 800; id < 832; id++) {  // the padding decodes to nothing
-        size_t len;
-        tokenizer_decode(&info.tokenizer, 0, id, &len);
-        cr_assert_eq(len, 0, "padded id %d", id);
-        cr_assert_eq(info.tokenizer.types[id], TOK_UNUSED);
-    }
+// Current families (tests/fixtures/make_families.py), read from their Hugging Face directories
+// with byte-level tokenizer.json files: logits within 1e-4 of transformers' forward pass (f32),
+// and `run -t 0` encodes the prompt and generates the ids of transformers' greedy generate(),
+// stopping where it stops (read back from the ids at the head of --attn-dump: every position
+// that ran). Returns the exported model, opened, for the family's own checks.
+static void family_matches_transformers(const char *family, Model *info) {
+    char dir[64], ref[64], greedy[96];
+    snprintf(dir, sizeof dir, "tiny-%s", family);
+    snprintf(ref, sizeof ref, "reference-%s.bin", family);
+    snprintf(greedy, sizeof greedy, "tiny-%s/greedy.txt", family);
+    const char *m = export_fixture(dir, "f32", "family.slm");
+    double err = max_logit_error(m, ref);
+    cr_log_info("%s: max |logit error| %.3g", family, err);
+    cr_assert_leq(err, 1e-4, "%s: max |logit error| %g", family, err);
+    cr_assert_eq(model_open(info, m, 0), MODEL_OK);
+    cr_assert_eq(info->header.version, 2);
+    cr_assert_eq(info->tokenizer.kind, TOK_BPE);
 
-    char *g = read_all(fixture("tiny-llama3/greedy.txt"), NULL), *out, *e;
+    char *g = read_all(fixture(greedy), NULL), *out, *e;
     cr_assert(g);
     char *nl1 = strchr(g, '\n'), *nl2 = nl1 ? strchr(nl1 + 1, '\n') : NULL;
     cr_assert(nl1 && nl2, "greedy.txt: prompt, n, ids");
     *nl1 = *nl2 = '\0';
-    const char *dump = tmp_file("llama3.attn");
+    const char *dump = tmp_file("family.attn");
     int rc = run_cmd(&out, &e, "%s %s -t 0 -n %s -i \"%s\" --attn-dump %s", bin_path("run"), m,
                      nl1 + 1, g, dump);
     cr_assert_eq(rc, 0, "%s", e);
@@ -507,10 +502,37 @@ Test(hf, llama3_style_matches_transformers) {
     for (int i = 0; i < hf_n - 1; i++) {
         int32_t ours;
         memcpy(&ours, d + 32 + 4 * i, 4);
-        cr_assert_eq(ours, hf[i], "position %d: id %d, transformers %ld", i, ours, hf[i]);
+        cr_assert_eq(ours, hf[i], "%s, position %d: id %d, transformers %ld", family, i, ours,
+                     hf[i]);
     }
-    cr_assert(model_is_stop(&info.header, (int)hf[hf_n - 1]), "the last id stops generation");
+    cr_assert(model_is_stop(&info->header, (int)hf[hf_n - 1]), "the last id stops generation");
+    free(d), free(g), free(out), free(e);
+}
+
+// Llama 3.2-style: RoPE scaling llama3, head_dim independent of the hidden size, an embedding
+// padded beyond the tokenizer, eos_token_id a list, a tokenizer that adds BOS.
+Test(hf, llama3_style_matches_transformers) {
+    Model info;
+    family_matches_transformers("llama3", &info);
+    cr_assert_eq(info.header.rope_scaling, SL_ROPE_LLAMA3);
+    cr_assert(!(info.header.flags & SL_FLAG_NO_BOS), "its post_processor starts a text with BOS");
+    cr_assert_eq(info.header.vocab_size, 832, "the embedding's rows");
+    for (int id = 800; id < 832; id++) {  // the padding decodes to nothing
+        size_t len;
+        tokenizer_decode(&info.tokenizer, 0, id, &len);
+        cr_assert_eq(len, 0, "padded id %d", id);
+        cr_assert_eq(info.tokenizer.types[id], TOK_UNUSED);
+    }
     cr_assert_eq(info.header.n_stop, 1, "config.json's eos_token_id list: eos, then a stop id");
     model_close(&info);
-    free(d), free(g), free(out), free(e);
+}
+
+// SmolLM2-style: digits one by one, no BOS (its tokenizer adds none), stops at eos.
+Test(hf, smollm2_style_matches_transformers) {
+    Model info;
+    family_matches_transformers("smollm2", &info);
+    cr_assert_eq(info.tokenizer.pretok, PRETOK_SMOLLM);
+    cr_assert(info.header.flags & SL_FLAG_NO_BOS, "prompts start without BOS");
+    cr_assert_eq(info.header.rope_scaling, SL_ROPE_NONE);
+    model_close(&info);
 }
