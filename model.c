@@ -133,9 +133,8 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
         DIMS_FAIL("rope_theta %g, expected a finite value > 0", h->rope_theta);
     if (!(isfinite(h->norm_eps) && h->norm_eps > 0 && h->norm_eps < 1))
         DIMS_FAIL("norm_eps %g, expected 0 < eps < 1", h->norm_eps);
-    if (h->version == 1 && h->rope_scaling)  // 0: a header not yet written
-        DIMS_FAIL("RoPE scaling %u in a version %u file (a version-2 field)", h->rope_scaling,
-                  h->version);
+    if (h->version == 1 && model_header_version(h) > 1)  // 0: a header not yet written
+        DIMS_FAIL("a version 1 file uses a version-2 field (RoPE scaling, stop ids or NO_BOS)");
     if (h->rope_scaling >= SL_ROPE_COUNT)
         DIMS_FAIL("RoPE scaling %u, expected 0 (none), 1 (linear) or 2 (llama3)", h->rope_scaling);
     if (h->rope_scaling && !(isfinite(h->rope_factor) && h->rope_factor > 0))
@@ -146,8 +145,6 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
         DIMS_FAIL("llama3 RoPE scaling: factor %g, low_freq_factor %g, high_freq_factor %g, "
                   "original context %d; expected factor >= 1, 0 < low < high, context > 0",
                   h->rope_factor, h->rope_low_freq, h->rope_high_freq, h->rope_orig_ctx);
-    if (h->version == 1 && h->n_stop)
-        DIMS_FAIL("%u stop ids in a version 1 file (a version-2 field)", h->n_stop);
     if (h->n_stop > SL_MAX_STOP) DIMS_FAIL("%u stop ids, at most %d", h->n_stop, SL_MAX_STOP);
     for (uint32_t i = 0; i < h->n_stop; i++)
         if (h->stop_ids[i] < 0 || h->stop_ids[i] >= h->vocab_size)
@@ -155,8 +152,6 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
                       h->vocab_size);
     if (h->flags & ~(SL_FLAG_SHARED_CLASSIFIER | SL_FLAG_NO_BOS))
         DIMS_FAIL("unknown flags 0x%x", h->flags & ~(SL_FLAG_SHARED_CLASSIFIER | SL_FLAG_NO_BOS));
-    if (h->version == 1 && h->flags & SL_FLAG_NO_BOS)
-        DIMS_FAIL("flag NO_BOS in a version 1 file (a version-2 field)");
     if (h->weight_type >= SL_DTYPE_COUNT) {
         fprintf(stderr, "%s: weight type %u is unknown, expected 0..%d\n", path, h->weight_type,
                 SL_DTYPE_COUNT - 1);
@@ -334,6 +329,17 @@ void model_close(Model *m) {
     if (m->map) munmap((void *)m->map, m->map_bytes);
     tokenizer_free(&m->tokenizer);
     memset(m, 0, sizeof *m);
+}
+
+int model_header_version(const SlHeader *h) {
+    return h->rope_scaling || h->n_stop || (h->flags & SL_FLAG_NO_BOS) ? 2 : 1;
+}
+
+int model_add_stop(SlHeader *h, int id) {
+    if (model_is_stop(h, id)) return 0;
+    if (h->n_stop >= SL_MAX_STOP) return -1;
+    h->stop_ids[h->n_stop++] = id;
+    return 0;
 }
 
 int model_is_stop(const SlHeader *h, int id) {

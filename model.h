@@ -185,4 +185,12 @@ void model_close(Model *m);
 // Does `id` end a generation: bos_id, eos_id or one of the stop ids?
 int model_is_stop(const SlHeader *h, int id);
 
+// Adds id to the stop ids unless it already ends a generation (bos_id, eos_id, a stop id). Returns 0, or -1 when
+// SL_MAX_STOP are taken.
+int model_add_stop(SlHeader *h, int id);
+
+// The oldest version whose header holds h: 2 when a version-2 field is used (RoPE scaling,
+// stop ids, SL_FLAG_NO_BOS), else 1. (The tokenizer section has its own, tokenizer_format.)
+int model_header_version(const SlHeader *h);
+
 #endif

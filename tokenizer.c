@@ -327,7 +327,9 @@ int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int format, int 
     uint32_t spm_flags = TOK_FLAG_PREFIX_FIRST | TOK_FLAG_PREFIX_NEVER | TOK_FLAG_SPLIT;
     if (kind > TOK_BPE || (kind == TOK_BPE && (pretok >= PRETOK_COUNT || flags & ~1u)) ||
         (kind == TOK_SPM && (pretok || (flags & ~spm_flags) || n_merges ||
-                             (flags & TOK_FLAG_PREFIX_FIRST && flags & TOK_FLAG_PREFIX_NEVER)))) {
+                             (flags & TOK_FLAG_PREFIX_FIRST && flags & TOK_FLAG_PREFIX_NEVER) ||
+                             // Metaspace's split comes with its prefix rule, first or never
+                             (flags & TOK_FLAG_SPLIT && !(flags & ~TOK_FLAG_SPLIT))))) {
         fprintf(stderr, "%s: tokenizer kind %u, pre-tokenizer %u, flags %u, %u merges: not a "
                         "valid combination\n", path, kind, pretok, flags, n_merges);
         return TOK_ERR_FORMAT;
@@ -562,16 +564,12 @@ static void encode_spm(const Tokenizer *t, const char *text, size_t len, Symbol 
     int prefix = len > 0 && !(t->flags & TOK_FLAG_PREFIX_NEVER) &&
                  !(t->flags & TOK_FLAG_PREFIX_FIRST && text[0] == ' ');
     // with TOK_FLAG_SPLIT each space starts a piece, and pieces merge separately
-    for (size_t a = 0, first = 1; a < len || (first && prefix);) {
-        size_t b = a + 1;
+    for (size_t a = 0; a < len;) {
+        size_t b = len;
         if (t->flags & TOK_FLAG_SPLIT)
-            while (b < len && text[b] != ' ') b++;
-        else
-            b = len;
-        if (first && prefix && t->flags & TOK_FLAG_SPLIT && a < len && text[a] == ' ')
-            b = a;  // the prefix space alone, then the text's own leading space
+            for (b = a + 1; b < len && text[b] != ' '; b++) {}
         int n = 0;
-        if (first && prefix) add_codepoint(t, " ", 1, sym, &n);
+        if (a == 0 && prefix) add_codepoint(t, " ", 1, sym, &n);
         // split into UTF-8 code points: a lead byte and up to 3 continuation bytes
         for (size_t i = a; i < b;) {
             size_t j = i + 1;
@@ -581,7 +579,7 @@ static void encode_spm(const Tokenizer *t, const char *text, size_t len, Symbol 
         }
         merge_all(t, sym, n, buf, heap);
         for (int i = n > 0 ? 0 : -1; i >= 0; i = sym[i].next) tokens[(*k)++] = sym[i].id;
-        a = b, first = 0;
+        a = b;
     }
 }
 

@@ -55,6 +55,7 @@ enum tok_kind { TOK_SPM = 0, TOK_BPE = 1 };
 #define TOK_FLAG_PREFIX_FIRST 2u   // prepend a space unless the text starts with one
 #define TOK_FLAG_PREFIX_NEVER 4u   // never prepend a space
 #define TOK_FLAG_SPLIT 8u          // merges never cross a space: each space starts a piece
+                                   // (with PREFIX_FIRST or PREFIX_NEVER, as Metaspace has it)
 
 typedef struct {
     int vocab_size;

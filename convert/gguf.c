@@ -865,8 +865,7 @@ int gguf_llama_open(GgufLlama *m, const char *path) {
         for (int i = 0; i < 2 && !bad; i++) {
             int64_t id = -1;
             bad = get_int(&m->g, stops[i], 0, (int64_t)h->vocab_size - 1, &id) < 0;
-            if (id >= 0 && id != h->eos_id && !(h->n_stop && id == h->stop_ids[0]))
-                h->stop_ids[h->n_stop++] = (int32_t)id;
+            if (id >= 0) model_add_stop(h, (int)id);  // two ids: never more than SL_MAX_STOP
         }
         // tokenizer.ggml.add_bos_token false: prompts start without BOS (Qwen's files)
         const GgufKv *ab = gguf_find_kv(&m->g, "tokenizer.ggml.add_bos_token");

@@ -84,14 +84,10 @@ static int read_stops(SlHeader *h, const JsonValue *obj, const char *path) {
                     "or a list of them\n", path, e->offset, h->vocab_size);
             return -1;
         }
-        int known = id == h->eos_id;
-        for (uint32_t k = 0; k < h->n_stop; k++) known |= id == h->stop_ids[k];
-        if (known) continue;
-        if (h->n_stop == SL_MAX_STOP) {
+        if (model_add_stop(h, (int)id) != 0) {
             fprintf(stderr, "%s: more than %d end-of-generation ids\n", path, SL_MAX_STOP + 1);
             return -1;
         }
-        h->stop_ids[h->n_stop++] = (int32_t)id;
     }
     return 0;
 }

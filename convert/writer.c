@@ -78,8 +78,8 @@ static int write_body(FILE *f, const SlHeader *h, const SlLayout *lay, const uin
 }
 
 int model_version(const SlHeader *h, const Tokenizer *tok) {
-    return tokenizer_format(tok) == 2 || h->rope_scaling || h->n_stop || h->flags & SL_FLAG_NO_BOS
-               ? 2 : 1;
+    int t = tokenizer_format(tok), v = model_header_version(h);
+    return t > v ? t : v;
 }
 
 int model_write(const char *path, SlHeader h, const Tokenizer *tok, const TensorData *td,

@@ -244,6 +244,7 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
     size_t group = n_heads / n_kv;  // query heads per KV head
 
     size_t L = (size_t)h->n_layers;
+    RopeParams rp = rope_params(h);
     tensor_row(&w->token_embedding, (size_t)token, s->x);
     for (size_t l = 0; l < L; l++) {
         Tensor wq = tensor_layer(&w->wq, l, L), wk = tensor_layer(&w->wk, l, L);
@@ -254,7 +255,6 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
         matvec_tensor(s->q, s->xb, &wq);
         matvec_tensor(s->k, s->xb, &wk);
         matvec_tensor(s->v, s->xb, &wv);
-        RopeParams rp = rope_params(h);
         rope(s->q, n_heads, hd, pos, &rp);
         rope(s->k, n_kv, hd, pos, &rp);
         float *kc = (float *)s->key_cache + l * kv_dim * seq;
