@@ -23,7 +23,7 @@ static const char *const dtype_names[SL_DTYPE_COUNT] = {"f32", "f16", "bf16", "q
 
 static const char *const tensor_names[SL_T_COUNT] = {
     "token_embedding", "rms_att", "wq", "wk", "wv", "wo",
-    "rms_ffn", "w1", "w2", "w3", "rms_final", "classifier",
+    "rms_ffn", "w1", "w2", "w3", "rms_final", "classifier", "qkv_bias", "qk_norm", "rope_freqs",
 };
 
 const char *dtype_name(int dtype) {
@@ -88,8 +88,20 @@ void tensor_row(const Tensor *t, size_t r, float *out) {
     }
 }
 
-static int is_norm(int t) {
-    return t == SL_T_RMS_ATT || t == SL_T_RMS_FFN || t == SL_T_RMS_FINAL;
+int tensor_is_f32(int t) {
+    return t == SL_T_RMS_ATT || t == SL_T_RMS_FFN || t == SL_T_RMS_FINAL || t >= SL_T_COUNT_V1;
+}
+
+// Is optional tensor t in a file with header h?
+static int tensor_present(const SlHeader *h, int t) {
+    if (t >= (int)h->n_tensors) return 0;
+    switch (t) {
+    case SL_T_CLS: return !(h->flags & SL_FLAG_SHARED_CLASSIFIER);
+    case SL_T_BQKV: return (h->flags & SL_FLAG_QKV_BIAS) != 0;
+    case SL_T_QK_NORM: return (h->flags & SL_FLAG_QK_NORM) != 0;
+    case SL_T_ROPE_FREQS: return h->rope_scaling == SL_ROPE_FREQS;
+    default: return 1;
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -112,9 +124,9 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
         out->file_bytes = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes;
         return MODEL_OK;
     }
-    if (h->n_tensors != SL_T_COUNT)
-        DIMS_FAIL("n_tensors %u, expected %d (or 0 for a tokenizer-only file)", h->n_tensors,
-                  SL_T_COUNT);
+    if (h->n_tensors != SL_T_COUNT_V1 && (h->version == 1 || h->n_tensors != SL_T_COUNT))
+        DIMS_FAIL("n_tensors %u, expected %d (version 1) or %d (version 2), or 0 for a "
+                  "tokenizer-only file", h->n_tensors, SL_T_COUNT_V1, SL_T_COUNT);
     const struct { const char *name; int32_t v; } sizes[] = {
         {"dim", h->dim},         {"hidden_dim", h->hidden_dim}, {"n_layers", h->n_layers},
         {"n_heads", h->n_heads}, {"n_kv_heads", h->n_kv_heads}, {"head_dim", h->head_dim},
@@ -134,10 +146,19 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
     if (!(isfinite(h->norm_eps) && h->norm_eps > 0 && h->norm_eps < 1))
         DIMS_FAIL("norm_eps %g, expected 0 < eps < 1", h->norm_eps);
     if (h->version == 1 && model_header_version(h) > 1)  // 0: a header not yet written
-        DIMS_FAIL("a version 1 file uses a version-2 field (RoPE scaling, stop ids or NO_BOS)");
+        DIMS_FAIL("a version 1 file uses a version-2 field (RoPE scaling, stop ids, flags or "
+                  "a sliding window)");
+    if (h->n_tensors == SL_T_COUNT_V1 &&
+        (h->flags & (SL_FLAG_QKV_BIAS | SL_FLAG_QK_NORM) || h->rope_scaling == SL_ROPE_FREQS))
+        DIMS_FAIL("biases, q/k norms or RoPE divisors need n_tensors %d, found %d", SL_T_COUNT,
+                  SL_T_COUNT_V1);
+    if (h->sliding_window < 0)
+        DIMS_FAIL("sliding_window %d, expected >= 0 (0: none)", h->sliding_window);
     if (h->rope_scaling >= SL_ROPE_COUNT)
-        DIMS_FAIL("RoPE scaling %u, expected 0 (none), 1 (linear) or 2 (llama3)", h->rope_scaling);
-    if (h->rope_scaling && !(isfinite(h->rope_factor) && h->rope_factor > 0))
+        DIMS_FAIL("RoPE scaling %u, expected 0 (none), 1 (linear), 2 (llama3) or 3 (divisors)",
+                  h->rope_scaling);
+    if ((h->rope_scaling == SL_ROPE_LINEAR || h->rope_scaling == SL_ROPE_LLAMA3) &&
+        !(isfinite(h->rope_factor) && h->rope_factor > 0))
         DIMS_FAIL("RoPE scaling factor %g, expected a finite value > 0", h->rope_factor);
     if (h->rope_scaling == SL_ROPE_LLAMA3 &&
         !(h->rope_factor >= 1 && h->rope_low_freq > 0 && isfinite(h->rope_high_freq) &&
@@ -150,8 +171,7 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
         if (h->stop_ids[i] < 0 || h->stop_ids[i] >= h->vocab_size)
             DIMS_FAIL("stop id %d, expected an id below vocab_size %d", h->stop_ids[i],
                       h->vocab_size);
-    if (h->flags & ~(SL_FLAG_SHARED_CLASSIFIER | SL_FLAG_NO_BOS))
-        DIMS_FAIL("unknown flags 0x%x", h->flags & ~(SL_FLAG_SHARED_CLASSIFIER | SL_FLAG_NO_BOS));
+    if (h->flags & ~SL_FLAGS_KNOWN) DIMS_FAIL("unknown flags 0x%x", h->flags & ~SL_FLAGS_KNOWN);
     if (h->weight_type >= SL_DTYPE_COUNT) {
         fprintf(stderr, "%s: weight type %u is unknown, expected 0..%d\n", path, h->weight_type,
                 SL_DTYPE_COUNT - 1);
@@ -169,18 +189,20 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
         [SL_T_RMS_FFN] = {L, 1, dim},      [SL_T_W1] = {L, hidden, dim},
         [SL_T_W2] = {L, dim, hidden},      [SL_T_W3] = {L, hidden, dim},
         [SL_T_RMS_FINAL] = {1, 1, dim},    [SL_T_CLS] = {1, vocab, dim},
+        [SL_T_BQKV] = {L, 1, q_dim + 2 * kv_dim}, [SL_T_QK_NORM] = {L, 1, 2 * (size_t)h->head_dim},
+        [SL_T_ROPE_FREQS] = {1, 1, (size_t)h->head_dim / 2},
     };
     size_t pos = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes;
     for (int t = 0; t < SL_T_COUNT; t++) {
         int type = h->tensor_type[t];
-        if (t == SL_T_CLS && (h->flags & SL_FLAG_SHARED_CLASSIFIER)) continue;
+        if (!tensor_present(h, t)) continue;
         if (type >= SL_DTYPE_COUNT) {
             fprintf(stderr, "%s: tensor %s has type %d, expected 0..%d\n", path, tensor_names[t],
                     type, SL_DTYPE_COUNT - 1);
             return MODEL_ERR_TYPE;
         }
-        if (is_norm(t) && type != SL_F32) {
-            fprintf(stderr, "%s: tensor %s is %s, norm weights must be f32\n", path,
+        if (tensor_is_f32(t) && type != SL_F32) {
+            fprintf(stderr, "%s: tensor %s is %s, norm weights and biases must be f32\n", path,
                     tensor_names[t], dtype_names[type]);
             return MODEL_ERR_TYPE;
         }
@@ -311,6 +333,16 @@ static int open_checked(Model *m, const char *path, int need_weights, int fd, si
     w->w3 = v[SL_T_W3];
     w->rms_final = v[SL_T_RMS_FINAL].data;
     w->wcls = (h->flags & SL_FLAG_SHARED_CLASSIFIER) ? w->token_embedding : v[SL_T_CLS];
+    w->bqkv = v[SL_T_BQKV].data;
+    w->qk_norm = v[SL_T_QK_NORM].data;
+    w->rope_freqs = v[SL_T_ROPE_FREQS].data;
+    if (w->rope_freqs)
+        for (int i = 0; i < h->head_dim / 2; i++)
+            if (!(isfinite(w->rope_freqs[i]) && w->rope_freqs[i] > 0)) {
+                fprintf(stderr, "%s: RoPE divisor %d is %g, expected a finite value > 0\n", path,
+                        i, (double)w->rope_freqs[i]);
+                return MODEL_ERR_DIMS;
+            }
     return MODEL_OK;
 }
 
@@ -332,7 +364,10 @@ void model_close(Model *m) {
 }
 
 int model_header_version(const SlHeader *h) {
-    return h->rope_scaling || h->n_stop || (h->flags & SL_FLAG_NO_BOS) ? 2 : 1;
+    return h->rope_scaling || h->n_stop || (h->flags & ~SL_FLAG_SHARED_CLASSIFIER) ||
+                   h->sliding_window
+               ? 2
+               : 1;
 }
 
 int model_add_stop(SlHeader *h, int id) {

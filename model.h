@@ -40,8 +40,15 @@ enum sl_dtype { SL_F32 = 0, SL_F16 = 1, SL_BF16 = 2, SL_Q8_0 = 3, SL_DTYPE_COUNT
 #define SL_FLAG_SHARED_CLASSIFIER 1u  // the classifier is the token embedding table
 #define SL_FLAG_NO_BOS 2u             // version 2: a prompt does not start with BOS (Qwen's
                                       // tokenizers add none)
+#define SL_FLAG_QKV_BIAS 4u           // version 2: q, k and v projections add a bias (Qwen2)
+#define SL_FLAG_QK_NORM 8u            // version 2: per-head RMSNorm of q and k before RoPE (Qwen3)
+#define SL_FLAGS_KNOWN 15u
 
-// The tensors, in file order. The classifier is absent when it is shared.
+// The tensors, in file order. The classifier is absent when it is shared. Version 1 files
+// describe the first SL_T_COUNT_V1; version 2 files all SL_T_COUNT, the last three present only
+// when the header asks for them. Rows of wq and wk, and their biases and norm weights, are in
+// the order of our RoPE: within a head, element 2j and 2j+1 form pair j (export permutes
+// Hugging Face's halves layout into it).
 enum sl_tensor {
     SL_T_EMBED,      // (vocab_size, dim)
     SL_T_RMS_ATT,    // (n_layers, dim)
@@ -55,13 +62,23 @@ enum sl_tensor {
     SL_T_W3,         // (n_layers, hidden_dim, dim)   up
     SL_T_RMS_FINAL,  // (dim)
     SL_T_CLS,        // (vocab_size, dim), only without SL_FLAG_SHARED_CLASSIFIER
+    SL_T_COUNT_V1,
+    SL_T_BQKV = SL_T_COUNT_V1,  // (n_layers, (n_heads + 2 n_kv_heads) * head_dim): the biases
+                                // of q, then k, then v; only with SL_FLAG_QKV_BIAS
+    SL_T_QK_NORM,    // (n_layers, 2 * head_dim): the RMSNorm weights of q's heads, then k's;
+                     // only with SL_FLAG_QK_NORM
+    SL_T_ROPE_FREQS, // (head_dim / 2): RoPE's frequency divisors; only with SL_ROPE_FREQS
     SL_T_COUNT
 };
+
+// Tensors always stored as f32: the norm weights, the biases and the RoPE divisors.
+int tensor_is_f32(int t);
 
 typedef struct {
     char magic[8];           // SL_MAGIC
     uint32_t version;        // 1, or 2 when a version-2 field is used: the tokenizer section in
-                             // format 2 (tokenizer.h), RoPE scaling, or stop ids
+                             // format 2 (tokenizer.h), RoPE scaling, stop ids, a flag above
+                             // SL_FLAG_SHARED_CLASSIFIER, or a sliding window
     uint32_t header_bytes;   // SL_HEADER_BYTES
     int32_t dim;             // width of the residual stream
     int32_t hidden_dim;      // width of the feed-forward layer
@@ -78,7 +95,8 @@ typedef struct {
     int32_t bos_id;          // beginning of sequence
     int32_t eos_id;          // end of sequence, -1 if none
     uint32_t tokenizer_bytes;  // size of the tokenizer section that follows the header
-    uint32_t n_tensors;      // SL_T_COUNT, or 0 for a tokenizer-only file
+    uint32_t n_tensors;      // SL_T_COUNT_V1 (version 1), SL_T_COUNT_V1 or SL_T_COUNT (version 2),
+                             // or 0 for a tokenizer-only file
     uint8_t tensor_type[16]; // enum sl_dtype of each tensor, indexed by enum sl_tensor
     // version 2 (zero in version 1): RoPE scaling, applied to the frequencies (kernels.h)
     uint32_t rope_scaling;   // enum sl_rope
@@ -90,14 +108,20 @@ typedef struct {
     // (Llama 3's <|eot_id|>, Qwen's <|im_end|>)
     uint32_t n_stop;         // at most SL_MAX_STOP
     int32_t stop_ids[8];     // the first n_stop are ids below vocab_size
-    uint8_t reserved[104];   // zero
+    // version 2 (zero in version 1): sliding-window attention (Mistral v0.1, Phi-3): a query at
+    // position p attends to keys p - window + 1 .. p; 0 means every earlier key
+    int32_t sliding_window;
+    uint8_t reserved[100];   // zero
 } SlHeader;
 
 #define SL_MAX_STOP 8
 
 // RoPE scaling (header.rope_scaling), as transformers computes it for rope_type "linear" and
-// "llama3"; the formulas are above kernels.h's rope_freq.
-enum sl_rope { SL_ROPE_NONE = 0, SL_ROPE_LINEAR = 1, SL_ROPE_LLAMA3 = 2, SL_ROPE_COUNT };
+// "llama3", or as llama.cpp applies a GGUF's rope_freqs tensor (SL_ROPE_FREQS: each pair's
+// frequency divided by its factor in tensor SL_T_ROPE_FREQS; its converter writes Llama 3's
+// scaling this way); the formulas are above kernels.h's rope_freq.
+enum sl_rope { SL_ROPE_NONE = 0, SL_ROPE_LINEAR = 1, SL_ROPE_LLAMA3 = 2, SL_ROPE_FREQS = 3,
+               SL_ROPE_COUNT };
 
 _Static_assert(sizeof(SlHeader) == SL_HEADER_BYTES, "SlHeader must be 256 bytes");
 
@@ -166,6 +190,9 @@ typedef struct {
     Tensor w3;              // (layer, hidden_dim, dim)
     const float *rms_final; // (dim)
     Tensor wcls;            // (vocab_size, dim), the token embedding when shared
+    const float *bqkv;      // (layer, (n_heads + 2 * n_kv_heads) * head_dim) or NULL
+    const float *qk_norm;   // (layer, 2, head_dim) or NULL
+    const float *rope_freqs; // (head_dim / 2) or NULL
 } Weights;
 
 typedef struct {
@@ -190,7 +217,7 @@ int model_is_stop(const SlHeader *h, int id);
 int model_add_stop(SlHeader *h, int id);
 
 // The oldest version whose header holds h: 2 when a version-2 field is used (RoPE scaling,
-// stop ids, SL_FLAG_NO_BOS), else 1. (The tokenizer section has its own, tokenizer_format.)
+// stop ids, a flag other than SL_FLAG_SHARED_CLASSIFIER, a sliding window), else 1. (The tokenizer section has its own, tokenizer_format.)
 int model_header_version(const SlHeader *h);
 
 #endif

@@ -168,7 +168,7 @@ static double bench_tg(Transformer *t, long tg, long reps) {
 // attention micro-benchmark: 32 query heads sharing 4 KV heads, head_dim 64
 
 #define ATT_SEQ 4096
-static AttnShape att_shape = {32, 4, 64, ATT_SEQ, ATTN_KV_F32};  // kv_type from --kv
+static AttnShape att_shape = {32, 4, 64, ATT_SEQ, ATTN_KV_F32, 0};  // kv_type from --kv
 
 // GB/s of KV cache read at context ctx, median of reps samples of >= 2 ms each. With att
 // (n_heads, ATT_SEQ floats), recording is on: the kernel also writes its weights there.

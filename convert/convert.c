@@ -16,12 +16,8 @@ int dtype_parse(const char *s) {
     return -1;
 }
 
-static int is_norm(int t) {
-    return t == SL_T_RMS_ATT || t == SL_T_RMS_FFN || t == SL_T_RMS_FINAL;
-}
-
 void convert_set_types(SlHeader *h, int dtype) {
-    for (int t = 0; t < SL_T_COUNT; t++) h->tensor_type[t] = (uint8_t)(is_norm(t) ? SL_F32 : dtype);
+    for (int t = 0; t < SL_T_COUNT; t++) h->tensor_type[t] = (uint8_t)(tensor_is_f32(t) ? SL_F32 : dtype);
     h->weight_type = (uint32_t)dtype;
 }
 

@@ -682,10 +682,6 @@ static int sl_type_of(uint32_t ggml) {
     }
 }
 
-static int is_norm_tensor(int t) {
-    return t == SL_T_RMS_ATT || t == SL_T_RMS_FFN || t == SL_T_RMS_FINAL;
-}
-
 // The GGUF tensor for our tensor t, layer l, checked for presence, type and shape
 // (ne[0] = cols, ne[1] = rows per layer).
 static const GgufTensor *find_checked(const GgufLlama *m, int t, size_t l, size_t rows,
@@ -837,7 +833,7 @@ static int map_tensors(GgufLlama *m) {
             int ty = sl_type_of(x->type);
             type = type == -2 || type == ty ? ty : SL_F32;  // layers that disagree: f32
         }
-        h->tensor_type[t] = (uint8_t)(is_norm_tensor(t) ? SL_F32 : type);
+        h->tensor_type[t] = (uint8_t)(tensor_is_f32(t) ? SL_F32 : type);
         if (t == SL_T_WQ) wt = type;
     }
     h->weight_type = (uint32_t)wt;

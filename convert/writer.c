@@ -87,6 +87,7 @@ int model_write(const char *path, SlHeader h, const Tokenizer *tok, const Tensor
     memcpy(h.magic, SL_MAGIC, 8);
     h.version = (uint32_t)model_version(&h, tok);
     h.header_bytes = SL_HEADER_BYTES;
+    if (h.n_tensors) h.n_tensors = h.version >= 2 ? SL_T_COUNT : SL_T_COUNT_V1;
     size_t toksize = tokenizer_section_bytes(tok, (int)h.version);
     if (toksize > UINT32_MAX) {
         fprintf(stderr, "%s: tokenizer of %zu bytes is too large for the format\n", path, toksize);

@@ -418,11 +418,23 @@ typedef struct {
     atomic_size_t next;  // the next item to take
 } Job;
 
+// The first key a query at position p attends to: 0, or p + 1 - window with a sliding window.
+static size_t first_key(const AttnShape *s, size_t p) {
+    return s->window && p + 1 > s->window ? p + 1 - s->window : 0;
+}
+
+// Recording: head row w (keys 0..p) gets its weights from finish() over keys lo..p, and zeros
+// before lo, where the window left keys out.
+static void finish_rec(float *out, const float *a, size_t hd, float *w, size_t lo, size_t p) {
+    if (w) memset(w, 0, lo * sizeof(float));
+    finish(out, a, hd, w ? w + lo : NULL, p + 1 - lo);
+}
+
 // Query i with the heads of KV head g, whole: its chunks in order, folded as they come.
 static void run_query(const Job *j, size_t i, size_t g) {
     const AttnShape *s = j->s;
     size_t hd = s->head_dim, ps = hd + 2, group = s->n_heads / s->n_kv_heads, p = j->pos0 + i;
-    size_t row = (i * s->n_heads + g * group) * hd;
+    size_t row = (i * s->n_heads + g * group) * hd, lo = first_key(s, p);
     int ty = s->kv_type;
     const void *k = kv_at(j->kc, ty, g * s->seq_len * hd);
     const void *v = kv_at(j->vc, ty, g * s->seq_len * hd);
@@ -431,14 +443,15 @@ static void run_query(const Job *j, size_t i, size_t g) {
         size_t G = group - h0 < SUBG ? group - h0 : SUBG;
         size_t rs = j->att_stride;  // recording: the heads' rows of weights
         float *rec = j->att ? j->att + (i * s->n_heads + g * group + h0) * rs : NULL;
-        for (size_t t0 = 0; t0 <= p; t0 += CHUNK) {
+        for (size_t t0 = lo; t0 <= p; t0 += CHUNK) {
             size_t n = p + 1 - t0 < CHUNK ? p + 1 - t0 : CHUNK;
             chunk(G, hd, ty, j->q + row + h0 * hd, kv_at(k, ty, t0 * hd), kv_at(v, ty, t0 * hd),
-                  n, p + 1 - t0, t0 ? tmp : acc, rec ? rec + t0 : NULL, rs);
-            for (size_t r = 0; t0 && r < G; r++) fold(acc + r * ps, tmp + r * ps, hd);
+                  n, p + 1 - t0, t0 > lo ? tmp : acc, rec ? rec + t0 : NULL, rs);
+            for (size_t r = 0; t0 > lo && r < G; r++) fold(acc + r * ps, tmp + r * ps, hd);
         }
         for (size_t r = 0; r < G; r++)
-            finish(j->out + row + (h0 + r) * hd, acc + r * ps, hd, rec ? rec + r * rs : NULL, p + 1);
+            finish_rec(j->out + row + (h0 + r) * hd, acc + r * ps, hd, rec ? rec + r * rs : NULL,
+                       lo, p);
     }
 }
 
@@ -446,7 +459,8 @@ static void run_query(const Job *j, size_t i, size_t g) {
 static void run_chunk(const Job *j, size_t g, size_t c) {
     const AttnShape *s = j->s;
     size_t hd = s->head_dim, ps = hd + 2, group = s->n_heads / s->n_kv_heads;
-    size_t t0 = c * CHUNK, n = j->pos0 + 1 - t0 < CHUNK ? j->pos0 + 1 - t0 : CHUNK;
+    size_t t0 = first_key(s, j->pos0) + c * CHUNK;
+    size_t n = j->pos0 + 1 - t0 < CHUNK ? j->pos0 + 1 - t0 : CHUNK;
     int ty = s->kv_type;
     const void *k = kv_at(j->kc, ty, (g * s->seq_len + t0) * hd);
     const void *v = kv_at(j->vc, ty, (g * s->seq_len + t0) * hd);
@@ -477,7 +491,8 @@ static void fold_work(void *arg, int thread, int n_threads) {
     for (size_t h = b; h < e; h++) {
         float *a = j->part + h * ps;
         for (size_t c = 1; c < j->n_chunks; c++) fold(a, j->part + (c * nh + h) * ps, hd);
-        finish(j->out + h * hd, a, hd, j->att ? j->att + h * j->att_stride : NULL, j->pos0 + 1);
+        finish_rec(j->out + h * hd, a, hd, j->att ? j->att + h * j->att_stride : NULL,
+                   first_key(j->s, j->pos0), j->pos0);
     }
 }
 
@@ -521,7 +536,7 @@ void attention_decode_rec(Pool *pool, const AttnShape *s, float *out, const floa
                           float *att, size_t att_stride) {
     check(s, pos + 1);
     assert(!att || att_stride >= pos + 1);
-    size_t nt = (size_t)pool_size(pool), n_chunks = pos / CHUNK + 1;
+    size_t nt = (size_t)pool_size(pool), n_chunks = (pos - first_key(s, pos)) / CHUNK + 1;
     Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos, .m = 1,
              .att = att, .att_stride = att_stride};
     atomic_init(&j.next, 0);

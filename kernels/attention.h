@@ -2,7 +2,8 @@
 //
 // Contract: libc, libm, the thread pool (pool.h), quant.h's scalar f16 conversions and,
 // chosen at compile time, AVX-512F or AVX2+FMA (+F16C) intrinsics (plain C otherwise); no
-// OpenMP, no allocation. For one query at position pos over the cached keys 0..pos (causal):
+// OpenMP, no allocation. For one query at position pos over the cached keys 0..pos (causal),
+// or lo..pos with a sliding window (AttnShape.window, lo = pos - window + 1 when positive):
 //   score_t = q . k_t / sqrt(head_dim);  out = sum_t softmax(score)_t * v_t
 // The cache holds f32 or f16 (IEEE binary16) elements (AttnShape.kv_type). An f16 cache is
 // widened to f32 exactly as it is read, and all arithmetic is f32: the output for an f16
@@ -24,8 +25,10 @@
 
 typedef struct {
     size_t n_heads, n_kv_heads, head_dim, seq_len;  // seq_len = the cache's stride in positions
-    int kv_type;  // ATTN_KV_F32 or ATTN_KV_F16
-} AttnShape;  // kv_type is last: {h, kv, hd, seq} still means f32 (but -Wextra wants it named)
+    int kv_type;    // ATTN_KV_F32 or ATTN_KV_F16
+    size_t window;  // sliding window: a query at p attends to keys max(0, p - window + 1)..p;
+                    // 0: keys 0..p
+} AttnShape;  // {h, kv, hd, seq} still means f32 and no window (but -Wextra wants them named)
 
 // Bytes of one cache element of kv_type: 4 for ATTN_KV_F32, 2 for ATTN_KV_F16.
 size_t attention_kv_bytes(int kv_type);
@@ -57,8 +60,8 @@ void attention_prefill(Pool *pool, const AttnShape *s, float *out, const float *
 
 // Recording (run --attn-map, --attn-dump): the same calls, which also write the attention
 // weights their kernel used. att: (m, n_heads, att_stride) floats (m = 1 for decode),
-// att_stride >= pos0 + m; row (i, h) receives softmax weights over keys 0 .. pos0 + i, and
-// the rest of the row is left alone. The kernel stores each score as it computes it, and at
+// att_stride >= pos0 + m; row (i, h) receives softmax weights over keys 0 .. pos0 + i (zero
+// for the keys before a sliding window), and the rest of the row is left alone. The kernel stores each score as it computes it, and at
 // the end turns the scores into e^(s - m) / l with its own exponential and its final max m
 // and sum l, the numbers that its output was divided by. out is bitwise the same as without
 // recording, and with att NULL these are attention_decode and attention_prefill: the calls

@@ -38,15 +38,16 @@ void softmax(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] /= sum;
 }
 
-RopeParams rope_params(const SlHeader *h) {
+RopeParams rope_params(const SlHeader *h, const float *divisors) {
     RopeParams r = {h->rope_theta, h->rope_scaling, h->rope_factor, h->rope_low_freq,
-                    h->rope_high_freq, h->rope_orig_ctx};
+                    h->rope_high_freq, h->rope_orig_ctx, divisors};
     return r;
 }
 
 float rope_freq(const RopeParams *r, size_t i, size_t head_dim) {
     float f = 1.0f / powf(r->theta, (float)i / (float)head_dim);
     if (r->scaling == SL_ROPE_LINEAR) return f / r->factor;
+    if (r->scaling == SL_ROPE_FREQS) return f / r->divisors[i / 2];
     if (r->scaling != SL_ROPE_LLAMA3) return f;
     float wavelen = 2.0f * 3.14159265358979323846f / f, ctx = (float)r->orig_ctx;
     if (wavelen > ctx / r->low_freq) return f / r->factor;

@@ -30,6 +30,7 @@ void softmax(float *x, size_t n);
 // RoPE: the frequency of the pair (i, i + 1), i even, of a head of head_dim:
 //   f = theta^(-i / head_dim)                                  (no scaling)
 //   linear: f / factor
+//   divisors (a GGUF's rope_freqs, as llama.cpp applies it): f / divisors[i / 2]
 //   llama3: with wavelength w = 2 pi / f, L = orig_ctx / low_freq, H = orig_ctx / high_freq:
 //     w > L: f / factor;  w < H: f;  else (1 - s) f / factor + s f,
 //     s = (orig_ctx / w - low_freq) / (high_freq - low_freq)
@@ -40,9 +41,11 @@ typedef struct {
     uint32_t scaling;  // enum sl_rope
     float factor, low_freq, high_freq;
     int32_t orig_ctx;
+    const float *divisors;  // SL_ROPE_FREQS: head_dim / 2 of them
 } RopeParams;
 
-RopeParams rope_params(const SlHeader *h);
+// The parameters of a header; divisors: the model's rope_freqs tensor (SL_ROPE_FREQS) or NULL.
+RopeParams rope_params(const SlHeader *h, const float *divisors);
 float rope_freq(const RopeParams *r, size_t i, size_t head_dim);
 void rope(float *v, size_t n_heads, size_t head_dim, size_t pos, const RopeParams *r);
 

@@ -20,7 +20,8 @@
 // ----------------------------------------------------------------------------
 // run state
 
-int runstate_build(RunState *s, const SlHeader *h, int kv_type) {
+int runstate_build(RunState *s, const Model *m, int kv_type) {
+    const SlHeader *h = &m->header;
     memset(s, 0, sizeof *s);
     size_t dim = (size_t)h->dim, hidden = (size_t)h->hidden_dim, hd = (size_t)h->head_dim;
     size_t q_dim = (size_t)h->n_heads * hd, kv_dim = (size_t)h->n_kv_heads * hd;
@@ -45,7 +46,7 @@ int runstate_build(RunState *s, const SlHeader *h, int kv_type) {
     s->hb2 = calloc(B * hidden, sizeof(float));
     s->att = calloc(att, sizeof(float));
     s->logits = calloc((size_t)h->vocab_size, sizeof(float));
-    AttnShape shape = {(size_t)h->n_heads, (size_t)h->n_kv_heads, hd, seq, kv_type};
+    AttnShape shape = {(size_t)h->n_heads, (size_t)h->n_kv_heads, hd, seq, kv_type, 0};
     s->attn_scratch = malloc(attention_scratch_bytes(&shape));
     size_t widest = dim > q_dim ? dim : q_dim;  // the widest matmul input
     if (hidden > widest) widest = hidden;
@@ -66,7 +67,7 @@ int runstate_build(RunState *s, const SlHeader *h, int kv_type) {
         return MODEL_ERR_NOMEM;
     }
     // the same float operations as kernels.c's rope, done once per (position, pair)
-    RopeParams rp = rope_params(h);
+    RopeParams rp = rope_params(h, m->w.rope_freqs);
     for (size_t p = 0; p < seq; p++) {
         for (size_t i = 0; i < hd; i += 2) {
             float freq = rope_freq(&rp, i, hd);
@@ -92,7 +93,7 @@ int transformer_build(Transformer *t, const char *path, Pool *pool, int kv_type)
     t->pool = pool;
     int err = model_open(&t->model, path, 1);
     if (err != MODEL_OK) return err;
-    if ((err = runstate_build(&t->state, &t->model.header, kv_type)) != MODEL_OK)
+    if ((err = runstate_build(&t->state, &t->model, kv_type)) != MODEL_OK)
         model_close(&t->model);
     return err;
 }
@@ -133,6 +134,25 @@ static void rope_rotate(float *v, size_t n_heads, size_t hd, const float *cos_p,
     }
 }
 
+// What some families add between the projections and RoPE, for one token of layer l:
+//   q, k, v += their biases (Qwen2);  each head of q and of k <- RMSNorm(head) (Qwen3).
+static void qkv_adjust(const SlHeader *h, const Weights *w, size_t l, float *q, float *k,
+                       float *v) {
+    size_t hd = (size_t)h->head_dim, q_dim = (size_t)h->n_heads * hd;
+    size_t kv_dim = (size_t)h->n_kv_heads * hd;
+    if (w->bqkv) {
+        const float *b = w->bqkv + l * (q_dim + 2 * kv_dim);  // (q, k, v) biases of layer l
+        for (size_t i = 0; i < q_dim; i++) q[i] += b[i];
+        for (size_t i = 0; i < kv_dim; i++) k[i] += b[q_dim + i];
+        for (size_t i = 0; i < kv_dim; i++) v[i] += b[q_dim + kv_dim + i];
+    }
+    if (w->qk_norm) {
+        const float *qn = w->qk_norm + l * 2 * hd, *kn = qn + hd;  // (q, k) weights of layer l
+        for (size_t i = 0; i < q_dim; i += hd) rmsnorm(q + i, q + i, qn, hd, h->norm_eps);
+        for (size_t i = 0; i < kv_dim; i += hd) rmsnorm(k + i, k + i, kn, hd, h->norm_eps);
+    }
+}
+
 // The q8_0 scratch when one of the matrices that read an input is q8_0, else NULL (then
 // matmul_input does not quantize).
 static void *q8_for(const RunState *s, const Tensor *a, const Tensor *b, const Tensor *c) {
@@ -153,7 +173,7 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
     size_t q_dim = n_heads * hd, kv_dim = n_kv * hd, seq = (size_t)h->seq_len;
     size_t L = (size_t)h->n_layers;
     float eps = h->norm_eps;
-    AttnShape shape = {n_heads, n_kv, hd, seq, s->kv_type};
+    AttnShape shape = {n_heads, n_kv, hd, seq, s->kv_type, (size_t)h->sliding_window};
     size_t es = attention_kv_bytes(s->kv_type);  // bytes per cache element
     MatIn in;
 
@@ -169,6 +189,8 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
         matmul(pool, s->q, &in, &wq);
         matmul(pool, s->k, &in, &wk);
         matmul(pool, s->v, &in, &wv);
+        for (size_t i = 0; i < n; i++)
+            qkv_adjust(h, w, l, s->q + i * q_dim, s->k + i * kv_dim, s->v + i * kv_dim);
         uint8_t *kc = (uint8_t *)s->key_cache + l * kv_dim * seq * es;  // (n_kv_heads, seq, hd)
         uint8_t *vc = (uint8_t *)s->value_cache + l * kv_dim * seq * es;
         for (size_t i = 0; i < n; i++) {
@@ -244,7 +266,7 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
     size_t group = n_heads / n_kv;  // query heads per KV head
 
     size_t L = (size_t)h->n_layers;
-    RopeParams rp = rope_params(h);
+    RopeParams rp = rope_params(h, w->rope_freqs);
     tensor_row(&w->token_embedding, (size_t)token, s->x);
     for (size_t l = 0; l < L; l++) {
         Tensor wq = tensor_layer(&w->wq, l, L), wk = tensor_layer(&w->wk, l, L);
@@ -255,6 +277,7 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
         matvec_tensor(s->q, s->xb, &wq);
         matvec_tensor(s->k, s->xb, &wk);
         matvec_tensor(s->v, s->xb, &wv);
+        qkv_adjust(h, w, l, s->q, s->k, s->v);
         rope(s->q, n_heads, hd, pos, &rp);
         rope(s->k, n_kv, hd, pos, &rp);
         float *kc = (float *)s->key_cache + l * kv_dim * seq;
@@ -263,10 +286,14 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
             memcpy(kc + (g * seq + pos) * hd, s->k + g * hd, hd * sizeof(float));
             memcpy(vc + (g * seq + pos) * hd, s->v + g * hd, hd * sizeof(float));
         }
+        // keys lo..pos: all of them, or the last sliding_window
+        size_t win = (size_t)h->sliding_window, lo = win && pos + 1 > win ? pos + 1 - win : 0;
         for (size_t qh = 0; qh < n_heads; qh++) {
             size_t g = qh / group;
-            attention_head(s->ao + qh * hd, s->att + qh * seq, s->q + qh * hd, kc + g * seq * hd,
-                           vc + g * seq * hd, pos, hd);
+            float *att = s->att + qh * seq;
+            memset(att, 0, lo * sizeof(float));  // for the sink: keys outside the window
+            attention_head(s->ao + qh * hd, att + lo, s->q + qh * hd, kc + (g * seq + lo) * hd,
+                           vc + (g * seq + lo) * hd, pos - lo, hd);
         }
         if (t->sink) t->sink(t->sink_ctx, l, pos, 1, s->att, seq);
         matvec_tensor(s->xb2, s->ao, &wo);

@@ -57,8 +57,8 @@ typedef struct {
 int transformer_build(Transformer *t, const char *path, Pool *pool, int kv_type);
 void transformer_free(Transformer *t);
 
-// Allocates / frees a run state for a validated header.
-int runstate_build(RunState *s, const SlHeader *h, int kv_type);
+// Allocates / frees a run state for an opened model (its header, and its RoPE divisors).
+int runstate_build(RunState *s, const Model *m, int kv_type);
 void runstate_free(RunState *s);
 
 // Turns attention recording on: from now on every forward pass hands each layer's weights,

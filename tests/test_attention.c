@@ -68,13 +68,15 @@ static void free_case(Case *c) {
     free(c->scratch);
 }
 
-// The reference: attention_head per query head, with its KV head.
+// The reference: attention_head per query head, with its KV head, over keys lo..pos (all of
+// them, or the case's sliding window).
 static void reference(Case *c, const float *q, float *out, size_t pos) {
     size_t hd = c->s.head_dim, group = c->s.n_heads / c->s.n_kv_heads, seq = c->s.seq_len;
+    size_t w = c->s.window, lo = w && pos + 1 > w ? pos + 1 - w : 0;
     for (size_t h = 0; h < c->s.n_heads; h++) {
         size_t g = h / group;
-        attention_head(out + h * hd, c->att, q + h * hd, c->kc + g * seq * hd, c->vc + g * seq * hd,
-                       pos, hd);
+        attention_head(out + h * hd, c->att, q + h * hd, c->kc + (g * seq + lo) * hd,
+                       c->vc + (g * seq + lo) * hd, pos - lo, hd);
     }
 }
 
@@ -125,6 +127,47 @@ Test(attention, decode_matches_reference_at_every_position) {
             free_case(&c);
         }
     pool_destroy(pool);
+}
+
+// Sliding windows (Mistral, Phi-3): shorter than a tile, across the chunk boundary, and wider
+// than the cache; decode at every position against the reference, with 3 threads that split
+// long windows into chunks, and prefill equal to decode bit for bit, for 1 and 3 threads.
+Test(attention, sliding_window_matches_reference) {
+    const size_t windows[] = {1, 5, 16, 100, 257, 400};
+    Pool *pools[2] = {pool_create(1), pool_create(3)};
+    cr_assert(pools[0] && pools[1]);
+    for (size_t wi = 0; wi < sizeof windows / sizeof windows[0]; wi++) {
+        size_t si = wi % N_SHAPES;
+        Case c = make_case(SHAPES[si][0], SHAPES[si][1], 32, 300, 300, 0, 91 + wi);
+        c.s.window = windows[wi];
+        check_every_position(&c, pools[1], c.scratch);
+        float *dec = malloc(c.q_n * sizeof(float));
+        for (int t = 0; t < 2; t++) {
+            attention_prefill(pools[t], &c.s, c.out, c.q, c.kc, c.vc, 0, 300, c.scratch);
+            for (size_t i = 0; i < 300; i++) {
+                attention_decode(NULL, &c.s, dec, c.q + i * c.q_n, c.kc, c.vc, i, NULL);
+                cr_assert(memcmp(c.out + i * c.q_n, dec, c.q_n * sizeof(float)) == 0,
+                          "window %zu: prefill query %zu differs from decode", windows[wi], i);
+            }
+        }
+        // recording: zeros before the window, and the reference's weights within it
+        size_t pos = 299, lo = pos + 1 > windows[wi] ? pos + 1 - windows[wi] : 0;
+        float *w = malloc(c.s.n_heads * 300 * sizeof(float));
+        attention_decode_rec(pools[1], &c.s, dec, c.q, c.kc, c.vc, pos, c.scratch, w, 300);
+        for (size_t h = 0; h < c.s.n_heads; h++) {
+            size_t g = h / (c.s.n_heads / c.s.n_kv_heads);
+            attention_head(c.ref, c.att, c.q + h * 32, c.kc + (g * 300 + lo) * 32,
+                           c.vc + (g * 300 + lo) * 32, pos - lo, 32);
+            for (size_t t = 0; t <= pos; t++)
+                cr_assert(t < lo ? w[h * 300 + t] == 0.0f
+                                 : fabsf(w[h * 300 + t] - c.att[t - lo]) <= 2e-6f,
+                          "window %zu, head %zu, key %zu: weight %g", windows[wi], h, t,
+                          (double)w[h * 300 + t]);
+        }
+        free(w), free(dec);
+        free_case(&c);
+    }
+    pool_destroy(pools[0]), pool_destroy(pools[1]);
 }
 
 Test(attention, large_scores_need_and_get_the_running_max) {

@@ -70,7 +70,7 @@ Test(kernels, rope_scaling) {
     cr_assert_float_eq(rope_freq(&lin, 0, 4), 0.25f, 1e-7f);
     cr_assert_float_eq(rope_freq(&lin, 2, 4), 0.0025f, 1e-9f);
     // orig_ctx 100, low 1, high 4: long wavelengths > 100 are divided, short ones < 25 kept
-    RopeParams l3 = {10000.0f, SL_ROPE_LLAMA3, 8.0f, 1.0f, 4.0f, 100};
+    RopeParams l3 = {10000.0f, SL_ROPE_LLAMA3, 8.0f, 1.0f, 4.0f, 100, NULL};
     cr_assert_float_eq(rope_freq(&l3, 0, 4), 1.0f, 1e-7f);
     cr_assert_float_eq(rope_freq(&l3, 2, 4), 0.00125f, 1e-9f);
     // orig_ctx 1000: 200 pi lies between 250 and 1000, so it is smoothed:
@@ -78,6 +78,11 @@ Test(kernels, rope_scaling) {
     l3.orig_ctx = 1000;
     double s = (1000.0 / (200.0 * 3.14159265358979323846) - 1.0) / 3.0, want = (1 - s) * 0.01 / 8 + s * 0.01;
     cr_assert_float_eq(rope_freq(&l3, 2, 4), (float)want, 1e-8f, "%.9g", rope_freq(&l3, 2, 4));
+    // divisors (a GGUF's rope_freqs): pair j's frequency divided by divisors[j]
+    const float div[2] = {2.0f, 8.0f};
+    RopeParams d = {.theta = 10000.0f, .scaling = SL_ROPE_FREQS, .divisors = div};
+    cr_assert_float_eq(rope_freq(&d, 0, 4), 0.5f, 1e-7f);
+    cr_assert_float_eq(rope_freq(&d, 2, 4), 0.00125f, 1e-9f);
     RopeParams none = {.theta = 10000.0f};
     cr_assert_eq(rope_freq(&none, 2, 4), 1.0f / powf(10000.0f, 0.5f), "no scaling: unchanged");
 }
