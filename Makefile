@@ -15,7 +15,7 @@ KERNELS = kernels/kernels.c kernels/matmul.c kernels/attention.c kernels/quant.c
 APP = app/bench.c app/ppl.c app/attnmap.c
 IO = io/fileio.c io/json.c
 CONVERT = convert/writer.c convert/llama2c.c convert/synth.c convert/convert.c convert/gguf.c \
-	convert/safetensors.c convert/hf.c
+	convert/safetensors.c convert/hf.c convert/pieces.c
 TOKENIZER = tokenizer.c tokenizer/unicode.c tokenizer/pretok.c tokenizer/bytelevel.c
 CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(IO) app/ppl.c app/attnmap.c
 EXPORT_SRC = $(CONVERT)

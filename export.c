@@ -1,8 +1,10 @@
 // export.c: converts a model into a searchlight model file.
 //
 // Contract: libc and POSIX only. Recognises its input by content, not by name. Today:
-// a llama2.c legacy checkpoint with its tokenizer.bin; a llama GGUF (magic "GGUF", gguf.c);
-// a Hugging Face LlamaForCausalLM directory (config.json, safetensors, tokenizer.json; hf.c).
+// a llama2.c legacy checkpoint with its tokenizer.bin; a GGUF of architecture llama, qwen2,
+// qwen3 or phi3 (magic "GGUF", gguf.c); a Hugging Face directory of LlamaForCausalLM,
+// MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM or Phi3ForCausalLM (config.json,
+// safetensors, tokenizer.json; hf.c).
 // Every input's f32 tensors go through convert.c to the --dtype asked for (for GGUF, by
 // default each matrix's own type), in bounded chunks. Writes atomically (writer.c),
 // so a failed or interrupted export leaves no partial file. Usage errors exit 2, input
@@ -21,6 +23,7 @@
 #include "io/fileio.h"
 #include "convert/synth.h"
 #include "convert/writer.h"
+#include "tokenizer/pretok.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -29,9 +32,10 @@ static void usage(FILE *f) {
             "       export [--dtype <type>] <hugging-face-model-dir> <out.bin>\n"
             "       export [--dtype <type>] --random <shape> [--seed N] <out.bin>\n"
             "Converts a llama2.c legacy (v0) fp32 checkpoint and its tokenizer.bin into one\n"
-            "searchlight model file (tokenizer embedded), or a llama GGUF (v2/v3; F32, F16, BF16,\n"
-            "Q8_0; default --dtype: the GGUF's own types), or a Hugging Face LlamaForCausalLM\n"
-            "directory (safetensors F32/F16/BF16, tokenizer.json), or writes a model of a known shape with\n"
+            "searchlight model file (tokenizer embedded), or a GGUF of architecture llama, qwen2,\n"
+            "qwen3 or phi3 (v2/v3; F32, F16, BF16, Q8_0; default --dtype: the GGUF's own types),\n"
+            "or a Hugging Face directory of Llama, Mistral, Qwen2, Qwen3 or Phi3 ...ForCausalLM\n"
+            "(safetensors F32/F16/BF16, tokenizer.json), or writes a model of a known shape with\n"
             "deterministic pseudo-random weights, for benchmarks.\n"
             "Options:\n"
             "  --dtype <type>      type of the matrices, embedding and classifier included:\n"
@@ -39,6 +43,8 @@ static void usage(FILE *f) {
             "  --tokenizer <path>  the llama2.c tokenizer.bin that goes with the checkpoint\n"
             "  --random <shape>    stories15M, stories42M, stories110M or tinyllama-1.1B\n"
             "  --seed <int>        seed of the random weights, default 1\n"
+            "  --sliding-window N  GGUF: attend to the last N positions only (0: all); for\n"
+            "                      Mistral v0.1 (4096), whose window llama.cpp's converter drops\n"
             "  -h, --help          this message\n");
 }
 
@@ -61,7 +67,7 @@ static int sniff(const char *path, uint8_t *buf, size_t cap, size_t *n) {
 }
 
 static void print_summary(const char *in, const char *kind, const char *out, const SlHeader *c,
-                          size_t bytes) {
+                          const Tokenizer *tok, size_t bytes) {
     SlLayout lay;
     model_layout(c, &lay, out);  // already validated by the writer
     printf("%s: %s\n", in, kind);
@@ -75,6 +81,16 @@ static void print_summary(const char *in, const char *kind, const char *out, con
         printf("  RoPE scaling llama3: factor %g, low_freq_factor %g, high_freq_factor %g, "
                "original context %d\n", c->rope_factor, c->rope_low_freq, c->rope_high_freq,
                c->rope_orig_ctx);
+    // what the architecture adds to Llama's, and the tokenizer
+    printf("  features:%s%s%s", c->flags & SL_FLAG_QKV_BIAS ? " q/k/v biases," : "",
+           c->flags & SL_FLAG_QK_NORM ? " q/k RMSNorm," : "",
+           c->rope_scaling == SL_ROPE_FREQS ? " RoPE frequency divisors (rope_freqs)," : "");
+    if (c->sliding_window) printf(" sliding window %d,", c->sliding_window);
+    if (tok->kind == TOK_BPE)
+        printf(" byte-level BPE tokenizer (pre-tokenizer %s)", pretok_name(tok->pretok));
+    else
+        printf(" sentencepiece-style tokenizer");
+    printf(", %s\n", c->flags & SL_FLAG_NO_BOS ? "no BOS" : "BOS first");
     if (c->n_stop) {
         printf("  generation also stops at");
         for (uint32_t i = 0; i < c->n_stop; i++) printf(" %d", c->stop_ids[i]);
@@ -86,7 +102,7 @@ static void print_summary(const char *in, const char *kind, const char *out, con
 }
 
 // Writes header h with tensors of type dtype converted from the f32 source; dtype -1 keeps
-// the tensor types that h already states.
+// the tensor types that h already states. kind names the input's format and architecture.
 static int write_converted(const char *in, const char *kind, const char *out, SlHeader h,
                            int dtype, const Tokenizer *tok, const TensorData *src) {
     if (dtype >= 0) convert_set_types(&h, dtype);
@@ -98,7 +114,7 @@ static int write_converted(const char *in, const char *kind, const char *out, Sl
     converter_free(&cv);
     if (rc == 0) {
         h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(tok, model_version(&h, tok));
-        print_summary(in, kind, out, &h, written);
+        print_summary(in, kind, out, &h, tok, written);
     }
     return rc;
 }
@@ -121,9 +137,10 @@ static int export_llama2c(const char *in, const char *tok_path, int dtype, const
 }
 
 // dtype -1: each matrix keeps its GGUF type (F32, F16, BF16, Q8_0), so nothing is lost.
-static int export_gguf(const char *in, int dtype, const char *out) {
-    GgufLlama g;
-    if (gguf_llama_open(&g, in) != 0) return 1;
+// window >= 0 sets the sliding window, which llama.cpp's converter drops for Mistral.
+static int export_gguf(const char *in, int dtype, long window, const char *out) {
+    GgufModel g;
+    if (gguf_model_open(&g, in) != 0) return 1;
     int rc;
     if (g.header.n_tensors == 0) {  // vocabulary only: a tokenizer-only file
         TensorData none = {0};
@@ -135,14 +152,17 @@ static int export_gguf(const char *in, int dtype, const char *out) {
             printf("wrote %s: %zu bytes (tokenizer only)\n", out, written);
         }
     } else {
-        TensorData src = {.fill = gguf_llama_fill, .ctx = &g};
-        rc = write_converted(in, "GGUF llama", out, g.header, dtype, &g.tok, &src);
+        TensorData src = {.fill = gguf_model_fill, .ctx = &g};
+        if (window >= 0) g.header.sliding_window = (int32_t)window;
+        char kind[64];
+        snprintf(kind, sizeof kind, "GGUF %s", gguf_arch_name(&g));
+        rc = write_converted(in, kind, out, g.header, dtype, &g.tok, &src);
     }
-    gguf_llama_close(&g);
+    gguf_model_close(&g);
     return rc;
 }
 
-// A Hugging Face LlamaForCausalLM directory: config.json, safetensors, tokenizer.json.
+// A Hugging Face directory: config.json, safetensors, tokenizer.json.
 static int export_hf(const char *in, int dtype, const char *out) {
     HfModel m;
     if (hf_open(&m, in) != 0) return 1;
@@ -155,7 +175,9 @@ static int export_hf(const char *in, int dtype, const char *out) {
     }
     if (!adds_bos) m.header.flags |= SL_FLAG_NO_BOS;  // Qwen, SmolLM: prompts start without BOS
     TensorData src = {.fill = hf_fill, .ctx = &m};
-    int rc = write_converted(in, "Hugging Face LlamaForCausalLM", out, m.header, dtype, &tok, &src);
+    char kind[64];
+    snprintf(kind, sizeof kind, "Hugging Face %s", hf_family_name(m.family));
+    int rc = write_converted(in, kind, out, m.header, dtype, &tok, &src);
     tokenizer_free(&tok);
     hf_close(&m);
     return rc;
@@ -175,6 +197,15 @@ static int export_random(const char *shape, uint64_t seed, int dtype, const char
     return rc;
 }
 
+static int parse_window(const char *s, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || errno == ERANGE || v < 0 || v > INT32_MAX) return -1;
+    *out = v;
+    return 0;
+}
+
 static int parse_seed(const char *s, uint64_t *out) {
     char *end;
     errno = 0;
@@ -188,6 +219,7 @@ int main(int argc, char **argv) {
     const char *tok_path = NULL, *shape = NULL, *pos[2] = {NULL, NULL};
     uint64_t seed = 1;
     int npos = 0, dtype = SL_F32, dtype_set = 0;
+    long window = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -204,6 +236,11 @@ int main(int argc, char **argv) {
             if ((dtype = dtype_parse(argv[++i])) < 0)
                 return usage_error("--dtype: expected " DTYPE_CHOICES ", not ", argv[i]);
             dtype_set = 1;
+        } else if (!strcmp(a, "--sliding-window")) {
+            if (i + 1 >= argc) return usage_error("--sliding-window needs a value", "");
+            if (parse_window(argv[++i], &window) != 0)
+                return usage_error("--sliding-window: expected an integer 0..2147483647, not ",
+                                   argv[i]);
         } else if (!strcmp(a, "--seed")) {
             if (i + 1 >= argc) return usage_error("--seed needs a value", "");
             if (parse_seed(argv[++i], &seed) != 0)
@@ -216,6 +253,7 @@ int main(int argc, char **argv) {
             return usage_error("unexpected argument ", a);
         }
     }
+    if (window >= 0 && shape) return usage_error("--sliding-window is for GGUF input", "");
     if (shape) {
         if (npos != 1) return usage_error("--random needs exactly one output path", "");
         if (tok_path) return usage_error("--random makes its own tokenizer: drop --tokenizer", "");
@@ -229,6 +267,8 @@ int main(int argc, char **argv) {
 
     if (hf_sniff(pos[0])) {
         if (tok_path) return usage_error("a Hugging Face directory has tokenizer.json: drop --tokenizer", "");
+        if (window >= 0)
+            return usage_error("config.json gives the sliding window: drop --sliding-window", "");
         return export_hf(pos[0], dtype, pos[1]);
     }
     struct stat st;
@@ -242,8 +282,9 @@ int main(int argc, char **argv) {
     if (gguf_sniff(head, n)) {
         if (tok_path)
             return usage_error("a GGUF file carries its own vocabulary: drop --tokenizer", "");
-        return export_gguf(pos[0], dtype_set ? dtype : -1, pos[1]);
+        return export_gguf(pos[0], dtype_set ? dtype : -1, window, pos[1]);
     }
+    if (window >= 0) return usage_error("--sliding-window is for GGUF input", "");
     if (llama2c_sniff(head, n)) {
         if (!tok_path)
             return usage_error("a llama2.c checkpoint needs --tokenizer <tokenizer.bin>", "");

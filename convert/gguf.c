@@ -1,4 +1,4 @@
-// gguf.c: the GGUF reader and the llama glue (see gguf.h).
+// gguf.c: the GGUF reader and the model glue (see gguf.h).
 #define _POSIX_C_SOURCE 200809L
 #include "convert/gguf.h"
 #include "tokenizer/bytelevel.h"
@@ -492,7 +492,7 @@ static GgufStr array_str(const Gguf *g, size_t *pos) {
 
 // tokenizer.ggml.model "gpt2": byte-level BPE (tokenizer/bytelevel.h); tokenizer.ggml.pre
 // names the pre-tokenizer, and Llama 3's ("llama-bpe") does not merge a piece that is a token.
-static int load_bpe_tokenizer(GgufLlama *m) {
+static int load_bpe_tokenizer(GgufModel *m) {
     const Gguf *g = &m->g;
     GgufStr pre;
     int r = get_str(g, "tokenizer.ggml.pre", &pre);
@@ -565,7 +565,7 @@ done:
     return err;
 }
 
-static int load_tokenizer(GgufLlama *m) {
+static int load_tokenizer(GgufModel *m) {
     const Gguf *g = &m->g;
     GgufStr model;
     int r = get_str(g, "tokenizer.ggml.model", &model);
@@ -670,7 +670,7 @@ static int load_tokenizer(GgufLlama *m) {
 }
 
 // ----------------------------------------------------------------------------
-// the llama glue
+// the model glue: llama, qwen2, qwen3 and phi3
 
 static int sl_type_of(uint32_t ggml) {
     switch (ggml) {
@@ -682,212 +682,12 @@ static int sl_type_of(uint32_t ggml) {
     }
 }
 
-// The GGUF tensor for our tensor t, layer l, checked for presence, type and shape
-// (ne[0] = cols, ne[1] = rows per layer).
-static const GgufTensor *find_checked(const GgufLlama *m, int t, size_t l, size_t rows,
-                                      size_t cols) {
-    static const char *const names[SL_T_COUNT] = {
-        "token_embd.weight", "blk.%zu.attn_norm.weight", "blk.%zu.attn_q.weight",
-        "blk.%zu.attn_k.weight", "blk.%zu.attn_v.weight", "blk.%zu.attn_output.weight",
-        "blk.%zu.ffn_norm.weight", "blk.%zu.ffn_gate.weight", "blk.%zu.ffn_down.weight",
-        "blk.%zu.ffn_up.weight", "output_norm.weight", "output.weight",
-    };
-    char name[96];
-    snprintf(name, sizeof name, names[t], l);
-    const GgufTensor *x = gguf_find_tensor(&m->g, name);
-    const char *path = m->g.path;
-    if (!x) {
-        fprintf(stderr, "%s: tensor %s is missing\n", path, name);
-        return NULL;
-    }
-    if (sl_type_of(x->type) < 0) {
-        fprintf(stderr, "%s: tensor %s has type %s, export reads F32, F16, BF16 and Q8_0\n", path,
-                name, ggml_type_name(x->type));
-        return NULL;
-    }
-    int vec = rows == 1;
-    if (x->ne[0] != cols || x->ne[1] != rows || x->ne[2] != 1 || x->ne[3] != 1) {
-        if (vec)
-            fprintf(stderr, "%s: tensor %s has shape [%llu, %llu, %llu, %llu], expected [%zu]\n",
-                    path, name, (unsigned long long)x->ne[0], (unsigned long long)x->ne[1],
-                    (unsigned long long)x->ne[2], (unsigned long long)x->ne[3], cols);
-        else
-            fprintf(stderr,
-                    "%s: tensor %s has shape [%llu, %llu, %llu, %llu], expected [%zu, %zu] "
-                    "(ne[0] = input columns %zu, ne[1] = output rows %zu)\n",
-                    path, name, (unsigned long long)x->ne[0], (unsigned long long)x->ne[1],
-                    (unsigned long long)x->ne[2], (unsigned long long)x->ne[3], cols, rows, cols,
-                    rows);
-        return NULL;
-    }
-    return x;
-}
-
-#define LLAMA_FAIL(...)                       \
-    do {                                      \
-        fprintf(stderr, "%s: ", path);        \
-        fprintf(stderr, __VA_ARGS__);         \
-        fputc('\n', stderr);                  \
-        return -1;                            \
-    } while (0)
-
-// Header fields from llama.* metadata (when the file has tensors).
-static int read_hparams(GgufLlama *m) {
-    const Gguf *g = &m->g;
-    const char *path = g->path;
-    SlHeader *h = &m->header;
-    static const struct { const char *key; int slot; } need[] = {
-        {"llama.context_length", 0},      {"llama.embedding_length", 1},
-        {"llama.block_count", 2},         {"llama.feed_forward_length", 3},
-        {"llama.attention.head_count", 4},
-    };
-    int64_t v[6];
-    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++) {
-        int r = get_int(g, need[i].key, 1, INT32_MAX, &v[need[i].slot]);
-        if (r < 0) return -1;
-        if (r == 0) LLAMA_FAIL("metadata %s is missing", need[i].key);
-    }
-    v[5] = v[4];
-    if (get_int(g, "llama.attention.head_count_kv", 1, INT32_MAX, &v[5]) < 0) return -1;
-    h->seq_len = (int32_t)v[0];
-    h->dim = (int32_t)v[1];
-    h->n_layers = (int32_t)v[2];
-    h->hidden_dim = (int32_t)v[3];
-    h->n_heads = (int32_t)v[4];
-    h->n_kv_heads = (int32_t)v[5];
-    if (h->dim % h->n_heads)
-        LLAMA_FAIL("attention.head_count %d does not divide embedding_length %d", h->n_heads,
-                   h->dim);
-    h->head_dim = h->dim / h->n_heads;
-    if ((size_t)h->n_layers > g->n_tensors / 9)
-        LLAMA_FAIL("block_count %d, but the file holds only %zu tensors (9 per block)",
-                   h->n_layers, g->n_tensors);
-    static const char *const head_keys[] = {"llama.rope.dimension_count",
-                                            "llama.attention.key_length",
-                                            "llama.attention.value_length"};
-    for (int i = 0; i < 3; i++) {
-        int64_t d;
-        int r = get_int(g, head_keys[i], 0, INT32_MAX, &d);
-        if (r < 0) return -1;
-        if (r && d != h->head_dim)
-            LLAMA_FAIL("metadata %s is %lld, but head_dim = embedding_length / head_count = %d: "
-                       "export reads models whose rotary and head dimensions equal head_dim",
-                       head_keys[i], (long long)d, h->head_dim);
-    }
-    double theta = 10000.0, eps;
-    if (get_float(g, "llama.rope.freq_base", &theta) < 0) return -1;
-    int r = get_float(g, "llama.attention.layer_norm_rms_epsilon", &eps);
-    if (r < 0) return -1;
-    if (r == 0) LLAMA_FAIL("metadata llama.attention.layer_norm_rms_epsilon is missing");
-    h->rope_theta = (float)theta;
-    h->norm_eps = (float)eps;
-    GgufStr scaling;
-    if ((r = get_str(g, "llama.rope.scaling.type", &scaling)) < 0) return -1;
-    if (r && !str_is(scaling, "none"))
-        LLAMA_FAIL("rope scaling \"%.*s\": export reads models without rope scaling",
-                   scaling.len > 32 ? 32 : (int)scaling.len, scaling.p);
-    int64_t experts = 0;
-    if (get_int(g, "llama.expert_count", 0, INT32_MAX, &experts) < 0) return -1;
-    if (experts > 0) LLAMA_FAIL("a mixture of %lld experts: export reads dense models", (long long)experts);
-    if (gguf_find_tensor(g, "rope_freqs.weight"))
-        LLAMA_FAIL("tensor rope_freqs.weight (rope frequency factors): export reads models "
-                   "without them");
-    int64_t vocab;
-    if ((r = get_int(g, "llama.vocab_size", 1, INT32_MAX, &vocab)) < 0) return -1;
-    if (r && vocab != m->tok.vocab_size)
-        LLAMA_FAIL("llama.vocab_size %lld, but the vocabulary holds %d tokens", (long long)vocab,
-                   m->tok.vocab_size);
-    return 0;
-}
-
-static int map_tensors(GgufLlama *m) {
-    SlHeader *h = &m->header;
-    const char *path = m->g.path;
-    if (!gguf_find_tensor(&m->g, "output.weight")) h->flags |= SL_FLAG_SHARED_CLASSIFIER;
-    h->n_tensors = SL_T_COUNT;
-    h->tokenizer_bytes = 8;  // placeholder so that model_layout can size the tensors
-    for (int t = 0; t < SL_T_COUNT; t++) h->tensor_type[t] = SL_F32;
-    SlLayout lay;
-    if (model_layout(h, &lay, path) != MODEL_OK) return -1;
-    size_t L = (size_t)h->n_layers, total = 0;
-    for (int t = 0; t < SL_T_COUNT; t++) {
-        if (!lay.bytes[t]) continue;
-        int layered = t != SL_T_EMBED && t != SL_T_RMS_FINAL && t != SL_T_CLS;
-        m->layers[t] = layered ? L : 1;
-        total += m->layers[t];
-    }
-    const GgufTensor **all = calloc(total, sizeof *all);
-    if (!all) LLAMA_FAIL("out of memory");
-    int wt = -1;
-    for (int t = 0; t < SL_T_COUNT; t++) {
-        if (!m->layers[t]) continue;
-        m->src[t] = all;
-        all += m->layers[t];
-        size_t rows = lay.rows[t] / m->layers[t], cols = lay.cols[t];
-        m->per_layer[t] = rows * cols;
-        int type = -2;
-        for (size_t l = 0; l < m->layers[t]; l++) {
-            const GgufTensor *x = find_checked(m, t, l, rows, cols);
-            if (!x) return -1;
-            m->src[t][l] = x;
-            int ty = sl_type_of(x->type);
-            type = type == -2 || type == ty ? ty : SL_F32;  // layers that disagree: f32
-        }
-        h->tensor_type[t] = (uint8_t)(tensor_is_f32(t) ? SL_F32 : type);
-        if (t == SL_T_WQ) wt = type;
-    }
-    h->weight_type = (uint32_t)wt;
-    return 0;
-}
-
-int gguf_llama_open(GgufLlama *m, const char *path) {
-    memset(m, 0, sizeof *m);
-    if (gguf_open(&m->g, path) != 0) return -1;
-    GgufStr arch;
-    int r = get_str(&m->g, "general.architecture", &arch);
-    if (r == 0) fprintf(stderr, "%s: metadata general.architecture is missing\n", path);
-    else if (r > 0 && !str_is(arch, "llama") && m->g.n_tensors > 0)  // vocabulary-only: any
-        fprintf(stderr, "%s: architecture \"%.*s\", export reads \"llama\" only\n", path,
-                arch.len > 64 ? 64 : (int)arch.len, arch.p);
-    else if (r > 0 && load_tokenizer(m) == 0) {
-        SlHeader *h = &m->header;
-        h->vocab_size = m->tok.vocab_size;
-        h->bos_id = m->tok.bos_id;
-        h->eos_id = m->tok.eos_id;
-        // end-of-turn and end-of-message ids also end a generation (Llama 3's <|eot_id|>)
-        static const char *const stops[] = {"tokenizer.ggml.eot_token_id",
-                                            "tokenizer.ggml.eom_token_id"};
-        int bad = 0;
-        for (int i = 0; i < 2 && !bad; i++) {
-            int64_t id = -1;
-            bad = get_int(&m->g, stops[i], 0, (int64_t)h->vocab_size - 1, &id) < 0;
-            if (id >= 0) model_add_stop(h, (int)id);  // two ids: never more than SL_MAX_STOP
-        }
-        // tokenizer.ggml.add_bos_token false: prompts start without BOS (Qwen's files)
-        const GgufKv *ab = gguf_find_kv(&m->g, "tokenizer.ggml.add_bos_token");
-        if (!bad && ab && ab->type != GGUF_BOOL) bad = kv_wrong(&m->g, ab, "a bool") < 0;
-        if (!bad && ab && m->g.map[ab->value] == 0) h->flags |= SL_FLAG_NO_BOS;
-        if (bad) {
-            gguf_llama_close(m);
-            return -1;
-        }
-        if (m->g.n_tensors == 0) return 0;  // a vocabulary-only file
-        if (read_hparams(m) == 0 && map_tensors(m) == 0) return 0;
-    }
-    gguf_llama_close(m);
-    return -1;
-}
-
-void gguf_llama_close(GgufLlama *m) {
-    for (int t = 0; t < SL_T_COUNT; t++)
-        if (m->src[t]) {
-            free(m->src[t]);  // the first tensor's array is the whole block
-            break;
-        }
-    tokenizer_free(&m->tok);
-    gguf_close(&m->g);
-    memset(m, 0, sizeof *m);
-}
+// The architectures export reads, and how each stores q and k: llama's converter reorders
+// their rows into adjacent pairs (ours); the others keep Hugging Face's halves.
+static const struct { const char *name; int halves; } archs[] = {
+    {"llama", 0}, {"qwen2", 1}, {"qwen3", 1}, {"phi3", 1},
+};
+#define N_ARCHS (sizeof archs / sizeof archs[0])
 
 // Widens elements [k, k + n) of GGUF tensor x to f32.
 static void widen(const Gguf *g, const GgufTensor *x, size_t k, size_t n, float *out) {
@@ -913,21 +713,299 @@ static void widen(const Gguf *g, const GgufTensor *x, size_t k, size_t n, float 
     }
 }
 
-int gguf_llama_fill(void *ctx, int t, size_t offset, void *buf, size_t n) {
-    GgufLlama *m = ctx;
-    if (offset % 4 || n % 4 || !m->src[t]) {
-        fprintf(stderr, "%s: internal error: unaligned read of tensor %s\n", m->g.path,
-                tensor_name(t));
+static int piece_read(void *ctx, const void *src, size_t first, size_t n, float *out) {
+    widen(ctx, src, first, n, out);
+    return 0;
+}
+
+// Sets pc to rows row0 .. row0 + rows - 1 of GGUF tensor `fmt` (layer l), checked for
+// presence, type and shape: ne[0] = cols, ne[1] = total rows (a vector of total when cols is
+// 0). halves as in Piece. Returns 0, or -1 after a message.
+static int gguf_piece(const GgufModel *m, Piece *pc, const char *fmt, size_t l, size_t total,
+                      size_t cols, size_t row0, size_t rows, size_t halves) {
+    char name[96];
+    snprintf(name, sizeof name, fmt, l);
+    const GgufTensor *x = gguf_find_tensor(&m->g, name);
+    const char *path = m->g.path;
+    if (!x) {
+        fprintf(stderr, "%s: tensor %s is missing\n", path, name);
         return -1;
     }
-    size_t e = offset / 4, end = e + n / 4, per = m->per_layer[t];
-    float *out = buf;
-    while (e < end) {
-        size_t l = e / per, k = e % per;
-        size_t cnt = per - k < end - e ? per - k : end - e;
-        widen(&m->g, m->src[t][l], k, cnt, out);
-        out += cnt;
-        e += cnt;
+    if (sl_type_of(x->type) < 0) {
+        fprintf(stderr, "%s: tensor %s has type %s, export reads F32, F16, BF16 and Q8_0\n", path,
+                name, ggml_type_name(x->type));
+        return -1;
+    }
+    size_t c = cols ? cols : total, r = cols ? total : 1;
+    if (x->ne[0] != c || x->ne[1] != r || x->ne[2] != 1 || x->ne[3] != 1) {
+        if (!cols)
+            fprintf(stderr, "%s: tensor %s has shape [%llu, %llu, %llu, %llu], expected [%zu]\n",
+                    path, name, (unsigned long long)x->ne[0], (unsigned long long)x->ne[1],
+                    (unsigned long long)x->ne[2], (unsigned long long)x->ne[3], total);
+        else
+            fprintf(stderr,
+                    "%s: tensor %s has shape [%llu, %llu, %llu, %llu], expected [%zu, %zu] "
+                    "(ne[0] = input columns %zu, ne[1] = output rows %zu)\n",
+                    path, name, (unsigned long long)x->ne[0], (unsigned long long)x->ne[1],
+                    (unsigned long long)x->ne[2], (unsigned long long)x->ne[3], cols, total, cols,
+                    total);
+        return -1;
+    }
+    *pc = (Piece){x, row0, rows, cols ? cols : 1, halves};
+    return 0;
+}
+
+#define ARCH_FAIL(...)                       \
+    do {                                      \
+        fprintf(stderr, "%s: ", path);        \
+        fprintf(stderr, __VA_ARGS__);         \
+        fputc('\n', stderr);                  \
+        return -1;                            \
+    } while (0)
+
+// The metadata key "<arch>.<key>", in a static buffer.
+static const char *akey(const GgufModel *m, const char *key) {
+    static char buf[128];
+    snprintf(buf, sizeof buf, "%s.%s", archs[m->arch].name, key);
+    return buf;
+}
+
+// Header fields from <arch>.* metadata (when the file has tensors).
+static int read_hparams(GgufModel *m) {
+    const Gguf *g = &m->g;
+    const char *path = g->path;
+    SlHeader *h = &m->header;
+    static const char *const need[] = {"context_length", "embedding_length", "block_count",
+                                       "feed_forward_length", "attention.head_count"};
+    int64_t v[6];
+    for (size_t i = 0; i < 5; i++) {
+        int r = get_int(g, akey(m, need[i]), 1, INT32_MAX, &v[i]);
+        if (r < 0) return -1;
+        if (r == 0) ARCH_FAIL("metadata %s is missing", akey(m, need[i]));
+    }
+    v[5] = v[4];
+    if (get_int(g, akey(m, "attention.head_count_kv"), 1, INT32_MAX, &v[5]) < 0) return -1;
+    h->seq_len = (int32_t)v[0];
+    h->dim = (int32_t)v[1];
+    h->n_layers = (int32_t)v[2];
+    h->hidden_dim = (int32_t)v[3];
+    h->n_heads = (int32_t)v[4];
+    h->n_kv_heads = (int32_t)v[5];
+    if (h->dim % h->n_heads)
+        ARCH_FAIL("attention.head_count %d does not divide embedding_length %d", h->n_heads,
+                   h->dim);
+    if ((size_t)h->n_layers > g->n_tensors / 6)
+        ARCH_FAIL("block_count %d, but the file holds only %zu tensors (at least 6 per block)",
+                   h->n_layers, g->n_tensors);
+    // head_dim: attention.key_length where given (Qwen3's is not embedding_length / head_count)
+    int64_t hd = h->dim / h->n_heads;
+    if (get_int(g, akey(m, "attention.key_length"), 1, 65536, &hd) < 0) return -1;
+    h->head_dim = (int32_t)hd;
+    static const char *const head_keys[] = {"rope.dimension_count", "attention.value_length"};
+    for (int i = 0; i < 2; i++) {
+        int64_t d;
+        int r = get_int(g, akey(m, head_keys[i]), 0, INT32_MAX, &d);
+        if (r < 0) return -1;
+        if (r && d != h->head_dim)
+            ARCH_FAIL("metadata %s is %lld, but head_dim is %d: export reads models whose "
+                       "rotary and value dimensions equal head_dim", akey(m, head_keys[i]),
+                       (long long)d, h->head_dim);
+    }
+    double theta = 10000.0, eps;
+    if (get_float(g, akey(m, "rope.freq_base"), &theta) < 0) return -1;
+    int r = get_float(g, akey(m, "attention.layer_norm_rms_epsilon"), &eps);
+    if (r < 0) return -1;
+    if (r == 0) ARCH_FAIL("metadata %s is missing", akey(m, "attention.layer_norm_rms_epsilon"));
+    h->rope_theta = (float)theta;
+    h->norm_eps = (float)eps;
+    GgufStr scaling;
+    if ((r = get_str(g, akey(m, "rope.scaling.type"), &scaling)) < 0) return -1;
+    if (r && str_is(scaling, "linear")) {
+        double f = 0;
+        if (get_float(g, akey(m, "rope.scaling.factor"), &f) < 0) return -1;
+        if (!(f > 0 && f < 1e9))
+            ARCH_FAIL("linear rope scaling needs %s > 0", akey(m, "rope.scaling.factor"));
+        h->rope_scaling = SL_ROPE_LINEAR;
+        h->rope_factor = (float)f;
+    } else if (r && !str_is(scaling, "none")) {
+        ARCH_FAIL("rope scaling \"%.*s\": export reads none and linear (and rope_freqs)",
+                   scaling.len > 32 ? 32 : (int)scaling.len, scaling.p);
+    }
+    if (gguf_find_tensor(g, "rope_freqs.weight")) {  // Llama 3's scaling, as divisors
+        if (h->rope_scaling) ARCH_FAIL("both rope scaling and a rope_freqs tensor");
+        h->rope_scaling = SL_ROPE_FREQS;
+    }
+    int64_t window = 0;  // Phi-3's; llama.cpp itself does not apply it (transformers does)
+    if (get_int(g, akey(m, "attention.sliding_window"), 0, INT32_MAX, &window) < 0) return -1;
+    h->sliding_window = (int32_t)window;
+    int64_t experts = 0;
+    if (get_int(g, akey(m, "expert_count"), 0, INT32_MAX, &experts) < 0) return -1;
+    if (experts > 0) ARCH_FAIL("a mixture of %lld experts: export reads dense models", (long long)experts);
+    int64_t vocab;
+    if ((r = get_int(g, akey(m, "vocab_size"), 1, INT32_MAX, &vocab)) < 0) return -1;
+    if (r && vocab != m->tok.vocab_size)
+        ARCH_FAIL("%s %lld, but the vocabulary holds %d tokens", akey(m, "vocab_size"),
+                   (long long)vocab, m->tok.vocab_size);
+    return 0;
+}
+
+// GGUF names of our tensors (%zu: the layer).
+static const char *const gguf_names[SL_T_COUNT_V1] = {
+    "token_embd.weight", "blk.%zu.attn_norm.weight", "blk.%zu.attn_q.weight",
+    "blk.%zu.attn_k.weight", "blk.%zu.attn_v.weight", "blk.%zu.attn_output.weight",
+    "blk.%zu.ffn_norm.weight", "blk.%zu.ffn_gate.weight", "blk.%zu.ffn_down.weight",
+    "blk.%zu.ffn_up.weight", "output_norm.weight", "output.weight",
+};
+
+// The pieces of our tensor t for each layer. Phi-3 fuses q, k and v into attn_qkv, and gate
+// and up into ffn_up (gate rows first).
+static int gguf_map(GgufModel *m, const SlLayout *lay, int t) {
+    const SlHeader *h = &m->header;
+    size_t L = t == SL_T_EMBED || t == SL_T_RMS_FINAL || t == SL_T_CLS || t == SL_T_ROPE_FREQS
+                   ? 1 : (size_t)h->n_layers;
+    size_t hd = (size_t)h->head_dim, qd = (size_t)h->n_heads * hd;
+    size_t kvd = (size_t)h->n_kv_heads * hd, dim = (size_t)h->dim, ff = (size_t)h->hidden_dim;
+    size_t hv = archs[m->arch].halves ? hd : 0;  // q and k in halves order
+    size_t np = t == SL_T_BQKV ? 3 : t == SL_T_QK_NORM ? 2 : 1;
+    Piece *pc = pieces_alloc(&m->pieces, t, L, np);
+    if (!pc) {
+        fprintf(stderr, "%s: out of memory\n", m->g.path);
+        return -1;
+    }
+    m->pieces.per_layer[t] = lay->rows[t] / L * lay->cols[t];
+    int fused_qkv = gguf_find_tensor(&m->g, "blk.0.attn_qkv.weight") != NULL;
+    int fused_up = !gguf_find_tensor(&m->g, "blk.0.ffn_gate.weight");
+    for (size_t l = 0; l < L; l++, pc += np) {
+        int r;
+        switch (t) {
+        case SL_T_RMS_ATT: case SL_T_RMS_FFN: case SL_T_RMS_FINAL:
+            r = gguf_piece(m, pc, gguf_names[t], l, dim, 0, 0, dim, 0);
+            break;
+        case SL_T_WQ: case SL_T_WK: case SL_T_WV: {
+            size_t rows = t == SL_T_WQ ? qd : kvd, halves = t == SL_T_WV ? 0 : hv;
+            size_t row0 = t == SL_T_WQ ? 0 : t == SL_T_WK ? qd : qd + kvd;
+            r = fused_qkv ? gguf_piece(m, pc, "blk.%zu.attn_qkv.weight", l, qd + 2 * kvd, dim, row0,
+                                       rows, halves)
+                          : gguf_piece(m, pc, gguf_names[t], l, rows, dim, 0, rows, halves);
+            break;
+        }
+        case SL_T_W1: case SL_T_W3:
+            r = fused_up ? gguf_piece(m, pc, gguf_names[SL_T_W3], l, 2 * ff, dim,
+                                      t == SL_T_W1 ? 0 : ff, ff, 0)
+                         : gguf_piece(m, pc, gguf_names[t], l, ff, dim, 0, ff, 0);
+            break;
+        case SL_T_BQKV:
+            r = gguf_piece(m, &pc[0], "blk.%zu.attn_q.bias", l, qd, 0, 0, qd, hv) ||
+                gguf_piece(m, &pc[1], "blk.%zu.attn_k.bias", l, kvd, 0, 0, kvd, hv) ||
+                gguf_piece(m, &pc[2], "blk.%zu.attn_v.bias", l, kvd, 0, 0, kvd, 0);
+            break;
+        case SL_T_QK_NORM:
+            r = gguf_piece(m, &pc[0], "blk.%zu.attn_q_norm.weight", l, hd, 0, 0, hd, hv) ||
+                gguf_piece(m, &pc[1], "blk.%zu.attn_k_norm.weight", l, hd, 0, 0, hd, hv);
+            break;
+        case SL_T_ROPE_FREQS:
+            r = gguf_piece(m, pc, "rope_freqs.weight", l, hd / 2, 0, 0, hd / 2, 0);
+            break;
+        default: {  // embedding, wo, w2, classifier
+            size_t rows = lay->rows[t] / L, cols = lay->cols[t];
+            r = gguf_piece(m, pc, gguf_names[t], l, rows, cols, 0, rows, 0);
+        }
+        }
+        if (r) return -1;
     }
     return 0;
+}
+
+static int map_tensors(GgufModel *m) {
+    SlHeader *h = &m->header;
+    const char *path = m->g.path;
+    if (!gguf_find_tensor(&m->g, "output.weight")) h->flags |= SL_FLAG_SHARED_CLASSIFIER;
+    if (gguf_find_tensor(&m->g, "blk.0.attn_q.bias")) h->flags |= SL_FLAG_QKV_BIAS;
+    if (gguf_find_tensor(&m->g, "blk.0.attn_q_norm.weight")) h->flags |= SL_FLAG_QK_NORM;
+    if (gguf_find_tensor(&m->g, "blk.0.attn_output.bias") ||
+        gguf_find_tensor(&m->g, "blk.0.ffn_down.bias"))
+        ARCH_FAIL("biases on the attention output or the feed-forward: export reads q, k and v "
+                   "biases only");
+    h->n_tensors = SL_T_COUNT;
+    h->tokenizer_bytes = 8;  // placeholder so that model_layout can size the tensors
+    for (int t = 0; t < SL_T_COUNT; t++) h->tensor_type[t] = SL_F32;
+    SlLayout lay;
+    if (model_layout(h, &lay, path) != MODEL_OK) return -1;
+    m->pieces.read = piece_read;
+    m->pieces.ctx = &m->g;
+    int wt = SL_F32;
+    for (int t = 0; t < SL_T_COUNT; t++) {
+        if (!lay.bytes[t]) continue;
+        if (gguf_map(m, &lay, t) != 0) return -1;
+        int type = -2;  // the GGUF type of every piece, or f32 where they disagree
+        for (size_t i = 0; i < m->pieces.layers[t] * m->pieces.n_pieces[t]; i++) {
+            int ty = sl_type_of(((const GgufTensor *)m->pieces.piece[t][i].src)->type);
+            type = type == -2 || type == ty ? ty : SL_F32;
+        }
+        h->tensor_type[t] = (uint8_t)(tensor_is_f32(t) ? SL_F32 : type);
+        if (t == SL_T_WQ) wt = type;
+    }
+    h->weight_type = (uint32_t)wt;
+    return 0;
+}
+
+const char *gguf_arch_name(const GgufModel *m) { return archs[m->arch].name; }
+
+static int arch_of(GgufStr name) {
+    for (size_t i = 0; i < N_ARCHS; i++)
+        if (str_is(name, archs[i].name)) return (int)i;
+    return -1;
+}
+
+int gguf_model_open(GgufModel *m, const char *path) {
+    memset(m, 0, sizeof *m);
+    if (gguf_open(&m->g, path) != 0) return -1;
+    GgufStr arch;
+    int r = get_str(&m->g, "general.architecture", &arch);
+    if (r == 0) fprintf(stderr, "%s: metadata general.architecture is missing\n", path);
+    else if (r > 0 && m->g.n_tensors > 0 && (m->arch = arch_of(arch)) < 0)  // vocabulary-only: any
+        fprintf(stderr, "%s: architecture \"%.*s\", export reads llama (also Mistral's), qwen2, "
+                "qwen3 and phi3\n", path, arch.len > 64 ? 64 : (int)arch.len, arch.p);
+    else if (r > 0 && load_tokenizer(m) == 0) {
+        SlHeader *h = &m->header;
+        h->vocab_size = m->tok.vocab_size;
+        h->bos_id = m->tok.bos_id;
+        h->eos_id = m->tok.eos_id;
+        // end-of-turn and end-of-message ids also end a generation (Llama 3's <|eot_id|>)
+        static const char *const stops[] = {"tokenizer.ggml.eot_token_id",
+                                            "tokenizer.ggml.eom_token_id"};
+        int bad = 0;
+        for (int i = 0; i < 2 && !bad; i++) {
+            int64_t id = -1;
+            bad = get_int(&m->g, stops[i], 0, (int64_t)h->vocab_size - 1, &id) < 0;
+            if (id >= 0) model_add_stop(h, (int)id);  // two ids: never more than SL_MAX_STOP
+        }
+        // tokenizer.ggml.add_bos_token false: prompts start without BOS (Qwen's files). Absent,
+        // llama.cpp's default: BOS for sentencepiece and Llama 3's BPE, none for other BPEs
+        const GgufKv *ab = gguf_find_kv(&m->g, "tokenizer.ggml.add_bos_token");
+        if (!bad && ab && ab->type != GGUF_BOOL) bad = kv_wrong(&m->g, ab, "a bool") < 0;
+        int adds_bos = m->tok.kind == TOK_SPM || m->tok.pretok == PRETOK_LLAMA3;
+        if (!bad && ab) adds_bos = m->g.map[ab->value] != 0;
+        if (!adds_bos) h->flags |= SL_FLAG_NO_BOS;
+        if (bad) {
+            gguf_model_close(m);
+            return -1;
+        }
+        if (m->g.n_tensors == 0) return 0;  // a vocabulary-only file
+        if (read_hparams(m) == 0 && map_tensors(m) == 0) return 0;
+    }
+    gguf_model_close(m);
+    return -1;
+}
+
+void gguf_model_close(GgufModel *m) {
+    pieces_free(&m->pieces);
+    tokenizer_free(&m->tok);
+    gguf_close(&m->g);
+    memset(m, 0, sizeof *m);
+}
+
+int gguf_model_fill(void *ctx, int t, size_t offset, void *buf, size_t n) {
+    GgufModel *m = ctx;
+    return pieces_fill(&m->pieces, t, offset, buf, n);
 }

@@ -1,5 +1,6 @@
 // gguf.h: reads GGUF (versions 2 and 3): header, metadata, tensor infos, bounds-checked; and
-// the llama glue that turns a llama-architecture GGUF into our header, tokenizer and f32 rows.
+// the model glue that turns a GGUF of a family export reads (llama, qwen2, qwen3, phi3) into
+// our header, tokenizer and f32 rows.
 //
 // Contract: POSIX (mmap) and libc. gguf_open validates the whole file before anything is
 // used: every length, count and offset is checked against the file size and for overflow
@@ -18,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "convert/pieces.h"
 #include "model.h"
 #include "tokenizer.h"
 
@@ -80,23 +82,25 @@ const GgufTensor *gguf_find_tensor(const Gguf *g, const char *name);
 // "F32", "Q4_K", ...; "type N" for an unknown id (in a static buffer).
 const char *ggml_type_name(uint32_t type);
 
-// The llama glue: our header (tensor_type[] set to the GGUF's own types where we store them,
+// The model glue: our header (tensor_type[] set to the GGUF's own types where we store them,
 // f32 where the layers of one tensor disagree), the tokenizer, and a TensorData producer
 // yielding f32 bytes of our tensors (enum sl_tensor order, layers stacked, rows = outputs).
 typedef struct {
     Gguf g;
     SlHeader header;  // n_tensors 0 for a vocabulary-only file
     Tokenizer tok;
-    const GgufTensor **src[SL_T_COUNT];  // per tensor, one GGUF tensor per layer (or NULL)
-    size_t layers[SL_T_COUNT];           // entries in src[t]: n_layers or 1
-    size_t per_layer[SL_T_COUNT];        // elements in one layer of tensor t
-} GgufLlama;
+    int arch;         // index of general.architecture among those export reads
+    Pieces pieces;    // our tensors from the GGUF's (pieces.h)
+} GgufModel;
 
 // Returns 0, or -1 after one line naming the file and the problem.
-int gguf_llama_open(GgufLlama *m, const char *path);
-void gguf_llama_close(GgufLlama *m);
+int gguf_model_open(GgufModel *m, const char *path);
+void gguf_model_close(GgufModel *m);
 
-// TensorData fill (writer.h) over f32 bytes; ctx is a GgufLlama.
-int gguf_llama_fill(void *ctx, int t, size_t offset, void *buf, size_t n);
+// The architecture of an opened model with tensors: "llama", "qwen2", "qwen3" or "phi3".
+const char *gguf_arch_name(const GgufModel *m);
+
+// TensorData fill (writer.h) over f32 bytes; ctx is a GgufModel.
+int gguf_model_fill(void *ctx, int t, size_t offset, void *buf, size_t n);
 
 #endif

@@ -92,7 +92,17 @@ static int read_stops(SlHeader *h, const JsonValue *obj, const char *path) {
     return 0;
 }
 
-static int read_config(SlHeader *h, const char *dir) {
+static const char *const hf_families[HF_FAMILY_COUNT] = {
+    "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+    "Phi3ForCausalLM",
+};
+
+const char *hf_family_name(int family) {
+    return family >= 0 && family < HF_FAMILY_COUNT ? hf_families[family] : "unknown";
+}
+
+// config.json into h, and the family it names.
+static int read_config(SlHeader *h, int *family, const char *dir) {
     char *path = join(dir, "config.json");
     if (!path) return -1;
     JsonValue cfg;
@@ -107,31 +117,64 @@ static int read_config(SlHeader *h, const char *dir) {
         goto done;
     }
     const JsonValue *arch = json_get(&cfg, "architectures");
-    int llama = 0;
-    for (size_t i = 0; arch && arch->type == JSON_ARRAY && i < arch->n; i++)
-        llama |= json_is_str(&arch->items[i], "LlamaForCausalLM");
-    if (!llama) {
+    int fam = -1;
+    for (size_t i = 0; arch && arch->type == JSON_ARRAY && i < arch->n && fam < 0; i++)
+        for (int f = 0; f < HF_FAMILY_COUNT && fam < 0; f++)
+            if (json_is_str(&arch->items[i], hf_families[f])) fam = f;
+    if (fam < 0) {
         const JsonValue *a0 = arch && arch->type == JSON_ARRAY && arch->n ? &arch->items[0] : NULL;
-        fprintf(stderr, "%s: architectures %s%.64s%s; export reads LlamaForCausalLM\n", path,
-                a0 && a0->type == JSON_STRING ? "\"" : "",
+        fprintf(stderr, "%s: architectures %s%.64s%s; export reads LlamaForCausalLM, "
+                "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and Phi3ForCausalLM\n",
+                path, a0 && a0->type == JSON_STRING ? "\"" : "",
                 a0 && a0->type == JSON_STRING ? a0->str : arch ? "without a name" : "missing",
                 a0 && a0->type == JSON_STRING ? "\"" : "");
         goto done;
     }
+    *family = fam;
     const JsonValue *act = json_get(&cfg, "hidden_act");
     if (act && !json_is_str(act, "silu")) {
         fprintf(stderr, "%s: hidden_act %.32s; export reads silu (SwiGLU)\n", path,
                 act->type == JSON_STRING ? act->str : json_type_name(act->type));
         goto done;
     }
+    // Qwen2 always has q, k and v biases (and none on o); elsewhere attention_bias would put
+    // one on o_proj too, which the format does not hold
     static const char *const biases[] = {"attention_bias", "mlp_bias"};
     for (int i = 0; i < 2; i++) {
         const JsonValue *b = json_get(&cfg, biases[i]);
         if (b && b->type == JSON_TRUE) {
-            fprintf(stderr, "%s: %s is true; export reads models without biases\n", path, biases[i]);
+            fprintf(stderr, "%s: %s is true; export reads models without biases (but Qwen2's "
+                    "q, k and v biases)\n", path, biases[i]);
             goto done;
         }
     }
+    const JsonValue *prf = json_get(&cfg, "partial_rotary_factor");
+    if (!prf) prf = json_get(json_get(&cfg, "rope_parameters"), "partial_rotary_factor");
+    if (prf && !(prf->type == JSON_NUMBER && prf->num == 1.0)) {
+        fprintf(stderr, "%s: partial_rotary_factor is not 1; export reads models that rotate "
+                "every element of a head\n", path);
+        goto done;
+    }
+    // the window: Mistral's and Phi-3's sliding_window; Qwen's only with use_sliding_window,
+    // which applies it to some layers only, so it is refused
+    long long window = 0;
+    const JsonValue *usw = json_get(&cfg, "use_sliding_window");
+    if (fam == HF_QWEN2 || fam == HF_QWEN3) {
+        if (usw && usw->type == JSON_TRUE) {
+            fprintf(stderr, "%s: use_sliding_window is true; export reads Qwen models whose every "
+                    "layer attends to the whole context\n", path);
+            goto done;
+        }
+    } else if (cfg_int(&cfg, "sliding_window", 0, INT32_MAX, 0, &window, path)) {
+        goto done;
+    }
+    const JsonValue *lt = json_get(&cfg, "layer_types");
+    for (size_t i = 0; lt && lt->type == JSON_ARRAY && i < lt->n; i++)
+        if (!json_is_str(&lt->items[i], window ? "sliding_attention" : "full_attention")) {
+            fprintf(stderr, "%s: layer_types mixes kinds of attention; export reads models "
+                    "whose layers all attend alike\n", path);
+            goto done;
+        }
     long long dim, hidden, layers, heads, kv, ctx, vocab, bos, eos, hd;
     const long long big = 1LL << 24;
     if (cfg_int(&cfg, "hidden_size", 1, big, -1, &dim, path) ||
@@ -217,6 +260,9 @@ static int read_config(SlHeader *h, const char *dir) {
     h->rope_orig_ctx = (int32_t)orig;
     h->norm_eps = (float)eps;
     h->flags = tie && tie->type == JSON_TRUE ? SL_FLAG_SHARED_CLASSIFIER : 0;
+    if (fam == HF_QWEN2) h->flags |= SL_FLAG_QKV_BIAS;
+    if (fam == HF_QWEN3) h->flags |= SL_FLAG_QK_NORM;
+    h->sliding_window = (int32_t)window;
     h->weight_type = SL_F32;
     h->bos_id = (int32_t)bos;
     h->eos_id = (int32_t)eos;
@@ -243,20 +289,112 @@ done:
     return rc;
 }
 
-// Hugging Face names of our tensors; %d is the layer.
-static const char *const hf_names[SL_T_COUNT] = {
+// Hugging Face names of our tensors; %d is the layer. Phi-3 fuses wq, wk and wv into
+// qkv_proj, and w1 and w3 into gate_up_proj; Qwen2's biases and Qwen3's norms are per
+// projection.
+static const char *const hf_names[SL_T_COUNT_V1] = {
     "model.embed_tokens.weight", "model.layers.%d.input_layernorm.weight",
     "model.layers.%d.self_attn.q_proj.weight", "model.layers.%d.self_attn.k_proj.weight",
     "model.layers.%d.self_attn.v_proj.weight", "model.layers.%d.self_attn.o_proj.weight",
     "model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
     "model.layers.%d.mlp.down_proj.weight", "model.layers.%d.mlp.up_proj.weight",
     "model.norm.weight", "lm_head.weight"};
+#define HF_QKV "model.layers.%d.self_attn.qkv_proj.weight"
+#define HF_GATE_UP "model.layers.%d.mlp.gate_up_proj.weight"
+static const char *const hf_bias[3] = {"model.layers.%d.self_attn.q_proj.bias",
+                                       "model.layers.%d.self_attn.k_proj.bias",
+                                       "model.layers.%d.self_attn.v_proj.bias"};
+static const char *const hf_qk_norm[2] = {"model.layers.%d.self_attn.q_norm.weight",
+                                          "model.layers.%d.self_attn.k_norm.weight"};
 
-static int stacked(int t) { return strstr(hf_names[t], "%d") != NULL; }
+static int st_piece_read(void *ctx, const void *src, size_t first, size_t n, float *out) {
+    return st_read_f32(ctx, src, first, n, out);
+}
+
+// Sets pc to rows row0.. of tensor `name` (layer l), which must be (total, cols) (a vector
+// of total when cols is 0); halves as in Piece. Returns 0, or -1 after a message.
+static int hf_piece(HfModel *m, Piece *pc, const char *fmt, int l, size_t total, size_t cols,
+                    size_t row0, size_t rows, size_t halves) {
+    char name[160];
+    snprintf(name, sizeof name, fmt, l);
+    const StTensor *s = st_find(&m->st, name);
+    if (!s) {
+        fprintf(stderr, "%s: no tensor %s\n", m->dir, name);
+        return -1;
+    }
+    int ok = cols ? s->ndim == 2 && s->shape[0] == total && s->shape[1] == cols
+                  : s->ndim == 1 && s->shape[0] == total;
+    if (!ok) {
+        fprintf(stderr, "%s: tensor %s has shape [%llu%s%llu], config.json implies "
+                "[%zu%s%zu]\n", m->st.files[s->file].path, name,
+                (unsigned long long)(s->ndim > 0 ? s->shape[0] : 0), s->ndim > 1 ? ", " : "",
+                (unsigned long long)(s->ndim > 1 ? s->shape[1] : 0), total,
+                cols ? ", " : "", cols);
+        return -1;
+    }
+    if (strcmp(s->dtype, "F32") && strcmp(s->dtype, "F16") && strcmp(s->dtype, "BF16")) {
+        fprintf(stderr, "%s: tensor %s is %s; export reads F32, F16 and BF16\n",
+                m->st.files[s->file].path, name, s->dtype);
+        return -1;
+    }
+    *pc = (Piece){s, row0, rows, cols ? cols : 1, halves};
+    return 0;
+}
+
+// The pieces of our tensor t, each layer, from the family's names.
+static int hf_map(HfModel *m, int t) {
+    const SlHeader *h = &m->header;
+    int L = t == SL_T_EMBED || t == SL_T_RMS_FINAL || t == SL_T_CLS ? 1 : h->n_layers;
+    size_t hd = (size_t)h->head_dim, qd = (size_t)h->n_heads * hd;
+    size_t kvd = (size_t)h->n_kv_heads * hd, dim = (size_t)h->dim, ff = (size_t)h->hidden_dim;
+    size_t np = t == SL_T_BQKV ? 3 : t == SL_T_QK_NORM ? 2 : 1;
+    Piece *pc = pieces_alloc(&m->pieces, t, (size_t)L, np);
+    if (!pc) {
+        fprintf(stderr, "%s: out of memory\n", m->dir);
+        return -1;
+    }
+    m->pieces.per_layer[t] = m->layout.rows[t] / (size_t)L * m->layout.cols[t];
+    int phi3 = m->family == HF_PHI3;
+    for (int l = 0; l < L; l++, pc += np) {
+        int r;
+        switch (t) {
+        case SL_T_RMS_ATT: case SL_T_RMS_FFN: case SL_T_RMS_FINAL:
+            r = hf_piece(m, pc, hf_names[t], l, dim, 0, 0, dim, 0);
+            break;
+        case SL_T_WQ: case SL_T_WK: case SL_T_WV: {  // Phi-3: rows of qkv_proj
+            size_t rows = t == SL_T_WQ ? qd : kvd, halves = t == SL_T_WV ? 0 : hd;
+            size_t row0 = t == SL_T_WQ ? 0 : t == SL_T_WK ? qd : qd + kvd;
+            r = phi3 ? hf_piece(m, pc, HF_QKV, l, qd + 2 * kvd, dim, row0, rows, halves)
+                     : hf_piece(m, pc, hf_names[t], l, rows, dim, 0, rows, halves);
+            break;
+        }
+        case SL_T_W1: case SL_T_W3:  // Phi-3: gate_up_proj, gate rows first
+            r = phi3 ? hf_piece(m, pc, HF_GATE_UP, l, 2 * ff, dim, t == SL_T_W1 ? 0 : ff, ff, 0)
+                     : hf_piece(m, pc, hf_names[t], l, ff, dim, 0, ff, 0);
+            break;
+        case SL_T_BQKV:
+            r = hf_piece(m, &pc[0], hf_bias[0], l, qd, 0, 0, qd, hd) ||
+                hf_piece(m, &pc[1], hf_bias[1], l, kvd, 0, 0, kvd, hd) ||
+                hf_piece(m, &pc[2], hf_bias[2], l, kvd, 0, 0, kvd, 0);
+            break;
+        case SL_T_QK_NORM:
+            r = hf_piece(m, &pc[0], hf_qk_norm[0], l, hd, 0, 0, hd, hd) ||
+                hf_piece(m, &pc[1], hf_qk_norm[1], l, hd, 0, 0, hd, hd);
+            break;
+        default: {  // embedding, wo, w2, classifier: (rows, cols) as they are
+            size_t rows = m->layout.rows[t] / (size_t)L, cols = m->layout.cols[t];
+            r = hf_piece(m, pc, hf_names[t], l, rows, cols, 0, rows, 0);
+        }
+        }
+        if (r) return -1;
+    }
+    return 0;
+}
 
 int hf_open(HfModel *m, const char *dir) {
     memset(m, 0, sizeof *m);
-    if (read_config(&m->header, dir) != 0) return -1;
+    m->dir = dir;
+    if (read_config(&m->header, &m->family, dir) != 0) return -1;
     if (st_open_dir(&m->st, dir) != 0) return -1;
     SlHeader *h = &m->header;
     if (!(h->flags & SL_FLAG_SHARED_CLASSIFIER) && !st_find(&m->st, hf_names[SL_T_CLS]))
@@ -264,38 +402,10 @@ int hf_open(HfModel *m, const char *dir) {
     char cfg_path[4096];
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
     if (model_layout(h, &m->layout, cfg_path) != MODEL_OK) goto fail;
-    for (int t = 0; t < SL_T_COUNT; t++) {
-        if (!m->layout.bytes[t]) continue;
-        int nl = stacked(t) ? h->n_layers : 1;
-        size_t rows = m->layout.rows[t] / (size_t)nl, cols = m->layout.cols[t];
-        int is_vec = t == SL_T_RMS_ATT || t == SL_T_RMS_FFN || t == SL_T_RMS_FINAL;
-        if (!(m->src[t] = calloc((size_t)nl, sizeof *m->src[t]))) goto fail;
-        for (int l = 0; l < nl; l++) {
-            char name[160];
-            snprintf(name, sizeof name, hf_names[t], l);
-            const StTensor *s = st_find(&m->st, name);
-            if (!s) {
-                fprintf(stderr, "%s: no tensor %s\n", dir, name);
-                goto fail;
-            }
-            int ok = is_vec ? s->ndim == 1 && s->shape[0] == cols
-                            : s->ndim == 2 && s->shape[0] == rows && s->shape[1] == cols;
-            if (!ok) {
-                fprintf(stderr, "%s: tensor %s has shape [%llu%s%llu], config.json implies "
-                        "[%zu%s%zu]\n", m->st.files[s->file].path, name,
-                        (unsigned long long)(s->ndim > 0 ? s->shape[0] : 0), s->ndim > 1 ? ", " : "",
-                        (unsigned long long)(s->ndim > 1 ? s->shape[1] : 0), is_vec ? cols : rows,
-                        is_vec ? "" : ", ", is_vec ? (size_t)0 : cols);
-                goto fail;
-            }
-            if (strcmp(s->dtype, "F32") && strcmp(s->dtype, "F16") && strcmp(s->dtype, "BF16")) {
-                fprintf(stderr, "%s: tensor %s is %s; export reads F32, F16 and BF16\n",
-                        m->st.files[s->file].path, name, s->dtype);
-                goto fail;
-            }
-            m->src[t][l] = s;
-        }
-    }
+    m->pieces.read = st_piece_read;
+    m->pieces.ctx = &m->st;
+    for (int t = 0; t < SL_T_COUNT; t++)
+        if (m->layout.bytes[t] && hf_map(m, t) != 0) goto fail;
     return 0;
 fail:
     hf_close(m);
@@ -303,33 +413,14 @@ fail:
 }
 
 void hf_close(HfModel *m) {
-    for (int t = 0; t < SL_T_COUNT; t++) free(m->src[t]);
+    pieces_free(&m->pieces);
     st_close(&m->st);
     memset(m, 0, sizeof *m);
 }
 
 int hf_fill(void *ctx, int t, size_t offset, void *buf, size_t n) {
     HfModel *m = ctx;
-    const SlHeader *h = &m->header;
-    size_t cols = m->layout.cols[t], first = offset / sizeof(float), count = n / sizeof(float);
-    int nl = stacked(t) ? h->n_layers : 1;
-    size_t rows_per = m->layout.rows[t] / (size_t)nl;
-    if (t == SL_T_RMS_ATT || t == SL_T_RMS_FFN) rows_per = 1;  // (layer, dim): one row a layer
-    size_t hd = (size_t)h->head_dim;
-    float *out = buf;
-    for (size_t done = 0; done < count;) {
-        size_t e = first + done, row = e / cols, col = e % cols;
-        size_t k = cols - col < count - done ? cols - col : count - done;
-        size_t layer = row / rows_per, r = row % rows_per;
-        if (t == SL_T_WQ || t == SL_T_WK) {  // our row (head, 2j + c) is HF's (head, c hd/2 + j)
-            size_t head = r / hd, i = r % hd;
-            r = head * hd + (i % 2) * (hd / 2) + i / 2;
-        }
-        const StTensor *s = m->src[t][layer];
-        if (st_read_f32(&m->st, s, (uint64_t)r * cols + col, k, out + done) != 0) return -1;
-        done += k;
-    }
-    return 0;
+    return pieces_fill(&m->pieces, t, offset, buf, n);
 }
 
 // ----------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-// hf.h: reads a Hugging Face Llama checkpoint directory (LlamaForCausalLM).
+// hf.h: reads a Hugging Face checkpoint directory: LlamaForCausalLM, MistralForCausalLM,
+// Qwen2ForCausalLM (q/k/v biases), Qwen3ForCausalLM (q/k norms), Phi3ForCausalLM (fused
+// qkv_proj and gate_up_proj, split here).
 //
 // Contract: POSIX and libc. The directory holds config.json, model.safetensors (or shards
 // listed in model.safetensors.index.json) and tokenizer.json. config.json gives the header;
@@ -6,21 +8,30 @@
 // hf_fill yields our f32 tensors (a TensorData producer, writer.h), row by row from the files,
 // with q and k rows permuted from Hugging Face's rotary layout (the two halves of each head)
 // to ours (adjacent pairs), per query head for q and per kv head for k.
-// tokenizer.json must be a BPE with byte_fallback (Llama 2 / TinyLlama). Every error prints
-// one line naming the file and returns -1.
+// tokenizer.json is a BPE with byte_fallback (Llama 2, Mistral, Phi-3) or byte-level (Llama 3,
+// Qwen, SmolLM). Every error prints one line naming the file and returns -1.
 #ifndef SEARCHLIGHT_HF_H
 #define SEARCHLIGHT_HF_H
 
 #include "model.h"
+#include "convert/pieces.h"
 #include "convert/safetensors.h"
 #include "tokenizer.h"
 
+// The architectures export reads (config.json's "architectures").
+enum hf_family { HF_LLAMA, HF_MISTRAL, HF_QWEN2, HF_QWEN3, HF_PHI3, HF_FAMILY_COUNT };
+
 typedef struct {
     SlHeader header;         // hyperparameters, f32 tensor types, bos/eos from config.json
+    int family;              // enum hf_family
+    const char *dir;
     StModel st;
     SlLayout layout;
-    const StTensor **src[SL_T_COUNT];  // per tensor: its source for each layer (one if unstacked)
+    Pieces pieces;           // our tensors from the safetensors tensors
 } HfModel;
+
+// "LlamaForCausalLM", ... for an enum hf_family.
+const char *hf_family_name(int family);
 
 // Is path a directory holding config.json?
 int hf_sniff(const char *path);

@@ -1,5 +1,5 @@
 // fuzz_gguf: the GGUF reader (gguf_open: header, metadata, tensor infos) and the llama glue
-// (gguf_llama_open: hyperparameters, tokenizer, tensor shapes), then reads each tensor's ends.
+// (gguf_model_open: hyperparameters, tokenizer, tensor shapes), then reads each tensor's ends.
 #include "convert/gguf.h"
 #include "fuzz.h"
 
@@ -13,8 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < g.n_tensors; i++) ggml_type_name(g.tensors[i].type);
         gguf_close(&g);
     }
-    GgufLlama m;
-    if (gguf_llama_open(&m, path) == 0) {
+    GgufModel m;
+    if (gguf_model_open(&m, path) == 0) {
         float buf[64];
         SlLayout lay;
         if (m.header.n_tensors && model_layout(&m.header, &lay, path) == MODEL_OK) {
@@ -22,11 +22,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (!m.src[t]) continue;
                 size_t total = m.per_layer[t] * m.layers[t] * 4;
                 size_t n = total < sizeof buf ? total : sizeof buf;
-                gguf_llama_fill(&m, t, 0, buf, n);
-                gguf_llama_fill(&m, t, total - n, buf, n);
+                gguf_model_fill(&m, t, 0, buf, n);
+                gguf_model_fill(&m, t, total - n, buf, n);
             }
         }
-        gguf_llama_close(&m);
+        gguf_model_close(&m);
     }
     return 0;
 }

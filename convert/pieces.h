@@ -1,0 +1,46 @@
+// pieces.h: our tensors assembled from pieces of a source file's tensors.
+//
+// Contract: libc only; no I/O of its own (a reader callback fetches source elements). Hugging
+// Face and GGUF checkpoints store some of our tensors fused (Phi-3's qkv_proj holds wq, wk and
+// wv; its gate_up_proj w1 and w3), split (Qwen2's three biases are our one SL_T_BQKV per
+// layer), or with q and k rows in RoPE's "halves" order (within a head, element j pairs with
+// j + head_dim / 2; ours pairs 2j with 2j + 1). One layer of one of our tensors is a list of
+// pieces, concatenated; a piece is a run of rows of one source tensor, optionally reordered
+// from halves to pairs. A vector of n is a tensor of n rows of 1 column.
+#ifndef SEARCHLIGHT_PIECES_H
+#define SEARCHLIGHT_PIECES_H
+
+#include <stddef.h>
+
+#include "model.h"
+
+#define PIECES_MAX 3  // pieces in one layer of a tensor (Qwen2's q, k and v biases)
+
+typedef struct {
+    const void *src;    // the reader's handle of the source tensor
+    size_t row0, rows;  // source rows row0 .. row0 + rows - 1, each of cols elements
+    size_t cols;
+    size_t halves;      // non-zero: rows are heads of this many rows in halves order; our row
+                        // (head, 2j + c) is the source's (head, c * halves / 2 + j)
+} Piece;
+
+// Reads elements [first, first + n) of source tensor src, row-major, as f32.
+typedef int (*PieceRead)(void *ctx, const void *src, size_t first, size_t n, float *out);
+
+typedef struct {
+    Piece *piece[SL_T_COUNT];  // tensor t: layers[t] x n_pieces[t] pieces, by layer
+    size_t layers[SL_T_COUNT], n_pieces[SL_T_COUNT];
+    size_t per_layer[SL_T_COUNT];  // elements in one layer of tensor t
+    PieceRead read;
+    void *ctx;
+} Pieces;
+
+// Room for tensor t: layers x n pieces, zeroed. Returns the array, or NULL out of memory.
+Piece *pieces_alloc(Pieces *p, int t, size_t layers, size_t n);
+void pieces_free(Pieces *p);
+
+// The TensorData fill (writer.h) over f32 bytes [offset, offset + n) of tensor t; ctx is a
+// Pieces whose per_layer[t] is set.
+int pieces_fill(void *ctx, int t, size_t offset, void *buf, size_t n);
+
+#endif
