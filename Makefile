@@ -161,7 +161,7 @@ bench: all
 FUZZ = build/fuzz
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer pretok
+FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer hf_config pretok
 FUZZ_FLAGS = -g -O1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=all
 FUZZ_LIB = model.c kernels/quant.c $(TOKENIZER) $(IO) $(EXPORT_SRC)

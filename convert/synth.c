@@ -6,18 +6,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+// Real configs' shapes; the newer families with their features (rope: 0 plain, else
+// llama3 scaling as Llama 3.2's: factor 32, low 1, high 4, original context 8192). Contexts
+// are cut to 4096 where the real one is longer, to keep the KV cache of a benchmark small.
 static const struct {
     const char *name;
-    int dim, hidden, layers, heads, kv_heads, vocab, seq_len;
+    int dim, hidden, layers, heads, kv_heads, head_dim, vocab, seq_len;
+    float theta;
+    int tied, llama3_rope;
+    uint32_t flags;  // SL_FLAG_QKV_BIAS, SL_FLAG_QK_NORM
 } shapes[] = {
-    {"stories15M", 288, 768, 6, 6, 6, 32000, 256},
-    {"stories42M", 512, 1376, 8, 8, 8, 32000, 1024},
-    {"stories110M", 768, 2048, 12, 12, 12, 32000, 1024},
-    {"tinyllama-1.1B", 2048, 5632, 22, 32, 4, 32000, 2048},
+    {"stories15M", 288, 768, 6, 6, 6, 48, 32000, 256, 10000.0f, 1, 0, 0},
+    {"stories42M", 512, 1376, 8, 8, 8, 64, 32000, 1024, 10000.0f, 1, 0, 0},
+    {"stories110M", 768, 2048, 12, 12, 12, 64, 32000, 1024, 10000.0f, 1, 0, 0},
+    {"tinyllama-1.1B", 2048, 5632, 22, 32, 4, 64, 32000, 2048, 10000.0f, 1, 0, 0},
+    {"llama3.2-1B", 2048, 8192, 16, 32, 8, 64, 128256, 4096, 500000.0f, 1, 1, 0},
+    {"qwen2.5-0.5B", 896, 4864, 24, 14, 2, 64, 151936, 4096, 1000000.0f, 1, 0, SL_FLAG_QKV_BIAS},
+    {"qwen3-0.6B", 1024, 3072, 28, 16, 8, 128, 151936, 4096, 1000000.0f, 1, 0, SL_FLAG_QK_NORM},
 };
 #define N_SHAPES (sizeof shapes / sizeof shapes[0])
 
-const char *const synth_shapes[] = {"stories15M", "stories42M", "stories110M", "tinyllama-1.1B", NULL};
+const char *const synth_shapes[] = {"stories15M", "stories42M", "stories110M", "tinyllama-1.1B",
+                                    "llama3.2-1B", "qwen2.5-0.5B", "qwen3-0.6B", NULL};
 
 int synth_header(SlHeader *h, const char *shape) {
     memset(h, 0, sizeof *h);
@@ -28,12 +38,17 @@ int synth_header(SlHeader *h, const char *shape) {
         h->n_layers = shapes[i].layers;
         h->n_heads = shapes[i].heads;
         h->n_kv_heads = shapes[i].kv_heads;
-        h->head_dim = shapes[i].dim / shapes[i].heads;
+        h->head_dim = shapes[i].head_dim;
         h->vocab_size = shapes[i].vocab;
         h->seq_len = shapes[i].seq_len;
-        h->rope_theta = 10000.0f;
+        h->rope_theta = shapes[i].theta;
         h->norm_eps = 1e-5f;
-        h->flags = SL_FLAG_SHARED_CLASSIFIER;
+        h->flags = (shapes[i].tied ? SL_FLAG_SHARED_CLASSIFIER : 0) | shapes[i].flags;
+        if (shapes[i].llama3_rope) {
+            h->rope_scaling = SL_ROPE_LLAMA3;
+            h->rope_factor = 32.0f, h->rope_low_freq = 1.0f, h->rope_high_freq = 4.0f;
+            h->rope_orig_ctx = 8192;
+        }
         h->weight_type = SL_F32;
         h->bos_id = 1;
         h->eos_id = 2;
@@ -94,7 +109,7 @@ int synth_fill(void *ctx, int t, size_t offset, void *buf, size_t n) {
     const SynthCtx *c = ctx;
     float *out = buf;
     size_t first = offset / sizeof(float), count = n / sizeof(float);
-    int norm = t == SL_T_RMS_ATT || t == SL_T_RMS_FFN || t == SL_T_RMS_FINAL;
+    int norm = t == SL_T_RMS_ATT || t == SL_T_RMS_FFN || t == SL_T_RMS_FINAL || t == SL_T_QK_NORM;
     // uniform in +-1/sqrt(cols) keeps activations of a deep stack in a sane range
     float scale = 1.0f / sqrtf((float)c->layout.cols[t]);
     uint64_t base = c->seed * 0x100000001B3ull + ((uint64_t)t << 56);

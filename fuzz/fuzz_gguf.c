@@ -1,5 +1,6 @@
-// fuzz_gguf: the GGUF reader (gguf_open: header, metadata, tensor infos) and the llama glue
-// (gguf_model_open: hyperparameters, tokenizer, tensor shapes), then reads each tensor's ends.
+// fuzz_gguf: the GGUF reader (gguf_open: header, metadata, tensor infos) and the model glue
+// (gguf_model_open: each architecture's hyperparameters, tokenizer, tensor pieces and shapes),
+// then reads each tensor's ends.
 #include "convert/gguf.h"
 #include "fuzz.h"
 
@@ -19,8 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         SlLayout lay;
         if (m.header.n_tensors && model_layout(&m.header, &lay, path) == MODEL_OK) {
             for (int t = 0; t < SL_T_COUNT; t++) {
-                if (!m.src[t]) continue;
-                size_t total = m.per_layer[t] * m.layers[t] * 4;
+                if (!m.pieces.piece[t]) continue;
+                size_t total = m.pieces.per_layer[t] * m.pieces.layers[t] * 4;
                 size_t n = total < sizeof buf ? total : sizeof buf;
                 gguf_model_fill(&m, t, 0, buf, n);
                 gguf_model_fill(&m, t, total - n, buf, n);

@@ -755,3 +755,45 @@ Test(gguf, corrupted_files_are_refused) {
                      "is not a multiple of the alignment 32", "misaligned tensor");
     free(p);
 }
+
+// GGUFs of the new architectures, from llama.cpp's converter (tests/fixtures): cut at many
+// points, or with a tensor the architecture needs renamed away, each refused on one line.
+Test(gguf, new_architectures_truncated_or_incomplete_are_refused) {
+    static const char *const files[] = {"tiny-qwen2.gguf", "tiny-qwen3.gguf", "tiny-phi3.gguf",
+                                        "tiny-llama3.gguf"};
+    for (int f = 0; f < 4; f++) {
+        size_t N;
+        char *p = read_all(fixture(files[f]), &N);
+        cr_assert(p);
+        size_t cuts[] = {4, 24, 100, 1000, 5000, N / 3, N / 2, N - 64, N - 1};
+        for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+            const char *path = tmp_file("cut.gguf");
+            cr_assert_eq(write_all_file(path, p, cuts[i]), 0);
+            char label[64];
+            snprintf(label, sizeof label, "%s cut at %zu", files[f], cuts[i]);
+            expect_refused(path, "cut.gguf", label);
+        }
+        free(p);
+    }
+    // a tensor renamed (same length) in the tensor infos: the architecture's reader misses it
+    static const char *const renames[][4] = {
+        {"tiny-qwen2.gguf", "blk.1.attn_v.bias", "blk.1.attn_v.bia_", "tensor blk.1.attn_v.bias is missing"},
+        {"tiny-qwen3.gguf", "blk.0.attn_k_norm", "blk.0.attn_k_nurm", "tensor blk.0.attn_k_norm.weight is missing"},
+        {"tiny-phi3.gguf", "blk.1.attn_qkv", "blk.1.attn_qkx", "tensor blk.1.attn_qkv.weight is missing"},
+        {"tiny-phi3.gguf", "phi3.attention.head_count_kv", "phi3.attention.head_count_kx",
+         "tensor blk.0.attn_qkv.weight has shape [64, 128, 1, 1], expected [64, 192]"},
+    };
+    for (int i = 0; i < 4; i++) {
+        size_t N;
+        char *p = read_all(fixture(renames[i][0]), &N);
+        cr_assert(p);
+        size_t len = strlen(renames[i][1]), at = 0;
+        while (at + len <= N && memcmp(p + at, renames[i][1], len) != 0) at++;
+        cr_assert(at + len <= N, "%s holds %s", renames[i][0], renames[i][1]);
+        memcpy(p + at, renames[i][2], len);
+        const char *path = tmp_file("renamed.gguf");
+        cr_assert_eq(write_all_file(path, p, N), 0);
+        expect_refused(path, renames[i][3], renames[i][1]);
+        free(p);
+    }
+}

@@ -397,7 +397,9 @@ Test(hf, wrong_dtype_and_shape_refused) {
 // Writes buf with the first occurrence of old replaced by new.
 static void write_replaced(const char *path, const char *buf, size_t n, const char *old,
                            const char *new) {
-    const char *p = strstr(buf, old);
+    const char *p = NULL;  // the first occurrence in n bytes that may hold NULs (safetensors)
+    for (size_t i = 0; !p && i + strlen(old) <= n; i++)
+        if (memcmp(buf + i, old, strlen(old)) == 0) p = buf + i;
     cr_assert_not_null(p, "%s not in %s", old, path);
     size_t pre = (size_t)(p - buf), ol = strlen(old), nl = strlen(new);
     char *w = malloc(n + nl);
@@ -614,4 +616,50 @@ Test(hf, phi3_style_matches_transformers) {
     cr_assert_eq(info.header.sliding_window, 24);
     cr_assert_eq(info.header.vocab_size, 832);
     model_close(&info);
+}
+
+// The new families' own ways to be wrong: each refused with one line, nothing written.
+Test(hf, new_family_inputs_refused) {
+    size_t n;
+    // config.json: a feature the format does not hold, or a bad value
+    char *d = (char *)copy_fixture("tiny-qwen2", "q2cfg");
+    const char *cfg = path_in(d, "config.json");
+    char *b = read_all(cfg, &n);
+    write_replaced(cfg, b, n, "\"use_sliding_window\": false", "\"use_sliding_window\": true");
+    expect_refused(d, "use_sliding_window is true");
+    write_replaced(cfg, b, n, "\"num_key_value_heads\": 2", "\"num_key_value_heads\": 3");
+    expect_refused(d, "num_key_value_heads 3 must divide it");
+    free(b), free(d);
+    d = (char *)copy_fixture("tiny-phi3", "p3cfg");
+    cfg = path_in(d, "config.json");
+    b = read_all(cfg, &n);
+    write_replaced(cfg, b, n, "{", "{\"partial_rotary_factor\": 0.75, ");
+    expect_refused(d, "partial_rotary_factor is not 1");
+    write_replaced(cfg, b, n, "\"sliding_window\": 24", "\"sliding_window\": -1");
+    expect_refused(d, "\"sliding_window\" (byte");
+    cr_assert_eq(write_all_file(cfg, b, n), 0);
+    free(b);
+    // safetensors: the fused tensor missing (renamed), then truncated
+    const char *st = path_in(d, "model.safetensors");
+    b = read_all(st, &n);
+    write_replaced(st, b, n, "layers.1.self_attn.qkv_proj", "layers.1.self_attn.qkx_proj");
+    expect_refused(d, "no tensor model.layers.1.self_attn.qkv_proj.weight");
+    write_all_file(st, b, n - 1000);
+    expect_refused(d, "past the file");
+    free(b), free(d);
+    // Qwen2's biases and Qwen3's norms are required where the family has them
+    static const char *const cases[][4] = {
+        {"tiny-qwen2", "layers.0.self_attn.k_proj.bias", "layers.0.self_attn.k_proj.bia_",
+         "no tensor model.layers.0.self_attn.k_proj.bias"},
+        {"tiny-qwen3", "layers.1.self_attn.q_norm", "layers.1.self_attn.q_nurm",
+         "no tensor model.layers.1.self_attn.q_norm.weight"},
+    };
+    for (int i = 0; i < 2; i++) {
+        d = (char *)copy_fixture(cases[i][0], "fam");
+        st = path_in(d, "model.safetensors");
+        b = read_all(st, &n);
+        write_replaced(st, b, n, cases[i][1], cases[i][2]);
+        expect_refused(d, cases[i][3]);
+        free(b), free(d);
+    }
 }
