@@ -246,7 +246,7 @@ static void write_piece(const char *p, size_t n) {
 // Encodes the prompt, with BOS first unless the model says its prompts start without one.
 // Returns the ids (caller frees) or NULL after a message.
 static int *encode_prompt(const SlHeader *h, const Tokenizer *tok, const char *prompt, size_t *n) {
-    size_t len = strlen(prompt), cap = len + 3;
+    size_t len = strlen(prompt), cap = tokenizer_max_tokens(tok, len);
     int *ids = malloc(cap * sizeof(int));
     int bos = !(h->flags & SL_FLAG_NO_BOS);
     if (!ids || tokenizer_encode(tok, prompt, len, bos, 0, ids, cap, n) != TOK_OK) {

@@ -9,6 +9,7 @@
 
 #include "io/fileio.h"
 #include "tokenizer/pretok.h"
+#include "tokenizer/unicode.h"
 
 #include <assert.h>
 #include <math.h>
@@ -325,7 +326,8 @@ int tokenizer_parse(Tokenizer *t, const uint8_t *buf, size_t n, int format, int 
         return TOK_ERR_VOCAB;
     }
     uint32_t spm_flags = TOK_FLAG_PREFIX_FIRST | TOK_FLAG_PREFIX_NEVER | TOK_FLAG_SPLIT;
-    if (kind > TOK_BPE || (kind == TOK_BPE && (pretok >= PRETOK_COUNT || flags & ~1u)) ||
+    uint32_t bpe_flags = TOK_FLAG_IGNORE_MERGES | TOK_FLAG_NFC;
+    if (kind > TOK_BPE || (kind == TOK_BPE && (pretok >= PRETOK_COUNT || flags & ~bpe_flags)) ||
         (kind == TOK_SPM && (pretok || (flags & ~spm_flags) || n_merges ||
                              (flags & TOK_FLAG_PREFIX_FIRST && flags & TOK_FLAG_PREFIX_NEVER) ||
                              // Metaspace's split comes with its prefix rule, first or never
@@ -540,18 +542,60 @@ static void encode_piece(const Tokenizer *t, const char *s, size_t n, Symbol *sy
     for (int i = 0; i >= 0; i = sym[i].next) tokens[(*k)++] = sym[i].id;
 }
 
-// Byte-level BPE: special tokens found in the text as their ids; the text between them
-// pre-tokenized, and each piece's bytes merged by rank. Appends to tokens at *k.
-static void encode_bpe(const Tokenizer *t, const char *text, size_t len, Symbol *sym,
-                       Pair *heap, char *buf, int *tokens, size_t *k) {
-    for (size_t i = 0; i < len;) {
+// Byte-level BPE: the text cut at its special tokens, found in the raw text; with
+// TOK_FLAG_NFC each part between them is normalized on its own (into `own`), as the
+// `tokenizers` library normalizes the text between added tokens with normalized false.
+typedef struct {
+    const char *s;  // the text before the special token: n bytes
+    size_t n;
+    int special;    // the special token's id, or -1 after the last part
+    char *own;      // s when it was normalized, else NULL
+} Part;
+
+static void free_parts(Part *p, size_t n) {
+    for (size_t i = 0; i < n; i++) free(p[i].own);
+    free(p);
+}
+
+static int split_text(const Tokenizer *t, const char *text, size_t len, Part **parts,
+                      size_t *n_parts) {
+    size_t cap = 4, n = 0;
+    Part *p = malloc(cap * sizeof *p);
+    if (!p) return TOK_ERR_NOMEM;
+    for (size_t i = 0;;) {
         int special;
         size_t at = find_special(t, text, len, i, &special);
-        for (size_t m; i < at; i += m) {
-            m = pretok_next(t->pretok, text + i, at - i);
-            encode_piece(t, text + i, m, sym, heap, buf, tokens, k);
+        if (n == cap) {
+            Part *q = realloc(p, 2 * cap * sizeof *p);
+            if (!q) break;
+            p = q, cap *= 2;
         }
-        if (special >= 0) tokens[(*k)++] = special, i += t->lens[special];
+        p[n] = (Part){text + i, at - i, special, NULL};
+        if (t->flags & TOK_FLAG_NFC && unicode_nfc(text + i, at - i, &p[n].own, &p[n].n) != 0)
+            break;
+        if (p[n].own) p[n].s = p[n].own;
+        n++;
+        if (special < 0) {
+            *parts = p, *n_parts = n;
+            return TOK_OK;
+        }
+        i = at + t->lens[special];
+    }
+    free_parts(p, n);
+    return TOK_ERR_NOMEM;
+}
+
+// Byte-level BPE: each part pre-tokenized, each piece's bytes merged by rank, then the special
+// token's id. Appends to tokens at *k.
+static void encode_bpe(const Tokenizer *t, const Part *parts, size_t n_parts, Symbol *sym,
+                       Pair *heap, char *buf, int *tokens, size_t *k) {
+    for (size_t p = 0; p < n_parts; p++) {
+        const char *s = parts[p].s;
+        for (size_t i = 0, m; i < parts[p].n; i += m) {
+            m = pretok_next(t->pretok, s + i, parts[p].n - i);
+            encode_piece(t, s + i, m, sym, heap, buf, tokens, k);
+        }
+        if (parts[p].special >= 0) tokens[(*k)++] = parts[p].special;
     }
 }
 
@@ -586,23 +630,45 @@ static void encode_spm(const Tokenizer *t, const char *text, size_t len, Symbol 
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int bos, int eos,
                      int *tokens, size_t max_tokens, size_t *n_tokens) {
     *n_tokens = 0;
-    // at most one token per byte, plus sentencepiece's dummy prefix, BOS and EOS
-    size_t need = len + (t->kind == TOK_SPM && len > 0) + (bos != 0) + (eos != 0);
-    if (max_tokens < need || len >= INT32_MAX) return TOK_ERR_SPACE;
-    Symbol *sym = malloc((len + 1) * sizeof *sym);
-    Pair *heap = malloc(3 * (len + 1) * sizeof *heap);
+    if (len >= INT32_MAX) return TOK_ERR_SPACE;
+    // at most one token per byte of text (normalized, for byte-level BPE) and one per special
+    // token, plus sentencepiece's dummy prefix, BOS and EOS
+    Part *parts = NULL;
+    size_t n_parts = 0, need = len + (t->kind == TOK_SPM && len > 0), longest = len;
+    if (t->kind == TOK_BPE) {
+        int err = split_text(t, text, len, &parts, &n_parts);
+        if (err) return err;
+        need = longest = 0;
+        for (size_t p = 0; p < n_parts; p++) {
+            need += parts[p].n + (parts[p].special >= 0);
+            if (parts[p].n > longest) longest = parts[p].n;
+        }
+    }
+    need += (bos != 0) + (eos != 0);
+    if (max_tokens < need || longest >= INT32_MAX) {
+        free_parts(parts, n_parts);
+        return TOK_ERR_SPACE;
+    }
+    Symbol *sym = malloc((longest + 1) * sizeof *sym);
+    Pair *heap = malloc(3 * (longest + 1) * sizeof *heap);
     char *buf = malloc(2 * (size_t)t->max_token_len + 1);
     if (!sym || !heap || !buf) {
-        free(sym), free(heap), free(buf);
+        free(sym), free(heap), free(buf), free_parts(parts, n_parts);
         return TOK_ERR_NOMEM;
     }
     size_t k = 0;
     if (bos && t->bos_id >= 0) tokens[k++] = t->bos_id;
-    (t->kind == TOK_BPE ? encode_bpe : encode_spm)(t, text, len, sym, heap, buf, tokens, &k);
+    if (t->kind == TOK_BPE) encode_bpe(t, parts, n_parts, sym, heap, buf, tokens, &k);
+    else encode_spm(t, text, len, sym, heap, buf, tokens, &k);
     if (eos && t->eos_id >= 0) tokens[k++] = t->eos_id;
     *n_tokens = k;
-    free(sym), free(heap), free(buf);
+    free(sym), free(heap), free(buf), free_parts(parts, n_parts);
     return TOK_OK;
+}
+
+size_t tokenizer_max_tokens(const Tokenizer *t, size_t len) {
+    size_t grow = t->kind == TOK_BPE && t->flags & TOK_FLAG_NFC ? 3 : 1;
+    return len > (SIZE_MAX - 3) / grow ? SIZE_MAX : grow * len + 3;
 }
 
 // ----------------------------------------------------------------------------

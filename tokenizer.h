@@ -16,7 +16,8 @@
 // Format 2 (model files of version 2) adds, after max_token_len:
 //   uint32 kind                          (enum tok_kind)
 //   uint32 pretok                        (TOK_BPE: enum pretok_kind; else 0)
-//   uint32 flags                         (TOK_FLAG_*: byte-level bit 0; sentencepiece bits 1-3)
+//   uint32 flags                         (TOK_FLAG_*: byte-level bits 0 and 4; sentencepiece
+//                                         bits 1-3)
 //   uint32 n_merges                      (TOK_BPE; else 0)
 // then the n_tokens entries as in format 1, then n_merges times uint32 left, uint32 right:
 // the merge rules in rank order, as token ids (left's piece + right's piece is a token).
@@ -50,6 +51,11 @@ enum tok_err {
 
 enum tok_kind { TOK_SPM = 0, TOK_BPE = 1 };
 #define TOK_FLAG_IGNORE_MERGES 1u  // byte-level: a pre-tokenized piece that is a token is not merged
+// byte-level: tokenizer.json's "NFC" normalizer (Qwen2's). The text between special tokens,
+// which are found in the raw text first, is normalized to NFC (unicode_nfc) piece by piece,
+// then pre-tokenized: as the `tokenizers` library does it for added tokens with normalized
+// false (Qwen's). GGUF carries no normalizer and llama.cpp applies none: never set from GGUF.
+#define TOK_FLAG_NFC 16u
 // sentencepiece-style, as tokenizer.json's Metaspace pre-tokenizer does it (llama2.c's and the
 // Llama 2 tokenizer.json's behaviour is none of these: a space always prepended, no split)
 #define TOK_FLAG_PREFIX_FIRST 2u   // prepend a space unless the text starts with one
@@ -100,16 +106,20 @@ int tokenizer_format(const Tokenizer *t);
 size_t tokenizer_section_bytes(const Tokenizer *t, int format);
 void tokenizer_write_section(const Tokenizer *t, int format, uint8_t *buf);
 
-// Encodes len bytes of text into at most max_tokens ids (len + 3 always suffices):
-// optional BOS, then
+// Encodes len bytes of text into at most max_tokens ids (tokenizer_max_tokens(t, len) always
+// suffice: len + 3, or 3 len + 3 with TOK_FLAG_NFC, as NFC may lengthen text up to three
+// times), optional BOS, then
 //   sentencepiece: the dummy-prefix space (for non-empty text; see TOK_FLAG_PREFIX_*), code
 //     points or their byte fallbacks, merges by score (within each space-led piece with
 //     TOK_FLAG_SPLIT);
 //   byte-level BPE: control and user-defined tokens found in the text as their ids; the
-//     text between them pre-tokenized, and each piece's bytes merged by rank;
-// then optional EOS.
+//     text between them (normalized to NFC with TOK_FLAG_NFC) pre-tokenized, and each
+//     piece's bytes merged by rank;
+// then optional EOS. TOK_ERR_SPACE when max_tokens may be too few (checked before encoding,
+// on the normalized length with TOK_FLAG_NFC).
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int bos, int eos,
                      int *tokens, size_t max_tokens, size_t *n_tokens);
+size_t tokenizer_max_tokens(const Tokenizer *t, size_t len);
 
 // The bytes of `token` as text follows `prev`: the space after BOS or at the start of the text
 // (prev < 0) is stripped and a byte token becomes its byte (sentencepiece); a control token is

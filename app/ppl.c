@@ -27,7 +27,7 @@ int ppl_measure(Transformer *t, const Tokenizer *tok, const char *path, PplResul
     size_t len, n_ids, vocab = (size_t)h->vocab_size, ctx = (size_t)h->seq_len;
     char *text;
     if (file_read(path, PPL_TEXT_MAX, &text, &len) != 0) return 1;
-    size_t cap = len + 3;
+    size_t cap = tokenizer_max_tokens(tok, len);
     int *ids = malloc(cap * sizeof(int));
     float *logits = malloc(t->state.batch * vocab * sizeof(float));
     int rc = 1;

@@ -556,6 +556,8 @@ static int load_bpe_tokenizer(GgufModel *m) {
         mer[2 * k] = (BlStr){s.p, la};
         mer[2 * k + 1] = (BlStr){sp + 1, s.len - la - 1};
     }
+    // never TOK_FLAG_NFC: GGUF carries no normalizer (convert_hf_to_gguf.py drops Qwen2's NFC),
+    // and llama.cpp tokenizes qwen2 without one; this road does the same
     if (bytelevel_tokenizer(&m->tok, tok, ty, n, mer, nm, pretok,
                             pretok == PRETOK_LLAMA3 ? TOK_FLAG_IGNORE_MERGES : 0, (int)bos,
                             (int)eos, g->path) == TOK_OK)

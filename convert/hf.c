@@ -578,11 +578,47 @@ static int bytelevel_pretok(const JsonValue *root, const char *path) {
     return -1;
 }
 
+// The normalizer before a byte-level BPE: none, or NFC (Qwen2's), alone or in a Sequence of
+// NFC only, which sets TOK_FLAG_NFC in *flags; anything else is refused. Special tokens are
+// found in the raw text and the text between them is normalized (tokenizer.h), as `tokenizers`
+// does for added tokens with normalized false (all of Qwen's); one with normalized true it
+// matches in the normalized text instead, a difference only next to text that is not NFC:
+// noted. (GGUF carries no normalizer, and llama.cpp applies none: convert/gguf.c sets no NFC.)
+static int bytelevel_normalizer(const JsonValue *root, const char *path, uint32_t *flags) {
+    const JsonValue *norm = json_get(root, "normalizer"), *list = json_get(norm, "normalizers");
+    if (!norm || norm->type == JSON_NULL) return 0;
+    int seq = json_is_str(json_get(norm, "type"), "Sequence") && list && list->type == JSON_ARRAY;
+    size_t n = seq ? list->n : 1;
+    for (size_t i = 0; i < n; i++) {
+        const JsonValue *one = seq ? &list->items[i] : norm, *type = json_get(one, "type");
+        if (!json_is_str(type, "NFC")) {
+            fprintf(stderr, "%s: normalizer %.32s (byte %zu) before a byte-level BPE; export "
+                    "reads none or NFC\n", path,
+                    type && type->type == JSON_STRING ? type->str : "?", one->offset);
+            return -1;
+        }
+        *flags |= TOK_FLAG_NFC;
+    }
+    const JsonValue *added = json_get(root, "added_tokens");
+    for (size_t i = 0; *flags & TOK_FLAG_NFC && added && added->type == JSON_ARRAY && i < added->n;
+         i++) {
+        const JsonValue *a = &added->items[i], *nz = json_get(a, "normalized");
+        const JsonValue *c = json_get(a, "content");
+        if (nz && nz->type == JSON_TRUE && c && c->type == JSON_STRING) {
+            fprintf(stderr, "%s: note: added token \"%.32s\" has normalized true: it is matched "
+                    "in the text before NFC, as all special tokens are (text next to it that is "
+                    "not NFC may tokenize differently from transformers)\n", path, c->str);
+            break;
+        }
+    }
+    return 0;
+}
+
 // A byte-level BPE from the pieces (vocab keys or added tokens' contents) and types found by
 // hf_tokenizer, and the merges; tokenizer/bytelevel.c does the rest.
 static int hf_bytelevel(Tokenizer *tok, const JsonValue *const *piece, const uint8_t *type,
                         size_t V, const JsonValue *model, const JsonValue *merges, int pretok,
-                        int bos_id, int eos_id, const char *path) {
+                        uint32_t flags, int bos_id, int eos_id, const char *path) {
     BlStr *toks = malloc(V * sizeof *toks), *mer = malloc((2 * merges->n + 1) * sizeof *mer);
     int rc = -1;
     if (!toks || !mer) {
@@ -606,7 +642,7 @@ static int hf_bytelevel(Tokenizer *tok, const JsonValue *const *piece, const uin
         mer[2 * r + 1] = (BlStr){b, bl};
     }
     const JsonValue *im = json_get(model, "ignore_merges");
-    uint32_t flags = im && im->type == JSON_TRUE ? TOK_FLAG_IGNORE_MERGES : 0;
+    if (im && im->type == JSON_TRUE) flags |= TOK_FLAG_IGNORE_MERGES;
     if (bytelevel_tokenizer(tok, toks, type, V, mer, merges->n, pretok, flags, bos_id, eos_id,
                             path) == TOK_OK)
         rc = 0;
@@ -658,6 +694,7 @@ int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, in
     }
     const JsonValue *bf = json_get(model, "byte_fallback");
     int pretok = -3;  // -3: sentencepiece-style; else the byte-level pre-tokenizer
+    uint32_t bl_flags = 0;  // byte-level: TOK_FLAG_NFC from the normalizer
     if (!bf || bf->type != JSON_TRUE) {
         pretok = bytelevel_pretok(&root, path);
         if (pretok == -1) goto done;
@@ -667,18 +704,7 @@ int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, in
                     "BPE (GPT-2, Llama 3, Qwen2, SmolLM)\n", path);
             goto done;
         }
-        const JsonValue *norm = json_get(&root, "normalizer");
-        if (json_is_str(json_get(norm, "type"), "NFC")) {
-            // Qwen2's: most text is already NFC, and tokenizes the same without it
-            fprintf(stderr, "%s: note: the NFC normalizer is not applied; text that is not in "
-                    "NFC (rare) may tokenize differently from transformers\n", path);
-        } else if (norm && norm->type != JSON_NULL) {
-            fprintf(stderr, "%s: normalizer %.32s (byte %zu) before a byte-level BPE; export "
-                    "reads none\n", path, json_get(norm, "type") &&
-                    json_get(norm, "type")->type == JSON_STRING ? json_get(norm, "type")->str : "?",
-                    norm->offset);
-            goto done;
-        }
+        if (bytelevel_normalizer(&root, path, &bl_flags) != 0) goto done;
     }
     static const char *const affixes[] = {"continuing_subword_prefix", "end_of_word_suffix"};
     for (int i = 0; i < 2; i++) {
@@ -753,7 +779,8 @@ int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, in
                 "embedding, as unused tokens that decode to nothing\n", path, defined, defined,
                 V - 1);
     if (pretok >= 0) {
-        rc = hf_bytelevel(tok, piece, type, V, model, merges, pretok, bos_id, eos_id, path);
+        rc = hf_bytelevel(tok, piece, type, V, model, merges, pretok, bl_flags, bos_id, eos_id,
+                          path);
         goto done;
     }
     // serialize a section (tokenizer.h) and parse it, as synth_tokenizer does
