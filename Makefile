@@ -23,7 +23,7 @@ TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/tes
 	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \
 	tests/test_gguf.c tests/test_hf.c tests/test_default.c tests/test_reliability.c \
 	tests/test_attnmap.c tests/test_deps.c tests/test_layout.c \
-	tests/test_pretok.c tests/test_bpe.c
+	tests/test_pretok.c tests/test_bpe.c tests/test_nfc.c
 HEADERS = $(wildcard *.h */*.h)
 
 # build variants: release (./run, ./export), test (-Werror), asan
@@ -161,7 +161,7 @@ bench: all
 FUZZ = build/fuzz
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer hf_config pretok
+FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer hf_config pretok nfc
 FUZZ_FLAGS = -g -O1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=all
 FUZZ_LIB = model.c kernels/quant.c $(TOKENIZER) $(IO) $(EXPORT_SRC)
