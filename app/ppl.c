@@ -31,7 +31,8 @@ int ppl_measure(Transformer *t, const Tokenizer *tok, const char *path, PplResul
     int *ids = malloc(cap * sizeof(int));
     float *logits = malloc(t->state.batch * vocab * sizeof(float));
     int rc = 1;
-    if (!ids || !logits || tokenizer_encode(tok, text, len, 1, 0, ids, cap, &n_ids) != TOK_OK) {
+    int bos = !(h->flags & SL_FLAG_NO_BOS);  // as a prompt would start
+    if (!ids || !logits || tokenizer_encode(tok, text, len, bos, 0, ids, cap, &n_ids) != TOK_OK) {
         fprintf(stderr, "%s: out of memory encoding %zu bytes\n", path, len);
         goto done;
     }
@@ -39,7 +40,9 @@ int ppl_measure(Transformer *t, const Tokenizer *tok, const char *path, PplResul
         fprintf(stderr, "%s: no tokens to score (%zu bytes of text)\n", path, len);
         goto done;
     }
-    // ids[0] is BOS; each window is BOS + up to ctx - 1 text tokens
+    // With BOS, ids[0] is BOS and each window is BOS + up to ctx - 1 text tokens, all scored.
+    // Without (Qwen, SmolLM), ids[0] is the first text token, never scored, and each window
+    // starts with the token before its first scored one.
     double total = 0.0;
     size_t scored = 0, windows = 0;
     int *win = malloc(ctx * sizeof(int));
@@ -49,7 +52,7 @@ int ppl_measure(Transformer *t, const Tokenizer *tok, const char *path, PplResul
     }
     for (size_t next = 1; next < n_ids; windows++) {
         size_t take = n_ids - next < ctx - 1 ? n_ids - next : ctx - 1;
-        win[0] = ids[0];
+        win[0] = bos ? ids[0] : ids[next - 1];
         memcpy(win + 1, ids + next, take * sizeof(int));
         // positions 0 .. take - 1 predict win[1 .. take]; the last token is input to none
         for (size_t p0 = 0; p0 < take; p0 += t->state.batch) {

@@ -663,3 +663,45 @@ Test(hf, new_family_inputs_refused) {
         free(b), free(d);
     }
 }
+
+// --ppl scores a text as transformers does, with BOS where the tokenizer adds one (Llama 3)
+// and without where it adds none (SmolLM2): every token after the first, each predicted from
+// those before it. The reference: the mean NLL of the prompt's ids under transformers' logits.
+static void ppl_matches_transformers(const char *family) {
+    char dir[64], ref[64], greedy[96];
+    snprintf(dir, sizeof dir, "tiny-%s", family);
+    snprintf(ref, sizeof ref, "reference-%s.bin", family);
+    snprintf(greedy, sizeof greedy, "tiny-%s/greedy.txt", family);
+    Ref r;
+    read_ref(&r, fixture(ref));
+    const char *m = export_fixture(dir, "f32", "ppl.slm");
+    char *g = read_all(fixture(greedy), NULL), *out, *e;
+    cr_assert(g && strchr(g, '\n'));
+    *strchr(g, '\n') = '\0';
+    const char *text = tmp_file("prompt.txt");
+    cr_assert_eq(write_all_file(text, g, strlen(g)), 0);
+    cr_assert_eq(run_cmd(&out, &e, "%s %s --ppl %s", bin_path("run"), m, text), 0, "%s", e);
+    double ppl, nll;
+    size_t tokens;
+    cr_assert_eq(sscanf(out, "perplexity %lf, mean NLL %lf nats over %zu tokens", &ppl, &nll,
+                        &tokens), 3, "%s", out);
+    int n = r.n[0];  // the prompt's ids, BOS first where the tokenizer adds it
+    double want = 0;
+    for (int i = 0; i + 1 < n; i++) {
+        const float *l = r.logits[0] + (size_t)i * (size_t)r.vocab;
+        double max = l[0], sum = 0;
+        for (int j = 1; j < r.vocab; j++) max = l[j] > max ? l[j] : max;
+        for (int j = 0; j < r.vocab; j++) sum += exp(l[j] - max);
+        want += log(sum) + max - l[r.ids[0][i + 1]];
+    }
+    want /= n - 1;
+    cr_assert_eq(tokens, (size_t)n - 1, "%s: %zu tokens scored, %d ids", family, tokens, n);
+    cr_assert(fabs(nll - want) <= 1e-4, "%s: mean NLL %.6f, transformers %.6f", family, nll, want);
+    free_ref(&r);
+    free(g), free(out), free(e);
+}
+
+Test(hf, ppl_with_and_without_bos_matches_transformers) {
+    ppl_matches_transformers("llama3");   // BOS first
+    ppl_matches_transformers("smollm2");  // no BOS
+}
