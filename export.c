@@ -33,7 +33,8 @@ static void usage(FILE *f) {
             "       export [--dtype <type>] --random <shape> [--seed N] <out.bin>\n"
             "Converts a llama2.c legacy (v0) fp32 checkpoint and its tokenizer.bin into one\n"
             "searchlight model file (tokenizer embedded), or a GGUF of architecture llama, qwen2,\n"
-            "qwen3 or phi3 (v2/v3; F32, F16, BF16, Q8_0; default --dtype: the GGUF's own types),\n"
+            "qwen3 or phi3 (v2/v3; F32, F16, BF16, Q8_0, and Q4_0 .. Q6_K converted to q8_0;\n"
+            "default --dtype: the GGUF's own types),\n"
             "or a Hugging Face directory of Llama, Mistral, Qwen2, Qwen3 or Phi3 ...ForCausalLM\n"
             "(safetensors F32/F16/BF16, tokenizer.json), or writes a model of a known shape with\n"
             "deterministic pseudo-random weights, for benchmarks.\n"
@@ -137,7 +138,8 @@ static int export_llama2c(const char *in, const char *tok_path, int dtype, const
     return rc;
 }
 
-// dtype -1: each matrix keeps its GGUF type (F32, F16, BF16, Q8_0), so nothing is lost.
+// dtype -1: each matrix keeps its GGUF type (F32, F16, BF16, Q8_0), so nothing is lost, or
+// becomes q8_0 from the block types we have no kernels for (Q4_0 .. Q6_K).
 // window >= 0 sets the sliding window, which llama.cpp's converter drops for Mistral.
 static int export_gguf(const char *in, int dtype, long window, const char *out) {
     GgufModel g;

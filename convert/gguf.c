@@ -164,24 +164,31 @@ const char *ggml_type_name(uint32_t type) {
     return buf;
 }
 
-// Bytes of a tensor of a type export reads (0 for the others); -1 if it overflows or a Q8_0
-// row is not whole blocks.
+// Bytes of a tensor of a type export reads (0 for the others); -1 if it overflows or a row is
+// not whole blocks of its block type.
 static int data_bytes(const GgufTensor *t, size_t *out) {
-    size_t n = 1;
+    size_t n = 1, be, bb;
     for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++)
         if (__builtin_mul_overflow(n, (size_t)t->ne[d], &n)) return -1;
+    if (ggml_block_info(t->type, &be, &bb)) {  // n / be blocks of bb bytes: below n bytes
+        if (t->ne[0] % be) return -1;
+        *out = n / be * bb;
+        return 0;
+    }
     size_t es;
     switch (t->type) {
     case GGML_TYPE_F32: es = 4; break;
     case GGML_TYPE_F16:
     case GGML_TYPE_BF16: es = 2; break;
-    case GGML_TYPE_Q8_0:
-        if (t->ne[0] % Q8_GROUP) return -1;
-        *out = n / Q8_GROUP * GGML_Q8_0_BLOCK;
-        return 0;
     default: *out = 0; return 0;
     }
     return __builtin_mul_overflow(n, es, out) ? -1 : 0;
+}
+
+// The weights per block of a block type; 0 for other types.
+static size_t block_elems(uint32_t type) {
+    size_t be = 0, bb;
+    return ggml_block_info(type, &be, &bb) ? be : 0;
 }
 
 static int read_tensor_info(Cursor *c, GgufTensor *t, size_t i, size_t *rel) {
@@ -219,8 +226,9 @@ static int read_tensor_info(Cursor *c, GgufTensor *t, size_t i, size_t *rel) {
         fail(c, "shape %llu x %llu x %llu x %llu of type %s: %s", (unsigned long long)t->ne[0],
              (unsigned long long)t->ne[1], (unsigned long long)t->ne[2],
              (unsigned long long)t->ne[3], ggml_type_name(t->type),
-             t->type == GGML_TYPE_Q8_0 && t->ne[0] % Q8_GROUP ? "rows are not whole Q8_0 blocks"
-                                                             : "its size overflows");
+             block_elems(t->type) && t->ne[0] % block_elems(t->type)
+                 ? "rows are not whole blocks of its type"
+                 : "its size overflows");
         return -1;
     }
     return 0;
@@ -704,14 +712,17 @@ static void widen(const Gguf *g, const GgufTensor *x, size_t k, size_t n, float 
             out[i] = x->type == GGML_TYPE_F16 ? fp16_to_f32(v) : bf16_to_f32(v);
         }
         break;
-    default:  // Q8_0: rows are whole blocks, so element e is in block e / 32
-        for (size_t i = 0; i < n; i++) {
-            size_t e = k + i;
-            const uint8_t *b = p + e / Q8_GROUP * GGML_Q8_0_BLOCK;
-            uint16_t d;
-            memcpy(&d, b, 2);
-            out[i] = fp16_to_f32(d) * (float)(int8_t)b[2 + e % Q8_GROUP];
+    default: {  // a block type: rows are whole blocks, so element e is in block e / elems
+        size_t be = 0, bb = 0;
+        ggml_block_info(x->type, &be, &bb);
+        float tmp[256];  // the most weights of a block (the K types')
+        for (size_t e = k; e < k + n;) {
+            size_t at = e % be, cnt = be - at < k + n - e ? be - at : k + n - e;
+            ggml_dequantize(x->type, p + e / be * bb, 1, tmp);
+            memcpy(out + (e - k), tmp + at, cnt * sizeof(float));
+            e += cnt;
         }
+    }
     }
 }
 
@@ -733,9 +744,10 @@ static int gguf_piece(const GgufModel *m, Piece *pc, const char *fmt, size_t l, 
         fprintf(stderr, "%s: tensor %s is missing\n", path, name);
         return -1;
     }
-    if (sl_type_of(x->type) < 0) {
-        fprintf(stderr, "%s: tensor %s has type %s, export reads F32, F16, BF16 and Q8_0\n", path,
-                name, ggml_type_name(x->type));
+    if (sl_type_of(x->type) < 0 && !block_elems(x->type)) {
+        fprintf(stderr, "%s: tensor %s has type %s, export reads F32, F16, BF16, Q8_0, Q4_0, "
+                "Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K\n", path, name,
+                ggml_type_name(x->type));
         return -1;
     }
     size_t c = cols ? cols : total, r = cols ? total : 1;
@@ -936,18 +948,34 @@ static int map_tensors(GgufModel *m) {
     m->pieces.read = piece_read;
     m->pieces.ctx = &m->g;
     int wt = SL_F32;
+    uint32_t converted[16];  // the GGUF types without a native type of ours, seen so far
+    size_t n_conv = 0;
     for (int t = 0; t < SL_T_COUNT; t++) {
         if (!lay.bytes[t]) continue;
         if (gguf_map(m, &lay, t) != 0) return -1;
         int type = -2;  // the GGUF type of every piece, or f32 where they disagree
         for (size_t i = 0; i < m->pieces.layers[t] * m->pieces.n_pieces[t]; i++) {
-            int ty = sl_type_of(((const GgufTensor *)m->pieces.piece[t][i].src)->type);
+            uint32_t gt = ((const GgufTensor *)m->pieces.piece[t][i].src)->type;
+            int ty = sl_type_of(gt);
+            if (ty < 0) {  // a block type computed as q8_0, the nearest type we compute with
+                ty = SL_Q8_0;
+                size_t c = 0;
+                while (c < n_conv && converted[c] != gt) c++;
+                if (c == n_conv && n_conv < 16) converted[n_conv++] = gt;
+            }
             type = type == -2 || type == ty ? ty : SL_F32;
         }
         h->tensor_type[t] = (uint8_t)(tensor_is_f32(t) ? SL_F32 : type);
         if (t == SL_T_WQ) wt = type;
     }
     h->weight_type = (uint32_t)wt;
+    if (n_conv) {  // one line: what is converted, and how to keep the values exactly
+        fprintf(stderr, "%s: note: tensors of type", path);
+        for (size_t c = 0; c < n_conv; c++)
+            fprintf(stderr, "%s %s", c ? "," : "", ggml_type_name(converted[c]));
+        fprintf(stderr, " are converted to q8_0 (no kernels of ours compute those types yet); "
+                "--dtype f32 keeps their values exactly\n");
+    }
     return 0;
 }
 

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "convert/pieces.h"
+#include "kernels/blocks.h"  // the ggml type ids and block layouts
 #include "model.h"
 #include "tokenizer.h"
 
@@ -30,9 +31,6 @@ enum gguf_vtype {
     GGUF_STRING, GGUF_ARRAY, GGUF_U64, GGUF_I64, GGUF_F64, GGUF_VTYPE_COUNT
 };
 
-// The ggml tensor types that export reads.
-enum { GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q8_0 = 8, GGML_TYPE_BF16 = 30 };
-#define GGML_Q8_0_BLOCK 34  // f16 scale d, then 32 int8 quants
 
 typedef struct {
     const char *p;  // into the mapping, not NUL-terminated

@@ -326,3 +326,12 @@ int check_corpus_fixture(const char *fixture, corpus_setup_fn setup, corpus_valu
     free(fx);
     return kinds;
 }
+
+const char *fixture(const char *name) {
+    static char buf[8][1024];
+    static int k;
+    const char *dir = getenv("SL_FIXTURES");
+    char *p = buf[k++ % 8];
+    snprintf(p, sizeof buf[0], "%s/%s", dir && *dir ? dir : "tests/fixtures", name);
+    return p;
+}

@@ -31,6 +31,10 @@ int run_cmd(char **out, char **err, const char *fmt, ...);
 
 // Reads a whole file (caller frees); NULL if it cannot. *n receives its size.
 char *read_all(const char *path, size_t *n);
+
+// The path of a committed fixture: $SL_FIXTURES/name, or tests/fixtures/name (one of 8
+// rotating buffers).
+const char *fixture(const char *name);
 int write_all_file(const char *path, const void *data, size_t n);
 int file_exists(const char *path);
 

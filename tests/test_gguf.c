@@ -31,16 +31,6 @@
 // ----------------------------------------------------------------------------
 // helpers
 
-static const char *fixture(const char *name) {
-    static char p[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    const char *dir = getenv("SL_FIXTURES");
-    snprintf(p[k], sizeof p[k], "%s/%s", dir ? dir : "tests/fixtures", name);
-    cr_assert(file_exists(p[k]), "fixture %s is missing (it is committed; run from the root)",
-              p[k]);
-    return p[k];
-}
 
 // A tensor of a mapped model, all layers stacked.
 static Tensor model_tensor(const Model *m, int t) {
@@ -472,10 +462,13 @@ Test(gguf, vocab_only_refused_for_generation) {
 // ----------------------------------------------------------------------------
 // fixtures: logits against transformers' forward pass of the same weights
 
-static void check_logits(const char *gguf_name, const char *dtype, double bound) {
+// Exports a fixture GGUF (with --dtype, or its own types) and checks every logit of its
+// reference file within bound.
+static void check_logits_ref(const char *gguf_name, const char *dtype, const char *ref_name,
+                             double bound) {
     char *slm = export_ok(fixture(gguf_name), dtype, "fixture.slm");
     size_t n;
-    char *ref = read_all(fixture(GGUF_REFERENCE), &n);
+    char *ref = read_all(fixture(ref_name), &n);
     cr_assert(ref && n >= 12 && !memcmp(ref, "SLREF001", 8), "bad reference file");
     Transformer tr;
     cr_assert_eq(transformer_build(&tr, slm, NULL, ATTN_KV_F32), MODEL_OK);
@@ -509,6 +502,10 @@ static void check_logits(const char *gguf_name, const char *dtype, double bound)
             dtype ? dtype : "(own types)", worst, bound);
     transformer_free(&tr);
     free(ref), free(slm);
+}
+
+static void check_logits(const char *gguf_name, const char *dtype, double bound) {
+    check_logits_ref(gguf_name, dtype, GGUF_REFERENCE, bound);
 }
 
 Test(gguf, fixture_f32_logits) { check_logits("tiny-f32.gguf", NULL, 1e-4); }
@@ -796,4 +793,81 @@ Test(gguf, new_architectures_truncated_or_incomplete_are_refused) {
         expect_refused(path, renames[i][3], renames[i][1]);
         free(p);
     }
+}
+
+// ----------------------------------------------------------------------------
+// the block types of the files people download, written by llama-quantize (make_kquants.py:
+// a model whose rows are multiples of 256; Q4_K_M mixes Q4_K and Q6_K by layer)
+
+static const char *const QUANT_FILES[][2] = {
+    {"tiny-q4_k_m.gguf", "reference-q4_k_m.bin"}, {"tiny-q5_k_m.gguf", "reference-q5_k_m.bin"},
+    {"tiny-q6_k.gguf", "reference-q6_k.bin"},     {"tiny-q4_0.gguf", "reference-q4_0.bin"},
+};
+
+// --dtype f32 keeps each dequantized value exactly (blocks.c, bit for bit as gguf.quants): the
+// logits match transformers' forward pass with the same values, as an f32 GGUF's do.
+Test(gguf, quantized_files_exact_as_f32) {
+    for (int i = 0; i < 4; i++) check_logits_ref(QUANT_FILES[i][0], "f32", QUANT_FILES[i][1], 1e-4);
+}
+
+// By default the block types are converted to q8_0, the nearest type with kernels of ours: the
+// rounding of the dequantized weights to 8 bits and of the activations, as for the q8_0
+// fixtures (Q8_BOUND; measured 0.08 to 0.11 here).
+Test(gguf, quantized_files_run_as_q8_0) {
+    for (int i = 0; i < 4; i++)
+        check_logits_ref(QUANT_FILES[i][0], NULL, QUANT_FILES[i][1], Q8_BOUND);
+    char *o, *e;
+    const char *out = tmp_file("q4km.slm");
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), fixture("tiny-q4_k_m.gguf"), out), 0);
+    cr_assert(strstr(e, "note: tensors of type Q4_K, Q6_K are converted to q8_0") ||
+              strstr(e, "note: tensors of type Q6_K, Q4_K are converted to q8_0"), "%s", e);
+    free(o), free(e);
+    cr_assert_eq(run_cmd(&o, &e, "%s %s -t 0 -n 24 -i Hello", bin_path("run"), out), 0, "%s", e);
+    free(o), free(e);
+}
+
+// Patches the tensor info of `name` in a copy of a GGUF: its ne[0] (if ne0) and its type (if
+// type >= 0); expects export to refuse it on one line mentioning want.
+static void refuse_patched_info(const char *gguf, const char *name, uint64_t ne0, int64_t type,
+                                const char *want) {
+    size_t n;
+    char *p = read_all(fixture(gguf), &n);
+    size_t len = strlen(name), at = 0;
+    uint64_t l64 = len;
+    // the tensor info: uint64 name length, the name, uint32 n_dims, ne[n_dims], uint32 type
+    while (at + 8 + len <= n && !(memcmp(p + at, &l64, 8) == 0 && memcmp(p + at + 8, name, len) == 0))
+        at++;
+    cr_assert(at + 8 + len <= n, "%s not in %s", name, gguf);
+    size_t info = at + 8 + len;
+    uint32_t nd;
+    memcpy(&nd, p + info, 4);
+    if (ne0) memcpy(p + info + 4, &ne0, 8);
+    if (type >= 0) {
+        uint32_t t = (uint32_t)type;
+        memcpy(p + info + 4 + 8 * nd, &t, 4);
+    }
+    const char *path = tmp_file("patched.gguf");
+    cr_assert_eq(write_all_file(path, p, n), 0);
+    expect_refused(path, want, name);
+    free(p);
+}
+
+// Bad block-type files: cut inside the blocks, a row that is not whole blocks, an unknown
+// type id, and a type export does not read: one line each, no file written.
+Test(gguf, bad_quantized_files_are_refused) {
+    size_t n;
+    char *p = read_all(fixture("tiny-q4_k_m.gguf"), &n);
+    size_t cuts[] = {n / 2, n - 144, n - 1};
+    for (int i = 0; i < 3; i++) {
+        const char *path = tmp_file("cut.gguf");
+        cr_assert_eq(write_all_file(path, p, cuts[i]), 0);
+        expect_refused(path, "past the end of the file", "cut blocks");
+    }
+    free(p);
+    refuse_patched_info("tiny-q4_k_m.gguf", "blk.1.attn_q.weight", 200, -1,
+                        "rows are not whole blocks of its type");
+    refuse_patched_info("tiny-q4_k_m.gguf", "blk.1.attn_q.weight", 0, 99,
+                        "tensor blk.1.attn_q.weight has type type 99, export reads");
+    refuse_patched_info("tiny-q4_k_m.gguf", "blk.1.attn_q.weight", 0, 16,
+                        "tensor blk.1.attn_q.weight has type IQ2_XXS, export reads");
 }

@@ -21,14 +21,6 @@
 #include "tokenizer/pretok.h"
 #include "helpers.h"
 
-static const char *fixture(const char *name) {
-    static char buf[8][1024];
-    static int k;
-    const char *dir = getenv("SL_FIXTURES");
-    char *p = buf[k++ % 8];
-    snprintf(p, sizeof buf[0], "%s/%s", dir && *dir ? dir : "tests/fixtures", name);
-    return p;
-}
 
 // ----------------------------------------------------------------------------
 // json.c

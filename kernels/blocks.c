@@ -1,0 +1,136 @@
+// blocks.c: ggml's block types and their dequantization (see blocks.h), written from the
+// layouts, one function per type, each the formula of blocks.h in the gguf package's order
+// of f32 operations.
+#include "kernels/blocks.h"
+
+#include <string.h>
+
+#include "kernels/quant.h"
+
+static float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return fp16_to_f32(h);
+}
+
+int ggml_block_info(uint32_t type, size_t *elems, size_t *bytes) {
+    static const struct { uint32_t type; size_t elems, bytes; } info[] = {
+        {GGML_TYPE_Q4_0, 32, 18},   {GGML_TYPE_Q4_1, 32, 20},   {GGML_TYPE_Q5_0, 32, 22},
+        {GGML_TYPE_Q5_1, 32, 24},   {GGML_TYPE_Q8_0, 32, 34},   {GGML_TYPE_Q2_K, 256, 84},
+        {GGML_TYPE_Q3_K, 256, 110}, {GGML_TYPE_Q4_K, 256, 144}, {GGML_TYPE_Q5_K, 256, 176},
+        {GGML_TYPE_Q6_K, 256, 210},
+    };
+    for (size_t i = 0; i < sizeof info / sizeof info[0]; i++)
+        if (info[i].type == type) {
+            *elems = info[i].elems, *bytes = info[i].bytes;
+            return 1;
+        }
+    return 0;
+}
+
+// Q4_0, Q4_1, Q5_0, Q5_1: weight j < 16 is the low nibble of qs[j], weight j + 16 the high
+// one; Q5's fifth bit of weight j is bit j of the 32-bit qh.
+static void legacy(const uint8_t *b, float *y, int has_min, int five) {
+    float d = f16_at(b), m = has_min ? f16_at(b + 2) : 0.0f;
+    const uint8_t *p = b + (has_min ? 4 : 2);
+    uint32_t qh = 0;
+    if (five) memcpy(&qh, p, 4), p += 4;
+    for (int j = 0; j < 32; j++) {
+        int q = (j < 16 ? p[j] & 0x0F : p[j - 16] >> 4) | (five ? (int)((qh >> j) & 1) << 4 : 0);
+        if (has_min) y[j] = d * (float)q + m;
+        else y[j] = d * (float)(q - (five ? 16 : 8));
+    }
+}
+
+// Q4_K and Q5_K's 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes.
+static void scale_min_k4(const uint8_t *s, int j, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63, *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+// Q2_K: scales[16], qs[64], d, dmin. Weight k: half h = k / 128, plane s = (k % 128) / 32,
+// l = k % 32: q = (qs[32 h + l] >> 2 s) & 3; sub-block k / 16.
+static void q2_k(const uint8_t *b, float *y) {
+    float d = f16_at(b + 80), dmin = f16_at(b + 82);
+    for (int k = 0; k < 256; k++) {
+        int sc = b[k / 16], q = (b[16 + 32 * (k / 128) + k % 32] >> (2 * ((k % 128) / 32))) & 3;
+        float dl = d * (float)(sc & 0x0F), ml = dmin * (float)(sc >> 4);
+        y[k] = dl * (float)q - ml;
+    }
+}
+
+// Q3_K: hmask[32], qs[64], scales[12], d. Scale i (0..15): low 4 bits from scales[i % 8]
+// (high nibble for i >= 8), high 2 bits from scales[8 + i % 4] >> 2 (i / 4); minus 32.
+// Weight k: q as Q2_K's, minus 4 where bit k / 32 of hmask[k % 32] is clear.
+static void q3_k(const uint8_t *b, float *y) {
+    const uint8_t *hm = b, *qs = b + 32, *s = b + 96;
+    float d = f16_at(b + 108);
+    for (int k = 0; k < 256; k++) {
+        int i = k / 16;
+        int lo = i < 8 ? s[i] & 0x0F : s[i - 8] >> 4, hi = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
+        float dl = d * (float)((lo | hi << 4) - 32);
+        int q = (qs[32 * (k / 128) + k % 32] >> (2 * ((k % 128) / 32))) & 3;
+        int h = (hm[k % 32] >> (k / 32)) & 1;
+        y[k] = dl * (float)(q - ((h ^ 1) << 2));
+    }
+}
+
+// Q4_K (five 0) and Q5_K: d, dmin, scales[12], [qh[32],] qs[128]. Sub-block j = k / 32 of
+// chunk c = j / 2: q = (qs[32 c + k % 32] >> 4 (j % 2)) & 15, Q5_K's bit (qh[k % 32] >> j) & 1.
+static void q45_k(const uint8_t *b, float *y, int five) {
+    float d = f16_at(b), dmin = f16_at(b + 2);
+    const uint8_t *s = b + 4, *qh = b + 16, *qs = b + (five ? 48 : 16);
+    for (int j = 0; j < 8; j++) {
+        int sc, mn;
+        scale_min_k4(s, j, &sc, &mn);
+        float dl = d * (float)sc, ml = dmin * (float)mn;
+        for (int l = 0; l < 32; l++) {
+            int q = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0F;
+            if (five) q |= ((qh[l] >> j) & 1) << 4;
+            y[32 * j + l] = dl * (float)q - ml;
+        }
+    }
+}
+
+// Q6_K: ql[128], qh[64], scales[16] (int8), d. Weight k: half h = k / 128, l = k % 64 and
+// k % 32: low 4 bits (ql[64 h + k % 64] >> 4 ((k % 128) / 64)) & 15, high 2 bits
+// (qh[32 h + k % 32] >> 2 ((k % 128) / 32)) & 3; minus 32.
+static void q6_k(const uint8_t *b, float *y) {
+    const uint8_t *ql = b, *qh = b + 128;
+    const int8_t *sc = (const int8_t *)(b + 192);
+    float d = f16_at(b + 208);
+    for (int k = 0; k < 256; k++) {
+        int h = k / 128, r = k % 128;
+        int lo = (ql[64 * h + k % 64] >> (4 * (r / 64))) & 0x0F;
+        int hi = (qh[32 * h + k % 32] >> (2 * (r / 32))) & 3;
+        float dl = d * (float)sc[k / 16];
+        y[k] = dl * (float)((lo | hi << 4) - 32);
+    }
+}
+
+void ggml_dequantize(uint32_t type, const uint8_t *src, size_t n_blocks, float *out) {
+    size_t elems, bytes;
+    if (!ggml_block_info(type, &elems, &bytes)) return;
+    for (size_t i = 0; i < n_blocks; i++, src += bytes, out += elems) {
+        switch (type) {
+        case GGML_TYPE_Q4_0: legacy(src, out, 0, 0); break;
+        case GGML_TYPE_Q4_1: legacy(src, out, 1, 0); break;
+        case GGML_TYPE_Q5_0: legacy(src, out, 0, 1); break;
+        case GGML_TYPE_Q5_1: legacy(src, out, 1, 1); break;
+        case GGML_TYPE_Q8_0: {
+            float d = f16_at(src);
+            for (int j = 0; j < 32; j++) out[j] = (float)(int8_t)src[2 + j] * d;
+            break;
+        }
+        case GGML_TYPE_Q2_K: q2_k(src, out); break;
+        case GGML_TYPE_Q3_K: q3_k(src, out); break;
+        case GGML_TYPE_Q4_K: q45_k(src, out, 0); break;
+        case GGML_TYPE_Q5_K: q45_k(src, out, 1); break;
+        default: q6_k(src, out); break;
+        }
+    }
+}

@@ -1,0 +1,44 @@
+// blocks.h: ggml's quantized block types, as GGUF files store them, and their dequantization.
+//
+// Contract: libc only. Each type packs a run of `elems` consecutive weights of a row into
+// `bytes` bytes; a row holds whole blocks. The layouts are ggml's, bit for bit (ggml-common.h),
+// and dequantization computes, operation for operation in f32, what the gguf package's numpy
+// reference (gguf.quants.dequantize) computes, so the two agree bit for bit:
+//
+//   Q4_0 (32 in 18 B): f16 d, 16 B of nibbles       x = d * (q - 8)
+//   Q4_1 (32 in 20 B): f16 d, f16 m, 16 B nibbles    x = d * q + m
+//   Q5_0 (32 in 22 B): f16 d, u32 high bits, nibbles x = d * (q - 16)          q = nibble | bit << 4
+//   Q5_1 (32 in 24 B): f16 d, f16 m, u32, nibbles    x = d * q + m
+//   Q8_0 (32 in 34 B): f16 d, 32 int8                x = q * d
+//   Q2_K (256 in 84 B): 16 (4-bit scale, 4-bit min), 2-bit q, f16 d, f16 dmin
+//                        x = (d * sc) * q - (dmin * mn)            per 16 weights
+//   Q3_K (256 in 110 B): high-bit mask, 2-bit q, 16 6-bit scales, f16 d
+//                        x = (d * (sc - 32)) * (q - 4 * !hbit)     per 16 weights
+//   Q4_K (256 in 144 B): f16 d, f16 dmin, 8 6-bit (scale, min) pairs, 4-bit q
+//                        x = (d * sc) * q - (dmin * mn)            per 32 weights
+//   Q5_K (256 in 176 B): as Q4_K plus a high-bit plane               q = nibble | bit << 4
+//   Q6_K (256 in 210 B): 4-bit low q, 2-bit high q, 16 int8 scales, f16 d
+//                        x = (d * sc) * (q - 32)                   per 16 weights
+// The plain reference of every kernel that computes with these types dequantizes this way.
+#ifndef SEARCHLIGHT_BLOCKS_H
+#define SEARCHLIGHT_BLOCKS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// ggml type ids (GGUF tensor infos).
+enum ggml_type {
+    GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q4_0 = 2, GGML_TYPE_Q4_1 = 3,
+    GGML_TYPE_Q5_0 = 6, GGML_TYPE_Q5_1 = 7, GGML_TYPE_Q8_0 = 8, GGML_TYPE_Q2_K = 10,
+    GGML_TYPE_Q3_K = 11, GGML_TYPE_Q4_K = 12, GGML_TYPE_Q5_K = 13, GGML_TYPE_Q6_K = 14,
+    GGML_TYPE_BF16 = 30,
+};
+
+// Is type one of the block types above (Q4_0 .. Q6_K)? If so, sets its weights per block and
+// bytes per block.
+int ggml_block_info(uint32_t type, size_t *elems, size_t *bytes);
+
+// Dequantizes n_blocks consecutive blocks of a block type into out (n_blocks * elems floats).
+void ggml_dequantize(uint32_t type, const uint8_t *src, size_t n_blocks, float *out);
+
+#endif
