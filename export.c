@@ -155,7 +155,7 @@ static int export_gguf(const char *in, int dtype, long window, const char *out) 
             printf("wrote %s: %zu bytes (tokenizer only)\n", out, written);
         }
     } else {
-        TensorData src = {.fill = gguf_model_fill, .ctx = &g};
+        TensorData src = {.fill = gguf_model_fill, .raw = gguf_model_raw, .ctx = &g};
         if (window >= 0) g.header.sliding_window = (int32_t)window;
         char kind[64];
         snprintf(kind, sizeof kind, "GGUF %s", gguf_arch_name(&g));

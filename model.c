@@ -6,6 +6,7 @@
 #include "model.h"
 
 #include "io/fileio.h"
+#include "kernels/blocks.h"
 #include "kernels/quant.h"
 
 #include <errno.h>
@@ -19,7 +20,25 @@
 #error "searchlight model files are little-endian; this build targets a big-endian CPU"
 #endif
 
-static const char *const dtype_names[SL_DTYPE_COUNT] = {"f32", "f16", "bf16", "q8_0"};
+static const char *const dtype_names[SL_DTYPE_COUNT] = {"f32",  "f16",  "bf16", "q8_0",
+                                                         "q4_0", "q4_k", "q5_k", "q6_k"};
+
+uint32_t dtype_ggml(int dtype) {
+    switch (dtype) {
+    case SL_Q4_0: return GGML_TYPE_Q4_0;
+    case SL_Q4_K: return GGML_TYPE_Q4_K;
+    case SL_Q5_K: return GGML_TYPE_Q5_K;
+    case SL_Q6_K: return GGML_TYPE_Q6_K;
+    default: return 0;
+    }
+}
+
+// Bytes of one row of cols weights of a block dtype; 0 if cols is not whole blocks.
+static size_t block_row_bytes(int dtype, size_t cols) {
+    size_t be, bb;
+    if (!ggml_block_info(dtype_ggml(dtype), &be, &bb) || cols % be) return 0;
+    return cols / be * bb;
+}
 
 static const char *const tensor_names[SL_T_COUNT] = {
     "token_embedding", "rms_att", "wq", "wk", "wv", "wo",
@@ -50,6 +69,8 @@ size_t tensor_bytes(int dtype, size_t rows, size_t cols) {
     case SL_BF16: return mul_ok(rows, cols, &n) && mul_ok(n, 2, &out) ? out : 0;
     case SL_Q8_0:  // per group: 32 int8 quants and an f16 scale
         return mul_ok(rows, q8_groups(cols), &n) && mul_ok(n, Q8_GROUP + 2, &out) ? out : 0;
+    case SL_Q4_0: case SL_Q4_K: case SL_Q5_K: case SL_Q6_K:
+        return mul_ok(rows, block_row_bytes(dtype, cols), &out) ? out : 0;
     default: return 0;
     }
 }
@@ -63,6 +84,9 @@ Tensor tensor_layer(const Tensor *t, size_t l, size_t n_layers) {
     case SL_F32: v.data = base + first * t->cols * 4; break;
     case SL_F16:
     case SL_BF16: v.data = base + first * t->cols * 2; break;
+    case SL_Q4_0: case SL_Q4_K: case SL_Q5_K: case SL_Q6_K:
+        v.data = base + first * block_row_bytes(t->type, t->cols);
+        break;
     default:
         v.data = base + first * q8_groups(t->cols) * Q8_GROUP;
         v.scales = t->scales + first * q8_groups(t->cols);
@@ -80,6 +104,13 @@ void tensor_row(const Tensor *t, size_t r, float *out) {
     case SL_BF16:
         for (size_t i = 0; i < n; i++) out[i] = bf16_to_f32(((const uint16_t *)t->data)[r * n + i]);
         break;
+    case SL_Q4_0: case SL_Q4_K: case SL_Q5_K: case SL_Q6_K: {
+        size_t be = 0, bb = 0;
+        ggml_block_info(dtype_ggml(t->type), &be, &bb);
+        ggml_dequantize(dtype_ggml(t->type), (const uint8_t *)t->data + r * (n / be) * bb,
+                        n / be, out);
+        break;
+    }
     default: {
         size_t G = q8_groups(n);
         const int8_t *q = (const int8_t *)t->data + r * G * Q8_GROUP;
@@ -210,6 +241,9 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
         if (!mul_ok(shape[t][0], shape[t][1], &rows) || !mul_ok(rows, shape[t][2], &n))
             DIMS_FAIL("tensor %s: %zu x %zu x %zu elements overflow", tensor_names[t],
                       shape[t][0], shape[t][1], shape[t][2]);
+        if (dtype_ggml(type) && !block_row_bytes(type, shape[t][2]))
+            DIMS_FAIL("tensor %s: rows of %zu weights are not whole %s blocks", tensor_names[t],
+                      shape[t][2], dtype_names[type]);
         if ((bytes = tensor_bytes(type, rows, shape[t][2])) == 0)
             DIMS_FAIL("tensor %s: %zu elements of type %s overflow", tensor_names[t], n,
                       dtype_names[type]);
@@ -364,7 +398,9 @@ void model_close(Model *m) {
 }
 
 int model_header_version(const SlHeader *h) {
-    return h->rope_scaling || h->n_stop || (h->flags & ~SL_FLAG_SHARED_CLASSIFIER) ||
+    int blocks = 0;  // a block type (version 2) in a file with tensors
+    for (int t = 0; t < SL_T_COUNT && h->n_tensors; t++) blocks |= dtype_ggml(h->tensor_type[t]) != 0;
+    return blocks || h->rope_scaling || h->n_stop || (h->flags & ~SL_FLAG_SHARED_CLASSIFIER) ||
                    h->sliding_window
                ? 2
                : 1;

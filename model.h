@@ -33,8 +33,17 @@
 //   f32, f16, bf16  R x C elements, row-major (IEEE binary32 / binary16 / bfloat16);
 //   q8_0            R x G x 32 int8 quants (G = ceil(C / 32) groups per row, the last group
 //                   zero padded), then R x G f16 scales: 34 bytes per group.
+//   q4_0, q4_k,     version 2: ggml's blocks bit for bit (kernels/blocks.h), R x C / E blocks
+//   q5_k, q6_k      row after row; C must be a multiple of the block's E weights (32 or 256).
 // Norm weights are always f32.
-enum sl_dtype { SL_F32 = 0, SL_F16 = 1, SL_BF16 = 2, SL_Q8_0 = 3, SL_DTYPE_COUNT };
+enum sl_dtype {
+    SL_F32 = 0, SL_F16 = 1, SL_BF16 = 2, SL_Q8_0 = 3,
+    SL_Q4_0 = 4, SL_Q4_K = 5, SL_Q5_K = 6, SL_Q6_K = 7,
+    SL_DTYPE_COUNT
+};
+
+// The ggml type id of a block dtype (SL_Q4_0 .. SL_Q6_K), else 0.
+uint32_t dtype_ggml(int dtype);
 
 // Header flags.
 #define SL_FLAG_SHARED_CLASSIFIER 1u  // the classifier is the token embedding table
@@ -167,7 +176,8 @@ const char *tensor_name(int t);
 typedef struct {
     int type;               // enum sl_dtype
     size_t rows, cols;
-    const void *data;       // rows x cols elements; q8_0: rows x groups x 32 int8 quants
+    const void *data;       // rows x cols elements; q8_0: rows x groups x 32 int8 quants;
+                            // block types: rows x cols / E blocks
     const uint16_t *scales; // q8_0 only: rows x groups f16 scales
 } Tensor;
 
@@ -217,7 +227,8 @@ int model_is_stop(const SlHeader *h, int id);
 int model_add_stop(SlHeader *h, int id);
 
 // The oldest version whose header holds h: 2 when a version-2 field is used (RoPE scaling,
-// stop ids, a flag other than SL_FLAG_SHARED_CLASSIFIER, a sliding window), else 1. (The tokenizer section has its own, tokenizer_format.)
+// stop ids, a flag other than SL_FLAG_SHARED_CLASSIFIER, a sliding window, a block type),
+// else 1. (The tokenizer section has its own, tokenizer_format.)
 int model_header_version(const SlHeader *h);
 
 #endif

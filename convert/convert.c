@@ -11,7 +11,7 @@
 #define CONVERT_CHUNK ((size_t)1 << 16)  // source values converted at a time
 
 int dtype_parse(const char *s) {
-    for (int d = 0; d < SL_DTYPE_COUNT; d++)
+    for (int d = 0; d < EXPORT_DTYPES; d++)
         if (strcmp(s, dtype_name(d)) == 0) return d;
     return -1;
 }
@@ -178,6 +178,12 @@ static int fill_q8(Converter *c, int t, size_t offset, uint8_t *buf, size_t n) {
 
 int convert_fill(void *ctx, int t, size_t offset, void *buf, size_t n) {
     Converter *c = ctx;
+    if (dtype_ggml(c->type[t])) {  // a block type: the source's own blocks, as they are
+        if (c->src.raw) return c->src.raw(c->src.ctx, t, offset, buf, n);
+        fprintf(stderr, "%s: tensor %s: export cannot quantize to %s yet\n", c->name,
+                tensor_name(t), dtype_name(c->type[t]));
+        return -1;
+    }
     if (c->type[t] == SL_Q8_0) return fill_q8(c, t, offset, buf, n);
     return fill_elements(c, t, offset, buf, n);
 }

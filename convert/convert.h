@@ -12,13 +12,16 @@
 //   f16:  |x| > 65504 (it would become infinite);
 //   bf16: values that round to infinity (|x| >= 2^128 * (1 - 2^-9));
 //   q8_0: groups whose f16 scale max|x| / 127 would round to infinity (max|x| >~ 8.32e6).
-// f32 tensors are copied unchanged.
+// f32 tensors are copied unchanged. Tensors of a block type (q4_0, q4_k, q5_k, q6_k) come
+// from the source's raw producer unchanged: export keeps a GGUF's blocks, and does not make
+// them.
 #ifndef SEARCHLIGHT_CONVERT_H
 #define SEARCHLIGHT_CONVERT_H
 
 #include "convert/writer.h"
 
 #define DTYPE_CHOICES "f32, f16, bf16 or q8_0"
+#define EXPORT_DTYPES (SL_Q8_0 + 1)  // the types export quantizes to: f32, f16, bf16, q8_0
 
 // The enum sl_dtype named s ("f32", "f16", "bf16", "q8_0"), or -1.
 int dtype_parse(const char *s);

@@ -688,6 +688,10 @@ static int sl_type_of(uint32_t ggml) {
     case GGML_TYPE_F16: return SL_F16;
     case GGML_TYPE_BF16: return SL_BF16;
     case GGML_TYPE_Q8_0: return SL_Q8_0;
+    case GGML_TYPE_Q4_0: return SL_Q4_0;
+    case GGML_TYPE_Q4_K: return SL_Q4_K;
+    case GGML_TYPE_Q5_K: return SL_Q5_K;
+    case GGML_TYPE_Q6_K: return SL_Q6_K;
     default: return -1;
     }
 }
@@ -950,31 +954,39 @@ static int map_tensors(GgufModel *m) {
     int wt = SL_F32;
     uint32_t converted[16];  // the GGUF types without a native type of ours, seen so far
     size_t n_conv = 0;
+    char mixed[160] = "";    // tensors stored as q8_0 from block types
     for (int t = 0; t < SL_T_COUNT; t++) {
         if (!lay.bytes[t]) continue;
         if (gguf_map(m, &lay, t) != 0) return -1;
-        int type = -2;  // the GGUF type of every piece, or f32 where they disagree
+        // the GGUF type of every piece: kept where we store it (f32, f16, bf16, q8_0, and the
+        // blocks of q4_0, q4_k, q5_k, q6_k); q8_0 for other block types and for block types
+        // that differ by layer (Q4_K_M's); f32 where other types differ
+        int type = -2, blocks = 0;
         for (size_t i = 0; i < m->pieces.layers[t] * m->pieces.n_pieces[t]; i++) {
             uint32_t gt = ((const GgufTensor *)m->pieces.piece[t][i].src)->type;
             int ty = sl_type_of(gt);
-            if (ty < 0) {  // a block type computed as q8_0, the nearest type we compute with
+            blocks |= block_elems(gt) != 0;
+            if (ty < 0) {  // a block type we do not store
                 ty = SL_Q8_0;
                 size_t c = 0;
                 while (c < n_conv && converted[c] != gt) c++;
                 if (c == n_conv && n_conv < 16) converted[n_conv++] = gt;
             }
-            type = type == -2 || type == ty ? ty : SL_F32;
+            type = type == -2 || type == ty ? ty : blocks ? SL_Q8_0 : SL_F32;
         }
+        if (blocks && type == SL_Q8_0 && !mixed[0]) snprintf(mixed, sizeof mixed, "%s", tensor_name(t));
+        else if (blocks && type == SL_Q8_0 && strlen(mixed) + strlen(tensor_name(t)) + 3 < sizeof mixed)
+            strcat(strcat(mixed, ", "), tensor_name(t));
         h->tensor_type[t] = (uint8_t)(tensor_is_f32(t) ? SL_F32 : type);
         if (t == SL_T_WQ) wt = type;
     }
     h->weight_type = (uint32_t)wt;
-    if (n_conv) {  // one line: what is converted, and how to keep the values exactly
-        fprintf(stderr, "%s: note: tensors of type", path);
+    if (mixed[0]) {  // one line: what is converted, why, and how to keep the values exactly
+        fprintf(stderr, "%s: note: %s stored as q8_0: ggml's blocks are kept only for Q4_0, Q4_K, "
+                "Q5_K and Q6_K tensors whose layers share one type", path, mixed);
         for (size_t c = 0; c < n_conv; c++)
-            fprintf(stderr, "%s %s", c ? "," : "", ggml_type_name(converted[c]));
-        fprintf(stderr, " are converted to q8_0 (no kernels of ours compute those types yet); "
-                "--dtype f32 keeps their values exactly\n");
+            fprintf(stderr, "%s %s", c ? "," : " (this file also has", ggml_type_name(converted[c]));
+        fprintf(stderr, "%s; --dtype f32 keeps every value exactly\n", n_conv ? ")" : "");
     }
     return 0;
 }
@@ -1038,4 +1050,22 @@ void gguf_model_close(GgufModel *m) {
 int gguf_model_fill(void *ctx, int t, size_t offset, void *buf, size_t n) {
     GgufModel *m = ctx;
     return pieces_fill(&m->pieces, t, offset, buf, n);
+}
+
+static int raw_read(void *ctx, const void *src, size_t first, size_t n, void *out) {
+    const Gguf *g = ctx;
+    memcpy(out, g->map + ((const GgufTensor *)src)->offset + first, n);
+    return 0;
+}
+
+int gguf_model_raw(void *ctx, int t, size_t offset, void *buf, size_t n) {
+    GgufModel *m = ctx;
+    const Piece *pc = m->pieces.piece[t];
+    size_t be = 0, bb = 0;
+    if (!pc || !ggml_block_info(((const GgufTensor *)pc->src)->type, &be, &bb)) {
+        fprintf(stderr, "%s: internal error: tensor %s has no blocks to copy\n", m->g.path,
+                tensor_name(t));
+        return -1;
+    }
+    return pieces_fill_raw(&m->pieces, t, offset, buf, n, pc->cols / be * bb, raw_read);
 }

@@ -101,4 +101,8 @@ const char *gguf_arch_name(const GgufModel *m);
 // TensorData fill (writer.h) over f32 bytes; ctx is a GgufModel.
 int gguf_model_fill(void *ctx, int t, size_t offset, void *buf, size_t n);
 
+// TensorData raw (writer.h): the bytes of a tensor kept in its GGUF block type (q4_0, q4_k,
+// q5_k, q6_k), ggml's blocks as the file has them, rows in our order.
+int gguf_model_raw(void *ctx, int t, size_t offset, void *buf, size_t n);
+
 #endif

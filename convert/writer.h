@@ -14,6 +14,9 @@ typedef struct {
     // Writes bytes [offset, offset + n) of tensor t into buf; returns 0, or -1 after a message
     // (then model_write prints nothing more, removes the temporary file and returns -1).
     int (*fill)(void *ctx, int t, size_t offset, void *buf, size_t n);
+    // For a Converter's source: the bytes of a tensor kept in the source's own block type
+    // (a GGUF's Q4_K, ...), as fill does, or NULL when the source has none.
+    int (*raw)(void *ctx, int t, size_t offset, void *buf, size_t n);
     void *ctx;
 } TensorData;
 

@@ -4,6 +4,7 @@
 // decoding prints byte-identical text: same summation order, same float functions.
 #include "kernels/kernels.h"
 
+#include "kernels/blocks.h"
 #include "kernels/quant.h"
 
 #include <math.h>
@@ -95,9 +96,19 @@ void swiglu(float *h, const float *u, size_t n) {
 
 void matvec_tensor(float *y, const float *x, const Tensor *w) {
     size_t n = w->cols, G = q8_groups(n);
+    uint32_t gt = dtype_ggml(w->type);
+    size_t be = 0, bb = 0;  // block types: weights and bytes per block
+    if (gt) ggml_block_info(gt, &be, &bb);
     for (size_t r = 0; r < w->rows; r++) {
         float acc = 0.0f;
-        if (w->type == SL_F32 || w->type == SL_F16 || w->type == SL_BF16) {
+        if (gt) {  // each block dequantized as blocks.h says, then the f32 dot product
+            const uint8_t *p = (const uint8_t *)w->data + r * (n / be) * bb;
+            for (size_t b = 0; b < n / be; b++) {
+                float blk[256];
+                ggml_dequantize(gt, p + b * bb, 1, blk);
+                for (size_t i = 0; i < be; i++) acc += blk[i] * x[b * be + i];
+            }
+        } else if (w->type == SL_F32 || w->type == SL_F16 || w->type == SL_BF16) {
             const float *wf = (const float *)w->data + r * n;
             const uint16_t *wh = (const uint16_t *)w->data + r * n;
             for (size_t i = 0; i < n; i++) {

@@ -18,6 +18,8 @@ void matvec(float *y, const float *x, const float *w, size_t n, size_t d);
 
 // The same for a weight matrix of any type: y (w->rows) = W @ x (w->cols).
 //   f16, bf16: each weight converted to f32, then as matvec.
+//   q4_0, q4_k, q5_k, q6_k: each block dequantized (blocks.h), then as matvec: activations
+//         stay f32.
 //   q8_0: per group g of 32, x quantized as quant.h says (d_x,g, q_x), then
 //         y_r = sum_g (d_w,g * d_x,g) * sum_i q_w,i * q_x,i   (an exact integer inner sum)
 void matvec_tensor(float *y, const float *x, const Tensor *w);

@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/blocks.h"
 #include "kernels/quant.h"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -456,6 +457,45 @@ static void rows_q8(float *y, size_t ldy, const MatIn *in, const Tensor *w, size
     rows_block(y, ldy, in, w, b, e, SL_Q8_0);
 }
 
+// ----------------------------------------------------------------------------
+// ggml's block types (q4_0, q4_k, q5_k, q6_k): each row is dequantized (blocks.h), BLK_CHUNK
+// weights at a time, into f32, and meets every token's f32 activations in the vector FMAs
+// of the f32 path; activations are not quantized. For a row and a token the operations are
+// the same whatever the number of tokens, the grouping or the thread: chunks in order, one
+// vector accumulator, one horizontal sum.
+
+#define BLK_CHUNK 1024  // a multiple of every block's weights (32, 256)
+#define BLK_TOKENS 16   // tokens that share one dequantized chunk
+
+static void rows_blocks(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b,
+                        size_t e) {
+    uint32_t gt = dtype_ggml(w->type);
+    size_t be = 1, bb = 0, n = w->cols;
+    ggml_block_info(gt, &be, &bb);
+    const size_t row_bytes = n / be * bb;
+    float buf[BLK_CHUNK] __attribute__((aligned(64)));
+    for (size_t r = b; r < e; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + r * row_bytes;
+        for (size_t t0 = 0; t0 < in->m; t0 += BLK_TOKENS) {
+            size_t tn = in->m - t0 < BLK_TOKENS ? in->m - t0 : BLK_TOKENS;
+            vec acc[BLK_TOKENS];
+            for (size_t t = 0; t < tn; t++) acc[t] = v_zero();
+            for (size_t c0 = 0; c0 < n; c0 += BLK_CHUNK) {
+                size_t cn = n - c0 < BLK_CHUNK ? n - c0 : BLK_CHUNK;  // whole blocks
+                ggml_dequantize(gt, row + c0 / be * bb, cn / be, buf);
+                for (size_t t = 0; t < tn; t++) {
+                    const float *x = in->x + (t0 + t) * n + c0;
+                    for (size_t k = 0; k < cn; k += VW) {
+                        size_t len = cn - k < VW ? cn - k : VW;
+                        acc[t] = v_fma(v_load(buf + k, len), v_load(x + k, len), acc[t]);
+                    }
+                }
+            }
+            for (size_t t = 0; t < tn; t++) y[(t0 + t) * ldy + r] = hsum(acc[t]);
+        }
+    }
+}
+
 typedef void (*RowsFn)(float *, size_t, const MatIn *, const Tensor *, size_t, size_t);
 
 static RowsFn rows_fn(int type) {
@@ -463,7 +503,8 @@ static RowsFn rows_fn(int type) {
     case SL_F32: return rows_f32;
     case SL_F16: return rows_f16;
     case SL_BF16: return rows_bf16;
-    default: return rows_q8;
+    case SL_Q8_0: return rows_q8;
+    default: return rows_blocks;
     }
 }
 

@@ -229,7 +229,7 @@ Test(quant, converter_any_byte_range) {
     SlHeader h = test_model_header(0);
     SynthCtx sc = {.seed = 3};
     cr_assert_eq(model_layout(&h, &sc.layout, "test"), MODEL_OK);
-    for (int dtype = 0; dtype < SL_DTYPE_COUNT; dtype++) {
+    for (int dtype = 0; dtype < EXPORT_DTYPES; dtype++) {
         SlHeader ht = h;
         convert_set_types(&ht, dtype);
         TensorData src = {.fill = synth_fill, .ctx = &sc};
@@ -276,7 +276,7 @@ Test(quant, converter_memory_source_equals_producer) {
         synth_fill(&sc, t, 0, arrays[t], bytes);
         mem.data[t] = arrays[t];
     }
-    for (int dtype = 0; dtype < SL_DTYPE_COUNT; dtype++) {
+    for (int dtype = 0; dtype < EXPORT_DTYPES; dtype++) {
         SlHeader ht = h;
         convert_set_types(&ht, dtype);
         cr_assert_eq(ht.weight_type, (uint32_t)dtype);
@@ -308,7 +308,7 @@ Test(quant, dtype_names) {
 // ----------------------------------------------------------------------------
 // export --dtype end to end
 
-static const char *const DTYPES[SL_DTYPE_COUNT] = {"f32", "f16", "bf16", "q8_0"};
+static const char *const DTYPES[EXPORT_DTYPES] = {"f32", "f16", "bf16", "q8_0"};
 
 static int is_norm(int t) {
     return t == SL_T_RMS_ATT || t == SL_T_RMS_FFN || t == SL_T_RMS_FINAL;
@@ -461,7 +461,7 @@ Test(export, stories260k_every_dtype) {
     Model ref;
     cr_assert_eq(model_open(&ref, ref_path, 1), MODEL_OK);
     RefRows rr = {.f32 = &ref};
-    for (int d = 0; d < SL_DTYPE_COUNT; d++) {
+    for (int d = 0; d < EXPORT_DTYPES; d++) {
         char name[64];
         snprintf(name, sizeof name, "stories260K-%s.slm", DTYPES[d]);
         char *out = strdup(tmp_file(name)), *err;
@@ -534,7 +534,7 @@ Test(export, small_model_every_dtype) {
         cr_assert_eq(model_open(&ref, ref_path, 1), MODEL_OK);
         cr_assert_eq(ref.layout.bytes[SL_T_CLS] != 0, !shared);
         RefRows rr = {.f32 = &ref};
-        for (int d = 0; d < SL_DTYPE_COUNT; d++) {
+        for (int d = 0; d < EXPORT_DTYPES; d++) {
             char *out = strdup(tmp_file("small-out.slm"));
             cr_assert_eq(export_ckpt(ck, tok, DTYPES[d], out, &err), 0, "%s: %s", DTYPES[d], err);
             free(err);
@@ -636,7 +636,7 @@ Test(export, f16_refuses_values_beyond_its_range) {
 }
 
 Test(export, nan_and_inf_refused_for_every_non_f32_type) {
-    for (int d = SL_F16; d < SL_DTYPE_COUNT; d++) {
+    for (int d = SL_F16; d < EXPORT_DTYPES; d++) {
         const char *const want_nan[] = {"tensor wv", "element 17 (row 1, column 1)", "nan",
                                         "not a finite number", DTYPES[d]};
         expect_refused(SL_T_WV, 17, NAN, DTYPES[d], want_nan, 5);

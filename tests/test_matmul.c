@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "kernels/kernels.h"
+#include "kernels/blocks.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 
@@ -310,4 +311,93 @@ Test(matmul, input_quantization_matches_reference) {
         }
         free(x), free(q8);
     }
+}
+
+// ----------------------------------------------------------------------------
+// ggml's block types (q4_0, q4_k, q5_k, q6_k): random blocks whose f16 scales are moderate
+
+static const int BLOCK_TYPES[] = {SL_Q4_0, SL_Q4_K, SL_Q5_K, SL_Q6_K};
+
+// A d x n tensor of a block type at dst (or malloc'd): random bytes, then each f16 scale (d,
+// and dmin where the type has one) set to a random value in (-0.05, 0.05).
+static Tensor make_block_tensor(int type, size_t n, size_t d, void *dst) {
+    size_t be = 0, bb = 0, bytes = tensor_bytes(type, d, n);
+    cr_assert(ggml_block_info(dtype_ggml(type), &be, &bb) && bytes);
+    uint8_t *p = dst ? dst : malloc(bytes);
+    cr_assert_not_null(p);
+    for (size_t i = 0; i < bytes; i++) p[i] = (uint8_t)xorshift();
+    size_t off[2] = {0, 2}, n_off = type == SL_Q4_0 ? 1 : 2;
+    if (type == SL_Q6_K) off[0] = 208, n_off = 1;
+    for (size_t b = 0; b < bytes / bb; b++)
+        for (size_t k = 0; k < n_off; k++) {
+            uint16_t h = f32_to_fp16(((float)(xorshift() % 20001) - 10000.0f) * 5e-6f);
+            memcpy(p + b * bb + off[k], &h, 2);
+        }
+    return (Tensor){type, d, n, p, NULL};
+}
+
+// The tuned path against the plain reference (each block dequantized, then the f32 dot
+// product: the same products, summed in another order, so within check_close's bound), and
+// bitwise the same for 1-4 threads, for a matvec and for a batch's row, on row lengths of
+// one block to several dequantized chunks (BLK_CHUNK = 1024) and batches past one token
+// group (16).
+Test(matmul, block_types_match_reference_and_are_deterministic) {
+    rng_state = 0xB10C5;
+    Pool *pools[4] = {NULL, pool_create(2), pool_create(3), pool_create(4)};
+    static const size_t ns[] = {256, 512, 1280, 2304, 32, 96};
+    for (size_t s = 0; s < sizeof ns / sizeof ns[0]; s++) {
+        for (int ti = 0; ti < 4; ti++) {
+            size_t n = ns[s], d = rand_size(1, 40), m = rand_size(1, 37);
+            if (n % 256 && BLOCK_TYPES[ti] != SL_Q4_0) continue;  // K types: 256 per block
+            Tensor w = make_block_tensor(BLOCK_TYPES[ti], n, d, NULL);
+            float *x = rand_floats(m * n), *ref = rand_floats(d), *base = rand_floats(m * d);
+            float *y = rand_floats(m * d);
+            void *q8, *q8t;
+            MatIn in = make_input(x, n, m, &q8);
+            matmul(NULL, base, &in, &w);
+            for (int p = 0; p < 4; p++) {
+                matmul(pools[p], y, &in, &w);
+                cr_assert(!memcmp(y, base, m * d * sizeof(float)), "%s batch, pool %d, n=%zu",
+                          dtype_name(w.type), p, n);
+            }
+            for (size_t t = 0; t < m; t++) {
+                matvec_tensor(ref, x + t * n, &w);
+                check_close(base + t * d, ref, x + t * n, &w, "batch");
+                MatIn one = make_input(x + t * n, n, 1, &q8t);
+                matmul(pools[t % 4], y, &one, &w);
+                free(q8t);
+                cr_assert(!memcmp(y, base + t * d, d * sizeof(float)), "%s matvec token %zu",
+                          dtype_name(w.type), t);
+            }
+            free((void *)w.data), free(x), free(ref), free(base), free(y), free(q8);
+        }
+    }
+    for (int p = 1; p < 4; p++) pool_destroy(pools[p]);
+}
+
+// A block tensor ending at an inaccessible page: no read past its last block.
+Test(matmul, block_types_stay_in_bounds) {
+    long page = sysconf(_SC_PAGESIZE);
+    int fd = open("/dev/zero", O_RDWR);
+    cr_assert(page > 0 && fd >= 0);
+    size_t bytes = 64 * (size_t)page;
+    char *mem = mmap(NULL, 2 * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    close(fd);
+    cr_assert(mem != MAP_FAILED);
+    cr_assert_eq(mprotect(mem + bytes, bytes, PROT_NONE), 0);
+    rng_state = 77;
+    for (int ti = 0; ti < 4; ti++) {
+        size_t n = 512, d = 3, m = 2, wb = tensor_bytes(BLOCK_TYPES[ti], d, n);
+        Tensor w = make_block_tensor(BLOCK_TYPES[ti], n, d, mem + bytes - wb);
+        float *x = rand_floats(m * n), *y = malloc(m * d * sizeof(float)), *ref = malloc(d * 4);
+        void *q8;
+        MatIn in = make_input(x, n, m, &q8);
+        matmul(NULL, y, &in, &w);
+        for (size_t t = 0; t < m; t++) {
+            matvec_tensor(ref, x + t * n, &w);
+            check_close(y + t * d, ref, x + t * n, &w, "guarded");
+        }
+        free(x), free(y), free(ref), free(q8);
+    }
+    munmap(mem, 2 * bytes);
 }
