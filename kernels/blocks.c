@@ -42,16 +42,6 @@ static void legacy(const uint8_t *b, float *y, int has_min, int five) {
     }
 }
 
-// Q4_K and Q5_K's 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes.
-static void scale_min_k4(const uint8_t *s, int j, int *sc, int *mn) {
-    if (j < 4) {
-        *sc = s[j] & 63, *mn = s[j + 4] & 63;
-    } else {
-        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
-        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-    }
-}
-
 // Q2_K: scales[16], qs[64], d, dmin. Weight k: half h = k / 128, plane s = (k % 128) / 32,
 // l = k % 32: q = (qs[32 h + l] >> 2 s) & 3; sub-block k / 16.
 static void q2_k(const uint8_t *b, float *y) {
@@ -81,35 +71,45 @@ static void q3_k(const uint8_t *b, float *y) {
 
 // Q4_K (five 0) and Q5_K: d, dmin, scales[12], [qh[32],] qs[128]. Sub-block j = k / 32 of
 // chunk c = j / 2: q = (qs[32 c + k % 32] >> 4 (j % 2)) & 15, Q5_K's bit (qh[k % 32] >> j) & 1.
+// (Loops with constant strides, so that the compiler vectorizes them: dequantization is the
+// inner loop of the block types' matmul.)
 static void q45_k(const uint8_t *b, float *y, int five) {
     float d = f16_at(b), dmin = f16_at(b + 2);
     const uint8_t *s = b + 4, *qh = b + 16, *qs = b + (five ? 48 : 16);
     for (int j = 0; j < 8; j++) {
         int sc, mn;
-        scale_min_k4(s, j, &sc, &mn);
-        float dl = d * (float)sc, ml = dmin * (float)mn;
-        for (int l = 0; l < 32; l++) {
-            int q = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0F;
-            if (five) q |= ((qh[l] >> j) & 1) << 4;
-            y[32 * j + l] = dl * (float)q - ml;
-        }
+        ggml_scale_min_k4(s, j, &sc, &mn);
+        const float dl = d * (float)sc, ml = dmin * (float)mn;
+        const uint8_t *q = qs + 32 * (j / 2);
+        const int shift = 4 * (j % 2);
+        float *out = y + 32 * j;
+        if (five)
+            for (int l = 0; l < 32; l++)
+                out[l] = dl * (float)(((q[l] >> shift) & 0x0F) | ((qh[l] >> j) & 1) << 4) - ml;
+        else
+            for (int l = 0; l < 32; l++) out[l] = dl * (float)((q[l] >> shift) & 0x0F) - ml;
     }
 }
 
-// Q6_K: ql[128], qh[64], scales[16] (int8), d. Weight k: half h = k / 128, l = k % 64 and
-// k % 32: low 4 bits (ql[64 h + k % 64] >> 4 ((k % 128) / 64)) & 15, high 2 bits
-// (qh[32 h + k % 32] >> 2 ((k % 128) / 32)) & 3; minus 32.
+// Q6_K: ql[128], qh[64], scales[16] (int8), d. Weight k = 128 h + 32 s + l (h < 2, s < 4,
+// l < 32): low 4 bits (ql[64 h + 32 (s % 2) + l] >> 4 (s / 2)) & 15, high 2 bits
+// (qh[32 h + l] >> 2 s) & 3; minus 32; scale k / 16.
 static void q6_k(const uint8_t *b, float *y) {
-    const uint8_t *ql = b, *qh = b + 128;
     const int8_t *sc = (const int8_t *)(b + 192);
     float d = f16_at(b + 208);
-    for (int k = 0; k < 256; k++) {
-        int h = k / 128, r = k % 128;
-        int lo = (ql[64 * h + k % 64] >> (4 * (r / 64))) & 0x0F;
-        int hi = (qh[32 * h + k % 32] >> (2 * (r / 32))) & 3;
-        float dl = d * (float)sc[k / 16];
-        y[k] = dl * (float)((lo | hi << 4) - 32);
-    }
+    for (int h = 0; h < 2; h++)
+        for (int s = 0; s < 4; s++) {
+            const uint8_t *ql = b + 64 * h + 32 * (s % 2), *qh = b + 128 + 32 * h;
+            const int lo_shift = 4 * (s / 2), hi_shift = 2 * s;
+            for (int half = 0; half < 2; half++) {  // 16 weights per scale
+                int k0 = 128 * h + 32 * s + 16 * half;
+                const float dl = d * (float)sc[k0 / 16];
+                for (int l = 16 * half; l < 16 * half + 16; l++) {
+                    int q = ((ql[l] >> lo_shift) & 0x0F) | ((qh[l] >> hi_shift) & 3) << 4;
+                    y[128 * h + 32 * s + l] = dl * (float)(q - 32);
+                }
+            }
+        }
 }
 
 void ggml_dequantize(uint32_t type, const uint8_t *src, size_t n_blocks, float *out) {

@@ -38,6 +38,17 @@ enum ggml_type {
 // bytes per block.
 int ggml_block_info(uint32_t type, size_t *elems, size_t *bytes);
 
+// Q4_K and Q5_K: the 6-bit scale and min of sub-block j (0..7) from a block's 12 packed
+// scale bytes.
+static inline void ggml_scale_min_k4(const uint8_t *s, int j, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63, *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0F) | ((s[j - 4] >> 6) << 4);
+        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
 // Dequantizes n_blocks consecutive blocks of a block type into out (n_blocks * elems floats).
 void ggml_dequantize(uint32_t type, const uint8_t *src, size_t n_blocks, float *out);
 

@@ -18,8 +18,10 @@ void matvec(float *y, const float *x, const float *w, size_t n, size_t d);
 
 // The same for a weight matrix of any type: y (w->rows) = W @ x (w->cols).
 //   f16, bf16: each weight converted to f32, then as matvec.
-//   q4_0, q4_k, q5_k, q6_k: each block dequantized (blocks.h), then as matvec: activations
-//         stay f32.
+//   q4_0, q5_k: each block dequantized (blocks.h), then as matvec: activations stay f32.
+//   q4_k, q6_k: x quantized per group of 32 as for q8_0 (as ggml does for these types), then
+//         per sub-block (d sc dx) sum q xq - (dmin mn dx) sum xq, exact integer sums
+//         (kernels.c's dot_k_quant writes it out per type).
 //   q8_0: per group g of 32, x quantized as quant.h says (d_x,g, q_x), then
 //         y_r = sum_g (d_w,g * d_x,g) * sum_i q_w,i * q_x,i   (an exact integer inner sum)
 void matvec_tensor(float *y, const float *x, const Tensor *w);

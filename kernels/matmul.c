@@ -496,6 +496,172 @@ static void rows_blocks(float *y, size_t ldy, const MatIn *in, const Tensor *w, 
     }
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+// Q4_K and Q6_K fused with the dot product, AVX2 (AVX-512 machines run it too), no
+// dequantized copy: the activations are quantized to q8_0 groups of 32 (matmul_input), as
+// ggml quantizes them to Q8_K, and each sub-block's dot product is an exact integer sum. The
+// same operations for a (row, token) whatever the tokens beside it.
+
+#define KQ_TOKENS 4  // tokens that share one unpacked sub-block
+
+// Q4_K: per sub-block j of 32 weights, which is one q8_0 group g of the quantized
+// activations (in->q, scale dx):
+//   y += (d sc_j dx) sum q xq - (dmin mn_j dx) sum xq     (integer sums: vpmaddubsw, vpmaddwd)
+// Tokens t0 .. t0+T of row r (T constant after inlining: the accumulators stay in registers).
+static inline __attribute__((always_inline)) float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    return fp16_to_f32(h);
+#endif
+}
+
+static inline __attribute__((always_inline)) void q4k_tokens(float *y, size_t ldy, const MatIn *in,
+                                                             const uint8_t *row, size_t nb,
+                                                             size_t r, size_t t0, size_t T) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), ones8 = _mm256_set1_epi8(1);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    const size_t G = in->groups;
+    __m256 acc[KQ_TOKENS], macc[KQ_TOKENS];
+    for (size_t t = 0; t < T; t++) acc[t] = macc[t] = _mm256_setzero_ps();
+    for (size_t blk = 0; blk < nb; blk++) {
+        const uint8_t *bp = row + blk * 144, *qs = bp + 16;
+        const float d = f16_at(bp), dmin = f16_at(bp + 2);
+        for (int j = 0; j < 8; j++) {
+            int sc, mn;
+            ggml_scale_min_k4(bp + 4, j, &sc, &mn);
+            const float dl = d * (float)sc, ml = dmin * (float)mn;
+            __m256i qw = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));
+            if (j % 2) qw = _mm256_srli_epi16(qw, 4);
+            qw = _mm256_and_si256(qw, low4);
+            const size_t g = blk * 8 + (size_t)j;
+            for (size_t t = 0; t < T; t++) {
+                const size_t at = (t0 + t) * G + g;
+                __m256i xq = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
+                __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, xq), ones16);
+                __m256i xs = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xq), ones16);
+                const float dx = in->qd[at];
+                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dl * dx), acc[t]);
+                macc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(xs), _mm256_set1_ps(ml * dx), macc[t]);
+            }
+        }
+    }
+    for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = hsum8(acc[t]) - hsum8(macc[t]);
+}
+
+// Q4_K: per sub-block j of 32 weights, which is one q8_0 group g of the quantized
+// activations (in->q, scale dx):
+//   y += (d sc_j dx) sum q xq - (dmin mn_j dx) sum xq     (integer sums: vpmaddubsw, vpmaddwd)
+static void rows_q4k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    const size_t nb = w->cols / 256;
+    for (size_t r = b; r < e; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + r * nb * 144;
+        size_t t0 = 0;
+        for (; t0 + KQ_TOKENS <= in->m; t0 += KQ_TOKENS) q4k_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS);
+        for (; t0 < in->m; t0++) q4k_tokens(y, ldy, in, row, nb, r, t0, 1);
+    }
+}
+
+// Q6_K: per 32 weights (one q8_0 group g of the activations, scale dx) with the 6-bit
+// q + 32 in 0..63 and two scales, one per 16 weights:
+//   y += (d sc_k dx) (sum (q + 32) xq - 32 sum xq)    over each 16 (integer sums)
+static inline __attribute__((always_inline)) void q6k_tokens(float *y, size_t ldy, const MatIn *in,
+                                                             const uint8_t *row, size_t nb,
+                                                             size_t r, size_t t0, size_t T) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    const size_t G = in->groups;
+    __m256 acc[KQ_TOKENS];
+    for (size_t t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    for (size_t blk = 0; blk < nb; blk++) {
+        const uint8_t *bp = row + blk * 210;
+        const int8_t *sc = (const int8_t *)(bp + 192);
+        const float d = f16_at(bp + 208);
+        for (int h = 0; h < 2; h++)
+            for (int s4 = 0; s4 < 4; s4++) {  // weights 128 h + 32 s4 .. + 31
+                __m256i ql = _mm256_loadu_si256((const __m256i *)(bp + 64 * h + 32 * (s4 % 2)));
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(bp + 128 + 32 * h));
+                if (s4 / 2) ql = _mm256_srli_epi16(ql, 4);
+                qh = _mm256_srli_epi16(qh, 2 * s4);
+                __m256i qu = _mm256_or_si256(_mm256_and_si256(ql, low4),
+                                             _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
+                const int k = (128 * h + 32 * s4) / 16;  // the first of two scales
+                // lanes 0-3 hold the first 16 weights' sums, lanes 4-7 the second's
+                const __m256 sc2 = _mm256_setr_m128(_mm_set1_ps(d * (float)sc[k]),
+                                                    _mm_set1_ps(d * (float)sc[k + 1]));
+                const size_t g = blk * 8 + (size_t)(4 * h + s4);
+                for (size_t t = 0; t < T; t++) {
+                    const size_t at = (t0 + t) * G + g;
+                    __m256i xq = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
+                    __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(qu, xq), ones16);
+                    __m256i xs = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xq), ones16);
+                    dot = _mm256_sub_epi32(dot, _mm256_slli_epi32(xs, 5));
+                    __m256 scale = _mm256_mul_ps(sc2, _mm256_set1_ps(in->qd[at]));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[t]);
+                }
+            }
+    }
+    for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = hsum8(acc[t]);
+}
+
+static void rows_q6k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    const size_t nb = w->cols / 256;
+    for (size_t r = b; r < e; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + r * nb * 210;
+        size_t t0 = 0;
+        for (; t0 + KQ_TOKENS <= in->m; t0 += KQ_TOKENS) q6k_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS);
+        for (; t0 < in->m; t0++) q6k_tokens(y, ldy, in, row, nb, r, t0, 1);
+    }
+}
+#endif
+
+#if !(defined(__AVX2__) && defined(__FMA__))
+// Q4_K and Q6_K without AVX2: kernels.c's formula on the prepared q8_0 form of x.
+static void rows_kq_plain(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b,
+                          size_t e) {
+    const size_t nb = w->cols / 256, bb = w->type == SL_Q4_K ? 144 : 210, G = in->groups;
+    for (size_t r = b; r < e; r++)
+        for (size_t t = 0; t < in->m; t++) {
+            const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
+            float acc = 0.0f;
+            for (size_t blk = 0; blk < nb; blk++) {
+                const uint8_t *bp = row + blk * bb;
+                for (int g = 0; g < 8; g++) {
+                    const int8_t *xq = in->q + (t * G + blk * 8 + (size_t)g) * Q8_GROUP;
+                    const float dx = in->qd[t * G + blk * 8 + (size_t)g];
+                    if (w->type == SL_Q4_K) {
+                        int sc, mn;
+                        ggml_scale_min_k4(bp + 4, g, &sc, &mn);
+                        int32_t dot = 0, sum = 0;
+                        for (int i = 0; i < 32; i++) {
+                            int q = (bp[16 + 32 * (g / 2) + i] >> (4 * (g % 2))) & 0x0F;
+                            dot += q * xq[i], sum += xq[i];
+                        }
+                        float d = fp16_to_f32((uint16_t)(bp[0] | bp[1] << 8));
+                        float dmin = fp16_to_f32((uint16_t)(bp[2] | bp[3] << 8));
+                        acc += (d * (float)sc * dx) * (float)dot - (dmin * (float)mn * dx) * (float)sum;
+                    } else {
+                        int h = g / 4, s4 = g % 4;
+                        float d = fp16_to_f32((uint16_t)(bp[208] | bp[209] << 8));
+                        for (int half = 0; half < 2; half++) {
+                            int32_t dot = 0;
+                            for (int l = 16 * half; l < 16 * half + 16; l++) {
+                                int lo = (bp[64 * h + 32 * (s4 % 2) + l] >> (4 * (s4 / 2))) & 0x0F;
+                                int hi = (bp[128 + 32 * h + l] >> (2 * s4)) & 3;
+                                dot += ((lo | hi << 4) - 32) * xq[l];
+                            }
+                            acc += (d * (float)(int8_t)bp[192 + 2 * g + half] * dx) * (float)dot;
+                        }
+                    }
+                }
+            }
+            y[t * ldy + r] = acc;
+        }
+}
+#endif
+
 typedef void (*RowsFn)(float *, size_t, const MatIn *, const Tensor *, size_t, size_t);
 
 static RowsFn rows_fn(int type) {
@@ -504,6 +670,13 @@ static RowsFn rows_fn(int type) {
     case SL_F16: return rows_f16;
     case SL_BF16: return rows_bf16;
     case SL_Q8_0: return rows_q8;
+#if defined(__AVX2__) && defined(__FMA__)
+    case SL_Q4_K: return rows_q4k;
+    case SL_Q6_K: return rows_q6k;
+#else
+    case SL_Q4_K:
+    case SL_Q6_K: return rows_kq_plain;
+#endif
     default: return rows_blocks;
     }
 }
@@ -512,6 +685,8 @@ static RowsFn rows_fn(int type) {
 // inputs
 
 static size_t padded_groups(size_t n) { return (q8_groups(n) + 1) / 2 * 2; }
+
+int matmul_needs_q8(int type) { return type == SL_Q8_0 || type == SL_Q4_K || type == SL_Q6_K; }
 
 size_t matmul_q8_bytes(size_t n, size_t m) {
     // per group: 32 quants, its scale, 8 copies of it, 8 correction lanes
@@ -597,7 +772,7 @@ static void job_run(void *arg, int thread, int n_threads) {
 }
 
 void matmul(Pool *pool, float *y, const MatIn *in, const Tensor *w) {
-    assert(w->cols == in->n && (w->type != SL_Q8_0 || in->q));
+    assert(w->cols == in->n && (!matmul_needs_q8(w->type) || in->q));
     if (w->rows == 0 || in->m == 0) return;
     Job j = {y, in, w, rows_fn(w->type)};
     pool_run(pool, job_run, &j);

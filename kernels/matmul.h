@@ -35,6 +35,10 @@ typedef struct {
     int32_t *qcorr;  // (m, groups, 8) -128 x the sum of each 4 quants (VNNI's u8 offset)
 } MatIn;
 
+// Does a weight of this type read the q8_0 form of its input (q8_0; and with AVX2, q4_k and
+// q6_k, whose kernels quantize activations as ggml does)?
+int matmul_needs_q8(int type);
+
 // Scratch bytes for the q8_0 form of m rows of n floats.
 size_t matmul_q8_bytes(size_t n, size_t m);
 

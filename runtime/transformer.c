@@ -51,7 +51,7 @@ int runstate_build(RunState *s, const Model *m, int kv_type) {
     size_t widest = dim > q_dim ? dim : q_dim;  // the widest matmul input
     if (hidden > widest) widest = hidden;
     int any_q8 = 0;
-    for (int t = 0; t < SL_T_COUNT; t++) any_q8 |= h->n_tensors && h->tensor_type[t] == SL_Q8_0;
+    for (int t = 0; t < SL_T_COUNT; t++) any_q8 |= h->n_tensors && matmul_needs_q8(h->tensor_type[t]);
     s->q8 = any_q8 ? malloc(matmul_q8_bytes(widest, B)) : NULL;
     s->rope_cos = calloc(rope, sizeof(float));
     s->rope_sin = calloc(rope, sizeof(float));
@@ -156,7 +156,8 @@ static void qkv_adjust(const SlHeader *h, const Weights *w, size_t l, float *q, 
 // The q8_0 scratch when one of the matrices that read an input is q8_0, else NULL (then
 // matmul_input does not quantize).
 static void *q8_for(const RunState *s, const Tensor *a, const Tensor *b, const Tensor *c) {
-    int q8 = a->type == SL_Q8_0 || (b && b->type == SL_Q8_0) || (c && c->type == SL_Q8_0);
+    int q8 = matmul_needs_q8(a->type) || (b && matmul_needs_q8(b->type)) ||
+             (c && matmul_needs_q8(c->type));
     return q8 ? s->q8 : NULL;
 }
 

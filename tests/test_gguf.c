@@ -813,12 +813,13 @@ Test(gguf, quantized_files_exact_as_f32) {
 }
 
 // By default Q4_0, Q4_K, Q5_K and Q6_K tensors keep ggml's blocks, bit for bit, and run
-// natively (activations in f32: the logits differ from the reference by summation order
-// only, measured 3.2e-6); a tensor whose layers differ in type (Q4_K_M's and Q5_K_M's wv and
-// w2) becomes q8_0, with a note, and brings q8_0's rounding (Q8_BOUND, measured 0.06).
+// natively. Q4_0 and Q5_K meet f32 activations; Q4_K and Q6_K quantize the activations to
+// q8_0 groups, as ggml does; a tensor whose layers differ in type (Q4_K_M's and Q5_K_M's wv
+// and w2) becomes q8_0, with a note. Every file has some tensor with q8_0 activations (the
+// Q4_0 file's embedding and classifier are Q6_K): q8_0's rounding, Q8_BOUND (measured
+// 0.05 to 0.09).
 Test(gguf, quantized_files_run_natively) {
-    const double bound[4] = {Q8_BOUND, Q8_BOUND, 1e-4, 1e-4};
-    for (int i = 0; i < 4; i++) check_logits_ref(QUANT_FILES[i][0], NULL, QUANT_FILES[i][1], bound[i]);
+    for (int i = 0; i < 4; i++) check_logits_ref(QUANT_FILES[i][0], NULL, QUANT_FILES[i][1], Q8_BOUND);
     char *o, *e;
     const char *out = tmp_file("q4km.slm");
     cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), fixture("tiny-q4_k_m.gguf"), out), 0);
