@@ -25,6 +25,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 size_t n = total < sizeof buf ? total : sizeof buf;
                 gguf_model_fill(&m, t, 0, buf, n);
                 gguf_model_fill(&m, t, total - n, buf, n);
+                if (dtype_ggml(m.header.tensor_type[t]) && lay.bytes[t]) {  // blocks kept as they are
+                    size_t rb = lay.bytes[t] < sizeof buf ? lay.bytes[t] : sizeof buf;
+                    gguf_model_raw(&m, t, 0, buf, rb);
+                    gguf_model_raw(&m, t, lay.bytes[t] - rb, buf, rb);
+                }
             }
         }
         gguf_model_close(&m);
