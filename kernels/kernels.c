@@ -94,48 +94,45 @@ void swiglu(float *h, const float *u, size_t n) {
     }
 }
 
-// Row r of a q4_k or q6_k matrix times x, with x quantized per group of 32 as q8_0 does
-// (quant.h), as ggml quantizes activations for these types:
-//   q4_k, per sub-block j of 32 (one group, scale dx):
-//     (d sc_j dx) sum_i q_i xq_i - (dmin mn_j dx) sum_i xq_i
-//   q6_k, per 16 weights k with scale sc_k (half a group):  (d sc_k dx) sum_i (q_i - 32) xq_i
-// with exact integer sums.
+float kquant_group(int type, const uint8_t *bp, int g, const int8_t *xq, float dx) {
+    if (type == SL_Q4_K) {
+        int sc, mn;
+        ggml_scale_min_k4(bp + 4, g, &sc, &mn);
+        int32_t dot = 0, sum = 0;
+        for (int i = 0; i < 32; i++) {
+            int q = (bp[16 + 32 * (g / 2) + i] >> (4 * (g % 2))) & 0x0F;
+            dot += q * xq[i], sum += xq[i];
+        }
+        float d = fp16_to_f32((uint16_t)(bp[0] | bp[1] << 8));
+        float dmin = fp16_to_f32((uint16_t)(bp[2] | bp[3] << 8));
+        return (d * (float)sc * dx) * (float)dot - (dmin * (float)mn * dx) * (float)sum;
+    }
+    int h = g / 4, s = g % 4;  // q6_k: weights 128 h + 32 s + l, as blocks.c's q6_k reads them
+    float d = fp16_to_f32((uint16_t)(bp[208] | bp[209] << 8)), acc = 0.0f;
+    for (int half = 0; half < 2; half++) {
+        int32_t dot = 0;
+        for (int l = 16 * half; l < 16 * half + 16; l++) {
+            int lo = (bp[64 * h + 32 * (s % 2) + l] >> (4 * (s / 2))) & 0x0F;
+            int hi = (bp[128 + 32 * h + l] >> (2 * s)) & 3;
+            dot += ((lo | hi << 4) - 32) * xq[l];
+        }
+        acc += (d * (float)(int8_t)bp[192 + 2 * g + half] * dx) * (float)dot;
+    }
+    return acc;
+}
+
+// Row r of a q4_k or q6_k matrix times x, x quantized group by group as q8_0 does.
 static float dot_k_quant(const Tensor *w, size_t r, const float *x) {
     size_t nb = w->cols / 256, bb = w->type == SL_Q4_K ? 144 : 210;
     const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
     float acc = 0.0f;
-    for (size_t b = 0; b < nb; b++) {
-        const uint8_t *bp = row + b * bb;
+    for (size_t b = 0; b < nb; b++)
         for (int g = 0; g < 8; g++) {  // group g: weights 32 g .. 32 g + 31 of the block
             int8_t xq[Q8_GROUP];
             float dx;
             q8_quantize_row(x + b * 256 + 32 * (size_t)g, Q8_GROUP, xq, &dx);
-            if (w->type == SL_Q4_K) {
-                int sc, mn;
-                ggml_scale_min_k4(bp + 4, g, &sc, &mn);
-                int32_t dot = 0, sum = 0;
-                for (int i = 0; i < 32; i++) {
-                    int q = (bp[16 + 32 * (g / 2) + i] >> (4 * (g % 2))) & 0x0F;
-                    dot += q * xq[i], sum += xq[i];
-                }
-                float d = fp16_to_f32((uint16_t)(bp[0] | bp[1] << 8));
-                float dmin = fp16_to_f32((uint16_t)(bp[2] | bp[3] << 8));
-                acc += (d * (float)sc * dx) * (float)dot - (dmin * (float)mn * dx) * (float)sum;
-            } else {  // q6_k: weights 128 h + 32 s + l, as blocks.c's q6_k reads them
-                int h = g / 4, s = g % 4;
-                float d = fp16_to_f32((uint16_t)(bp[208] | bp[209] << 8));
-                for (int half = 0; half < 2; half++) {
-                    int32_t dot = 0;
-                    for (int l = 16 * half; l < 16 * half + 16; l++) {
-                        int lo = (bp[64 * h + 32 * (s % 2) + l] >> (4 * (s / 2))) & 0x0F;
-                        int hi = (bp[128 + 32 * h + l] >> (2 * s)) & 3;
-                        dot += ((lo | hi << 4) - 32) * xq[l];
-                    }
-                    acc += (d * (float)(int8_t)bp[192 + 2 * g + half] * dx) * (float)dot;
-                }
-            }
+            acc += kquant_group(w->type, row + b * bb, g, xq, dx);
         }
-    }
     return acc;
 }
 

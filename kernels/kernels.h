@@ -26,6 +26,12 @@ void matvec(float *y, const float *x, const float *w, size_t n, size_t d);
 //         y_r = sum_g (d_w,g * d_x,g) * sum_i q_w,i * q_x,i   (an exact integer inner sum)
 void matvec_tensor(float *y, const float *x, const Tensor *w);
 
+// q4_k, q6_k: the contribution of group g (weights 32 g .. 32 g + 31) of the block at bp,
+// with the group's activations quantized as q8_0 (xq, scale dx):
+//   q4_k: (d sc_g dx) sum q xq - (dmin mn_g dx) sum xq
+//   q6_k: sum over its two 16s of (d sc dx) sum (q - 32) xq         (exact integer sums)
+float kquant_group(int type, const uint8_t *bp, int g, const int8_t *xq, float dx);
+
 // Softmax in place: x_i = exp(x_i - max x) / sum_j exp(x_j - max x).
 void softmax(float *x, size_t n);
 

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "kernels/blocks.h"
+#include "kernels/kernels.h"
 #include "kernels/quant.h"
 
 #if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
@@ -618,7 +619,7 @@ static void rows_q6k(float *y, size_t ldy, const MatIn *in, const Tensor *w, siz
 #endif
 
 #if !(defined(__AVX2__) && defined(__FMA__))
-// Q4_K and Q6_K without AVX2: kernels.c's formula on the prepared q8_0 form of x.
+// Q4_K and Q6_K without AVX2: the plain twin's kquant_group on the prepared q8_0 form of x.
 static void rows_kq_plain(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b,
                           size_t e) {
     const size_t nb = w->cols / 256, bb = w->type == SL_Q4_K ? 144 : 210, G = in->groups;
@@ -626,37 +627,11 @@ static void rows_kq_plain(float *y, size_t ldy, const MatIn *in, const Tensor *w
         for (size_t t = 0; t < in->m; t++) {
             const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
             float acc = 0.0f;
-            for (size_t blk = 0; blk < nb; blk++) {
-                const uint8_t *bp = row + blk * bb;
+            for (size_t blk = 0; blk < nb; blk++)
                 for (int g = 0; g < 8; g++) {
-                    const int8_t *xq = in->q + (t * G + blk * 8 + (size_t)g) * Q8_GROUP;
-                    const float dx = in->qd[t * G + blk * 8 + (size_t)g];
-                    if (w->type == SL_Q4_K) {
-                        int sc, mn;
-                        ggml_scale_min_k4(bp + 4, g, &sc, &mn);
-                        int32_t dot = 0, sum = 0;
-                        for (int i = 0; i < 32; i++) {
-                            int q = (bp[16 + 32 * (g / 2) + i] >> (4 * (g % 2))) & 0x0F;
-                            dot += q * xq[i], sum += xq[i];
-                        }
-                        float d = fp16_to_f32((uint16_t)(bp[0] | bp[1] << 8));
-                        float dmin = fp16_to_f32((uint16_t)(bp[2] | bp[3] << 8));
-                        acc += (d * (float)sc * dx) * (float)dot - (dmin * (float)mn * dx) * (float)sum;
-                    } else {
-                        int h = g / 4, s4 = g % 4;
-                        float d = fp16_to_f32((uint16_t)(bp[208] | bp[209] << 8));
-                        for (int half = 0; half < 2; half++) {
-                            int32_t dot = 0;
-                            for (int l = 16 * half; l < 16 * half + 16; l++) {
-                                int lo = (bp[64 * h + 32 * (s4 % 2) + l] >> (4 * (s4 / 2))) & 0x0F;
-                                int hi = (bp[128 + 32 * h + l] >> (2 * s4)) & 3;
-                                dot += ((lo | hi << 4) - 32) * xq[l];
-                            }
-                            acc += (d * (float)(int8_t)bp[192 + 2 * g + half] * dx) * (float)dot;
-                        }
-                    }
+                    const size_t at = t * G + blk * 8 + (size_t)g;
+                    acc += kquant_group(w->type, row + blk * bb, g, in->q + at * Q8_GROUP, in->qd[at]);
                 }
-            }
             y[t * ldy + r] = acc;
         }
 }
