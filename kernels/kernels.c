@@ -94,45 +94,50 @@ void swiglu(float *h, const float *u, size_t n) {
     }
 }
 
-float kquant_group(int type, const uint8_t *bp, int g, const int8_t *xq, float dx) {
+float kquant_block(int type, const uint8_t *bp, const int8_t *xq, float dx,
+                   const int16_t *bsums) {
+    int32_t isum = 0, corr = 0;
     if (type == SL_Q4_K) {
-        int sc, mn;
-        ggml_scale_min_k4(bp + 4, g, &sc, &mn);
-        int32_t dot = 0, sum = 0;
-        for (int i = 0; i < 32; i++) {
-            int q = (bp[16 + 32 * (g / 2) + i] >> (4 * (g % 2))) & 0x0F;
-            dot += q * xq[i], sum += xq[i];
+        for (int j = 0; j < 8; j++) {  // sub-block j: weights 32 j .. 32 j + 31
+            int sc, mn;
+            ggml_scale_min_k4(bp + 4, j, &sc, &mn);
+            int32_t dot = 0;
+            for (int i = 0; i < 32; i++)
+                dot += ((bp[16 + 32 * (j / 2) + i] >> (4 * (j % 2))) & 0x0F) * xq[32 * j + i];
+            isum += sc * dot;
+            corr += mn * (bsums[2 * j] + bsums[2 * j + 1]);
         }
         float d = fp16_to_f32((uint16_t)(bp[0] | bp[1] << 8));
         float dmin = fp16_to_f32((uint16_t)(bp[2] | bp[3] << 8));
-        return (d * (float)sc * dx) * (float)dot - (dmin * (float)mn * dx) * (float)sum;
+        return (d * dx) * (float)isum - (dmin * dx) * (float)corr;
     }
-    int h = g / 4, s = g % 4;  // q6_k: weights 128 h + 32 s + l, as blocks.c's q6_k reads them
-    float d = fp16_to_f32((uint16_t)(bp[208] | bp[209] << 8)), acc = 0.0f;
-    for (int half = 0; half < 2; half++) {
+    for (int k = 0; k < 16; k++) {  // q6_k, 16 weights 16 k .. per scale; q + 32 in 0..63
+        int h = k / 8, s = (k % 8) / 2;
         int32_t dot = 0;
-        for (int l = 16 * half; l < 16 * half + 16; l++) {
+        for (int l = 16 * (k % 2); l < 16 * (k % 2) + 16; l++) {
             int lo = (bp[64 * h + 32 * (s % 2) + l] >> (4 * (s / 2))) & 0x0F;
             int hi = (bp[128 + 32 * h + l] >> (2 * s)) & 3;
-            dot += ((lo | hi << 4) - 32) * xq[l];
+            dot += (lo | hi << 4) * xq[128 * h + 32 * s + l];
         }
-        acc += (d * (float)(int8_t)bp[192 + 2 * g + half] * dx) * (float)dot;
+        int sc = (int8_t)bp[192 + k];
+        isum += sc * dot;
+        corr += sc * bsums[k];
     }
-    return acc;
+    float d = fp16_to_f32((uint16_t)(bp[208] | bp[209] << 8));
+    return (d * dx) * (float)(isum - 32 * corr);
 }
 
-// Row r of a q4_k or q6_k matrix times x, x quantized group by group as q8_0 does.
+// Row r of a q4_k or q6_k matrix times x, x quantized block by block as q8k does.
 static float dot_k_quant(const Tensor *w, size_t r, const float *x) {
     size_t nb = w->cols / 256, bb = w->type == SL_Q4_K ? 144 : 210;
     const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
     float acc = 0.0f;
-    for (size_t b = 0; b < nb; b++)
-        for (int g = 0; g < 8; g++) {  // group g: weights 32 g .. 32 g + 31 of the block
-            int8_t xq[Q8_GROUP];
-            float dx;
-            q8_quantize_row(x + b * 256 + 32 * (size_t)g, Q8_GROUP, xq, &dx);
-            acc += kquant_group(w->type, row + b * bb, g, xq, dx);
-        }
+    for (size_t b = 0; b < nb; b++) {
+        int8_t xq[Q8K_BLOCK];
+        int16_t bsums[Q8K_BLOCK / 16];
+        float dx = q8k_quantize_block(x + b * Q8K_BLOCK, xq, bsums);
+        acc += kquant_block(w->type, row + b * bb, xq, dx, bsums);
+    }
     return acc;
 }
 

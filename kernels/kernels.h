@@ -19,18 +19,17 @@ void matvec(float *y, const float *x, const float *w, size_t n, size_t d);
 // The same for a weight matrix of any type: y (w->rows) = W @ x (w->cols).
 //   f16, bf16: each weight converted to f32, then as matvec.
 //   q4_0, q5_k: each block dequantized (blocks.h), then as matvec: activations stay f32.
-//   q4_k, q6_k: x quantized per group of 32 as for q8_0 (as ggml does for these types), then
-//         per sub-block (d sc dx) sum q xq - (dmin mn dx) sum xq, exact integer sums
-//         (kernels.c's dot_k_quant writes it out per type).
+//   q4_k, q6_k: x quantized per block of 256 (quant.h's q8k, ggml's Q8_K), then per block
+//         kquant_block's exact integer sums, scaled once.
 //   q8_0: per group g of 32, x quantized as quant.h says (d_x,g, q_x), then
 //         y_r = sum_g (d_w,g * d_x,g) * sum_i q_w,i * q_x,i   (an exact integer inner sum)
 void matvec_tensor(float *y, const float *x, const Tensor *w);
 
-// q4_k, q6_k: the contribution of group g (weights 32 g .. 32 g + 31) of the block at bp,
-// with the group's activations quantized as q8_0 (xq, scale dx):
-//   q4_k: (d sc_g dx) sum q xq - (dmin mn_g dx) sum xq
-//   q6_k: sum over its two 16s of (d sc dx) sum (q - 32) xq         (exact integer sums)
-float kquant_group(int type, const uint8_t *bp, int g, const int8_t *xq, float dx);
+// q4_k, q6_k: the block at bp (256 weights) times its activations quantized as q8k (xq,
+// scale dx, bsums), with integer sums over the sub-blocks and one scaling:
+//   q4_k: (d dx) sum_j sc_j (q . xq)_j - (dmin dx) sum_j mn_j (sum xq)_j     (j: 8 of 32)
+//   q6_k: (d dx) (sum_k sc_k ((q + 32) . xq)_k - 32 sum_k sc_k (sum xq)_k)   (k: 16 of 16)
+float kquant_block(int type, const uint8_t *bp, const int8_t *xq, float dx, const int16_t *bsums);
 
 // Softmax in place: x_i = exp(x_i - max x) / sum_j exp(x_j - max x).
 void softmax(float *x, size_t n);

@@ -499,16 +499,21 @@ static void rows_blocks(float *y, size_t ldy, const MatIn *in, const Tensor *w, 
 
 #if defined(__AVX2__) && defined(__FMA__)
 // Q4_K and Q6_K fused with the dot product, AVX2 (AVX-512 machines run it too), no
-// dequantized copy: the activations are quantized to q8_0 groups of 32 (matmul_input), as
-// ggml quantizes them to Q8_K, and each sub-block's dot product is an exact integer sum. The
+// dequantized copy: the activations are quantized per block of 256 (quant.h's q8k, as ggml's
+// Q8_K), and each block's sub-block dot products and scales are summed in integers
+// (vpmaddubsw, then vpmaddwd by the 6-bit scales); one float scaling per block, in
+// kernels.c's kquant_block order, so the result equals the plain twin's bit for bit. The
 // same operations for a (row, token) whatever the tokens beside it.
 
-#define KQ_TOKENS 4  // tokens that share one unpacked sub-block
+#define KQ_TOKENS 4  // tokens that share one unpacked block
 
-// Q4_K: per sub-block j of 32 weights, which is one q8_0 group g of the quantized
-// activations (in->q, scale dx):
-//   y += (d sc_j dx) sum q xq - (dmin mn_j dx) sum xq     (integer sums: vpmaddubsw, vpmaddwd)
-// Tokens t0 .. t0+T of row r (T constant after inlining: the accumulators stay in registers).
+static inline int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
 static inline __attribute__((always_inline)) float f16_at(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
@@ -519,42 +524,42 @@ static inline __attribute__((always_inline)) float f16_at(const uint8_t *p) {
 #endif
 }
 
+// Tokens t0 .. t0+T of row r (T constant after inlining: the sums stay in registers).
 static inline __attribute__((always_inline)) void q4k_tokens(float *y, size_t ldy, const MatIn *in,
                                                              const uint8_t *row, size_t nb,
                                                              size_t r, size_t t0, size_t T) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F), ones8 = _mm256_set1_epi8(1);
-    const __m256i ones16 = _mm256_set1_epi16(1);
-    const size_t G = in->groups;
-    __m256 acc[KQ_TOKENS], macc[KQ_TOKENS];
-    for (size_t t = 0; t < T; t++) acc[t] = macc[t] = _mm256_setzero_ps();
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const size_t n = in->n;
+    float acc[KQ_TOKENS] = {0};
     for (size_t blk = 0; blk < nb; blk++) {
         const uint8_t *bp = row + blk * 144, *qs = bp + 16;
-        const float d = f16_at(bp), dmin = f16_at(bp + 2);
+        int sc[8], mn[8];
+        for (int j = 0; j < 8; j++) ggml_scale_min_k4(bp + 4, j, &sc[j], &mn[j]);
+        __m256i isum[KQ_TOKENS];
+        for (size_t t = 0; t < T; t++) isum[t] = _mm256_setzero_si256();
         for (int j = 0; j < 8; j++) {
-            int sc, mn;
-            ggml_scale_min_k4(bp + 4, j, &sc, &mn);
-            const float dl = d * (float)sc, ml = dmin * (float)mn;
             __m256i qw = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));
             if (j % 2) qw = _mm256_srli_epi16(qw, 4);
             qw = _mm256_and_si256(qw, low4);
-            const size_t g = blk * 8 + (size_t)j;
+            const __m256i scv = _mm256_set1_epi16((int16_t)sc[j]);
             for (size_t t = 0; t < T; t++) {
-                const size_t at = (t0 + t) * G + g;
-                __m256i xq = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
-                __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(qw, xq), ones16);
-                __m256i xs = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xq), ones16);
-                const float dx = in->qd[at];
-                acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dl * dx), acc[t]);
-                macc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(xs), _mm256_set1_ps(ml * dx), macc[t]);
+                const int8_t *xq = in->kq + (t0 + t) * n + blk * 256 + 32 * (size_t)j;
+                __m256i p = _mm256_maddubs_epi16(qw, _mm256_loadu_si256((const __m256i *)xq));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scv));
             }
         }
+        const float d = f16_at(bp), dmin = f16_at(bp + 2);
+        for (size_t t = 0; t < T; t++) {
+            const int16_t *bs = in->kbs + (t0 + t) * (n / 16) + blk * 16;
+            int32_t corr = 0;
+            for (int j = 0; j < 8; j++) corr += mn[j] * (bs[2 * j] + bs[2 * j + 1]);
+            const float dx = in->kd[(t0 + t) * nb + blk];
+            acc[t] += (d * dx) * (float)hsum_i32(isum[t]) - (dmin * dx) * (float)corr;
+        }
     }
-    for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = hsum8(acc[t]) - hsum8(macc[t]);
+    for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[t];
 }
 
-// Q4_K: per sub-block j of 32 weights, which is one q8_0 group g of the quantized
-// activations (in->q, scale dx):
-//   y += (d sc_j dx) sum q xq - (dmin mn_j dx) sum xq     (integer sums: vpmaddubsw, vpmaddwd)
 static void rows_q4k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
     const size_t nb = w->cols / 256;
     for (size_t r = b; r < e; r++) {
@@ -565,46 +570,43 @@ static void rows_q4k(float *y, size_t ldy, const MatIn *in, const Tensor *w, siz
     }
 }
 
-// Q6_K: per 32 weights (one q8_0 group g of the activations, scale dx) with the 6-bit
-// q + 32 in 0..63 and two scales, one per 16 weights:
-//   y += (d sc_k dx) (sum (q + 32) xq - 32 sum xq)    over each 16 (integer sums)
 static inline __attribute__((always_inline)) void q6k_tokens(float *y, size_t ldy, const MatIn *in,
                                                              const uint8_t *row, size_t nb,
                                                              size_t r, size_t t0, size_t T) {
     const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
-    const __m256i ones8 = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
-    const size_t G = in->groups;
-    __m256 acc[KQ_TOKENS];
-    for (size_t t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
+    const size_t n = in->n;
+    float acc[KQ_TOKENS] = {0};
     for (size_t blk = 0; blk < nb; blk++) {
         const uint8_t *bp = row + blk * 210;
         const int8_t *sc = (const int8_t *)(bp + 192);
-        const float d = f16_at(bp + 208);
+        __m256i isum[KQ_TOKENS];
+        for (size_t t = 0; t < T; t++) isum[t] = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++)
-            for (int s4 = 0; s4 < 4; s4++) {  // weights 128 h + 32 s4 .. + 31
+            for (int s4 = 0; s4 < 4; s4++) {  // weights 128 h + 32 s4 .. + 31: scales k, k + 1
                 __m256i ql = _mm256_loadu_si256((const __m256i *)(bp + 64 * h + 32 * (s4 % 2)));
                 __m256i qh = _mm256_loadu_si256((const __m256i *)(bp + 128 + 32 * h));
                 if (s4 / 2) ql = _mm256_srli_epi16(ql, 4);
                 qh = _mm256_srli_epi16(qh, 2 * s4);
                 __m256i qu = _mm256_or_si256(_mm256_and_si256(ql, low4),
                                              _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
-                const int k = (128 * h + 32 * s4) / 16;  // the first of two scales
-                // lanes 0-3 hold the first 16 weights' sums, lanes 4-7 the second's
-                const __m256 sc2 = _mm256_setr_m128(_mm_set1_ps(d * (float)sc[k]),
-                                                    _mm_set1_ps(d * (float)sc[k + 1]));
-                const size_t g = blk * 8 + (size_t)(4 * h + s4);
+                const int k = 8 * h + 2 * s4;
+                const __m256i scv = _mm256_setr_m128i(_mm_set1_epi16(sc[k]), _mm_set1_epi16(sc[k + 1]));
                 for (size_t t = 0; t < T; t++) {
-                    const size_t at = (t0 + t) * G + g;
-                    __m256i xq = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
-                    __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(qu, xq), ones16);
-                    __m256i xs = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, xq), ones16);
-                    dot = _mm256_sub_epi32(dot, _mm256_slli_epi32(xs, 5));
-                    __m256 scale = _mm256_mul_ps(sc2, _mm256_set1_ps(in->qd[at]));
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[t]);
+                    const int8_t *xq = in->kq + (t0 + t) * n + blk * 256 + 128 * (size_t)h + 32 * (size_t)s4;
+                    __m256i p = _mm256_maddubs_epi16(qu, _mm256_loadu_si256((const __m256i *)xq));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scv));
                 }
             }
+        const float d = f16_at(bp + 208);
+        for (size_t t = 0; t < T; t++) {
+            const int16_t *bs = in->kbs + (t0 + t) * (n / 16) + blk * 16;
+            int32_t corr = 0;
+            for (int k = 0; k < 16; k++) corr += sc[k] * bs[k];
+            const float dx = in->kd[(t0 + t) * nb + blk];
+            acc[t] += (d * dx) * (float)(hsum_i32(isum[t]) - 32 * corr);
+        }
     }
-    for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = hsum8(acc[t]);
+    for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[t];
 }
 
 static void rows_q6k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
@@ -619,19 +621,17 @@ static void rows_q6k(float *y, size_t ldy, const MatIn *in, const Tensor *w, siz
 #endif
 
 #if !(defined(__AVX2__) && defined(__FMA__))
-// Q4_K and Q6_K without AVX2: the plain twin's kquant_group on the prepared q8_0 form of x.
+// Q4_K and Q6_K without AVX2: the plain twin's kquant_block on the prepared q8k form of x.
 static void rows_kq_plain(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b,
                           size_t e) {
-    const size_t nb = w->cols / 256, bb = w->type == SL_Q4_K ? 144 : 210, G = in->groups;
+    const size_t n = w->cols, nb = n / 256, bb = w->type == SL_Q4_K ? 144 : 210;
     for (size_t r = b; r < e; r++)
         for (size_t t = 0; t < in->m; t++) {
             const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
             float acc = 0.0f;
             for (size_t blk = 0; blk < nb; blk++)
-                for (int g = 0; g < 8; g++) {
-                    const size_t at = t * G + blk * 8 + (size_t)g;
-                    acc += kquant_group(w->type, row + blk * bb, g, in->q + at * Q8_GROUP, in->qd[at]);
-                }
+                acc += kquant_block(w->type, row + blk * bb, in->kq + t * n + blk * 256,
+                                    in->kd[t * nb + blk], in->kbs + t * (n / 16) + blk * 16);
             y[t * ldy + r] = acc;
         }
 }
@@ -664,8 +664,10 @@ static size_t padded_groups(size_t n) { return (q8_groups(n) + 1) / 2 * 2; }
 int matmul_needs_q8(int type) { return type == SL_Q8_0 || type == SL_Q4_K || type == SL_Q6_K; }
 
 size_t matmul_q8_bytes(size_t n, size_t m) {
-    // per group: 32 quants, its scale, 8 copies of it, 8 correction lanes
-    return m * padded_groups(n) * (Q8_GROUP + 9 * sizeof(float) + 8 * sizeof(int32_t));
+    // per group: 32 quants, its scale, 8 copies of it, 8 correction lanes; then room for the
+    // q8k form of any n' <= n: quants, a scale per 256 and a sum per 16
+    size_t k = m * (n / Q8K_BLOCK * sizeof(float) + n / 16 * sizeof(int16_t) + n);
+    return m * padded_groups(n) * (Q8_GROUP + 9 * sizeof(float) + 8 * sizeof(int32_t)) + k;
 }
 
 // One row of x into q8_0 form: quants (GP groups, zero padded), each scale spread over 8
@@ -720,6 +722,16 @@ void matmul_input(MatIn *in, const float *x, size_t n, size_t m, void *q8) {
         quantize_row(x + t * n, n, GP, in->q + t * GP * Q8_GROUP, in->qd + t * GP,
                      in->qscale + t * GP * 8, in->qcorr + t * GP * 8);
     }
+    if (n % Q8K_BLOCK) return;
+    size_t nb = n / Q8K_BLOCK;
+    in->kd = in->qd + m * GP;
+    in->kbs = (int16_t *)(in->kd + m * nb);
+    in->kq = (int8_t *)(in->kbs + m * (n / 16));
+    for (size_t t = 0; t < m; t++)
+        for (size_t b = 0; b < nb; b++)
+            in->kd[t * nb + b] = q8k_quantize_block(x + t * n + b * Q8K_BLOCK,
+                                                    in->kq + t * n + b * Q8K_BLOCK,
+                                                    in->kbs + t * (n / 16) + b * 16);
 }
 
 // ----------------------------------------------------------------------------
@@ -748,6 +760,7 @@ static void job_run(void *arg, int thread, int n_threads) {
 
 void matmul(Pool *pool, float *y, const MatIn *in, const Tensor *w) {
     assert(w->cols == in->n && (!matmul_needs_q8(w->type) || in->q));
+    assert(!(w->type == SL_Q4_K || w->type == SL_Q6_K) || in->kq);
     if (w->rows == 0 || in->m == 0) return;
     Job j = {y, in, w, rows_fn(w->type)};
     pool_run(pool, job_run, &j);

@@ -33,10 +33,14 @@ typedef struct {
     float *qd;       // (m, groups) each group's scale
     float *qscale;   // (m, groups, 8) the same, each repeated for 8 SIMD lanes
     int32_t *qcorr;  // (m, groups, 8) -128 x the sum of each 4 quants (VNNI's u8 offset)
+    // for q4_k and q6_k (n a multiple of 256): quant.h's q8k form, or NULL
+    int8_t *kq;      // (m, n) quants
+    float *kd;       // (m, n / 256) each block's scale
+    int16_t *kbs;    // (m, n / 16) each 16 quants' sum
 } MatIn;
 
-// Does a weight of this type read the q8_0 form of its input (q8_0; and with AVX2, q4_k and
-// q6_k, whose kernels quantize activations as ggml does)?
+// Does a weight of this type read a quantized form of its input (q8_0; q4_k and q6_k, which
+// quantize activations per block of 256 as ggml does)?
 int matmul_needs_q8(int type);
 
 // Scratch bytes for the q8_0 form of m rows of n floats.

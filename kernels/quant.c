@@ -66,3 +66,16 @@ void q8_quantize_row_f16(const float *x, size_t n, int8_t *q, uint16_t *scale) {
         scale[g] = f32_to_fp16(quantize_group(x + g * Q8_GROUP, len, q + g * Q8_GROUP));
     }
 }
+
+float q8k_quantize_block(const float *x, int8_t *q, int16_t *bsums) {
+    float amax = 0.0f;
+    for (size_t i = 0; i < Q8K_BLOCK; i++) amax = fmaxf(amax, fabsf(x[i]));
+    float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+    for (size_t i = 0; i < Q8K_BLOCK; i++) q[i] = (int8_t)lrintf(x[i] * id);
+    for (size_t k = 0; k < Q8K_BLOCK / 16; k++) {
+        int s = 0;
+        for (size_t i = 0; i < 16; i++) s += q[16 * k + i];
+        bsums[k] = (int16_t)s;
+    }
+    return d;
+}
