@@ -661,7 +661,9 @@ static RowsFn rows_fn(int type) {
 
 static size_t padded_groups(size_t n) { return (q8_groups(n) + 1) / 2 * 2; }
 
-int matmul_needs_q8(int type) { return type == SL_Q8_0 || type == SL_Q4_K || type == SL_Q6_K; }
+int matmul_input_forms(int type) {
+    return type == SL_Q8_0 ? MATMUL_Q8_0 : type == SL_Q4_K || type == SL_Q6_K ? MATMUL_Q8_K : 0;
+}
 
 size_t matmul_q8_bytes(size_t n, size_t m) {
     // per group: 32 quants, its scale, 8 copies of it, 8 correction lanes; then room for the
@@ -710,21 +712,24 @@ static void quantize_row(const float *x, size_t n, size_t GP, int8_t *q, float *
     }
 }
 
-void matmul_input(MatIn *in, const float *x, size_t n, size_t m, void *q8) {
+void matmul_input(MatIn *in, const float *x, size_t n, size_t m, void *q8, int forms) {
     size_t GP = padded_groups(n);
     *in = (MatIn){.x = x, .n = n, .m = m, .groups = GP};
-    if (!q8) return;
-    in->q = q8;
-    in->qscale = (float *)(in->q + m * GP * Q8_GROUP);
-    in->qcorr = (int32_t *)(in->qscale + m * GP * 8);
-    in->qd = (float *)(in->qcorr + m * GP * 8);
-    for (size_t t = 0; t < m; t++) {
-        quantize_row(x + t * n, n, GP, in->q + t * GP * Q8_GROUP, in->qd + t * GP,
-                     in->qscale + t * GP * 8, in->qcorr + t * GP * 8);
+    if (!forms) return;
+    assert(q8);
+    int8_t *q = q8;
+    float *qscale = (float *)(q + m * GP * Q8_GROUP);
+    int32_t *qcorr = (int32_t *)(qscale + m * GP * 8);
+    float *qd = (float *)(qcorr + m * GP * 8);
+    if (forms & MATMUL_Q8_0) {
+        in->q = q, in->qscale = qscale, in->qcorr = qcorr, in->qd = qd;
+        for (size_t t = 0; t < m; t++)
+            quantize_row(x + t * n, n, GP, in->q + t * GP * Q8_GROUP, in->qd + t * GP,
+                         in->qscale + t * GP * 8, in->qcorr + t * GP * 8);
     }
-    if (n % Q8K_BLOCK) return;
+    if (!(forms & MATMUL_Q8_K) || n % Q8K_BLOCK) return;
     size_t nb = n / Q8K_BLOCK;
-    in->kd = in->qd + m * GP;
+    in->kd = qd + m * GP;
     in->kbs = (int16_t *)(in->kd + m * nb);
     in->kq = (int8_t *)(in->kbs + m * (n / 16));
     for (size_t t = 0; t < m; t++)
@@ -759,8 +764,9 @@ static void job_run(void *arg, int thread, int n_threads) {
 }
 
 void matmul(Pool *pool, float *y, const MatIn *in, const Tensor *w) {
-    assert(w->cols == in->n && (!matmul_needs_q8(w->type) || in->q));
-    assert(!(w->type == SL_Q4_K || w->type == SL_Q6_K) || in->kq);
+    assert(w->cols == in->n);
+    assert(!(matmul_input_forms(w->type) & MATMUL_Q8_0) || in->q);
+    assert(!(matmul_input_forms(w->type) & MATMUL_Q8_K) || in->kq);
     if (w->rows == 0 || in->m == 0) return;
     Job j = {y, in, w, rows_fn(w->type)};
     pool_run(pool, job_run, &j);

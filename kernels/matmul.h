@@ -39,16 +39,19 @@ typedef struct {
     int16_t *kbs;    // (m, n / 16) each 16 quants' sum
 } MatIn;
 
-// Does a weight of this type read a quantized form of its input (q8_0; q4_k and q6_k, which
-// quantize activations per block of 256 as ggml does)?
-int matmul_needs_q8(int type);
+// The quantized forms of its input that a weight of this type reads: MATMUL_Q8_0 (q8_0),
+// MATMUL_Q8_K (q4_k and q6_k, which quantize activations per block of 256 as ggml does), or 0.
+#define MATMUL_Q8_0 1
+#define MATMUL_Q8_K 2
+int matmul_input_forms(int type);
 
 // Scratch bytes for the q8_0 form of m rows of n floats.
 size_t matmul_q8_bytes(size_t n, size_t m);
 
-// Describes x (m, n) as a matmul input. q8: matmul_q8_bytes(n, m) bytes to quantize x
-// into (needed when any weight it meets is q8_0), or NULL.
-void matmul_input(MatIn *in, const float *x, size_t n, size_t m, void *q8);
+// Describes x (m, n) as a matmul input, quantized into the forms asked for (the OR of
+// matmul_input_forms of the weights it meets; 0: none) in q8: matmul_q8_bytes(n, m) bytes,
+// or NULL when forms is 0.
+void matmul_input(MatIn *in, const float *x, size_t n, size_t m, void *q8, int forms);
 
 // Y (m, d) = X (m, n) @ W (d, n)^T for a weight matrix of any type (w->cols == n,
 // d = w->rows): row i of Y is the matvec of row i of X. Threaded over rows of W, tiled

@@ -51,7 +51,7 @@ int runstate_build(RunState *s, const Model *m, int kv_type) {
     size_t widest = dim > q_dim ? dim : q_dim;  // the widest matmul input
     if (hidden > widest) widest = hidden;
     int any_q8 = 0;
-    for (int t = 0; t < SL_T_COUNT; t++) any_q8 |= h->n_tensors && matmul_needs_q8(h->tensor_type[t]);
+    for (int t = 0; t < SL_T_COUNT; t++) any_q8 |= h->n_tensors && matmul_input_forms(h->tensor_type[t]);
     s->q8 = any_q8 ? malloc(matmul_q8_bytes(widest, B)) : NULL;
     s->rope_cos = calloc(rope, sizeof(float));
     s->rope_sin = calloc(rope, sizeof(float));
@@ -153,12 +153,10 @@ static void qkv_adjust(const SlHeader *h, const Weights *w, size_t l, float *q, 
     }
 }
 
-// The q8_0 scratch when one of the matrices that read an input is q8_0, else NULL (then
-// matmul_input does not quantize).
-static void *q8_for(const RunState *s, const Tensor *a, const Tensor *b, const Tensor *c) {
-    int q8 = matmul_needs_q8(a->type) || (b && matmul_needs_q8(b->type)) ||
-             (c && matmul_needs_q8(c->type));
-    return q8 ? s->q8 : NULL;
+// The quantized forms of an input that the matrices reading it need (matmul_input_forms).
+static int forms_of(const Tensor *a, const Tensor *b, const Tensor *c) {
+    return matmul_input_forms(a->type) | (b ? matmul_input_forms(b->type) : 0) |
+           (c ? matmul_input_forms(c->type) : 0);
 }
 
 // Runs n <= batch tokens at pos0... Writes the logits of every token to all_logits
@@ -186,7 +184,7 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
             rmsnorm(s->xb + i * dim, s->x + i * dim, w->rms_att + l * dim, dim, eps);
         Tensor wq = tensor_layer(&w->wq, l, L), wk = tensor_layer(&w->wk, l, L);
         Tensor wv = tensor_layer(&w->wv, l, L), wo = tensor_layer(&w->wo, l, L);
-        matmul_input(&in, s->xb, dim, n, q8_for(s, &wq, &wk, &wv));
+        matmul_input(&in, s->xb, dim, n, s->q8, forms_of(&wq, &wk, &wv));
         matmul(pool, s->q, &in, &wq);
         matmul(pool, s->k, &in, &wk);
         matmul(pool, s->v, &in, &wv);
@@ -208,7 +206,7 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
         float *rec = t->sink ? s->att_rec : NULL;  // recording: the kernel's weights, to the sink
         attention_prefill_rec(pool, &shape, s->ao, s->q, kc, vc, pos0, n, s->attn_scratch, rec, seq);
         if (rec) t->sink(t->sink_ctx, l, pos0, n, rec, seq);
-        matmul_input(&in, s->ao, q_dim, n, q8_for(s, &wo, NULL, NULL));
+        matmul_input(&in, s->ao, q_dim, n, s->q8, forms_of(&wo, NULL, NULL));
         matmul(pool, s->xb2, &in, &wo);
         for (size_t i = 0; i < n * dim; i++) s->x[i] += s->xb2[i];
 
@@ -217,11 +215,11 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
             rmsnorm(s->xb + i * dim, s->x + i * dim, w->rms_ffn + l * dim, dim, eps);
         Tensor w1 = tensor_layer(&w->w1, l, L), w2 = tensor_layer(&w->w2, l, L);
         Tensor w3 = tensor_layer(&w->w3, l, L);
-        matmul_input(&in, s->xb, dim, n, q8_for(s, &w1, &w3, NULL));
+        matmul_input(&in, s->xb, dim, n, s->q8, forms_of(&w1, &w3, NULL));
         matmul(pool, s->hb, &in, &w1);
         matmul(pool, s->hb2, &in, &w3);
         swiglu(s->hb, s->hb2, n * hidden);
-        matmul_input(&in, s->hb, hidden, n, q8_for(s, &w2, NULL, NULL));
+        matmul_input(&in, s->hb, hidden, n, s->q8, forms_of(&w2, NULL, NULL));
         matmul(pool, s->xb2, &in, &w2);
         for (size_t i = 0; i < n * dim; i++) s->x[i] += s->xb2[i];
     }
@@ -229,7 +227,7 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
     size_t first = all_logits ? 0 : n - 1;
     for (size_t i = first; i < n; i++)
         rmsnorm(s->x + i * dim, s->x + i * dim, w->rms_final, dim, eps);
-    matmul_input(&in, s->x + first * dim, dim, n - first, q8_for(s, &w->wcls, NULL, NULL));
+    matmul_input(&in, s->x + first * dim, dim, n - first, s->q8, forms_of(&w->wcls, NULL, NULL));
     matmul(pool, all_logits ? all_logits : s->logits, &in, &w->wcls);
 }
 

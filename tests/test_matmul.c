@@ -78,12 +78,13 @@ static Tensor make_tensor(int type, const float *w, size_t n, size_t d, void *ds
     return t;
 }
 
-// A matmul input with its q8_0 form (always prepared: it must not matter for float types).
+// A matmul input with both quantized forms (always prepared: it must not matter for the types
+// that read neither).
 static MatIn make_input(const float *x, size_t n, size_t m, void **q8) {
     *q8 = malloc(matmul_q8_bytes(n, m));
     cr_assert_not_null(*q8);
     MatIn in;
-    matmul_input(&in, x, n, m, *q8);
+    matmul_input(&in, x, n, m, *q8, MATMUL_Q8_0 | MATMUL_Q8_K);
     return in;
 }
 
