@@ -3,15 +3,6 @@
 // of f32 operations.
 #include "kernels/blocks.h"
 
-#include <string.h>
-
-#include "kernels/quant.h"
-
-static float f16_at(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-    return fp16_to_f32(h);
-}
 
 int ggml_block_info(uint32_t type, size_t *elems, size_t *bytes) {
     static const struct { uint32_t type; size_t elems, bytes; } info[] = {
@@ -31,7 +22,7 @@ int ggml_block_info(uint32_t type, size_t *elems, size_t *bytes) {
 // Q4_0, Q4_1, Q5_0, Q5_1: weight j < 16 is the low nibble of qs[j], weight j + 16 the high
 // one; Q5's fifth bit of weight j is bit j of the 32-bit qh.
 static void legacy(const uint8_t *b, float *y, int has_min, int five) {
-    float d = f16_at(b), m = has_min ? f16_at(b + 2) : 0.0f;
+    float d = ggml_f16(b), m = has_min ? ggml_f16(b + 2) : 0.0f;
     const uint8_t *p = b + (has_min ? 4 : 2);
     uint32_t qh = 0;
     if (five) memcpy(&qh, p, 4), p += 4;
@@ -45,7 +36,7 @@ static void legacy(const uint8_t *b, float *y, int has_min, int five) {
 // Q2_K: scales[16], qs[64], d, dmin. Weight k: half h = k / 128, plane s = (k % 128) / 32,
 // l = k % 32: q = (qs[32 h + l] >> 2 s) & 3; sub-block k / 16.
 static void q2_k(const uint8_t *b, float *y) {
-    float d = f16_at(b + 80), dmin = f16_at(b + 82);
+    float d = ggml_f16(b + 80), dmin = ggml_f16(b + 82);
     for (int k = 0; k < 256; k++) {
         int sc = b[k / 16], q = (b[16 + 32 * (k / 128) + k % 32] >> (2 * ((k % 128) / 32))) & 3;
         float dl = d * (float)(sc & 0x0F), ml = dmin * (float)(sc >> 4);
@@ -58,7 +49,7 @@ static void q2_k(const uint8_t *b, float *y) {
 // Weight k: q as Q2_K's, minus 4 where bit k / 32 of hmask[k % 32] is clear.
 static void q3_k(const uint8_t *b, float *y) {
     const uint8_t *hm = b, *qs = b + 32, *s = b + 96;
-    float d = f16_at(b + 108);
+    float d = ggml_f16(b + 108);
     for (int k = 0; k < 256; k++) {
         int i = k / 16;
         int lo = i < 8 ? s[i] & 0x0F : s[i - 8] >> 4, hi = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
@@ -74,7 +65,7 @@ static void q3_k(const uint8_t *b, float *y) {
 // (Loops with constant strides, so that the compiler vectorizes them: dequantization is the
 // inner loop of the block types' matmul.)
 static void q45_k(const uint8_t *b, float *y, int five) {
-    float d = f16_at(b), dmin = f16_at(b + 2);
+    float d = ggml_f16(b), dmin = ggml_f16(b + 2);
     const uint8_t *s = b + 4, *qh = b + 16, *qs = b + (five ? 48 : 16);
     for (int j = 0; j < 8; j++) {
         int sc, mn;
@@ -96,7 +87,7 @@ static void q45_k(const uint8_t *b, float *y, int five) {
 // (qh[32 h + l] >> 2 s) & 3; minus 32; scale k / 16.
 static void q6_k(const uint8_t *b, float *y) {
     const int8_t *sc = (const int8_t *)(b + 192);
-    float d = f16_at(b + 208);
+    float d = ggml_f16(b + 208);
     for (int h = 0; h < 2; h++)
         for (int s = 0; s < 4; s++) {
             const uint8_t *ql = b + 64 * h + 32 * (s % 2), *qh = b + 128 + 32 * h;
@@ -122,7 +113,7 @@ void ggml_dequantize(uint32_t type, const uint8_t *src, size_t n_blocks, float *
         case GGML_TYPE_Q5_0: legacy(src, out, 0, 1); break;
         case GGML_TYPE_Q5_1: legacy(src, out, 1, 1); break;
         case GGML_TYPE_Q8_0: {
-            float d = f16_at(src);
+            float d = ggml_f16(src);
             for (int j = 0; j < 32; j++) out[j] = (float)(int8_t)src[2 + j] * d;
             break;
         }

@@ -25,6 +25,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "kernels/quant.h"
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
 
 // ggml type ids (GGUF tensor infos).
 enum ggml_type {
@@ -37,6 +43,17 @@ enum ggml_type {
 // Is type one of the block types above (Q4_0 .. Q6_K)? If so, sets its weights per block and
 // bytes per block.
 int ggml_block_info(uint32_t type, size_t *elems, size_t *bytes);
+
+// The f16 (a block's d, dmin) at p, unaligned, as f32: exact either way.
+static inline float ggml_f16(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    return fp16_to_f32(h);
+#endif
+}
 
 // Q4_K and Q5_K: the 6-bit scale and min of sub-block j (0..7) from a block's 12 packed
 // scale bytes.

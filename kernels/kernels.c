@@ -107,8 +107,7 @@ float kquant_block(int type, const uint8_t *bp, const int8_t *xq, float dx,
             isum += sc * dot;
             corr += mn * (bsums[2 * j] + bsums[2 * j + 1]);
         }
-        float d = fp16_to_f32((uint16_t)(bp[0] | bp[1] << 8));
-        float dmin = fp16_to_f32((uint16_t)(bp[2] | bp[3] << 8));
+        float d = ggml_f16(bp), dmin = ggml_f16(bp + 2);
         return (d * dx) * (float)isum - (dmin * dx) * (float)corr;
     }
     for (int k = 0; k < 16; k++) {  // q6_k, 16 weights 16 k .. per scale; q + 32 in 0..63
@@ -123,8 +122,7 @@ float kquant_block(int type, const uint8_t *bp, const int8_t *xq, float dx,
         isum += sc * dot;
         corr += sc * bsums[k];
     }
-    float d = fp16_to_f32((uint16_t)(bp[208] | bp[209] << 8));
-    return (d * dx) * (float)(isum - 32 * corr);
+    return (ggml_f16(bp + 208) * dx) * (float)(isum - 32 * corr);
 }
 
 // Row r of a q4_k or q6_k matrix times x, x quantized block by block as q8k does.

@@ -514,16 +514,6 @@ static inline int32_t hsum_i32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-static inline __attribute__((always_inline)) float f16_at(const uint8_t *p) {
-    uint16_t h;
-    memcpy(&h, p, 2);
-#if defined(__F16C__)
-    return _cvtsh_ss(h);
-#else
-    return fp16_to_f32(h);
-#endif
-}
-
 // Tokens t0 .. t0+T of row r (T constant after inlining: the sums stay in registers).
 static inline __attribute__((always_inline)) void q4k_tokens(float *y, size_t ldy, const MatIn *in,
                                                              const uint8_t *row, size_t nb,
@@ -548,7 +538,7 @@ static inline __attribute__((always_inline)) void q4k_tokens(float *y, size_t ld
                 isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scv));
             }
         }
-        const float d = f16_at(bp), dmin = f16_at(bp + 2);
+        const float d = ggml_f16(bp), dmin = ggml_f16(bp + 2);
         for (size_t t = 0; t < T; t++) {
             const int16_t *bs = in->kbs + (t0 + t) * (n / 16) + blk * 16;
             int32_t corr = 0;
@@ -558,16 +548,6 @@ static inline __attribute__((always_inline)) void q4k_tokens(float *y, size_t ld
         }
     }
     for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[t];
-}
-
-static void rows_q4k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
-    const size_t nb = w->cols / 256;
-    for (size_t r = b; r < e; r++) {
-        const uint8_t *row = (const uint8_t *)w->data + r * nb * 144;
-        size_t t0 = 0;
-        for (; t0 + KQ_TOKENS <= in->m; t0 += KQ_TOKENS) q4k_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS);
-        for (; t0 < in->m; t0++) q4k_tokens(y, ldy, in, row, nb, r, t0, 1);
-    }
 }
 
 static inline __attribute__((always_inline)) void q6k_tokens(float *y, size_t ldy, const MatIn *in,
@@ -597,7 +577,7 @@ static inline __attribute__((always_inline)) void q6k_tokens(float *y, size_t ld
                     isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scv));
                 }
             }
-        const float d = f16_at(bp + 208);
+        const float d = ggml_f16(bp + 208);
         for (size_t t = 0; t < T; t++) {
             const int16_t *bs = in->kbs + (t0 + t) * (n / 16) + blk * 16;
             int32_t corr = 0;
@@ -609,14 +589,30 @@ static inline __attribute__((always_inline)) void q6k_tokens(float *y, size_t ld
     for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[t];
 }
 
-static void rows_q6k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
-    const size_t nb = w->cols / 256;
+// Rows b .. e of a q4_k or q6_k matrix (type constant after inlining), KQ_TOKENS tokens at a
+// time, then one at a time.
+static inline __attribute__((always_inline)) void rows_kq(float *y, size_t ldy, const MatIn *in,
+                                                          const Tensor *w, size_t b, size_t e,
+                                                          int type) {
+    const size_t nb = w->cols / 256, bb = type == SL_Q4_K ? 144 : 210;
     for (size_t r = b; r < e; r++) {
-        const uint8_t *row = (const uint8_t *)w->data + r * nb * 210;
-        size_t t0 = 0;
-        for (; t0 + KQ_TOKENS <= in->m; t0 += KQ_TOKENS) q6k_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS);
-        for (; t0 < in->m; t0++) q6k_tokens(y, ldy, in, row, nb, r, t0, 1);
+        const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
+        for (size_t t0 = 0; t0 < in->m;) {
+            size_t T = in->m - t0 >= KQ_TOKENS ? KQ_TOKENS : 1;
+            if (type == SL_Q4_K && T == KQ_TOKENS) q4k_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS);
+            else if (type == SL_Q4_K) q4k_tokens(y, ldy, in, row, nb, r, t0, 1);
+            else if (T == KQ_TOKENS) q6k_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS);
+            else q6k_tokens(y, ldy, in, row, nb, r, t0, 1);
+            t0 += T;
+        }
     }
+}
+
+static void rows_q4k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_kq(y, ldy, in, w, b, e, SL_Q4_K);
+}
+static void rows_q6k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_kq(y, ldy, in, w, b, e, SL_Q6_K);
 }
 #endif
 

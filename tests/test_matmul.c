@@ -232,17 +232,25 @@ Test(matmul, rows_writes_only_its_range) {
     free(x), free(wf), free(y), free(ref), free(q8);
 }
 
-// Weights ending right at an inaccessible page: the tails must not read past the end.
-// Small integer values make every type exact, and every sum exact in any order.
-Test(matmul, tails_stay_in_bounds) {
+// 64 writable pages followed by as many inaccessible ones: *bytes is the writable size, and
+// mem + *bytes the first byte that faults. munmap(mem, 2 * *bytes) when done.
+static char *guarded(size_t *bytes) {
     long page = sysconf(_SC_PAGESIZE);
     int fd = open("/dev/zero", O_RDWR);
     cr_assert(page > 0 && fd >= 0);
-    size_t bytes = 64 * (size_t)page;
-    char *mem = mmap(NULL, 2 * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    *bytes = 64 * (size_t)page;
+    char *mem = mmap(NULL, 2 * *bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     close(fd);
     cr_assert(mem != MAP_FAILED);
-    cr_assert_eq(mprotect(mem + bytes, bytes, PROT_NONE), 0);
+    cr_assert_eq(mprotect(mem + *bytes, *bytes, PROT_NONE), 0);
+    return mem;
+}
+
+// Weights ending right at an inaccessible page: the tails must not read past the end.
+// Small integer values make every type exact, and every sum exact in any order.
+Test(matmul, tails_stay_in_bounds) {
+    size_t bytes;
+    char *mem = guarded(&bytes);
     rng_state = 7;
     static const size_t shapes[][3] = {{1, 1, 1}, {17, 5, 3}, {33, 9, 6}, {255, 7, 9}, {31, 4, 4},
                                        {96, 3, 5}, {40, 1, 1}};
@@ -382,14 +390,8 @@ Test(matmul, block_types_match_reference_and_are_deterministic) {
 
 // A block tensor ending at an inaccessible page: no read past its last block.
 Test(matmul, block_types_stay_in_bounds) {
-    long page = sysconf(_SC_PAGESIZE);
-    int fd = open("/dev/zero", O_RDWR);
-    cr_assert(page > 0 && fd >= 0);
-    size_t bytes = 64 * (size_t)page;
-    char *mem = mmap(NULL, 2 * bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-    close(fd);
-    cr_assert(mem != MAP_FAILED);
-    cr_assert_eq(mprotect(mem + bytes, bytes, PROT_NONE), 0);
+    size_t bytes;
+    char *mem = guarded(&bytes);
     rng_state = 77;
     for (int ti = 0; ti < 4; ti++) {
         size_t n = 512, d = 3, m = 2, wb = tensor_bytes(BLOCK_TYPES[ti], d, n);
