@@ -738,8 +738,9 @@ static int piece_read(void *ctx, const void *src, size_t first, size_t n, float 
 // Sets pc to rows row0 .. row0 + rows - 1 of GGUF tensor `fmt` (layer l), checked for
 // presence, type and shape: ne[0] = cols, ne[1] = total rows (a vector of total when cols is
 // 0). halves as in Piece. Returns 0, or -1 after a message.
-static int gguf_piece(const GgufModel *m, Piece *pc, const char *fmt, size_t l, size_t total,
+static int gguf_piece(void *ctx, Piece *pc, const char *fmt, size_t l, size_t total,
                       size_t cols, size_t row0, size_t rows, size_t halves) {
+    const GgufModel *m = ctx;
     char name[96];
     snprintf(name, sizeof name, fmt, l);
     const GgufTensor *x = gguf_find_tensor(&m->g, name);
@@ -867,72 +868,19 @@ static int read_hparams(GgufModel *m) {
     return 0;
 }
 
-// GGUF names of our tensors (%zu: the layer).
-static const char *const gguf_names[SL_T_COUNT_V1] = {
-    "token_embd.weight", "blk.%zu.attn_norm.weight", "blk.%zu.attn_q.weight",
-    "blk.%zu.attn_k.weight", "blk.%zu.attn_v.weight", "blk.%zu.attn_output.weight",
-    "blk.%zu.ffn_norm.weight", "blk.%zu.ffn_gate.weight", "blk.%zu.ffn_down.weight",
-    "blk.%zu.ffn_up.weight", "output_norm.weight", "output.weight",
-};
-
-// The pieces of our tensor t for each layer. Phi-3 fuses q, k and v into attn_qkv, and gate
+// GGUF names of our tensors (%zu: the layer). Phi-3 fuses q, k and v into attn_qkv, and gate
 // and up into ffn_up (gate rows first).
-static int gguf_map(GgufModel *m, const SlLayout *lay, int t) {
-    const SlHeader *h = &m->header;
-    size_t L = t == SL_T_EMBED || t == SL_T_RMS_FINAL || t == SL_T_CLS || t == SL_T_ROPE_FREQS
-                   ? 1 : (size_t)h->n_layers;
-    size_t hd = (size_t)h->head_dim, qd = (size_t)h->n_heads * hd;
-    size_t kvd = (size_t)h->n_kv_heads * hd, dim = (size_t)h->dim, ff = (size_t)h->hidden_dim;
-    size_t hv = archs[m->arch].halves ? hd : 0;  // q and k in halves order
-    size_t np = t == SL_T_BQKV ? 3 : t == SL_T_QK_NORM ? 2 : 1;
-    Piece *pc = pieces_alloc(&m->pieces, t, L, np);
-    if (!pc) {
-        fprintf(stderr, "%s: out of memory\n", m->g.path);
-        return -1;
-    }
-    m->pieces.per_layer[t] = lay->rows[t] / L * lay->cols[t];
-    int fused_qkv = gguf_find_tensor(&m->g, "blk.0.attn_qkv.weight") != NULL;
-    int fused_up = !gguf_find_tensor(&m->g, "blk.0.ffn_gate.weight");
-    for (size_t l = 0; l < L; l++, pc += np) {
-        int r;
-        switch (t) {
-        case SL_T_RMS_ATT: case SL_T_RMS_FFN: case SL_T_RMS_FINAL:
-            r = gguf_piece(m, pc, gguf_names[t], l, dim, 0, 0, dim, 0);
-            break;
-        case SL_T_WQ: case SL_T_WK: case SL_T_WV: {
-            size_t rows = t == SL_T_WQ ? qd : kvd, halves = t == SL_T_WV ? 0 : hv;
-            size_t row0 = t == SL_T_WQ ? 0 : t == SL_T_WK ? qd : qd + kvd;
-            r = fused_qkv ? gguf_piece(m, pc, "blk.%zu.attn_qkv.weight", l, qd + 2 * kvd, dim, row0,
-                                       rows, halves)
-                          : gguf_piece(m, pc, gguf_names[t], l, rows, dim, 0, rows, halves);
-            break;
-        }
-        case SL_T_W1: case SL_T_W3:
-            r = fused_up ? gguf_piece(m, pc, gguf_names[SL_T_W3], l, 2 * ff, dim,
-                                      t == SL_T_W1 ? 0 : ff, ff, 0)
-                         : gguf_piece(m, pc, gguf_names[t], l, ff, dim, 0, ff, 0);
-            break;
-        case SL_T_BQKV:
-            r = gguf_piece(m, &pc[0], "blk.%zu.attn_q.bias", l, qd, 0, 0, qd, hv) ||
-                gguf_piece(m, &pc[1], "blk.%zu.attn_k.bias", l, kvd, 0, 0, kvd, hv) ||
-                gguf_piece(m, &pc[2], "blk.%zu.attn_v.bias", l, kvd, 0, 0, kvd, 0);
-            break;
-        case SL_T_QK_NORM:
-            r = gguf_piece(m, &pc[0], "blk.%zu.attn_q_norm.weight", l, hd, 0, 0, hd, hv) ||
-                gguf_piece(m, &pc[1], "blk.%zu.attn_k_norm.weight", l, hd, 0, 0, hd, hv);
-            break;
-        case SL_T_ROPE_FREQS:
-            r = gguf_piece(m, pc, "rope_freqs.weight", l, hd / 2, 0, 0, hd / 2, 0);
-            break;
-        default: {  // embedding, wo, w2, classifier
-            size_t rows = lay->rows[t] / L, cols = lay->cols[t];
-            r = gguf_piece(m, pc, gguf_names[t], l, rows, cols, 0, rows, 0);
-        }
-        }
-        if (r) return -1;
-    }
-    return 0;
-}
+static const PieceNames gguf_names = {
+    .tensor = {"token_embd.weight", "blk.%zu.attn_norm.weight", "blk.%zu.attn_q.weight",
+               "blk.%zu.attn_k.weight", "blk.%zu.attn_v.weight", "blk.%zu.attn_output.weight",
+               "blk.%zu.ffn_norm.weight", "blk.%zu.ffn_gate.weight", "blk.%zu.ffn_down.weight",
+               "blk.%zu.ffn_up.weight", "output_norm.weight", "output.weight"},
+    .qkv = "blk.%zu.attn_qkv.weight",
+    .gate_up = "blk.%zu.ffn_up.weight",
+    .bias = {"blk.%zu.attn_q.bias", "blk.%zu.attn_k.bias", "blk.%zu.attn_v.bias"},
+    .qk_norm = {"blk.%zu.attn_q_norm.weight", "blk.%zu.attn_k_norm.weight"},
+    .rope_freqs = "rope_freqs.weight",
+};
 
 static int map_tensors(GgufModel *m) {
     SlHeader *h = &m->header;
@@ -951,13 +899,17 @@ static int map_tensors(GgufModel *m) {
     if (model_layout(h, &lay, path) != MODEL_OK) return -1;
     m->pieces.read = piece_read;
     m->pieces.ctx = &m->g;
+    PieceNames names = gguf_names;
+    names.fused_qkv = gguf_find_tensor(&m->g, "blk.0.attn_qkv.weight") != NULL;
+    names.fused_up = !gguf_find_tensor(&m->g, "blk.0.ffn_gate.weight");
+    names.halves = archs[m->arch].halves ? (size_t)h->head_dim : 0;
     int wt = SL_F32;
     uint32_t converted[16];  // the GGUF types without a native type of ours, seen so far
     size_t n_conv = 0;
     char mixed[160] = "";    // tensors stored as q8_0 from block types
     for (int t = 0; t < SL_T_COUNT; t++) {
         if (!lay.bytes[t]) continue;
-        if (gguf_map(m, &lay, t) != 0) return -1;
+        if (pieces_map(&m->pieces, t, h, &lay, &names, gguf_piece, m) != 0) return -1;
         // the GGUF type of every piece: kept where we store it (f32, f16, bf16, q8_0, and the
         // blocks of q4_0, q4_k, q5_k, q6_k); q8_0 for other block types and for block types
         // that differ by layer (Q4_K_M's); f32 where other types differ

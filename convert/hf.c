@@ -289,32 +289,32 @@ done:
     return rc;
 }
 
-// Hugging Face names of our tensors; %d is the layer. Phi-3 fuses wq, wk and wv into
+// Hugging Face names of our tensors; %zu is the layer. Phi-3 fuses wq, wk and wv into
 // qkv_proj, and w1 and w3 into gate_up_proj; Qwen2's biases and Qwen3's norms are per
-// projection.
-static const char *const hf_names[SL_T_COUNT_V1] = {
-    "model.embed_tokens.weight", "model.layers.%d.input_layernorm.weight",
-    "model.layers.%d.self_attn.q_proj.weight", "model.layers.%d.self_attn.k_proj.weight",
-    "model.layers.%d.self_attn.v_proj.weight", "model.layers.%d.self_attn.o_proj.weight",
-    "model.layers.%d.post_attention_layernorm.weight", "model.layers.%d.mlp.gate_proj.weight",
-    "model.layers.%d.mlp.down_proj.weight", "model.layers.%d.mlp.up_proj.weight",
-    "model.norm.weight", "lm_head.weight"};
-#define HF_QKV "model.layers.%d.self_attn.qkv_proj.weight"
-#define HF_GATE_UP "model.layers.%d.mlp.gate_up_proj.weight"
-static const char *const hf_bias[3] = {"model.layers.%d.self_attn.q_proj.bias",
-                                       "model.layers.%d.self_attn.k_proj.bias",
-                                       "model.layers.%d.self_attn.v_proj.bias"};
-static const char *const hf_qk_norm[2] = {"model.layers.%d.self_attn.q_norm.weight",
-                                          "model.layers.%d.self_attn.k_norm.weight"};
+// projection. Hugging Face keeps q and k in halves order.
+static const PieceNames hf_names = {
+    .tensor = {"model.embed_tokens.weight", "model.layers.%zu.input_layernorm.weight",
+               "model.layers.%zu.self_attn.q_proj.weight", "model.layers.%zu.self_attn.k_proj.weight",
+               "model.layers.%zu.self_attn.v_proj.weight", "model.layers.%zu.self_attn.o_proj.weight",
+               "model.layers.%zu.post_attention_layernorm.weight",
+               "model.layers.%zu.mlp.gate_proj.weight", "model.layers.%zu.mlp.down_proj.weight",
+               "model.layers.%zu.mlp.up_proj.weight", "model.norm.weight", "lm_head.weight"},
+    .qkv = "model.layers.%zu.self_attn.qkv_proj.weight",
+    .gate_up = "model.layers.%zu.mlp.gate_up_proj.weight",
+    .bias = {"model.layers.%zu.self_attn.q_proj.bias", "model.layers.%zu.self_attn.k_proj.bias",
+             "model.layers.%zu.self_attn.v_proj.bias"},
+    .qk_norm = {"model.layers.%zu.self_attn.q_norm.weight",
+                "model.layers.%zu.self_attn.k_norm.weight"},
+};
 
 static int st_piece_read(void *ctx, const void *src, size_t first, size_t n, float *out) {
     return st_read_f32(ctx, src, first, n, out);
 }
 
-// Sets pc to rows row0.. of tensor `name` (layer l), which must be (total, cols) (a vector
-// of total when cols is 0); halves as in Piece. Returns 0, or -1 after a message.
-static int hf_piece(HfModel *m, Piece *pc, const char *fmt, int l, size_t total, size_t cols,
+// PieceFind (pieces.h) over the safetensors files; ctx is an HfModel.
+static int hf_piece(void *ctx, Piece *pc, const char *fmt, size_t l, size_t total, size_t cols,
                     size_t row0, size_t rows, size_t halves) {
+    HfModel *m = ctx;
     char name[160];
     snprintf(name, sizeof name, fmt, l);
     const StTensor *s = st_find(&m->st, name);
@@ -341,71 +341,26 @@ static int hf_piece(HfModel *m, Piece *pc, const char *fmt, int l, size_t total,
     return 0;
 }
 
-// The pieces of our tensor t, each layer, from the family's names.
-static int hf_map(HfModel *m, int t) {
-    const SlHeader *h = &m->header;
-    int L = t == SL_T_EMBED || t == SL_T_RMS_FINAL || t == SL_T_CLS ? 1 : h->n_layers;
-    size_t hd = (size_t)h->head_dim, qd = (size_t)h->n_heads * hd;
-    size_t kvd = (size_t)h->n_kv_heads * hd, dim = (size_t)h->dim, ff = (size_t)h->hidden_dim;
-    size_t np = t == SL_T_BQKV ? 3 : t == SL_T_QK_NORM ? 2 : 1;
-    Piece *pc = pieces_alloc(&m->pieces, t, (size_t)L, np);
-    if (!pc) {
-        fprintf(stderr, "%s: out of memory\n", m->dir);
-        return -1;
-    }
-    m->pieces.per_layer[t] = m->layout.rows[t] / (size_t)L * m->layout.cols[t];
-    int phi3 = m->family == HF_PHI3;
-    for (int l = 0; l < L; l++, pc += np) {
-        int r;
-        switch (t) {
-        case SL_T_RMS_ATT: case SL_T_RMS_FFN: case SL_T_RMS_FINAL:
-            r = hf_piece(m, pc, hf_names[t], l, dim, 0, 0, dim, 0);
-            break;
-        case SL_T_WQ: case SL_T_WK: case SL_T_WV: {  // Phi-3: rows of qkv_proj
-            size_t rows = t == SL_T_WQ ? qd : kvd, halves = t == SL_T_WV ? 0 : hd;
-            size_t row0 = t == SL_T_WQ ? 0 : t == SL_T_WK ? qd : qd + kvd;
-            r = phi3 ? hf_piece(m, pc, HF_QKV, l, qd + 2 * kvd, dim, row0, rows, halves)
-                     : hf_piece(m, pc, hf_names[t], l, rows, dim, 0, rows, halves);
-            break;
-        }
-        case SL_T_W1: case SL_T_W3:  // Phi-3: gate_up_proj, gate rows first
-            r = phi3 ? hf_piece(m, pc, HF_GATE_UP, l, 2 * ff, dim, t == SL_T_W1 ? 0 : ff, ff, 0)
-                     : hf_piece(m, pc, hf_names[t], l, ff, dim, 0, ff, 0);
-            break;
-        case SL_T_BQKV:
-            r = hf_piece(m, &pc[0], hf_bias[0], l, qd, 0, 0, qd, hd) ||
-                hf_piece(m, &pc[1], hf_bias[1], l, kvd, 0, 0, kvd, hd) ||
-                hf_piece(m, &pc[2], hf_bias[2], l, kvd, 0, 0, kvd, 0);
-            break;
-        case SL_T_QK_NORM:
-            r = hf_piece(m, &pc[0], hf_qk_norm[0], l, hd, 0, 0, hd, hd) ||
-                hf_piece(m, &pc[1], hf_qk_norm[1], l, hd, 0, 0, hd, hd);
-            break;
-        default: {  // embedding, wo, w2, classifier: (rows, cols) as they are
-            size_t rows = m->layout.rows[t] / (size_t)L, cols = m->layout.cols[t];
-            r = hf_piece(m, pc, hf_names[t], l, rows, cols, 0, rows, 0);
-        }
-        }
-        if (r) return -1;
-    }
-    return 0;
-}
-
 int hf_open(HfModel *m, const char *dir) {
     memset(m, 0, sizeof *m);
     m->dir = dir;
     if (read_config(&m->header, &m->family, dir) != 0) return -1;
     if (st_open_dir(&m->st, dir) != 0) return -1;
     SlHeader *h = &m->header;
-    if (!(h->flags & SL_FLAG_SHARED_CLASSIFIER) && !st_find(&m->st, hf_names[SL_T_CLS]))
+    if (!(h->flags & SL_FLAG_SHARED_CLASSIFIER) && !st_find(&m->st, hf_names.tensor[SL_T_CLS]))
         h->flags |= SL_FLAG_SHARED_CLASSIFIER;  // no lm_head: the embedding is the classifier
     char cfg_path[4096];
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
     if (model_layout(h, &m->layout, cfg_path) != MODEL_OK) goto fail;
     m->pieces.read = st_piece_read;
     m->pieces.ctx = &m->st;
+    PieceNames names = hf_names;
+    names.fused_qkv = names.fused_up = m->family == HF_PHI3;
+    names.halves = (size_t)h->head_dim;
     for (int t = 0; t < SL_T_COUNT; t++)
-        if (m->layout.bytes[t] && hf_map(m, t) != 0) goto fail;
+        if (m->layout.bytes[t] &&
+            pieces_map(&m->pieces, t, h, &m->layout, &names, hf_piece, m) != 0)
+            goto fail;
     return 0;
 fail:
     hf_close(m);

@@ -68,3 +68,55 @@ int pieces_fill_raw(const Pieces *p, int t, size_t offset, void *buf, size_t n, 
     }
     return 0;
 }
+
+int pieces_map(Pieces *p, int t, const SlHeader *h, const SlLayout *lay, const PieceNames *nm,
+               PieceFind find, void *ctx) {
+    size_t L = t == SL_T_EMBED || t == SL_T_RMS_FINAL || t == SL_T_CLS || t == SL_T_ROPE_FREQS
+                   ? 1 : (size_t)h->n_layers;
+    size_t hd = (size_t)h->head_dim, qd = (size_t)h->n_heads * hd;
+    size_t kvd = (size_t)h->n_kv_heads * hd, dim = (size_t)h->dim, ff = (size_t)h->hidden_dim;
+    size_t hv = nm->halves, np = t == SL_T_BQKV ? 3 : t == SL_T_QK_NORM ? 2 : 1;
+    Piece *pc = pieces_alloc(p, t, L, np);
+    if (!pc) {
+        fprintf(stderr, "out of memory for the pieces of tensor %s\n", tensor_name(t));
+        return -1;
+    }
+    p->per_layer[t] = lay->rows[t] / L * lay->cols[t];
+    for (size_t l = 0; l < L; l++, pc += np) {
+        int r;
+        switch (t) {
+        case SL_T_RMS_ATT: case SL_T_RMS_FFN: case SL_T_RMS_FINAL:
+            r = find(ctx, pc, nm->tensor[t], l, dim, 0, 0, dim, 0);
+            break;
+        case SL_T_WQ: case SL_T_WK: case SL_T_WV: {  // fused: rows of one q, k, v matrix
+            size_t rows = t == SL_T_WQ ? qd : kvd, halves = t == SL_T_WV ? 0 : hv;
+            size_t row0 = t == SL_T_WQ ? 0 : t == SL_T_WK ? qd : qd + kvd;
+            r = nm->fused_qkv ? find(ctx, pc, nm->qkv, l, qd + 2 * kvd, dim, row0, rows, halves)
+                              : find(ctx, pc, nm->tensor[t], l, rows, dim, 0, rows, halves);
+            break;
+        }
+        case SL_T_W1: case SL_T_W3:  // fused: gate rows, then up rows
+            r = nm->fused_up ? find(ctx, pc, nm->gate_up, l, 2 * ff, dim, t == SL_T_W1 ? 0 : ff, ff, 0)
+                             : find(ctx, pc, nm->tensor[t], l, ff, dim, 0, ff, 0);
+            break;
+        case SL_T_BQKV:
+            r = find(ctx, &pc[0], nm->bias[0], l, qd, 0, 0, qd, hv) ||
+                find(ctx, &pc[1], nm->bias[1], l, kvd, 0, 0, kvd, hv) ||
+                find(ctx, &pc[2], nm->bias[2], l, kvd, 0, 0, kvd, 0);
+            break;
+        case SL_T_QK_NORM:
+            r = find(ctx, &pc[0], nm->qk_norm[0], l, hd, 0, 0, hd, hv) ||
+                find(ctx, &pc[1], nm->qk_norm[1], l, hd, 0, 0, hd, hv);
+            break;
+        case SL_T_ROPE_FREQS:
+            r = find(ctx, pc, nm->rope_freqs, l, hd / 2, 0, 0, hd / 2, 0);
+            break;
+        default: {  // embedding, wo, w2, classifier: (rows, cols) as they are
+            size_t rows = lay->rows[t] / L, cols = lay->cols[t];
+            r = find(ctx, pc, nm->tensor[t], l, rows, cols, 0, rows, 0);
+        }
+        }
+        if (r) return -1;
+    }
+    return 0;
+}

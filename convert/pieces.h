@@ -35,6 +35,27 @@ typedef struct {
     void *ctx;
 } Pieces;
 
+// A reader's names of the source tensors (format strings, %zu the layer) and its layout.
+typedef struct {
+    const char *tensor[SL_T_COUNT_V1];  // our tensors 0 .. 11, one source each
+    const char *qkv, *gate_up;          // fused q, k, v rows and gate, up rows (or NULL)
+    const char *bias[3], *qk_norm[2], *rope_freqs;
+    int fused_qkv, fused_up;            // does this model use the fused sources?
+    size_t halves;                      // q and k (rows, biases, norms) in halves order of
+                                        // this head_dim; 0: already in ours
+} PieceNames;
+
+// Finds source `fmt` of layer l, checks that it is (total, cols) (a vector of total when cols
+// is 0) of a type the reader reads, and sets pc to its rows row0 .. row0 + rows - 1. Returns
+// 0, or -1 after a message naming the file and the tensor.
+typedef int (*PieceFind)(void *ctx, Piece *pc, const char *fmt, size_t l, size_t total,
+                         size_t cols, size_t row0, size_t rows, size_t halves);
+
+// The pieces of our tensor t (a layout lay of header h) from a reader's sources: the same for
+// Hugging Face and GGUF, only the names differ. Returns 0, or -1 after a message.
+int pieces_map(Pieces *p, int t, const SlHeader *h, const SlLayout *lay, const PieceNames *nm,
+               PieceFind find, void *ctx);
+
 // Room for tensor t: layers x n pieces, zeroed. Returns the array, or NULL out of memory.
 Piece *pieces_alloc(Pieces *p, int t, size_t layers, size_t n);
 void pieces_free(Pieces *p);
