@@ -33,14 +33,17 @@ static void usage(FILE *f) {
             "       export [--dtype <type>] --random <shape> [--seed N] <out.bin>\n"
             "Converts a llama2.c legacy (v0) fp32 checkpoint and its tokenizer.bin into one\n"
             "searchlight model file (tokenizer embedded), or a GGUF of architecture llama, qwen2,\n"
-            "qwen3 or phi3 (v2/v3; F32, F16, BF16, Q8_0, and Q4_0 .. Q6_K converted to q8_0;\n"
-            "default --dtype: the GGUF's own types),\n"
+            "qwen3 or phi3 (v2/v3; F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K kept as they\n"
+            "are, other block types converted to q8_0; default --dtype: the GGUF's own types),\n"
             "or a Hugging Face directory of Llama, Mistral, Qwen2, Qwen3 or Phi3 ...ForCausalLM\n"
             "(safetensors F32/F16/BF16, tokenizer.json), or writes a model of a known shape with\n"
             "deterministic pseudo-random weights, for benchmarks.\n"
             "Options:\n"
             "  --dtype <type>      type of the matrices, embedding and classifier included:\n"
-            "                      " DTYPE_CHOICES " (default f32); norm weights stay f32\n"
+            "                      " DTYPE_CHOICES " (default f32); norm weights stay f32.\n"
+            "                      The block types need rows of whole blocks (32 for q4_0, 256\n"
+            "                      for the K types), else q8_0; q4_k_m: q4_k, with q6_k for the\n"
+            "                      classifier and some layers' wv and w2 (llama.cpp's Q4_K_M)\n"
             "  --tokenizer <path>  the llama2.c tokenizer.bin that goes with the checkpoint\n"
             "  --random <shape>    stories15M, stories42M, stories110M, tinyllama-1.1B,\n"
             "                      llama3.2-1B, qwen2.5-0.5B or qwen3-0.6B\n"
@@ -68,10 +71,45 @@ static int sniff(const char *path, uint8_t *buf, size_t cap, size_t *n) {
     return 0;
 }
 
+// One line naming the type of each matrix, when they are not all weight_type: for example
+// "  types: q4_k (token_embedding, wq, ...), q6_k (classifier), by layer q4_k/q6_k (wv, w2)".
+static void print_types(const SlHeader *c, const SlLayout *lay) {
+    int differ = 0;
+    for (int t = 0; t < SL_T_COUNT; t++)
+        differ |= lay->bytes[t] && !tensor_is_f32(t) && c->tensor_type[t] != c->weight_type;
+    if (!differ) return;
+    printf("  types:");
+    const char *sep = " ";
+    for (int ty = 0; ty <= SL_TYPE_PER_LAYER; ty++) {
+        int first = 1;
+        for (int t = 0; t < SL_T_COUNT; t++) {
+            if (!lay->bytes[t] || tensor_is_f32(t) || c->tensor_type[t] != ty) continue;
+            if (first && ty == SL_TYPE_PER_LAYER) {  // the types its layers use
+                printf("%sby layer ", sep);
+                const char *slash = "";
+                for (int d = 0; d < SL_DTYPE_COUNT; d++) {
+                    int used = 0;
+                    for (int u = 0; u < SL_T_COUNT; u++)
+                        for (int l = 0; lay->layer_type[u] && l < c->n_layers; l++)
+                            used |= lay->layer_type[u][l] == d;
+                    if (used) printf("%s%s", slash, dtype_name(d)), slash = "/";
+                }
+                printf(" (");
+            } else if (first) {
+                printf("%s%s (", sep, dtype_name(ty));
+            }
+            printf("%s%s", first ? "" : ", ", tensor_name(t));
+            first = 0;
+        }
+        if (!first) printf(")"), sep = ", ";
+    }
+    putchar('\n');
+}
+
 static void print_summary(const char *in, const char *kind, const char *out, const SlHeader *c,
-                          const Tokenizer *tok, size_t bytes) {
+                          const uint8_t *layer_types, const Tokenizer *tok, size_t bytes) {
     SlLayout lay;
-    model_layout(c, &lay, out);  // already validated by the writer
+    model_layout(c, layer_types, &lay, out);  // already validated by the writer
     printf("%s: %s\n", in, kind);
     printf("  dim %d, hidden %d, layers %d, heads %d, kv heads %d, head_dim %d\n", c->dim,
            c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->head_dim);
@@ -100,6 +138,7 @@ static void print_summary(const char *in, const char *kind, const char *out, con
     }
     printf("  %zu parameters, %s weights, f32 norms\n", layout_params(&lay),
            dtype_name((int)c->weight_type));
+    print_types(c, &lay);
     printf("wrote %s: %zu bytes (%s)\n", out, bytes, dtype_name((int)c->weight_type));
 }
 
@@ -107,17 +146,31 @@ static void print_summary(const char *in, const char *kind, const char *out, con
 // the tensor types that h already states. kind names the input's format and architecture.
 static int write_converted(const char *in, const char *kind, const char *out, SlHeader h,
                            int dtype, const Tokenizer *tok, const TensorData *src) {
-    if (dtype >= 0) convert_set_types(&h, dtype);
+    TensorData from = *src;  // with --dtype, every value is converted from f32
+    uint8_t *types = NULL;
+    if (dtype >= 0) {
+        types = malloc(7 * (size_t)(h.n_layers > 0 ? h.n_layers : 1));
+        if (!types || convert_set_types(&h, dtype, types, in) != 0) {
+            if (!types) fprintf(stderr, "%s: out of memory\n", in);
+            free(types);
+            return 1;
+        }
+        from.raw = NULL, from.layer_types = types;
+    }
     Converter cv;
-    if (converter_init(&cv, &h, src, in) != 0) return 1;
-    TensorData td = {.fill = convert_fill, .ctx = &cv};
+    if (converter_init(&cv, &h, &from, in) != 0) {
+        free(types);
+        return 1;
+    }
+    TensorData td = {.fill = convert_fill, .ctx = &cv, .layer_types = from.layer_types};
     size_t written = 0;
     int rc = model_write(out, h, tok, &td, &written) == 0 ? 0 : 1;
     converter_free(&cv);
     if (rc == 0) {
         h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(tok, model_version(&h, tok));
-        print_summary(in, kind, out, &h, tok, written);
+        print_summary(in, kind, out, &h, td.layer_types, tok, written);
     }
+    free(types);
     return rc;
 }
 
@@ -138,8 +191,9 @@ static int export_llama2c(const char *in, const char *tok_path, int dtype, const
     return rc;
 }
 
-// dtype -1: each matrix keeps its GGUF type (F32, F16, BF16, Q8_0), so nothing is lost, or
-// becomes q8_0 from the block types we have no kernels for (Q4_0 .. Q6_K).
+// dtype -1: each matrix keeps its GGUF type (F32, F16, BF16, Q8_0, and the blocks of Q4_0, Q4_K,
+// Q5_K and Q6_K, by layer where they differ), so nothing is lost, or becomes q8_0 from the block
+// types we have no kernels for (Q4_1, Q5_0, Q5_1, Q2_K, Q3_K).
 // window >= 0 sets the sliding window, which llama.cpp's converter drops for Mistral.
 static int export_gguf(const char *in, int dtype, long window, const char *out) {
     GgufModel g;
@@ -155,7 +209,8 @@ static int export_gguf(const char *in, int dtype, long window, const char *out) 
             printf("wrote %s: %zu bytes (tokenizer only)\n", out, written);
         }
     } else {
-        TensorData src = {.fill = gguf_model_fill, .raw = gguf_model_raw, .ctx = &g};
+        TensorData src = {.fill = gguf_model_fill, .raw = gguf_model_raw, .ctx = &g,
+                          .layer_types = g.layer_types};
         if (window >= 0) g.header.sliding_window = (int32_t)window;
         char kind[64];
         snprintf(kind, sizeof kind, "GGUF %s", gguf_arch_name(&g));
@@ -193,7 +248,7 @@ static int export_random(const char *shape, uint64_t seed, int dtype, const char
     if (synth_tokenizer(&tok, h.vocab_size) != TOK_OK) return 1;
     h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(&tok, model_version(&h, &tok));
     SynthCtx ctx = {.seed = seed};
-    model_layout(&h, &ctx.layout, out);  // a known shape: valid
+    model_layout(&h, NULL, &ctx.layout, out);  // a known shape: valid
     TensorData src = {.fill = synth_fill, .ctx = &ctx};
     int rc = write_converted(shape, "random weights", out, h, dtype, &tok, &src);
     tokenizer_free(&tok);

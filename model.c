@@ -9,9 +9,11 @@
 #include "kernels/blocks.h"
 #include "kernels/quant.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -75,27 +77,33 @@ size_t tensor_bytes(int dtype, size_t rows, size_t cols) {
     }
 }
 
+// The bytes of layer l of an n_layers-stacked tensor of (layer) type `type` start here.
+static size_t layer_start(const Tensor *t, size_t l, size_t rows) {
+    if (!t->layer_type) {  // one type: l layers before it
+        switch (t->type) {
+        case SL_F32: return l * rows * t->cols * 4;
+        case SL_F16: case SL_BF16: return l * rows * t->cols * 2;
+        case SL_Q8_0: return l * rows * q8_groups(t->cols) * Q8_GROUP;  // the quants
+        default: return l * rows * block_row_bytes(t->type, t->cols);
+        }
+    }
+    size_t at = 0;  // per-layer types: each earlier layer whole
+    for (size_t k = 0; k < l; k++) at += tensor_bytes(t->layer_type[k], rows, t->cols);
+    return at;
+}
+
 Tensor tensor_layer(const Tensor *t, size_t l, size_t n_layers) {
     Tensor v = *t;
     v.rows = t->rows / n_layers;
-    size_t first = l * v.rows;  // the layer's first row
-    const uint8_t *base = t->data;
-    switch (t->type) {
-    case SL_F32: v.data = base + first * t->cols * 4; break;
-    case SL_F16:
-    case SL_BF16: v.data = base + first * t->cols * 2; break;
-    case SL_Q4_0: case SL_Q4_K: case SL_Q5_K: case SL_Q6_K:
-        v.data = base + first * block_row_bytes(t->type, t->cols);
-        break;
-    default:
-        v.data = base + first * q8_groups(t->cols) * Q8_GROUP;
-        v.scales = t->scales + first * q8_groups(t->cols);
-    }
+    v.data = (const uint8_t *)t->data + layer_start(t, l, v.rows);
+    if (t->layer_type) v.type = t->layer_type[l], v.layer_type = NULL;
+    if (v.type == SL_Q8_0) v.scales = t->scales + l * v.rows * q8_groups(t->cols);
     return v;
 }
 
 void tensor_row(const Tensor *t, size_t r, float *out) {
     size_t n = t->cols;
+    assert(!t->layer_type);  // a caller's bug: take tensor_layer first
     switch (t->type) {
     case SL_F32: memcpy(out, (const float *)t->data + r * n, n * sizeof(float)); break;
     case SL_F16:
@@ -123,6 +131,12 @@ int tensor_is_f32(int t) {
     return t == SL_T_RMS_ATT || t == SL_T_RMS_FFN || t == SL_T_RMS_FINAL || t >= SL_T_COUNT_V1;
 }
 
+// Is t a matrix stacked by layer (one that may have a type per layer)?
+static int layered_matrix(int t) {
+    return t == SL_T_WQ || t == SL_T_WK || t == SL_T_WV || t == SL_T_WO || t == SL_T_W1 ||
+           t == SL_T_W2 || t == SL_T_W3;
+}
+
 // Is optional tensor t in a file with header h?
 static int tensor_present(const SlHeader *h, int t) {
     if (t >= (int)h->n_tensors) return 0;
@@ -146,7 +160,14 @@ static int tensor_present(const SlHeader *h, int t) {
         return MODEL_ERR_DIMS;                  \
     } while (0)
 
-int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
+size_t model_layer_types_bytes(const SlHeader *h) {
+    size_t n = 0;
+    for (int t = 0; t < SL_T_COUNT && h->n_layers > 0; t++)
+        if (t < (int)h->n_tensors && h->tensor_type[t] == SL_TYPE_PER_LAYER) n += (size_t)h->n_layers;
+    return n;
+}
+
+int model_layout(const SlHeader *h, const uint8_t *layer_types, SlLayout *out, const char *path) {
     memset(out, 0, sizeof *out);
     if (h->vocab_size <= 0) DIMS_FAIL("vocab_size %d, expected > 0", h->vocab_size);
     if (h->tokenizer_bytes < 8)
@@ -177,8 +198,8 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
     if (!(isfinite(h->norm_eps) && h->norm_eps > 0 && h->norm_eps < 1))
         DIMS_FAIL("norm_eps %g, expected 0 < eps < 1", h->norm_eps);
     if (h->version == 1 && model_header_version(h) > 1)  // 0: a header not yet written
-        DIMS_FAIL("a version 1 file uses a version-2 field (RoPE scaling, stop ids, flags or "
-                  "a sliding window)");
+        DIMS_FAIL("a version 1 file uses a version-2 field (RoPE scaling, stop ids, flags, a "
+                  "sliding window, block or per-layer types)");
     if (h->n_tensors == SL_T_COUNT_V1 &&
         (h->flags & (SL_FLAG_QKV_BIAS | SL_FLAG_QK_NORM) || h->rope_scaling == SL_ROPE_FREQS))
         DIMS_FAIL("biases, q/k norms or RoPE divisors need n_tensors %d, found %d", SL_T_COUNT,
@@ -223,10 +244,49 @@ int model_layout(const SlHeader *h, SlLayout *out, const char *path) {
         [SL_T_BQKV] = {L, 1, q_dim + 2 * kv_dim}, [SL_T_QK_NORM] = {L, 1, 2 * (size_t)h->head_dim},
         [SL_T_ROPE_FREQS] = {1, 1, (size_t)h->head_dim / 2},
     };
-    size_t pos = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes;
+    out->layer_types_bytes = model_layer_types_bytes(h);
+    if (out->layer_types_bytes && !layer_types) {
+        fprintf(stderr, "%s: internal error: no layer types table\n", path);
+        return MODEL_ERR_DIMS;
+    }
+    size_t pos = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes + out->layer_types_bytes;
+    const uint8_t *next_types = layer_types;
     for (int t = 0; t < SL_T_COUNT; t++) {
         int type = h->tensor_type[t];
         if (!tensor_present(h, t)) continue;
+        if (type == SL_TYPE_PER_LAYER) {
+            if (!layered_matrix(t)) {
+                fprintf(stderr, "%s: tensor %s has per-layer types, which only wq, wk, wv, wo, "
+                        "w1, w2 and w3 can have\n", path, tensor_names[t]);
+                return MODEL_ERR_TYPE;
+            }
+            out->layer_type[t] = next_types;
+            next_types += L;
+            size_t rows = shape[t][1], cols = shape[t][2], bytes = 0;
+            for (size_t l = 0; l < L; l++) {
+                int lt = out->layer_type[t][l];
+                if (!dtype_ggml(lt)) {
+                    fprintf(stderr, "%s: tensor %s, layer %zu: type %d (%s), expected a block "
+                            "type in a tensor with per-layer types\n", path, tensor_names[t], l,
+                            lt, dtype_name(lt));
+                    return MODEL_ERR_TYPE;
+                }
+                size_t b = tensor_bytes(lt, rows, cols);
+                if (!block_row_bytes(lt, cols))
+                    DIMS_FAIL("tensor %s, layer %zu: rows of %zu weights are not whole %s "
+                              "blocks", tensor_names[t], l, cols, dtype_names[lt]);
+                if (!b || !add_ok(bytes, b, &bytes))
+                    DIMS_FAIL("tensor %s: its layers' sizes overflow", tensor_names[t]);
+            }
+            pos = (pos + SL_ALIGN - 1) / SL_ALIGN * SL_ALIGN;
+            out->offset[t] = pos;
+            out->bytes[t] = bytes;
+            out->rows[t] = L * rows;
+            out->cols[t] = cols;
+            if (!add_ok(pos, bytes, &pos) || pos > SIZE_MAX / 2)
+                DIMS_FAIL("tensor %s ends beyond any possible file size", tensor_names[t]);
+            continue;
+        }
         if (type >= SL_DTYPE_COUNT) {
             fprintf(stderr, "%s: tensor %s has type %d, expected 0..%d\n", path, tensor_names[t],
                     type, SL_DTYPE_COUNT - 1);
@@ -319,7 +379,24 @@ static int open_checked(Model *m, const char *path, int need_weights, int fd, si
     }
     int err;
     if ((err = check_header(&m->header, path)) != MODEL_OK) return err;
-    if ((err = model_layout(&m->header, &m->layout, path)) != MODEL_OK) return err;
+    size_t types_at = SL_HEADER_BYTES + (size_t)m->header.tokenizer_bytes;
+    size_t types_bytes = m->header.n_tensors ? model_layer_types_bytes(&m->header) : 0;
+    if (types_bytes) {  // the layer types table, read before the layout that needs it
+        if (types_bytes > have || types_at > have - types_bytes) {
+            fprintf(stderr, "%s: %zu bytes, shorter than its header, tokenizer and layer types "
+                    "(truncated?)\n", path, have);
+            return MODEL_ERR_SIZE;
+        }
+        if (!(m->layer_types = malloc(types_bytes))) {
+            fprintf(stderr, "%s: out of memory for %zu layer types\n", path, types_bytes);
+            return MODEL_ERR_NOMEM;
+        }
+        if (!read_exact(fd, m->layer_types, types_bytes, (off_t)types_at)) {
+            fprintf(stderr, "%s: cannot read the layer types: %s\n", path, strerror(errno));
+            return MODEL_ERR_IO;
+        }
+    }
+    if ((err = model_layout(&m->header, m->layer_types, &m->layout, path)) != MODEL_OK) return err;
     size_t want = m->layout.file_bytes;
     if (have != want) {  // validate before trusting a single byte past the header
         fprintf(stderr, "%s: %zu bytes, header implies %zu (%s)\n", path, have, want,
@@ -350,7 +427,7 @@ static int open_checked(Model *m, const char *path, int need_weights, int fd, si
         const SlLayout *lay = &m->layout;
         const uint8_t *p = lay->bytes[t] ? m->map + lay->offset[t] : NULL;
         int type = h->tensor_type[t];
-        v[t] = (Tensor){type, lay->rows[t], lay->cols[t], p, NULL};
+        v[t] = (Tensor){type, lay->rows[t], lay->cols[t], p, NULL, lay->layer_type[t]};
         if (p && type == SL_Q8_0)  // the scales follow the quants
             v[t].scales = (const uint16_t *)(p + lay->rows[t] * q8_groups(lay->cols[t]) * Q8_GROUP);
     }
@@ -394,12 +471,14 @@ int model_open(Model *m, const char *path, int need_weights) {
 void model_close(Model *m) {
     if (m->map) munmap((void *)m->map, m->map_bytes);
     tokenizer_free(&m->tokenizer);
+    free(m->layer_types);
     memset(m, 0, sizeof *m);
 }
 
 int model_header_version(const SlHeader *h) {
     int blocks = 0;  // a block type (version 2) in a file with tensors
-    for (int t = 0; t < SL_T_COUNT && h->n_tensors; t++) blocks |= dtype_ggml(h->tensor_type[t]) != 0;
+    for (int t = 0; t < SL_T_COUNT && h->n_tensors; t++)
+        blocks |= dtype_ggml(h->tensor_type[t]) != 0 || h->tensor_type[t] == SL_TYPE_PER_LAYER;
     return blocks || h->rope_scaling || h->n_stop || (h->flags & ~SL_FLAG_SHARED_CLASSIFIER) ||
                    h->sliding_window
                ? 2

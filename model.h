@@ -8,6 +8,8 @@
 //
 //   0                  SlHeader (256 bytes, below)
 //   256                tokenizer section (tokenizer_bytes bytes, see tokenizer.h)
+//   256 + tok. bytes   version 2, only when a tensor's type is SL_TYPE_PER_LAYER: the layer
+//                      types, n_layers bytes (enum sl_dtype) for each such tensor in file order
 //   align64(...)       tensor 0, then each further tensor at the next 64-byte boundary,
 //                      in the order of enum sl_tensor; zero padding between them.
 //   end of last tensor end of file: the size is exactly what the header implies.
@@ -15,7 +17,10 @@
 // Each tensor stacks all layers, row-major, with rows along the output dimension:
 //   W (rows, cols) computes y = W x with x of length cols and y of length rows.
 // The type of each tensor is stated in header.tensor_type[], so new weight types fit
-// without a format break. A file with n_tensors == 0 holds a tokenizer only.
+// without a format break. A stacked matrix whose layers differ in type (a GGUF Q4_K_M's wv and
+// w2: Q6_K in some layers, Q4_K in the others) has type SL_TYPE_PER_LAYER, and its layers' types
+// follow the tokenizer; each layer is then stored whole, one after the other, and every layer
+// type must be a block type. A file with n_tensors == 0 holds a tokenizer only.
 #ifndef SEARCHLIGHT_MODEL_H
 #define SEARCHLIGHT_MODEL_H
 
@@ -41,6 +46,8 @@ enum sl_dtype {
     SL_Q4_0 = 4, SL_Q4_K = 5, SL_Q5_K = 6, SL_Q6_K = 7,
     SL_DTYPE_COUNT
 };
+
+#define SL_TYPE_PER_LAYER 255  // header.tensor_type[t]: see the layer types (version 2)
 
 // The ggml type id of a block dtype (SL_Q4_0 .. SL_Q6_K), else 0.
 uint32_t dtype_ggml(int dtype);
@@ -152,6 +159,9 @@ enum model_err {
 
 // Byte offset and size of each tensor, computed from a header alone.
 typedef struct {
+    const uint8_t *layer_type[SL_T_COUNT];  // SL_TYPE_PER_LAYER tensors: their n_layers types
+                                            // (in the table given to model_layout), else NULL
+    size_t layer_types_bytes;   // the size of the layer types table (0: none)
     size_t offset[SL_T_COUNT];  // 0 for an absent tensor
     size_t bytes[SL_T_COUNT];   // 0 for an absent tensor
     size_t rows[SL_T_COUNT];    // rows of each tensor, all layers stacked
@@ -159,9 +169,15 @@ typedef struct {
     size_t file_bytes;          // the exact size of the file
 } SlLayout;
 
-// Checks the header's sizes (positive, consistent, no overflow) and computes the
-// layout. Returns MODEL_OK, or an error after printing one line naming `path`.
-int model_layout(const SlHeader *h, SlLayout *out, const char *path);
+// Checks the header's sizes (positive, consistent, no overflow) and computes the layout.
+// layer_types is the table of layer types (model_layer_types_bytes(h) bytes), or NULL when
+// that is 0; out keeps pointers into it. Returns MODEL_OK, or an error after printing one line
+// naming `path`.
+int model_layout(const SlHeader *h, const uint8_t *layer_types, SlLayout *out, const char *path);
+
+// The size of the layer types table a header announces: n_layers for each tensor of type
+// SL_TYPE_PER_LAYER (0 if n_layers is not positive).
+size_t model_layer_types_bytes(const SlHeader *h);
 
 // Parameters in a layout: the elements of every tensor present.
 size_t layout_params(const SlLayout *lay);
@@ -174,16 +190,17 @@ const char *tensor_name(int t);
 // A weight matrix in the mapping: W (rows, cols), y = W x. For a stacked tensor, rows
 // counts all layers; tensor_layer gives one layer's matrix.
 typedef struct {
-    int type;               // enum sl_dtype
+    int type;               // enum sl_dtype, or SL_TYPE_PER_LAYER (see layer_type)
     size_t rows, cols;
     const void *data;       // rows x cols elements; q8_0: rows x groups x 32 int8 quants;
                             // block types: rows x cols / E blocks
     const uint16_t *scales; // q8_0 only: rows x groups f16 scales
+    const uint8_t *layer_type; // SL_TYPE_PER_LAYER: each layer's type (block types), else NULL
 } Tensor;
 
-// Layer l of a tensor stacked from n_layers equal matrices.
+// Layer l of a tensor stacked from n_layers matrices of equal shape (a matrix of one type).
 Tensor tensor_layer(const Tensor *t, size_t l, size_t n_layers);
-// Row r of a matrix as floats (dequantized for q8_0): out has cols elements.
+// Row r of a matrix of one type as floats (dequantized): out has cols elements.
 void tensor_row(const Tensor *t, size_t r, float *out);
 
 // The weights: views into the read-only mapping.
@@ -212,6 +229,7 @@ typedef struct {
     Tokenizer tokenizer; // the embedded tokenizer
     const uint8_t *map;  // the read-only mapping of the whole file
     size_t map_bytes;
+    uint8_t *layer_types; // a copy of the layer types table (layout.layer_type points in), or NULL
 } Model;
 
 // Validates and maps `path`. With need_weights, a tokenizer-only file is refused.
@@ -227,7 +245,8 @@ int model_is_stop(const SlHeader *h, int id);
 int model_add_stop(SlHeader *h, int id);
 
 // The oldest version whose header holds h: 2 when a version-2 field is used (RoPE scaling,
-// stop ids, a flag other than SL_FLAG_SHARED_CLASSIFIER, a sliding window, a block type),
+// stop ids, a flag other than SL_FLAG_SHARED_CLASSIFIER, a sliding window, a block type or
+// per-layer types),
 // else 1. (The tokenizer section has its own, tokenizer_format.)
 int model_header_version(const SlHeader *h);
 

@@ -1,4 +1,4 @@
-// convert.c: f32 tensors to f32, f16, bf16 or q8_0 bytes, in bounded chunks (see convert.h).
+// convert.c: f32 tensors to f32, f16, bf16, q8_0 or block bytes, in bounded chunks (see convert.h).
 #include "convert/convert.h"
 
 #include <math.h>
@@ -6,19 +6,52 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "convert/quantize.h"
+#include "kernels/blocks.h"
 #include "kernels/quant.h"
 
 #define CONVERT_CHUNK ((size_t)1 << 16)  // source values converted at a time
 
 int dtype_parse(const char *s) {
-    for (int d = 0; d < EXPORT_DTYPES; d++)
+    for (int d = 0; d < SL_DTYPE_COUNT; d++)
         if (strcmp(s, dtype_name(d)) == 0) return d;
-    return -1;
+    return strcmp(s, "q4_k_m") == 0 ? CONVERT_Q4_K_M : -1;
 }
 
-void convert_set_types(SlHeader *h, int dtype) {
-    for (int t = 0; t < SL_T_COUNT; t++) h->tensor_type[t] = (uint8_t)(tensor_is_f32(t) ? SL_F32 : dtype);
-    h->weight_type = (uint32_t)dtype;
+// llama.cpp's use_more_bits: the first and last eighth of n layers, and every third between.
+static int more_bits(size_t l, size_t n) {
+    return l < n / 8 || l >= 7 * n / 8 || (l - n / 8) % 3 == 2;
+}
+
+int convert_set_types(SlHeader *h, int dtype, uint8_t *layer_types, const char *name) {
+    SlLayout lay;  // the shapes
+    for (int t = 0; t < SL_T_COUNT; t++) h->tensor_type[t] = SL_F32;
+    if (model_layout(h, NULL, &lay, name) != MODEL_OK) return -1;
+    int preset = dtype == CONVERT_Q4_K_M, shared = (h->flags & SL_FLAG_SHARED_CLASSIFIER) != 0;
+    size_t L = (size_t)h->n_layers, n_types = 0;
+    char fell[128] = "";  // the tensors that fall back to q8_0
+    for (int t = 0; t < SL_T_COUNT; t++) {
+        int ty = !preset ? dtype
+                 : t == SL_T_CLS || (t == SL_T_EMBED && shared) ? SL_Q6_K : SL_Q4_K;
+        size_t be = 0, bb;
+        if (tensor_is_f32(t)) ty = SL_F32;
+        else if (ggml_block_info(dtype_ggml(ty), &be, &bb) && lay.cols[t] % be) {
+            ty = SL_Q8_0;
+            if (strlen(fell) + strlen(tensor_name(t)) + 3 < sizeof fell)
+                strcat(strcat(fell, fell[0] ? ", " : ""), tensor_name(t));
+        }
+        if (preset && ty == SL_Q4_K && (t == SL_T_WV || t == SL_T_W2)) {
+            for (size_t l = 0; l < L; l++)
+                layer_types[n_types++] = more_bits(l, L) ? SL_Q6_K : SL_Q4_K;
+            ty = SL_TYPE_PER_LAYER;
+        }
+        h->tensor_type[t] = (uint8_t)ty;
+    }
+    h->weight_type = h->tensor_type[SL_T_WQ];
+    if (fell[0])
+        fprintf(stderr, "%s: note: %s stored as q8_0: their rows are not whole blocks of %s\n",
+                name, fell, preset ? "q4_k" : dtype_name(dtype));
+    return 0;
 }
 
 int converter_init(Converter *c, const SlHeader *h, const TensorData *src, const char *name) {
@@ -26,7 +59,8 @@ int converter_init(Converter *c, const SlHeader *h, const TensorData *src, const
     c->src = *src;
     c->name = name;
     c->scale_t = -1;
-    if (model_layout(h, &c->layout, name) != MODEL_OK) return -1;
+    c->n_layers = (size_t)h->n_layers;
+    if (model_layout(h, src->layer_types, &c->layout, name) != MODEL_OK) return -1;
     c->x_cap = CONVERT_CHUNK;
     for (int t = 0; t < SL_T_COUNT; t++) {
         c->type[t] = h->tensor_type[t];
@@ -69,7 +103,7 @@ static int refuse(const Converter *c, int t, size_t i, float v, const char *why)
 static int refuse_nonfinite(const Converter *c, int t, size_t i, float v) {
     char why[128];
     snprintf(why, sizeof why, "is not a finite number: %s cannot store it (only f32 can)",
-             dtype_name(c->type[t]));
+             c->type[t] == SL_TYPE_PER_LAYER ? "a block type" : dtype_name(c->type[t]));
     return refuse(c, t, i, v, why);
 }
 
@@ -176,14 +210,55 @@ static int fill_q8(Converter *c, int t, size_t offset, uint8_t *buf, size_t n) {
     return 0;
 }
 
-int convert_fill(void *ctx, int t, size_t offset, void *buf, size_t n) {
-    Converter *c = ctx;
-    if (dtype_ggml(c->type[t])) {  // a block type: the source's own blocks, as they are
-        if (c->src.raw) return c->src.raw(c->src.ctx, t, offset, buf, n);
-        fprintf(stderr, "%s: tensor %s: export cannot quantize to %s yet\n", c->name,
-                tensor_name(t), dtype_name(c->type[t]));
+// Block types: the rows covering bytes [offset, offset + n), quantized from the source's values
+// (quantize.h), layer by layer where the layers have their own types (each layer stored whole).
+static int fill_blocks(Converter *c, int t, size_t offset, uint8_t *buf, size_t n) {
+    const uint8_t *lt = c->layout.layer_type[t];
+    size_t C = c->layout.cols[t], segs = lt ? c->n_layers : 1, seg_rows = c->layout.rows[t] / segs;
+    size_t batch = c->x_cap / C, end = offset + n, start = 0;  // start: segment l's first byte
+    float *back = malloc(C * sizeof(float));
+    if (!back) {
+        fprintf(stderr, "%s: out of memory\n", c->name);
         return -1;
     }
+    int err = 0;
+    for (size_t l = 0; l < segs && start < end && !err; l++) {
+        int type = lt ? lt[l] : c->type[t];
+        uint32_t gt = dtype_ggml(type);
+        size_t rb = tensor_bytes(type, 1, C), be = 0, bb;
+        ggml_block_info(gt, &be, &bb);
+        for (size_t r = offset > start ? (offset - start) / rb : 0;
+             r < seg_rows && start + r * rb < end && !err;) {
+            size_t k = seg_rows - r < batch ? seg_rows - r : batch, first = (l * seg_rows + r) * C;
+            if ((err = src_read(c, t, first, k * C, c->x)) != 0) break;
+            for (size_t i = 0; i < k * C && !err; i++)
+                if (!isfinite(c->x[i])) err = refuse_nonfinite(c, t, first + i, c->x[i]);
+            if (err || (err = quantize_blocks(gt, c->x, k, C, c->y)) != 0) break;
+            for (size_t j = 0; j < k && !err; j++) {  // an f16 scale that overflowed
+                ggml_dequantize(gt, c->y + j * rb, C / be, back);
+                for (size_t i = 0; i < C && !err; i++)
+                    if (!isfinite(back[i]))
+                        err = refuse(c, t, first + j * C + i, c->x[j * C + i], type == SL_Q4_0
+                                     ? "is too large for q4_0 (its block's f16 scale would "
+                                       "overflow): export with --dtype q8_0, bf16 or f32"
+                                     : "is too large for a K type (its block's f16 scale would "
+                                       "overflow): export with --dtype bf16 or f32");
+            }
+            size_t lo = start + r * rb > offset ? start + r * rb : offset;
+            size_t hi = start + (r + k) * rb < end ? start + (r + k) * rb : end;
+            if (!err && hi > lo) memcpy(buf + (lo - offset), c->y + (lo - start - r * rb), hi - lo);
+            r += k;
+        }
+        start += seg_rows * rb;
+    }
+    free(back);
+    return err ? -1 : 0;
+}
+
+int convert_fill(void *ctx, int t, size_t offset, void *buf, size_t n) {
+    Converter *c = ctx;
+    if (dtype_ggml(c->type[t]) || c->type[t] == SL_TYPE_PER_LAYER)  // the source's own blocks
+        return c->src.raw ? c->src.raw(c->src.ctx, t, offset, buf, n) : fill_blocks(c, t, offset, buf, n);
     if (c->type[t] == SL_Q8_0) return fill_q8(c, t, offset, buf, n);
     return fill_elements(c, t, offset, buf, n);
 }

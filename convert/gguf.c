@@ -896,7 +896,7 @@ static int map_tensors(GgufModel *m) {
     h->tokenizer_bytes = 8;  // placeholder so that model_layout can size the tensors
     for (int t = 0; t < SL_T_COUNT; t++) h->tensor_type[t] = SL_F32;
     SlLayout lay;
-    if (model_layout(h, &lay, path) != MODEL_OK) return -1;
+    if (model_layout(h, NULL, &lay, path) != MODEL_OK) return -1;
     m->pieces.read = piece_read;
     m->pieces.ctx = &m->g;
     PieceNames names = gguf_names;
@@ -905,19 +905,26 @@ static int map_tensors(GgufModel *m) {
     names.halves = archs[m->arch].halves ? (size_t)h->head_dim : 0;
     int wt = SL_F32;
     uint32_t converted[16];  // the GGUF types without a native type of ours, seen so far
-    size_t n_conv = 0;
+    size_t n_conv = 0, L = (size_t)h->n_layers, n_types = 0;
     char mixed[160] = "";    // tensors stored as q8_0 from block types
+    if (!(m->layer_types = malloc(7 * L))) {  // at most the 7 layered matrices
+        fprintf(stderr, "%s: out of memory\n", path);
+        return -1;
+    }
     for (int t = 0; t < SL_T_COUNT; t++) {
         if (!lay.bytes[t]) continue;
         if (pieces_map(&m->pieces, t, h, &lay, &names, gguf_piece, m) != 0) return -1;
         // the GGUF type of every piece: kept where we store it (f32, f16, bf16, q8_0, and the
-        // blocks of q4_0, q4_k, q5_k, q6_k); q8_0 for other block types and for block types
-        // that differ by layer (Q4_K_M's); f32 where other types differ
-        int type = -2, blocks = 0;
-        for (size_t i = 0; i < m->pieces.layers[t] * m->pieces.n_pieces[t]; i++) {
+        // blocks of q4_0, q4_k, q5_k, q6_k), by layer where the layers' block types differ
+        // (Q4_K_M's); q8_0 for other block types; f32 where other types differ
+        int type = -2, blocks = 0, by_layer = 1;  // by_layer: each layer one stored block type
+        size_t np = m->pieces.n_pieces[t], nl = m->pieces.layers[t];
+        for (size_t i = 0; i < nl * np; i++) {
             uint32_t gt = ((const GgufTensor *)m->pieces.piece[t][i].src)->type;
             int ty = sl_type_of(gt);
             blocks |= block_elems(gt) != 0;
+            by_layer &= dtype_ggml(ty) != 0 && (i % np == 0 || ty == sl_type_of(
+                ((const GgufTensor *)m->pieces.piece[t][i - 1].src)->type));
             if (ty < 0) {  // a block type we do not store
                 ty = SL_Q8_0;
                 size_t c = 0;
@@ -926,16 +933,22 @@ static int map_tensors(GgufModel *m) {
             }
             type = type == -2 || type == ty ? ty : blocks ? SL_Q8_0 : SL_F32;
         }
+        if (type == SL_Q8_0 && by_layer && nl == L && L > 1) {  // block types we store, by layer
+            type = SL_TYPE_PER_LAYER;
+            for (size_t l = 0; l < L; l++)
+                m->layer_types[n_types++] = (uint8_t)sl_type_of(
+                    ((const GgufTensor *)m->pieces.piece[t][l * np].src)->type);
+        }
         if (blocks && type == SL_Q8_0 && !mixed[0]) snprintf(mixed, sizeof mixed, "%s", tensor_name(t));
         else if (blocks && type == SL_Q8_0 && strlen(mixed) + strlen(tensor_name(t)) + 3 < sizeof mixed)
             strcat(strcat(mixed, ", "), tensor_name(t));
         h->tensor_type[t] = (uint8_t)(tensor_is_f32(t) ? SL_F32 : type);
-        if (t == SL_T_WQ) wt = type;
+        if (t == SL_T_WQ) wt = type == SL_TYPE_PER_LAYER ? m->layer_types[n_types - L] : type;
     }
     h->weight_type = (uint32_t)wt;
     if (mixed[0]) {  // one line: what is converted, why, and how to keep the values exactly
         fprintf(stderr, "%s: note: %s stored as q8_0: ggml's blocks are kept only for Q4_0, Q4_K, "
-                "Q5_K and Q6_K tensors whose layers share one type", path, mixed);
+                "Q5_K and Q6_K", path, mixed);
         for (size_t c = 0; c < n_conv; c++)
             fprintf(stderr, "%s %s", c ? "," : " (this file also has", ggml_type_name(converted[c]));
         fprintf(stderr, "%s; --dtype f32 keeps every value exactly\n", n_conv ? ")" : "");
@@ -994,6 +1007,7 @@ int gguf_model_open(GgufModel *m, const char *path) {
 
 void gguf_model_close(GgufModel *m) {
     pieces_free(&m->pieces);
+    free(m->layer_types);
     tokenizer_free(&m->tok);
     gguf_close(&m->g);
     memset(m, 0, sizeof *m);
@@ -1012,12 +1026,18 @@ static int raw_read(void *ctx, const void *src, size_t first, size_t n, void *ou
 
 int gguf_model_raw(void *ctx, int t, size_t offset, void *buf, size_t n) {
     GgufModel *m = ctx;
-    const Piece *pc = m->pieces.piece[t];
-    size_t be = 0, bb = 0;
-    if (!pc || !ggml_block_info(((const GgufTensor *)pc->src)->type, &be, &bb)) {
-        fprintf(stderr, "%s: internal error: tensor %s has no blocks to copy\n", m->g.path,
-                tensor_name(t));
+    size_t L = m->pieces.layers[t], *row_bytes = calloc(L ? L : 1, sizeof(size_t));
+    if (!row_bytes) {
+        fprintf(stderr, "%s: out of memory\n", m->g.path);
         return -1;
     }
-    return pieces_fill_raw(&m->pieces, t, offset, buf, n, pc->cols / be * bb, raw_read);
+    for (size_t l = 0; l < L; l++) {  // each layer's blocks per row (the layers' types may differ)
+        const Piece *pc = m->pieces.piece[t] + l * m->pieces.n_pieces[t];
+        size_t be = 0, bb = 0;
+        if (ggml_block_info(((const GgufTensor *)pc->src)->type, &be, &bb))
+            row_bytes[l] = pc->cols / be * bb;
+    }
+    int rc = pieces_fill_raw(&m->pieces, t, offset, buf, n, row_bytes, raw_read);
+    free(row_bytes);
+    return rc;
 }

@@ -81,7 +81,8 @@ const GgufTensor *gguf_find_tensor(const Gguf *g, const char *name);
 const char *ggml_type_name(uint32_t type);
 
 // The model glue: our header (tensor_type[] set to the GGUF's own types where we store them,
-// f32 where the layers of one tensor disagree), the tokenizer, and a TensorData producer
+// SL_TYPE_PER_LAYER where a matrix's layers have different block types we store, q8_0 for other
+// block types, f32 where other layers disagree), the tokenizer, and a TensorData producer
 // yielding f32 bytes of our tensors (enum sl_tensor order, layers stacked, rows = outputs).
 typedef struct {
     Gguf g;
@@ -89,6 +90,7 @@ typedef struct {
     Tokenizer tok;
     int arch;         // index of general.architecture among those export reads
     Pieces pieces;    // our tensors from the GGUF's (pieces.h)
+    uint8_t *layer_types;  // the layer types table (model.h) of the header, or NULL
 } GgufModel;
 
 // Returns 0, or -1 after one line naming the file and the problem.

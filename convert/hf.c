@@ -351,7 +351,7 @@ int hf_open(HfModel *m, const char *dir) {
         h->flags |= SL_FLAG_SHARED_CLASSIFIER;  // no lm_head: the embedding is the classifier
     char cfg_path[4096];
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
-    if (model_layout(h, &m->layout, cfg_path) != MODEL_OK) goto fail;
+    if (model_layout(h, NULL, &m->layout, cfg_path) != MODEL_OK) goto fail;
     m->pieces.read = st_piece_read;
     m->pieces.ctx = &m->st;
     PieceNames names = hf_names;

@@ -65,7 +65,7 @@ static int open_checked(Llama2c *c, const char *path, int fd, size_t have) {
     }
     if (read_config(&c->header, v, path) != 0) return -1;
     SlLayout lay;
-    if (model_layout(&c->header, &lay, path) != MODEL_OK) return -1;
+    if (model_layout(&c->header, NULL, &lay, path) != MODEL_OK) return -1;
     // sizes in floats, in file order; the layout has validated that none overflows
     size_t freq = (size_t)c->header.seq_len * (size_t)c->header.head_dim;  // real + imag
     size_t want = CONFIG_BYTES, off[SL_T_COUNT] = {0};

@@ -47,22 +47,28 @@ int pieces_fill(void *ctx, int t, size_t offset, void *buf, size_t n) {
     return 0;
 }
 
-int pieces_fill_raw(const Pieces *p, int t, size_t offset, void *buf, size_t n, size_t row_bytes,
-                    PieceReadRaw read_raw) {
+int pieces_fill_raw(const Pieces *p, int t, size_t offset, void *buf, size_t n,
+                    const size_t *row_bytes, PieceReadRaw read_raw) {
     const Piece *first = p->piece[t];
-    if (!first || !row_bytes) {
+    if (!first) {
         fprintf(stderr, "internal error: no raw rows for tensor %s\n", tensor_name(t));
         return -1;
     }
     size_t rows_per_layer = p->per_layer[t] / first->cols;  // every piece has the same cols
+    size_t l = 0, start = 0;  // layer l's bytes begin at start
     uint8_t *out = buf;
     for (size_t e = offset, end = offset + n; e < end;) {
-        size_t row = e / row_bytes, c = e % row_bytes;
-        size_t l = row / rows_per_layer, k = row % rows_per_layer;  // layer l, its row k
+        while (l < p->layers[t] && e >= start + rows_per_layer * row_bytes[l])
+            start += rows_per_layer * row_bytes[l++];
+        if (l == p->layers[t] || !row_bytes[l]) {
+            fprintf(stderr, "internal error: read past tensor %s\n", tensor_name(t));
+            return -1;
+        }
+        size_t rb = row_bytes[l], k = (e - start) / rb, c = (e - start) % rb;  // row k of layer l
         const Piece *pc = first + l * p->n_pieces[t];
         while (k >= pc->rows) k -= pc->rows, pc++;  // the piece holding row k
-        size_t cnt = row_bytes - c < end - e ? row_bytes - c : end - e;
-        if (read_raw(p->ctx, pc->src, source_row(pc, k) * row_bytes + c, cnt, out) != 0) return -1;
+        size_t cnt = rb - c < end - e ? rb - c : end - e;
+        if (read_raw(p->ctx, pc->src, source_row(pc, k) * rb + c, cnt, out) != 0) return -1;
         out += cnt;
         e += cnt;
     }

@@ -64,10 +64,11 @@ void pieces_free(Pieces *p);
 // Pieces whose per_layer[t] is set.
 int pieces_fill(void *ctx, int t, size_t offset, void *buf, size_t n);
 
-// Bytes [offset, offset + n) of tensor t with its rows in the sources' own encoding, row_bytes
-// each (the same for every piece), read by read_raw (bytes [first, first + n) of src).
+// Bytes [offset, offset + n) of tensor t with its rows in the sources' own encoding, read by
+// read_raw (bytes [first, first + n) of src): each layer whole, in turn, its rows of
+// row_bytes[l] bytes (the same for every piece of a layer).
 typedef int (*PieceReadRaw)(void *ctx, const void *src, size_t first, size_t n, void *out);
-int pieces_fill_raw(const Pieces *p, int t, size_t offset, void *buf, size_t n, size_t row_bytes,
-                    PieceReadRaw read_raw);
+int pieces_fill_raw(const Pieces *p, int t, size_t offset, void *buf, size_t n,
+                    const size_t *row_bytes, PieceReadRaw read_raw);
 
 #endif

@@ -59,10 +59,12 @@ static int write_tensor(FILE *f, const TensorData *td, int t, size_t bytes, uint
 // Writes everything to f; returns 0, -1 with errno set, or -2 if the producer failed.
 static int write_body(FILE *f, const SlHeader *h, const SlLayout *lay, const uint8_t *toksec,
                       const TensorData *td, const char *path) {
-    if (!write_all(f, h, sizeof *h) || !write_all(f, toksec, h->tokenizer_bytes)) return -1;
+    if (!write_all(f, h, sizeof *h) || !write_all(f, toksec, h->tokenizer_bytes) ||
+        (lay->layer_types_bytes && !write_all(f, td->layer_types, lay->layer_types_bytes)))
+        return -1;
     uint8_t *chunk = td->fill ? malloc(FILL_CHUNK) : NULL;
     if (td->fill && !chunk) return -1;
-    size_t pos = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes;
+    size_t pos = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes + lay->layer_types_bytes;
     int err = 0;
     Progress pr = {path, isatty(STDERR_FILENO) && h->n_tensors ? lay->file_bytes - pos : 0, 0, -1};
     for (int t = 0; t < SL_T_COUNT && !err; t++) {
@@ -96,7 +98,7 @@ int model_write(const char *path, SlHeader h, const Tokenizer *tok, const Tensor
     h.tokenizer_bytes = (uint32_t)toksize;
     h.vocab_size = tok->vocab_size;
     SlLayout lay;
-    if (model_layout(&h, &lay, path) != MODEL_OK) return -1;  // same checks as the loader
+    if (model_layout(&h, td->layer_types, &lay, path) != MODEL_OK) return -1;  // same checks as the loader
     uint8_t *toksec = malloc(toksize);
     if (!toksec) {
         fprintf(stderr, "%s: out of memory\n", path);

@@ -18,6 +18,9 @@ typedef struct {
     // (a GGUF's Q4_K, ...), as fill does, or NULL when the source has none.
     int (*raw)(void *ctx, int t, size_t offset, void *buf, size_t n);
     void *ctx;
+    // The layer types table (model.h), when the header gives a tensor SL_TYPE_PER_LAYER: written
+    // after the tokenizer; tensor bytes of such a tensor are its layers, each whole, in turn.
+    const uint8_t *layer_types;
 } TensorData;
 
 // The version a model is written as: 2 when it uses a version-2 field (a byte-level

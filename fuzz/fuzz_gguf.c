@@ -18,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (gguf_model_open(&m, path) == 0) {
         float buf[64];
         SlLayout lay;
-        if (m.header.n_tensors && model_layout(&m.header, &lay, path) == MODEL_OK) {
+        if (m.header.n_tensors && model_layout(&m.header, m.layer_types, &lay, path) == MODEL_OK) {
             for (int t = 0; t < SL_T_COUNT; t++) {
                 if (!m.pieces.piece[t]) continue;
                 size_t total = m.pieces.per_layer[t] * m.pieces.layers[t] * 4;

@@ -51,7 +51,11 @@ int runstate_build(RunState *s, const Model *m, int kv_type) {
     size_t widest = dim > q_dim ? dim : q_dim;  // the widest matmul input
     if (hidden > widest) widest = hidden;
     int any_q8 = 0;
-    for (int t = 0; t < SL_T_COUNT; t++) any_q8 |= h->n_tensors && matmul_input_forms(h->tensor_type[t]);
+    for (int t = 0; t < SL_T_COUNT && h->n_tensors; t++) {
+        const uint8_t *lt = m->layout.layer_type[t];  // per-layer types, or NULL
+        for (int l = 0; l < (lt ? h->n_layers : 1); l++)
+            any_q8 |= matmul_input_forms(lt ? lt[l] : h->tensor_type[t]);
+    }
     s->q8 = any_q8 ? malloc(matmul_q8_bytes(widest, B)) : NULL;
     s->rope_cos = calloc(rope, sizeof(float));
     s->rope_sin = calloc(rope, sizeof(float));

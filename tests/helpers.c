@@ -195,7 +195,7 @@ SlHeader write_test_model(const char *path, int shared_classifier) {
     Tokenizer tok;
     cr_assert_eq(tokenizer_read_bin(&tok, tokpath, h.vocab_size, 1, 2), TOK_OK);
     SlLayout lay;
-    cr_assert_eq(model_layout(&h, &lay, path), MODEL_OK);
+    cr_assert_eq(model_layout(&h, NULL, &lay, path), MODEL_OK);
     TensorData td = {0};
     float *bufs[SL_T_COUNT];
     uint64_t seed = 12345;

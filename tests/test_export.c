@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 
 #include "convert/convert.h"
+#include "convert/quantize.h"
+#include "kernels/blocks.h"
 #include "model.h"
 #include "kernels/quant.h"
 #include "convert/synth.h"
@@ -228,10 +230,10 @@ Test(quant, converter_any_byte_range) {
     // same bytes (odd offsets, scales before quants, tensors interleaved)
     SlHeader h = test_model_header(0);
     SynthCtx sc = {.seed = 3};
-    cr_assert_eq(model_layout(&h, &sc.layout, "test"), MODEL_OK);
+    cr_assert_eq(model_layout(&h, NULL, &sc.layout, "test"), MODEL_OK);
     for (int dtype = 0; dtype < EXPORT_DTYPES; dtype++) {
         SlHeader ht = h;
-        convert_set_types(&ht, dtype);
+        cr_assert_eq(convert_set_types(&ht, dtype, NULL, "test"), 0);
         TensorData src = {.fill = synth_fill, .ctx = &sc};
         Converter a, b;
         cr_assert_eq(converter_init(&a, &ht, &src, "test"), 0);
@@ -266,7 +268,7 @@ Test(quant, converter_memory_source_equals_producer) {
     // the same values from arrays in memory and from a producer give the same bytes
     SlHeader h = test_model_header(0);
     SynthCtx sc = {.seed = 5};
-    cr_assert_eq(model_layout(&h, &sc.layout, "test"), MODEL_OK);
+    cr_assert_eq(model_layout(&h, NULL, &sc.layout, "test"), MODEL_OK);
     TensorData mem = {0}, prod = {.fill = synth_fill, .ctx = &sc};
     float *arrays[SL_T_COUNT] = {0};
     for (int t = 0; t < SL_T_COUNT; t++) {
@@ -278,7 +280,7 @@ Test(quant, converter_memory_source_equals_producer) {
     }
     for (int dtype = 0; dtype < EXPORT_DTYPES; dtype++) {
         SlHeader ht = h;
-        convert_set_types(&ht, dtype);
+        cr_assert_eq(convert_set_types(&ht, dtype, NULL, "test"), 0);
         cr_assert_eq(ht.weight_type, (uint32_t)dtype);
         Converter a, b;
         cr_assert_eq(converter_init(&a, &ht, &mem, "mem"), 0);
@@ -328,9 +330,9 @@ static Tensor model_tensor(const Model *m, int t) {
     case SL_T_W2: return w->w2;
     case SL_T_W3: return w->w3;
     case SL_T_CLS: return w->wcls;
-    case SL_T_RMS_ATT: return (Tensor){SL_F32, lay->rows[t], lay->cols[t], w->rms_att, NULL};
-    case SL_T_RMS_FFN: return (Tensor){SL_F32, lay->rows[t], lay->cols[t], w->rms_ffn, NULL};
-    default: return (Tensor){SL_F32, lay->rows[t], lay->cols[t], w->rms_final, NULL};
+    case SL_T_RMS_ATT: return (Tensor){SL_F32, lay->rows[t], lay->cols[t], w->rms_att, NULL, NULL};
+    case SL_T_RMS_FFN: return (Tensor){SL_F32, lay->rows[t], lay->cols[t], w->rms_ffn, NULL, NULL};
+    default: return (Tensor){SL_F32, lay->rows[t], lay->cols[t], w->rms_final, NULL, NULL};
     }
 }
 
@@ -431,7 +433,7 @@ static void check_export(const char *path, int dtype, const RefRows *ref) {
     Model m;
     cr_assert_eq(model_open(&m, path, 1), MODEL_OK, "%s does not open", path);
     SlLayout lay;
-    cr_assert_eq(model_layout(&m.header, &lay, path), MODEL_OK);
+    cr_assert_eq(model_layout(&m.header, m.layer_types, &lay, path), MODEL_OK);
     cr_assert_eq(file_size(path), lay.file_bytes, "%s: size differs from the layout", path);
     check_model(&m, dtype, ref);
     model_close(&m);
@@ -485,10 +487,15 @@ Test(export, stories260k_every_dtype) {
 // Writes a llama2.c legacy checkpoint of the small test shape (llama2c.h): random weights,
 // with a row of zeros, values down in f16's subnormal range and up to 60000, and value v
 // at element i of tensor poke (none if poke < 0).
+static void write_ckpt_shape(const char *path, SlHeader h, int shared, int poke, size_t i, float v);
 static void write_ckpt(const char *path, int shared, int poke, size_t i, float v) {
-    SlHeader h = test_model_header(shared);
+    write_ckpt_shape(path, test_model_header(shared), shared, poke, i, v);
+}
+
+// The same for header h's shape.
+static void write_ckpt_shape(const char *path, SlHeader h, int shared, int poke, size_t i, float v) {
     SlLayout lay;
-    cr_assert_eq(model_layout(&h, &lay, path), MODEL_OK);
+    cr_assert_eq(model_layout(&h, NULL, &lay, path), MODEL_OK);
     FILE *f = fopen(path, "wb");
     cr_assert(f, "cannot write %s", path);
     int32_t cfg[7] = {h.dim, h.hidden_dim, h.n_layers, h.n_heads, h.n_kv_heads,
@@ -559,7 +566,7 @@ Test(export, random_stories15m_q8_0, .timeout = 120) {
     SlHeader h;
     cr_assert_eq(synth_header(&h, "stories15M"), 0);
     h.tokenizer_bytes = 8;
-    cr_assert_eq(model_layout(&h, &sc.layout, "stories15M"), MODEL_OK);
+    cr_assert_eq(model_layout(&h, NULL, &sc.layout, "stories15M"), MODEL_OK);
     RefRows rr = {.synth = &sc};
     check_export(out, SL_Q8_0, &rr);
     size_t n = file_size(out);
@@ -570,13 +577,13 @@ Test(export, random_stories15m_q8_0, .timeout = 120) {
 
 Test(export, bad_dtype_exits_2) {
     char *out = strdup(tmp_file("bad-dtype.slm"));
-    const char *bad[] = {"f8", "fp16", "Q8_0", "int8", "''"};
+    const char *bad[] = {"f8", "fp16", "Q8_0", "int8", "q4_k_s", "Q4_K_M", "''"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *err;
         int rc = run_cmd(NULL, &err, "%s --dtype %s --random stories15M %s", bin_path("export"),
                          bad[i], out);
         cr_assert_eq(rc, 2, "--dtype %s: status %d", bad[i], rc);
-        cr_assert(strstr(err, "f32, f16, bf16 or q8_0"), "--dtype %s: %s", bad[i], err);
+        cr_assert(strstr(err, "f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k or q4_k_m"), "--dtype %s: %s", bad[i], err);
         cr_assert(strstr(err, "Usage:"), "%s", err);
         free(err);
     }
@@ -655,4 +662,83 @@ Test(export, overflow_of_bf16_and_q8_0_scales_refused) {
                                    "q8_0"};
     expect_refused(SL_T_W1, 33, 1e7f, "q8_0", want_q8, 4);
     expect_accepted(SL_T_W1, 33, 8e6f, "q8_0");  // 8e6 / 127 = 62992 fits
+}
+
+// export --dtype q4_0 | q4_k | q5_k | q6_k | q4_k_m from f32 (a llama2.c checkpoint with rows of
+// 256 and, in w2, 320 weights): the types (q8_0 where rows are not whole blocks, per layer
+// for q4_k_m), every stored block is quantize.h's from the f32 value (whose bytes equal
+// llama.cpp's: test_quantize.c), each row within its type's error, and the model runs.
+Test(export, block_dtypes_from_f32) {
+    SlHeader h = test_model_header(0);
+    h.dim = 256, h.hidden_dim = 320, h.n_layers = 3, h.n_heads = 4, h.n_kv_heads = 2;
+    h.head_dim = 64;
+    char *ck = strdup(tmp_file("blocks.bin")), *tok = strdup(tmp_file("blocks-tok.bin"));
+    char *f32 = strdup(tmp_file("blocks-f32.slm")), *out = strdup(tmp_file("blocks-out.slm"));
+    write_ckpt_shape(ck, h, 0, -1, 0, 0);
+    write_test_tokenizer_bin(tok, h.vocab_size);
+    char *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "%s --tokenizer %s %s %s", bin_path("export"), tok, ck, f32), 0);
+    free(o), free(e);
+    Model ref;
+    cr_assert_eq(model_open(&ref, f32, 1), MODEL_OK);
+    const char *names[] = {"q4_0", "q4_k", "q5_k", "q6_k", "q4_k_m"};
+    // RMS error / RMS of each layer of uniform values, at most (measured: q4_0 0.065, q4_k
+    // 0.055, q5_k 0.028, q6_k 0.013, q8_0 0.0038; a grid step s leaves about s / sqrt(12), and
+    // each bit halves s): 20% above, so that a wrong scale or a lost bit fails
+    const double bound[] = {0.078, 0.066, 0.034, 0.016, 0.0046};
+    double worst[5] = {0};
+    for (int d = 0; d < 5; d++) {
+        cr_assert_eq(run_cmd(&o, &e, "%s --dtype %s --tokenizer %s %s %s", bin_path("export"),
+                             names[d], tok, ck, out), 0, "%s: %s", names[d], e);
+        int q4_0 = d == 0, preset = d == 4;
+        // w2's rows of 320 are whole blocks of 32 (q4_0), not of 256 (the K types)
+        cr_assert_eq(strstr(e, "note: w2 stored as q8_0: their rows are not whole blocks") != NULL,
+                     !q4_0, "%s: %s", names[d], e);
+        free(o), free(e);
+        Model m;
+        cr_assert_eq(model_open(&m, out, 1), MODEL_OK);
+        int base = preset ? SL_Q4_K : dtype_parse(names[d]);
+        for (int t = 0; t < SL_T_COUNT; t++) {
+            if (!m.layout.bytes[t] || is_norm(t)) continue;
+            int want = t == SL_T_W2 && !q4_0 ? SL_Q8_0
+                       : preset && t == SL_T_CLS ? SL_Q6_K
+                       : preset && t == SL_T_WV ? SL_TYPE_PER_LAYER : base;
+            cr_assert_eq(m.header.tensor_type[t], want, "%s %s", names[d], tensor_name(t));
+            Tensor T = model_tensor(&m, t), R = model_tensor(&ref, t);
+            size_t L = t == SL_T_EMBED || t == SL_T_CLS ? 1 : (size_t)h.n_layers;
+            for (size_t l = 0; l < L; l++) {
+                Tensor v = tensor_layer(&T, l, L), r = tensor_layer(&R, l, L);
+                if (want == SL_TYPE_PER_LAYER)  // llama.cpp's use_more_bits for 3 layers
+                    cr_assert_eq(v.type, l == 2 ? SL_Q6_K : SL_Q4_K, "wv layer %zu", l);
+                double err = 0, norm = 0;
+                float *x = malloc(v.cols * 4), *y = malloc(v.cols * 4);
+                uint8_t *blk = malloc(v.cols);
+                size_t rb = tensor_bytes(v.type, 1, v.cols);
+                for (size_t i = 0; i < v.rows; i++) {
+                    tensor_row(&r, i, x);
+                    tensor_row(&v, i, y);
+                    for (size_t c = 0; c < v.cols; c++)
+                        err += ((double)y[c] - x[c]) * ((double)y[c] - x[c]), norm += (double)x[c] * x[c];
+                    if (!dtype_ggml(v.type)) continue;
+                    cr_assert_eq(quantize_blocks(dtype_ggml(v.type), x, 1, v.cols, blk), 0);
+                    cr_assert(!memcmp(blk, (const uint8_t *)v.data + i * rb, rb),
+                              "%s %s layer %zu row %zu: not quantize_blocks' bytes", names[d],
+                              tensor_name(t), l, i);
+                }
+                double rel = sqrt(err / norm);
+                int k = v.type == SL_Q8_0 ? 4 : v.type == SL_Q4_0 ? 0 : v.type - SL_Q4_K + 1;
+                if (rel > worst[k]) worst[k] = rel;
+                cr_assert(rel <= bound[k], "%s %s layer %zu (%s): relative RMS error %.4f > %.3f",
+                          names[d], tensor_name(t), l, dtype_name(v.type), rel, bound[k]);
+                free(x), free(y), free(blk);
+            }
+        }
+        model_close(&m);
+        cr_assert_eq(run_cmd(&o, &e, "%s %s -t 0 -n 8 -i ab", bin_path("run"), out), 0, "%s", e);
+        free(o), free(e);
+    }
+    fprintf(stderr, "block dtypes: worst relative RMS error q4_0 %.4f q4_k %.4f q5_k %.4f q6_k "
+            "%.4f q8_0 %.4f\n", worst[0], worst[1], worst[2], worst[3], worst[4]);
+    model_close(&ref);
+    free(ck), free(tok), free(f32), free(out);
 }

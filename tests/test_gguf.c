@@ -16,6 +16,7 @@
 #include <criterion/criterion.h>
 
 #include <dirent.h>
+#include <stddef.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -35,7 +36,8 @@
 // A tensor of a mapped model, all layers stacked.
 static Tensor model_tensor(const Model *m, int t) {
     const SlLayout *lay = &m->layout;
-    Tensor v = {m->header.tensor_type[t], lay->rows[t], lay->cols[t], m->map + lay->offset[t], NULL};
+    Tensor v = {m->header.tensor_type[t], lay->rows[t], lay->cols[t], m->map + lay->offset[t], NULL,
+                lay->layer_type[t]};
     if (v.type == SL_Q8_0)
         v.scales = (const uint16_t *)(const void *)((const uint8_t *)v.data +
                                                     v.rows * q8_groups(v.cols) * Q8_GROUP);
@@ -87,8 +89,9 @@ static void check_weights_equal(const char *gguf_path, const char *slm) {
             cr_assert(x, "%s missing", name);
             cr_assert_eq(x->ne[0], v.cols, "%s columns", name);
             cr_assert_eq(x->ne[1], rows, "%s rows", name);
+            Tensor vl = tensor_layer(&v, l, nl);
             for (size_t r = 0; r < rows; r++) {
-                tensor_row(&v, l * rows + r, row);
+                tensor_row(&vl, r, row);
                 for (size_t c = 0; c < v.cols; c++) {
                     float want = gguf_elem(&g, x, r * v.cols + c);
                     cr_assert(row[c] == want, "%s row %zu col %zu: %g, GGUF has %g", name, r, c,
@@ -823,7 +826,9 @@ Test(gguf, quantized_files_run_natively) {
     char *o, *e;
     const char *out = tmp_file("q4km.slm");
     cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), fixture("tiny-q4_k_m.gguf"), out), 0);
-    cr_assert(strstr(e, "note: wv, w2 stored as q8_0"), "%s", e);
+    cr_assert(!strstr(e, "note:"), "nothing converted: %s", e);
+    cr_assert(strstr(o, "types: q4_k (wq, wk, wo, w1, w3), q6_k (token_embedding), by layer "
+                        "q4_k/q6_k (wv, w2)"), "%s", o);
     free(o), free(e);
     Model m;
     cr_assert_eq(model_open(&m, out, 1), MODEL_OK);
@@ -831,19 +836,32 @@ Test(gguf, quantized_files_run_natively) {
     cr_assert_eq(m.header.tensor_type[SL_T_WQ], SL_Q4_K);
     cr_assert_eq(m.header.tensor_type[SL_T_W1], SL_Q4_K);
     cr_assert_eq(m.header.tensor_type[SL_T_EMBED], SL_Q6_K);
-    cr_assert_eq(m.header.tensor_type[SL_T_WV], SL_Q8_0, "Q4_K in layer 0, Q6_K in layer 1");
-    // the blocks of wo's layers as the GGUF has them (llama's rows need no reordering)
+    // Q4_K_M's rule: attn_v and ffn_down are Q4_K in layer 0, Q6_K in layer 1
+    const int per_layer[] = {SL_T_WV, SL_T_W2};
+    for (int i = 0; i < 2; i++) {
+        const uint8_t *lt = m.layout.layer_type[per_layer[i]];
+        cr_assert_eq(m.header.tensor_type[per_layer[i]], SL_TYPE_PER_LAYER);
+        cr_assert(lt && lt[0] == SL_Q4_K && lt[1] == SL_Q6_K, "%s by layer",
+                  tensor_name(per_layer[i]));
+    }
+    cr_assert_eq(m.layout.layer_types_bytes, 2 * 2, "two tensors of two layers");
+    // the blocks of each layer as the GGUF has them (llama's wo, wv and w2 rows need no
+    // reordering), wherever the layers' types differ
     Gguf g;
     cr_assert_eq(gguf_open(&g, fixture("tiny-q4_k_m.gguf")), 0);
     size_t L = (size_t)m.header.n_layers;
-    for (size_t l = 0; l < L; l++) {
-        char name[64];
-        snprintf(name, sizeof name, "blk.%zu.attn_output.weight", l);
-        const GgufTensor *x = gguf_find_tensor(&g, name);
-        Tensor wo = tensor_layer(&m.w.wo, l, L);
-        cr_assert(x && x->bytes == tensor_bytes(SL_Q4_K, wo.rows, wo.cols));
-        cr_assert(!memcmp(wo.data, g.map + x->offset, x->bytes), "%s: blocks kept", name);
-    }
+    const struct { const char *name; const Tensor *t; } kept[] = {
+        {"blk.%zu.attn_output.weight", &m.w.wo}, {"blk.%zu.attn_v.weight", &m.w.wv},
+        {"blk.%zu.ffn_down.weight", &m.w.w2}};
+    for (size_t k = 0; k < 3; k++)
+        for (size_t l = 0; l < L; l++) {
+            char name[64];
+            snprintf(name, sizeof name, kept[k].name, l);
+            const GgufTensor *x = gguf_find_tensor(&g, name);
+            Tensor v = tensor_layer(kept[k].t, l, L);
+            cr_assert(x && x->bytes == tensor_bytes(v.type, v.rows, v.cols), "%s size", name);
+            cr_assert(!memcmp(v.data, g.map + x->offset, x->bytes), "%s: blocks kept", name);
+        }
     gguf_close(&g);
     model_close(&m);
     cr_assert_eq(run_cmd(&o, &e, "%s %s -t 0 -n 24 -i Hello", bin_path("run"), out), 0, "%s", e);
@@ -894,4 +912,48 @@ Test(gguf, bad_quantized_files_are_refused) {
                         "tensor blk.1.attn_q.weight has type type 99, export reads");
     refuse_patched_info("tiny-q4_k_m.gguf", "blk.1.attn_q.weight", 0, 16,
                         "tensor blk.1.attn_q.weight has type IQ2_XXS, export reads");
+}
+
+// Writes a copy of model file bytes b (n long, cut to keep) with byte `at` set to v (at < 0:
+// none), runs it, and expects one line of stderr mentioning want and exit status 1.
+static void refuse_patched_model(const char *b, size_t n, size_t keep, long at, uint8_t v,
+                                 const char *want) {
+    char *c = malloc(n);
+    memcpy(c, b, n);
+    if (at >= 0) c[at] = (char)v;
+    const char *path = tmp_file("patched.slm");
+    cr_assert_eq(write_all_file(path, c, keep), 0);
+    free(c);
+    char *o, *e;
+    int rc = run_cmd(&o, &e, "%s %s -n 4 -i hi", bin_path("run"), path);
+    cr_assert_eq(rc, 1, "%s: exit %d, stderr %s", want, rc, e);
+    cr_assert(strstr(e, want) && strchr(e, '\n') == e + strlen(e) - 1, "want one line with "
+              "\"%s\", got: %s", want, e);
+    free(o), free(e);
+}
+
+// A model with per-layer types (the Q4_K_M fixture's wv and w2) whose table or header lies.
+Test(gguf, bad_layer_types_are_refused) {
+    const char *slm = tmp_file("q4km-layers.slm");
+    char *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), fixture("tiny-q4_k_m.gguf"),
+                         slm), 0);
+    free(o), free(e);
+    size_t n;
+    char *b = read_all(slm, &n);
+    SlHeader h;
+    memcpy(&h, b, sizeof h);
+    long table = SL_HEADER_BYTES + (long)h.tokenizer_bytes;  // wv's 2 layers, then w2's
+    long types = (long)offsetof(SlHeader, tensor_type);
+    refuse_patched_model(b, n, n, table, SL_Q8_0, "wv, layer 0: type 3 (q8_0), expected a block type");
+    refuse_patched_model(b, n, n, table + 3, 200, "w2, layer 1: type 200 (unknown), expected a block type");
+    refuse_patched_model(b, n, n, table + 1, SL_Q4_K, "header implies");  // sizes change
+    refuse_patched_model(b, n, n, types + SL_T_EMBED, SL_TYPE_PER_LAYER,
+                         "tensor token_embedding has per-layer types, which only");
+    // wo by layer too: the table grows by 2, so w2's types are read from the padding after it
+    refuse_patched_model(b, n, n, types + SL_T_WO, SL_TYPE_PER_LAYER,
+                         "w2, layer 0: type 0 (f32), expected a block type");
+    refuse_patched_model(b, n, n, (long)offsetof(SlHeader, version), 1, "n_tensors 15, expected 12 (version 1)");
+    refuse_patched_model(b, n, (size_t)table + 2, -1, 0, "layer types (truncated?)");
+    free(b);
 }

@@ -57,7 +57,7 @@ static Tensor make_tensor(int type, const float *w, size_t n, size_t d, void *ds
     size_t bytes = tensor_bytes(type, d, n);
     uint8_t *p = dst ? dst : malloc(bytes ? bytes : 1);
     cr_assert_not_null(p);
-    Tensor t = {type, d, n, p, NULL};
+    Tensor t = {type, d, n, p, NULL, NULL};
     size_t G = q8_groups(n);
     for (size_t r = 0; r < d; r++) {
         const float *row = w + r * n;
@@ -342,7 +342,7 @@ static Tensor make_block_tensor(int type, size_t n, size_t d, void *dst) {
             uint16_t h = f32_to_fp16(((float)(xorshift() % 20001) - 10000.0f) * 5e-6f);
             memcpy(p + b * bb + off[k], &h, 2);
         }
-    return (Tensor){type, d, n, p, NULL};
+    return (Tensor){type, d, n, p, NULL, NULL};
 }
 
 // The tuned path against the plain reference: q4_0 and q5_k (each block dequantized, then the

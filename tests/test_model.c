@@ -124,7 +124,7 @@ Test(loader, layout_overflow_is_caught) {
     SlLayout lay;
     h.n_layers = INT32_MAX, h.hidden_dim = INT32_MAX;  // 2^31 * 2^31 * 16 * 4 bytes
     h.dim = 1 << 30, h.n_heads = 1 << 28, h.head_dim = 4, h.n_kv_heads = 1;
-    cr_assert_eq(model_layout(&h, &lay, "overflow"), MODEL_ERR_DIMS);
+    cr_assert_eq(model_layout(&h, NULL, &lay, "overflow"), MODEL_ERR_DIMS);
 }
 
 static void f16_matrix(SlHeader *h) { h->tensor_type[SL_T_WQ] = SL_F16; }
