@@ -97,13 +97,18 @@ void swiglu(float *h, const float *u, size_t n) {
 float kquant_block(int type, const uint8_t *bp, const int8_t *xq, float dx,
                    const int16_t *bsums) {
     int32_t isum = 0, corr = 0;
-    if (type == SL_Q4_K) {
+    if (type == SL_Q4_K || type == SL_Q5_K) {  // Q5_K: 32 bytes of high bits before the nibbles
+        const int five = type == SL_Q5_K;
+        const uint8_t *qh = bp + 16, *qs = bp + 16 + 32 * five;
         for (int j = 0; j < 8; j++) {  // sub-block j: weights 32 j .. 32 j + 31
             int sc, mn;
             ggml_scale_min_k4(bp + 4, j, &sc, &mn);
             int32_t dot = 0;
-            for (int i = 0; i < 32; i++)
-                dot += ((bp[16 + 32 * (j / 2) + i] >> (4 * (j % 2))) & 0x0F) * xq[32 * j + i];
+            for (int i = 0; i < 32; i++) {
+                int q = (qs[32 * (j / 2) + i] >> (4 * (j % 2))) & 0x0F;
+                if (five) q |= ((qh[i] >> j) & 1) << 4;
+                dot += q * xq[32 * j + i];
+            }
             isum += sc * dot;
             corr += mn * (bsums[2 * j] + bsums[2 * j + 1]);
         }
@@ -125,9 +130,9 @@ float kquant_block(int type, const uint8_t *bp, const int8_t *xq, float dx,
     return (ggml_f16(bp + 208) * dx) * (float)(isum - 32 * corr);
 }
 
-// Row r of a q4_k or q6_k matrix times x, x quantized block by block as q8k does.
+// Row r of a q4_k, q5_k or q6_k matrix times x, x quantized block by block as q8k does.
 static float dot_k_quant(const Tensor *w, size_t r, const float *x) {
-    size_t nb = w->cols / 256, bb = w->type == SL_Q4_K ? 144 : 210;
+    size_t nb = w->cols / 256, bb = w->type == SL_Q4_K ? 144 : w->type == SL_Q5_K ? 176 : 210;
     const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
     float acc = 0.0f;
     for (size_t b = 0; b < nb; b++) {
@@ -141,19 +146,21 @@ static float dot_k_quant(const Tensor *w, size_t r, const float *x) {
 
 void matvec_tensor(float *y, const float *x, const Tensor *w) {
     size_t n = w->cols, G = q8_groups(n);
-    uint32_t gt = dtype_ggml(w->type);
-    size_t be = 0, bb = 0;  // block types: weights and bytes per block
-    if (gt) ggml_block_info(gt, &be, &bb);
     for (size_t r = 0; r < w->rows; r++) {
         float acc = 0.0f;
-        if (w->type == SL_Q4_K || w->type == SL_Q6_K) {  // x quantized as for q8_0, per group
+        if (w->type == SL_Q4_K || w->type == SL_Q5_K || w->type == SL_Q6_K) {  // x as q8k
             acc = dot_k_quant(w, r, x);
-        } else if (gt) {  // each block dequantized as blocks.h says, then the f32 dot product
-            const uint8_t *p = (const uint8_t *)w->data + r * (n / be) * bb;
-            for (size_t b = 0; b < n / be; b++) {
-                float blk[256];
-                ggml_dequantize(gt, p + b * bb, 1, blk);
-                for (size_t i = 0; i < be; i++) acc += blk[i] * x[b * be + i];
+        } else if (w->type == SL_Q4_0) {  // x quantized per group of 32 as for q8_0
+            const uint8_t *p = (const uint8_t *)w->data + r * (n / 32) * 18;
+            for (size_t g = 0; g < n / 32; g++) {  // block g: d, then 16 bytes of nibbles
+                const uint8_t *qs = p + g * 18 + 2;
+                int8_t xq[Q8_GROUP];
+                float xd;
+                q8_quantize_row(x + g * 32, 32, xq, &xd);
+                int32_t dot = 0;  // weight i < 16: low nibble of byte i; i >= 16: high of i - 16
+                for (size_t i = 0; i < 32; i++)
+                    dot += ((i < 16 ? qs[i] & 0x0F : qs[i - 16] >> 4) - 8) * xq[i];
+                acc += (ggml_f16(p + g * 18) * xd) * (float)dot;
             }
         } else if (w->type == SL_F32 || w->type == SL_F16 || w->type == SL_BF16) {
             const float *wf = (const float *)w->data + r * n;

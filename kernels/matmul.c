@@ -402,6 +402,78 @@ INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tens
 #endif
 
 // ----------------------------------------------------------------------------
+// q4_0 tiles, as q8_0's: per block g of a row (32 weights, q - 8 with q a nibble), the exact
+// integer dot product with the activation quants of group g (the q8_0 form), then
+//   acc += (float)dot * (d_w,g * d_x,g)
+// in float lanes, and y = hsum(acc): the same arithmetic for every tile shape.
+#define Q40_TR 4
+#define Q40_TT 1
+#if defined(__AVX2__) && defined(__FMA__)
+INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+                     size_t r0, size_t R, size_t T) {
+    const size_t G = w->cols / 32, GP = in->groups;
+    const uint8_t *wb = (const uint8_t *)w->data + r0 * G * 18;
+    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0F);
+    const __m256i eight = _mm256_set1_epi8(8);
+    __m256 acc[Q40_TR][Q40_TT];
+#pragma GCC unroll 8
+    for (size_t r = 0; r < R; r++)
+        for (size_t t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (size_t g = 0; g < G; g++) {
+        __m256i wv[Q40_TR];
+        __m256 wsv[Q40_TR];
+#pragma GCC unroll 8
+        for (size_t r = 0; r < R; r++) {  // weights 0-15: low nibbles, 16-31: high nibbles
+            const uint8_t *bp = wb + (r * G + g) * 18;
+            __m128i q = _mm_loadu_si128((const __m128i *)(bp + 2));
+            __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low4);
+            wv[r] = _mm256_sub_epi8(nib, eight);
+            wsv[r] = _mm256_set1_ps(ggml_f16(bp));
+        }
+        for (size_t t = 0; t < T; t++) {
+            size_t at = (t0 + t) * GP + g;
+            __m256i xv = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
+            __m256 xs = _mm256_loadu_ps(in->qscale + at * 8);
+#pragma GCC unroll 8
+            for (size_t r = 0; r < R; r++) {
+                __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv[r], wv[r]),
+                                                 _mm256_sign_epi8(xv, wv[r]));
+                __m256i d = _mm256_madd_epi16(p, ones);
+                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(wsv[r], xs),
+                                            acc[r][t]);
+            }
+        }
+    }
+    for (size_t t = 0; t < T; t++)  // one horizontal sum per output, whatever the tile
+        for (size_t r = 0; r < R; r++) {
+            __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[r][t]), _mm256_extractf128_ps(acc[r][t], 1));
+            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+            h = _mm_add_ss(h, _mm_movehdup_ps(h));
+            y[t * ldy + r] = _mm_cvtss_f32(h);
+        }
+}
+#else
+INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+                     size_t r0, size_t R, size_t T) {
+    const size_t G = w->cols / 32, GP = in->groups;
+    for (size_t r = 0; r < R; r++)
+        for (size_t t = 0; t < T; t++) {
+            const uint8_t *wb = (const uint8_t *)w->data + (r0 + r) * G * 18;
+            const int8_t *xq = in->q + (t0 + t) * GP * Q8_GROUP;
+            float acc = 0.0f;
+            for (size_t g = 0; g < G; g++) {
+                int32_t dot = 0;
+                for (size_t i = 0; i < 16; i++)
+                    dot += ((wb[g * 18 + 2 + i] & 0x0F) - 8) * xq[g * 32 + i] +
+                           ((wb[g * 18 + 2 + i] >> 4) - 8) * xq[g * 32 + 16 + i];
+                acc += (float)dot * (ggml_f16(wb + g * 18) * in->qscale[((t0 + t) * GP + g) * 8]);
+            }
+            y[t * ldy + r] = acc;
+        }
+}
+#endif
+
+// ----------------------------------------------------------------------------
 // the shared structure: tiles -> panels -> row blocks -> threads
 
 // Tokens t .. t+T of rows r .. r+R (R, T, wt constant after inlining).
@@ -409,6 +481,8 @@ INLINE void tile(float *y, size_t ldy, const MatIn *in, size_t t, const Tensor *
                  size_t R, size_t T, int wt) {
     if (wt == SL_Q8_0) {
         tile_q8(y + t * ldy + r, ldy, in, t, w, r, R, T);
+    } else if (wt == SL_Q4_0) {
+        tile_q40(y + t * ldy + r, ldy, in, t, w, r, R, T);
     } else {
         const void *wr = (const uint8_t *)w->data + r * w->cols * wt_bytes(wt);
         tile_f(y + t * ldy + r, ldy, in->x + t * in->n, wr, in->n, R, T, wt);
@@ -418,7 +492,7 @@ INLINE void tile(float *y, size_t ldy, const MatIn *in, size_t t, const Tensor *
 // Rows r .. r+R of W against tokens t0 .. t1, TTw tokens at a time.
 INLINE void panel(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t r, size_t R,
                   size_t t0, size_t t1, int wt) {
-    const size_t TTw = wt == SL_Q8_0 ? Q8_TT : TT;
+    const size_t TTw = wt == SL_Q8_0 ? Q8_TT : wt == SL_Q4_0 ? Q40_TT : TT;
     size_t t = t0;
     for (; t + TTw <= t1; t += TTw) tile(y, ldy, in, t, w, r, R, TTw, wt);
     for (; t < t1; t++) tile(y, ldy, in, t, w, r, R, 1, wt);
@@ -431,7 +505,8 @@ INLINE void panel(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t
 // Y[t][r] for rows rb .. re of W and all m tokens; Y rows are ldy apart.
 INLINE void rows_block(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t rb,
                        size_t re, int wt) {
-    const size_t Rw = wt == SL_Q8_0 ? Q8_TR : TR, RVw = wt == SL_Q8_0 ? Q8_TRV : TRV;
+    const size_t Rw = wt == SL_Q8_0 ? Q8_TR : wt == SL_Q4_0 ? Q40_TR : TR;
+    const size_t RVw = wt == SL_Q8_0 ? Q8_TRV : wt == SL_Q4_0 ? Q40_TR : TRV;
     size_t tb = X_BLOCK_FLOATS / (in->n ? in->n : 1) / TT * TT;
     if (tb < TT) tb = TT;
     for (size_t t0 = 0; t0 < in->m; t0 += tb) {
@@ -457,48 +532,15 @@ static void rows_bf16(float *y, size_t ldy, const MatIn *in, const Tensor *w, si
 static void rows_q8(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
     rows_block(y, ldy, in, w, b, e, SL_Q8_0);
 }
-
-// ----------------------------------------------------------------------------
-// ggml's block types (q4_0, q4_k, q5_k, q6_k): each row is dequantized (blocks.h), BLK_CHUNK
-// weights at a time, into f32, and meets every token's f32 activations in the vector FMAs
-// of the f32 path; activations are not quantized. For a row and a token the operations are
-// the same whatever the number of tokens, the grouping or the thread: chunks in order, one
-// vector accumulator, one horizontal sum.
-
-#define BLK_CHUNK 1024  // a multiple of every block's weights (32, 256)
-#define BLK_TOKENS 16   // tokens that share one dequantized chunk
-
-static void rows_blocks(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b,
-                        size_t e) {
-    uint32_t gt = dtype_ggml(w->type);
-    size_t be = 1, bb = 0, n = w->cols;
-    ggml_block_info(gt, &be, &bb);
-    const size_t row_bytes = n / be * bb;
-    float buf[BLK_CHUNK] __attribute__((aligned(64)));
-    for (size_t r = b; r < e; r++) {
-        const uint8_t *row = (const uint8_t *)w->data + r * row_bytes;
-        for (size_t t0 = 0; t0 < in->m; t0 += BLK_TOKENS) {
-            size_t tn = in->m - t0 < BLK_TOKENS ? in->m - t0 : BLK_TOKENS;
-            vec acc[BLK_TOKENS];
-            for (size_t t = 0; t < tn; t++) acc[t] = v_zero();
-            for (size_t c0 = 0; c0 < n; c0 += BLK_CHUNK) {
-                size_t cn = n - c0 < BLK_CHUNK ? n - c0 : BLK_CHUNK;  // whole blocks
-                ggml_dequantize(gt, row + c0 / be * bb, cn / be, buf);
-                for (size_t t = 0; t < tn; t++) {
-                    const float *x = in->x + (t0 + t) * n + c0;
-                    for (size_t k = 0; k < cn; k += VW) {
-                        size_t len = cn - k < VW ? cn - k : VW;
-                        acc[t] = v_fma(v_load(buf + k, len), v_load(x + k, len), acc[t]);
-                    }
-                }
-            }
-            for (size_t t = 0; t < tn; t++) y[(t0 + t) * ldy + r] = hsum(acc[t]);
-        }
-    }
+static void rows_q40(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_block(y, ldy, in, w, b, e, SL_Q4_0);
 }
 
+// ----------------------------------------------------------------------------
+// ggml's K types
+
 #if defined(__AVX2__) && defined(__FMA__)
-// Q4_K and Q6_K fused with the dot product, AVX2 (AVX-512 machines run it too), no
+// Q4_K, Q5_K and Q6_K fused with the dot product, AVX2 (AVX-512 machines run it too), no
 // dequantized copy: the activations are quantized per block of 256 (quant.h's q8k, as ggml's
 // Q8_K), and each block's sub-block dot products and scales are summed in integers
 // (vpmaddubsw, then vpmaddwd by the 6-bit scales); one float scaling per block, in
@@ -514,24 +556,49 @@ static inline int32_t hsum_i32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
-// Tokens t0 .. t0+T of row r (T constant after inlining: the sums stay in registers).
-static inline __attribute__((always_inline)) void q4k_tokens(float *y, size_t ldy, const MatIn *in,
-                                                             const uint8_t *row, size_t nb,
-                                                             size_t r, size_t t0, size_t T) {
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
+// The 8 scales and 8 mins of a Q4_K block as 16 int16 lanes (scales, then mins): ggml's 12-byte
+// packing (blocks.h's ggml_scale_min_k4) undone four bytes at a time.
+static inline __m256i q4k_scales_mins(const uint8_t *packed) {
+    uint32_t u[3];
+    memcpy(u, packed, 12);
+    const uint32_t m6 = 0x3f3f3f3fu, m4 = 0x0f0f0f0fu, m2 = 0x03030303u;
+    uint32_t sc_lo = u[0] & m6, mn_lo = u[1] & m6;  // j < 4: the low 6 bits
+    uint32_t sc_hi = (u[2] & m4) | (((u[0] >> 6) & m2) << 4);  // j >= 4: 4 bits + 2 bits
+    uint32_t mn_hi = ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4);
+    return _mm256_cvtepu8_epi16(_mm_set_epi32((int)mn_hi, (int)mn_lo, (int)sc_hi, (int)sc_lo));
+}
+
+// Lane pairs (2j, 2j + 1) of v, as a shuffle mask that broadcasts int16 lane j of a 128-bit half.
+static inline __m256i bcast16_mask(int j) {
+    return _mm256_set1_epi16((int16_t)(0x0100 + 0x0202 * j));
+}
+
+// Tokens t0 .. t0+T of row r of Q4_K, or of Q5_K when five (T and five constant after
+// inlining: the sums stay in registers).
+static inline __attribute__((always_inline)) void q45k_tokens(float *y, size_t ldy, const MatIn *in,
+                                                              const uint8_t *row, size_t nb,
+                                                              size_t r, size_t t0, size_t T,
+                                                              int five) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+    const __m256i bit4 = _mm256_set1_epi8(0x10);
     const size_t n = in->n;
     float acc[KQ_TOKENS] = {0};
     for (size_t blk = 0; blk < nb; blk++) {
-        const uint8_t *bp = row + blk * 144, *qs = bp + 16;
-        int sc[8], mn[8];
-        for (int j = 0; j < 8; j++) ggml_scale_min_k4(bp + 4, j, &sc[j], &mn[j]);
+        const uint8_t *bp = row + blk * (five ? 176 : 144), *qs = bp + 16 + 32 * five;
+        const __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(bp + 16)) : low4;
+        const __m256i sm = q4k_scales_mins(bp + 4);
+        const __m256i scales = _mm256_permute2x128_si256(sm, sm, 0x00);  // both halves: scales
+        const __m256i mins = _mm256_cvtepi16_epi32(_mm256_extracti128_si256(sm, 1));
         __m256i isum[KQ_TOKENS];
         for (size_t t = 0; t < T; t++) isum[t] = _mm256_setzero_si256();
         for (int j = 0; j < 8; j++) {
             __m256i qw = _mm256_loadu_si256((const __m256i *)(qs + 32 * (j / 2)));
             if (j % 2) qw = _mm256_srli_epi16(qw, 4);
             qw = _mm256_and_si256(qw, low4);
-            const __m256i scv = _mm256_set1_epi16((int16_t)sc[j]);
+            if (five)  // bit j of each high-bit byte, as 16
+                qw = _mm256_or_si256(qw, _mm256_and_si256(
+                    j < 4 ? _mm256_slli_epi16(qh, 4 - j) : _mm256_srli_epi16(qh, j - 4), bit4));
+            const __m256i scv = _mm256_shuffle_epi8(scales, bcast16_mask(j));
             for (size_t t = 0; t < T; t++) {
                 const int8_t *xq = in->kq + (t0 + t) * n + blk * 256 + 32 * (size_t)j;
                 __m256i p = _mm256_maddubs_epi16(qw, _mm256_loadu_si256((const __m256i *)xq));
@@ -540,9 +607,9 @@ static inline __attribute__((always_inline)) void q4k_tokens(float *y, size_t ld
         }
         const float d = ggml_f16(bp), dmin = ggml_f16(bp + 2);
         for (size_t t = 0; t < T; t++) {
-            const int16_t *bs = in->kbs + (t0 + t) * (n / 16) + blk * 16;
-            int32_t corr = 0;
-            for (int j = 0; j < 8; j++) corr += mn[j] * (bs[2 * j] + bs[2 * j + 1]);
+            // corr = sum_j min_j (bsum_2j + bsum_2j+1): pairs summed by vpmaddwd, then by mins
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)(in->kbs + (t0 + t) * (n / 16) + blk * 16));
+            const int32_t corr = hsum_i32(_mm256_mullo_epi32(_mm256_madd_epi16(bs, ones), mins));
             const float dx = in->kd[(t0 + t) * nb + blk];
             acc[t] += (d * dx) * (float)hsum_i32(isum[t]) - (dmin * dx) * (float)corr;
         }
@@ -558,7 +625,10 @@ static inline __attribute__((always_inline)) void q6k_tokens(float *y, size_t ld
     float acc[KQ_TOKENS] = {0};
     for (size_t blk = 0; blk < nb; blk++) {
         const uint8_t *bp = row + blk * 210;
-        const int8_t *sc = (const int8_t *)(bp + 192);
+        // the 16 int8 scales as int16 lanes: 0..7 in the low half, 8..15 in the high one
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(bp + 192)));
+        const __m256i sc_lo = _mm256_permute2x128_si256(sc16, sc16, 0x00);
+        const __m256i sc_hi = _mm256_permute2x128_si256(sc16, sc16, 0x11);
         __m256i isum[KQ_TOKENS];
         for (size_t t = 0; t < T; t++) isum[t] = _mm256_setzero_si256();
         for (int h = 0; h < 2; h++)
@@ -569,8 +639,10 @@ static inline __attribute__((always_inline)) void q6k_tokens(float *y, size_t ld
                 qh = _mm256_srli_epi16(qh, 2 * s4);
                 __m256i qu = _mm256_or_si256(_mm256_and_si256(ql, low4),
                                              _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
-                const int k = 8 * h + 2 * s4;
-                const __m256i scv = _mm256_setr_m128i(_mm_set1_epi16(sc[k]), _mm_set1_epi16(sc[k + 1]));
+                const int k = 2 * s4;  // scale k of half h in the low 128 bits, k + 1 in the high
+                const __m256i scv = _mm256_blend_epi32(
+                    _mm256_shuffle_epi8(h ? sc_hi : sc_lo, bcast16_mask(k)),
+                    _mm256_shuffle_epi8(h ? sc_hi : sc_lo, bcast16_mask(k + 1)), 0xF0);
                 for (size_t t = 0; t < T; t++) {
                     const int8_t *xq = in->kq + (t0 + t) * n + blk * 256 + 128 * (size_t)h + 32 * (size_t)s4;
                     __m256i p = _mm256_maddubs_epi16(qu, _mm256_loadu_si256((const __m256i *)xq));
@@ -579,9 +651,8 @@ static inline __attribute__((always_inline)) void q6k_tokens(float *y, size_t ld
             }
         const float d = ggml_f16(bp + 208);
         for (size_t t = 0; t < T; t++) {
-            const int16_t *bs = in->kbs + (t0 + t) * (n / 16) + blk * 16;
-            int32_t corr = 0;
-            for (int k = 0; k < 16; k++) corr += sc[k] * bs[k];
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)(in->kbs + (t0 + t) * (n / 16) + blk * 16));
+            const int32_t corr = hsum_i32(_mm256_madd_epi16(bs, sc16));  // sum_k sc_k bsum_k
             const float dx = in->kd[(t0 + t) * nb + blk];
             acc[t] += (d * dx) * (float)(hsum_i32(isum[t]) - 32 * corr);
         }
@@ -589,18 +660,19 @@ static inline __attribute__((always_inline)) void q6k_tokens(float *y, size_t ld
     for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[t];
 }
 
-// Rows b .. e of a q4_k or q6_k matrix (type constant after inlining), KQ_TOKENS tokens at a
-// time, then one at a time.
+// Rows b .. e of a q4_k, q5_k or q6_k matrix (type constant after inlining), KQ_TOKENS tokens
+// at a time, then one at a time.
 static inline __attribute__((always_inline)) void rows_kq(float *y, size_t ldy, const MatIn *in,
                                                           const Tensor *w, size_t b, size_t e,
                                                           int type) {
-    const size_t nb = w->cols / 256, bb = type == SL_Q4_K ? 144 : 210;
+    const size_t nb = w->cols / 256, bb = type == SL_Q4_K ? 144 : type == SL_Q5_K ? 176 : 210;
     for (size_t r = b; r < e; r++) {
         const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
         for (size_t t0 = 0; t0 < in->m;) {
             size_t T = in->m - t0 >= KQ_TOKENS ? KQ_TOKENS : 1;
-            if (type == SL_Q4_K && T == KQ_TOKENS) q4k_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS);
-            else if (type == SL_Q4_K) q4k_tokens(y, ldy, in, row, nb, r, t0, 1);
+            if (type != SL_Q6_K && T == KQ_TOKENS)
+                q45k_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS, type == SL_Q5_K);
+            else if (type != SL_Q6_K) q45k_tokens(y, ldy, in, row, nb, r, t0, 1, type == SL_Q5_K);
             else if (T == KQ_TOKENS) q6k_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS);
             else q6k_tokens(y, ldy, in, row, nb, r, t0, 1);
             t0 += T;
@@ -611,16 +683,20 @@ static inline __attribute__((always_inline)) void rows_kq(float *y, size_t ldy, 
 static void rows_q4k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
     rows_kq(y, ldy, in, w, b, e, SL_Q4_K);
 }
+static void rows_q5k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_kq(y, ldy, in, w, b, e, SL_Q5_K);
+}
 static void rows_q6k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
     rows_kq(y, ldy, in, w, b, e, SL_Q6_K);
 }
 #endif
 
 #if !(defined(__AVX2__) && defined(__FMA__))
-// Q4_K and Q6_K without AVX2: the plain twin's kquant_block on the prepared q8k form of x.
+// Q4_K, Q5_K and Q6_K without AVX2: the plain twin's kquant_block on the prepared q8k form of x.
 static void rows_kq_plain(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b,
                           size_t e) {
-    const size_t n = w->cols, nb = n / 256, bb = w->type == SL_Q4_K ? 144 : 210;
+    const size_t n = w->cols, nb = n / 256;
+    const size_t bb = w->type == SL_Q4_K ? 144 : w->type == SL_Q5_K ? 176 : 210;
     for (size_t r = b; r < e; r++)
         for (size_t t = 0; t < in->m; t++) {
             const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
@@ -641,14 +717,17 @@ static RowsFn rows_fn(int type) {
     case SL_F16: return rows_f16;
     case SL_BF16: return rows_bf16;
     case SL_Q8_0: return rows_q8;
+    case SL_Q4_0: return rows_q40;
 #if defined(__AVX2__) && defined(__FMA__)
     case SL_Q4_K: return rows_q4k;
+    case SL_Q5_K: return rows_q5k;
     case SL_Q6_K: return rows_q6k;
 #else
     case SL_Q4_K:
+    case SL_Q5_K:
     case SL_Q6_K: return rows_kq_plain;
 #endif
-    default: return rows_blocks;
+    default: return NULL;  // no other type reaches matmul (model.c validates)
     }
 }
 
@@ -658,7 +737,9 @@ static RowsFn rows_fn(int type) {
 static size_t padded_groups(size_t n) { return (q8_groups(n) + 1) / 2 * 2; }
 
 int matmul_input_forms(int type) {
-    return type == SL_Q8_0 ? MATMUL_Q8_0 : type == SL_Q4_K || type == SL_Q6_K ? MATMUL_Q8_K : 0;
+    return type == SL_Q8_0 || type == SL_Q4_0                        ? MATMUL_Q8_0
+           : type == SL_Q4_K || type == SL_Q5_K || type == SL_Q6_K ? MATMUL_Q8_K
+                                                                     : 0;
 }
 
 size_t matmul_q8_bytes(size_t n, size_t m) {

@@ -44,7 +44,7 @@ void q8_quantize_row(const float *x, size_t n, int8_t *q, float *scale);
 // The same with f16 scales: how weights are stored. The quants use the unrounded scale.
 void q8_quantize_row_f16(const float *x, size_t n, int8_t *q, uint16_t *scale);
 
-// The activations of q4_k and q6_k weights, as ggml's Q8_K: a block of Q8K_BLOCK values
+// The activations of q4_k, q5_k and q6_k weights, as ggml's Q8_K: a block of Q8K_BLOCK values
 // quantized with one scale d = max|x| / 127 to q = round(x / d) (x * (1/d), ties to even),
 // and bsums[k] = the sum of quants 16 k .. 16 k + 15. Returns d.
 #define Q8K_BLOCK 256
