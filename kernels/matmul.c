@@ -556,6 +556,15 @@ static inline int32_t hsum_i32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
+// The sums of the 8 lanes of a and of b: out[0], out[1].
+static inline void hsum2_i32(__m256i a, __m256i b, int32_t out[2]) {
+    __m256i h = _mm256_hadd_epi32(a, b);  // a01 a23 b01 b23 | a45 a67 b45 b67
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+    s = _mm_hadd_epi32(s, s);              // a b a b
+    out[0] = _mm_cvtsi128_si32(s);
+    out[1] = _mm_extract_epi32(s, 1);
+}
+
 // The 8 scales and 8 mins of a Q4_K block as 16 int16 lanes (scales, then mins): ggml's 12-byte
 // packing (blocks.h's ggml_scale_min_k4) undone four bytes at a time.
 static inline __m256i q4k_scales_mins(const uint8_t *packed) {
@@ -609,9 +618,11 @@ static inline __attribute__((always_inline)) void q45k_tokens(float *y, size_t l
         for (size_t t = 0; t < T; t++) {
             // corr = sum_j min_j (bsum_2j + bsum_2j+1): pairs summed by vpmaddwd, then by mins
             const __m256i bs = _mm256_loadu_si256((const __m256i *)(in->kbs + (t0 + t) * (n / 16) + blk * 16));
-            const int32_t corr = hsum_i32(_mm256_mullo_epi32(_mm256_madd_epi16(bs, ones), mins));
+            const __m256i corr = _mm256_mullo_epi32(_mm256_madd_epi16(bs, ones), mins);
+            int32_t sums[2];  // the sums of isum's lanes and of corr's, both at once
+            hsum2_i32(isum[t], corr, sums);
             const float dx = in->kd[(t0 + t) * nb + blk];
-            acc[t] += (d * dx) * (float)hsum_i32(isum[t]) - (dmin * dx) * (float)corr;
+            acc[t] += (d * dx) * (float)sums[0] - (dmin * dx) * (float)sums[1];
         }
     }
     for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[t];
@@ -652,9 +663,10 @@ static inline __attribute__((always_inline)) void q6k_tokens(float *y, size_t ld
         const float d = ggml_f16(bp + 208);
         for (size_t t = 0; t < T; t++) {
             const __m256i bs = _mm256_loadu_si256((const __m256i *)(in->kbs + (t0 + t) * (n / 16) + blk * 16));
-            const int32_t corr = hsum_i32(_mm256_madd_epi16(bs, sc16));  // sum_k sc_k bsum_k
+            const __m256i corr = _mm256_madd_epi16(bs, sc16);  // sum_k sc_k bsum_k, in lanes
+            const int32_t sum = hsum_i32(_mm256_sub_epi32(isum[t], _mm256_slli_epi32(corr, 5)));
             const float dx = in->kd[(t0 + t) * nb + blk];
-            acc[t] += (d * dx) * (float)(hsum_i32(isum[t]) - 32 * corr);
+            acc[t] += (d * dx) * (float)sum;  // isum - 32 corr, exact in integers
         }
     }
     for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[t];
