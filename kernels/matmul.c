@@ -650,10 +650,10 @@ static inline __attribute__((always_inline)) void q6k_tokens(float *y, size_t ld
                 qh = _mm256_srli_epi16(qh, 2 * s4);
                 __m256i qu = _mm256_or_si256(_mm256_and_si256(ql, low4),
                                              _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4));
-                const int k = 2 * s4;  // scale k of half h in the low 128 bits, k + 1 in the high
-                const __m256i scv = _mm256_blend_epi32(
-                    _mm256_shuffle_epi8(h ? sc_hi : sc_lo, bcast16_mask(k)),
-                    _mm256_shuffle_epi8(h ? sc_hi : sc_lo, bcast16_mask(k + 1)), 0xF0);
+                // scale 2 s4 of half h in the low 128 bits, 2 s4 + 1 in the high ones
+                const __m256i scv = _mm256_shuffle_epi8(
+                    h ? sc_hi : sc_lo, _mm256_setr_m128i(_mm256_castsi256_si128(bcast16_mask(2 * s4)),
+                                                         _mm256_castsi256_si128(bcast16_mask(2 * s4 + 1))));
                 for (size_t t = 0; t < T; t++) {
                     const int8_t *xq = in->kq + (t0 + t) * n + blk * 256 + 128 * (size_t)h + 32 * (size_t)s4;
                     __m256i p = _mm256_maddubs_epi16(qu, _mm256_loadu_si256((const __m256i *)xq));

@@ -3,13 +3,14 @@
 #
 #   scripts/bench-llamacpp.sh                     # stories15M and stories110M, f32 f16 q8_0
 #   SHAPES=stories15M TYPES="f32 q8_0" ROUNDS=7 THREADS=1 scripts/bench-llamacpp.sh
+#   SHAPES=stories110M TYPES="q8_0 q4_k_m q5_k_m q6_k q4_0" scripts/bench-llamacpp.sh
 #
 # 1. Builds llama.cpp (CPU only, native flags, its default build otherwise) from the source
 #    distribution of llama-cpp-python $LCP_VERSION on PyPI (vendor/llama.cpp), in $WORK
 #    (default ~/.cache/searchlight-llamacpp: outside the repository; delete it to start over).
 # 2. Writes a random Llama of each shape as an F32 GGUF (scripts/bench_gguf.py, in a venv with
 #    scripts/requirements-bench.txt), converts it to each type with llama.cpp's llama-quantize,
-#    and imports each GGUF with ./export (which keeps F32, F16, BF16 and Q8_0 bit for bit).
+#    and imports each GGUF with ./export (which keeps every one of these types bit for bit).
 # 3. Runs llama-bench and `run --bench` in turn, ROUNDS times, alternating which goes first:
 #    a 128-token prompt as one batch (pp128) and 128 generated tokens (tg128), THREADS threads.
 # 4. Prints one markdown table of medians; raw figures are in $WORK/results.tsv.
@@ -50,13 +51,14 @@ if [ ! -x "$venv/bin/python" ]; then
     "$venv/bin/pip" install -q -r scripts/requirements-bench.txt
 fi
 [ -x ./run ] && [ -x ./export ] || make all > /dev/null
-declare -A QTYPE=([f32]=F32 [f16]=F16 [bf16]=BF16 [q8_0]=Q8_0)
+declare -A QTYPE=([f32]=F32 [f16]=F16 [bf16]=BF16 [q8_0]=Q8_0 [q4_0]=Q4_0 [q4_k_m]=Q4_K_M
+                  [q5_k_m]=Q5_K_M [q6_k]=Q6_K)
 models=()
 for s in $SHAPES; do
     f32=$WORK/models/$s-f32.gguf
     [ -f "$f32" ] || { log "writing $f32"; "$venv/bin/python" scripts/bench_gguf.py "$s" "$VOCAB" "$f32"; }
     for t in $TYPES; do
-        [ -n "${QTYPE[$t]:-}" ] || { log "unknown type $t (f32 f16 bf16 q8_0)"; exit 2; }
+        [ -n "${QTYPE[$t]:-}" ] || { log "unknown type $t (${!QTYPE[*]})"; exit 2; }
         g=$WORK/models/$s-$t.gguf
         [ -f "$g" ] || "$lbin/llama-quantize" "$f32" "$g" "${QTYPE[$t]}" > "$WORK/quantize.log" 2>&1
         [ -f "$WORK/models/$s-$t.slm" ] || ./export "$g" "$WORK/models/$s-$t.slm" > /dev/null
