@@ -146,6 +146,23 @@ def bpe_tokenizer_only_slm():  # the same vocabulary as export writes it: sectio
     return hdr + tok
 
 
+def per_layer_slm():  # version 2, q4_0 blocks, wv with per-layer types (the table after the tokenizer)
+    tok = bpe_tokenizer_only_slm()[256:]
+    v, d, l = 256 + len(BPE_EXTRA), 32, 2
+    types = [4, 0, 4, 4, 255, 4, 0, 4, 4, 4, 0, 4, 0, 0, 0]
+    rows = [v, l, l * d, l * d, l * d, l * d, l, l * d, l * d, l * d, 1, v]
+    hdr = b"SRCHLGHT" + struct.pack("<II8iff2I2i2I", 2, 256, d, d, l, 1, 1, d, v, SEQ, 10000.0,
+                                    1e-5, 0, 4, 259, 260, len(tok), 15)
+    hdr += bytes(types) + bytes(1)
+    body = hdr + bytes(256 - len(hdr)) + tok + bytes([4, 4])
+    for i, r in enumerate(rows):
+        body += bytes(-len(body) % 64)
+        body += floats(r * d, i) if types[i] == 0 else \
+            b"".join(struct.pack("<H", 0x2C00) + bytes((j * 7 + k) % 256 for j in range(16))
+                     for k in range(r))
+    return body
+
+
 def main():
     put("model/tiny-f32.slm", slm(0, False))
     put("model/tiny-f16-shared.slm", slm(1, True))
@@ -158,6 +175,7 @@ def main():
     put("safetensors/mixed.safetensors", safetensors())
     put("gguf/bpe-vocab.gguf", bpe_vocab_gguf())
     put("model/bpe-tokenizer-only.slm", bpe_tokenizer_only_slm())
+    put("model/per-layer-q4_0.slm", per_layer_slm())
 
 
 if __name__ == "__main__":
