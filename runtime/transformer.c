@@ -16,6 +16,7 @@
 #include "kernels/attention.h"
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
+#include "kernels/quant.h"
 
 // ----------------------------------------------------------------------------
 // run state
@@ -255,6 +256,37 @@ float *transformer_forward(Transformer *t, const int *tokens, size_t n, size_t p
 void transformer_forward_all(Transformer *t, const int *tokens, size_t n, size_t pos0,
                              float *logits) {
     forward(t, tokens, n, pos0, logits);
+}
+
+size_t transformer_shift(Transformer *t, size_t n, size_t keep, size_t drop) {
+    const SlHeader *h = &t->model.header;
+    RunState *s = &t->state;
+    size_t hd = (size_t)h->head_dim, n_kv = (size_t)h->n_kv_heads, seq = (size_t)h->seq_len;
+    size_t es = attention_kv_bytes(s->kv_type), row = hd * es, L = (size_t)h->n_layers;
+    assert(keep + drop <= n && n <= seq && drop < seq);
+    if (drop == 0) return n;
+    // RoPE by -drop: the rotation by drop with its sine negated
+    const float *c = s->rope_cos + drop * (hd / 2);
+    float *nsin = s->q, *k = s->k;  // scratch between passes: head_dim / 2 and head_dim floats
+    for (size_t i = 0; i < hd / 2; i++) nsin[i] = -s->rope_sin[drop * (hd / 2) + i];
+    for (size_t l = 0; l < L; l++)
+        for (size_t g = 0; g < n_kv; g++) {
+            size_t base = (l * n_kv + g) * seq;  // (layer, kv head): seq rows of head_dim
+            uint8_t *kc = (uint8_t *)s->key_cache + base * row;
+            uint8_t *vc = (uint8_t *)s->value_cache + base * row;
+            for (size_t p = keep + drop; p < n; p++) {
+                if (s->kv_type == ATTN_KV_F32) {
+                    memcpy(k, kc + p * row, row);
+                } else {
+                    const uint16_t *src = (const uint16_t *)(const void *)(kc + p * row);
+                    for (size_t i = 0; i < hd; i++) k[i] = fp16_to_f32(src[i]);
+                }
+                rope_rotate(k, 1, hd, c, nsin);
+                attention_kv_store(s->kv_type, kc + (p - drop) * row, k, hd);
+                memmove(vc + (p - drop) * row, vc + p * row, row);
+            }
+        }
+    return n - drop;
 }
 
 float *transformer_forward_plain(Transformer *t, int token, size_t pos) {

@@ -75,6 +75,13 @@ float *transformer_forward(Transformer *t, const int *tokens, size_t n, size_t p
 void transformer_forward_all(Transformer *t, const int *tokens, size_t n, size_t pos0,
                              float *logits);
 
+// Context shift with attention sinks (StreamingLLM): the cache holds positions 0 .. n - 1;
+// positions keep .. keep + drop - 1 are dropped and keep + drop .. n - 1 move down to keep ..
+// n - drop - 1, each key rotated back by drop positions (RoPE by -drop, from the same table),
+// so that the kept keys sit at the positions the next tokens see. Values move unchanged.
+// Needs keep + drop <= n <= seq_len. Returns the new length, n - drop: the next position.
+size_t transformer_shift(Transformer *t, size_t n, size_t keep, size_t drop);
+
 // The same pass for one token, on the plain kernels of kernels.h only: the reference
 // that the fast path is tested against. Needs an f32 KV cache. With recording on, the sink
 // receives attention_head's weights (n = 1).

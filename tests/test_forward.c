@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "runtime/pool.h"
 #include "runtime/transformer.h"
 #include "helpers.h"
@@ -287,4 +288,98 @@ Test(forward, all_logits_equal_one_at_a_time) {
         }
     }
     free(all);
+}
+
+// ----------------------------------------------------------------------------
+// context shift (attention sinks)
+
+// After a shift, the layer-0 keys of the moved positions are the keys their tokens would have
+// at their new positions (layer 0's input is the embedding alone), the sinks and the values are
+// untouched, moved bit for bit.
+Test(forward, context_shift_rerotates_keys) {
+    const char *path = tmp_file("shift.slm");
+    write_test_model(path, 0);
+    Transformer t;
+    cr_assert_eq(transformer_build(&t, path, NULL, ATTN_KV_F32), MODEL_OK);
+    const SlHeader *h = &t.model.header;
+    size_t hd = (size_t)h->head_dim, n_kv = (size_t)h->n_kv_heads, seq = (size_t)h->seq_len;
+    size_t dim = (size_t)h->dim, kv_dim = n_kv * hd, L = (size_t)h->n_layers;
+    enum { N = 20, KEEP = 4, DROP = 8 };
+    int tokens[N];
+    some_tokens(tokens, N, h->vocab_size);
+    transformer_forward(&t, tokens, N, 0);
+    size_t bytes = L * kv_dim * seq * sizeof(float);
+    float *k0 = malloc(bytes), *v0 = malloc(bytes);
+    memcpy(k0, t.state.key_cache, bytes), memcpy(v0, t.state.value_cache, bytes);
+    cr_assert_eq(transformer_shift(&t, N, KEEP, DROP), N - DROP);
+    const float *kc = t.state.key_cache, *vc = t.state.value_cache;
+    RopeParams rp = rope_params(h, NULL);
+    Tensor wk = tensor_layer(&t.model.w.wk, 0, L);
+    float *x = malloc(dim * 4), *xn = malloc(dim * 4), *k = malloc(kv_dim * 4);
+    for (size_t l = 0; l < L; l++)
+        for (size_t g = 0; g < n_kv; g++) {
+            size_t base = (l * n_kv + g) * seq * hd;
+            cr_assert(!memcmp(kc + base, k0 + base, KEEP * hd * 4), "sinks kept");
+            cr_assert(!memcmp(vc + base + KEEP * hd, v0 + base + (KEEP + DROP) * hd,
+                              (N - KEEP - DROP) * hd * 4), "values moved");
+        }
+    for (size_t p = KEEP; p < N - DROP; p++) {  // layer 0: the key of tokens[p + DROP] at p
+        tensor_row(&t.model.w.token_embedding, (size_t)tokens[p + DROP], x);
+        rmsnorm(xn, x, t.model.w.rms_att, dim, h->norm_eps);
+        matvec_tensor(k, xn, &wk);
+        rope(k, n_kv, hd, p, &rp);
+        for (size_t g = 0; g < n_kv; g++) {
+            float err = max_rel_err(kc + (g * seq + p) * hd, k + g * hd, hd);
+            cr_assert(err < 1e-5f, "position %zu head %zu: %g of the key's scale", p, g, err);
+        }
+    }
+    free(x), free(xn), free(k), free(k0), free(v0);
+    transformer_free(&t);
+}
+
+// Logits of tokens run one at a time (the fast pass on `threads`, or the plain pass when
+// threads is 0) with a shift (KEEP, DROP) whenever the cache is full: n tokens in all.
+static float *run_shifted(const char *path, const int *tokens, size_t n, int threads, int kv) {
+    Pool *pool = threads ? pool_create(threads) : NULL;
+    Transformer t;
+    cr_assert_eq(transformer_build(&t, path, pool, kv), MODEL_OK);
+    size_t vocab = (size_t)t.model.header.vocab_size, seq = (size_t)t.model.header.seq_len;
+    float *all = malloc(n * vocab * sizeof(float));
+    for (size_t i = 0, pos = 0; i < n; i++) {
+        if (pos == seq) pos = transformer_shift(&t, pos, 4, (seq - 4) / 2);
+        float *l = threads ? transformer_forward(&t, &tokens[i], 1, pos)
+                           : transformer_forward_plain(&t, tokens[i], pos);
+        memcpy(all + i * vocab, l, vocab * sizeof(float));
+        pos++;
+    }
+    transformer_free(&t);
+    pool_destroy(pool);
+    return all;
+}
+
+// Past two shifts: the fast pass tracks the plain one, and is bitwise the same for 1-3
+// threads, with an f32 or an f16 cache.
+Test(forward, context_shift_fast_matches_plain_and_threads) {
+    const char *path = tmp_file("shift2.slm");
+    write_test_model(path, 1);
+    enum { N = 80, V = 300 };  // context 32: shifts at 32 and 46, ...
+    int tokens[N];
+    some_tokens(tokens, N, V);
+    float *plain = run_shifted(path, tokens, N, 0, ATTN_KV_F32);
+    float *ref = run_shifted(path, tokens, N, 1, ATTN_KV_F32);
+    for (size_t i = 0; i < N; i++) {
+        float err = max_rel_err(ref + i * V, plain + i * V, V);
+        cr_assert(err < 1e-4f, "token %zu: fast and plain differ by %g", i, err);
+    }
+    for (int kv = ATTN_KV_F32; kv <= ATTN_KV_F16; kv++) {
+        float *one = kv == ATTN_KV_F32 ? ref : run_shifted(path, tokens, N, 1, kv);
+        for (int threads = 2; threads <= 3; threads++) {
+            float *got = run_shifted(path, tokens, N, threads, kv);
+            cr_assert(!memcmp(got, one, N * V * sizeof(float)), "kv %d, %d threads differ", kv,
+                      threads);
+            free(got);
+        }
+        if (one != ref) free(one);
+    }
+    free(plain), free(ref);
 }
