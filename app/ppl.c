@@ -22,24 +22,44 @@ static double nll_of(const float *logits, size_t vocab, int target) {
     return log(sum) + max - logits[target];
 }
 
-int ppl_measure(Transformer *t, const Tokenizer *tok, const char *path, PplResult *out) {
+// The text of `path` as ids (BOS first where the model adds one: as a prompt would start),
+// and room for a batch of logits. Returns 0, or 1 after a message (nothing to free then).
+static int read_ids(Transformer *t, const Tokenizer *tok, const char *path, int **ids,
+                    size_t *n_ids, float **logits) {
     const SlHeader *h = &t->model.header;
-    size_t len, n_ids, vocab = (size_t)h->vocab_size, ctx = (size_t)h->seq_len;
+    size_t len, vocab = (size_t)h->vocab_size;
     char *text;
     if (file_read(path, PPL_TEXT_MAX, &text, &len) != 0) return 1;
     size_t cap = tokenizer_max_tokens(tok, len);
-    int *ids = malloc(cap * sizeof(int));
-    float *logits = malloc(t->state.batch * vocab * sizeof(float));
+    *ids = malloc(cap * sizeof(int));
+    *logits = malloc(t->state.batch * vocab * sizeof(float));
+    int bos = !(h->flags & SL_FLAG_NO_BOS);
     int rc = 1;
-    int bos = !(h->flags & SL_FLAG_NO_BOS);  // as a prompt would start
-    if (!ids || !logits || tokenizer_encode(tok, text, len, bos, 0, ids, cap, &n_ids) != TOK_OK) {
+    if (!*ids || !*logits || tokenizer_encode(tok, text, len, bos, 0, *ids, cap, n_ids) != TOK_OK)
         fprintf(stderr, "%s: out of memory encoding %zu bytes\n", path, len);
-        goto done;
-    }
-    if (n_ids < 2 || ctx < 2) {
+    else if (*n_ids < 2 || h->seq_len < 2)
         fprintf(stderr, "%s: no tokens to score (%zu bytes of text)\n", path, len);
-        goto done;
-    }
+    else
+        rc = 0;
+    free(text);
+    if (rc) free(*ids), free(*logits);
+    return rc;
+}
+
+static void result_of(PplResult *r, double total, size_t scored, size_t windows) {
+    r->tokens = scored;
+    r->windows = windows;
+    r->nll = scored ? total / (double)scored : 0.0;
+    r->ppl = exp(r->nll);
+}
+
+int ppl_measure(Transformer *t, const Tokenizer *tok, const char *path, PplResult *out) {
+    const SlHeader *h = &t->model.header;
+    size_t n_ids, vocab = (size_t)h->vocab_size, ctx = (size_t)h->seq_len;
+    int *ids;
+    float *logits;
+    if (read_ids(t, tok, path, &ids, &n_ids, &logits) != 0) return 1;
+    int rc = 1, bos = !(h->flags & SL_FLAG_NO_BOS);
     // With BOS, ids[0] is BOS and each window is BOS + up to ctx - 1 text tokens, all scored.
     // Without (Qwen, SmolLM), ids[0] is the first text token, never scored, and each window
     // starts with the token before its first scored one.
@@ -64,12 +84,40 @@ int ppl_measure(Transformer *t, const Tokenizer *tok, const char *path, PplResul
         next += take;
     }
     free(win);
-    out->tokens = scored;
-    out->windows = windows;
-    out->nll = total / (double)scored;
-    out->ppl = exp(out->nll);
+    result_of(out, total, scored, windows);
     rc = 0;
 done:
-    free(text), free(ids), free(logits);
+    free(ids), free(logits);
     return rc;
+}
+
+int ppl_measure_stream(Transformer *t, const Tokenizer *tok, const char *path,
+                       PplResult *within, PplResult *past) {
+    const SlHeader *h = &t->model.header;
+    size_t n_ids, vocab = (size_t)h->vocab_size, ctx = (size_t)h->seq_len;
+    int *ids;
+    float *logits;
+    if (read_ids(t, tok, path, &ids, &n_ids, &logits) != 0) return 1;
+    if (ctx <= PPL_SINKS + 1) {
+        fprintf(stderr, "%s: a context of %zu positions is too short to shift\n", path, ctx);
+        free(ids), free(logits);
+        return 1;
+    }
+    double total[2] = {0.0, 0.0};
+    size_t scored[2] = {0, 0}, shifts = 0;
+    // ids[i] predicts ids[i + 1]: inputs 0 .. n_ids - 2, in batches that fit in the cache
+    for (size_t i = 0, pos = 0; i + 1 < n_ids;) {
+        if (pos == ctx) pos = transformer_shift(t, pos, PPL_SINKS, (ctx - PPL_SINKS) / 2), shifts++;
+        size_t n = n_ids - 1 - i, room = ctx - pos;
+        n = n < room ? n : room;
+        n = n < t->state.batch ? n : t->state.batch;
+        transformer_forward_all(t, ids + i, n, pos, logits);
+        for (size_t j = 0; j < n; j++) total[shifts > 0] += nll_of(logits + j * vocab, vocab, ids[i + j + 1]);
+        scored[shifts > 0] += n;
+        i += n, pos += n;
+    }
+    result_of(within, total[0], scored[0], 1);
+    result_of(past, total[1], scored[1], shifts);
+    free(ids), free(logits);
+    return 0;
 }
