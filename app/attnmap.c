@@ -50,12 +50,23 @@ const float *attnmap_row(const AttnMap *m, size_t l, size_t h, size_t i) {
 void attnmap_sink(void *ctx, size_t layer, size_t pos0, size_t n, const float *w,
                   size_t stride) {
     AttnMap *m = ctx;
-    assert(layer < m->n_layers && pos0 + n <= m->cap);
+    size_t d = m->dropped, k = m->dropped ? m->keep : 0;  // cache p >= k is row p + d
+    assert(layer < m->n_layers && pos0 >= k && pos0 + n + d <= m->cap);
     for (size_t i = 0; i < n; i++)
-        for (size_t h = 0; h < m->n_heads; h++)
-            memcpy((float *)attnmap_row(m, layer, h, pos0 + i), w + (i * m->n_heads + h) * stride,
-                   (pos0 + i + 1) * sizeof(float));
-    if (layer == m->n_layers - 1 && pos0 + n > m->n_rows) m->n_rows = pos0 + n;
+        for (size_t h = 0; h < m->n_heads; h++) {
+            const float *src = w + (i * m->n_heads + h) * stride;
+            float *row = (float *)attnmap_row(m, layer, h, pos0 + i + d);
+            memcpy(row, src, k * sizeof(float));                   // the kept first positions
+            memset(row + k, 0, d * sizeof(float));                  // the dropped ones
+            memcpy(row + k + d, src + k, (pos0 + i + 1 - k) * sizeof(float));  // the rest
+        }
+    if (layer == m->n_layers - 1 && pos0 + n + d > m->n_rows) m->n_rows = pos0 + n + d;
+}
+
+void attnmap_shift(AttnMap *m, size_t keep, size_t drop) {
+    assert(!m->dropped || keep == m->keep);
+    m->keep = keep;
+    m->dropped += drop;
 }
 
 // ---- the dump ----

@@ -19,7 +19,8 @@
 //         32   int32   token id at each position [N]
 //   header_bytes float32 weights[n_layers][n_heads][N][N]: row i is the softmax of query
 //                position i over key positions 0 .. N-1; keys past i (masked) hold 0, so each
-//                row sums to 1.
+//                row sums to 1. After a context shift, the keys the cache no longer held
+//                (dropped) hold 0 too: a row holds the positions actually attended.
 #ifndef SEARCHLIGHT_ATTNMAP_H
 #define SEARCHLIGHT_ATTNMAP_H
 
@@ -32,6 +33,8 @@
 typedef struct {
     size_t n_layers, n_heads, cap;  // cap: positions it has room for
     size_t n_rows;                  // rows 0 .. n_rows-1 are recorded in every layer
+    size_t keep, dropped;           // context shifts (attnmap_shift): cache position p >= keep
+                                    // holds the token of position p + dropped
     float *w;  // (layer, head, cap (cap + 1) / 2): row i of a lower triangle at i (i + 1) / 2
 } AttnMap;
 
@@ -39,9 +42,14 @@ typedef struct {
 int attnmap_build(AttnMap *m, size_t n_layers, size_t n_heads, size_t cap);
 void attnmap_free(AttnMap *m);
 
-// An AttnSink (transformer.h): ctx is the AttnMap. Positions must stay below cap.
+// An AttnSink (transformer.h): ctx is the AttnMap. Cache positions are mapped to the positions
+// that ran (see keep, dropped), which must stay below cap; a key dropped by a shift gets 0.
 void attnmap_sink(void *ctx, size_t layer, size_t pos0, size_t n, const float *w,
                   size_t stride);
+
+// Records a context shift (transformer_shift with the same keep and drop): from now on, cache
+// positions keep .. are drop positions further on. Every shift must keep the same number.
+void attnmap_shift(AttnMap *m, size_t keep, size_t drop);
 
 // Row i (i + 1 weights over keys 0 .. i) of layer l, head h.
 const float *attnmap_row(const AttnMap *m, size_t l, size_t h, size_t i);

@@ -322,3 +322,24 @@ Test(attnmap, too_large_a_map_is_refused) {
     cr_assert_eq(m.n_rows, 0);
     attnmap_free(&m);
 }
+
+// A context shift (keep 2, drop 3) maps the cache's positions to the positions that ran: rows
+// after the shift hold the kept keys, zeros for the dropped ones, then the moved ones.
+Test(attnmap, sink_maps_shifted_cache_positions) {
+    AttnMap m;
+    cr_assert_eq(attnmap_build(&m, 1, 1, 16), 0);
+    float w[8 * 8];
+    for (size_t p = 0; p < 8; p++) {  // positions 0 .. 7, as they come: row p is p + 1 values
+        for (size_t k = 0; k < 8; k++) w[k] = 100.0f * (float)p + (float)k;
+        attnmap_sink(&m, 0, p, 1, w, 8);
+    }
+    attnmap_shift(&m, 2, 3);  // cache 0 1 | 2 3 4 dropped | 5 6 7 -> 2 3 4
+    for (size_t k = 0; k < 8; k++) w[k] = 1000.0f + (float)k;
+    attnmap_sink(&m, 0, 5, 1, w, 8);  // cache position 5 is position 8: keys 0 1 (5 6 7) 8
+    cr_assert_eq(m.n_rows, 9);
+    const float *r = attnmap_row(&m, 0, 0, 8);
+    const float want[9] = {1000, 1001, 0, 0, 0, 1002, 1003, 1004, 1005};
+    for (size_t k = 0; k < 9; k++) cr_assert_eq(r[k], want[k], "key %zu: %g", k, (double)r[k]);
+    cr_assert_eq(attnmap_row(&m, 0, 0, 7)[7], 707.0f, "rows before the shift untouched");
+    attnmap_free(&m);
+}
