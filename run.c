@@ -5,6 +5,7 @@
 // model and input errors exit 1. Flags follow llama2.c's run.c.
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <float.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -31,6 +32,9 @@ typedef struct {
     float temperature;
     float top_p;
     int top_k;
+    float min_p;                 // --min-p: 0 is off
+    float repeat_penalty;        // --repeat-penalty: 1 is off
+    long repeat_last_n;          // --repeat-last-n: 0 is off, -1 the whole context
     uint64_t seed;               // 0: from the clock
     long steps;                  // 0: min(256, seq_len)
     const char *ppl_path;        // --ppl: score this text instead of generating
@@ -54,6 +58,15 @@ static void usage(FILE *f) {
             "  -t <float>  temperature in [0, inf), default 1.0; 0 is greedy\n"
             "  -p <float>  top-p (nucleus) in [0, 1], default 0.9; 0 or 1 turn it off\n"
             "  -k <int>    top-k, keep the k most likely tokens, default 0 (off)\n"
+            "  --min-p <float>  min-p in [0, 1]: keep the tokens at least this times as likely\n"
+            "              as the most likely one (at temperature 1), default 0 (off)\n"
+            "  --repeat-penalty <float>  > 0, default 1.0 (off): the logit of each token seen\n"
+            "              in the last --repeat-last-n is divided by it if > 0, else multiplied\n"
+            "  --repeat-last-n <int>  tokens of the context (prompt included) penalized,\n"
+            "              default 64; 0 is off, -1 the whole context\n"
+            "  The order: the repeat penalty on the logits (-t 0: their argmax), then\n"
+            "  temperature, top-k and top-p as llama2.c does them, then min-p (measured\n"
+            "  before the temperature, as llama.cpp) among the tokens they keep\n"
             "  -s <int>    random seed, default 0: from the clock\n"
             "  -n <int>    positions to run, prompt included, default min(256, context)\n"
             "  -i <string> input prompt\n"
@@ -111,6 +124,17 @@ static float parse_float(const char *flag, const char *s, float lo, float hi) {
     return v;
 }
 
+// A finite float > 0.
+static float parse_positive(const char *flag, const char *s) {
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (end == s || *end != '\0') usage_error("%s: '%s' is not a number", flag, s);
+    if (errno == ERANGE || !(v > 0.0f && v <= FLT_MAX))
+        usage_error("%s: %s is out of range, expected a finite number > 0", flag, s);
+    return v;
+}
+
 static uint64_t parse_u64(const char *flag, const char *s) {
     char *end;
     errno = 0;
@@ -155,7 +179,8 @@ static const char *default_model(void) {
 }
 
 static Options parse_args(int argc, char **argv) {
-    Options o = {.mode = "generate", .temperature = 1.0f, .top_p = 0.9f, .prompt = ""};
+    Options o = {.mode = "generate", .temperature = 1.0f, .top_p = 0.9f, .prompt = "",
+                 .repeat_penalty = 1.0f, .repeat_last_n = 64};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o.b = (BenchOptions){.threads = {cpus > 0 && cpus <= 1024 ? (int)cpus : 1}, .n_threads = 1,
                          .pp = 128, .tg = 128, .reps = 5};
@@ -177,7 +202,9 @@ static Options parse_args(int argc, char **argv) {
         int is_long = !strcmp(a, "--pp") || !strcmp(a, "--tg") || !strcmp(a, "--reps");
         int is_word = !strcmp(a, "--kv") || !strcmp(a, "--ppl") || !strcmp(a, "--attn-map") ||
                       !strcmp(a, "--attn-dump");
-        if (!is_long && !is_word && (a[2] != '\0' || !strchr("tpksnizTm", a[1])))
+        int is_sampling = !strcmp(a, "--min-p") || !strcmp(a, "--repeat-penalty") ||
+                          !strcmp(a, "--repeat-last-n");
+        if (!is_long && !is_word && !is_sampling && (a[2] != '\0' || !strchr("tpksnizTm", a[1])))
             usage_error("unknown option '%s'%s", a, "");
         if (i + 1 >= argc) usage_error("%s needs a value%s", a, "");
         const char *v = argv[++i];
@@ -191,6 +218,18 @@ static Options parse_args(int argc, char **argv) {
                 usage_error("--kv: unknown type '%s', expected f32 or f16%s", v, "");
             o.kv_type = v[1] == '3' ? ATTN_KV_F32 : ATTN_KV_F16;
             o.b.kv_type = o.kv_type;
+            continue;
+        }
+        if (!strcmp(a, "--min-p")) {
+            o.min_p = parse_float(a, v, 0.0f, 1.0f);
+            continue;
+        }
+        if (!strcmp(a, "--repeat-penalty")) {
+            o.repeat_penalty = parse_positive(a, v);
+            continue;
+        }
+        if (!strcmp(a, "--repeat-last-n")) {
+            o.repeat_last_n = parse_long(a, v, -1, INT_MAX);
             continue;
         }
         if (is_long) {
@@ -355,9 +394,11 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
     // then one position per token, up to `steps` positions in all
     size_t pos = n_prompt, decoded = 0;
     int token = ids[n_prompt - 1];
+    for (size_t i = 0; i < n_prompt; i++) sampler_accept(sampler, ids[i]);  // --repeat-last-n
     for (;;) {
         int next = sampler_sample(sampler, logits);
         if (model_is_stop(h, next)) break;
+        sampler_accept(sampler, next);
         size_t len;
         const char *piece = tokenizer_decode(tok, token, next, &len);
         write_piece(piece, len);
@@ -425,8 +466,14 @@ int main(int argc, char **argv) {
         usage(stderr);
         rc = EXIT_USAGE;
     } else if (sampler_build(&sampler, h->vocab_size, o.temperature, o.top_p, o.top_k,
-                             o.seed ? o.seed : (uint64_t)time(NULL)) != 0) {
+                             o.seed ? o.seed : (uint64_t)time(NULL)) != 0 ||
+               sampler_set_min_p(&sampler, o.min_p) != 0 ||
+               // the context never holds more than seq_len tokens: -1 and larger windows are it
+               sampler_set_penalty(&sampler, o.repeat_penalty,
+                                   o.repeat_last_n < 0 || o.repeat_last_n > h->seq_len
+                                       ? h->seq_len : (int)o.repeat_last_n) != 0) {
         fprintf(stderr, "run: out of memory for the sampler\n");
+        sampler_free(&sampler);
         rc = 1;
     } else {
         if (o.attn_map || o.attn_dump) outfile_install_cleanup();
