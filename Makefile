@@ -72,7 +72,7 @@ $(1)/attnmap_page.o: build/attnmap_page.c
 $(1)/run: $(1)/run.o $(1)/app/bench.o $(CORE:%.c=$(1)/%.o) $(1)/attnmap_page.o
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
 $(1)/export: $(1)/export.o $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/model.o $(TOKENIZER:%.c=$(1)/%.o) \
-		$(1)/kernels/quant.o $(1)/kernels/blocks.o $(IO:%.c=$(1)/%.o)
+		$(1)/kernels/quant.o $(1)/kernels/blocks.o $(1)/app/template.o $(IO:%.c=$(1)/%.o)
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
 $(1)/test_searchlight: $(TESTS:%.c=$(1)/%.o) $(CORE:%.c=$(1)/%.o) $(EXPORT_SRC:%.c=$(1)/%.o) \
 		$(1)/attnmap_page.o $(1)/tests/helpers.o

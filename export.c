@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "app/template.h"
 #include "convert/convert.h"
 #include "convert/gguf.h"
 #include "convert/hf.h"
@@ -106,6 +107,20 @@ static void print_types(const SlHeader *c, const SlLayout *lay) {
     putchar('\n');
 }
 
+// What run -m chat will do with the model's chat template.
+static void print_chat_template(const char *text, size_t len) {
+    if (!len) {
+        printf("  no chat template (run -m chat needs --chat-template NAME)\n");
+        return;
+    }
+    int kind = template_detect(text, len, NULL, 0);
+    if (kind >= 0)
+        printf("  chat template: %s (%zu bytes)\n", template_name(kind), len);
+    else
+        printf("  chat template of %zu bytes, not one run recognises (run -m chat needs "
+               "--chat-template NAME: " TPL_NAMES ")\n", len);
+}
+
 static void print_summary(const char *in, const char *kind, const char *out, const SlHeader *c,
                           const uint8_t *layer_types, const Tokenizer *tok, size_t bytes) {
     SlLayout lay;
@@ -162,13 +177,15 @@ static int write_converted(const char *in, const char *kind, const char *out, Sl
         free(types);
         return 1;
     }
-    TensorData td = {.fill = convert_fill, .ctx = &cv, .layer_types = from.layer_types};
+    TensorData td = {.fill = convert_fill, .ctx = &cv, .layer_types = from.layer_types,
+                     .chat_template = from.chat_template};
     size_t written = 0;
     int rc = model_write(out, h, tok, &td, &written) == 0 ? 0 : 1;
     converter_free(&cv);
     if (rc == 0) {
         h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(tok, model_version(&h, tok));
         print_summary(in, kind, out, &h, td.layer_types, tok, written);
+        print_chat_template(td.chat_template, h.chat_template_bytes);
     }
     free(types);
     return rc;
@@ -200,7 +217,7 @@ static int export_gguf(const char *in, int dtype, long window, const char *out) 
     if (gguf_model_open(&g, in) != 0) return 1;
     int rc;
     if (g.header.n_tensors == 0) {  // vocabulary only: a tokenizer-only file
-        TensorData none = {0};
+        TensorData none = {.chat_template = g.chat_template.p};
         size_t written = 0;
         rc = model_write(out, g.header, &g.tok, &none, &written) == 0 ? 0 : 1;
         if (rc == 0) {
@@ -210,7 +227,7 @@ static int export_gguf(const char *in, int dtype, long window, const char *out) 
         }
     } else {
         TensorData src = {.fill = gguf_model_fill, .raw = gguf_model_raw, .ctx = &g,
-                          .layer_types = g.layer_types};
+                          .layer_types = g.layer_types, .chat_template = g.chat_template.p};
         if (window >= 0) g.header.sliding_window = (int32_t)window;
         char kind[64];
         snprintf(kind, sizeof kind, "GGUF %s", gguf_arch_name(&g));
@@ -224,18 +241,27 @@ static int export_gguf(const char *in, int dtype, long window, const char *out) 
 static int export_hf(const char *in, int dtype, const char *out) {
     HfModel m;
     if (hf_open(&m, in) != 0) return 1;
+    char *chat;
+    size_t chat_len;
+    if (hf_chat_template(in, &chat, &chat_len) != 0) {
+        hf_close(&m);
+        return 1;
+    }
+    m.header.chat_template_bytes = (uint32_t)chat_len;
     Tokenizer tok;
     int adds_bos;
     if (hf_tokenizer(&tok, in, m.header.vocab_size, m.header.bos_id, m.header.eos_id,
                      &adds_bos) != 0) {
+        free(chat);
         hf_close(&m);
         return 1;
     }
     if (!adds_bos) m.header.flags |= SL_FLAG_NO_BOS;  // Qwen, SmolLM: prompts start without BOS
-    TensorData src = {.fill = hf_fill, .ctx = &m};
+    TensorData src = {.fill = hf_fill, .ctx = &m, .chat_template = chat};
     char kind[64];
     snprintf(kind, sizeof kind, "Hugging Face %s", hf_family_name(m.family));
     int rc = write_converted(in, kind, out, m.header, dtype, &tok, &src);
+    free(chat);
     tokenizer_free(&tok);
     hf_close(&m);
     return rc;

@@ -172,8 +172,13 @@ int model_layout(const SlHeader *h, const uint8_t *layer_types, SlLayout *out, c
     if (h->vocab_size <= 0) DIMS_FAIL("vocab_size %d, expected > 0", h->vocab_size);
     if (h->tokenizer_bytes < 8)
         DIMS_FAIL("tokenizer section of %u bytes, expected at least 8", h->tokenizer_bytes);
+    if (h->chat_template_bytes > SL_CHAT_TEMPLATE_MAX)
+        DIMS_FAIL("chat template of %u bytes, at most %u", h->chat_template_bytes,
+                  SL_CHAT_TEMPLATE_MAX);
+    if (h->chat_template_bytes && h->version == 1)  // 0: a header not yet written
+        DIMS_FAIL("a version 1 file has a chat template");
     if (h->n_tensors == 0) {  // a tokenizer-only file
-        out->file_bytes = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes;
+        out->file_bytes = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes + h->chat_template_bytes;
         return MODEL_OK;
     }
     if (h->n_tensors != SL_T_COUNT_V1 && (h->version == 1 || h->n_tensors != SL_T_COUNT))
@@ -245,11 +250,12 @@ int model_layout(const SlHeader *h, const uint8_t *layer_types, SlLayout *out, c
         [SL_T_ROPE_FREQS] = {1, 1, (size_t)h->head_dim / 2},
     };
     out->layer_types_bytes = model_layer_types_bytes(h);
+    out->layer_types_offset = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes + h->chat_template_bytes;
     if (out->layer_types_bytes && !layer_types) {
         fprintf(stderr, "%s: internal error: no layer types table\n", path);
         return MODEL_ERR_DIMS;
     }
-    size_t pos = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes + out->layer_types_bytes;
+    size_t pos = out->layer_types_offset + out->layer_types_bytes;
     const uint8_t *next_types = layer_types;
     for (int t = 0; t < SL_T_COUNT; t++) {
         int type = h->tensor_type[t];
@@ -379,7 +385,8 @@ static int open_checked(Model *m, const char *path, int need_weights, int fd, si
     }
     int err;
     if ((err = check_header(&m->header, path)) != MODEL_OK) return err;
-    size_t types_at = SL_HEADER_BYTES + (size_t)m->header.tokenizer_bytes;
+    size_t types_at = SL_HEADER_BYTES + (size_t)m->header.tokenizer_bytes +
+                      m->header.chat_template_bytes;
     size_t types_bytes = m->header.n_tensors ? model_layer_types_bytes(&m->header) : 0;
     if (types_bytes) {  // the layer types table, read before the layout that needs it
         if (types_bytes > have || types_at > have - types_bytes) {
@@ -420,6 +427,10 @@ static int open_checked(Model *m, const char *path, int need_weights, int fd, si
                           (int)h->version, h->vocab_size, h->bos_id, h->eos_id, path);
     if (err == TOK_ERR_NOMEM) return MODEL_ERR_NOMEM;
     if (err != TOK_OK) return MODEL_ERR_TOKENIZER;
+    if (h->chat_template_bytes) {
+        m->chat_template = (const char *)m->map + SL_HEADER_BYTES + h->tokenizer_bytes;
+        m->chat_template_bytes = h->chat_template_bytes;
+    }
     if (h->n_tensors == 0) return MODEL_OK;
 
     Tensor v[SL_T_COUNT];
@@ -480,7 +491,7 @@ int model_header_version(const SlHeader *h) {
     for (int t = 0; t < SL_T_COUNT && h->n_tensors; t++)
         blocks |= dtype_ggml(h->tensor_type[t]) != 0 || h->tensor_type[t] == SL_TYPE_PER_LAYER;
     return blocks || h->rope_scaling || h->n_stop || (h->flags & ~SL_FLAG_SHARED_CLASSIFIER) ||
-                   h->sliding_window
+                   h->sliding_window || h->chat_template_bytes
                ? 2
                : 1;
 }

@@ -8,7 +8,9 @@
 //
 //   0                  SlHeader (256 bytes, below)
 //   256                tokenizer section (tokenizer_bytes bytes, see tokenizer.h)
-//   256 + tok. bytes   version 2, only when a tensor's type is SL_TYPE_PER_LAYER: the layer
+//   then               version 2: the chat template, chat_template_bytes of text (the model's
+//                      Jinja template, as Hugging Face or GGUF carry it; no terminating NUL)
+//   then               version 2, only when a tensor's type is SL_TYPE_PER_LAYER: the layer
 //                      types, n_layers bytes (enum sl_dtype) for each such tensor in file order
 //   align64(...)       tensor 0, then each further tensor at the next 64-byte boundary,
 //                      in the order of enum sl_tensor; zero padding between them.
@@ -127,10 +129,13 @@ typedef struct {
     // version 2 (zero in version 1): sliding-window attention (Mistral v0.1, Phi-3): a query at
     // position p attends to keys p - window + 1 .. p; 0 means every earlier key
     int32_t sliding_window;
-    uint8_t reserved[100];   // zero
+    uint32_t chat_template_bytes;  // version 2: the chat template's size (0: none), at most
+                                   // SL_CHAT_TEMPLATE_MAX
+    uint8_t reserved[96];    // zero
 } SlHeader;
 
 #define SL_MAX_STOP 8
+#define SL_CHAT_TEMPLATE_MAX (1u << 20)
 
 // RoPE scaling (header.rope_scaling), as transformers computes it for rope_type "linear" and
 // "llama3", or as llama.cpp applies a GGUF's rope_freqs tensor (SL_ROPE_FREQS: each pair's
@@ -162,6 +167,7 @@ typedef struct {
     const uint8_t *layer_type[SL_T_COUNT];  // SL_TYPE_PER_LAYER tensors: their n_layers types
                                             // (in the table given to model_layout), else NULL
     size_t layer_types_bytes;   // the size of the layer types table (0: none)
+    size_t layer_types_offset;  // where it starts: after the tokenizer and the chat template
     size_t offset[SL_T_COUNT];  // 0 for an absent tensor
     size_t bytes[SL_T_COUNT];   // 0 for an absent tensor
     size_t rows[SL_T_COUNT];    // rows of each tensor, all layers stacked
@@ -230,6 +236,8 @@ typedef struct {
     const uint8_t *map;  // the read-only mapping of the whole file
     size_t map_bytes;
     uint8_t *layer_types; // a copy of the layer types table (layout.layer_type points in), or NULL
+    const char *chat_template;  // the chat template in the mapping (not NUL-terminated), or NULL
+    size_t chat_template_bytes;
 } Model;
 
 // Validates and maps `path`. With need_weights, a tokenizer-only file is refused.
@@ -245,8 +253,8 @@ int model_is_stop(const SlHeader *h, int id);
 int model_add_stop(SlHeader *h, int id);
 
 // The oldest version whose header holds h: 2 when a version-2 field is used (RoPE scaling,
-// stop ids, a flag other than SL_FLAG_SHARED_CLASSIFIER, a sliding window, a block type or
-// per-layer types),
+// stop ids, a flag other than SL_FLAG_SHARED_CLASSIFIER, a sliding window, a block type,
+// per-layer types or a chat template),
 // else 1. (The tokenizer section has its own, tokenizer_format.)
 int model_header_version(const SlHeader *h);
 

@@ -994,6 +994,13 @@ int gguf_model_open(GgufModel *m, const char *path) {
         int adds_bos = m->tok.kind == TOK_SPM || m->tok.pretok == PRETOK_LLAMA3;
         if (!bad && ab) adds_bos = m->g.map[ab->value] != 0;
         if (!adds_bos) h->flags |= SL_FLAG_NO_BOS;
+        if (!bad && get_str(&m->g, "tokenizer.chat_template", &m->chat_template) < 0) bad = 1;
+        if (!bad && m->chat_template.len > SL_CHAT_TEMPLATE_MAX) {
+            fprintf(stderr, "%s: tokenizer.chat_template of %zu bytes, at most %u\n", path,
+                    m->chat_template.len, SL_CHAT_TEMPLATE_MAX);
+            bad = 1;
+        }
+        h->chat_template_bytes = (uint32_t)m->chat_template.len;
         if (bad) {
             gguf_model_close(m);
             return -1;

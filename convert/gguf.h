@@ -91,6 +91,7 @@ typedef struct {
     int arch;         // index of general.architecture among those export reads
     Pieces pieces;    // our tensors from the GGUF's (pieces.h)
     uint8_t *layer_types;  // the layer types table (model.h) of the header, or NULL
+    GgufStr chat_template; // tokenizer.chat_template (len 0: none); header.chat_template_bytes
 } GgufModel;
 
 // Returns 0, or -1 after one line naming the file and the problem.

@@ -807,3 +807,44 @@ done:
     free(path);
     return rc;
 }
+
+// ----------------------------------------------------------------------------
+// chat template
+
+int hf_chat_template(const char *dir, char **out, size_t *len) {
+    *out = NULL, *len = 0;
+    char *path = join(dir, "tokenizer_config.json"), *jpath = join(dir, "chat_template.jinja");
+    struct stat st;
+    int rc = path && jpath ? 0 : -1;
+    if (rc == 0 && stat(path, &st) == 0) {
+        JsonValue root;
+        if (load_json(path, TOKENIZER_MAX, &root) != 0) {
+            rc = -1;
+        } else {
+            // a string, or a list of {"name": ..., "template": ...} whose "default" is taken
+            const JsonValue *ct = json_get(&root, "chat_template");
+            for (size_t i = 0; ct && ct->type == JSON_ARRAY && i < ct->n; i++)
+                if (json_is_str(json_get(&ct->items[i], "name"), "default"))
+                    ct = json_get(&ct->items[i], "template");
+            if (ct && ct->type == JSON_STRING && ct->len <= SL_CHAT_TEMPLATE_MAX) {
+                if ((*out = malloc(ct->len + 1))) {
+                    memcpy(*out, ct->str, ct->len + 1);
+                    *len = ct->len;
+                } else {
+                    fprintf(stderr, "%s: out of memory\n", path);
+                    rc = -1;
+                }
+            } else if (ct && ct->type != JSON_NULL) {
+                fprintf(stderr, "%s: \"chat_template\" (byte %zu) is not a string of at most %u "
+                        "bytes, nor a list holding a \"default\" one\n", path, ct->offset,
+                        SL_CHAT_TEMPLATE_MAX);
+                rc = -1;
+            }
+            json_free(&root);
+        }
+    }
+    if (rc == 0 && !*out && stat(jpath, &st) == 0)  // newer transformers save it on its own
+        rc = file_read(jpath, SL_CHAT_TEMPLATE_MAX, out, len);
+    free(path), free(jpath);
+    return rc;
+}

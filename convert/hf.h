@@ -46,6 +46,12 @@ int hf_fill(void *ctx, int t, size_t offset, void *buf, size_t n);
 // adds_bos is not NULL, *adds_bos says whether the tokenizer starts a text with a special
 // token (its post_processor, alone or in a Sequence, is a TemplateProcessing whose "single"
 // template begins with one: Llama's do, Qwen's and SmolLM's do not).
+// The chat template of the directory: tokenizer_config.json's "chat_template" (a string, or
+// the "default" of a list of named ones), else the file chat_template.jinja. *out is malloc'd
+// and NUL-terminated, or NULL (and *len 0) when the model has none. Returns 0, or -1 after one
+// line (a malformed file, a template over SL_CHAT_TEMPLATE_MAX bytes).
+int hf_chat_template(const char *dir, char **out, size_t *len);
+
 int hf_tokenizer(Tokenizer *t, const char *dir, int vocab_size, int bos_id, int eos_id,
                  int *adds_bos);
 

@@ -60,11 +60,12 @@ static int write_tensor(FILE *f, const TensorData *td, int t, size_t bytes, uint
 static int write_body(FILE *f, const SlHeader *h, const SlLayout *lay, const uint8_t *toksec,
                       const TensorData *td, const char *path) {
     if (!write_all(f, h, sizeof *h) || !write_all(f, toksec, h->tokenizer_bytes) ||
+        (h->chat_template_bytes && !write_all(f, td->chat_template, h->chat_template_bytes)) ||
         (lay->layer_types_bytes && !write_all(f, td->layer_types, lay->layer_types_bytes)))
         return -1;
     uint8_t *chunk = td->fill ? malloc(FILL_CHUNK) : NULL;
     if (td->fill && !chunk) return -1;
-    size_t pos = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes + lay->layer_types_bytes;
+    size_t pos = lay->layer_types_offset + lay->layer_types_bytes;
     int err = 0;
     Progress pr = {path, isatty(STDERR_FILENO) && h->n_tensors ? lay->file_bytes - pos : 0, 0, -1};
     for (int t = 0; t < SL_T_COUNT && !err; t++) {

@@ -21,6 +21,8 @@ typedef struct {
     // The layer types table (model.h), when the header gives a tensor SL_TYPE_PER_LAYER: written
     // after the tokenizer; tensor bytes of such a tensor are its layers, each whole, in turn.
     const uint8_t *layer_types;
+    // The chat template's header.chat_template_bytes bytes, written after the tokenizer.
+    const char *chat_template;
 } TensorData;
 
 // The version a model is written as: 2 when it uses a version-2 field (a byte-level

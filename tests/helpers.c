@@ -335,3 +335,20 @@ const char *fixture(const char *name) {
     snprintf(p, sizeof buf[0], "%s/%s", dir && *dir ? dir : "tests/fixtures", name);
     return p;
 }
+
+void refuse_patched_model(const char *b, size_t n, size_t keep, long at, uint8_t v,
+                          const char *want) {
+    char *c = malloc(n);
+    memcpy(c, b, n);
+    if (at >= 0) c[at] = (char)v;
+    const char *path = tmp_file("patched.slm");
+    cr_assert_eq(write_all_file(path, c, keep), 0);
+    free(c);
+    char *o, *e;
+    int rc = run_cmd(&o, &e, "%s %s -n 4 -i hi", bin_path("run"), path);
+    cr_assert_eq(rc, 1, "%s: exit %d, stderr %s", want, rc, e);
+    cr_assert(strstr(e, want) && strchr(e, '\n') == e + strlen(e) - 1, "want one line with "
+              "\"%s\", got: %s", want, e);
+    free(o), free(e);
+}
+

@@ -73,4 +73,9 @@ typedef size_t (*corpus_values_fn)(void *ctx, const char *text, size_t n, uint32
 int check_corpus_fixture(const char *fixture, corpus_setup_fn setup, corpus_values_fn values,
                          void *ctx);
 
+// Writes a copy of model file bytes b (n long, cut to keep) with byte `at` set to v (at < 0:
+// none), runs it, and expects one line of stderr mentioning want and exit status 1.
+void refuse_patched_model(const char *b, size_t n, size_t keep, long at, uint8_t v,
+                          const char *want);
+
 #endif

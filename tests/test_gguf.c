@@ -914,24 +914,6 @@ Test(gguf, bad_quantized_files_are_refused) {
                         "tensor blk.1.attn_q.weight has type IQ2_XXS, export reads");
 }
 
-// Writes a copy of model file bytes b (n long, cut to keep) with byte `at` set to v (at < 0:
-// none), runs it, and expects one line of stderr mentioning want and exit status 1.
-static void refuse_patched_model(const char *b, size_t n, size_t keep, long at, uint8_t v,
-                                 const char *want) {
-    char *c = malloc(n);
-    memcpy(c, b, n);
-    if (at >= 0) c[at] = (char)v;
-    const char *path = tmp_file("patched.slm");
-    cr_assert_eq(write_all_file(path, c, keep), 0);
-    free(c);
-    char *o, *e;
-    int rc = run_cmd(&o, &e, "%s %s -n 4 -i hi", bin_path("run"), path);
-    cr_assert_eq(rc, 1, "%s: exit %d, stderr %s", want, rc, e);
-    cr_assert(strstr(e, want) && strchr(e, '\n') == e + strlen(e) - 1, "want one line with "
-              "\"%s\", got: %s", want, e);
-    free(o), free(e);
-}
-
 // A model with per-layer types (the Q4_K_M fixture's wv and w2) whose table or header lies.
 Test(gguf, bad_layer_types_are_refused) {
     const char *slm = tmp_file("q4km-layers.slm");

@@ -12,6 +12,7 @@
 #include <criterion/criterion.h>
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -696,4 +697,70 @@ static void ppl_matches_transformers(const char *family) {
 Test(hf, ppl_with_and_without_bos_matches_transformers) {
     ppl_matches_transformers("llama3");   // BOS first
     ppl_matches_transformers("smollm2");  // no BOS
+}
+
+// ----------------------------------------------------------------------------
+// the chat template travels into the model file
+
+// Exports dir and checks that the model file holds `want` (len bytes) as its chat template and
+// that export named the family.
+static void expect_chat_template(const char *dir, const char *want, size_t len, const char *family) {
+    const char *out = tmp_file("chat.slm");
+    char *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), dir, out), 0, "%s", e);
+    char line[128];
+    snprintf(line, sizeof line, "chat template: %s (%zu bytes)", family, len);
+    cr_assert(strstr(o, line), "want \"%s\" in: %s", line, o);
+    free(o), free(e);
+    Model m;
+    cr_assert_eq(model_open(&m, out, 1), MODEL_OK);
+    cr_assert_eq(m.header.version, 2);
+    cr_assert(m.chat_template_bytes == len && !memcmp(m.chat_template, want, len),
+              "the stored template differs");
+    model_close(&m);
+}
+
+Test(hf, chat_template_stored) {
+    size_t len;
+    char *tpl = read_all(model_file("../templates/Qwen-Qwen2.5-7B-Instruct.jinja"), &len);
+    cr_assert(tpl);
+    char *d = (char *)copy_fixture("tiny-qwen2", "chat");
+    // tokenizer_config.json's string
+    FILE *f = fopen(path_in(d, "tokenizer_config.json"), "w");
+    fputs("{\"chat_template\": ", f);
+    json_write_string(f, tpl, len);
+    fputs("}", f);
+    fclose(f);
+    expect_chat_template(d, tpl, len, "chatml");
+    // a list of named templates: the "default" one
+    f = fopen(path_in(d, "tokenizer_config.json"), "w");
+    fputs("{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"x\"}, {\"name\": "
+          "\"default\", \"template\": ", f);
+    json_write_string(f, tpl, len);
+    fputs("}]}", f);
+    fclose(f);
+    expect_chat_template(d, tpl, len, "chatml");
+    // chat_template.jinja, where tokenizer_config.json has none
+    write_str(path_in(d, "tokenizer_config.json"), "{\"model_max_length\": 128}");
+    cr_assert_eq(write_all_file(path_in(d, "chat_template.jinja"), tpl, len), 0);
+    expect_chat_template(d, tpl, len, "chatml");
+    // the loader checks the template's size: too large, or past the file's end
+    size_t n;
+    char *b = read_all(tmp_file("chat.slm"), &n);
+    long at = (long)offsetof(SlHeader, chat_template_bytes);
+    refuse_patched_model(b, n, n, at + 2, 0x10, "bytes, at most 1048576");  // + 2^20
+    refuse_patched_model(b, n, n, at + 3, 0x01, "chat template of 167");  // + 2^24
+    refuse_patched_model(b, n, n, at + 1, (uint8_t)((len >> 8) + 1), "header implies");  // + 256
+    refuse_patched_model(b, n, SL_HEADER_BYTES + 100, -1, 0, "truncated?");
+    free(b);
+    // not a string
+    write_str(path_in(d, "tokenizer_config.json"), "{\"chat_template\": 5}");
+    expect_refused(d, "\"chat_template\" (byte 18) is not a string");
+    free(tpl), free(d);
+    // none: no template in the file
+    Model m;
+    const char *plain = export_fixture("tiny-qwen2", "f32", "nochat.slm");
+    cr_assert_eq(model_open(&m, plain, 1), MODEL_OK);
+    cr_assert(m.chat_template == NULL && m.chat_template_bytes == 0);
+    model_close(&m);
 }
