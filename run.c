@@ -41,6 +41,7 @@ typedef struct {
     const char *attn_map;        // --attn-map: write the attention weights as an HTML page
     const char *attn_dump;       // --attn-dump: write them as raw fp32 rows
     int kv_type;                 // --kv: ATTN_KV_F32 or ATTN_KV_F16
+    int context_shift;           // --context-shift: -n past the context, --ppl as one stream
     int bench;                   // --bench: the threads list, pp, tg, reps, json below
     BenchOptions b;
 } Options;
@@ -69,6 +70,9 @@ static void usage(FILE *f) {
             "  before the temperature, as llama.cpp) among the tokens they keep\n"
             "  -s <int>    random seed, default 0: from the clock\n"
             "  -n <int>    positions to run, prompt included, default min(256, context)\n"
+            "  --context-shift  when the context is full, keep its first 4 positions (attention\n"
+            "              sinks), drop the older half of the rest and go on: -n may exceed the\n"
+            "              context; with --ppl, the text is scored as one stream\n"
             "  -i <string> input prompt\n"
             "  -z <path>   a llama2.c tokenizer.bin to use instead of the embedded one\n"
             "  -T <int>    threads, default: the number of online CPUs\n"
@@ -197,6 +201,10 @@ static Options parse_args(int argc, char **argv) {
         }
         if (strcmp(a, "--bench") == 0 || strcmp(a, "--json") == 0) {
             *(a[2] == 'b' ? &o.bench : &o.b.json) = 1;
+            continue;
+        }
+        if (strcmp(a, "--context-shift") == 0) {
+            o.context_shift = 1;
             continue;
         }
         int is_long = !strcmp(a, "--pp") || !strcmp(a, "--tg") || !strcmp(a, "--reps");
@@ -392,7 +400,8 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
     }
     fflush(stdout);
     // then one position per token, up to `steps` positions in all
-    size_t pos = n_prompt, decoded = 0;
+    size_t pos = n_prompt, cpos = n_prompt, decoded = 0;  // positions run; the cache's length
+    size_t seq = (size_t)h->seq_len;
     int token = ids[n_prompt - 1];
     for (size_t i = 0; i < n_prompt; i++) sampler_accept(sampler, ids[i]);  // --repeat-last-n
     for (;;) {
@@ -406,7 +415,13 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
         if (r) r->ids[r->n_ids++] = next;
         token = next;
         if (pos >= (size_t)steps) break;
-        logits = transformer_forward(t, &token, 1, pos++);
+        if (cpos == seq) {  // --context-shift: keep the sinks, drop the older half of the rest
+            size_t drop = (seq - SHIFT_SINKS) / 2;
+            cpos = transformer_shift(t, cpos, SHIFT_SINKS, drop);
+            if (r) attnmap_shift(&r->map, SHIFT_SINKS, drop);
+        }
+        logits = transformer_forward(t, &token, 1, cpos++);
+        pos++;
         decoded++;
     }
     putchar('\n');
@@ -452,6 +467,17 @@ int main(int argc, char **argv) {
         // the tokenizer said why
     } else if (tokenize_only) {
         rc = tokenize(h, tok, o.prompt);
+    } else if (o.ppl_path && o.context_shift) {
+        PplResult in, past;
+        if ((rc = ppl_measure_stream(&t, tok, o.ppl_path, &in, &past)) == 0) {
+            printf("perplexity %.4f, mean NLL %.5f nats over the %zu tokens of the first context\n",
+                   in.ppl, in.nll, in.tokens);
+            if (past.tokens)
+                printf("perplexity %.4f, mean NLL %.5f nats over the %zu tokens after it (%zu "
+                       "context shifts)\n", past.ppl, past.nll, past.tokens, past.windows);
+            else
+                printf("the text fits in one context: no shift\n");
+        }
     } else if (o.ppl_path) {
         PplResult r;
         double t0 = now_s();
@@ -460,9 +486,9 @@ int main(int argc, char **argv) {
                    r.ppl, r.nll, r.tokens, r.windows, h->seq_len);
             fprintf(stderr, "scored %zu tokens in %.2f s\n", r.tokens, now_s() - t0);
         }
-    } else if (o.steps > h->seq_len) {
-        fprintf(stderr, "run: -n: %ld is beyond the context of %d positions\n", o.steps,
-                h->seq_len);
+    } else if (o.steps > h->seq_len && !o.context_shift) {
+        fprintf(stderr, "run: -n: %ld is beyond the context of %d positions (--context-shift "
+                "goes on past it)\n", o.steps, h->seq_len);
         usage(stderr);
         rc = EXIT_USAGE;
     } else if (sampler_build(&sampler, h->vocab_size, o.temperature, o.top_p, o.top_k,

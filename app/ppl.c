@@ -98,7 +98,7 @@ int ppl_measure_stream(Transformer *t, const Tokenizer *tok, const char *path,
     int *ids;
     float *logits;
     if (read_ids(t, tok, path, &ids, &n_ids, &logits) != 0) return 1;
-    if (ctx <= PPL_SINKS + 1) {
+    if (ctx <= SHIFT_SINKS + 1) {
         fprintf(stderr, "%s: a context of %zu positions is too short to shift\n", path, ctx);
         free(ids), free(logits);
         return 1;
@@ -107,7 +107,7 @@ int ppl_measure_stream(Transformer *t, const Tokenizer *tok, const char *path,
     size_t scored[2] = {0, 0}, shifts = 0;
     // ids[i] predicts ids[i + 1]: inputs 0 .. n_ids - 2, in batches that fit in the cache
     for (size_t i = 0, pos = 0; i + 1 < n_ids;) {
-        if (pos == ctx) pos = transformer_shift(t, pos, PPL_SINKS, (ctx - PPL_SINKS) / 2), shifts++;
+        if (pos == ctx) pos = transformer_shift(t, pos, SHIFT_SINKS, (ctx - SHIFT_SINKS) / 2), shifts++;
         size_t n = n_ids - 1 - i, room = ctx - pos;
         n = n < room ? n : room;
         n = n < t->state.batch ? n : t->state.batch;

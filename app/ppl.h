@@ -22,10 +22,9 @@ int ppl_measure(Transformer *t, const Tokenizer *tok, const char *path, PplResul
 
 // The same text as one stream past the context (--ppl with --context-shift): BOS (where the
 // model adds one) then every token, each scored given all the cache holds; whenever the cache
-// is full it shifts (transformer_shift: the first PPL_SINKS positions kept, half of the rest
+// is full it shifts (transformer_shift: the first SHIFT_SINKS positions kept, half of the rest
 // dropped). within: the tokens scored before the first shift; past: those after it (tokens 0
 // when the text fits in one context). Returns 0, or 1 after printing one line.
-#define PPL_SINKS 4
 int ppl_measure_stream(Transformer *t, const Tokenizer *tok, const char *path,
                        PplResult *within, PplResult *past);
 

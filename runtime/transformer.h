@@ -82,6 +82,10 @@ void transformer_forward_all(Transformer *t, const int *tokens, size_t n, size_t
 // Needs keep + drop <= n <= seq_len. Returns the new length, n - drop: the next position.
 size_t transformer_shift(Transformer *t, size_t n, size_t keep, size_t drop);
 
+// What run shifts by when the cache is full (--context-shift, chat): the first SHIFT_SINKS
+// positions stay, and half of the others go: drop = (seq_len - SHIFT_SINKS) / 2.
+#define SHIFT_SINKS 4
+
 // The same pass for one token, on the plain kernels of kernels.h only: the reference
 // that the fast path is tested against. Needs an f32 KV cache. With recording on, the sink
 // receives attention_head's weights (n = 1).

@@ -343,3 +343,40 @@ Test(attnmap, sink_maps_shifted_cache_positions) {
     cr_assert_eq(attnmap_row(&m, 0, 0, 7)[7], 707.0f, "rows before the shift untouched");
     attnmap_free(&m);
 }
+
+// Past the context with --context-shift (a test model of context 32, 80 positions): the dump has
+// a row for every position that ran, each a softmax over the keys the cache still held, with
+// exact zeros at the positions a shift dropped. Shifts at 32 (positions 4..17 dropped) and at
+// 32 again (4 + 14 = 18 .. 31), and so on: position i >= 32 attends to 0..3 and to the kept run.
+Test(attnmap, dump_after_context_shifts) {
+    const char *model = tmp_file("shift-map.slm");
+    write_test_model(model, 0);
+    char dump[4096];
+    snprintf(dump, sizeof dump, "%s", tmp_file("shift.bin"));
+    char *out, *err;
+    int rc = run_cmd(&out, &err, "%s %s -t 0 -n 80 --context-shift -i 'ab' -T 2 --attn-dump %s",
+                     bin_path("run"), model, dump);
+    cr_assert_eq(rc, 0, "%s", err);
+    free(out), free(err);
+    Dump d = read_dump(dump);
+    cr_assert_eq(d.n, 80);
+    for (size_t l = 0; l < d.n_layers; l++)
+        for (size_t h = 0; h < d.n_heads; h++)
+            for (size_t i = 0; i < d.n; i++) {
+                const float *row = dump_row(&d, l, h, i);
+                // the cache after the shifts: 4 sinks, then the newest positions up to i
+                size_t shifts = i < 32 ? 0 : (i - 32) / 14 + 1, first = i < 32 ? 4 : 4 + 14 * shifts;
+                double sum = 0.0;
+                for (size_t t = 0; t < d.n; t++) {
+                    int attended = t <= i && (t < 4 || t >= first);
+                    if (!attended)
+                        cr_assert(row[t] == 0.0f, "L%zu H%zu row %zu: key %zu is %g", l, h, i, t,
+                                  row[t]);
+                    else
+                        cr_assert(row[t] > 0.0f, "L%zu H%zu row %zu: key %zu is 0", l, h, i, t);
+                    sum += row[t];
+                }
+                cr_assert(fabs(sum - 1.0) <= 1e-5, "row %zu sums to %.9g", i, sum);
+            }
+    free(d.buf);
+}

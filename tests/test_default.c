@@ -75,3 +75,50 @@ Test(default_model, lookup_and_missing) {
     cr_assert_str_eq(out, "");
     free(out), free(err);
 }
+
+// -n of 4x the context with --context-shift: the generation finishes, reads as text to its end
+// (KJV words in the last quarter, which runs after three shifts), and is bitwise the same for 1
+// and 2 threads; without the flag the same -n is a usage error.
+Test(default_model, context_shift_goes_past_the_context) {
+    char *one, *two, *err;
+    const char *args = "-s 42 -n 1024 --context-shift -i 'And God said'";
+    int rc = run_cmd(&one, &err, "%s %s -T 1", bin_path("run"), args);
+    cr_assert_eq(rc, 0, "%s", err);
+    free(err);
+    cr_assert_eq(run_cmd(&two, NULL, "%s %s -T 2", bin_path("run"), args), 0);
+    cr_assert_str_eq(one, two, "1 and 2 threads differ");
+    size_t n = strlen(one);
+    cr_assert(n > 3000, "%zu bytes for 1024 positions", n);
+    const char *last = one + n * 3 / 4;  // after the third shift (256, 382, 508, 634, ...)
+    cr_assert(strstr(last, " the ") && strstr(last, " and ") &&
+              (strstr(last, "LORD") || strstr(last, "God") || strstr(last, "said")),
+              "the last quarter is not text: %s", last);
+    for (const char *p = one; *p; p++)
+        cr_assert((unsigned char)*p >= 0x20 || *p == '\n' || *p == '\t', "control byte at %zu",
+                  (size_t)(p - one));
+    free(one), free(two);
+    rc = run_cmd(NULL, &err, "%s -n 1024 -i 'And God said'", bin_path("run"));
+    cr_assert_eq(rc, 2);
+    cr_assert(strstr(err, "beyond the context of 256 positions (--context-shift"), "%s", err);
+    free(err);
+}
+
+// --ppl with --context-shift scores the held-out text as one stream: the perplexity past the
+// first shift stays near that of fresh windows (README: 20.30 against 21.16), where a model
+// that lost its place would be far worse.
+Test(default_model, perplexity_past_the_shift) {
+    char *out, *err;
+    int rc = run_cmd(&out, &err, "%s --ppl " HELDOUT " --context-shift -T 2", bin_path("run"));
+    cr_assert_eq(rc, 0, "%s", err);
+    double first = 0, past = 0;
+    size_t n_first = 0, n_past = 0, shifts = 0;
+    cr_assert_eq(sscanf(out, "perplexity %lf, mean NLL %*f nats over the %zu tokens of the first "
+                        "context\nperplexity %lf, mean NLL %*f nats over the %zu tokens after it "
+                        "(%zu context shifts)", &first, &n_first, &past, &n_past, &shifts), 5,
+                 "output: %s", out);
+    cr_assert_eq(n_first + n_past, 56809);
+    cr_assert_eq(n_first, 256);
+    cr_assert(shifts > 400, "%zu shifts", shifts);
+    cr_assert(past > 1.0 && past < PPL_BOUND, "perplexity past the shift %.4f", past);
+    free(out), free(err);
+}
