@@ -17,13 +17,13 @@ IO = io/fileio.c io/json.c
 CONVERT = convert/writer.c convert/llama2c.c convert/synth.c convert/convert.c convert/gguf.c \
 	convert/safetensors.c convert/hf.c convert/pieces.c convert/quantize.c
 TOKENIZER = tokenizer.c tokenizer/unicode.c tokenizer/pretok.c tokenizer/bytelevel.c
-CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(IO) app/ppl.c app/attnmap.c app/template.c
+CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(IO) app/ppl.c app/attnmap.c app/template.c app/chat.c
 EXPORT_SRC = $(CONVERT)
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
 	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \
 	tests/test_gguf.c tests/test_hf.c tests/test_default.c tests/test_reliability.c \
 	tests/test_attnmap.c tests/test_deps.c tests/test_layout.c \
-	tests/test_template.c \
+	tests/test_template.c tests/test_chat.c \
 	tests/test_pretok.c tests/test_bpe.c tests/test_nfc.c tests/test_blocks.c \
 	tests/test_quantize.c tests/test_sampler.c
 HEADERS = $(wildcard *.h */*.h)

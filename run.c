@@ -16,6 +16,8 @@
 
 #include "app/attnmap.h"
 #include "app/bench.h"
+#include "app/chat.h"
+#include "app/template.h"
 #include "io/fileio.h"
 #include "runtime/pool.h"
 #include "app/ppl.h"
@@ -28,7 +30,10 @@ typedef struct {
     const char *model_path;
     const char *tokenizer_path;  // -z: replaces the embedded tokenizer
     const char *prompt;
-    const char *mode;            // "generate" or "tokenize"
+    const char *mode;            // "generate", "tokenize" or "chat"
+    const char *system;          // -y: chat mode's system prompt
+    const char *chat_template;   // --chat-template: the template family to chat in
+    int think;                   // --think: qwen3's and smollm3's thinking on
     float temperature;
     float top_p;
     int top_k;
@@ -76,7 +81,14 @@ static void usage(FILE *f) {
             "  -i <string> input prompt\n"
             "  -z <path>   a llama2.c tokenizer.bin to use instead of the embedded one\n"
             "  -T <int>    threads, default: the number of online CPUs\n"
-            "  -m <mode>   generate (default) or tokenize: print the prompt's token ids\n"
+            "  -m <mode>   generate (default), tokenize: print the prompt's token ids, or chat:\n"
+            "              a conversation, one user turn per line of stdin (a line ending in\n"
+            "              '\\' goes on); -n is then the most tokens of one reply (default: the\n"
+            "              context), -i a first turn; past the context it shifts by itself\n"
+            "  -y <string> chat: the system prompt\n"
+            "  --chat-template <name>  chat in this template (default: the model file's):\n"
+            "              " TPL_NAMES "\n"
+            "  --think     chat: thinking on (qwen3, smollm3)\n"
             "  --kv <type> KV cache type: f32 (default) or f16 (half the memory and traffic)\n"
             "  --ppl <path> print the perplexity of a text file instead of generating\n"
             "  --attn-map <file.html>  also write the attention weights of the prompt and the\n"
@@ -207,18 +219,29 @@ static Options parse_args(int argc, char **argv) {
             o.context_shift = 1;
             continue;
         }
+        if (strcmp(a, "--think") == 0) {
+            o.think = 1;
+            continue;
+        }
         int is_long = !strcmp(a, "--pp") || !strcmp(a, "--tg") || !strcmp(a, "--reps");
         int is_word = !strcmp(a, "--kv") || !strcmp(a, "--ppl") || !strcmp(a, "--attn-map") ||
-                      !strcmp(a, "--attn-dump");
+                      !strcmp(a, "--attn-dump") || !strcmp(a, "--chat-template");
         int is_sampling = !strcmp(a, "--min-p") || !strcmp(a, "--repeat-penalty") ||
                           !strcmp(a, "--repeat-last-n");
-        if (!is_long && !is_word && !is_sampling && (a[2] != '\0' || !strchr("tpksnizTm", a[1])))
+        if (!is_long && !is_word && !is_sampling && (a[2] != '\0' || !strchr("tpksnizTmy", a[1])))
             usage_error("unknown option '%s'%s", a, "");
         if (i + 1 >= argc) usage_error("%s needs a value%s", a, "");
         const char *v = argv[++i];
         if (!strcmp(a, "--ppl") || !strcmp(a, "--attn-map") || !strcmp(a, "--attn-dump")) {
             if (*v == '\0') usage_error("%s needs a file name, not ''%s", a, "");
             *(a[2] == 'p' ? &o.ppl_path : a[7] == 'm' ? &o.attn_map : &o.attn_dump) = v;
+            continue;
+        }
+        if (!strcmp(a, "--chat-template")) {
+            if (template_by_name(v) < 0)
+                usage_error("--chat-template: unknown template '%s', expected one of %s", v,
+                            TPL_NAMES);
+            o.chat_template = v;
             continue;
         }
         if (!strcmp(a, "--kv")) {
@@ -253,10 +276,11 @@ static Options parse_args(int argc, char **argv) {
         case 'n': o.steps = parse_long(a, v, 1, INT_MAX); break;
         case 'i': o.prompt = v; break;
         case 'z': o.tokenizer_path = v; break;
+        case 'y': o.system = v; break;
         case 'T': parse_threads(v, &o.b); break;
         case 'm':
-            if (strcmp(v, "generate") != 0 && strcmp(v, "tokenize") != 0)
-                usage_error("-m: unknown mode '%s', expected generate or tokenize%s", v, "");
+            if (strcmp(v, "generate") != 0 && strcmp(v, "tokenize") != 0 && strcmp(v, "chat") != 0)
+                usage_error("-m: unknown mode '%s', expected generate, tokenize or chat%s", v, "");
             o.mode = v;
             break;
         }
@@ -266,7 +290,14 @@ static Options parse_args(int argc, char **argv) {
                     "directory nor the current one%s", DEFAULT_MODEL, "");
     if (!o.bench && o.b.n_threads > 1) usage_error("-T: a list of thread counts needs --bench%s%s", "", "");
     if (o.bench && o.ppl_path) usage_error("--bench and --ppl: pick one%s%s", "", "");
-    if ((o.attn_map || o.attn_dump) && (o.bench || o.ppl_path || strcmp(o.mode, "generate")))
+    int chat = strcmp(o.mode, "chat") == 0;
+    if (!chat && (o.system || o.chat_template || o.think))
+        usage_error("%s is for chat mode: add -m chat%s",
+                    o.system ? "-y" : o.chat_template ? "--chat-template" : "--think", "");
+    if (chat && (o.bench || o.ppl_path))
+        usage_error("-m chat: not with %s%s", o.bench ? "--bench" : "--ppl", "");
+    if ((o.attn_map || o.attn_dump) &&
+        (o.bench || o.ppl_path || !(chat || strcmp(o.mode, "generate") == 0)))
         usage_error("%s records a generation: not with --bench, --ppl or -m tokenize%s",
                     o.attn_map ? "--attn-map" : "--attn-dump", "");
     if (o.attn_map && o.attn_dump && strcmp(o.attn_map, o.attn_dump) == 0)
@@ -436,6 +467,23 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
     return rc;
 }
 
+// -m chat: the template (--chat-template, else the model's), then the conversation on stdin.
+static int chat(Transformer *t, const Tokenizer *tok, Sampler *sampler, const Options *o) {
+    char default_system[TPL_SYSTEM_MAX];
+    int kind = chat_template_kind(&t->model, o->chat_template, default_system,
+                                  sizeof default_system);
+    if (kind < 0) return EXIT_USAGE;
+    if (chat_supported(tok) != 0) return 1;
+    const char *slash = strrchr(o->model_path, '/');
+    ChatOptions co = {.system = o->system, .first = o->prompt, .template_kind = kind,
+                      .default_system = default_system, .think = o->think,
+                      .max_reply = o->steps ? o->steps : t->model.header.seq_len,
+                      .model_name = slash ? slash + 1 : o->model_path,
+                      .attn_map = o->attn_map, .attn_dump = o->attn_dump};
+    chat_install_sigint();  // after outfile_install_cleanup: Ctrl-C stops a reply instead
+    return chat_run(t, tok, sampler, &co, stdin);
+}
+
 int main(int argc, char **argv) {
     Options o = parse_args(argc, argv);
     if (o.bench) return bench_run(o.model_path, &o.b);
@@ -486,7 +534,7 @@ int main(int argc, char **argv) {
                    r.ppl, r.nll, r.tokens, r.windows, h->seq_len);
             fprintf(stderr, "scored %zu tokens in %.2f s\n", r.tokens, now_s() - t0);
         }
-    } else if (o.steps > h->seq_len && !o.context_shift) {
+    } else if (o.steps > h->seq_len && !o.context_shift && strcmp(o.mode, "chat") != 0) {
         fprintf(stderr, "run: -n: %ld is beyond the context of %d positions (--context-shift "
                 "goes on past it)\n", o.steps, h->seq_len);
         usage(stderr);
@@ -503,7 +551,7 @@ int main(int argc, char **argv) {
         rc = 1;
     } else {
         if (o.attn_map || o.attn_dump) outfile_install_cleanup();
-        rc = generate(&t, tok, &sampler, &o, steps);
+        rc = strcmp(o.mode, "chat") == 0 ? chat(&t, tok, &sampler, &o) : generate(&t, tok, &sampler, &o, steps);
         sampler_free(&sampler);
     }
     if (o.tokenizer_path) tokenizer_free(&override);  // safe after a failed load too

@@ -75,7 +75,7 @@ Test(cli, bad_flags_exit_2) {
     BAD("unknown option '-x'", "-x 1");
     BAD("unknown option '--temp'", "--temp 1");
     BAD("-t needs a value", "-t");
-    BAD("unknown mode 'chat'", "-m chat");
+    BAD("unknown mode 'chatter'", "-m chatter");
     BAD("unexpected argument 'extra'", "extra");
     BAD("more than the 3 positions", "-n 3 -i 'Once upon a time'");
     BAD("a list of thread counts needs --bench", "-T 1,2");

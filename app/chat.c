@@ -1,0 +1,459 @@
+// chat.c: run -m chat (see chat.h).
+#define _POSIX_C_SOURCE 200809L
+#include "app/chat.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app/attnmap.h"
+#include "app/template.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+void chat_install_sigint(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: a read blocked at the prompt returns EINTR
+    sigaction(SIGINT, &sa, NULL);
+}
+
+int chat_template_kind(const Model *m, const char *name, char *default_system, size_t cap) {
+    if (default_system && cap) default_system[0] = '\0';
+    int found = m->chat_template && m->chat_template_bytes
+                    ? template_detect(m->chat_template, m->chat_template_bytes, default_system, cap)
+                    : -1;
+    if (name) {
+        int k = template_by_name(name);
+        if (k < 0)
+            fprintf(stderr, "run: --chat-template: unknown template '%s', expected one of "
+                    TPL_NAMES "\n", name);
+        else if (k != found && default_system && cap)
+            default_system[0] = '\0';  // the default system text is the stored template's
+        return k;
+    }
+    if (found < 0)
+        fprintf(stderr, "run: %s: name one with --chat-template (" TPL_NAMES ")\n",
+                m->chat_template && m->chat_template_bytes
+                    ? "the model's chat template is of no family run knows"
+                    : "the model file has no chat template");
+    return found;
+}
+
+int chat_supported(const Tokenizer *tok) {
+    if (tok->kind == TOK_BPE) return 0;
+    fprintf(stderr, "run: -m chat needs a byte-level BPE tokenizer (Llama 3, Qwen, SmolLM): the "
+                    "sentencepiece encoder of this model does not yet match special tokens such "
+                    "as [INST] or <|user|> in the rendered text\n");
+    return -1;
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+// As run prints a generation: no control bytes other than newline and tab.
+static void write_piece(const char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if ((ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7f) continue;
+        putchar(ch);
+    }
+}
+
+// The offset of the first byte that is not part of well-formed UTF-8 (no overlongs, no
+// surrogates, nothing above U+10FFFF), or n.
+static size_t utf8_bad(const unsigned char *s, size_t n) {
+    for (size_t i = 0; i < n;) {
+        unsigned c = s[i];
+        size_t k = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2
+                                 : c >= 0xF0 && c <= 0xF4 ? 3 : 9;
+        if (k == 9 || i + k >= n) return i;
+        unsigned lo = 0x80, hi = 0xBF;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+        for (size_t j = 1; j <= k; j++) {
+            unsigned d = s[i + j];
+            if (j == 1 ? d < lo || d > hi : d < 0x80 || d > 0xBF) return i;
+        }
+        i += k + 1;
+    }
+    return n;
+}
+
+// A growable byte string.
+typedef struct {
+    char *p;
+    size_t n, cap;
+} Buf;
+
+static int buf_add(Buf *b, const char *s, size_t n) {
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) return -1;
+        b->p = p, b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+    return 0;
+}
+
+// --attn-map, --attn-dump over the whole conversation: the map grows as it goes.
+typedef struct {
+    AttnMap map;
+    int *ids;  // the token of every position that ran, in order
+    size_t n_ids, cap_ids;
+    size_t n_prompt;  // the first turn's tokens
+    int on;
+} Rec;
+
+typedef struct {
+    Transformer *t;
+    const Tokenizer *tok;
+    Sampler *s;
+    const ChatOptions *o;
+    size_t seq, drop, cpos;  // the context, what a shift drops, the cache's length
+    int shifted;             // cache_ids no longer says what the cache holds
+    int *cache_ids;          // (seq) the id at each cache position, while !shifted
+    Rec *rec;
+    Buf fed;                 // the text in the cache: the last rendering, then its reply
+    ChatMsg *msgs;
+    size_t n_msgs, cap_msgs;
+    int oom;
+} Chat;
+
+static void rec_stop(Chat *c, const char *why) {
+    if (!c->rec || !c->rec->on) return;
+    fprintf(stderr, "run: the attention recording stops at %zu positions: %s\n",
+            c->rec->map.n_rows, why);
+    c->t->sink = NULL;
+    c->rec->on = 0;
+}
+
+// Makes room to record n more positions with ids.
+static void rec_prepare(Chat *c, const int *ids, size_t n) {
+    Rec *r = c->rec;
+    if (!r || !r->on) return;
+    size_t need = c->cpos + r->map.dropped + n;
+    if (need > r->map.cap) {
+        size_t cap = r->map.cap * 2 > need ? r->map.cap * 2 : need;
+        AttnMap m;
+        if (attnmap_build(&m, r->map.n_layers, r->map.n_heads, cap) != 0) {
+            rec_stop(c, "no room for more");
+            return;
+        }
+        size_t oldt = r->map.cap * (r->map.cap + 1) / 2, newt = cap * (cap + 1) / 2;
+        size_t rows = r->map.n_rows * (r->map.n_rows + 1) / 2;
+        for (size_t i = 0; i < r->map.n_layers * r->map.n_heads; i++)
+            memcpy(m.w + i * newt, r->map.w + i * oldt, rows * sizeof(float));
+        m.n_rows = r->map.n_rows, m.keep = r->map.keep, m.dropped = r->map.dropped;
+        free(r->map.w);
+        r->map = m;  // the sink's context is &r->map: the same address
+    }
+    if (r->n_ids + n > r->cap_ids) {
+        size_t cap = r->cap_ids * 2 > r->n_ids + n ? r->cap_ids * 2 : r->n_ids + n;
+        int *p = realloc(r->ids, cap * sizeof(int));
+        if (!p) {
+            rec_stop(c, "out of memory");
+            return;
+        }
+        r->ids = p, r->cap_ids = cap;
+    }
+    memcpy(r->ids + r->n_ids, ids, n * sizeof(int));
+    r->n_ids += n;
+}
+
+// Whether a shift can make room: the cache holds the sinks and at least what a shift drops.
+static int can_shift(const Chat *c, size_t cpos) {
+    return c->drop > 0 && cpos >= SHIFT_SINKS + c->drop;
+}
+
+static void shift(Chat *c) {
+    c->cpos = transformer_shift(c->t, c->cpos, SHIFT_SINKS, c->drop);
+    if (c->rec && c->rec->on) attnmap_shift(&c->rec->map, SHIFT_SINKS, c->drop);
+    c->shifted = 1;
+}
+
+// Runs n tokens at the end of the cache (cpos + n <= seq) and returns the last one's logits.
+static float *run_tokens(Chat *c, const int *ids, size_t n) {
+    rec_prepare(c, ids, n);
+    float *logits = transformer_forward(c->t, ids, n, c->cpos);
+    if (!c->shifted) memcpy(c->cache_ids + c->cpos, ids, n * sizeof(int));
+    for (size_t i = 0; i < n; i++) sampler_accept(c->s, ids[i]);  // --repeat-last-n
+    c->cpos += n;
+    return logits;
+}
+
+static int push_msg(Chat *c, const char *role, const char *content, size_t len) {
+    if (c->n_msgs == c->cap_msgs) {
+        size_t cap = c->cap_msgs ? 2 * c->cap_msgs : 16;
+        ChatMsg *m = realloc(c->msgs, cap * sizeof *m);
+        if (!m) return -1;
+        c->msgs = m, c->cap_msgs = cap;
+    }
+    char *s = malloc(len + 1);
+    if (!s) return -1;
+    memcpy(s, content, len);
+    s[len] = '\0';
+    c->msgs[c->n_msgs++] = (ChatMsg){role, s};
+    return 0;
+}
+
+static void pop_msg(Chat *c) {
+    free((char *)c->msgs[--c->n_msgs].content);
+}
+
+static int *encode(Chat *c, const char *text, size_t len, size_t *n) {
+    size_t cap = tokenizer_max_tokens(c->tok, len);
+    int *ids = malloc(cap * sizeof(int));
+    // no BOS: the template writes it (bos_token) where the model expects it
+    if (!ids || tokenizer_encode(c->tok, text, len, 0, 0, ids, cap, n) != TOK_OK) {
+        free(ids);
+        return NULL;
+    }
+    return ids;
+}
+
+static const char *piece_text(const Tokenizer *tok, int id) {
+    return id >= 0 && id < tok->vocab_size ? tok->pieces[id] : NULL;
+}
+
+// One turn: feeds its new tokens, streams the reply. Returns 0 (also when the turn is dropped,
+// after a line), or -1 when out of memory.
+static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
+    const SlHeader *h = &c->t->model.header;
+    size_t bad = utf8_bad((const unsigned char *)user, ulen);
+    if (bad < ulen) {
+        fprintf(stderr, "run: turn %zu is not valid UTF-8 (byte %zu): dropped\n", no, bad + 1);
+        return 0;
+    }
+    if (push_msg(c, "user", user, ulen) != 0) return -1;
+    TplOptions to = {.add_generation_prompt = 1, .think = c->o->think,
+                     .bos = piece_text(c->tok, h->bos_id), .eos = piece_text(c->tok, h->eos_id),
+                     .default_system = c->o->system ? NULL : c->o->default_system};
+    char *text, err[256];
+    size_t tlen;
+    if (template_render(c->o->template_kind, c->msgs, c->n_msgs, &to, &text, &tlen, err,
+                        sizeof err) != 0) {
+        fprintf(stderr, "run: turn %zu: the chat template fails: %s: dropped\n", no, err);
+        pop_msg(c);
+        return 0;
+    }
+    double t0 = now_s();
+    size_t n = 0, fed_new = 0;
+    int *ids = NULL;
+    float *logits = NULL;
+    int extends = c->fed.n <= tlen && memcmp(text, c->fed.p, c->fed.n) == 0;
+    if (extends) {  // the usual case: feed the text past what the cache holds
+        if (!(ids = encode(c, text + c->fed.n, tlen - c->fed.n, &n))) goto oom;
+        size_t cpos = c->cpos;
+        while (cpos + n > c->seq && can_shift(c, cpos)) cpos -= c->drop;
+        if (cpos + n > c->seq) {
+            fprintf(stderr, "run: turn %zu is %zu tokens with the template's, more than the "
+                    "context of %zu can take: dropped\n", no, n, c->seq);
+            free(ids), free(text);
+            pop_msg(c);
+            return 0;
+        }
+        while (c->cpos + n > c->seq) shift(c);
+        if (n) logits = run_tokens(c, ids, n);
+        fed_new = n;
+    }
+    if (!logits) {
+        // The template renders the history differently from what the cache holds (Qwen3 drops
+        // the think blocks of earlier replies; Llama 3 trims them): feed the whole rendering
+        // again from the first token where it differs from the cache (from the start after a
+        // shift, when the cache no longer holds the start). Correct, and slower.
+        free(ids);
+        if (!(ids = encode(c, text, tlen, &n))) goto oom;
+        size_t k = 0;
+        while (!c->shifted && k < c->cpos && k + 1 < n && c->cache_ids[k] == ids[k]) k++;
+        if (k < c->cpos) rec_stop(c, "the template re-renders the history, which runs again");
+        c->cpos = k, c->shifted = 0;
+        for (size_t i = k; i < n;) {  // in pieces that fit, shifting as the reply does
+            if (c->cpos == c->seq) {
+                if (!can_shift(c, c->cpos)) break;
+                shift(c);
+            }
+            size_t m = n - i < c->seq - c->cpos ? n - i : c->seq - c->cpos;
+            logits = run_tokens(c, ids + i, m);
+            i += m;
+        }
+        fed_new = n - k;
+    }
+    if (c->rec && c->rec->n_prompt == 0) c->rec->n_prompt = c->rec->n_ids;
+    double t1 = now_s();
+    // the reply: each token is fed as it comes, except the stop token
+    Buf reply = {0};
+    size_t n_reply = 0;
+    int prev = n ? ids[n - 1] : -1;
+    free(ids);
+    while (logits && n_reply < (size_t)c->o->max_reply && !interrupted) {
+        int next = sampler_sample(c->s, logits);
+        if (model_is_stop(h, next)) break;
+        size_t len;
+        const char *piece = tokenizer_decode(c->tok, prev, next, &len);
+        if (buf_add(&reply, piece, len) != 0) {
+            free(reply.p), free(text);
+            goto oom_popped;
+        }
+        write_piece(piece, len);
+        fflush(stdout);
+        if (c->cpos == c->seq) {
+            if (!can_shift(c, c->cpos)) break;
+            shift(c);
+        }
+        logits = run_tokens(c, &next, 1);
+        prev = next;
+        n_reply++;
+    }
+    putchar('\n');
+    fflush(stdout);
+    double t2 = now_s();
+    if (interrupted) {
+        interrupted = 0;
+        fprintf(stderr, "[reply interrupted]\n");
+    }
+    fprintf(stderr, "turn %zu: prompt %zu tokens, %.1f tok/s | reply %zu tokens, %.1f tok/s\n",
+            no, fed_new, fed_new ? (double)fed_new / (t1 - t0) : 0.0, n_reply,
+            n_reply ? (double)n_reply / (t2 - t1) : 0.0);
+    // what the cache now holds, as text: this rendering, then the reply
+    c->fed.n = 0;
+    int rc = buf_add(&c->fed, text, tlen) | buf_add(&c->fed, reply.p ? reply.p : "", reply.n) |
+             push_msg(c, "assistant", reply.p ? reply.p : "", reply.n);
+    free(reply.p), free(text);
+    return rc ? -1 : 0;
+oom:
+    free(text);
+    pop_msg(c);
+oom_popped:
+    return -1;
+}
+
+// Reads one turn. Returns 1 with the turn in *turn, 0 at EOF with nothing read, -1 after
+// Ctrl-C at an empty prompt.
+static int read_turn(FILE *in, Buf *turn, int interactive) {
+    char *line = NULL;
+    size_t cap = 0;
+    turn->n = 0;
+    if (buf_add(turn, "", 0) != 0) return 0;
+    for (;;) {
+        if (interactive) {
+            fputs(turn->n ? "... " : "> ", stdout);
+            fflush(stdout);
+        }
+        errno = 0;
+        ssize_t n = getline(&line, &cap, in);
+        if (n < 0) {
+            if (ferror(in) && errno == EINTR) {  // Ctrl-C: drop what was typed, or leave
+                clearerr(in);
+                interrupted = 0;
+                if (interactive) putchar('\n');
+                if (turn->n == 0) {
+                    free(line);
+                    return -1;
+                }
+                turn->n = 0;
+                continue;
+            }
+            if (interactive) putchar('\n');
+            free(line);
+            return turn->n ? 1 : 0;
+        }
+        size_t len = (size_t)n;
+        if (len && line[len - 1] == '\n') len--;
+        if (len && line[len - 1] == '\r') len--;
+        int more = len && line[len - 1] == '\\';
+        if (buf_add(turn, line, len - (size_t)more) != 0 || (more && buf_add(turn, "\n", 1))) {
+            free(line);
+            return 0;
+        }
+        if (more) continue;
+        if (turn->n == 0) continue;  // an empty line is no turn
+        free(line);
+        return 1;
+    }
+}
+
+static int rec_save(Chat *c) {
+    Rec *r = c->rec;
+    const ChatOptions *o = c->o;
+    AttnPage page = {.model = o->model_name, .prompt = o->system ? o->system : "",
+                     .n_kv_heads = (size_t)c->t->model.header.n_kv_heads,
+                     .n_prompt = r->n_prompt, .ids = r->ids, .n_ids = r->n_ids, .tok = c->tok};
+    if (r->map.n_rows == 0) {
+        fprintf(stderr, "run: nothing ran: no attention to write\n");
+        return 0;
+    }
+    if (o->attn_dump && attnmap_write_dump(&r->map, o->attn_dump, r->ids, r->n_prompt) != 0)
+        return 1;
+    if (o->attn_map && attnmap_write_page(&r->map, o->attn_map, &page) != 0) return 1;
+    fprintf(stderr, "attention: %zu positions x %zu layers x %zu heads written to %s%s%s\n",
+            r->map.n_rows, r->map.n_layers, r->map.n_heads, o->attn_map ? o->attn_map : "",
+            o->attn_map && o->attn_dump ? " and " : "", o->attn_dump ? o->attn_dump : "");
+    return 0;
+}
+
+int chat_run(Transformer *t, const Tokenizer *tok, Sampler *s, const ChatOptions *o, FILE *in) {
+    const SlHeader *h = &t->model.header;
+    Chat c = {.t = t, .tok = tok, .s = s, .o = o, .seq = (size_t)h->seq_len};
+    c.drop = c.seq > SHIFT_SINKS ? (c.seq - SHIFT_SINKS) / 2 : 0;
+    Rec rec = {0};
+    int rc = 1;
+    if (!(c.cache_ids = malloc(c.seq * sizeof(int)))) goto oom;
+    if (o->attn_map || o->attn_dump) {
+        c.rec = &rec;
+        if (attnmap_build(&rec.map, (size_t)h->n_layers, (size_t)h->n_heads, c.seq) != 0 ||
+            transformer_record(t, attnmap_sink, &rec.map) != MODEL_OK)
+            goto done;
+        rec.on = 1;
+    }
+    if (o->system && push_msg(&c, "system", o->system, strlen(o->system)) != 0) goto oom;
+    int interactive = isatty(fileno(in));
+    Buf line = {0};
+    size_t no = 0;
+    if (o->first && *o->first && turn(&c, o->first, strlen(o->first), ++no) != 0) goto oom;
+    for (;;) {
+        int got = read_turn(in, &line, interactive);
+        if (got <= 0) break;
+        if (turn(&c, line.p, line.n, ++no) != 0) {
+            free(line.p);
+            goto oom;
+        }
+    }
+    free(line.p);
+    rc = c.rec ? rec_save(&c) : 0;
+    goto done;
+oom:
+    fprintf(stderr, "run: out of memory in the conversation\n");
+    rc = 1;
+done:
+    if (c.rec) {
+        t->sink = NULL;
+        attnmap_free(&rec.map);
+        free(rec.ids);
+    }
+    for (size_t i = 0; i < c.n_msgs; i++) free((char *)c.msgs[i].content);
+    free(c.msgs);
+    free(c.fed.p);
+    free(c.cache_ids);
+    return rc;
+}

@@ -1,0 +1,358 @@
+// tests/test_chat.c: run -m chat end to end: the ids a 3-turn conversation feeds the model
+// against transformers' (tests/fixtures/chat.txt, from make_chat.py), a real terminal (a pty)
+// through turns, Ctrl-C and EOF, the context shift, and bad input.
+#define _DEFAULT_SOURCE
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+// Exports a fixture model directory into this test's temporary directory.
+static const char *export_dir(const char *dir, const char *name) {
+    char *out, *err;
+    const char *path = tmp_file(name);
+    int rc = run_cmd(&out, &err, "%s %s %s", bin_path("export"), fixture(dir), path);
+    cr_assert_eq(rc, 0, "export %s: %s", dir, err);
+    free(out), free(err);
+    return path;
+}
+
+// The token ids of an attention dump (app/attnmap.h); *n receives their count.
+static int32_t *dump_ids(const char *path, size_t *n) {
+    size_t len;
+    char *b = read_all(path, &len);
+    cr_assert(b && len >= 32 && memcmp(b, "SLAT", 4) == 0, "no dump at %s", path);
+    uint32_t N;
+    memcpy(&N, b + 16, 4);
+    cr_assert(len >= 32 + 4 * (size_t)N);
+    int32_t *ids = malloc(4 * (size_t)N + 4);
+    memcpy(ids, b + 32, 4 * (size_t)N);
+    free(b);
+    *n = N;
+    return ids;
+}
+
+static size_t count(const char *s, const char *needle) {
+    size_t k = 0;
+    for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle)) k++;
+    return k;
+}
+
+// One family of chat.txt: the conversation and the ids transformers fed.
+typedef struct {
+    char name[32], dir[64];
+    int n_new;
+    char system[256], users[3][256];
+    int32_t ids[1024];
+    size_t n_ids;
+} Conv;
+
+static int read_conv(FILE *f, Conv *c) {
+    char line[16384];
+    int users = 0;
+    memset(c, 0, sizeof *c);
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == '#') continue;
+        if (!strncmp(line, "family ", 7)) {
+            cr_assert_eq(sscanf(line + 7, "%31s %63s %d", c->name, c->dir, &c->n_new), 3);
+        } else if (!strncmp(line, "system ", 7)) {
+            cr_assert_lt(strlen(line + 7), sizeof c->system);
+            strcpy(c->system, line + 7);
+        } else if (!strncmp(line, "user ", 5)) {
+            cr_assert_lt(users, 3);
+            cr_assert_lt(strlen(line + 5), sizeof c->users[0]);
+            strcpy(c->users[users++], line + 5);
+        } else if (!strncmp(line, "ids ", 4)) {
+            char *p = line + 4, *end;
+            for (long v; (v = strtol(p, &end, 10)), end != p; p = end) {
+                cr_assert_lt(c->n_ids, 1024);
+                c->ids[c->n_ids++] = (int32_t)v;
+            }
+        } else if (!strcmp(line, "end")) {
+            cr_assert_eq(users, 3);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+// Runs the conversation of c through run -m chat (turns on a pipe) and checks that the
+// positions that ran hold exactly transformers' ids.
+static void check_family(const char *family) {
+    FILE *f = fopen(fixture("chat.txt"), "r");
+    cr_assert(f, "no tests/fixtures/chat.txt");
+    Conv c;
+    int found = 0;
+    while (!found && read_conv(f, &c)) found = !strcmp(c.name, family);
+    fclose(f);
+    cr_assert(found, "chat.txt has no family %s", family);
+    const char *model = strdup(export_dir(c.dir, "chat.slm"));
+    const char *turns = strdup(tmp_file("turns.txt")), *dump = strdup(tmp_file("chat.dump"));
+    FILE *t = fopen(turns, "w");
+    for (int i = 0; i < 3; i++) fprintf(t, "%s\n", c.users[i]);
+    fclose(t);
+    char *out, *err;
+    int rc = run_cmd(&out, &err, "%s %s -m chat -t 0 -n %d -T 1 -y '%s' --attn-dump %s < %s",
+                     bin_path("run"), model, c.n_new, c.system, dump, turns);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_eq(count(err, "turn "), 3, "a timing line per turn: %s", err);
+    cr_assert(strstr(err, "turn 3: prompt "), "%s", err);
+    size_t n;
+    int32_t *ids = dump_ids(dump, &n);
+    cr_assert_eq(n, c.n_ids, "%s: %zu positions ran, transformers fed %zu", family, n, c.n_ids);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(ids[i], c.ids[i], "%s: position %zu runs id %d, transformers %d", family, i,
+                     ids[i], c.ids[i]);
+    free(ids), free(out), free(err);
+}
+
+Test(chat, chatml_qwen25_three_turns_feed_transformers_ids) {
+    check_family("qwen2");
+}
+
+Test(chat, llama3_three_turns_feed_transformers_ids) {
+    check_family("llama3");
+}
+
+// On a pipe, stdout carries only the replies, each followed by a newline; a line ending in a
+// backslash goes on on the next.
+Test(chat, pipe_stdout_carries_only_the_replies) {
+    const char *model = strdup(export_dir("chat-qwen2", "q.slm"));
+    char *out, *err;
+    int rc = run_cmd(&out, &err, "printf 'Hi\\n' | %s %s -m chat -t 0 -n 8 -T 1", bin_path("run"),
+                     model);
+    cr_assert_eq(rc, 0, "%s", err);
+    size_t len = strlen(out);
+    cr_assert(len >= 2 && out[len - 1] == '\n', "one reply then a newline: '%s'", out);
+    cr_assert(strncmp(out, "> ", 2) != 0, "no prompt marker on a pipe: '%s'", out);
+    cr_assert(!strstr(out, "turn 1"), "timings go to stderr");
+    cr_assert(strstr(err, "turn 1: prompt "), "%s", err);
+    // a continued line is one turn: two lines joined by a backslash
+    free(err);
+    rc = run_cmd(&out, &err, "printf 'Hi\\\\\\nthere\\nBye\\n' | %s %s -m chat -t 0 -n 4 -T 1",
+                 bin_path("run"), model);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_eq(count(err, "turn "), 2, "'Hi\\' + 'there' is one turn, 'Bye' another: %s", err);
+    free(out), free(err);
+}
+
+// Many turns on a context of 256: the cache shifts by itself, and the dump covers every
+// position that ran, past the context.
+Test(chat, shifts_past_the_context) {
+    const char *model = strdup(export_dir("chat-qwen2", "q.slm"));
+    const char *turns = strdup(tmp_file("many.txt")), *dump = strdup(tmp_file("many.dump"));
+    FILE *t = fopen(turns, "w");
+    for (int i = 0; i < 12; i++) fprintf(t, "Turn number %d, tell me more.\n", i);
+    fclose(t);
+    char *out, *err;
+    int rc = run_cmd(&out, &err, "%s %s -m chat -t 0 -n 40 -T 1 --attn-dump %s < %s",
+                     bin_path("run"), model, dump, turns);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_eq(count(err, "turn "), 12, "%s", err);
+    size_t n;
+    int32_t *ids = dump_ids(dump, &n);
+    cr_assert_gt(n, 256, "the conversation ran %zu positions, past the context of 256", n);
+    free(ids), free(out), free(err);
+}
+
+// Runs `run args` with stdin `input` (a printf format) and returns stderr; checks the status.
+static char *chat_err(int want, const char *input, const char *args) {
+    char *out, *err;
+    int rc = run_cmd(&out, &err, "printf '%s' | %s %s", input, bin_path("run"), args);
+    cr_assert_eq(rc, want, "'run %s' exited %d, want %d: %s", args, rc, want, err);
+    free(out);
+    return err;
+}
+
+Test(chat, bad_input) {
+    char args[1024];
+    const char *model = strdup(export_dir("chat-qwen2", "q.slm"));
+    const char *plain = strdup(export_dir("tiny-qwen2", "plain.slm"));
+    // an unknown template name, -y without chat mode: usage errors
+    snprintf(args, sizeof args, "%s -m chat --chat-template nope", model);
+    char *err = chat_err(2, "", args);
+    cr_assert(strstr(err, "unknown template 'nope'") && strstr(err, "chatml"), "%s", err);
+    free(err);
+    snprintf(args, sizeof args, "%s -y 'You are terse.'", model);
+    err = chat_err(2, "", args);
+    cr_assert(strstr(err, "-y is for chat mode"), "%s", err);
+    free(err);
+    // a model without a template, and no --chat-template: one line listing the names
+    snprintf(args, sizeof args, "%s -m chat", plain);
+    err = chat_err(2, "Hi\\n", args);
+    cr_assert_eq(count(err, "\n"), 1, "one line: %s", err);
+    cr_assert(strstr(err, "no chat template") && strstr(err, "--chat-template") &&
+              strstr(err, "llama2, llama3, chatml, qwen3, mistral, phi3, gemma, smollm3"), "%s", err);
+    free(err);
+    // ... which --chat-template fixes
+    snprintf(args, sizeof args, "%s -m chat --chat-template chatml -t 0 -n 3 -T 1", plain);
+    err = chat_err(0, "Hi\\n", args);
+    cr_assert(strstr(err, "turn 1: prompt"), "%s", err);
+    free(err);
+    // invalid UTF-8 in a turn: one line, and the conversation goes on
+    snprintf(args, sizeof args, "%s -m chat -t 0 -n 3 -T 1", model);
+    err = chat_err(0, "Hello\\nbad \\377\\376 bytes\\nAnd again\\n", args);
+    cr_assert_eq(count(err, "not valid UTF-8"), 1, "%s", err);
+    cr_assert(strstr(err, "turn 2 is not valid UTF-8 (byte 5): dropped"), "%s", err);
+    cr_assert(strstr(err, "turn 1: prompt") && strstr(err, "turn 3: prompt"), "%s", err);
+    free(err);
+    // a turn longer than the context (256): one line, and the conversation goes on
+    char input[8192] = "Hello\\n";
+    for (int i = 0; i < 300; i++) strcat(input, "word ");
+    strcat(input, "\\nAnd again\\n");
+    err = chat_err(0, input, args);
+    cr_assert_eq(count(err, "more than the context"), 1, "%s", err);
+    cr_assert(strstr(err, "turn 2 is ") && strstr(err, "dropped"), "%s", err);
+    cr_assert(strstr(err, "turn 1: prompt") && strstr(err, "turn 3: prompt"), "%s", err);
+    free(err);
+}
+
+// A sentencepiece model: refused with the reason, until its encoder matches special tokens.
+Test(chat, sentencepiece_is_refused_with_a_reason) {
+    const char *model = strdup(export_dir("tiny-mistral", "m.slm"));
+    char args[1024];
+    snprintf(args, sizeof args, "%s -m chat --chat-template mistral", model);
+    char *err = chat_err(1, "Hi\\n", args);
+    cr_assert_eq(count(err, "\n"), 1, "one line: %s", err);
+    cr_assert(strstr(err, "sentencepiece"), "%s", err);
+    free(err);
+}
+
+// ---- a real terminal ----
+
+typedef struct {
+    int fd;
+    pid_t pid;
+    char buf[1 << 23];  // all it shows (more is read and dropped)
+    size_t n;
+} Pty;
+
+static Pty pty;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+// Reads what the terminal shows for up to ms milliseconds.
+static void pty_read(Pty *p, int ms) {
+    struct pollfd pf = {.fd = p->fd, .events = POLLIN};
+    if (poll(&pf, 1, ms) <= 0) return;
+    char drop[4096];
+    int room = p->n + 1 < sizeof p->buf;
+    ssize_t k = room ? read(p->fd, p->buf + p->n, sizeof p->buf - 1 - p->n)
+                     : read(p->fd, drop, sizeof drop);
+    if (k > 0 && room) p->n += (size_t)k;
+    p->buf[p->n] = '\0';
+}
+
+// Reads what the terminal shows until `want` appears at or after offset `from` (returns its
+// offset) or `timeout` seconds pass (fails the test).
+static size_t pty_wait(Pty *p, size_t from, const char *want, double timeout) {
+    double end = now_s() + timeout;
+    for (;;) {
+        p->buf[p->n] = '\0';
+        char *hit = from <= p->n ? strstr(p->buf + from, want) : NULL;
+        if (hit) return (size_t)(hit - p->buf);
+        double left = end - now_s();
+        cr_assert_gt(left, 0, "the terminal never showed \"%s\" after byte %zu; it shows: %s", want,
+                     from, p->buf);
+        pty_read(p, 50);
+    }
+}
+
+// Reads until the terminal has shown more than n bytes.
+static void pty_more_than(Pty *p, size_t n, double timeout) {
+    double end = now_s() + timeout;
+    while (p->n <= n) {
+        cr_assert_lt(now_s(), end, "the reply never showed; the terminal shows: %s", p->buf);
+        pty_read(p, 50);
+    }
+}
+
+static void pty_send(Pty *p, const char *s) {
+    cr_assert_eq(write(p->fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+// Waits for the child's exit status (fails after timeout seconds), reading what it writes.
+static int pty_exit(Pty *p, double timeout) {
+    double end = now_s() + timeout;
+    for (;;) {
+        int st;
+        pid_t w = waitpid(p->pid, &st, WNOHANG);
+        if (w == p->pid) return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+        if (now_s() > end) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &st, 0);
+            p->buf[p->n] = '\0';
+            cr_assert_fail("run did not exit; the terminal shows: %s", p->buf);
+        }
+        pty_read(p, 20);
+    }
+}
+
+static void pty_start(Pty *p, const char *model, const char *n) {
+    memset(p, 0, sizeof *p);
+    const char *run = strdup(bin_path("run"));
+    p->pid = forkpty(&p->fd, NULL, NULL, NULL);
+    cr_assert_neq(p->pid, -1, "forkpty: %s", strerror(errno));
+    if (p->pid == 0) {
+        execl(run, run, model, "-m", "chat", "-t", "0", "-T", "1", "-n", n, (char *)NULL);
+        _exit(127);
+    }
+}
+
+// Two turns, each stopped by Ctrl-C mid-reply (the tiny model's greedy replies never end by
+// themselves within -n 1000000: they only stop on Ctrl-C), then EOF: status 0.
+Test(chat, terminal_two_turns_ctrl_c_mid_reply_and_eof, .timeout = 60) {
+    const char *model = strdup(export_dir("chat-qwen2", "q.slm"));
+    Pty *p = &pty;
+    pty_start(p, model, "1000000");
+    size_t at = pty_wait(p, 0, "> ", 20);
+    pty_send(p, "Hello there\r");
+    at = pty_wait(p, at, "Hello there", 10);  // the terminal echoes the turn
+    size_t reply = at + strlen("Hello there");
+    // the reply streams: wait until it has shown some text, then interrupt it
+    pty_more_than(p, reply + 64, 10);
+    pty_send(p, "\003");
+    at = pty_wait(p, reply, "[reply interrupted]", 10);
+    at = pty_wait(p, at, "turn 1: prompt ", 10);
+    at = pty_wait(p, at, "> ", 10);  // back at the prompt
+    pty_send(p, "Second turn\r");
+    at = pty_wait(p, at, "Second turn", 10);
+    reply = at + strlen("Second turn");
+    pty_more_than(p, reply + 64, 10);
+    pty_send(p, "\003");
+    at = pty_wait(p, reply, "[reply interrupted]", 10);
+    at = pty_wait(p, at, "turn 2: prompt ", 10);
+    at = pty_wait(p, at, "> ", 10);
+    pty_send(p, "\004");  // EOF at the prompt
+    cr_assert_eq(pty_exit(p, 10), 0, "EOF ends the conversation with status 0: %s", p->buf);
+    close(p->fd);
+}
+
+// Ctrl-C at an empty prompt ends the conversation, status 0.
+Test(chat, terminal_ctrl_c_at_the_prompt_exits, .timeout = 60) {
+    const char *model = strdup(export_dir("chat-qwen2", "q.slm"));
+    Pty *p = &pty;
+    pty_start(p, model, "4");
+    size_t at = pty_wait(p, 0, "> ", 20);
+    pty_send(p, "Hi\r");
+    at = pty_wait(p, at, "turn 1: prompt ", 10);
+    pty_wait(p, at, "> ", 10);
+    pty_send(p, "\003");
+    cr_assert_eq(pty_exit(p, 10), 0, "Ctrl-C at the prompt exits 0: %s", p->buf);
+    close(p->fd);
+}
