@@ -51,7 +51,7 @@ static size_t count(const char *s, const char *needle) {
 // One family of chat.txt: the conversation and the ids transformers fed.
 typedef struct {
     char name[32], dir[64];
-    int n_new;
+    int n_new, think;
     char system[256], users[3][256];
     int32_t ids[1024];
     size_t n_ids;
@@ -65,7 +65,8 @@ static int read_conv(FILE *f, Conv *c) {
         line[strcspn(line, "\n")] = '\0';
         if (line[0] == '#') continue;
         if (!strncmp(line, "family ", 7)) {
-            cr_assert_eq(sscanf(line + 7, "%31s %63s %d", c->name, c->dir, &c->n_new), 3);
+            cr_assert_eq(sscanf(line + 7, "%31s %63s %d %d", c->name, c->dir, &c->n_new,
+                                &c->think), 4);
         } else if (!strncmp(line, "system ", 7)) {
             cr_assert_lt(strlen(line + 7), sizeof c->system);
             strcpy(c->system, line + 7);
@@ -103,8 +104,9 @@ static void check_family(const char *family) {
     for (int i = 0; i < 3; i++) fprintf(t, "%s\n", c.users[i]);
     fclose(t);
     char *out, *err;
-    int rc = run_cmd(&out, &err, "%s %s -m chat -t 0 -n %d -T 1 -y '%s' --attn-dump %s < %s",
-                     bin_path("run"), model, c.n_new, c.system, dump, turns);
+    int rc = run_cmd(&out, &err, "%s %s -m chat -t 0 -n %d -T 1 -y '%s' --attn-dump %s%s < %s",
+                     bin_path("run"), model, c.n_new, c.system, dump,
+                     c.think ? " --think" : "", turns);
     cr_assert_eq(rc, 0, "%s", err);
     cr_assert_eq(count(err, "turn "), 3, "a timing line per turn: %s", err);
     cr_assert(strstr(err, "turn 3: prompt "), "%s", err);
@@ -123,6 +125,14 @@ Test(chat, chatml_qwen25_three_turns_feed_transformers_ids) {
 
 Test(chat, llama3_three_turns_feed_transformers_ids) {
     check_family("llama3");
+}
+
+Test(chat, chatml_smollm2_three_turns_feed_transformers_ids) {
+    check_family("smollm2");
+}
+
+Test(chat, qwen3_thinking_three_turns_feed_transformers_ids) {
+    check_family("qwen3");
 }
 
 // On a pipe, stdout carries only the replies, each followed by a newline; a line ending in a
