@@ -258,7 +258,7 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
         return 0;
     }
     double t0 = now_s();
-    size_t n = 0, fed_new = 0;
+    size_t n = 0, fed_new = 0, from = SIZE_MAX;  // from: where a re-rendered history runs again
     int *ids = NULL;
     float *logits = NULL;
     int extends = c->fed.n <= tlen && memcmp(text, c->fed.p, c->fed.n) == 0;
@@ -287,7 +287,7 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
         size_t k = 0;
         while (!c->shifted && k < c->cpos && k + 1 < n && c->cache_ids[k] == ids[k]) k++;
         if (k < c->cpos) rec_stop(c, "the template re-renders the history, which runs again");
-        c->cpos = k, c->shifted = 0;
+        c->cpos = k, c->shifted = 0, from = k;
         for (size_t i = k; i < n;) {  // in pieces that fit, shifting as the reply does
             if (c->cpos == c->seq) {
                 if (!can_shift(c, c->cpos)) break;
@@ -332,8 +332,10 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
         interrupted = 0;
         fprintf(stderr, "[reply interrupted]\n");
     }
-    fprintf(stderr, "turn %zu: prompt %zu tokens, %.1f tok/s | reply %zu tokens, %.1f tok/s\n",
-            no, fed_new, fed_new ? (double)fed_new / (t1 - t0) : 0.0, n_reply,
+    char again[64] = "";
+    if (from != SIZE_MAX) snprintf(again, sizeof again, " (the history again from %zu)", from);
+    fprintf(stderr, "turn %zu: prompt %zu tokens%s, %.1f tok/s | reply %zu tokens, %.1f tok/s\n",
+            no, fed_new, again, fed_new ? (double)fed_new / (t1 - t0) : 0.0, n_reply,
             n_reply ? (double)n_reply / (t2 - t1) : 0.0);
     // what the cache now holds, as text: this rendering, then the reply
     c->fed.n = 0;
