@@ -55,6 +55,8 @@ typedef struct {
     char system[256], users[3][256];
     int32_t ids[1024];
     size_t n_ids;
+    long fed[3], from[3];  // each turn's ids fed, and where the history ran again (-1: no)
+    int turns;
 } Conv;
 
 static int read_conv(FILE *f, Conv *c) {
@@ -74,6 +76,10 @@ static int read_conv(FILE *f, Conv *c) {
             cr_assert_lt(users, 3);
             cr_assert_lt(strlen(line + 5), sizeof c->users[0]);
             strcpy(c->users[users++], line + 5);
+        } else if (!strncmp(line, "turn ", 5)) {
+            cr_assert_lt(c->turns, 3);
+            cr_assert_eq(sscanf(line + 5, "%ld %ld", &c->fed[c->turns], &c->from[c->turns]), 2);
+            c->turns++;
         } else if (!strncmp(line, "ids ", 4)) {
             char *p = line + 4, *end;
             for (long v; (v = strtol(p, &end, 10)), end != p; p = end) {
@@ -82,6 +88,7 @@ static int read_conv(FILE *f, Conv *c) {
             }
         } else if (!strcmp(line, "end")) {
             cr_assert_eq(users, 3);
+            cr_assert_eq(c->turns, 3);
             return 1;
         }
     }
@@ -109,7 +116,15 @@ static void check_family(const char *family) {
                      c.think ? " --think" : "", turns);
     cr_assert_eq(rc, 0, "%s", err);
     cr_assert_eq(count(err, "turn "), 3, "a timing line per turn: %s", err);
-    cr_assert(strstr(err, "turn 3: prompt "), "%s", err);
+    for (int i = 0; i < 3; i++) {  // what each turn fed, and from where
+        char want[128];
+        if (c.from[i] < 0)
+            snprintf(want, sizeof want, "turn %d: prompt %ld tokens,", i + 1, c.fed[i]);
+        else
+            snprintf(want, sizeof want, "turn %d: prompt %ld tokens (the history again from %ld)",
+                     i + 1, c.fed[i], c.from[i]);
+        cr_assert(strstr(err, want), "%s: no \"%s\" in: %s", family, want, err);
+    }
     size_t n;
     int32_t *ids = dump_ids(dump, &n);
     cr_assert_eq(n, c.n_ids, "%s: %zu positions ran, transformers fed %zu", family, n, c.n_ids);
@@ -133,6 +148,12 @@ Test(chat, chatml_smollm2_three_turns_feed_transformers_ids) {
 
 Test(chat, qwen3_thinking_three_turns_feed_transformers_ids) {
     check_family("qwen3");
+}
+
+// Thinking off: Qwen3's template drops the (empty) think block of earlier replies, so each
+// turn runs the history again from there; the dump stops where it first does.
+Test(chat, qwen3_thinking_off_runs_the_history_again_from_the_think_block) {
+    check_family("qwen3-nothink");
 }
 
 // On a pipe, stdout carries only the replies, each followed by a newline; a line ending in a
