@@ -355,12 +355,13 @@ oom_popped:
 static int read_turn(FILE *in, Buf *turn, int interactive) {
     char *line = NULL;
     size_t cap = 0;
+    FILE *ui = isatty(fileno(stdout)) ? stdout : stderr;  // the prompt: never into a pipe
     turn->n = 0;
     if (buf_add(turn, "", 0) != 0) return 0;
     for (;;) {
         if (interactive) {
-            fputs(turn->n ? "... " : "> ", stdout);
-            fflush(stdout);
+            fputs(turn->n ? "... " : "> ", ui);
+            fflush(ui);
         }
         errno = 0;
         ssize_t n = getline(&line, &cap, in);
@@ -368,7 +369,7 @@ static int read_turn(FILE *in, Buf *turn, int interactive) {
             if (ferror(in) && errno == EINTR) {  // Ctrl-C: drop what was typed, or leave
                 clearerr(in);
                 interrupted = 0;
-                if (interactive) putchar('\n');
+                if (interactive) fputc('\n', ui);
                 if (turn->n == 0) {
                     free(line);
                     return -1;
@@ -376,7 +377,7 @@ static int read_turn(FILE *in, Buf *turn, int interactive) {
                 turn->n = 0;
                 continue;
             }
-            if (interactive) putchar('\n');
+            if (interactive) fputc('\n', ui);
             free(line);
             return turn->n ? 1 : 0;
         }
