@@ -473,7 +473,6 @@ static int chat(Transformer *t, const Tokenizer *tok, Sampler *sampler, const Op
     int kind = chat_template_kind(&t->model, o->chat_template, default_system,
                                   sizeof default_system);
     if (kind < 0) return EXIT_USAGE;
-    if (chat_supported(tok) != 0) return 1;
     const char *slash = strrchr(o->model_path, '/');
     ChatOptions co = {.system = o->system, .first = o->prompt, .template_kind = kind,
                       .default_system = default_system, .think = o->think,

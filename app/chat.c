@@ -51,11 +51,61 @@ int chat_template_kind(const Model *m, const char *name, char *default_system, s
     return found;
 }
 
-int chat_supported(const Tokenizer *tok) {
-    if (tok->kind == TOK_BPE) return 0;
-    fprintf(stderr, "run: -m chat needs a byte-level BPE tokenizer (Llama 3, Qwen, SmolLM): the "
-                    "sentencepiece encoder of this model does not yet match special tokens such "
-                    "as [INST] or <|user|> in the rendered text\n");
+// Whether token id is one that chat_encode matches in the text: a control, user-defined or
+// unknown token, as llama.cpp's special-token partition takes them.
+static int is_special(const Tokenizer *t, int id) {
+    return (t->types[id] == TOK_CONTROL || t->types[id] == TOK_USER ||
+            t->types[id] == TOK_UNKNOWN) && t->lens[id] > 0;
+}
+
+int chat_encode(const Tokenizer *t, const char *text, size_t len, int **out, size_t *n) {
+    *out = NULL, *n = 0;
+    // sentencepiece: at most a token per byte, and a dummy prefix per piece between specials
+    size_t cap = t->kind == TOK_BPE ? tokenizer_max_tokens(t, len) : 2 * len + 3;
+    int *ids = malloc(cap * sizeof(int)), *sp_ids = NULL;
+    if (!ids) return -1;
+    if (t->kind == TOK_BPE) {  // it matches its special tokens itself
+        if (tokenizer_encode(t, text, len, 0, 0, ids, cap, n) != TOK_OK) goto fail;
+        *out = ids;
+        return 0;
+    }
+    // sentencepiece: cut at the special tokens (the longest at a position), each piece between
+    // them encoded on its own, as the `tokenizers` library encodes the text between added
+    // tokens: the normalizer's dummy prefix (legacy: Llama 2's Prepend) on every piece, and
+    // Metaspace's prepend_scheme "first" on the piece at the very start only (the tests check
+    // the legacy layout; "first" as read from the library's code, not yet against it)
+    Tokenizer later = *t;  // a shallow copy, read only: the flags of a piece after the first
+    if (later.flags & TOK_FLAG_PREFIX_FIRST)
+        later.flags = (later.flags & ~TOK_FLAG_PREFIX_FIRST) | TOK_FLAG_PREFIX_NEVER;
+    size_t k = 0, n_sp = 0;
+    if (!(sp_ids = malloc((size_t)t->vocab_size * sizeof(int)))) goto fail;
+    for (int id = 0; id < t->vocab_size; id++)
+        if (is_special(t, id)) sp_ids[n_sp++] = id;
+    for (size_t start = 0, i = 0; start <= len;) {
+        int sp = -1;
+        for (; i < len && sp < 0; i++)
+            for (size_t j = 0; j < n_sp; j++) {
+                int id = sp_ids[j];
+                if (t->lens[id] <= len - i && memcmp(t->pieces[id], text + i, t->lens[id]) == 0 &&
+                    (sp < 0 || t->lens[id] > t->lens[sp]))
+                    sp = id;
+            }
+        size_t end = sp >= 0 ? i - 1 : len, got = 0;
+        if (end > start &&
+            tokenizer_encode(start ? &later : t, text + start, end - start, 0, 0, ids + k,
+                             cap - k, &got) != TOK_OK)
+            goto fail;
+        k += got;
+        if (sp < 0) break;
+        ids[k++] = sp;
+        start = i = end + t->lens[sp];
+    }
+    free(sp_ids);
+    *out = ids, *n = k;
+    return 0;
+fail:
+    free(sp_ids);
+    free(ids);
     return -1;
 }
 
@@ -221,15 +271,10 @@ static void pop_msg(Chat *c) {
     free((char *)c->msgs[--c->n_msgs].content);
 }
 
+// No BOS: the template writes it (bos_token) where the model expects it.
 static int *encode(Chat *c, const char *text, size_t len, size_t *n) {
-    size_t cap = tokenizer_max_tokens(c->tok, len);
-    int *ids = malloc(cap * sizeof(int));
-    // no BOS: the template writes it (bos_token) where the model expects it
-    if (!ids || tokenizer_encode(c->tok, text, len, 0, 0, ids, cap, n) != TOK_OK) {
-        free(ids);
-        return NULL;
-    }
-    return ids;
+    int *ids;
+    return chat_encode(c->tok, text, len, &ids, n) == 0 ? ids : NULL;
 }
 
 static const char *piece_text(const Tokenizer *tok, int id) {

@@ -38,9 +38,12 @@ typedef struct {
 // without a template (or with one of no known family) and no name, listing the names.
 int chat_template_kind(const Model *m, const char *name, char *default_system, size_t cap);
 
-// Whether the tokenizer can chat: the rendered text holds the template's special tokens as
-// text, which only the byte-level BPE encoder matches. Returns 0, or -1 after one line.
-int chat_supported(const Tokenizer *tok);
+// Encodes a rendered conversation, without BOS or EOS (the template writes them): its special
+// tokens (<|im_start|>, <s>, [INST] where that is one) become their ids. The byte-level encoder
+// matches them itself; for sentencepiece the text is cut at its control, user-defined and
+// unknown tokens and the pieces between encoded on their own, as the `tokenizers` library
+// does with added tokens. *ids is malloc'd (the caller frees). Returns 0, or -1 (no memory).
+int chat_encode(const Tokenizer *tok, const char *text, size_t len, int **ids, size_t *n);
 
 // Installs the SIGINT handler of chat mode (no SA_RESTART: a blocking read returns): Ctrl-C
 // during a reply stops it, at the prompt it ends the conversation.
