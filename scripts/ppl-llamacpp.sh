@@ -26,7 +26,8 @@
 #    the tail that does not fill a chunk, and scores only the last $CTX/2 - 1 tokens of each
 #    chunk (each with at least $CTX/2 tokens before it); --chunks is left at -1 (all chunks).
 #    So its figure is not `run --ppl`'s, which scores every token of windows of <s> + $CTX - 1.
-# 5. Prints a markdown table of the final estimates (PPL = x +/- y) and their ratio to F32.
+# 5. Prints a markdown table: per type the tensor types llama-quantize chose (norms stay F32), the
+#    file size, the final estimate (PPL = x +/- y) and its ratio to F32's.
 # Needs the network once (PyPI) if $WORK has no llama.cpp yet, cmake, g++.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -118,10 +119,15 @@ chunks=$(sed -nE 's/.*calculating perplexity over ([0-9]+) chunks.*/\1/p' "$OUT/
 echo "llama.cpp (llama-cpp-python $LCP_VERSION) llama-perplexity -c $CTX -t $THREADS on $TEXT:"
 echo "$chunks chunks of $CTX tokens, the last $((CTX / 2 - 1)) of each scored ($((chunks * (CTX / 2 - 1))) tokens)"
 echo
-echo "| type | file bytes | llama.cpp ppl | ratio to F32 |"
-echo "| --- | ---: | ---: | ---: |"
+echo "| type | matrices (llama-quantize) | file bytes | llama.cpp ppl | ratio to F32 |"
+echo "| --- | --- | ---: | ---: | ---: |"
 base=${res[F32]%% *}
+mix() {  # "38 q4_K, 5 q6_K": the types llama-quantize gave the 2-D tensors
+    [ "$1" = F32 ] && { echo all f32; return; }
+    grep -oE 'converting to [A-Za-z0-9_]+' "$OUT/quantize-${1,,}.log" | cut -d' ' -f3 | sort | uniq -c |
+        awk '{ printf "%s%d %s", (NR > 1 ? ", " : ""), $1, $2 }'
+}
 for t in F32 $TYPES; do
-    awk -v t="$t" -v b="$(stat -c %s "$OUT/$NAME-${t,,}.gguf")" -v r="${res[$t]}" -v base="$base" \
-        'BEGIN { split(r, p, " "); printf "| %s | %d | %s | %.4f |\n", t, b, r, p[1] / base }'
+    awk -v t="$t" -v m="$(mix "$t")" -v b="$(stat -c %s "$OUT/$NAME-${t,,}.gguf")" -v r="${res[$t]}" \
+        -v base="$base" 'BEGIN { split(r, p, " "); printf "| %s | %s | %d | %s | %.4f |\n", t, m, b, r, p[1] / base }'
 done

@@ -12,6 +12,17 @@ Run from the repository root (CPU only; about 12 minutes on 2 cores):
 
 train/train-log.csv is the log of the committed model's run (a copy of <out>/train-log.csv).
 
+--shape kjv256 trains a wider model instead of the default one (same corpus, tokenizer, CTX,
+steps and schedule): dim 256, 6 layers, 4 heads of 64, 2 KV heads, SwiGLU hidden 768, tied
+embeddings (CFG_KJV256). Every matrix then has rows (its input dimension: 256 or 768) that
+are a multiple of 256, so ggml's K quant types (Q4_K, Q5_K, Q6_K) apply to every tensor; it
+serves to measure what 4-bit types cost in perplexity (scripts/ppl-llamacpp.sh). Its log is
+train/train-log-kjv256.csv (held-out loss 2.985 over all windows; 5246208 parameters, about
+1.6 s a step on 2 idle cores, so about 27 minutes; that run took 61 minutes on a busy machine).
+Without --shape the script trains the default model, unchanged. To train this one:
+
+    /tmp/trainvenv/bin/python train/train.py --shape kjv256 build/train/kjv256-hf
+
 What it does, deterministically (fixed seeds, 2 threads, deterministic algorithms):
 
 1. Corpus. Debian's bible-kjv-text package holds the KJV in a compressed format
@@ -24,12 +35,12 @@ What it does, deterministically (fixed seeds, 2 threads, deterministic algorithm
    out as Llama 2's sentencepiece tokenizer.json (<unk> <s> </s>, 256 <0xNN> byte tokens, then
    pieces with "▁" for a space), as tests/fixtures/make_fixtures.py does. Newlines and other
    characters outside the vocabulary go through the byte tokens.
-3. Model. LlamaForCausalLM (see CFG), tied embeddings, trained for STEPS steps of BATCH
-   windows, each <s> followed by CTX-1 tokens from a random offset of the training tokens
-   (so every window starts like `run`'s generation and --ppl windows do). AdamW, linear
-   warmup then cosine decay. Every EVAL_EVERY steps it logs the mean train loss and the
-   held-out loss (on the first EVAL_WINDOWS held-out windows) to <out>/train-log.csv and
-   stdout; the last line scores every held-out window.
+3. Model. LlamaForCausalLM (see CFG; CFG_KJV256 with --shape kjv256), tied embeddings, trained
+   for STEPS steps of BATCH windows, each <s> followed by CTX-1 tokens from a random offset of
+   the training tokens (so every window starts like `run`'s generation and --ppl windows do).
+   AdamW, linear warmup then cosine decay. Every EVAL_EVERY steps it logs the mean train loss
+   and the held-out loss (on the first EVAL_WINDOWS held-out windows) to <out>/train-log.csv
+   and stdout; the last line scores every held-out window.
 4. Saves <out>/ with save_pretrained (f32 safetensors), config.json and tokenizer.json:
    what `export` reads.
 """
@@ -58,6 +69,10 @@ CFG = dict(vocab_size=VOCAB, hidden_size=192, intermediate_size=512, num_hidden_
            num_attention_heads=6, num_key_value_heads=3, max_position_embeddings=CTX,
            rope_theta=10000.0, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2,
            tie_word_embeddings=True)
+# --shape kjv256: every matrix's rows a multiple of 256 (K quants apply to all tensors).
+CFG_KJV256 = dict(CFG, hidden_size=256, intermediate_size=768, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=64)
+SHAPES = {"default": CFG, "kjv256": CFG_KJV256}
 SEED = 1234
 STEPS = 1000
 BATCH = 16
@@ -122,6 +137,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out", help="output directory (Hugging Face layout)")
     ap.add_argument("--steps", type=int, default=STEPS)
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="default",
+                    help="model shape: default (models/kjv.slm's) or kjv256 (rows a multiple "
+                    "of 256, for K quants)")
     ap.add_argument("--no-heldout-file", action="store_true",
                     help="do not (re)write train/kjv-heldout.txt")
     args = ap.parse_args()
@@ -151,7 +169,7 @@ def main():
     held_all = windows(held_ids)
     held_eval = held_all[:EVAL_WINDOWS]
 
-    cfg = transformers.LlamaConfig(**CFG)
+    cfg = transformers.LlamaConfig(**SHAPES[args.shape])
     model = transformers.LlamaForCausalLM(cfg).float()
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
