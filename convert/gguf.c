@@ -918,6 +918,7 @@ static int map_tensors(GgufModel *m) {
         // blocks of q4_0, q4_k, q5_k, q6_k), by layer where the layers' block types differ
         // (Q4_K_M's); q8_0 for other block types; f32 where other types differ
         int type = -2, blocks = 0, by_layer = 1;  // by_layer: each layer one stored block type
+        int conv = 0;  // values are converted: a type we do not store, or types that differ
         size_t np = m->pieces.n_pieces[t], nl = m->pieces.layers[t];
         for (size_t i = 0; i < nl * np; i++) {
             uint32_t gt = ((const GgufTensor *)m->pieces.piece[t][i].src)->type;
@@ -926,11 +927,12 @@ static int map_tensors(GgufModel *m) {
             by_layer &= dtype_ggml(ty) != 0 && (i % np == 0 || ty == sl_type_of(
                 ((const GgufTensor *)m->pieces.piece[t][i - 1].src)->type));
             if (ty < 0) {  // a block type we do not store
-                ty = SL_Q8_0;
+                ty = SL_Q8_0, conv = 1;
                 size_t c = 0;
                 while (c < n_conv && converted[c] != gt) c++;
                 if (c == n_conv && n_conv < 16) converted[n_conv++] = gt;
             }
+            conv |= type != -2 && type != ty;
             type = type == -2 || type == ty ? ty : blocks ? SL_Q8_0 : SL_F32;
         }
         if (type == SL_Q8_0 && by_layer && nl == L && L > 1) {  // block types we store, by layer
@@ -939,8 +941,9 @@ static int map_tensors(GgufModel *m) {
                 m->layer_types[n_types++] = (uint8_t)sl_type_of(
                     ((const GgufTensor *)m->pieces.piece[t][l * np].src)->type);
         }
-        if (blocks && type == SL_Q8_0 && !mixed[0]) snprintf(mixed, sizeof mixed, "%s", tensor_name(t));
-        else if (blocks && type == SL_Q8_0 && strlen(mixed) + strlen(tensor_name(t)) + 3 < sizeof mixed)
+        conv &= type == SL_Q8_0;  // (not where the layers' stored types are kept by layer)
+        if (conv && !mixed[0]) snprintf(mixed, sizeof mixed, "%s", tensor_name(t));
+        else if (conv && strlen(mixed) + strlen(tensor_name(t)) + 3 < sizeof mixed)
             strcat(strcat(mixed, ", "), tensor_name(t));
         h->tensor_type[t] = (uint8_t)(tensor_is_f32(t) ? SL_F32 : type);
         if (t == SL_T_WQ) wt = type == SL_TYPE_PER_LAYER ? m->layer_types[n_types - L] : type;

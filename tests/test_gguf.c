@@ -311,6 +311,7 @@ static uint8_t *build_gguf(GgufSpec *s, size_t *size) {
             bytes = n * 2;
             break;
         case GGML_TYPE_Q8_0: ggml_q8_0(x, n, enc), bytes = n / 32 * 34; break;
+        case GGML_TYPE_Q4_1: bytes = n / 32 * 20; memset(enc, 0, bytes); break;  // zeros
         default: bytes = n / 256 * 144; memset(enc, 0, bytes);  // some k-quant-sized block
         }
         put(&data, enc, bytes);
@@ -536,6 +537,31 @@ Test(gguf, fixture_types_kept_and_values_exact) {
 
 // ----------------------------------------------------------------------------
 // GGUFs built here
+
+// export's note names exactly the tensors it converts: none in a Q8_0 file (kept bit for bit);
+// wq in a file whose layer 0 attn_q is Q4_1 (no kernel of ours: q8_0, the rest stays F16).
+Test(gguf, conversion_note_names_converted_tensors) {
+    GgufSpec q8 = {.mtype = GGML_TYPE_Q8_0};
+    char *o, *e;
+    char *out = strdup(tmp_file("note.slm"));
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), write_gguf(&q8, "note8.gguf"),
+                         out), 0);
+    cr_assert(!strstr(e, "note:"), "a Q8_0 file converts nothing: %s", e);
+    free(o), free(e);
+    GgufSpec q41 = {.mtype = GGML_TYPE_F16, .odd_name = "blk.0.attn_q.weight",
+                    .odd_type = GGML_TYPE_Q4_1};
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), write_gguf(&q41, "note41.gguf"),
+                         out), 0, "%s", e);
+    cr_assert(strstr(e, "note: wq stored as q8_0") && strstr(e, "(this file also has Q4_1)") &&
+              strchr(e, '\n') == e + strlen(e) - 1, "one line naming wq and Q4_1: %s", e);
+    free(o), free(e);
+    Model m;
+    cr_assert_eq(model_open(&m, out, 1), MODEL_OK);
+    cr_assert_eq(m.header.tensor_type[SL_T_WQ], SL_Q8_0);
+    cr_assert_eq(m.header.tensor_type[SL_T_WK], SL_F16);
+    model_close(&m);
+    free(out);
+}
 
 // ggml's Q8_0 maps each block's max to +-127, so Q8_0 -> f32 -> q8_0 gives back ggml's
 // quants and scales bit for bit.
