@@ -162,6 +162,11 @@ Test(chat, mistral_sentencepiece_three_turns_feed_transformers_ids) {
     check_family("mistral");
 }
 
+// Sentencepiece with the role tokens (<|user|>, <|end|>) as special added tokens.
+Test(chat, phi3_sentencepiece_three_turns_feed_transformers_ids) {
+    check_family("phi3");
+}
+
 // Thinking off: Qwen3's template drops the (empty) think block of earlier replies, so each
 // turn runs the history again from there; the dump stops where it first does.
 Test(chat, qwen3_thinking_off_runs_the_history_again_from_the_think_block) {
