@@ -480,7 +480,7 @@ static int chat(Transformer *t, const Tokenizer *tok, Sampler *sampler, const Op
                       .model_name = slash ? slash + 1 : o->model_path,
                       .attn_map = o->attn_map, .attn_dump = o->attn_dump};
     chat_install_sigint();  // after outfile_install_cleanup: Ctrl-C stops a reply instead
-    return chat_run(t, tok, sampler, &co, stdin);
+    return chat_run(t, tok, sampler, &co, STDIN_FILENO);
 }
 
 int main(int argc, char **argv) {

@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "app/chat.h"
 
+#include <sys/select.h>
+
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -72,8 +74,8 @@ int chat_encode(const Tokenizer *t, const char *text, size_t len, int **out, siz
     // sentencepiece: cut at the special tokens (the longest at a position), each piece between
     // them encoded on its own, as the `tokenizers` library encodes the text between added
     // tokens: the normalizer's dummy prefix (legacy: Llama 2's Prepend) on every piece, and
-    // Metaspace's prepend_scheme "first" on the piece at the very start only (the tests check
-    // the legacy layout; "first" as read from the library's code, not yet against it)
+    // Metaspace's prepend_scheme "first" on the piece at the very start only (checked against
+    // the library: tests/fixtures/spm-special.txt)
     Tokenizer later = *t;  // a shallow copy, read only: the flags of a piece after the first
     if (later.flags & TOK_FLAG_PREFIX_FIRST)
         later.flags = (later.flags & ~TOK_FLAG_PREFIX_FIRST) | TOK_FLAG_PREFIX_NEVER;
@@ -395,11 +397,53 @@ oom_popped:
     return -1;
 }
 
-// Reads one turn. Returns 1 with the turn in *turn, 0 at EOF with nothing read, -1 after
-// Ctrl-C at an empty prompt.
-static int read_turn(FILE *in, Buf *turn, int interactive) {
-    char *line = NULL;
-    size_t cap = 0;
+// The turns' input, read with read(2) so that Ctrl-C at the prompt is never lost: SIGINT stays
+// blocked from the check of the flag until pselect waits (and unblocks it atomically).
+typedef struct {
+    int fd, eof;
+    size_t at, n;
+    char buf[4096];
+} Input;
+
+// The next byte, -1 at EOF (or a read error), -2 when Ctrl-C came.
+static int input_byte(Input *in) {
+    while (in->at == in->n) {
+        if (in->eof) return -1;
+        sigset_t block, old;
+        sigemptyset(&block);
+        sigaddset(&block, SIGINT);
+        sigprocmask(SIG_BLOCK, &block, &old);
+        int hit = interrupted, ready = 1;
+        if (!hit) {
+            fd_set set;
+            FD_ZERO(&set);
+            FD_SET(in->fd, &set);
+            sigset_t wait = old;
+            sigdelset(&wait, SIGINT);
+            ready = pselect(in->fd + 1, &set, NULL, NULL, NULL, &wait);
+            hit = interrupted;
+        }
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        if (hit) return -2;
+        if (ready < 0) {
+            if (errno == EINTR) continue;  // another signal
+            in->eof = 1;
+            return -1;
+        }
+        ssize_t k = read(in->fd, in->buf, sizeof in->buf);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            in->eof = 1;
+            return -1;
+        }
+        in->at = 0, in->n = (size_t)k;
+    }
+    return (unsigned char)in->buf[in->at++];
+}
+
+// Reads one turn. Returns 1 with the turn in *turn, 0 at EOF with nothing read (or out of
+// memory), -1 after Ctrl-C at an empty prompt.
+static int read_turn(Input *in, Buf *turn, Buf *line, int interactive) {
     FILE *ui = isatty(fileno(stdout)) ? stdout : stderr;  // the prompt: never into a pipe
     turn->n = 0;
     if (buf_add(turn, "", 0) != 0) return 0;
@@ -408,35 +452,30 @@ static int read_turn(FILE *in, Buf *turn, int interactive) {
             fputs(turn->n ? "... " : "> ", ui);
             fflush(ui);
         }
-        errno = 0;
-        ssize_t n = getline(&line, &cap, in);
-        if (n < 0) {
-            if (ferror(in) && errno == EINTR) {  // Ctrl-C: drop what was typed, or leave
-                clearerr(in);
-                interrupted = 0;
-                if (interactive) fputc('\n', ui);
-                if (turn->n == 0) {
-                    free(line);
-                    return -1;
-                }
-                turn->n = 0;
-                continue;
-            }
+        line->n = 0;
+        int ch;
+        while ((ch = input_byte(in)) >= 0 && ch != '\n') {
+            char b = (char)ch;
+            if (buf_add(line, &b, 1) != 0) return 0;
+        }
+        if (ch == -2) {  // Ctrl-C: leave at an empty prompt, else drop the unfinished turn
+            interrupted = 0;
             if (interactive) fputc('\n', ui);
-            free(line);
+            if (turn->n == 0) return -1;
+            turn->n = 0;
+            continue;
+        }
+        if (ch == -1 && line->n == 0) {  // EOF
+            if (interactive) fputc('\n', ui);
             return turn->n ? 1 : 0;
         }
-        size_t len = (size_t)n;
-        if (len && line[len - 1] == '\n') len--;
-        if (len && line[len - 1] == '\r') len--;
-        int more = len && line[len - 1] == '\\';
-        if (buf_add(turn, line, len - (size_t)more) != 0 || (more && buf_add(turn, "\n", 1))) {
-            free(line);
+        size_t len = line->n;
+        if (len && line->p[len - 1] == '\r') len--;
+        int more = len && line->p[len - 1] == '\\' && ch != -1;
+        if (buf_add(turn, line->p, len - (size_t)more) != 0 || (more && buf_add(turn, "\n", 1)))
             return 0;
-        }
         if (more) continue;
         if (turn->n == 0) continue;  // an empty line is no turn
-        free(line);
         return 1;
     }
 }
@@ -460,13 +499,17 @@ static int rec_save(Chat *c) {
     return 0;
 }
 
-int chat_run(Transformer *t, const Tokenizer *tok, Sampler *s, const ChatOptions *o, FILE *in) {
+int chat_run(Transformer *t, const Tokenizer *tok, Sampler *s, const ChatOptions *o, int fd) {
     const SlHeader *h = &t->model.header;
     Chat c = {.t = t, .tok = tok, .s = s, .o = o, .seq = (size_t)h->seq_len};
     c.drop = c.seq > SHIFT_SINKS ? (c.seq - SHIFT_SINKS) / 2 : 0;
     Rec rec = {0};
+    Input *in = calloc(1, sizeof *in);
+    Buf line = {0}, raw = {0};
+    size_t no = 0;
     int rc = 1;
-    if (!(c.cache_ids = malloc(c.seq * sizeof(int)))) goto oom;
+    if (!in || !(c.cache_ids = malloc(c.seq * sizeof(int)))) goto oom;
+    in->fd = fd;
     if (o->attn_map || o->attn_dump) {
         c.rec = &rec;
         if (attnmap_build(&rec.map, (size_t)h->n_layers, (size_t)h->n_heads, c.seq) != 0 ||
@@ -475,19 +518,9 @@ int chat_run(Transformer *t, const Tokenizer *tok, Sampler *s, const ChatOptions
         rec.on = 1;
     }
     if (o->system && push_msg(&c, "system", o->system, strlen(o->system)) != 0) goto oom;
-    int interactive = isatty(fileno(in));
-    Buf line = {0};
-    size_t no = 0;
     if (o->first && *o->first && turn(&c, o->first, strlen(o->first), ++no) != 0) goto oom;
-    for (;;) {
-        int got = read_turn(in, &line, interactive);
-        if (got <= 0) break;
-        if (turn(&c, line.p, line.n, ++no) != 0) {
-            free(line.p);
-            goto oom;
-        }
-    }
-    free(line.p);
+    while (read_turn(in, &line, &raw, isatty(fd)) > 0)
+        if (turn(&c, line.p, line.n, ++no) != 0) goto oom;
     rc = c.rec ? rec_save(&c) : 0;
     goto done;
 oom:
@@ -503,5 +536,6 @@ done:
     free(c.msgs);
     free(c.fed.p);
     free(c.cache_ids);
+    free(line.p), free(raw.p), free(in);
     return rc;
 }

@@ -2,7 +2,7 @@
 // cache that carries over from turn to turn and a context shift past the context.
 //
 // Contract: libc, the transformer, the sampler, the tokenizer, template.h and attnmap.h.
-// Reads the user's turns from a stream (one per line; a line ending in '\' goes on on the
+// Reads the user's turns from a file descriptor (one per line; a line ending in '\' goes on on the
 // next), streams each reply to stdout, and prints timings and one-line complaints to stderr.
 // Nothing here exits: chat_run returns the exit status.
 //
@@ -49,8 +49,9 @@ int chat_encode(const Tokenizer *tok, const char *text, size_t len, int **ids, s
 // during a reply stops it, at the prompt it ends the conversation.
 void chat_install_sigint(void);
 
-// The conversation, turn by turn from `in` until EOF (or Ctrl-C at the prompt). Returns 0, or
-// 1 after a message (out of memory, a file that cannot be written).
-int chat_run(Transformer *t, const Tokenizer *tok, Sampler *s, const ChatOptions *o, FILE *in);
+// The conversation, turn by turn from the file descriptor fd (read with read(2)) until EOF or
+// Ctrl-C at the prompt. Returns 0, or 1 after a message (out of memory, a file that cannot be
+// written).
+int chat_run(Transformer *t, const Tokenizer *tok, Sampler *s, const ChatOptions *o, int fd);
 
 #endif
