@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app/chat.h"
+#include "convert/hf.h"
 #include "helpers.h"
 
 // Exports a fixture model directory into this test's temporary directory.
@@ -266,6 +268,81 @@ Test(chat, bad_input) {
     free(err);
 }
 
+
+// chat_encode on sentencepiece: the text cut at <unk>, <s>, </s> and the pieces between encoded
+// on their own, as the `tokenizers` library does, for each tokenizer.json layout of make_spm.py
+// (Llama 2's legacy normalizer; Metaspace first or never, split or not), with those three as
+// special added tokens (tests/fixtures/spm-special.txt, from make_chat.py --special).
+Test(chat, sentencepiece_special_tokens_match_tokenizers) {
+    size_t len;
+    char *fx = read_all(fixture("spm-special.txt"), &len);
+    cr_assert(fx, "no tests/fixtures/spm-special.txt");
+    Tokenizer t = {0};
+    int kinds = 0, texts = 0;
+    for (char *p = fx; p < fx + len;) {
+        char *nl = strchr(p, '\n');
+        cr_assert(nl);
+        *nl = '\0';
+        if (!strncmp(p, "kind ", 5)) {  // spm-KIND's tokenizer.json with the added tokens
+            char src[256], *json, dir[512];
+            snprintf(src, sizeof src, "spm-%s/tokenizer.json", p + 5);
+            size_t n;
+            cr_assert((json = read_all(fixture(src), &n)), "%s", src);
+            char *at = strstr(json, "\"added_tokens\": ["), *end = at ? strchr(at, ']') : NULL;
+            cr_assert(end, "%s has no added_tokens list", src);
+            snprintf(dir, sizeof dir, "%s/spm-%s", tmp_dir(), p + 5);
+            char *path = malloc(strlen(dir) + 32), *cmd_out;
+            cr_assert_eq(run_cmd(&cmd_out, NULL, "mkdir -p %s", dir), 0);
+            free(cmd_out);
+            sprintf(path, "%s/tokenizer.json", dir);
+            FILE *f = fopen(path, "w");
+            fwrite(json, 1, (size_t)(at - json), f);
+            fputs("\"added_tokens\": [", f);
+            const char *names[] = {"<unk>", "<s>", "</s>"};
+            for (int i = 0; i < 3; i++)
+                fprintf(f, "%s{\"id\": %d, \"content\": \"%s\", \"single_word\": false, "
+                        "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, "
+                        "\"special\": true}", i ? ", " : "", i, names[i]);
+            fwrite(end, 1, n - (size_t)(end - json), f);
+            fclose(f);
+            free(path), free(json);
+            if (t.vocab_size) tokenizer_free(&t);
+            memset(&t, 0, sizeof t);
+            cr_assert_eq(hf_tokenizer(&t, dir, 800, 1, 2, NULL), 0, "%s", dir);
+            cr_assert_eq(t.kind, TOK_SPM);
+            kinds++;
+            p = nl + 1;
+            continue;
+        }
+        size_t tl;
+        cr_assert_eq(sscanf(p, "text %zu", &tl), 1, "%s", p);
+        const char *text = nl + 1;
+        char *ids_line = (char *)text + tl + 1;
+        char *nl2 = strchr(ids_line, '\n');
+        cr_assert(nl2 && !strncmp(ids_line, "ids", 3));
+        *nl2 = '\0';
+        int *got;
+        size_t n;
+        cr_assert_eq(chat_encode(&t, text, tl, &got, &n), 0);
+        char *q = ids_line + 3, *e;
+        size_t i = 0;
+        for (long v; (v = strtol(q, &e, 10)), e != q; q = e, i++) {
+            cr_assert_lt(i, n, "kind %d, text '%.*s': run gives %zu ids, fewer", kinds, (int)tl,
+                         text, n);
+            cr_assert_eq(got[i], v, "kind %d, text '%.*s': id %zu is %d, tokenizers %ld", kinds,
+                         (int)tl, text, i, got[i], v);
+        }
+        cr_assert_eq(i, n, "kind %d, text '%.*s': run gives %zu ids, tokenizers %zu", kinds,
+                     (int)tl, text, n, i);
+        free(got);
+        texts++;
+        p = nl2 + 1;
+    }
+    cr_assert_eq(kinds, 4);
+    cr_assert_eq(texts, 28);
+    tokenizer_free(&t);
+    free(fx);
+}
 
 // ---- a real terminal ----
 
