@@ -28,6 +28,9 @@
 #    So its figure is not `run --ppl`'s, which scores every token of windows of <s> + $CTX - 1.
 # 5. Prints a markdown table: per type the tensor types llama-quantize chose (norms stay F32), the
 #    file size, the final estimate (PPL = x +/- y) and its ratio to F32's.
+# 6. searchlight's side: ./export of each GGUF as it is and `./run --ppl` of it, and ./export
+#    --dtype of $MODEL itself (our own quantizer) for each of $OWN; a second table puts our ratio
+#    to F32 beside llama.cpp's for each of llama-quantize's files, and our own files' figures.
 # Needs the network once (PyPI) if $WORK has no llama.cpp yet, cmake, g++.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -130,4 +133,34 @@ mix() {  # "38 q4_K, 5 q6_K": the types llama-quantize gave the 2-D tensors
 for t in F32 $TYPES; do
     awk -v t="$t" -v m="$(mix "$t")" -v b="$(stat -c %s "$OUT/$NAME-${t,,}.gguf")" -v r="${res[$t]}" \
         -v base="$base" 'BEGIN { split(r, p, " "); printf "| %s | %s | %d | %s | %.4f |\n", t, m, b, r, p[1] / base }'
+done
+
+# 6. searchlight on the same files, and on its own quantization of the same model
+[ -x ./run ] && [ -x ./export ] || make all > /dev/null
+OWN=${OWN:-"q8_0 q6_k q5_k q4_k_m q4_k q4_0"}
+ours() { ./run "$1" --ppl "$TEXT" -T "$THREADS" 2>/dev/null | sed -nE 's/^perplexity ([0-9.]+),.*/\1/p'; }
+declare -A sl
+for t in F32 $TYPES; do
+    ./export "$OUT/$NAME-${t,,}.gguf" "$OUT/sl-${t,,}.slm" > /dev/null 2>&1
+    sl[$t]=$(ours "$OUT/sl-${t,,}.slm")
+done
+echo
+echo "searchlight \`run --ppl $TEXT\` (every token, windows of <s> + $((CTX - 1))) on the same GGUFs:"
+echo
+echo "| type | ppl | ratio to F32 | llama.cpp's ratio | difference |"
+echo "| --- | ---: | ---: | ---: | ---: |"
+for t in F32 $TYPES; do
+    awk -v t="$t" -v p="${sl[$t]}" -v b="${sl[F32]}" -v r="${res[$t]%% *}" -v lb="$base" 'BEGIN {
+        printf "| %s | %.4f | %.5f | %.5f | %+.3f%% |\n", t, p, p / b, r / lb, 100 * ((p / b) / (r / lb) - 1) }'
+done
+echo
+echo "searchlight's own quantization of $MODEL (\`export --dtype T\`):"
+echo
+echo "| dtype | file bytes | ppl | ratio to F32 |"
+echo "| --- | ---: | ---: | ---: |"
+for d in $OWN; do
+    ./export --dtype "$d" "$MODEL" "$OUT/own-$d.slm" > /dev/null 2>&1
+    p=$(ours "$OUT/own-$d.slm")
+    awk -v d="$d" -v s="$(stat -c %s "$OUT/own-$d.slm")" -v p="$p" -v b="${sl[F32]}" 'BEGIN {
+        printf "| %s | %d | %.4f | %.5f |\n", d, s, p, p / b }'
 done
