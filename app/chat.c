@@ -308,7 +308,7 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
     size_t n = 0, fed_new = 0, from = SIZE_MAX;  // from: where a re-rendered history runs again
     int *ids = NULL;
     float *logits = NULL;
-    int extends = c->fed.n <= tlen && memcmp(text, c->fed.p, c->fed.n) == 0;
+    int extends = c->fed.n <= tlen && (c->fed.n == 0 || memcmp(text, c->fed.p, c->fed.n) == 0);
     if (extends) {  // the usual case: feed the text past what the cache holds
         if (!(ids = encode(c, text + c->fed.n, tlen - c->fed.n, &n))) goto oom;
         size_t cpos = c->cpos;

@@ -134,6 +134,7 @@ static void check_family(const char *family) {
         cr_assert_eq(ids[i], c.ids[i], "%s: position %zu runs id %d, transformers %d", family, i,
                      ids[i], c.ids[i]);
     free(ids), free(out), free(err);
+    free((void *)model), free((void *)turns), free((void *)dump);
 }
 
 Test(chat, chatml_qwen25_three_turns_feed_transformers_ids) {
@@ -189,12 +190,13 @@ Test(chat, pipe_stdout_carries_only_the_replies) {
     cr_assert(!strstr(out, "turn 1"), "timings go to stderr");
     cr_assert(strstr(err, "turn 1: prompt "), "%s", err);
     // a continued line is one turn: two lines joined by a backslash
-    free(err);
+    free(out), free(err);
     rc = run_cmd(&out, &err, "printf 'Hi\\\\\\nthere\\nBye\\n' | %s %s -m chat -t 0 -n 4 -T 1",
                  bin_path("run"), model);
     cr_assert_eq(rc, 0, "%s", err);
     cr_assert_eq(count(err, "turn "), 2, "'Hi\\' + 'there' is one turn, 'Bye' another: %s", err);
     free(out), free(err);
+    free((void *)model);
 }
 
 // Many turns on a context of 256: the cache shifts by itself, and the dump covers every
@@ -214,6 +216,7 @@ Test(chat, shifts_past_the_context) {
     int32_t *ids = dump_ids(dump, &n);
     cr_assert_gt(n, 256, "the conversation ran %zu positions, past the context of 256", n);
     free(ids), free(out), free(err);
+    free((void *)model), free((void *)turns), free((void *)dump);
 }
 
 // Runs `run args` with stdin `input` (a printf format) and returns stderr; checks the status.
@@ -266,6 +269,7 @@ Test(chat, bad_input) {
     cr_assert(strstr(err, "turn 2 is ") && strstr(err, "dropped"), "%s", err);
     cr_assert(strstr(err, "turn 1: prompt") && strstr(err, "turn 3: prompt"), "%s", err);
     free(err);
+    free((void *)model), free((void *)plain);
 }
 
 
@@ -427,6 +431,7 @@ static void pty_start(Pty *p, const char *model, const char *n) {
         execl(run, run, model, "-m", "chat", "-t", "0", "-T", "1", "-n", n, (char *)NULL);
         _exit(127);
     }
+    free((void *)run);
 }
 
 // Two turns, each stopped by Ctrl-C mid-reply (the tiny model's greedy replies never end by
@@ -456,6 +461,7 @@ Test(chat, terminal_two_turns_ctrl_c_mid_reply_and_eof, .timeout = 60) {
     pty_send(p, "\004");  // EOF at the prompt
     cr_assert_eq(pty_exit(p, 10), 0, "EOF ends the conversation with status 0: %s", p->buf);
     close(p->fd);
+    free((void *)model);
 }
 
 // Ctrl-C at an empty prompt ends the conversation, status 0.
@@ -470,4 +476,5 @@ Test(chat, terminal_ctrl_c_at_the_prompt_exits, .timeout = 60) {
     pty_send(p, "\003");
     cr_assert_eq(pty_exit(p, 10), 0, "Ctrl-C at the prompt exits 0: %s", p->buf);
     close(p->fd);
+    free((void *)model);
 }
