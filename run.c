@@ -18,6 +18,7 @@
 #include "app/bench.h"
 #include "app/chat.h"
 #include "app/template.h"
+#include "app/term.h"
 #include "io/fileio.h"
 #include "runtime/pool.h"
 #include "app/ppl.h"
@@ -305,22 +306,6 @@ static Options parse_args(int argc, char **argv) {
     return o;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-// Writes a piece, dropping control bytes other than newline and tab: a model's output
-// must not be able to move the cursor, clear the screen or ring the terminal.
-static void write_piece(const char *p, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) continue;
-        putchar(c);
-    }
-}
-
 // Encodes the prompt, with BOS first unless the model says its prompts start without one.
 // Returns the ids (caller frees) or NULL after a message.
 static int *encode_prompt(const SlHeader *h, const Tokenizer *tok, const char *prompt, size_t *n) {
@@ -421,13 +406,13 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
         return 1;
     }
     // the prompt goes through as one batch; its text is echoed as llama2.c echoes it
-    double t0 = now_s();
+    double t0 = term_now();
     float *logits = transformer_forward(t, ids, n_prompt, 0);
-    double t1 = now_s();
+    double t1 = term_now();
     for (size_t i = h->flags & SL_FLAG_NO_BOS ? 0 : 1; i < n_prompt; i++) {  // BOS prints nothing
         size_t len;
         const char *piece = tokenizer_decode(tok, i ? ids[i - 1] : -1, ids[i], &len);
-        write_piece(piece, len);
+        term_write_piece(piece, len);
     }
     fflush(stdout);
     // then one position per token, up to `steps` positions in all
@@ -441,7 +426,7 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
         sampler_accept(sampler, next);
         size_t len;
         const char *piece = tokenizer_decode(tok, token, next, &len);
-        write_piece(piece, len);
+        term_write_piece(piece, len);
         fflush(stdout);
         if (r) r->ids[r->n_ids++] = next;
         token = next;
@@ -457,7 +442,7 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
     }
     putchar('\n');
     fflush(stdout);
-    double t2 = now_s();
+    double t2 = term_now();
     fprintf(stderr, "prompt: %zu tokens, %.1f tok/s | generation: %zu tokens, %.1f tok/s\n",
             n_prompt, (double)n_prompt / (t1 - t0), decoded,
             decoded ? (double)decoded / (t2 - t1) : 0.0);
@@ -527,11 +512,11 @@ int main(int argc, char **argv) {
         }
     } else if (o.ppl_path) {
         PplResult r;
-        double t0 = now_s();
+        double t0 = term_now();
         if ((rc = ppl_measure(&t, tok, o.ppl_path, &r)) == 0) {
             printf("perplexity %.4f, mean NLL %.5f nats over %zu tokens (%zu windows of up to %d)\n",
                    r.ppl, r.nll, r.tokens, r.windows, h->seq_len);
-            fprintf(stderr, "scored %zu tokens in %.2f s\n", r.tokens, now_s() - t0);
+            fprintf(stderr, "scored %zu tokens in %.2f s\n", r.tokens, term_now() - t0);
         }
     } else if (o.steps > h->seq_len && !o.context_shift && strcmp(o.mode, "chat") != 0) {
         fprintf(stderr, "run: -n: %ld is beyond the context of %d positions (--context-shift "

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "app/term.h"
 #include "kernels/attention.h"
 #include "runtime/pool.h"
 #include "runtime/transformer.h"
@@ -13,12 +14,6 @@
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static int by_value(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -106,9 +101,9 @@ static double read_bandwidth(Pool *pool, ReadCtx *c, long reps) {
     double *t = malloc((size_t)reps * sizeof *t);
     pool_run(pool, read_task, c);  // warm up
     for (long r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = term_now();
         pool_run(pool, read_task, c);
-        t[r] = now_s() - t0;
+        t[r] = term_now() - t0;
     }
     double bw = (double)c->n * sizeof(float) / median(t, reps) / 1e9;
     free(t);
@@ -140,9 +135,9 @@ static double bench_pp(Transformer *t, const int *tokens, long pp, long reps) {
     double *s = malloc((size_t)reps * sizeof *s);
     transformer_forward(t, tokens, (size_t)pp, 0);
     for (long r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = term_now();
         transformer_forward(t, tokens, (size_t)pp, 0);
-        s[r] = now_s() - t0;
+        s[r] = term_now() - t0;
     }
     double tps = (double)pp / median(s, reps);
     free(s);
@@ -155,9 +150,9 @@ static double bench_tg(Transformer *t, long tg, long reps) {
     int vocab = t->model.header.vocab_size;
     for (long r = 0; r <= reps; r++) {  // run 0 warms up
         int token = t->model.header.bos_id >= 0 ? t->model.header.bos_id : 0;
-        double t0 = now_s();
+        double t0 = term_now();
         for (long p = 0; p < tg; p++) token = argmax(transformer_forward(t, &token, 1, (size_t)p), vocab);
-        s[r] = now_s() - t0;
+        s[r] = term_now() - t0;
     }
     double tps = (double)tg / median(s + 1, reps);
     free(s);
@@ -177,15 +172,15 @@ static double bench_attention(Pool *pool, const float *q, const void *kc, const 
     double *s = malloc((size_t)reps * sizeof *s);
     size_t calls = 1;
     for (;;) {  // calibrate the calls per sample
-        double t0 = now_s();
+        double t0 = term_now();
         for (size_t i = 0; i < calls; i++) attention_decode_rec(pool, &att_shape, out, q, kc, vc, ctx - 1, scratch, att, ATT_SEQ);
-        if (now_s() - t0 > 2e-3) break;
+        if (term_now() - t0 > 2e-3) break;
         calls *= 2;
     }
     for (long r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = term_now();
         for (size_t i = 0; i < calls; i++) attention_decode_rec(pool, &att_shape, out, q, kc, vc, ctx - 1, scratch, att, ATT_SEQ);
-        s[r] = (now_s() - t0) / (double)calls;
+        s[r] = (term_now() - t0) / (double)calls;
     }
     double bytes = 2.0 * (double)(att_shape.n_kv_heads * ctx * att_shape.head_dim) *
                    (double)attention_kv_bytes(att_shape.kv_type);

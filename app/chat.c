@@ -14,6 +14,8 @@
 
 #include "app/attnmap.h"
 #include "app/template.h"
+#include "app/term.h"
+#include "tokenizer/unicode.h"
 
 static volatile sig_atomic_t interrupted;
 
@@ -111,39 +113,13 @@ fail:
     return -1;
 }
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-// As run prints a generation: no control bytes other than newline and tab.
-static void write_piece(const char *p, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (unsigned char)p[i];
-        if ((ch < 0x20 && ch != '\n' && ch != '\t') || ch == 0x7f) continue;
-        putchar(ch);
-    }
-}
-
 // The offset of the first byte that is not part of well-formed UTF-8 (no overlongs, no
 // surrogates, nothing above U+10FFFF), or n.
 static size_t utf8_bad(const unsigned char *s, size_t n) {
-    for (size_t i = 0; i < n;) {
-        unsigned c = s[i];
-        size_t k = c < 0x80 ? 0 : c >= 0xC2 && c <= 0xDF ? 1 : c >= 0xE0 && c <= 0xEF ? 2
-                                 : c >= 0xF0 && c <= 0xF4 ? 3 : 9;
-        if (k == 9 || i + k >= n) return i;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-        for (size_t j = 1; j <= k; j++) {
-            unsigned d = s[i + j];
-            if (j == 1 ? d < lo || d > hi : d < 0x80 || d > 0xBF) return i;
-        }
-        i += k + 1;
+    for (size_t i = 0, k; i < n; i += k) {
+        uint32_t cp;
+        k = utf8_decode((const char *)s + i, n - i, &cp);
+        if (cp == UNI_INVALID) return i;
     }
     return n;
 }
@@ -304,7 +280,7 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
         pop_msg(c);
         return 0;
     }
-    double t0 = now_s();
+    double t0 = term_now();
     size_t n = 0, fed_new = 0, from = SIZE_MAX;  // from: where a re-rendered history runs again
     int *ids = NULL;
     float *logits = NULL;
@@ -347,7 +323,7 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
         fed_new = n - k;
     }
     if (c->rec && c->rec->n_prompt == 0) c->rec->n_prompt = c->rec->n_ids;
-    double t1 = now_s();
+    double t1 = term_now();
     // the reply: each token is fed as it comes, except the stop token
     Buf reply = {0};
     size_t n_reply = 0;
@@ -362,7 +338,7 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
             free(reply.p), free(text);
             goto oom_popped;
         }
-        write_piece(piece, len);
+        term_write_piece(piece, len);
         fflush(stdout);
         if (c->cpos == c->seq) {
             if (!can_shift(c, c->cpos)) break;
@@ -374,7 +350,7 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
     }
     putchar('\n');
     fflush(stdout);
-    double t2 = now_s();
+    double t2 = term_now();
     if (interrupted) {
         interrupted = 0;
         fprintf(stderr, "[reply interrupted]\n");
