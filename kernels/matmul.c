@@ -243,6 +243,32 @@ INLINE void tile_f(float *y, size_t ldy, const float *x, const void *w, size_t n
     TILE_STORE(acc, y, ldy, R, T);
 }
 
+#if defined(__AVX2__) && defined(__FMA__)
+// Group g of R rows' 32 int8 weights (wv, their scales wsv) against tokens t0 .. t0+T of the
+// activations' q8_0 form: acc[r][t] += float(sum w x) * (d_w d_x), the integer dot product by
+// vpmaddubsw on |w| and x with w's sign, in pairs by vpmaddwd. Quants are within [-127, 127]
+// except a stored -128, which still fits: 2 x 128 x 127. Shared by the AVX2 tiles of q8_0 and
+// q4_0.
+#define I8_TT 1  // tokens of an AVX2 int8 tile
+INLINE void i8_group_tokens(__m256 acc[][I8_TT], const __m256i *wv, const __m256 *wsv,
+                            const MatIn *in, size_t t0, size_t g, size_t R, size_t T) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (size_t t = 0; t < T; t++) {
+        size_t at = (t0 + t) * in->groups + g;
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
+        __m256 xs = _mm256_loadu_ps(in->qscale + at * 8);
+#pragma GCC unroll 8
+        for (size_t r = 0; r < R; r++) {
+            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv[r], wv[r]),
+                                             _mm256_sign_epi8(xv, wv[r]));
+            __m256i d = _mm256_madd_epi16(p, ones);
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(wsv[r], xs),
+                                        acc[r][t]);
+        }
+    }
+}
+#endif
+
 // ----------------------------------------------------------------------------
 // q8_0 tiles. Per group g of a row: the exact integer dot product of the weight quants
 // with the activation quants, then  acc += (float)dot * (d_w,g * d_x,g)  in float lanes;
@@ -332,17 +358,15 @@ INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tens
 }
 
 #elif defined(__AVX2__) && defined(__FMA__)
-// One group per step: 32 quants in a ymm; |w| times x with w's sign (maddubs), in pairs
-// (madd). Quants are within [-127, 127] except a stored -128, which still fits: 2 x 128 x 127.
+// One group per step: 32 quants in a ymm (i8_group_tokens).
 #define Q8_TR 4
 #define Q8_TRV 4
-#define Q8_TT 1
+#define Q8_TT I8_TT
 INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
                     size_t r0, size_t R, size_t T) {
-    size_t G = q8_groups(w->cols), GP = in->groups;
+    size_t G = q8_groups(w->cols);
     const int8_t *wq = (const int8_t *)w->data + r0 * G * Q8_GROUP;
     const uint16_t *ws = w->scales + r0 * G;
-    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[Q8_TRV][Q8_TT];
 #pragma GCC unroll 8
     for (size_t r = 0; r < R; r++)
@@ -359,19 +383,7 @@ INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tens
             wsv[r] = _mm256_set1_ps(fp16_to_f32(ws[r * G + g]));
 #endif
         }
-        for (size_t t = 0; t < T; t++) {
-            size_t at = (t0 + t) * GP + g;
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
-            __m256 xs = _mm256_loadu_ps(in->qscale + at * 8);
-#pragma GCC unroll 8
-            for (size_t r = 0; r < R; r++) {
-                __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv[r], wv[r]),
-                                                 _mm256_sign_epi8(xv, wv[r]));
-                __m256i d = _mm256_madd_epi16(p, ones);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(wsv[r], xs),
-                                            acc[r][t]);
-            }
-        }
+        i8_group_tokens(acc, wv, wsv, in, t0, g, R, T);
     }
     TILE_STORE(acc, y, ldy, R, T);
 }
@@ -407,13 +419,13 @@ INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tens
 //   acc += (float)dot * (d_w,g * d_x,g)
 // in float lanes, and y = hsum(acc): the same arithmetic for every tile shape.
 #define Q40_TR 4
-#define Q40_TT 1
 #if defined(__AVX2__) && defined(__FMA__)
+#define Q40_TT I8_TT
 INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
                      size_t r0, size_t R, size_t T) {
-    const size_t G = w->cols / 32, GP = in->groups;
+    const size_t G = w->cols / 32;
     const uint8_t *wb = (const uint8_t *)w->data + r0 * G * 18;
-    const __m256i ones = _mm256_set1_epi16(1), low4 = _mm256_set1_epi8(0x0F);
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
     const __m256i eight = _mm256_set1_epi8(8);
     __m256 acc[Q40_TR][Q40_TT];
 #pragma GCC unroll 8
@@ -430,19 +442,7 @@ INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Ten
             wv[r] = _mm256_sub_epi8(nib, eight);
             wsv[r] = _mm256_set1_ps(ggml_f16(bp));
         }
-        for (size_t t = 0; t < T; t++) {
-            size_t at = (t0 + t) * GP + g;
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
-            __m256 xs = _mm256_loadu_ps(in->qscale + at * 8);
-#pragma GCC unroll 8
-            for (size_t r = 0; r < R; r++) {
-                __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv[r], wv[r]),
-                                                 _mm256_sign_epi8(xv, wv[r]));
-                __m256i d = _mm256_madd_epi16(p, ones);
-                acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(wsv[r], xs),
-                                            acc[r][t]);
-            }
-        }
+        i8_group_tokens(acc, wv, wsv, in, t0, g, R, T);
     }
     for (size_t t = 0; t < T; t++)  // one horizontal sum per output, whatever the tile
         for (size_t r = 0; r < R; r++) {
@@ -453,6 +453,7 @@ INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Ten
         }
 }
 #else
+#define Q40_TT 1
 INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
                      size_t r0, size_t R, size_t T) {
     const size_t G = w->cols / 32, GP = in->groups;
