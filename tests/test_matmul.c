@@ -322,6 +322,29 @@ Test(matmul, input_quantization_matches_reference) {
     }
 }
 
+// The q8k form (q4_k, q5_k and q6_k's activations) equals quant.h's q8k_quantize_block bit
+// for bit: quants, scales and 16-quant sums, with zeros, ties and large values.
+Test(matmul, input_q8k_matches_reference) {
+    rng_state = 6;
+    size_t n = 3 * Q8K_BLOCK, m = 3, nb = n / Q8K_BLOCK;
+    float *x = rand_floats(m * n);
+    for (size_t i = 0; i < m * n; i += 7) x[i] *= 1000.0f;
+    for (size_t i = 0; i < Q8K_BLOCK; i++) x[n + i] = 0.0f;  // an all-zero block
+    for (size_t i = 0; i < n; i += 3) x[2 * n + i] = (float)(i % 7) * 0.5f;  // ties
+    void *q8;
+    MatIn in = make_input(x, n, m, &q8);
+    for (size_t t = 0; t < m; t++)
+        for (size_t b = 0; b < nb; b++) {
+            int8_t q[Q8K_BLOCK];
+            int16_t sums[Q8K_BLOCK / 16];
+            float d = q8k_quantize_block(x + t * n + b * Q8K_BLOCK, q, sums);
+            cr_assert(in.kd[t * nb + b] == d, "token %zu block %zu: scale", t, b);
+            cr_assert(!memcmp(in.kq + t * n + b * Q8K_BLOCK, q, Q8K_BLOCK), "quants");
+            cr_assert(!memcmp(in.kbs + t * (n / 16) + b * 16, sums, sizeof sums), "sums");
+        }
+    free(x), free(q8);
+}
+
 // ----------------------------------------------------------------------------
 // ggml's block types (q4_0, q4_k, q5_k, q6_k): random blocks whose f16 scales are moderate
 
