@@ -96,9 +96,10 @@ static void usage(FILE *f) {
             "              generated tokens as a self-contained page of heatmaps\n"
             "  --attn-dump <file>      also write them as raw fp32 rows (layout: app/attnmap.h)\n"
             "  -h, --help  this message\n"
-            "Benchmark: run <model> --bench [-T list] [--pp N] [--tg N] [--reps R] [--json]\n"
+            "Benchmark: run <model> --bench [-T list] [--pp list] [--tg N] [--reps R] [--json]\n"
             "  -T <list>   thread counts, comma-separated, e.g. 1,2 (default: online CPUs)\n"
-            "  --pp <int>  prompt tokens processed as one batch, default 128\n"
+            "  --pp <list> prompt lengths, comma-separated; default 128,512,2048 (those that fit\n"
+            "              the context)\n"
             "  --tg <int>  tokens generated one at a time, default 128\n"
             "  --reps <int> repetitions; each figure is their median, default 5\n"
             "  --json      one JSON object instead of tables\n");
@@ -162,20 +163,19 @@ static uint64_t parse_u64(const char *flag, const char *s) {
     return (uint64_t)v;
 }
 
-// -T: one thread count, or in bench mode a comma-separated list of them.
-static void parse_threads(const char *v, BenchOptions *b) {
+// A comma-separated list of at most max integers in lo .. hi (-T, --pp); returns the count.
+static int parse_list(const char *flag, const char *v, long *out, int max, long lo, long hi) {
     char item[32];
-    b->n_threads = 0;
+    int n = 0;
     for (const char *p = v;; p++) {
         size_t len = strcspn(p, ",");
-        if (len == 0 || len >= sizeof item) usage_error("-T: '%s' is not a list of integers%s", v, "");
-        if (b->n_threads == BENCH_MAX_THREADS)
-            usage_error("-T: more than 16 thread counts in '%s'%s", v, "");
+        if (len == 0 || len >= sizeof item) usage_error("%s: '%s' is not a list of integers", flag, v);
+        if (n == max) usage_error("%s: too many values in '%s'", flag, v);
         memcpy(item, p, len);
         item[len] = '\0';
-        b->threads[b->n_threads++] = (int)parse_long("-T", item, 1, 1024);
+        out[n++] = parse_long(flag, item, lo, hi);
         p += len;
-        if (*p == '\0') break;
+        if (*p == '\0') return n;
     }
 }
 
@@ -200,7 +200,8 @@ static Options parse_args(int argc, char **argv) {
                  .repeat_penalty = 1.0f, .repeat_last_n = 64};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o.b = (BenchOptions){.threads = {cpus > 0 && cpus <= 1024 ? (int)cpus : 1}, .n_threads = 1,
-                         .pp = 128, .tg = 128, .reps = 5};
+                         .pp = {128, 512, 2048}, .n_pp = 3, .pp_default = 1,
+                         .tg = 128, .reps = 5};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
@@ -264,8 +265,13 @@ static Options parse_args(int argc, char **argv) {
             o.repeat_last_n = parse_long(a, v, -1, INT_MAX);
             continue;
         }
+        if (!strcmp(a, "--pp")) {
+            o.b.n_pp = parse_list(a, v, o.b.pp, BENCH_MAX_PP, 1, 1 << 20);
+            o.b.pp_default = 0;
+            continue;
+        }
         if (is_long) {
-            long *dst = a[2] == 'p' ? &o.b.pp : a[2] == 't' ? &o.b.tg : &o.b.reps;
+            long *dst = a[2] == 't' ? &o.b.tg : &o.b.reps;
             *dst = parse_long(a, v, 1, 1 << 20);
             continue;
         }
@@ -278,7 +284,12 @@ static Options parse_args(int argc, char **argv) {
         case 'i': o.prompt = v; break;
         case 'z': o.tokenizer_path = v; break;
         case 'y': o.system = v; break;
-        case 'T': parse_threads(v, &o.b); break;
+        case 'T': {
+            long th[BENCH_MAX_THREADS];
+            o.b.n_threads = parse_list("-T", v, th, BENCH_MAX_THREADS, 1, 1024);
+            for (int k = 0; k < o.b.n_threads; k++) o.b.threads[k] = (int)th[k];
+            break;
+        }
         case 'm':
             if (strcmp(v, "generate") != 0 && strcmp(v, "tokenize") != 0 && strcmp(v, "chat") != 0)
                 usage_error("-m: unknown mode '%s', expected generate, tokenize or chat%s", v, "");
@@ -406,9 +417,9 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
         return 1;
     }
     // the prompt goes through as one batch; its text is echoed as llama2.c echoes it
-    double t0 = term_now();
+    double t0 = pool_now();
     float *logits = transformer_forward(t, ids, n_prompt, 0);
-    double t1 = term_now();
+    double t1 = pool_now();
     for (size_t i = h->flags & SL_FLAG_NO_BOS ? 0 : 1; i < n_prompt; i++) {  // BOS prints nothing
         size_t len;
         const char *piece = tokenizer_decode(tok, i ? ids[i - 1] : -1, ids[i], &len);
@@ -442,7 +453,7 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
     }
     putchar('\n');
     fflush(stdout);
-    double t2 = term_now();
+    double t2 = pool_now();
     fprintf(stderr, "prompt: %zu tokens, %.1f tok/s | generation: %zu tokens, %.1f tok/s\n",
             n_prompt, (double)n_prompt / (t1 - t0), decoded,
             decoded ? (double)decoded / (t2 - t1) : 0.0);
@@ -512,11 +523,11 @@ int main(int argc, char **argv) {
         }
     } else if (o.ppl_path) {
         PplResult r;
-        double t0 = term_now();
+        double t0 = pool_now();
         if ((rc = ppl_measure(&t, tok, o.ppl_path, &r)) == 0) {
             printf("perplexity %.4f, mean NLL %.5f nats over %zu tokens (%zu windows of up to %d)\n",
                    r.ppl, r.nll, r.tokens, r.windows, h->seq_len);
-            fprintf(stderr, "scored %zu tokens in %.2f s\n", r.tokens, term_now() - t0);
+            fprintf(stderr, "scored %zu tokens in %.2f s\n", r.tokens, pool_now() - t0);
         }
     } else if (o.steps > h->seq_len && !o.context_shift && strcmp(o.mode, "chat") != 0) {
         fprintf(stderr, "run: -n: %ld is beyond the context of %d positions (--context-shift "

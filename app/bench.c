@@ -8,6 +8,7 @@
 
 #include "app/term.h"
 #include "kernels/attention.h"
+#include "kernels/matmul.h"
 #include "runtime/pool.h"
 #include "runtime/transformer.h"
 
@@ -101,9 +102,9 @@ static double read_bandwidth(Pool *pool, ReadCtx *c, long reps) {
     double *t = malloc((size_t)reps * sizeof *t);
     pool_run(pool, read_task, c);  // warm up
     for (long r = 0; r < reps; r++) {
-        double t0 = term_now();
+        double t0 = pool_now();
         pool_run(pool, read_task, c);
-        t[r] = term_now() - t0;
+        t[r] = pool_now() - t0;
     }
     double bw = (double)c->n * sizeof(float) / median(t, reps) / 1e9;
     free(t);
@@ -111,7 +112,122 @@ static double read_bandwidth(Pool *pool, ReadCtx *c, long reps) {
 }
 
 // ----------------------------------------------------------------------------
+// arithmetic peaks: every thread runs independent chains of the multiply-add that the
+// matmul kernels of this build use, enough chains to hide its latency
+
+#define PEAK_CHAINS 12
+#define PEAK_ITERS 200000
+
+typedef struct {
+    int int8;  // 0: f32 FMA; 1: int8 dot products
+    float sink[BENCH_MAX_THREADS * 16];
+} PeakCtx;
+
+// Multiply-adds per chain step: f32 FMAs (lanes) or int8 products.
+#if defined(__AVX512F__)
+#define PEAK_F32_LANES 16
+#else
+#define PEAK_F32_LANES 8
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+#define PEAK_I8_PRODUCTS 64  // vpdpbusd on a zmm
+#else
+#define PEAK_I8_PRODUCTS 32  // vpmaddubsw + vpmaddwd + vpaddd on a ymm
+#endif
+
+static void peak_task(void *arg, int thread, int n_threads) {
+    (void)n_threads;
+    PeakCtx *c = arg;
+    float r = 0.0f;
+#if defined(__AVX512F__)
+    if (!c->int8) {
+        __m512 a[PEAK_CHAINS], x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(1e-3f);
+        for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm512_set1_ps((float)k);
+        for (long i = 0; i < PEAK_ITERS; i++)
+#pragma GCC unroll 12
+            for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm512_fmadd_ps(a[k], x, y);
+        for (int k = 0; k < PEAK_CHAINS; k++) r += _mm512_reduce_add_ps(a[k]);
+    }
+#elif defined(__AVX2__) && defined(__FMA__)
+    if (!c->int8) {
+        __m256 a[PEAK_CHAINS], x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(1e-3f);
+        for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm256_set1_ps((float)k);
+        for (long i = 0; i < PEAK_ITERS; i++)
+#pragma GCC unroll 12
+            for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm256_fmadd_ps(a[k], x, y);
+        float lanes[8];
+        for (int k = 0; k < PEAK_CHAINS; k++) {
+            _mm256_storeu_ps(lanes, a[k]);
+            r += lanes[0];
+        }
+    }
+#endif
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    if (c->int8) {
+        __m512i a[PEAK_CHAINS], x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(-2);
+        for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm512_set1_epi32(k);
+        for (long i = 0; i < PEAK_ITERS; i++)
+#pragma GCC unroll 12
+            for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm512_dpbusd_epi32(a[k], x, y);
+        for (int k = 0; k < PEAK_CHAINS; k++) r += (float)_mm512_reduce_add_epi32(a[k]);
+    }
+#elif defined(__AVX2__)
+    if (c->int8) {
+        __m256i a[PEAK_CHAINS], x = _mm256_set1_epi8(3), y = _mm256_set1_epi8(-2);
+        const __m256i ones = _mm256_set1_epi16(1);
+        for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm256_set1_epi32(k);
+        for (long i = 0; i < PEAK_ITERS; i++)
+#pragma GCC unroll 12
+            for (int k = 0; k < PEAK_CHAINS; k++)
+                a[k] = _mm256_add_epi32(a[k], _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), ones));
+        for (int k = 0; k < PEAK_CHAINS; k++) r += (float)_mm256_extract_epi32(a[k], 0);
+    }
+#endif
+    c->sink[thread * 16] = r;
+}
+
+// G(FL)OP/s of all threads together (a multiply-add counts 2), median of reps; 0 where this
+// build has no SIMD kernel for it.
+static double peak_gops(Pool *pool, int int8, long reps) {
+#if !defined(__AVX2__)
+    (void)pool, (void)int8, (void)reps;
+    return 0.0;
+#else
+    PeakCtx c = {.int8 = int8};
+    double *t = malloc((size_t)reps * sizeof *t);
+    if (!t) return 0.0;
+    pool_run(pool, peak_task, &c);  // warm up (and bring the clock up)
+    for (long r = 0; r < reps; r++) {
+        double t0 = pool_now();
+        pool_run(pool, peak_task, &c);
+        t[r] = pool_now() - t0;
+    }
+    double per_thread = 2.0 * PEAK_ITERS * PEAK_CHAINS * (int8 ? PEAK_I8_PRODUCTS : PEAK_F32_LANES);
+    double g = per_thread * pool_size(pool) / median(t, reps) / 1e9;
+    free(t);
+    return g;
+#endif
+}
+
+// ----------------------------------------------------------------------------
 // model: prompt processing and generation
+
+// Multiply-adds of a prompt of P tokens from position 0, run as the forward pass runs it:
+// *mm those of the matrix products (every layer's seven matrices for every token, the
+// classifier for the last token of each batch), *att those of attention (q . k and p v over
+// the keys each query sees).
+static void prompt_macs(const Transformer *t, long P, double *mm, double *att) {
+    const SlHeader *h = &t->model.header;
+    double dim = h->dim, hid = h->hidden_dim, q = (double)h->n_heads * h->head_dim;
+    double kv = (double)h->n_kv_heads * h->head_dim;
+    double layer = dim * (q + 2 * kv) + q * dim + 3 * dim * hid;
+    long batches = (P + (long)t->state.batch - 1) / (long)t->state.batch;
+    *mm = (double)h->n_layers * layer * (double)P + (double)batches * h->vocab_size * dim;
+    double keys = 0;
+    for (long i = 0; i < P; i++)
+        keys += h->sliding_window > 0 && i + 1 > h->sliding_window ? h->sliding_window : i + 1;
+    *att = (double)h->n_layers * 2.0 * keys * q;
+}
 
 // Bytes read from the weights per generated token: every matrix and norm, the whole
 // classifier, and one row of the embedding when the classifier is separate.
@@ -130,18 +246,27 @@ static int argmax(const float *x, int n) {
     return best;
 }
 
-// tok/s of a pp-token prompt as one batch, median of reps (after one warm-up run).
-static double bench_pp(Transformer *t, const int *tokens, long pp, long reps) {
-    double *s = malloc((size_t)reps * sizeof *s);
+// A pp-token prompt from position 0 (in batches of the run state's size): *seconds its
+// median time of reps (after one warm-up run), *att_share the median fraction of it spent in
+// attention.
+static void bench_pp(Transformer *t, const int *tokens, long pp, long reps, double *seconds,
+                     double *att_share) {
+    double *s = malloc(2 * (size_t)reps * sizeof *s), *a = s + reps;
+    if (!s) {
+        *seconds = *att_share = 0.0;
+        return;
+    }
     transformer_forward(t, tokens, (size_t)pp, 0);
     for (long r = 0; r < reps; r++) {
-        double t0 = term_now();
+        t->attention_seconds = 0.0;
+        double t0 = pool_now();
         transformer_forward(t, tokens, (size_t)pp, 0);
-        s[r] = term_now() - t0;
+        s[r] = pool_now() - t0;
+        a[r] = t->attention_seconds / s[r];
     }
-    double tps = (double)pp / median(s, reps);
+    *seconds = median(s, reps);
+    *att_share = median(a, reps);
     free(s);
-    return tps;
 }
 
 // tok/s generating tg tokens from an empty cache, greedily, median of reps.
@@ -150,9 +275,9 @@ static double bench_tg(Transformer *t, long tg, long reps) {
     int vocab = t->model.header.vocab_size;
     for (long r = 0; r <= reps; r++) {  // run 0 warms up
         int token = t->model.header.bos_id >= 0 ? t->model.header.bos_id : 0;
-        double t0 = term_now();
+        double t0 = pool_now();
         for (long p = 0; p < tg; p++) token = argmax(transformer_forward(t, &token, 1, (size_t)p), vocab);
-        s[r] = term_now() - t0;
+        s[r] = pool_now() - t0;
     }
     double tps = (double)tg / median(s + 1, reps);
     free(s);
@@ -172,15 +297,15 @@ static double bench_attention(Pool *pool, const float *q, const void *kc, const 
     double *s = malloc((size_t)reps * sizeof *s);
     size_t calls = 1;
     for (;;) {  // calibrate the calls per sample
-        double t0 = term_now();
+        double t0 = pool_now();
         for (size_t i = 0; i < calls; i++) attention_decode_rec(pool, &att_shape, out, q, kc, vc, ctx - 1, scratch, att, ATT_SEQ);
-        if (term_now() - t0 > 2e-3) break;
+        if (pool_now() - t0 > 2e-3) break;
         calls *= 2;
     }
     for (long r = 0; r < reps; r++) {
-        double t0 = term_now();
+        double t0 = pool_now();
         for (size_t i = 0; i < calls; i++) attention_decode_rec(pool, &att_shape, out, q, kc, vc, ctx - 1, scratch, att, ATT_SEQ);
-        s[r] = (term_now() - t0) / (double)calls;
+        s[r] = (pool_now() - t0) / (double)calls;
     }
     double bytes = 2.0 * (double)(att_shape.n_kv_heads * ctx * att_shape.head_dim) *
                    (double)attention_kv_bytes(att_shape.kv_type);
@@ -193,9 +318,17 @@ static double bench_attention(Pool *pool, const float *q, const void *kc, const 
 
 typedef struct {
     int threads;
-    double read_gbs, pp_tps, tg_tps;
+    double read_gbs, tg_tps;
+    double fma_gflops, int8_gops;  // the peaks (0: no SIMD kernel in this build)
+    double pp_tps[BENCH_MAX_PP];
+    double pp_gflops[BENCH_MAX_PP];  // matrix products and attention, over the whole time
+    double pp_peak[BENCH_MAX_PP];    // the matrix products' rate outside attention / their peak
+    double pp_att[BENCH_MAX_PP];     // the share of the time spent in attention
     double att_gbs[5], att_rec_gbs[5];  // attention without and with recording the weights
 } Row;
+
+// Block types (q8_0, q4_0, the k-quants) meet int8 activations; the rest runs f32 FMAs.
+static int uses_int8(const Model *m) { return matmul_input_forms((int)m->header.weight_type) != 0; }
 
 static const size_t att_ctx[5] = {256, 512, 1024, 2048, 4096};
 
@@ -211,10 +344,22 @@ static void print_text(const char *path, const Model *m, const BenchOptions *o, 
     for (int i = 0; i < o->n_threads; i++) {
         const Row *r = &rows[i];
         double roof = r->read_gbs * 1e9 / (double)bpt;
-        printf("| %d | %.1f | pp%ld | %.1f | | | |\n", r->threads, r->read_gbs, o->pp, r->pp_tps);
         printf("| %d | %.1f | tg%ld | %.1f | %.1f | %.1f | %.0f%% |\n", r->threads, r->read_gbs,
                o->tg, r->tg_tps, r->tg_tps * (double)bpt / 1e9, roof, 100.0 * r->tg_tps / roof);
     }
+    int i8 = uses_int8(m);
+    printf("\nprompt processing: peaks measured here (FMA: f32 multiply-adds; int8: %s); the "
+           "matrix products' share of the %s peak is their rate outside attention\n\n",
+           PEAK_I8_PRODUCTS == 64 ? "vpdpbusd" : "vpmaddubsw + vpmaddwd", i8 ? "int8" : "FMA");
+    printf("| threads | FMA peak GFLOP/s | int8 peak GOP/s | test | tok/s | GFLOP/s | of peak | attention |\n");
+    printf("| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    for (int i = 0; i < o->n_threads; i++)
+        for (int k = 0; k < o->n_pp; k++) {
+            const Row *r = &rows[i];
+            printf("| %d | %.0f | %.0f | pp%ld | %.1f | %.1f | %.0f%% | %.0f%% |\n", r->threads,
+                   r->fma_gflops, r->int8_gops, o->pp[k], r->pp_tps[k], r->pp_gflops[k],
+                   100.0 * r->pp_peak[k], 100.0 * r->pp_att[k]);
+        }
     printf("\nattention: %zu query heads sharing %zu KV heads, head_dim %zu, %s cache\n\n",
            att_shape.n_heads, att_shape.n_kv_heads, att_shape.head_dim,
            att_shape.kv_type == ATTN_KV_F16 ? "f16" : "f32");
@@ -239,9 +384,14 @@ static void print_json(const char *path, const Model *m, const BenchOptions *o, 
         double roof = r->read_gbs * 1e9 / (double)bpt;
         printf("%s\n  {\"threads\": %d, \"read_gbs\": %.2f, \"pp\": %ld, \"pp_tok_s\": %.2f, "
                "\"tg\": %ld, \"tg_tok_s\": %.2f, \"roofline_tok_s\": %.2f, \"roofline_fraction\": %.4f, "
-               "\"attention_gbs\": {",
-               i ? "," : "", r->threads, r->read_gbs, o->pp, r->pp_tps, o->tg, r->tg_tps, roof,
-               r->tg_tps / roof);
+               "\"fma_peak_gflops\": %.1f, \"int8_peak_gops\": %.1f, \"prompts\": [",
+               i ? "," : "", r->threads, r->read_gbs, o->pp[0], r->pp_tps[0], o->tg, r->tg_tps, roof,
+               r->tg_tps / roof, r->fma_gflops, r->int8_gops);
+        for (int k = 0; k < o->n_pp; k++)
+            printf("%s{\"pp\": %ld, \"tok_s\": %.2f, \"gflops\": %.2f, \"peak_fraction\": %.4f, "
+                   "\"attention_share\": %.4f}", k ? ", " : "", o->pp[k], r->pp_tps[k],
+                   r->pp_gflops[k], r->pp_peak[k], r->pp_att[k]);
+        printf("], \"attention_gbs\": {");
         for (int c = 0; c < 5; c++) printf("%s\"%zu\": %.2f", c ? ", " : "", att_ctx[c], r->att_gbs[c]);
         printf("}, \"attention_recording_gbs\": {");
         for (int c = 0; c < 5; c++)
@@ -255,8 +405,21 @@ int bench_run(const char *path, const BenchOptions *o) {
     Transformer t;
     if (transformer_build(&t, path, NULL, o->kv_type) != MODEL_OK) return 1;
     const SlHeader *h = &t.model.header;
-    if (o->pp > h->seq_len || o->tg > h->seq_len) {
-        fprintf(stderr, "run: --pp %ld / --tg %ld: the context holds %d positions\n", o->pp, o->tg,
+    BenchOptions opt = *o;  // the default prompt lengths that fit the context
+    o = &opt;
+    if (opt.pp_default) {
+        int k = 0;
+        for (int i = 0; i < opt.n_pp; i++)
+            if (opt.pp[i] <= h->seq_len) opt.pp[k++] = opt.pp[i];
+            else if (!o->json)
+                fprintf(stderr, "pp%ld left out: the context holds %d positions\n", opt.pp[i], h->seq_len);
+        opt.n_pp = k ? k : 1;
+        if (!k) opt.pp[0] = h->seq_len;
+    }
+    long pp_max = 0;
+    for (int i = 0; i < opt.n_pp; i++) pp_max = opt.pp[i] > pp_max ? opt.pp[i] : pp_max;
+    if (pp_max > h->seq_len || o->tg > h->seq_len) {
+        fprintf(stderr, "run: --pp %ld / --tg %ld: the context holds %d positions\n", pp_max, o->tg,
                 h->seq_len);
         transformer_free(&t);
         return 2;
@@ -273,7 +436,7 @@ int bench_run(const char *path, const BenchOptions *o) {
     float *out = malloc(att_shape.n_heads * att_shape.head_dim * sizeof(float));
     float *scratch = malloc(attention_scratch_bytes(&att_shape));
     float *att = malloc(att_shape.n_heads * ATT_SEQ * sizeof(float));
-    int *tokens = malloc((size_t)o->pp * sizeof(int));
+    int *tokens = malloc((size_t)pp_max * sizeof(int));
     Row *rows = calloc((size_t)o->n_threads, sizeof *rows);
     int status = 0;
     if (!rc || !buf || !kc || !vc || !q || !out || !scratch || !att || !tokens || !rows) {
@@ -292,7 +455,7 @@ int bench_run(const char *path, const BenchOptions *o) {
         attention_kv_store(o->kv_type, vc + i * kv_bytes, &v, 1);
         if (i < att_shape.n_heads * att_shape.head_dim) q[i] = k;
     }
-    for (long i = 0; i < o->pp; i++) tokens[i] = (int)((i * 7919 + 3) % h->vocab_size);
+    for (long i = 0; i < pp_max; i++) tokens[i] = (int)((i * 7919 + 3) % h->vocab_size);
 
     for (int i = 0; i < o->n_threads; i++) {
         Pool *pool = pool_create(o->threads[i]);
@@ -305,15 +468,26 @@ int bench_run(const char *path, const BenchOptions *o) {
         r->threads = o->threads[i];
         pool_run(pool, fill_task, rc);  // touch the pages before timing
         r->read_gbs = read_bandwidth(pool, rc, o->reps);
-        r->pp_tps = bench_pp(&t, tokens, o->pp, o->reps);
+        r->fma_gflops = peak_gops(pool, 0, o->reps);
+        r->int8_gops = peak_gops(pool, 1, o->reps);
+        double peak = uses_int8(&t.model) ? r->int8_gops : r->fma_gflops;
+        for (int k = 0; k < o->n_pp; k++) {
+            double sec, share, mm, att;
+            bench_pp(&t, tokens, o->pp[k], o->reps, &sec, &share);
+            prompt_macs(&t, o->pp[k], &mm, &att);
+            r->pp_tps[k] = sec > 0 ? (double)o->pp[k] / sec : 0.0;
+            r->pp_gflops[k] = sec > 0 ? 2.0 * (mm + att) / sec / 1e9 : 0.0;
+            r->pp_peak[k] = sec > 0 && peak > 0 ? 2.0 * mm / (sec * (1.0 - share)) / 1e9 / peak : 0.0;
+            r->pp_att[k] = share;
+        }
         r->tg_tps = bench_tg(&t, o->tg, o->reps);
         for (int c = 0; c < 5; c++) {
             r->att_gbs[c] = bench_attention(pool, q, kc, vc, out, scratch, NULL, att_ctx[c], o->reps);
             r->att_rec_gbs[c] = bench_attention(pool, q, kc, vc, out, scratch, att, att_ctx[c], o->reps);
         }
         if (!o->json)
-            fprintf(stderr, "threads %d: read %.1f GB/s, pp %.1f tok/s, tg %.1f tok/s\n", r->threads,
-                    r->read_gbs, r->pp_tps, r->tg_tps);
+            fprintf(stderr, "threads %d: read %.1f GB/s, pp%ld %.1f tok/s, tg %.1f tok/s\n",
+                    r->threads, r->read_gbs, o->pp[0], r->pp_tps[0], r->tg_tps);
         t.pool = NULL;
         pool_destroy(pool);
     }

@@ -1,13 +1,10 @@
-// term.h: what run's modes (generate, chat, --bench, --ppl) share for output and timing.
+// term.h: what run's modes (generate, chat, --bench, --ppl) share for output.
 //
-// Contract: libc and POSIX clock_gettime only.
+// Contract: libc only.
 #ifndef SEARCHLIGHT_TERM_H
 #define SEARCHLIGHT_TERM_H
 
 #include <stddef.h>
-
-// Seconds on the monotonic clock.
-double term_now(void);
 
 // Writes n bytes of a generated piece to stdout, dropping control bytes other than newline and
 // tab: a model's output must not be able to move the cursor, clear the screen or ring the

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 // How a thread waits (a worker for the next job, the caller for the workers). With a core
 // for every thread: SPIN_ROUNDS rounds of the pause instruction (about 0.5 ms at 27 ns a
@@ -148,4 +149,10 @@ void pool_run(Pool *p, pool_fn fn, void *arg) {
         if (i < p->spin_pause) cpu_relax();
         else sched_yield();
     }
+}
+
+double pool_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }

@@ -19,6 +19,9 @@ typedef void (*pool_fn)(void *arg, int thread, int n_threads);
 // Starts n_threads - 1 workers. Returns NULL after printing one line on failure.
 Pool *pool_create(int n_threads);
 void pool_destroy(Pool *p);  // NULL is fine
+
+// Seconds on the monotonic clock (for timing work: --bench, tok/s).
+double pool_now(void);
 int pool_size(const Pool *p);
 
 // Runs fn on all threads and returns when every one has finished. Not reentrant.

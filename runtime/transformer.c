@@ -209,7 +209,9 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
             }
         }
         float *rec = t->sink ? s->att_rec : NULL;  // recording: the kernel's weights, to the sink
+        double t0 = pool_now();
         attention_prefill_rec(pool, &shape, s->ao, s->q, kc, vc, pos0, n, s->attn_scratch, rec, seq);
+        t->attention_seconds += pool_now() - t0;
         if (rec) t->sink(t->sink_ctx, l, pos0, n, rec, seq);
         matmul_input(&in, s->ao, q_dim, n, s->q8, forms_of(&wo, NULL, NULL));
         matmul(pool, s->xb2, &in, &wo);

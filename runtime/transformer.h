@@ -49,6 +49,8 @@ typedef struct {
     Pool *pool;      // not owned; NULL runs on the calling thread
     AttnSink sink;   // set by transformer_record: attention recording is on
     void *sink_ctx;
+    double attention_seconds;  // wall time spent in the attention kernel, summed over calls
+                               // (--bench reports its share of prompt processing)
 } Transformer;
 
 // Opens and validates the model file, then allocates the run state with a KV cache of

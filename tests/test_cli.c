@@ -256,5 +256,29 @@ Test(cli, bench_reports_types) {
     size_t per_layer = (64 + 32 + 32 + 64) * 2 * 34 + 2 * 172 * 2 * 34 + 64 * 6 * 34 + 2 * 64 * 4;
     size_t want = 5 * per_layer + 64 * 4 + 512 * 2 * 34;  // + rms_final + the classifier
     cr_assert_eq(bpt, want, "bytes per token %zu, expected %zu", bpt, want);
+    cr_assert(strstr(out, "\"prompts\": [{\"pp\": 4, "), "%s", out);
+    double fma = 0, int8 = 0;
+    at = strstr(out, "\"fma_peak_gflops\": ");
+    cr_assert(at && sscanf(at, "\"fma_peak_gflops\": %lf, \"int8_peak_gops\": %lf", &fma, &int8) == 2);
+#if defined(__AVX2__)
+    cr_assert(fma > 0 && int8 > 0, "peaks %f %f", fma, int8);
+#endif
+    free(out), free(err);
+}
+
+// --bench's default prompt lengths are 128, 512 and 2048, less those beyond the context
+// (stories260K holds 512), each with its rate, its share of the peak and of attention.
+Test(cli, bench_default_prompts) {
+    char *out, *err;
+    const char *path = export_stories260k_as("f32");
+    int rc = run_cmd(&out, &err, "%s %s --bench -T 1 --tg 2 --reps 1 --json", bin_path("run"), path);
+    cr_assert_eq(rc, 0, "%s", err);
+    const char *p128 = strstr(out, "{\"pp\": 128, \"tok_s\": "), *p512 = strstr(out, "{\"pp\": 512, ");
+    cr_assert(p128 && p512 && p128 < p512, "%s", out);
+    cr_assert_null(strstr(out, "\"pp\": 2048"), "%s", out);
+    double tps = 0, gflops = 0, peak = 0, att = -1;
+    cr_assert_eq(sscanf(p512, "{\"pp\": 512, \"tok_s\": %lf, \"gflops\": %lf, \"peak_fraction\": "
+                              "%lf, \"attention_share\": %lf", &tps, &gflops, &peak, &att), 4, "%s", out);
+    cr_assert(tps > 0 && gflops > 0 && att > 0 && att < 1, "%s", out);
     free(out), free(err);
 }
