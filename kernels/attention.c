@@ -270,13 +270,18 @@ INLINE void widen_tile(float *dst, const uint16_t *src, size_t nt, size_t hd) {
     if (i < VW * hd) memset(dst + i, 0, (VW * hd - i) * sizeof(float));
 }
 
-// Partials of G <= SUBG query heads (q: G rows of hd) over n >= 1 positions of k and v (rows
-// of hd elements of type ty). Row j of part (stride hd + 2) receives m (the max score), l (the
-// sum of e^(s - m)) and acc[hd] (the sum of e^(s - m) v). With rec (a constant 1), head j's
-// scaled scores also go to rec[j * rs + t], t < n, for finish() to turn into the softmax.
-INLINE void chunk_body(size_t G, size_t hd, int ty, const float *q, const void *k,
-                       const void *v, size_t n, size_t avail, float *part, int rec,
-                       float *rs_out, size_t rs) {
+// Partials of G <= SUBG query rows (qr[j]: hd floats each; heads of one query, or of several
+// queries) over the tiles tb, tb + VW, ... < te of the n >= te positions of k and v (rows of
+// hd elements of type ty); a tile holds min(VW, n - t0) positions. Row j of part (stride
+// hd + 2) receives m (the max score), l (the sum of e^(s - m)) and acc[hd] (the sum of
+// e^(s - m) v), and lv[j * VW ..] l's lanes. With init the rows start empty; without, they go
+// on from what part and lv hold, so that a row's tiles may come in several calls with the
+// same result as one (prefill's query blocks share their common tiles, then each query runs
+// its own). With rec (a constant 1), row j's scaled scores also go to rec[j * rs + t], for
+// finish() to turn into the softmax.
+INLINE void chunk_body(size_t G, size_t hd, int ty, const float *const *qr, const void *k,
+                       const void *v, size_t tb, size_t te, size_t n, size_t avail, float *part,
+                       float *lv, int init, int rec, float *rs_out, size_t rs) {
     const float scale = 1.0f / sqrtf((float)hd);  // exact for hd = 4^k, as the reference's /
     const size_t ps = hd + 2;
     float m[SUBG], pl[VW];
@@ -289,20 +294,25 @@ INLINE void chunk_body(size_t G, size_t hd, int ty, const float *q, const void *
     const size_t ws = (hd + G - 1) / G;  // a tile is VW * hd elements: hd vectors
     int b = 0, ready = 0;                // f16: the buffers of this tile; already widened?
     for (size_t j = 0; j < G; j++) {
-        m[j] = -INFINITY;
-        l[j] = vzero();
-        memset(part + j * ps + 2, 0, hd * sizeof(float));
+        if (init) {
+            m[j] = -INFINITY;
+            l[j] = vzero();
+            memset(part + j * ps + 2, 0, hd * sizeof(float));
+        } else {
+            m[j] = part[j * ps];
+            l[j] = vload(lv + j * VW);
+        }
     }
     // Each head's pass over a tile also prefetches its share of the 64-byte lines of the
     // next tile into L1 and of the one after into L2, where those positions exist, so that
     // memory streams under the arithmetic instead of in bursts at each tile's first head.
     const size_t lines = VW * hd * kv_size(ty) / 64, share = (lines + G - 1) / G;
     const char *kp = k, *vp = v;
-    for (size_t t0 = 0; t0 < n; t0 += VW) {
+    for (size_t t0 = tb; t0 < te; t0 += VW) {
         size_t nt = n - t0 < VW ? n - t0 : VW;
         const float *kt, *vt;
         int pf1 = t0 + 2 * VW <= avail, pf2 = t0 + 3 * VW <= avail;
-        int ahead = ty == ATTN_KV_F16 && t0 + 2 * VW <= n;  // widen the next (full) tile now
+        int ahead = ty == ATTN_KV_F16 && t0 + 2 * VW <= te;  // widen the next (full) tile now
         if (ty == ATTN_KV_F16) {
             if (!ready) {
                 widen_tile(kb[b], kv_at(k, ty, t0 * hd), nt, hd);
@@ -332,7 +342,7 @@ INLINE void chunk_body(size_t G, size_t hd, int ty, const float *q, const void *
                 widen_part(kb[!b], kv_at(k, ty, (t0 + VW) * hd), j * ws * VW, e);
                 widen_part(vb[!b], kv_at(v, ty, (t0 + VW) * hd), j * ws * VW, e);
             }
-            vf s = vmul(tile_dots(q + j * hd, kt, hd), vset1(scale));
+            vf s = vmul(tile_dots(qr[j], kt, hd), vset1(scale));
             if (nt < VW) s = vhead(s, nt);
             if (rec) vstoren(rs_out + j * rs + t0, s, nt);  // the scores this pass uses
             float mt = vhmax(s), alpha = 1.0f;
@@ -347,32 +357,46 @@ INLINE void chunk_body(size_t G, size_t hd, int ty, const float *q, const void *
         }
         b ^= ahead, ready = ahead;
     }
-    for (size_t j = 0; j < G; j++) part[j * ps] = m[j], part[j * ps + 1] = vhsum(l[j]);
+    for (size_t j = 0; j < G; j++) {
+        part[j * ps] = m[j], part[j * ps + 1] = vhsum(l[j]);
+        vstore(lv + j * VW, l[j]);
+    }
 }
 
 // chunk_body with the common head sizes as constants, for element type ty and rec (constants).
-INLINE void chunk_sizes(size_t G, size_t hd, int ty, const float *q, const void *k,
-                        const void *v, size_t n, size_t avail, float *part, int rec,
-                        float *rs_out, size_t rs) {
+#define CHUNK_ARGS qr, k, v, tb, te, n, avail, part, lv, init
+INLINE void chunk_sizes(size_t G, size_t hd, int ty, const float *const *qr, const void *k,
+                        const void *v, size_t tb, size_t te, size_t n, size_t avail,
+                        float *part, float *lv, int init, int rec, float *rs_out, size_t rs) {
     switch (hd) {
-    case 32: chunk_body(G, 32, ty, q, k, v, n, avail, part, rec, rs_out, rs); break;
-    case 64: chunk_body(G, 64, ty, q, k, v, n, avail, part, rec, rs_out, rs); break;
-    case 128: chunk_body(G, 128, ty, q, k, v, n, avail, part, rec, rs_out, rs); break;
-    default: chunk_body(G, hd, ty, q, k, v, n, avail, part, rec, rs_out, rs); break;
+    case 32: chunk_body(G, 32, ty, CHUNK_ARGS, rec, rs_out, rs); break;
+    case 64: chunk_body(G, 64, ty, CHUNK_ARGS, rec, rs_out, rs); break;
+    case 128: chunk_body(G, 128, ty, CHUNK_ARGS, rec, rs_out, rs); break;
+    default: chunk_body(G, hd, ty, CHUNK_ARGS, rec, rs_out, rs); break;
     }
 }
 
 // The one compiled entry to chunk_body: each element type and common head size a constant,
 // in two instances: recording off (the constant 0 removes its store, so the code every call
-// runs without weights is unchanged by recording's existence) and on, storing each head's
-// scores into rec (head j at rec + j * rs).
-static __attribute__((noinline)) void chunk(size_t G, size_t hd, int ty, const float *q,
-                                            const void *k, const void *v, size_t n, size_t avail,
-                                            float *part, float *rec, size_t rs) {
-    if (rec && ty == ATTN_KV_F16) chunk_sizes(G, hd, ATTN_KV_F16, q, k, v, n, avail, part, 1, rec, rs);
-    else if (rec) chunk_sizes(G, hd, ATTN_KV_F32, q, k, v, n, avail, part, 1, rec, rs);
-    else if (ty == ATTN_KV_F16) chunk_sizes(G, hd, ATTN_KV_F16, q, k, v, n, avail, part, 0, NULL, 0);
-    else chunk_sizes(G, hd, ATTN_KV_F32, q, k, v, n, avail, part, 0, NULL, 0);
+// runs without weights is unchanged by recording's existence) and on, storing each row's
+// scores into rec (row j at rec + j * rs).
+static __attribute__((noinline)) void chunk(size_t G, size_t hd, int ty, const float *const *qr,
+                                            const void *k, const void *v, size_t tb, size_t te,
+                                            size_t n, size_t avail, float *part, float *lv,
+                                            int init, float *rec, size_t rs) {
+    if (rec && ty == ATTN_KV_F16) chunk_sizes(G, hd, ATTN_KV_F16, CHUNK_ARGS, 1, rec, rs);
+    else if (rec) chunk_sizes(G, hd, ATTN_KV_F32, CHUNK_ARGS, 1, rec, rs);
+    else if (ty == ATTN_KV_F16) chunk_sizes(G, hd, ATTN_KV_F16, CHUNK_ARGS, 0, NULL, 0);
+    else chunk_sizes(G, hd, ATTN_KV_F32, CHUNK_ARGS, 0, NULL, 0);
+}
+
+// One whole chunk of n positions for G heads whose queries lie hd apart from q.
+static void chunk_whole(size_t G, size_t hd, int ty, const float *q, const void *k,
+                        const void *v, size_t n, size_t avail, float *part, float *rec, size_t rs) {
+    const float *qr[SUBG];
+    float lv[SUBG * VW];
+    for (size_t j = 0; j < G; j++) qr[j] = q + j * hd;
+    chunk(G, hd, ty, qr, k, v, 0, n, n, avail, part, lv, 1, rec, rs);
 }
 
 // Folds partial b into a (rows of m, l, acc[hd]). Whole vectors from element 2 whatever the
@@ -412,6 +436,7 @@ typedef struct {
     size_t pos0, m;
     float *part;      // split mode: (n_chunks, n_heads, head_dim + 2) partials of one query
     size_t n_chunks;  // split mode: chunks of that query
+    size_t qb;        // block mode: queries per block (run_block); 0: query by query
     float *att;       // recording: (m, n_heads, att_stride) weights, or NULL
     size_t att_stride;
     size_t n_items;
@@ -445,14 +470,55 @@ static void run_query(const Job *j, size_t i, size_t g) {
         float *rec = j->att ? j->att + (i * s->n_heads + g * group + h0) * rs : NULL;
         for (size_t t0 = lo; t0 <= p; t0 += CHUNK) {
             size_t n = p + 1 - t0 < CHUNK ? p + 1 - t0 : CHUNK;
-            chunk(G, hd, ty, j->q + row + h0 * hd, kv_at(k, ty, t0 * hd), kv_at(v, ty, t0 * hd),
-                  n, p + 1 - t0, t0 > lo ? tmp : acc, rec ? rec + t0 : NULL, rs);
+            chunk_whole(G, hd, ty, j->q + row + h0 * hd, kv_at(k, ty, t0 * hd),
+                        kv_at(v, ty, t0 * hd), n, p + 1 - t0, t0 > lo ? tmp : acc,
+                        rec ? rec + t0 : NULL, rs);
             for (size_t r = 0; t0 > lo && r < G; r++) fold(acc + r * ps, tmp + r * ps, hd);
         }
         for (size_t r = 0; r < G; r++)
             finish_rec(j->out + row + (h0 + r) * hd, acc + r * ps, hd, rec ? rec + r * rs : NULL,
                        lo, p);
     }
+}
+
+// Queries i0 .. i0+qn-1 with the heads of KV head g as one block (qn * group <= SUBG rows; no
+// window, no recording): per chunk, one pass over the tiles that every query of the block
+// sees, so that each tile of K and V is read once for the block and then from L1; then each
+// query's own last tiles, going on from its state. A query gets the tiles, the order and the
+// arithmetic that run_query gives it alone, so the same bits: decode at pos0 + i, bitwise.
+static void run_block(const Job *j, size_t i0, size_t qn, size_t g) {
+    const AttnShape *s = j->s;
+    size_t hd = s->head_dim, ps = hd + 2, group = s->n_heads / s->n_kv_heads, rows = qn * group;
+    size_t p0 = j->pos0 + i0;  // the first query's position
+    int ty = s->kv_type;
+    const void *k = kv_at(j->kc, ty, g * s->seq_len * hd);
+    const void *v = kv_at(j->vc, ty, g * s->seq_len * hd);
+    float acc[SUBG * (ATTN_MAX_HEAD_DIM + 2)], tmp[SUBG * (ATTN_MAX_HEAD_DIM + 2)], lv[SUBG * VW];
+    const float *qr[SUBG];
+    float *out[SUBG];
+    for (size_t r = 0; r < rows; r++) {
+        size_t at = ((i0 + r / group) * s->n_heads + g * group + r % group) * hd;
+        qr[r] = j->q + at, out[r] = j->out + at;
+    }
+    for (size_t t0 = 0; t0 < p0 + qn; t0 += CHUNK) {
+        size_t first = p0 >= t0 ? 0 : t0 - p0;  // the first query that sees this chunk
+        size_t r0 = first * group, pf = p0 + first;
+        size_t n_min = pf + 1 - t0 < CHUNK ? pf + 1 - t0 : CHUNK;
+        size_t common = n_min / VW * VW;  // whole tiles that all its queries see
+        const void *kt = kv_at(k, ty, t0 * hd), *vt = kv_at(v, ty, t0 * hd);
+        float *dst = t0 > 0 ? tmp : acc;
+        if (common)
+            chunk(rows - r0, hd, ty, qr + r0, kt, vt, 0, common, n_min, pf + 1 - t0,
+                  dst + r0 * ps, lv + r0 * VW, 1, NULL, 0);
+        for (size_t r = r0; r < rows; r++) {
+            size_t p = p0 + r / group, n = p + 1 - t0 < CHUNK ? p + 1 - t0 : CHUNK;
+            if (n > common)
+                chunk(1, hd, ty, qr + r, kt, vt, common, n, n, p + 1 - t0, dst + r * ps,
+                      lv + r * VW, common == 0, NULL, 0);
+            if (t0 > 0) fold(acc + r * ps, tmp + r * ps, hd);
+        }
+    }
+    for (size_t r = 0; r < rows; r++) finish(out[r], acc + r * ps, hd, NULL, 0);
 }
 
 // Chunk c of the single query with the heads of KV head g, into the partials.
@@ -467,8 +533,8 @@ static void run_chunk(const Job *j, size_t g, size_t c) {
     for (size_t h0 = 0; h0 < group; h0 += SUBG) {
         size_t G = group - h0 < SUBG ? group - h0 : SUBG, h = g * group + h0;
         float *rec = j->att ? j->att + h * j->att_stride + t0 : NULL;
-        chunk(G, hd, ty, j->q + h * hd, k, v, n, j->pos0 + 1 - t0,
-              j->part + (c * s->n_heads + h) * ps, rec, j->att_stride);
+        chunk_whole(G, hd, ty, j->q + h * hd, k, v, n, j->pos0 + 1 - t0,
+                    j->part + (c * s->n_heads + h) * ps, rec, j->att_stride);
     }
 }
 
@@ -478,8 +544,14 @@ static void work(void *arg, int thread, int n_threads) {
     size_t nkv = j->s->n_kv_heads;
     size_t it;
     while ((it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n_items) {
-        if (j->part) run_chunk(j, it % nkv, it / nkv);
-        else run_query(j, j->m - 1 - it / nkv, it % nkv);  // the longest queries first
+        if (j->part) {
+            run_chunk(j, it % nkv, it / nkv);
+        } else if (j->qb) {  // KV head by KV head (its K and V stay in cache), longest first
+            size_t nb = (j->m + j->qb - 1) / j->qb, b = nb - 1 - it % nb, i0 = b * j->qb;
+            run_block(j, i0, j->m - i0 < j->qb ? j->m - i0 : j->qb, it / nb);
+        } else {
+            run_query(j, j->m - 1 - it / nkv, it % nkv);  // the longest queries first
+        }
     }
 }
 
@@ -570,7 +642,12 @@ void attention_prefill_rec(Pool *pool, const AttnShape *s, float *out, const flo
     Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos0, .m = m,
              .att = att, .att_stride = att_stride};
     atomic_init(&j.next, 0);
+    size_t group = s->n_heads / s->n_kv_heads;
     j.n_items = m * s->n_kv_heads;
+    if (!att && !s->window && m > 1 && 2 * group <= SUBG) {  // blocks of 2 or more queries
+        j.qb = SUBG / group;
+        j.n_items = (m + j.qb - 1) / j.qb * s->n_kv_heads;
+    }
     if (m) pool_run(pool, work, &j);
 }
 

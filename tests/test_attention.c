@@ -228,6 +228,16 @@ Test(attention, never_reads_past_pos) {
         cr_assert(memcmp(c.out, d.out, c.q_n * sizeof(float)) == 0, "pos %zu", pos);
         reference(&c, c.q, c.ref, pos);
         cr_assert(rel_err(c.out, c.ref, c.q_n) <= TOL, "pos %zu", pos);
+        if (pos >= 3) {  // a prefill block ending at pos: 4 queries, the same query rows
+            float *q4 = malloc(4 * c.q_n * sizeof(float)), *o1 = malloc(4 * c.q_n * sizeof(float));
+            float *o2 = malloc(4 * c.q_n * sizeof(float));
+            for (size_t i = 0; i < 4; i++) memcpy(q4 + i * c.q_n, c.q, c.q_n * sizeof(float));
+            attention_prefill(NULL, &c.s, o1, q4, c.kc, c.vc, pos - 3, 4, NULL);
+            attention_prefill(NULL, &d.s, o2, q4, d.kc, d.vc, pos - 3, 4, NULL);
+            cr_assert(memcmp(o1, o2, 4 * c.q_n * sizeof(float)) == 0, "prefill to pos %zu", pos);
+            cr_assert(memcmp(o1 + 3 * c.q_n, c.out, c.q_n * sizeof(float)) == 0);
+            free(q4), free(o1), free(o2);
+        }
         free_case(&c), free_case(&d);
     }
 }
