@@ -84,7 +84,9 @@ static inline void store4(float *y, vec a, vec b, vec c, vec d) {
 #elif defined(__AVX2__) && defined(__FMA__)
 #define VW 8
 #define TR 4
+#ifndef TT
 #define TT 2 // 8 ymm accumulators + 4 rows + 1 token fit the 16 registers
+#endif
 #define TRV 4
 typedef __m256 vec;
 static inline vec v_zero(void) { return _mm256_setzero_ps(); }

@@ -12,7 +12,8 @@
 #    scripts/requirements-bench.txt), converts it to each type with llama.cpp's llama-quantize,
 #    and imports each GGUF with ./export (which keeps every one of these types bit for bit).
 # 3. Runs llama-bench and `run --bench` in turn, ROUNDS times, alternating which goes first:
-#    a 128-token prompt as one batch (pp128) and 128 generated tokens (tg128), THREADS threads.
+#    prompts of 128 and 512 tokens (pp128, pp512) and 128 generated tokens (tg128), THREADS
+#    threads.
 # 4. Prints one markdown table of medians; raw figures are in $WORK/results.tsv.
 # Needs the network once (PyPI), cmake, g++, python3 with venv; and ./run ./export (make).
 set -euo pipefail
@@ -68,15 +69,15 @@ done
 
 # 3. interleaved runs
 res=$WORK/results.tsv
-printf 'round\tmodel\tprogram\tpp128\ttg128\troofline\n' > "$res"
+printf 'round\tmodel\tprogram\tpp128\tpp512\ttg128\troofline\n' > "$res"
 ours() {
-    ./run "$WORK/models/$1.slm" --bench -T "$THREADS" --pp 128 --tg 128 --reps 1 --json |
-        tr -d '\n' | sed -E 's/.*"pp_tok_s": ([0-9.]+).*"tg_tok_s": ([0-9.]+).*"roofline_fraction": ([0-9.]+).*/\1\t\2\t\3/'
+    ./run "$WORK/models/$1.slm" --bench -T "$THREADS" --pp 128,512 --tg 128 --reps 1 --json |
+        tr -d '\n' | sed -E 's/.*"tg_tok_s": ([0-9.]+).*"roofline_fraction": ([0-9.]+).*"pp": 128, "tok_s": ([0-9.]+).*"pp": 512, "tok_s": ([0-9.]+).*/\3\t\4\t\1\t\2/'
 }
 theirs() {
-    "$lbin/llama-bench" -m "$WORK/models/$1.gguf" -p 128 -n 128 -t "$THREADS" -r 1 -o jsonl 2>/dev/null |
+    "$lbin/llama-bench" -m "$WORK/models/$1.gguf" -p 128,512 -n 128 -t "$THREADS" -r 1 -o jsonl 2>/dev/null |
         sed -nE 's/.*"n_prompt": ([0-9]+), "n_gen": ([0-9]+).*"avg_ts": ([0-9.e+]+).*/\1 \2 \3/p' |
-        awk '$1 > 0 { pp = $3 } $2 > 0 { tg = $3 } END { printf "%s\t%s\t", pp, tg }'
+        awk '$1 == 128 { p1 = $3 } $1 == 512 { p5 = $3 } $2 > 0 { tg = $3 } END { printf "%s\t%s\t%s\t", p1, p5, tg }'
 }
 for r in $(seq "$ROUNDS"); do
     for m in "${models[@]}"; do
@@ -97,13 +98,14 @@ isa=$(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' |
 echo "$cpu (-march=native is ${march:-unknown}; ${isa:-no AVX2}), $(nproc) CPUs, $THREADS threads,"
 echo "medians of $ROUNDS interleaved rounds; llama.cpp from llama-cpp-python $LCP_VERSION"
 echo
-echo "| model | type | searchlight pp128 | llama.cpp pp128 | ratio | searchlight tg128 | llama.cpp tg128 | ratio | of roofline |"
-echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| model | type | pp128 ours | llama.cpp | ratio | pp512 ours | llama.cpp | ratio | tg128 ours | llama.cpp | ratio | of roofline |"
+echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for m in "${models[@]}"; do
     sp=$(col "$m" searchlight 4); lp=$(col "$m" llama.cpp 4)
-    st=$(col "$m" searchlight 5); lt=$(col "$m" llama.cpp 5); rf=$(col "$m" searchlight 6)
-    awk -v m="$m" -v sp="$sp" -v lp="$lp" -v st="$st" -v lt="$lt" -v rf="$rf" 'BEGIN {
+    s5=$(col "$m" searchlight 5); l5=$(col "$m" llama.cpp 5)
+    st=$(col "$m" searchlight 6); lt=$(col "$m" llama.cpp 6); rf=$(col "$m" searchlight 7)
+    awk -v m="$m" -v sp="$sp" -v lp="$lp" -v s5="$s5" -v l5="$l5" -v st="$st" -v lt="$lt" -v rf="$rf" 'BEGIN {
         t = m; sub(/.*-/, "", t); s = m; sub(/-[^-]*$/, "", s)
-        printf "| %s | %s | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %.0f%% |\n",
-            s, t, sp, lp, sp / lp, st, lt, st / lt, 100 * rf }'
+        printf "| %s | %s | %.0f | %.0f | %.2f | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %.0f%% |\n",
+            s, t, sp, lp, sp / lp, s5, l5, s5 / l5, st, lt, st / lt, 100 * rf }'
 done

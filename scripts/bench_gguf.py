@@ -2,8 +2,9 @@
 
     python scripts/bench_gguf.py SHAPE VOCAB.gguf OUT.gguf
 
-SHAPE is one of export --random's shapes (stories15M, stories42M, stories110M, tinyllama-1.1B),
-with the same hyperparameters (convert/synth.c). The vocabulary (tokens, scores, types) is
+SHAPE is one of export --random's shapes (stories15M, stories42M, stories110M, tinyllama-1.1B,
+llama3.2-1B), with the same hyperparameters (convert/synth.c; llama3.2-1B with the 32000-token
+vocabulary below). The vocabulary (tokens, scores, types) is
 copied from VOCAB.gguf, llama.cpp's vocabulary-only file of the Llama 2 tokenizer
 (ggml-vocab-llama-spm.gguf, 32000 tokens). Weights are N(0, 0.02), norms 1, the classifier is
 shared with the embedding (no output.weight). llama.cpp reads this file (and llama-quantize
@@ -16,11 +17,14 @@ import sys
 import numpy as np
 import gguf
 
-SHAPES = {  # dim, hidden, layers, heads, kv_heads, context
-    "stories15M": (288, 768, 6, 6, 6, 256),
-    "stories42M": (512, 1376, 8, 8, 8, 1024),
-    "stories110M": (768, 2048, 12, 12, 12, 1024),
-    "tinyllama-1.1B": (2048, 5632, 22, 32, 4, 2048),
+SHAPES = {  # dim, hidden, layers, heads, kv_heads, context, RoPE base
+    "stories15M": (288, 768, 6, 6, 6, 256, 10000.0),
+    "stories42M": (512, 1376, 8, 8, 8, 1024, 10000.0),
+    "stories110M": (768, 2048, 12, 12, 12, 1024, 10000.0),
+    "tinyllama-1.1B": (2048, 5632, 22, 32, 4, 2048, 10000.0),
+    # Llama 3.2 1B's transformer, with VOCAB's vocabulary (not Llama 3's 128256 tokens: the
+    # classifier runs once per prompt, so prompt speed hardly depends on it)
+    "llama3.2-1B": (2048, 8192, 16, 32, 8, 4096, 500000.0),
 }
 
 
@@ -33,7 +37,7 @@ def main():
     if len(sys.argv) != 4 or sys.argv[1] not in SHAPES:
         sys.exit(f"usage: bench_gguf.py {{{','.join(SHAPES)}}} VOCAB.gguf OUT.gguf")
     shape, vocab_path, out = sys.argv[1:]
-    dim, hidden, layers, heads, kv_heads, ctx = SHAPES[shape]
+    dim, hidden, layers, heads, kv_heads, ctx, rope_base = SHAPES[shape]
     head_dim = dim // heads
 
     vocab = gguf.GGUFReader(vocab_path)
@@ -51,7 +55,7 @@ def main():
     w.add_head_count(heads)
     w.add_head_count_kv(kv_heads)
     w.add_rope_dimension_count(head_dim)
-    w.add_rope_freq_base(10000.0)
+    w.add_rope_freq_base(rope_base)
     w.add_layer_norm_rms_eps(1e-5)
     w.add_vocab_size(n_vocab)
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
