@@ -135,6 +135,7 @@ typedef struct {
 #define PEAK_I8_PRODUCTS 32  // vpmaddubsw + vpmaddwd + vpaddd on a ymm
 #endif
 
+#if defined(__AVX2__)
 static void peak_task(void *arg, int thread, int n_threads) {
     (void)n_threads;
     PeakCtx *c = arg;
@@ -185,6 +186,7 @@ static void peak_task(void *arg, int thread, int n_threads) {
 #endif
     c->sink[thread * 16] = r;
 }
+#endif
 
 // G(FL)OP/s of all threads together (a multiply-add counts 2), median of reps; 0 where this
 // build has no SIMD kernel for it.
