@@ -70,9 +70,15 @@ done
 # 3. interleaved runs
 res=$WORK/results.tsv
 printf 'round\tmodel\tprogram\tpp128\tpp512\ttg128\troofline\n' > "$res"
-ours() {
-    ./run "$WORK/models/$1.slm" --bench -T "$THREADS" --pp 128,512 --tg 128 --reps 1 --json |
-        tr -d '\n' | sed -E 's/.*"tg_tok_s": ([0-9.]+).*"roofline_fraction": ([0-9.]+).*"pp": 128, "tok_s": ([0-9.]+).*"pp": 512, "tok_s": ([0-9.]+).*/\3\t\4\t\1\t\2/'
+ours() {  # pp512 is nan where the model's context is shorter
+    local pp=128,512 j ctx
+    ctx=$(./run "$WORK/models/$1.slm" --bench --pp 1048576 2>&1 | sed -nE 's/.*holds ([0-9]+) positions.*/\1/p')
+    [ "${ctx:-0}" -ge 512 ] || pp=128
+    j=$(./run "$WORK/models/$1.slm" --bench -T "$THREADS" --pp $pp --tg 128 --reps 1 --json | tr -d '\n')
+    field() { sed -nE "s/.*$1 ([0-9.]+).*/\\1/p" <<< "$j"; }
+    local p5; p5=$(field '"pp": 512, "tok_s":'); p5=${p5:-nan}
+    printf '%s\t%s\t%s\t%s' "$(field '"pp": 128, "tok_s":')" "$p5" "$(field '"tg_tok_s":')" \
+        "$(field '"roofline_fraction":')"
 }
 theirs() {
     "$lbin/llama-bench" -m "$WORK/models/$1.gguf" -p 128,512 -n 128 -t "$THREADS" -r 1 -o jsonl 2>/dev/null |
@@ -106,6 +112,7 @@ for m in "${models[@]}"; do
     st=$(col "$m" searchlight 6); lt=$(col "$m" llama.cpp 6); rf=$(col "$m" searchlight 7)
     awk -v m="$m" -v sp="$sp" -v lp="$lp" -v s5="$s5" -v l5="$l5" -v st="$st" -v lt="$lt" -v rf="$rf" 'BEGIN {
         t = m; sub(/.*-/, "", t); s = m; sub(/-[^-]*$/, "", s)
-        printf "| %s | %s | %.0f | %.0f | %.2f | %.0f | %.0f | %.2f | %.1f | %.1f | %.2f | %.0f%% |\n",
-            s, t, sp, lp, sp / lp, s5, l5, s5 / l5, st, lt, st / lt, 100 * rf }'
+        p5 = s5 == "nan" ? "| – | – | – " : sprintf("| %.0f | %.0f | %.2f ", s5, l5, s5 / l5)
+        printf "| %s | %s | %.0f | %.0f | %.2f %s| %.1f | %.1f | %.2f | %.0f%% |\n",
+            s, t, sp, lp, sp / lp, p5, st, lt, st / lt, 100 * rf }'
 done
