@@ -207,6 +207,45 @@ Test(matmul, bitwise_deterministic) {
     for (int p = 1; p < 4; p++) pool_destroy(pools[p]);
 }
 
+// Rows longer than L1 holds in a 4-row panel (up to 16 KB each), ragged in n, with token
+// counts over the cache blocks and odd ones over: the batch equals the matvec of each token
+// bitwise, for 1-4 threads, and both the reference.
+Test(matmul, long_rows_bitwise_and_close) {
+    rng_state = 0x51;
+    Pool *pools[4] = {NULL, pool_create(2), pool_create(3), pool_create(4)};
+    for (int p = 1; p < 4; p++) cr_assert_not_null(pools[p]);
+    static const size_t shapes[][3] = {{513, 9, 3}, {1000, 17, 67}, {1100, 5, 130}, {2049, 6, 5},
+                                       {4096, 4, 66}};  // n, d, m
+    for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+        size_t n = shapes[si][0], d = shapes[si][1], m = shapes[si][2];
+        float *x = rand_floats(m * n), *wf = rand_floats(d * n);
+        float *base = rand_floats(m * d), *y = rand_floats(m * d), *ref = rand_floats(d);
+        void *q8, *q8t;
+        MatIn in = make_input(x, n, m, &q8);
+        for (int ti = 0; ti < 3; ti++) {  // the float types
+            Tensor w = make_tensor(TYPES[ti], wf, n, d, NULL);
+            matmul(NULL, base, &in, &w);
+            for (int p = 0; p < 4; p++) {
+                matmul(pools[p], y, &in, &w);
+                cr_assert(!memcmp(y, base, m * d * sizeof(float)), "%s n=%zu m=%zu, %d threads",
+                          dtype_name(w.type), n, m, pool_size(pools[p]));
+            }
+            for (size_t t = 0; t < m; t += 7) {
+                MatIn one = make_input(x + t * n, n, 1, &q8t);
+                matmul(pools[t % 4], y, &one, &w);
+                free(q8t);
+                cr_assert(!memcmp(y, base + t * d, d * sizeof(float)), "%s n=%zu token %zu",
+                          dtype_name(w.type), n, t);
+                matvec_tensor(ref, x + t * n, &w);
+                check_close(base + t * d, ref, x + t * n, &w, "long rows");
+            }
+            free((void *)w.data);
+        }
+        free(x), free(wf), free(base), free(y), free(ref), free(q8);
+    }
+    for (int p = 1; p < 4; p++) pool_destroy(pools[p]);
+}
+
 Test(matmul, rows_writes_only_its_range) {
     rng_state = 42;
     size_t n = 33, d = 37;
