@@ -97,18 +97,15 @@ static size_t llc_bytes(void) {
     return best;
 }
 
-// GB/s of one pass over the buffer, median of reps.
-static double read_bandwidth(Pool *pool, ReadCtx *c, long reps) {
-    double *t = malloc((size_t)reps * sizeof *t);
+// GB/s of one pass over the buffer, median of reps (t: reps doubles of scratch).
+static double read_bandwidth(Pool *pool, ReadCtx *c, long reps, double *t) {
     pool_run(pool, read_task, c);  // warm up
     for (long r = 0; r < reps; r++) {
         double t0 = pool_now();
         pool_run(pool, read_task, c);
         t[r] = pool_now() - t0;
     }
-    double bw = (double)c->n * sizeof(float) / median(t, reps) / 1e9;
-    free(t);
-    return bw;
+    return (double)c->n * sizeof(float) / median(t, reps) / 1e9;
 }
 
 // ----------------------------------------------------------------------------
@@ -188,16 +185,14 @@ static void peak_task(void *arg, int thread, int n_threads) {
 }
 #endif
 
-// G(FL)OP/s of all threads together (a multiply-add counts 2), median of reps; 0 where this
-// build has no SIMD kernel for it.
-static double peak_gops(Pool *pool, int int8, long reps) {
+// G(FL)OP/s of all threads together (a multiply-add counts 2), median of reps (t: reps
+// doubles of scratch); 0 where this build has no SIMD kernel for it.
+static double peak_gops(Pool *pool, int int8, long reps, double *t) {
 #if !defined(__AVX2__)
-    (void)pool, (void)int8, (void)reps;
+    (void)pool, (void)int8, (void)reps, (void)t;
     return 0.0;
 #else
     PeakCtx c = {.int8 = int8};
-    double *t = malloc((size_t)reps * sizeof *t);
-    if (!t) return 0.0;
     pool_run(pool, peak_task, &c);  // warm up (and bring the clock up)
     for (long r = 0; r < reps; r++) {
         double t0 = pool_now();
@@ -205,9 +200,7 @@ static double peak_gops(Pool *pool, int int8, long reps) {
         t[r] = pool_now() - t0;
     }
     double per_thread = 2.0 * PEAK_ITERS * PEAK_CHAINS * (int8 ? PEAK_I8_PRODUCTS : PEAK_F32_LANES);
-    double g = per_thread * pool_size(pool) / median(t, reps) / 1e9;
-    free(t);
-    return g;
+    return per_thread * pool_size(pool) / median(t, reps) / 1e9;
 #endif
 }
 
@@ -250,14 +243,10 @@ static int argmax(const float *x, int n) {
 
 // A pp-token prompt from position 0 (in batches of the run state's size): *seconds its
 // median time of reps (after one warm-up run), *att_share the median fraction of it spent in
-// attention.
-static void bench_pp(Transformer *t, const int *tokens, long pp, long reps, double *seconds,
-                     double *att_share) {
-    double *s = malloc(2 * (size_t)reps * sizeof *s), *a = s + reps;
-    if (!s) {
-        *seconds = *att_share = 0.0;
-        return;
-    }
+// attention (s: 2 reps doubles of scratch).
+static void bench_pp(Transformer *t, const int *tokens, long pp, long reps, double *s,
+                     double *seconds, double *att_share) {
+    double *a = s + reps;
     transformer_forward(t, tokens, (size_t)pp, 0);
     for (long r = 0; r < reps; r++) {
         t->attention_seconds = 0.0;
@@ -268,12 +257,11 @@ static void bench_pp(Transformer *t, const int *tokens, long pp, long reps, doub
     }
     *seconds = median(s, reps);
     *att_share = median(a, reps);
-    free(s);
 }
 
-// tok/s generating tg tokens from an empty cache, greedily, median of reps.
-static double bench_tg(Transformer *t, long tg, long reps) {
-    double *s = malloc((size_t)(reps + 1) * sizeof *s);
+// tok/s generating tg tokens from an empty cache, greedily, median of reps (s: reps + 1
+// doubles of scratch).
+static double bench_tg(Transformer *t, long tg, long reps, double *s) {
     int vocab = t->model.header.vocab_size;
     for (long r = 0; r <= reps; r++) {  // run 0 warms up
         int token = t->model.header.bos_id >= 0 ? t->model.header.bos_id : 0;
@@ -281,9 +269,7 @@ static double bench_tg(Transformer *t, long tg, long reps) {
         for (long p = 0; p < tg; p++) token = argmax(transformer_forward(t, &token, 1, (size_t)p), vocab);
         s[r] = pool_now() - t0;
     }
-    double tps = (double)tg / median(s + 1, reps);
-    free(s);
-    return tps;
+    return (double)tg / median(s + 1, reps);
 }
 
 // ----------------------------------------------------------------------------
@@ -294,9 +280,10 @@ static AttnShape att_shape = {32, 4, 64, ATT_SEQ, ATTN_KV_F32, 0};  // kv_type f
 
 // GB/s of KV cache read at context ctx, median of reps samples of >= 2 ms each. With att
 // (n_heads, ATT_SEQ floats), recording is on: the kernel also writes its weights there.
+// s: reps doubles of scratch.
 static double bench_attention(Pool *pool, const float *q, const void *kc, const void *vc,
-                              float *out, float *scratch, float *att, size_t ctx, long reps) {
-    double *s = malloc((size_t)reps * sizeof *s);
+                              float *out, float *scratch, float *att, size_t ctx, long reps,
+                              double *s) {
     size_t calls = 1;
     for (;;) {  // calibrate the calls per sample
         double t0 = pool_now();
@@ -311,9 +298,7 @@ static double bench_attention(Pool *pool, const float *q, const void *kc, const 
     }
     double bytes = 2.0 * (double)(att_shape.n_kv_heads * ctx * att_shape.head_dim) *
                    (double)attention_kv_bytes(att_shape.kv_type);
-    double gbs = bytes / median(s, reps) / 1e9;
-    free(s);
-    return gbs;
+    return bytes / median(s, reps) / 1e9;
 }
 
 // ----------------------------------------------------------------------------
@@ -440,8 +425,9 @@ int bench_run(const char *path, const BenchOptions *o) {
     float *att = malloc(att_shape.n_heads * ATT_SEQ * sizeof(float));
     int *tokens = malloc((size_t)pp_max * sizeof(int));
     Row *rows = calloc((size_t)o->n_threads, sizeof *rows);
+    double *times = malloc(2 * ((size_t)o->reps + 1) * sizeof *times);  // timing scratch
     int status = 0;
-    if (!rc || !buf || !kc || !vc || !q || !out || !scratch || !att || !tokens || !rows) {
+    if (!rc || !buf || !kc || !vc || !q || !out || !scratch || !att || !tokens || !rows || !times) {
         fprintf(stderr, "run: out of memory for the benchmark buffers\n");
         status = 1;
         goto done;
@@ -469,23 +455,23 @@ int bench_run(const char *path, const BenchOptions *o) {
         Row *r = &rows[i];
         r->threads = o->threads[i];
         pool_run(pool, fill_task, rc);  // touch the pages before timing
-        r->read_gbs = read_bandwidth(pool, rc, o->reps);
-        r->fma_gflops = peak_gops(pool, 0, o->reps);
-        r->int8_gops = peak_gops(pool, 1, o->reps);
+        r->read_gbs = read_bandwidth(pool, rc, o->reps, times);
+        r->fma_gflops = peak_gops(pool, 0, o->reps, times);
+        r->int8_gops = peak_gops(pool, 1, o->reps, times);
         double peak = uses_int8(&t.model) ? r->int8_gops : r->fma_gflops;
         for (int k = 0; k < o->n_pp; k++) {
             double sec, share, mm, att;
-            bench_pp(&t, tokens, o->pp[k], o->reps, &sec, &share);
+            bench_pp(&t, tokens, o->pp[k], o->reps, times, &sec, &share);
             prompt_macs(&t, o->pp[k], &mm, &att);
             r->pp_tps[k] = sec > 0 ? (double)o->pp[k] / sec : 0.0;
             r->pp_gflops[k] = sec > 0 ? 2.0 * (mm + att) / sec / 1e9 : 0.0;
             r->pp_peak[k] = sec > 0 && peak > 0 ? 2.0 * mm / (sec * (1.0 - share)) / 1e9 / peak : 0.0;
             r->pp_att[k] = share;
         }
-        r->tg_tps = bench_tg(&t, o->tg, o->reps);
+        r->tg_tps = bench_tg(&t, o->tg, o->reps, times);
         for (int c = 0; c < 5; c++) {
-            r->att_gbs[c] = bench_attention(pool, q, kc, vc, out, scratch, NULL, att_ctx[c], o->reps);
-            r->att_rec_gbs[c] = bench_attention(pool, q, kc, vc, out, scratch, att, att_ctx[c], o->reps);
+            r->att_gbs[c] = bench_attention(pool, q, kc, vc, out, scratch, NULL, att_ctx[c], o->reps, times);
+            r->att_rec_gbs[c] = bench_attention(pool, q, kc, vc, out, scratch, att, att_ctx[c], o->reps, times);
         }
         if (!o->json)
             fprintf(stderr, "threads %d: read %.1f GB/s, pp%ld %.1f tok/s, tg %.1f tok/s\n",
@@ -495,7 +481,7 @@ int bench_run(const char *path, const BenchOptions *o) {
     }
     if (status == 0) (o->json ? print_json : print_text)(path, &t.model, o, rows, read_bytes);
 done:
-    free(rows), free(tokens), free(scratch), free(att), free(out), free(q), free(vc), free(kc), free(buf), free(rc);
+    free(times), free(rows), free(tokens), free(scratch), free(att), free(out), free(q), free(vc), free(kc), free(buf), free(rc);
     transformer_free(&t);
     return status;
 }
