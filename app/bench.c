@@ -463,9 +463,9 @@ int bench_run(const char *path, const BenchOptions *o) {
             double sec, share, mm, att;
             bench_pp(&t, tokens, o->pp[k], o->reps, times, &sec, &share);
             prompt_macs(&t, o->pp[k], &mm, &att);
-            r->pp_tps[k] = sec > 0 ? (double)o->pp[k] / sec : 0.0;
-            r->pp_gflops[k] = sec > 0 ? 2.0 * (mm + att) / sec / 1e9 : 0.0;
-            r->pp_peak[k] = sec > 0 && peak > 0 ? 2.0 * mm / (sec * (1.0 - share)) / 1e9 / peak : 0.0;
+            r->pp_tps[k] = (double)o->pp[k] / sec;
+            r->pp_gflops[k] = 2.0 * (mm + att) / sec / 1e9;
+            r->pp_peak[k] = peak > 0 ? 2.0 * mm / (sec * (1.0 - share)) / 1e9 / peak : 0.0;
             r->pp_att[k] = share;
         }
         r->tg_tps = bench_tg(&t, o->tg, o->reps, times);

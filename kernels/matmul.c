@@ -815,6 +815,20 @@ static float q8k_block(const float *x, int8_t *q, int16_t *bsums) {
 }
 #endif
 
+#if defined(__AVX2__)
+// Group g's forms from its quants qq and scale d: the quants, the scale, the scale spread over
+// 8 lanes, and -128 x each 4 quants' sum.
+static inline void store_group(__m256i qq, float d, size_t g, int8_t *q, float *qd, float *s,
+                               int32_t *c) {
+    _mm256_storeu_si256((__m256i *)(q + g * Q8_GROUP), qq);
+    qd[g] = d;
+    _mm256_storeu_ps(s + g * 8, _mm256_set1_ps(d));
+    __m256i sum4 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), qq),
+                                     _mm256_set1_epi16(1));  // each 4 quants' sum
+    _mm256_storeu_si256((__m256i *)(c + g * 8), _mm256_mullo_epi32(sum4, _mm256_set1_epi32(-128)));
+}
+#endif
+
 // One row of x into q8_0 form: quants (GP groups, zero padded), each scale spread over 8
 // lanes, and -128 x each 4 quants' sum. The quants and scales are bitwise those of
 // quant.h's q8_quantize_row (the same operations: max |x|, d = amax / 127, round(x / d)
@@ -831,12 +845,7 @@ static void quantize_row(const float *x, size_t n, size_t GP, int8_t *q, float *
         __m128i qa = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(a, vid)));
         __m128i qb = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(b, vid)));
         __m256i qq = _mm256_inserti128_si256(_mm256_castsi128_si256(qa), qb, 1);
-        _mm256_storeu_si256((__m256i *)(q + g * Q8_GROUP), qq);
-        qd[g] = d;
-        _mm256_storeu_ps(s + g * 8, _mm256_set1_ps(d));
-        __m256i sum4 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), qq),
-                                         _mm256_set1_epi16(1));  // each 4 quants' sum
-        _mm256_storeu_si256((__m256i *)(c + g * 8), _mm256_mullo_epi32(sum4, _mm256_set1_epi32(-128)));
+        store_group(qq, d, g, q, qd, s, c);
     }
 #elif defined(__AVX2__)
     for (; (g + 1) * Q8_GROUP <= n; g++) {  // whole groups: 4 x 8 floats
@@ -849,12 +858,7 @@ static void quantize_row(const float *x, size_t n, size_t GP, int8_t *q, float *
         float amax = hmax8(mx);
         float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
         __m256i qq = quants32(v, _mm256_set1_ps(id));
-        _mm256_storeu_si256((__m256i *)(q + g * Q8_GROUP), qq);
-        qd[g] = d;
-        _mm256_storeu_ps(s + g * 8, _mm256_set1_ps(d));
-        __m256i sum4 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), qq),
-                                         _mm256_set1_epi16(1));  // each 4 quants' sum
-        _mm256_storeu_si256((__m256i *)(c + g * 8), _mm256_mullo_epi32(sum4, _mm256_set1_epi32(-128)));
+        store_group(qq, d, g, q, qd, s, c);
     }
 #endif
     for (; g < GP; g++) {  // the partial last group and the padding: plain C
