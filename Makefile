@@ -35,11 +35,14 @@ ASAN = build/asan
 VG = build/valgrind
 AVX2 = build/avx2
 PLAIN = build/plain
+EMU = build/avx512emu
 TSAN = build/tsan
 TEST_FLAGS = -O2 -g -march=native -Werror
 VG_FLAGS = -O2 -g -Werror -march=native -mno-avx512f  # valgrind 3.19 cannot decode AVX-512
 AVX2_FLAGS = -O2 -g -Werror -march=native -mno-avx512f  # the AVX2 (+F16C) kernels
 PLAIN_FLAGS = -O2 -g -Werror -march=x86-64              # the plain C kernels
+# the AVX-512 kernels on any AVX2 host, emulated through SIMDe (kernels/simd.h)
+EMU_FLAGS = -O2 -g -Werror -march=native -mno-avx512f -DSL_SIMDE_AVX512 -Wno-psabi
 TSAN_FLAGS = -O1 -g -Werror -march=native -fsanitize=thread
 ASAN_FLAGS = -O1 -g -Werror -march=native -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
@@ -84,6 +87,7 @@ $(eval $(call variant,$(ASAN),$(ASAN_FLAGS)))
 $(eval $(call variant,$(VG),$(VG_FLAGS)))
 $(eval $(call variant,$(AVX2),$(AVX2_FLAGS)))
 $(eval $(call variant,$(PLAIN),$(PLAIN_FLAGS)))
+$(eval $(call variant,$(EMU),$(EMU_FLAGS)))
 $(eval $(call variant,$(TSAN),$(TSAN_FLAGS)))
 
 # The attention map page (app/attnmap.html) as C: one string literal per line (\, " and ?

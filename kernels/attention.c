@@ -1,9 +1,15 @@
 // attention.c: the tuned grouped-query attention (see attention.h).
 //
-// Contract: libc, libm, pool.h, quant.h (scalar f16 conversions), and x86 intrinsics chosen
-// at compile time (AVX-512F, else AVX2+FMA, else plain C; F16C for f16 under AVX2); no
-// OpenMP, no allocation (fixed stack buffers: about 100 KB at ATTN_MAX_HEAD_DIM). Does not
-// use kernels.c; tests compare against its attention_head.
+// Contract: libc, libm, pool.h, quant.h (scalar f16 conversions), and AVX2+FMA intrinsics
+// through simd.h (F16C for f16), else plain C; no OpenMP, no allocation (fixed stack
+// buffers: about 100 KB at ATTN_MAX_HEAD_DIM). Does not use kernels.c; tests compare against
+// its attention_head.
+//
+// One order of operations on every machine: tiles of 8 positions and 8-lane vectors, in AVX2
+// on AVX2 and AVX-512 machines alike, and in plain C by the same operations lane by lane
+// (fused multiply-adds through simd.h's fma32, the same exponential polynomial, the same
+// trees of additions), so the weights and outputs are the same bits in every build. The
+// 512-bit width is not used here: tiles of 16 would change the online softmax's steps.
 //
 // For one query at position pos, keys 0..pos (causal):
 //   score_t = q . k_t / sqrt(head_dim);  out = sum_t softmax(score)_t * v_t
@@ -43,9 +49,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__F16C__) || defined(__AVX512F__)
-#include <immintrin.h>
-#endif
+#include "kernels/simd.h"
 
 #define CHUNK 256  // positions per chunk: the unit of thread work and of the fold
 #define SUBG 16    // query heads that share one pass over a chunk (more take more passes)
@@ -53,44 +57,9 @@
 #define INLINE static inline __attribute__((always_inline))
 
 // ---- the vector layer: vf holds VW floats; a tile is VW positions ----
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#define VW 16
-typedef __m512 vf;
-static inline __mmask16 lanes(size_t n) { return (__mmask16)((1u << n) - 1u); }
-INLINE vf vzero(void) { return _mm512_setzero_ps(); }
-INLINE vf vset1(float x) { return _mm512_set1_ps(x); }
-INLINE vf vload(const float *p) { return _mm512_loadu_ps(p); }
-INLINE void vstore(float *p, vf x) { _mm512_storeu_ps(p, x); }
-INLINE vf vloadn(const float *p, size_t n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
-INLINE vf vload_h(const uint16_t *p) {  // VW halves, widened (exact)
-    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-}
-INLINE void vstoren(float *p, vf x, size_t n) { _mm512_mask_storeu_ps(p, lanes(n), x); }
-INLINE vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
-INLINE vf vsub(vf a, vf b) { return _mm512_sub_ps(a, b); }
-INLINE vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
-INLINE vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
-INLINE float vhmax(vf x) { return _mm512_reduce_max_ps(x); }
-INLINE float vhsum(vf x) { return _mm512_reduce_add_ps(x); }
-INLINE vf vhead(vf x, size_t n) { return _mm512_mask_blend_ps(lanes(n), vset1(-INFINITY), x); }
-// Lane t = the sum of the lanes of a[t]: a transposing tree of 15 adds.
-INLINE vf vsum_rows(const vf *a) {
-    vf b[8], c[4];
-    for (int i = 0; i < 8; i++)
-        b[i] = vadd(_mm512_unpacklo_ps(a[2 * i], a[2 * i + 1]),
-                    _mm512_unpackhi_ps(a[2 * i], a[2 * i + 1]));
-    for (int i = 0; i < 4; i++) {
-        __m512d x = _mm512_castps_pd(b[2 * i]), y = _mm512_castps_pd(b[2 * i + 1]);
-        c[i] = vadd(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)),
-                    _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
-    }
-    vf d0 = vadd(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xdd));
-    vf d1 = vadd(_mm512_shuffle_f32x4(c[2], c[3], 0x88), _mm512_shuffle_f32x4(c[2], c[3], 0xdd));
-    return vadd(_mm512_shuffle_f32x4(d0, d1, 0x88), _mm512_shuffle_f32x4(d0, d1, 0xdd));
-}
-#elif defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
+// One layer of 8 lanes for every build: AVX2 (on AVX-512 machines too, so that their
+// tiles, and so their bits, are the AVX2 ones), and plain C doing the same operations.
+#if SL_AVX2
 #define VW 8
 typedef __m256 vf;
 static inline __m256i lanes(size_t n) {
@@ -142,7 +111,7 @@ INLINE vf vsum_rows(const vf *a) {  // lane t = the sum of the lanes of a[t]
     }
     return vadd(_mm256_permute2f128_ps(c[0], c[1], 0x20), _mm256_permute2f128_ps(c[0], c[1], 0x31));
 }
-#else  // portable C: the same algorithm on 8-float structs
+#else  // portable C: the same operations on 8-float structs, lane by lane, bit for bit
 #define VW 8
 typedef struct {
     float f[VW];
@@ -161,24 +130,25 @@ INLINE void vstoren(float *p, vf x, size_t n) { memcpy(p, x.f, n * sizeof(float)
 INLINE vf vadd(vf a, vf b) { VMAP(a.f[i] + b.f[i]); }
 INLINE vf vsub(vf a, vf b) { VMAP(a.f[i] - b.f[i]); }
 INLINE vf vmul(vf a, vf b) { VMAP(a.f[i] * b.f[i]); }
-INLINE vf vfma(vf a, vf b, vf c) { VMAP(a.f[i] * b.f[i] + c.f[i]); }
+INLINE vf vfma(vf a, vf b, vf c) { VMAP(fma32(a.f[i], b.f[i], c.f[i])); }
 INLINE vf vhead(vf x, size_t n) { VMAP(i < n ? x.f[i] : -INFINITY); }
-INLINE vf vexp2(vf x) { VMAP(x.f[i] >= -126.0f ? exp2f(x.f[i]) : 0.0f); }
-INLINE float sexp2(float x) { return x >= -126.0f ? exp2f(x) : 0.0f; }
 INLINE float vhmax(vf x) {
     float m = x.f[0];
     for (size_t i = 1; i < VW; i++) m = x.f[i] > m ? x.f[i] : m;
     return m;
 }
-INLINE float vhsum(vf x) {
-    float s = 0.0f;
-    for (size_t i = 0; i < VW; i++) s += x.f[i];
-    return s;
+// The AVX2 trees: vhsum ((x0+x4) + (x2+x6)) + ((x1+x5) + (x3+x7)); vsum_rows's lane t
+// ((x0+x2) + (x1+x3)) + ((x4+x6) + (x5+x7)) of row t.
+INLINE float vhsum(vf v) {
+    const float *x = v.f;
+    return ((x[0] + x[4]) + (x[2] + x[6])) + ((x[1] + x[5]) + (x[3] + x[7]));
 }
-INLINE vf vsum_rows(const vf *a) { VMAP(vhsum(a[i])); }
+INLINE vf vsum_rows(const vf *a) {
+    VMAP(((a[i].f[0] + a[i].f[2]) + (a[i].f[1] + a[i].f[3])) +
+         ((a[i].f[4] + a[i].f[6]) + (a[i].f[5] + a[i].f[7])));
+}
 #endif
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
 // 2^f for |f| <= 1/2: Cephes' exp2f polynomial, relative error about 1e-7; 2^0 = 1 exactly.
 INLINE vf vpow2_frac(vf f) {
     vf p = vfma(vset1(1.535336188319500e-4f), f, vset1(1.339887440266574e-3f));
@@ -188,15 +158,9 @@ INLINE vf vpow2_frac(vf f) {
     p = vfma(p, f, vset1(6.931472028550421e-1f));
     return vfma(p, f, vset1(1.0f));
 }
-#if defined(__AVX512F__)
-// 2^x for x <= 0; exactly 0 below -126 (so for -inf too).
-INLINE vf vexp2(vf x) {
-    __mmask16 ok = _mm512_cmp_ps_mask(x, vset1(-126.0f), _CMP_GE_OQ);
-    vf n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    return _mm512_maskz_scalef_ps(ok, vpow2_frac(vsub(x, n)), n);
-}
-INLINE float sexp2(float x) { return _mm512_cvtss_f32(vexp2(vset1(x))); }  // no libm call
-#else
+// 2^x for x <= 0 = 2^f 2^n, n = x rounded to nearest (ties to even), f = x - n; exactly 0
+// below -126 (so for -inf too), and for NaN.
+#if SL_AVX2
 INLINE vf vexp2(vf x) {
     vf n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
@@ -205,7 +169,19 @@ INLINE vf vexp2(vf x) {
     return _mm256_and_ps(r, _mm256_cmp_ps(x, vset1(-126.0f), _CMP_GE_OQ));
 }
 INLINE float sexp2(float x) { return _mm256_cvtss_f32(vexp2(vset1(x))); }  // no libm call
-#endif
+#else
+INLINE vf vexp2(vf x) {
+    vf n, two_n;
+    for (size_t i = 0; i < VW; i++) {
+        float xi = x.f[i] >= -126.0f ? x.f[i] : 0.0f;  // the rest are zeroed below
+        n.f[i] = nearbyintf(xi);
+        two_n.f[i] = f32_from_bits((uint32_t)((int32_t)n.f[i] + 127) << 23);
+    }
+    vf r = vmul(vpow2_frac(vsub(x, n)), two_n);
+    for (size_t i = 0; i < VW; i++) r.f[i] = x.f[i] >= -126.0f ? r.f[i] : 0.0f;
+    return r;
+}
+INLINE float sexp2(float x) { return vexp2(vset1(x)).f[0]; }
 #endif
 
 // ---- one chunk of one query for up to SUBG heads of a group ----
@@ -585,12 +561,6 @@ void attention_kv_store(int kv_type, void *dst, const float *src, size_t n) {
     }
     uint16_t *d = dst;
     size_t i = 0;
-#if defined(__AVX512F__)
-    for (; i + 16 <= n; i += 16)
-        _mm256_storeu_si256((__m256i *)(d + i),
-                            _mm512_cvtps_ph(_mm512_loadu_ps(src + i),
-                                            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-#endif
 #if defined(__F16C__)
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(d + i),

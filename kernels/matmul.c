@@ -1,23 +1,30 @@
 // matmul.c: the fast matrix products, for every weight type (see matmul.h).
 //
-// Contract: libc, pthreads through pool.h, and <immintrin.h> intrinsics picked at compile
-// time (AVX-512F, else AVX2+FMA, else plain C; AVX512-VNNI or AVX2 for q8_0). No OpenMP,
+// Contract: libc, pthreads through pool.h, and intrinsics picked at compile time through
+// simd.h (AVX-512, else AVX2+FMA, else plain C; AVX512-VNNI or AVX2 for q8_0). No OpenMP,
 // no BLAS, no allocation, no runtime CPU dispatch: the binary runs where its -march allows.
 //
-// One structure serves all types: threads own contiguous blocks of W rows (job_run),
-// a block walks tiles of R rows x T tokens (rows_block, panel), and only the innermost
-// step of a tile depends on the type: f32 loads, f16/bf16 loads converted to f32 in
-// registers, or an integer dot product of q8_0 groups (the q8 layer below).
+// One structure serves all types: threads take chunks of W rows (job_run), a chunk walks
+// tiles of R rows x T tokens (rows_block, panel), and only the innermost step of a tile
+// depends on the type: f32 loads, f16/bf16 loads converted to f32 in registers, or an
+// integer dot product of q8_0 groups (the q8 layer below).
 //
-// f32, f16, bf16: every output y[t][r] = W row r . X row t follows ONE sequence:
-//   acc (VW lanes) = 0
-//   acc = fma(w[k : k+VW], x[k : k+VW], acc)   for k = 0, VW, 2 VW, ... in order,
-//         the last partial stretch through zero-filled loads (masked; never past the end)
-//   y = hsum(acc): lanes i + i+VW/2, then i + i+VW/4, ..., down to lane 0 + lane 1.
-// store4 reduces four accumulators at once by exactly the same additions (float addition
-// is commutative bitwise), so multi-row tiles, tail rows and thread splits all agree.
-// Tiles: TR rows of W x TT tokens of accumulators in registers (4 x 4 zmm on AVX-512).
-// Threads own contiguous blocks of W rows; X is reused from L2 in blocks of tokens.
+// ONE order per output, on every machine. Each output y[t][r] = W row r . X row t is 8
+// partial sums (lanes), lane l taking the elements k = l (mod 8) in ascending order:
+//   f32, f16, bf16:  acc_l = fma(w[k], x[k], acc_l), k = l, l + 8, ...; the last partial
+//                    stretch through zero-filled loads (masked; never past the end)
+//   q8_0, q4_0:      acc_l = fma(dot_l(g), d_w,g * d_x,g, acc_l) per group g of 32 in order,
+//                    dot_l(g) the exact integer sum of the products of quants 4l .. 4l+3
+//   y = hsum8(acc) = ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))
+// An AVX2 ymm holds the 8 lanes of one output; an AVX-512 zmm the lanes of two rows side by
+// side (lanes 0-7 row r, 8-15 row r + 1, against the token broadcast to both halves), so each
+// lane runs the same operations on both; the plain build runs them with fma32 for the block
+// types (bitwise the same) and with unfused a * b + c for f32/f16/bf16 (within rounding:
+// the tests state the bound). store4 and the row-pair stores reduce several accumulators at
+// once by exactly hsum8's additions, so multi-row tiles, tail rows, thread counts and a
+// matvec against its row of a batch all agree, bit for bit.
+// Tiles: TR rows of W x TT tokens of accumulators in registers (8 x 4 as 4 x 4 zmm on AVX-512).
+// X is reused from L2 in blocks of tokens.
 #include "kernels/matmul.h"
 
 #include <assert.h>
@@ -29,9 +36,9 @@
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
-#include <immintrin.h>
+#include "kernels/simd.h"
 
+#if SL_AVX2
 // Shared 8-lane tail of the trees. hsum8: (v0+v4 + v2+v6) + (v1+v5 + v3+v7).
 static inline float hsum8(__m256 v) {
     __m128 q = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -51,37 +58,9 @@ static inline __m128 hsum8x4(__m256 a, __m256 b, __m256 c, __m256 d) {
     __m128 lo = _mm256_castps256_ps128(s2), hi = _mm256_extractf128_ps(s2, 1);
     return _mm_add_ps(_mm_shuffle_ps(lo, hi, 0x88), _mm_shuffle_ps(lo, hi, 0xDD));
 }
-#endif
 
-#if defined(__AVX512F__)
-#define VW 16 // lanes
-#define TR 4  // rows of W per register tile
-#define TRV 8 // rows per tile of a matvec (one token): 8 accumulator chains hide FMA latency
-#define TT 4  // tokens per register tile: 16 zmm accumulators
-typedef __m512 vec;
-static inline vec v_zero(void) { return _mm512_setzero_ps(); }
-// Loads len (1..VW) floats, zero-filling the other lanes without touching their memory.
-static inline vec v_load(const float *p, size_t len) {
-    if (len == VW) return _mm512_loadu_ps(p);
-    return _mm512_maskz_loadu_ps((__mmask16)((1u << len) - 1), p);
-}
-// len (1..VW) f16 or bf16 values, converted to floats; zero-filled past len.
-static inline vec v_cvt_h(const uint16_t *p, int bf) {  // VW values at p
-    __m256i h = _mm256_loadu_si256((const __m256i *)p);
-    if (bf) return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    return _mm512_cvtph_ps(h);
-}
-static inline vec v_fma(vec a, vec b, vec c) { return _mm512_fmadd_ps(a, b, c); }
-static inline __m256 half_sum(vec v) { // lanes i + i+8
-    __m256 hi = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-    return _mm256_add_ps(_mm512_castps512_ps256(v), hi);
-}
-static inline float hsum(vec v) { return hsum8(half_sum(v)); }
-static inline void store4(float *y, vec a, vec b, vec c, vec d) {
-    _mm_storeu_ps(y, hsum8x4(half_sum(a), half_sum(b), half_sum(c), half_sum(d)));
-}
-
-#elif defined(__AVX2__) && defined(__FMA__)
+// The 8-lane layer, on AVX2 and on AVX-512 machines alike (where the 512-bit tiles below
+// put two of these rows side by side in one zmm).
 #define VW 8
 #define TR 4
 #ifndef TT
@@ -150,7 +129,7 @@ static inline void store4(float *y, vec a, vec b, vec c, vec d) {
 }
 #endif
 
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#if SL_AVX2
 // len (1..VW) f16 or bf16 values, converted to floats; zero-filled past len (through a
 // zero-padded copy: never read past the end).
 static inline vec v_load_h(const uint16_t *p, size_t len, int bf) {
@@ -166,9 +145,20 @@ static inline vec v_load_h(const uint16_t *p, size_t len, int bf) {
 
 #define INLINE static inline __attribute__((always_inline))
 
+// The f32/f16/bf16 tile: F_TR rows x F_TT tokens, F_TRV rows for a matvec.
+#if SL_AVX512
+#define F_TR 8   // 4 row pairs ...
+#define F_TT 4   // ... x 4 tokens: 16 zmm accumulators
+#define F_TRV 8  // a matvec: 4 pairs
+#else
+#define F_TR TR
+#define F_TT TT
+#define F_TRV TRV
+#endif
+
 // Pins a loaded vector in a register. Without it gcc folds the loads into the FMAs as
 // memory operands, re-loading each for every use (20 loads per 16 FMAs, ~25% slower).
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#if SL_AVX2
 #define KEEP(v) __asm__("" : "+v"(v))
 #else
 #define KEEP(v) (void)0
@@ -177,7 +167,7 @@ static inline vec v_load_h(const uint16_t *p, size_t len, int bf) {
 #ifndef MATMUL_PREFETCH // -DMATMUL_PREFETCH=0 turns the matvec prefetch off
 #define MATMUL_PREFETCH 1
 #endif
-#if MATMUL_PREFETCH && (defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__)))
+#if MATMUL_PREFETCH && SL_AVX2
 // Address arithmetic on integers: the target may lie past the end of W (prefetch never faults).
 #define PREFETCH_L2(p, bytes) \
     _mm_prefetch((const char *)((uintptr_t)(p) + (bytes)), _MM_HINT_T1)
@@ -198,7 +188,7 @@ INLINE vec w_load(const void *w, size_t i, size_t len, int wt) {
 // One stretch k .. k+len of an R x T tile (R, T, wt constant after inlining). A matvec tile
 // (T = 1) streams its rows from memory once: it prefetches the next tile's rows into L2,
 // which lifts cold-weight GB/s by 15-35% (at a 10-25% cost when W is already in cache).
-INLINE void tile_step(vec acc[TRV][TT], const void *w, const float *x, size_t n, size_t k,
+INLINE void tile_step(vec acc[TRV][F_TT], const void *w, const float *x, size_t n, size_t k,
                       size_t len, size_t R, size_t T, int wt) {
     vec wv[TRV];
 #pragma GCC unroll 8
@@ -234,7 +224,7 @@ INLINE void tile_step(vec acc[TRV][TT], const void *w, const float *x, size_t n,
 // y[t * ldy + r] = W row r . X row t for r < R, t < T; rows and tokens are n apart.
 INLINE void tile_f(float *y, size_t ldy, const float *x, const void *w, size_t n, size_t R,
                    size_t T, int wt) {
-    vec acc[TRV][TT];
+    vec acc[TRV][F_TT];
 #pragma GCC unroll 8
     for (size_t r = 0; r < R; r++)
 #pragma GCC unroll 4
@@ -245,7 +235,91 @@ INLINE void tile_f(float *y, size_t ldy, const float *x, const void *w, size_t n
     TILE_STORE(acc, y, ldy, R, T);
 }
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if SL_AVX512
+// AVX-512: rows in pairs, lanes 0-7 of a zmm row r and lanes 8-15 row r + 1, against the
+// token's 8 floats broadcast to both halves, so each lane runs exactly what a lane of the
+// 8-lane layer runs (the same loads, zero fill and fused multiply-adds, in the same order).
+#if defined(SL_SIMDE_AVX512)
+#define KEEP512(v) (void)0  // SIMDe's __m512 is not a register type
+#else
+#define KEEP512(v) __asm__("" : "+v"(v))
+#endif
+static inline __m512 v_pair(__m256 a, __m256 b) {
+    return _mm512_insertf32x8(_mm512_castps256_ps512(a), b, 1);
+}
+static inline __m256 v_lo(__m512 v) { return _mm512_castps512_ps256(v); }
+static inline __m256 v_hi(__m512 v) {
+    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+// Rows at element i and i + n, elements i .. i+len of each, widened to floats.
+INLINE __m512 w_load_pair(const void *w, size_t i, size_t n, size_t len, int wt) {
+    if (wt != SL_F32 && len == VW) {  // both rows' 16 halves in one conversion
+        const uint16_t *h = (const uint16_t *)w + i;
+        __m256i hh = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)h)),
+            _mm_loadu_si128((const __m128i *)(h + n)), 1);
+        if (wt == SL_BF16)
+            return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(hh), 16));
+        return _mm512_cvtph_ps(hh);
+    }
+    return v_pair(w_load(w, i, len, wt), w_load(w, i + n, len, wt));
+}
+
+// One stretch k .. k+len of P row pairs x T tokens (tile_step's twin).
+INLINE void tile_step2(__m512 acc[F_TR / 2][F_TT], const void *w, const float *x, size_t n,
+                       size_t k, size_t len, size_t P, size_t T, int wt) {
+    __m512 wv[F_TR / 2];
+#pragma GCC unroll 4
+    for (size_t p = 0; p < P; p++) {
+        wv[p] = w_load_pair(w, 2 * p * n + k, n, len, wt);
+        KEEP512(wv[p]);
+        if (T == 1) {
+            PREFETCH_L2(w, ((2 * P + 2 * p) * n + k) * wt_bytes(wt));
+            PREFETCH_L2(w, ((2 * P + 2 * p + 1) * n + k) * wt_bytes(wt));
+        }
+    }
+#pragma GCC unroll 4
+    for (size_t t = 0; t < T; t++) {
+        __m256 x8 = v_load(x + t * n + k, len);
+        __m512 xv = v_pair(x8, x8);
+        KEEP512(xv);
+#pragma GCC unroll 4
+        for (size_t p = 0; p < P; p++) acc[p][t] = _mm512_fmadd_ps(wv[p], xv, acc[p][t]);
+    }
+}
+
+// Reduces P pairs x T tokens of accumulators into y[t * ldy + r] by hsum8's additions.
+#define PAIRS_STORE(acc, y, ldy, P, T)                                                     \
+    do {                                                                                   \
+        _Pragma("GCC unroll 4") for (size_t t = 0; t < (T); t++) {                         \
+            size_t p = 0;                                                                  \
+            for (; p + 2 <= (P); p += 2)                                                   \
+                store4((y) + t * (ldy) + 2 * p, v_lo(acc[p][t]), v_hi(acc[p][t]),          \
+                       v_lo(acc[p + 1][t]), v_hi(acc[p + 1][t]));                          \
+            if (p < (P)) {                                                                 \
+                (y)[t * (ldy) + 2 * p] = hsum8(v_lo(acc[p][t]));                           \
+                (y)[t * (ldy) + 2 * p + 1] = hsum8(v_hi(acc[p][t]));                       \
+            }                                                                              \
+        }                                                                                  \
+    } while (0)
+
+// tile_f for R = 2 P rows.
+INLINE void tile_f2(float *y, size_t ldy, const float *x, const void *w, size_t n, size_t P,
+                    size_t T, int wt) {
+    __m512 acc[F_TR / 2][F_TT];
+#pragma GCC unroll 4
+    for (size_t p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (size_t t = 0; t < T; t++) acc[p][t] = _mm512_setzero_ps();
+    size_t k = 0;
+    for (; k + VW <= n; k += VW) tile_step2(acc, w, x, n, k, VW, P, T, wt);
+    if (k < n) tile_step2(acc, w, x, n, k, n - k, P, T, wt);
+    PAIRS_STORE(acc, y, ldy, P, T);
+}
+#endif
+
+#if SL_AVX2
 // Group g of R rows' 32 int8 weights (wv, their scales wsv) against tokens t0 .. t0+T of the
 // activations' q8_0 form: acc[r][t] += float(sum w x) * (d_w d_x), the integer dot product by
 // vpmaddubsw on |w| and x with w's sign, in pairs by vpmaddwd. Quants are within [-127, 127]
@@ -273,111 +347,40 @@ INLINE void i8_group_tokens(__m256 acc[][I8_TT], const __m256i *wv, const __m256
 }
 #endif
 
+#if !SL_AVX2
+// The plain build's lanes: acc[l] = fma(dot of quants 4l .. 4l+3, s, acc[l]) for l < 8, and
+// hsum8's tree of additions.
+static inline void lanes_group(float acc[8], const int8_t *w, const int8_t *x, float s) {
+    for (size_t l = 0; l < 8; l++) {
+        int32_t dot = 0;
+        for (size_t i = 4 * l; i < 4 * l + 4; i++) dot += w[i] * x[i];
+        acc[l] = fma32((float)dot, s, acc[l]);
+    }
+}
+static inline float hsum8_f(const float a[8]) {
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+#endif
+
 // ----------------------------------------------------------------------------
 // q8_0 tiles. Per group g of a row: the exact integer dot product of the weight quants
 // with the activation quants, then  acc += (float)dot * (d_w,g * d_x,g)  in float lanes;
 // y = hsum(acc) as above. The integer part is exact, so only the float steps have an order,
 // and it is the same for every tile shape: a matvec equals its row of a batch bitwise.
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-// Two groups per step: 64 quants in a zmm. vpdpbusd multiplies unsigned by signed bytes,
-// so the weights go in as w + 128 (w xor 0x80) and the activations' qcorr lanes
-// (-128 x the sum of each 4 quants) cancel the offset: the lanes hold the exact dot.
-// Scales: lanes 0-7 of a step take group g's d_w * d_x, lanes 8-15 group g+1's. A batch
-// tile permutes d_w into place per row and multiplies by the spread d_x per token; a
-// matvec multiplies 16 groups' d_w by d_x at once and permutes the products: the same
-// products of the same floats, so both give the same bits.
-#ifndef Q8_TR  // 8 rows x 2 tokens: measured best of 2x4 .. 16x1 (1.6x over 4 x 4)
-#define Q8_TR 8
-#endif
-#define Q8_TRV 4
-#ifndef Q8_TT
-#define Q8_TT 2
-#endif
-#define Q8_RMAX (Q8_TR > Q8_TRV ? Q8_TR : Q8_TRV)
-#ifndef Q8_PF_TILES  // how many tiles ahead a matvec prefetches its rows
-#define Q8_PF_TILES 8
-#endif
-
-// One step (groups g, g + 1; only g when odd_tail) of an R x T tile.
-INLINE void q8_step(__m512 acc[Q8_RMAX][Q8_TT], const MatIn *in, size_t t0, const int8_t *wq,
-                    size_t row_bytes, size_t g, const __m512 sc[Q8_RMAX], __m512i idx, size_t R,
-                    size_t T, int odd_tail) {
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    __m512i wv[Q8_RMAX];
-    __m512 wsv[Q8_RMAX];
-#pragma GCC unroll 8
-    for (size_t r = 0; r < R; r++) {
-        const int8_t *p = wq + r * row_bytes + g * Q8_GROUP;
-        wv[r] = odd_tail ? _mm512_maskz_loadu_epi8((__mmask64)0xffffffffu, p)
-                         : _mm512_loadu_si512(p);
-        wv[r] = _mm512_xor_si512(wv[r], flip);
-        wsv[r] = _mm512_permutexvar_ps(idx, sc[r]);  // T = 1: already d_w * d_x
-        if (T == 1) PREFETCH_L2(p, Q8_PF_TILES * R * row_bytes);
-    }
-#pragma GCC unroll 4
-    for (size_t t = 0; t < T; t++) {
-        size_t at = (t0 + t) * in->groups + g;  // group index into the activation arrays
-        __m512i xv = _mm512_loadu_si512(in->q + at * Q8_GROUP);
-        __m512i xc = _mm512_loadu_si512(in->qcorr + at * 8);
-        __m512 xs = T == 1 ? _mm512_setzero_ps() : _mm512_loadu_ps(in->qscale + at * 8);
-#pragma GCC unroll 8
-        for (size_t r = 0; r < R; r++) {
-            __m512 d = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(xc, wv[r], xv));
-            __m512 s = T == 1 ? wsv[r] : _mm512_mul_ps(wsv[r], xs);
-            acc[r][t] = _mm512_fmadd_ps(d, s, acc[r][t]);
-        }
-    }
-}
-
-INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
-                    size_t r0, size_t R, size_t T) {
-    size_t G = q8_groups(w->cols), row_bytes = G * Q8_GROUP;
-    const int8_t *wq = (const int8_t *)w->data + r0 * row_bytes;
-    const uint16_t *ws = w->scales + r0 * G;
-    const __m512i two = _mm512_set1_epi32(2);
-    __m512 acc[Q8_RMAX][Q8_TT];
-#pragma GCC unroll 8
-    for (size_t r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (size_t t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    for (size_t g0 = 0; g0 < G; g0 += 16) {  // 16 groups share one load of the scales
-        size_t ng = G - g0 < 16 ? G - g0 : 16;
-        __mmask16 m = (__mmask16)((1u << ng) - 1);
-        __m512 sc[Q8_RMAX];
-        __m512 xd = T == 1 ? _mm512_maskz_loadu_ps(m, in->qd + t0 * in->groups + g0)
-                           : _mm512_setzero_ps();
-#pragma GCC unroll 8
-        for (size_t r = 0; r < R; r++) {
-            sc[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, ws + r * G + g0));
-            if (T == 1) sc[r] = _mm512_mul_ps(sc[r], xd);
-        }
-        // lanes 0-7 take the scale of group g, lanes 8-15 that of g + 1
-        __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-        size_t g = g0;
-        for (; g + 2 <= g0 + ng; g += 2, idx = _mm512_add_epi32(idx, two))
-            q8_step(acc, in, t0, wq, row_bytes, g, sc, idx, R, T, 0);
-        if (g < g0 + ng) q8_step(acc, in, t0, wq, row_bytes, g, sc, idx, R, T, 1);
-    }
-    TILE_STORE(acc, y, ldy, R, T);
-}
-
-#elif defined(__AVX2__) && defined(__FMA__)
-// One group per step: 32 quants in a ymm (i8_group_tokens).
-#define Q8_TR 4
-#define Q8_TRV 4
-#define Q8_TT I8_TT
-INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+#if SL_AVX2
+// One group per step: 32 quants in a ymm (i8_group_tokens), R <= 4 rows x T <= I8_TT tokens.
+INLINE void tile_q8_lanes(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
                     size_t r0, size_t R, size_t T) {
     size_t G = q8_groups(w->cols);
     const int8_t *wq = (const int8_t *)w->data + r0 * G * Q8_GROUP;
     const uint16_t *ws = w->scales + r0 * G;
-    __m256 acc[Q8_TRV][Q8_TT];
+    __m256 acc[4][I8_TT];
 #pragma GCC unroll 8
     for (size_t r = 0; r < R; r++)
         for (size_t t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
     for (size_t g = 0; g < G; g++) {
-        __m256i wv[Q8_TRV];
-        __m256 wsv[Q8_TRV];
+        __m256i wv[4];
+        __m256 wsv[4];
 #pragma GCC unroll 8
         for (size_t r = 0; r < R; r++) {
             wv[r] = _mm256_loadu_si256((const __m256i *)(wq + (r * G + g) * Q8_GROUP));
@@ -392,11 +395,116 @@ INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tens
     TILE_STORE(acc, y, ldy, R, T);
 }
 
+#endif
+
+#if SL_AVX512 && SL_VNNI
+// AVX-512 VNNI: rows in pairs, group g of row r in lanes 0-7 and of row r + 1 in lanes 8-15
+// (32 quants each), against the activations' group g broadcast to both halves. vpdpbusd
+// multiplies unsigned by signed bytes, so the weights go in as w + 128 (w xor 0x80) and the
+// activations' qcorr lanes (-128 x the sum of each 4 quants) cancel the offset: each lane
+// holds the exact dot of its 4 quants, the integer an AVX2 lane holds. Scales: 16 groups' d_w
+// of each row are converted at once; step g permutes group g's into the pair's halves. A
+// matvec has multiplied them by d_x first, a batch tile multiplies per token: the same
+// product d_w * d_x either way, so every lane runs tile_q8_lanes' operations.
+#ifndef Q8_TR
+#define Q8_TR 8  // 4 pairs x 2 tokens
+#endif
+#define Q8_TRV Q8_TR
+#define Q8_TT I8_TT
+#ifndef Q8_PF_TILES  // how many tiles ahead a matvec prefetches its rows
+#define Q8_PF_TILES 8
+#endif
+
+// ng (1..16) f16 scales, or floats, as 16 float lanes (zeros past ng, never read).
+static inline __m512 scales16(const uint16_t *p, size_t ng) {
+    uint16_t tmp[16] = {0};
+    if (ng < 16) p = memcpy(tmp, p, ng * sizeof *p);
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+static inline __m512 floats16(const float *p, size_t ng) {
+    float tmp[16] = {0};
+    if (ng < 16) p = memcpy(tmp, p, ng * sizeof *p);
+    return _mm512_loadu_ps(p);
+}
+
+// P row pairs (rows r0 .. r0 + 2P) x T tokens.
+INLINE void tile_q8_pairs(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+                          size_t r0, size_t P, size_t T) {
+    size_t G = q8_groups(w->cols), row_bytes = G * Q8_GROUP;
+    const int8_t *wq = (const int8_t *)w->data + r0 * row_bytes;
+    const uint16_t *ws = w->scales + r0 * G;
+    const __m512i flip = _mm512_set1_epi8((char)0x80), one = _mm512_set1_epi32(1);
+    __m512 acc[Q8_TR / 2][Q8_TT];
+#pragma GCC unroll 4
+    for (size_t p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (size_t t = 0; t < T; t++) acc[p][t] = _mm512_setzero_ps();
+    for (size_t g0 = 0; g0 < G; g0 += 16) {  // 16 groups share one load of the scales
+        size_t ng = G - g0 < 16 ? G - g0 : 16;
+        __m512 sc[Q8_TR];
+        __m512 xd = T == 1 ? floats16(in->qd + t0 * in->groups + g0, ng) : _mm512_setzero_ps();
+#pragma GCC unroll 8
+        for (size_t r = 0; r < 2 * P; r++) {
+            sc[r] = scales16(ws + r * G + g0, ng);
+            if (T == 1) sc[r] = _mm512_mul_ps(sc[r], xd);
+        }
+        // lanes 0-7 take the scale of group g of the pair's first row, lanes 8-15 the second's
+        __m512i idx = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 16, 16, 16, 16, 16, 16, 16, 16);
+        for (size_t g = g0; g < g0 + ng; g++, idx = _mm512_add_epi32(idx, one)) {
+            __m512i wv[Q8_TR / 2];
+            __m512 wsv[Q8_TR / 2];
+#pragma GCC unroll 4
+            for (size_t p = 0; p < P; p++) {
+                const int8_t *a = wq + (2 * p * G + g) * Q8_GROUP;
+                __m256i lo = _mm256_loadu_si256((const __m256i *)a);
+                __m256i hi = _mm256_loadu_si256((const __m256i *)(a + row_bytes));
+                wv[p] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), flip);
+                wsv[p] = _mm512_permutex2var_ps(sc[2 * p], idx, sc[2 * p + 1]);
+                if (T == 1) {
+                    PREFETCH_L2(a, Q8_PF_TILES * 2 * P * row_bytes);
+                    PREFETCH_L2(a + row_bytes, Q8_PF_TILES * 2 * P * row_bytes);
+                }
+            }
+#pragma GCC unroll 4
+            for (size_t t = 0; t < T; t++) {
+                size_t at = (t0 + t) * in->groups + g;  // group index into the activation arrays
+                __m512i xv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP)));
+                __m512i xc = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(in->qcorr + at * 8)));
+                __m512 xs = T == 1 ? _mm512_setzero_ps() : _mm512_set1_ps(in->qd[at]);
+#pragma GCC unroll 4
+                for (size_t p = 0; p < P; p++) {
+                    __m512 d = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(xc, wv[p], xv));
+                    __m512 s = T == 1 ? wsv[p] : _mm512_mul_ps(wsv[p], xs);
+                    acc[p][t] = _mm512_fmadd_ps(d, s, acc[p][t]);
+                }
+            }
+        }
+    }
+    PAIRS_STORE(acc, y, ldy, P, T);
+}
+
+// Even R in pairs; a single row (a tail) as the 8-lane tile.
+INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+                    size_t r0, size_t R, size_t T) {
+    if (R % 2 == 0) tile_q8_pairs(y, ldy, in, t0, w, r0, R / 2, T);
+    else tile_q8_lanes(y, ldy, in, t0, w, r0, R, T);
+}
+
+#elif SL_AVX2
+#define Q8_TR 4
+#define Q8_TRV 4
+#define Q8_TT I8_TT
+INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+                    size_t r0, size_t R, size_t T) {
+    tile_q8_lanes(y, ldy, in, t0, w, r0, R, T);
+}
+
 #else
 #define Q8_TR 4
 #define Q8_TRV 4
 #define Q8_TT 1
-// Plain C: one float accumulator per output, groups in order.
+// Plain C, the lanes one by one: lane l of group g adds the exact dot of quants 4l .. 4l+3,
+// fused (fma32), as the SIMD lanes do.
 INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
                     size_t r0, size_t R, size_t T) {
     size_t G = q8_groups(w->cols), GP = in->groups;
@@ -404,14 +512,12 @@ INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tens
         for (size_t t = 0; t < T; t++) {
             const int8_t *wq = (const int8_t *)w->data + (r0 + r) * G * Q8_GROUP;
             const int8_t *xq = in->q + (t0 + t) * GP * Q8_GROUP;
-            float acc = 0.0f;
+            float acc[8] = {0};
             for (size_t g = 0; g < G; g++) {
-                int32_t dot = 0;
-                for (size_t i = g * Q8_GROUP; i < (g + 1) * Q8_GROUP; i++) dot += wq[i] * xq[i];
-                float s = fp16_to_f32(w->scales[(r0 + r) * G + g]) * in->qscale[((t0 + t) * GP + g) * 8];
-                acc += (float)dot * s;
+                float s = fp16_to_f32(w->scales[(r0 + r) * G + g]) * in->qd[(t0 + t) * GP + g];
+                lanes_group(acc, wq + g * Q8_GROUP, xq + g * Q8_GROUP, s);
             }
-            y[t * ldy + r] = acc;
+            y[t * ldy + r] = hsum8_f(acc);
         }
     }
 }
@@ -423,7 +529,7 @@ INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tens
 //   acc += (float)dot * (d_w,g * d_x,g)
 // in float lanes, and y = hsum(acc): the same arithmetic for every tile shape.
 #define Q40_TR 4
-#if defined(__AVX2__) && defined(__FMA__)
+#if SL_AVX2
 #define Q40_TT I8_TT
 INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
                      size_t r0, size_t R, size_t T) {
@@ -465,15 +571,16 @@ INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Ten
         for (size_t t = 0; t < T; t++) {
             const uint8_t *wb = (const uint8_t *)w->data + (r0 + r) * G * 18;
             const int8_t *xq = in->q + (t0 + t) * GP * Q8_GROUP;
-            float acc = 0.0f;
+            float acc[8] = {0};
             for (size_t g = 0; g < G; g++) {
-                int32_t dot = 0;
-                for (size_t i = 0; i < 16; i++)
-                    dot += ((wb[g * 18 + 2 + i] & 0x0F) - 8) * xq[g * 32 + i] +
-                           ((wb[g * 18 + 2 + i] >> 4) - 8) * xq[g * 32 + 16 + i];
-                acc += (float)dot * (ggml_f16(wb + g * 18) * in->qscale[((t0 + t) * GP + g) * 8]);
+                int8_t q[32];  // weights 0-15: low nibbles, 16-31: high nibbles
+                for (size_t i = 0; i < 16; i++) {
+                    q[i] = (int8_t)((wb[g * 18 + 2 + i] & 0x0F) - 8);
+                    q[16 + i] = (int8_t)((wb[g * 18 + 2 + i] >> 4) - 8);
+                }
+                lanes_group(acc, q, xq + g * 32, ggml_f16(wb + g * 18) * in->qd[(t0 + t) * GP + g]);
             }
-            y[t * ldy + r] = acc;
+            y[t * ldy + r] = hsum8_f(acc);
         }
 }
 #endif
@@ -490,6 +597,12 @@ INLINE void tile(float *y, size_t ldy, const MatIn *in, size_t t, const Tensor *
         tile_q40(y + t * ldy + r, ldy, in, t, w, r, R, T);
     } else {
         const void *wr = (const uint8_t *)w->data + r * w->cols * wt_bytes(wt);
+#if SL_AVX512
+        if (R % 2 == 0) {
+            tile_f2(y + t * ldy + r, ldy, in->x + t * in->n, wr, in->n, R / 2, T, wt);
+            return;
+        }
+#endif
         tile_f(y + t * ldy + r, ldy, in->x + t * in->n, wr, in->n, R, T, wt);
     }
 }
@@ -497,7 +610,7 @@ INLINE void tile(float *y, size_t ldy, const MatIn *in, size_t t, const Tensor *
 // Rows r .. r+R of W against tokens t0 .. t1, TTw tokens at a time.
 INLINE void panel(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t r, size_t R,
                   size_t t0, size_t t1, int wt) {
-    const size_t TTw = wt == SL_Q8_0 ? Q8_TT : wt == SL_Q4_0 ? Q40_TT : TT;
+    const size_t TTw = wt == SL_Q8_0 ? Q8_TT : wt == SL_Q4_0 ? Q40_TT : F_TT;
     size_t t = t0;
     for (; t + TTw <= t1; t += TTw) tile(y, ldy, in, t, w, r, R, TTw, wt);
     for (; t < t1; t++) tile(y, ldy, in, t, w, r, R, 1, wt);
@@ -510,10 +623,10 @@ INLINE void panel(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t
 // Y[t][r] for rows rb .. re of W and all m tokens; Y rows are ldy apart.
 INLINE void rows_block(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t rb,
                        size_t re, int wt) {
-    const size_t Rw = wt == SL_Q8_0 ? Q8_TR : wt == SL_Q4_0 ? Q40_TR : TR;
-    const size_t RVw = wt == SL_Q8_0 ? Q8_TRV : wt == SL_Q4_0 ? Q40_TR : TRV;
-    size_t tb = X_BLOCK_FLOATS / (in->n ? in->n : 1) / TT * TT;
-    if (tb < TT) tb = TT;
+    const size_t Rw = wt == SL_Q8_0 ? Q8_TR : wt == SL_Q4_0 ? Q40_TR : F_TR;
+    const size_t RVw = wt == SL_Q8_0 ? Q8_TRV : wt == SL_Q4_0 ? Q40_TR : F_TRV;
+    size_t tb = X_BLOCK_FLOATS / (in->n ? in->n : 1) / F_TT * F_TT;
+    if (tb < F_TT) tb = F_TT;
     for (size_t t0 = 0; t0 < in->m; t0 += tb) {
         size_t t1 = in->m - t0 < tb ? in->m : t0 + tb;
         size_t r = rb;
@@ -544,7 +657,7 @@ static void rows_q40(float *y, size_t ldy, const MatIn *in, const Tensor *w, siz
 // ----------------------------------------------------------------------------
 // ggml's K types
 
-#if defined(__AVX2__) && defined(__FMA__)
+#if SL_AVX2
 // Q4_K, Q5_K and Q6_K fused with the dot product, AVX2 (AVX-512 machines run it too), no
 // dequantized copy: the activations are quantized per block of 256 (quant.h's q8k, as ggml's
 // Q8_K), and each block's sub-block dot products and scales are summed in integers
@@ -708,7 +821,7 @@ static void rows_q6k(float *y, size_t ldy, const MatIn *in, const Tensor *w, siz
 }
 #endif
 
-#if !(defined(__AVX2__) && defined(__FMA__))
+#if !SL_AVX2
 // Q4_K, Q5_K and Q6_K without AVX2: the plain twin's kquant_block on the prepared q8k form of x.
 static void rows_kq_plain(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b,
                           size_t e) {
@@ -735,7 +848,7 @@ static RowsFn rows_fn(int type) {
     case SL_BF16: return rows_bf16;
     case SL_Q8_0: return rows_q8;
     case SL_Q4_0: return rows_q40;
-#if defined(__AVX2__) && defined(__FMA__)
+#if SL_AVX2
     case SL_Q4_K: return rows_q4k;
     case SL_Q5_K: return rows_q5k;
     case SL_Q6_K: return rows_q6k;
@@ -766,7 +879,7 @@ size_t matmul_q8_bytes(size_t n, size_t m) {
     return m * padded_groups(n) * (Q8_GROUP + 9 * sizeof(float) + 8 * sizeof(int32_t)) + k;
 }
 
-#if defined(__AVX2__) && !defined(__AVX512F__)
+#if SL_AVX2
 // The largest of 8 lanes (exact in any order).
 static inline float hmax8(__m256 v) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -815,7 +928,7 @@ static float q8k_block(const float *x, int8_t *q, int16_t *bsums) {
 }
 #endif
 
-#if defined(__AVX2__)
+#if SL_AVX2
 // Group g's forms from its quants qq and scale d: the quants, the scale, the scale spread over
 // 8 lanes, and -128 x each 4 quants' sum.
 static inline void store_group(__m256i qq, float d, size_t g, int8_t *q, float *qd, float *s,
@@ -836,10 +949,11 @@ static inline void store_group(__m256i qq, float d, size_t g, int8_t *q, float *
 static void quantize_row(const float *x, size_t n, size_t GP, int8_t *q, float *qd, float *s,
                          int32_t *c) {
     size_t g = 0;
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if SL_AVX512
     for (; (g + 1) * Q8_GROUP <= n; g++) {  // whole groups: 2 x 16 floats
         __m512 a = _mm512_loadu_ps(x + g * Q8_GROUP), b = _mm512_loadu_ps(x + g * Q8_GROUP + 16);
-        float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b)));
+        __m512 m = _mm512_max_ps(_mm512_abs_ps(a), _mm512_abs_ps(b));
+        float amax = hmax8(_mm256_max_ps(_mm512_castps512_ps256(m), v_hi(m)));
         float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
         __m512 vid = _mm512_set1_ps(id);
         __m128i qa = _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(a, vid)));
@@ -847,7 +961,7 @@ static void quantize_row(const float *x, size_t n, size_t GP, int8_t *q, float *
         __m256i qq = _mm256_inserti128_si256(_mm256_castsi128_si256(qa), qb, 1);
         store_group(qq, d, g, q, qd, s, c);
     }
-#elif defined(__AVX2__)
+#elif SL_AVX2
     for (; (g + 1) * Q8_GROUP <= n; g++) {  // whole groups: 4 x 8 floats
         __m256 v[4], mx = _mm256_setzero_ps();
         const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
