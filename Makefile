@@ -51,7 +51,7 @@ RUN_ARGS ?= -n 200 -i "And God said"
 
 # The binaries are ./run and ./export, named by absolute path so that `run` can be the phony
 # target that generates (GNU make treats ./run and run as one target).
-.PHONY: all run export test test-all test-unit test-asan test-tsan test-valgrind test-isa bench clean fuzz fuzz-all \
+.PHONY: all run export test test-all test-unit test-asan test-tsan test-valgrind test-isa test-builds bench clean fuzz fuzz-all \
 	fuzz-build
 all: $(CURDIR)/run $(CURDIR)/export
 
@@ -105,7 +105,7 @@ build/attnmap_page.c: app/attnmap.html
 test:
 	@bash scripts/deps.sh build test
 	@$(MAKE) --no-print-directory test-all
-test-all: test-unit test-asan test-tsan test-valgrind test-isa
+test-all: test-unit test-asan test-tsan test-valgrind test-isa test-builds
 
 # --verbose so that each skipped test prints its reason (a file missing from $(MODELS));
 # the lines of running and passing tests are left out.
@@ -140,11 +140,27 @@ test-valgrind: $(VG)/run $(VG)/export
 		--attn-map $(VG)/map.html | cmp - $(VG)/greedy.txt
 	cmp $(VG)/attn.bin $(VG)/attn-vg.bin
 
-# The kernels of the other instruction sets (this machine has AVX-512): the AVX2 and the
-# plain C builds of the matmul, attention and quantization suites.
-test-isa: $(AVX2)/test_searchlight $(PLAIN)/test_searchlight
-	for b in $^; do for s in matmul attention quant kernels; do \
-		$$b --filter "$$s/*" || exit 1; done; done
+# The other instruction sets, whatever this machine is: the whole suite on the plain C build
+# and on the AVX-512 build emulated through SIMDe (or, where this machine has AVX-512 and the
+# native build is that, on the AVX2 build). Then test-builds: each build's generations,
+# attention weights and perplexities on every weight type against the native build's, bit for
+# bit (tests/compare_builds.sh says what it runs, and the one stated exception).
+NATIVE_AVX512 := $(shell $(CC) -march=native -dM -E -x c /dev/null 2>/dev/null | grep -c '__AVX512F__ ')
+ifeq ($(NATIVE_AVX512),1)
+ISA_OTHER = $(AVX2)
+else
+ISA_OTHER = $(EMU)
+endif
+test-isa: $(ISA_OTHER)/test_searchlight $(ISA_OTHER)/run $(ISA_OTHER)/export \
+		$(PLAIN)/test_searchlight $(PLAIN)/run $(PLAIN)/export
+	set -o pipefail; for b in $(ISA_OTHER) $(PLAIN); do \
+		echo "== the whole suite on $$b$(if $(filter 0,$(NATIVE_AVX512)),$$([ $$b = $(EMU) ] && \
+			echo ': the AVX-512 kernels, emulated by SIMDe on this AVX2 machine'))"; \
+		SL_BIN=$$b SL_MODELS=$(MODELS) $$b/test_searchlight 2>&1 | tail -1 | tee $$b/test.log; \
+		grep -q 'Failing: 0 | Crashing: 0' $$b/test.log || exit 1; done
+test-builds: $(TST)/run $(TST)/export $(AVX2)/run $(PLAIN)/run $(EMU)/run
+	bash tests/compare_builds.sh $(TST)/run plain=$(PLAIN)/run emu=$(EMU)/run \
+		$(if $(filter 1,$(NATIVE_AVX512)),avx2=$(AVX2)/run)
 
 # The standard benchmark set: every synthetic shape in every weight type, 1 and 2 threads
 # (BENCH_SHAPES, BENCH_DTYPES, BENCH_T and BENCH_REPS to change).

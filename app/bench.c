@@ -322,8 +322,9 @@ static const size_t att_ctx[5] = {256, 512, 1024, 2048, 4096};
 static void print_text(const char *path, const Model *m, const BenchOptions *o, const Row *rows,
                        size_t read_bytes) {
     size_t bpt = bytes_per_token(m);
-    printf("model %s: %s weights, %.1f M parameters, %.1f MB of weights read per token\n", path,
-           dtype_name((int)m->header.weight_type), (double)layout_params(&m->layout) / 1e6, (double)bpt / 1e6);
+    printf("model %s: %s weights, %.1f M parameters, %.1f MB of weights read per token; %s kernels\n",
+           path, dtype_name((int)m->header.weight_type), (double)layout_params(&m->layout) / 1e6,
+           (double)bpt / 1e6, matmul_isa());
     printf("read bandwidth: one pass over a %zu MB buffer; each figure a median of %ld runs\n\n",
            read_bytes >> 20, o->reps);
     printf("| threads | read GB/s | test | tok/s | weights GB/s | roofline tok/s | of roofline |\n");

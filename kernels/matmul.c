@@ -1021,6 +1021,20 @@ void matmul_input(MatIn *in, const float *x, size_t n, size_t m, void *q8, int f
 // ----------------------------------------------------------------------------
 // threads
 
+const char *matmul_isa(void) {
+#if defined(SL_EMULATED)
+    return "AVX-512 VNNI, " SL_EMULATED;
+#elif SL_AVX512 && SL_VNNI
+    return "AVX-512 VNNI";
+#elif SL_AVX512
+    return "AVX-512";
+#elif SL_AVX2
+    return "AVX2";
+#else
+    return "plain C";
+#endif
+}
+
 void matmul_rows(float *y, const MatIn *in, const Tensor *w, size_t row_begin, size_t row_end) {
     rows_fn(w->type)(y, 0, in, w, row_begin, row_end);
 }

@@ -1,8 +1,8 @@
 // matmul.h: the fast matrix products of the forward pass, for every weight type.
 //
-// Contract: libc and pthreads (through pool.h); SIMD through <immintrin.h>, chosen at
-// compile time (AVX-512F, else AVX2+FMA, else plain C; for q8_0 AVX512-VNNI, else AVX2,
-// else plain C); no OpenMP, no BLAS, no allocation. Inputs and outputs must not overlap.
+// Contract: libc and pthreads (through pool.h); SIMD chosen at compile time through
+// simd.h (AVX-512, else AVX2+FMA, else plain C; for q8_0 AVX512-VNNI, else AVX2, else plain
+// C); no OpenMP, no BLAS, no allocation. Inputs and outputs must not overlap.
 // kernels.h's matvec and matvec_tensor are the algorithmic reference; these kernels sum in a
 // different order, so results differ from them by rounding only.
 //
@@ -10,10 +10,12 @@
 // f32 in registers; q8_0 weights meet activations quantized to q8_0 at run time (per group
 // of 32, one f32 scale each), in exact integer dot products scaled per group.
 //
-// Determinism: within one build, every output element is computed by one fixed sequence
-// of operations, so it is bitwise the same whatever the thread count, however rows and
-// tokens were grouped into tiles, and whether it came from a matvec (m = 1) or a batch
-// (row i of a batch equals the matvec of token i).
+// Determinism: every output element is computed by one fixed sequence of operations, so it
+// is bitwise the same whatever the thread count, however rows and tokens were grouped into
+// tiles, and whether it came from a matvec (m = 1) or a batch (row i of a batch equals the
+// matvec of token i). The sequence is the same on AVX-512 and AVX2 machines for every type,
+// and in plain C for the block types (matmul.c says how); plain f32/f16/bf16 round each
+// product separately, so they differ from the FMA builds by rounding only.
 #ifndef SEARCHLIGHT_MATMUL_H
 #define SEARCHLIGHT_MATMUL_H
 
@@ -57,6 +59,10 @@ void matmul_input(MatIn *in, const float *x, size_t n, size_t m, void *q8, int f
 // d = w->rows): row i of Y is the matvec of row i of X. Threaded over rows of W, tiled
 // for registers and cache. pool may be NULL (runs on the calling thread).
 void matmul(Pool *pool, float *y, const MatIn *in, const Tensor *w);
+
+// The instruction set the kernels were compiled for, e.g. "AVX2", "AVX-512 VNNI", "plain C",
+// or "AVX-512 VNNI, emulated by SIMDe" (a test build: slow). --bench prints it.
+const char *matmul_isa(void);
 
 // Single-threaded building block, exposed for tests: for a one-row input, y[i] = W row i
 // . x for row_begin <= i < row_end; the rest of y is left untouched.

@@ -31,7 +31,7 @@
 #include <simde/x86/avx512.h>
 #define SL_AVX512 1
 #define SL_VNNI 1
-#define SL_EMULATED "AVX-512 kernels emulated by SIMDe"
+#define SL_EMULATED "emulated by SIMDe"
 // What SIMDe 0.7.4 lacks, lane for lane from two native AVX2 halves.
 static inline __m256 sl_lo_f(__m512 v) { return _mm512_castps512_ps256(v); }
 static inline __m256 sl_hi_f(__m512 v) {
@@ -89,7 +89,7 @@ static inline __m128i sl_cvtepi32_epi8(__m512i v) {  // truncation to the low by
 // (24 + 24 bits); the sum is rounded to double with round-to-odd, which then rounds to float
 // correctly (53 >= 24 + 2 bits), so the result is the fused one, bit for bit.
 static inline float fma32(float a, float b, float c) {
-#if defined(__FMA__) || defined(__aarch64__) || defined(__ARM_FEATURE_FMA)
+#if defined(__FMA__) || defined(__aarch64__) || defined(__FP_FAST_FMAF)
     return __builtin_fmaf(a, b, c);
 #else
     double p = (double)a * (double)b, s = p + (double)c;

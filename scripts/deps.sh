@@ -42,6 +42,9 @@ check() {
         have "$CC" && { compiles "$CC" \
             $'#include <png.h>\nint main(void) { return png_access_version_number() == 0; }' \
             -lpng || missing+=(libpng-dev); }
+        # make test-isa: the AVX-512 kernels emulated on machines without AVX-512
+        have "$CC" && { compiles "$CC" $'#include <simde/x86/avx512.h>\nint main(void) { return 0; }' \
+            || missing+=(libsimde-dev); }
         have valgrind || missing+=(valgrind)   # make test-valgrind
         have chromium || missing+=(chromium)   # renders the --attn-map page headless
         ;;
