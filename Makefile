@@ -36,12 +36,16 @@ VG = build/valgrind
 AVX2 = build/avx2
 PLAIN = build/plain
 TSAN = build/tsan
+ARM = build/arm64
 TEST_FLAGS = -O2 -g -march=native -Werror
 VG_FLAGS = -O2 -g -Werror -march=native -mno-avx512f  # valgrind 3.19 cannot decode AVX-512
 AVX2_FLAGS = -O2 -g -Werror -march=native -mno-avx512f  # the AVX2 (+F16C) kernels
 PLAIN_FLAGS = -O2 -g -Werror -march=x86-64              # the plain C kernels
 TSAN_FLAGS = -O1 -g -Werror -march=native -fsanitize=thread
 ASAN_FLAGS = -O1 -g -Werror -march=native -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ARM_FLAGS = -O2 -g -Werror -march=armv8.2-a+dotprod   # ARM64 NEON + sdot, cross-compiled
+ARM_CC ?= aarch64-linux-gnu-gcc
+ARM_RUN ?= qemu-aarch64                                 # runs its (static) binaries here
 
 DEFAULT_MODEL = models/kjv.slm
 RUN_ARGS ?= -n 200 -i "And God said"
@@ -85,6 +89,11 @@ $(eval $(call variant,$(VG),$(VG_FLAGS)))
 $(eval $(call variant,$(AVX2),$(AVX2_FLAGS)))
 $(eval $(call variant,$(PLAIN),$(PLAIN_FLAGS)))
 $(eval $(call variant,$(TSAN),$(TSAN_FLAGS)))
+$(ARM)/%: CC = $(ARM_CC)
+$(eval $(call variant,$(ARM),$(ARM_FLAGS)))
+# static: qemu-aarch64 then needs no ARM64 libc (nor -L, whose loader and a multiarch libc6:arm64
+# in the host's ld.so.cache do not mix: pthread_create hangs)
+$(ARM)/run $(ARM)/export $(ARM)/isa_main: LDLIBS += -static
 
 # The attention map page (app/attnmap.html) as C: one string literal per line (\, " and ?
 # escaped, the last against trigraphs), then NULL.
@@ -135,6 +144,13 @@ test-valgrind: $(VG)/run $(VG)/export
 	$(VG_CMD) $(VG)/run $(DEFAULT_MODEL) -t 0 -n 100 -i "And God said" --attn-dump $(VG)/attn-vg.bin \
 		--attn-map $(VG)/map.html | cmp - $(VG)/greedy.txt
 	cmp $(VG)/attn.bin $(VG)/attn-vg.bin
+
+# tests/isa_main.c: the fast kernels against the reference without Criterion; --dump writes
+# every output, for cmp between builds (make test-arm).
+$(AVX2)/isa_main: $(AVX2)/tests/isa_main.o $(CORE:%.c=$(AVX2)/%.o) $(AVX2)/attnmap_page.o
+	$(CC) $(AVX2_FLAGS) $^ -o $@ $(LDLIBS)
+$(ARM)/isa_main: $(ARM)/tests/isa_main.o $(CORE:%.c=$(ARM)/%.o) $(ARM)/attnmap_page.o
+	$(CC) $(ARM_FLAGS) $^ -o $@ $(LDLIBS)
 
 # The kernels of the other instruction sets (this machine has AVX-512): the AVX2 and the
 # plain C builds of the matmul, attention and quantization suites.
