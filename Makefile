@@ -45,7 +45,8 @@ TSAN_FLAGS = -O1 -g -Werror -march=native -fsanitize=thread
 ASAN_FLAGS = -O1 -g -Werror -march=native -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ARM_FLAGS = -O2 -g -Werror -march=armv8.2-a+dotprod   # ARM64 NEON + sdot, cross-compiled
 ARM_CC ?= aarch64-linux-gnu-gcc
-ARM_RUN ?= qemu-aarch64                                 # runs its (static) binaries here
+# runs the (static) arm64 binaries on this machine
+ARM_RUN ?= qemu-aarch64
 
 DEFAULT_MODEL = models/kjv.slm
 RUN_ARGS ?= -n 200 -i "And God said"
@@ -157,6 +158,22 @@ $(ARM)/isa_main: $(ARM)/tests/isa_main.o $(CORE:%.c=$(ARM)/%.o) $(ARM)/attnmap_p
 test-isa: $(AVX2)/test_searchlight $(PLAIN)/test_searchlight
 	for b in $^; do for s in matmul attention quant kernels; do \
 		$$b --filter "$$s/*" || exit 1; done; done
+
+# ARM64 (make test-arm; scripts/deps.sh arm installs the cross compiler and qemu-user): the
+# build/arm64 variant, cross-compiled and run under qemu-aarch64: (a) its kernels against the
+# reference (tests/isa_main.c); (b) the same bits as the x86 AVX2 build: isa_main's dump of
+# every kernel output, then generations, --ppl and --attn-dump of every weight type
+# (scripts/arm-compare.sh). Any difference fails.
+.PHONY: test-arm test-arm-run
+test-arm:
+	@bash scripts/deps.sh build arm
+	@$(MAKE) --no-print-directory test-arm-run
+test-arm-run: $(ARM)/isa_main $(ARM)/run $(AVX2)/isa_main $(AVX2)/run $(AVX2)/export
+	$(ARM_RUN) $(ARM)/isa_main --dump $(ARM)/isa.dump
+	$(AVX2)/isa_main --dump $(AVX2)/isa.dump > /dev/null
+	@cmp $(AVX2)/isa.dump $(ARM)/isa.dump && \
+		echo "same      isa_main --dump: every kernel output of arm64 and avx2 ($$(wc -c < $(ARM)/isa.dump) bytes)"
+	bash scripts/arm-compare.sh $(AVX2) $(ARM) "$(ARM_RUN)"
 
 # The standard benchmark set: every synthetic shape in every weight type, 1 and 2 threads
 # (BENCH_SHAPES, BENCH_DTYPES, BENCH_T and BENCH_REPS to change).
