@@ -5,7 +5,7 @@
 #
 #   scripts/arm-compare.sh X86_DIR ARM_DIR "ARM_RUNNER"     (make test-arm passes them)
 #
-# The models (written into ARM_DIR/cmp by X86_DIR/export, once): the default model
+# The models (written into ARM_DIR/cmp by X86_DIR/export): the default model
 # models/kjv.slm (q8_0); the Hugging Face fixture tests/fixtures/tiny-f32 (dim 64, head_dim
 # 16) as f32, f16, bf16, q8_0 and q4_0; the GGUF fixture tiny-q6_k.gguf (dim 256, 8 heads of 32,
 # 1 KV head) as it is (q6_k), as f32, f16, bf16 and q4_0; tiny-q4_k_m.gguf (q4_k with q6_k) and
@@ -17,9 +17,8 @@ x86=$1 arm=$2 runner=$3
 work=$arm/cmp
 mkdir -p "$work" || exit 2
 
-export_model() {  # name, export arguments...
+export_model() {  # name, export arguments... (every time: a few ms each)
     local name=$1; shift
-    [ -s "$work/$name.slm" ] && return 0
     "$x86/export" "$@" "$work/$name.slm" > /dev/null || { echo "arm-compare: export $name failed" >&2; exit 2; }
 }
 cp models/kjv.slm "$work/kjv.slm" || exit 2

@@ -10,7 +10,8 @@
 // bitwise. Attention, f32 and f16 caches: decode at chosen positions close to attention_head
 // (relative error <= 1e-5, test_attention.c's bound), bitwise the same on 1 and 3 threads;
 // prefill equals decode bitwise; with recording, the same output and weights close to the
-// reference softmax. Prints one line per group of checks; exits 1 on any failure.
+// reference softmax. Prints one line per group of checks; exits 1 on any failure. --seed N
+// draws other inputs (and shapes).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,13 +296,19 @@ static void attention_suite(Pool **pools) {
 }
 
 int main(int argc, char **argv) {
-    if (argc == 3 && !strcmp(argv[1], "--dump")) {
-        if (!(dump = fopen(argv[2], "wb"))) {
-            perror(argv[2]);
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (i + 1 < argc && !strcmp(argv[i], "--dump")) {
+            path = argv[++i];
+        } else if (i + 1 < argc && !strcmp(argv[i], "--seed")) {  // other random inputs
+            rng = strtoull(argv[++i], NULL, 0) * 0x9E3779B97F4A7C15u | 1u;
+        } else {
+            fprintf(stderr, "usage: isa_main [--seed N] [--dump FILE]\n");
             return 2;
         }
-    } else if (argc != 1) {
-        fprintf(stderr, "usage: isa_main [--dump FILE]\n");
+    }
+    if (path && !(dump = fopen(path, "wb"))) {
+        perror(path);
         return 2;
     }
     Pool *pools[3] = {NULL, pool_create(2), pool_create(3)};
@@ -310,7 +317,7 @@ int main(int argc, char **argv) {
     attention_suite(pools);
     pool_destroy(pools[1]), pool_destroy(pools[2]);
     if (dump && fclose(dump) != 0) {
-        perror(argv[2]);
+        perror(path);
         return 2;
     }
     printf("isa_main: %s (%d failures)\n", failures ? "FAILED" : "ok", failures);
