@@ -37,6 +37,7 @@ AVX2 = build/avx2
 PLAIN = build/plain
 EMU = build/avx512emu
 TSAN = build/tsan
+ARM = build/arm64
 TEST_FLAGS = -O2 -g -march=native -Werror
 VG_FLAGS = -O2 -g -Werror -march=native -mno-avx512f  # valgrind 3.19 cannot decode AVX-512
 AVX2_FLAGS = -O2 -g -Werror -march=native -mno-avx512f  # the AVX2 (+F16C) kernels
@@ -45,6 +46,10 @@ PLAIN_FLAGS = -O2 -g -Werror -march=x86-64              # the plain C kernels
 EMU_FLAGS = -O2 -g -Werror -march=native -mno-avx512f -DSL_SIMDE_AVX512 -Wno-psabi
 TSAN_FLAGS = -O1 -g -Werror -march=native -fsanitize=thread
 ASAN_FLAGS = -O1 -g -Werror -march=native -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ARM_FLAGS = -O2 -g -Werror -march=armv8.2-a+dotprod   # ARM64 NEON + sdot, cross-compiled
+ARM_CC ?= aarch64-linux-gnu-gcc
+# runs the (static) arm64 binaries on this machine
+ARM_RUN ?= qemu-aarch64
 
 DEFAULT_MODEL = models/kjv.slm
 RUN_ARGS ?= -n 200 -i "And God said"
@@ -89,6 +94,11 @@ $(eval $(call variant,$(AVX2),$(AVX2_FLAGS)))
 $(eval $(call variant,$(PLAIN),$(PLAIN_FLAGS)))
 $(eval $(call variant,$(EMU),$(EMU_FLAGS)))
 $(eval $(call variant,$(TSAN),$(TSAN_FLAGS)))
+$(ARM)/%: CC = $(ARM_CC)
+$(eval $(call variant,$(ARM),$(ARM_FLAGS)))
+# static: qemu-aarch64 then needs no ARM64 libc (nor -L, whose loader and a multiarch libc6:arm64
+# in the host's ld.so.cache do not mix: pthread_create hangs)
+$(ARM)/run $(ARM)/export $(ARM)/isa_main: LDLIBS += -static
 
 # The attention map page (app/attnmap.html) as C: one string literal per line (\, " and ?
 # escaped, the last against trigraphs), then NULL.
@@ -103,9 +113,9 @@ build/attnmap_page.c: app/attnmap.html
 # make test first checks (and, as root or with sudo -n, installs) the packages the suites use,
 # before it builds anything: scripts/deps.sh prints the apt-get line and stops it otherwise.
 test:
-	@bash scripts/deps.sh build test
+	@bash scripts/deps.sh build test arm
 	@$(MAKE) --no-print-directory test-all
-test-all: test-unit test-asan test-tsan test-valgrind test-isa test-builds
+test-all: test-unit test-asan test-tsan test-valgrind test-isa test-builds test-arm-run
 
 # --verbose so that each skipped test prints its reason (a file missing from $(MODELS));
 # the lines of running and passing tests are left out.
@@ -161,6 +171,29 @@ test-isa: $(ISA_OTHER)/test_searchlight $(ISA_OTHER)/run $(ISA_OTHER)/export \
 test-builds: $(TST)/run $(TST)/export $(AVX2)/run $(PLAIN)/run $(EMU)/run
 	bash tests/compare_builds.sh $(TST)/run plain=$(PLAIN)/run emu=$(EMU)/run \
 		$(if $(filter 1,$(NATIVE_AVX512)),avx2=$(AVX2)/run)
+
+# tests/isa_main.c: the fast kernels against the reference without Criterion; --dump writes
+# every output, for cmp between builds (make test-arm).
+$(AVX2)/isa_main: $(AVX2)/tests/isa_main.o $(CORE:%.c=$(AVX2)/%.o) $(AVX2)/attnmap_page.o
+	$(CC) $(AVX2_FLAGS) $^ -o $@ $(LDLIBS)
+$(ARM)/isa_main: $(ARM)/tests/isa_main.o $(CORE:%.c=$(ARM)/%.o) $(ARM)/attnmap_page.o
+	$(CC) $(ARM_FLAGS) $^ -o $@ $(LDLIBS)
+
+# ARM64 (make test-arm; scripts/deps.sh arm installs the cross compiler and qemu-user): the
+# build/arm64 variant, cross-compiled and run under qemu-aarch64: (a) its kernels against the
+# reference (tests/isa_main.c); (b) the same bits as the x86 AVX2 build: isa_main's dump of
+# every kernel output, then generations, --ppl and --attn-dump of every weight type
+# (scripts/arm-compare.sh). Any difference fails.
+.PHONY: test-arm test-arm-run
+test-arm:
+	@bash scripts/deps.sh build arm
+	@$(MAKE) --no-print-directory test-arm-run
+test-arm-run: $(ARM)/isa_main $(ARM)/run $(AVX2)/isa_main $(AVX2)/run $(AVX2)/export
+	$(ARM_RUN) $(ARM)/isa_main --dump $(ARM)/isa.dump
+	$(AVX2)/isa_main --dump $(AVX2)/isa.dump > /dev/null
+	@cmp $(AVX2)/isa.dump $(ARM)/isa.dump && \
+		echo "same      isa_main --dump: every kernel output of arm64 and avx2 ($$(wc -c < $(ARM)/isa.dump) bytes)"
+	bash scripts/arm-compare.sh $(AVX2) $(ARM) "$(ARM_RUN)"
 
 # The standard benchmark set: every synthetic shape in every weight type, 1 and 2 threads
 # (BENCH_SHAPES, BENCH_DTYPES, BENCH_T and BENCH_REPS to change).

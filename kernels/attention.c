@@ -36,6 +36,9 @@
 // final m and l. The two instances run the same operations (the build contracts nothing:
 // -std=c11), so the output is the same with recording on or off.
 //
+// ARM64: the vector layer in NEON (two float32x4_t per vf), every operation and its order
+// the AVX2 layer's, so the same bits as the AVX2 build (make test-arm compares them).
+//
 // Determinism: chunks, tiles and the fold order depend on the position only, never on the
 // thread count; threads just take (KV head, chunk) or (query, KV head) items, and the chunk
 // and fold code is compiled once (noinline) for every path.
@@ -111,6 +114,71 @@ INLINE vf vsum_rows(const vf *a) {  // lane t = the sum of the lanes of a[t]
     }
     return vadd(_mm256_permute2f128_ps(c[0], c[1], 0x20), _mm256_permute2f128_ps(c[0], c[1], 0x31));
 }
+#elif SL_NEON
+// ARM64 NEON: the AVX2 layer above, bit for bit. A vf is the 8 lanes of a ymm as two
+// float32x4_t (lo: lanes 0-3, hi: 4-7); vfmaq_f32 is fused like vfmadd; f16 widens exactly.
+#define VW 8
+typedef struct {
+    float32x4_t lo, hi;
+} vf;
+INLINE vf vzero(void) { return (vf){vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)}; }
+INLINE vf vset1(float x) { return (vf){vdupq_n_f32(x), vdupq_n_f32(x)}; }
+INLINE vf vload(const float *p) { return (vf){vld1q_f32(p), vld1q_f32(p + 4)}; }
+INLINE void vstore(float *p, vf x) { vst1q_f32(p, x.lo), vst1q_f32(p + 4, x.hi); }
+INLINE vf vloadn(const float *p, size_t n) {  // zeros past n; never reads past p + n
+    float f[VW] = {0};
+    memcpy(f, p, n * sizeof(float));
+    return vload(f);
+}
+INLINE vf vload_h(const uint16_t *p) {  // VW halves, widened (exact)
+    return (vf){vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))),
+                vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p + 4)))};
+}
+INLINE void vstoren(float *p, vf x, size_t n) {
+    float f[VW];
+    vstore(f, x);
+    memcpy(p, f, n * sizeof(float));
+}
+INLINE vf vadd(vf a, vf b) { return (vf){vaddq_f32(a.lo, b.lo), vaddq_f32(a.hi, b.hi)}; }
+INLINE vf vsub(vf a, vf b) { return (vf){vsubq_f32(a.lo, b.lo), vsubq_f32(a.hi, b.hi)}; }
+INLINE vf vmul(vf a, vf b) { return (vf){vmulq_f32(a.lo, b.lo), vmulq_f32(a.hi, b.hi)}; }
+INLINE vf vfma(vf a, vf b, vf c) {  // a * b + c, one rounding
+    return (vf){vfmaq_f32(c.lo, a.lo, b.lo), vfmaq_f32(c.hi, a.hi, b.hi)};
+}
+INLINE float vhmax(vf x) { return vmaxvq_f32(vmaxq_f32(x.lo, x.hi)); }
+INLINE float vhsum(vf x) {  // ((x0 + x4) + (x2 + x6)) + ((x1 + x5) + (x3 + x7)), as AVX2's
+    float32x4_t y = vaddq_f32(x.lo, x.hi);
+    return vpadds_f32(vadd_f32(vget_low_f32(y), vget_high_f32(y)));
+}
+INLINE vf vhead(vf x, size_t n) {  // lanes n .. VW-1 set to -inf
+    const uint32_t idx[VW] = {0, 1, 2, 3, 4, 5, 6, 7};
+    uint32x4_t nn = vdupq_n_u32((uint32_t)n);
+    float32x4_t ninf = vdupq_n_f32(-INFINITY);
+    return (vf){vbslq_f32(vcltq_u32(vld1q_u32(idx), nn), x.lo, ninf),
+                vbslq_f32(vcltq_u32(vld1q_u32(idx + 4), nn), x.hi, ninf)};
+}
+// Lane t = the sum of the lanes of a[t], by the AVX2 tree's additions: per pair of rows A, B
+// and per half (lanes 0-3, 4-7), [A0+A2, B0+B2, A1+A3, B1+B3] (unpacklo + unpackhi: zip1 +
+// zip2), then per pair of those x, y the 64-bit halves [x0+x2, x1+x3, y0+y2, y1+y3], so that
+// row t has ((a0+a2) + (a1+a3)) in the low half and ((a4+a6) + (a5+a7)) in the high half;
+// then low + high (AVX2's permute2f128 of the two 128-bit halves).
+INLINE float32x4_t zip_add(float32x4_t a, float32x4_t b) {
+    return vaddq_f32(vzip1q_f32(a, b), vzip2q_f32(a, b));
+}
+INLINE float32x4_t zip64_add(float32x4_t x, float32x4_t y) {
+    float64x2_t xd = vreinterpretq_f64_f32(x), yd = vreinterpretq_f64_f32(y);
+    return vaddq_f32(vreinterpretq_f32_f64(vzip1q_f64(xd, yd)),
+                     vreinterpretq_f32_f64(vzip2q_f64(xd, yd)));
+}
+INLINE vf vsum_rows(const vf *a) {
+    float32x4_t c_lo[2], c_hi[2];
+    for (int i = 0; i < 2; i++) {  // rows 4i .. 4i+3
+        const vf *r = a + 4 * i;
+        c_lo[i] = zip64_add(zip_add(r[0].lo, r[1].lo), zip_add(r[2].lo, r[3].lo));
+        c_hi[i] = zip64_add(zip_add(r[0].hi, r[1].hi), zip_add(r[2].hi, r[3].hi));
+    }
+    return (vf){vaddq_f32(c_lo[0], c_hi[0]), vaddq_f32(c_lo[1], c_hi[1])};
+}
 #else  // portable C: the same operations on 8-float structs, lane by lane, bit for bit
 #define VW 8
 typedef struct {
@@ -160,7 +228,23 @@ INLINE vf vpow2_frac(vf f) {
 }
 // 2^x for x <= 0 = 2^f 2^n, n = x rounded to nearest (ties to even), f = x - n; exactly 0
 // below -126 (so for -inf too), and for NaN.
-#if SL_AVX2
+#if SL_NEON
+// The AVX2 vexp2 below, lane for lane: n = x rounded to nearest even (frintn), 2^n built in
+// the exponent field from n + 127, zero where x < -126 (or NaN).
+INLINE float32x4_t exp2_4(float32x4_t x, float32x4_t p) {  // p = vpow2_frac(x - n), a half
+    float32x4_t n = vrndnq_f32(x);
+    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+    float32x4_t r = vmulq_f32(p, vreinterpretq_f32_s32(e));
+    uint32x4_t ok = vcgeq_f32(x, vdupq_n_f32(-126.0f));
+    return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(r), ok));
+}
+INLINE vf vexp2(vf x) {
+    vf n = {vrndnq_f32(x.lo), vrndnq_f32(x.hi)};
+    vf p = vpow2_frac(vsub(x, n));
+    return (vf){exp2_4(x.lo, p.lo), exp2_4(x.hi, p.hi)};
+}
+INLINE float sexp2(float x) { return vgetq_lane_f32(vexp2(vset1(x)).lo, 0); }  // no libm call
+#elif SL_AVX2
 INLINE vf vexp2(vf x) {
     vf n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
@@ -565,6 +649,10 @@ void attention_kv_store(int kv_type, void *dst, const float *src, size_t n) {
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(d + i),
                          _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+#if SL_NEON
+    for (; i + 4 <= n; i += 4)  // fcvtn: to nearest, ties to even (FPCR's default), as F16C
+        vst1_u16(d + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(src + i))));
 #endif
     for (; i < n; i++) d[i] = f32_to_fp16(src[i]);
 }

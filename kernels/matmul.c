@@ -25,6 +25,9 @@
 // matvec against its row of a batch all agree, bit for bit.
 // Tiles: TR rows of W x TT tokens of accumulators in registers (8 x 4 as 4 x 4 zmm on AVX-512).
 // X is reused from L2 in blocks of tokens.
+//
+// ARM64 (SL_NEON): the same lanes in two float32x4_t, fused by vfmaq_f32; q8_0 and q4_0 on
+// sdot (+dotprod, else plain C); the K types plain C: the same bits as x86 (make test-arm).
 #include "kernels/matmul.h"
 
 #include <assert.h>
@@ -89,6 +92,48 @@ static inline vec v_fma(vec a, vec b, vec c) { return _mm256_fmadd_ps(a, b, c); 
 static inline float hsum(vec v) { return hsum8(v); }
 static inline void store4(float *y, vec a, vec b, vec c, vec d) {
     _mm_storeu_ps(y, hsum8x4(a, b, c, d));
+}
+
+#elif SL_NEON
+// ARM64 NEON: the AVX2 path's arithmetic, bit for bit. A vec is the 8 lanes of a ymm as two
+// float32x4_t (lo: lanes 0-3, hi: 4-7); vfmaq_f32 is fused like vfmadd; f16 and bf16 widen
+// exactly (fcvtl, a shift), as F16C does: no fp16 arithmetic, which would change the bits.
+#define VW 8
+#define TR 4
+#define TT 2
+#define TRV 4
+typedef struct {
+    float32x4_t lo, hi;
+} vec;
+static inline vec v_zero(void) { return (vec){vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)}; }
+static inline vec v_load(const float *p, size_t len) {  // zero-filled past len (1..VW)
+    if (len == VW) return (vec){vld1q_f32(p), vld1q_f32(p + 4)};
+    float tmp[VW] = {0};
+    memcpy(tmp, p, len * sizeof *p);
+    return (vec){vld1q_f32(tmp), vld1q_f32(tmp + 4)};
+}
+static inline float32x4_t h4_to_f32(const uint16_t *p, int bf) {
+    uint16x4_t h = vld1_u16(p);
+    if (bf) return vreinterpretq_f32_u32(vshll_n_u16(h, 16));
+    return vcvt_f32_f16(vreinterpret_f16_u16(h));
+}
+static inline vec v_load_h(const uint16_t *p, size_t len, int bf) {
+    uint16_t tmp[VW] = {0};
+    if (len < VW) memcpy(tmp, p, len * sizeof *p), p = tmp;
+    return (vec){h4_to_f32(p, bf), h4_to_f32(p + 4, bf)};
+}
+static inline vec v_fma(vec a, vec b, vec c) {
+    return (vec){vfmaq_f32(c.lo, a.lo, b.lo), vfmaq_f32(c.hi, a.hi, b.hi)};
+}
+// hsum8's additions: s = lanes i + i+4, then (s0 + s2) + (s1 + s3).
+static inline float32x2_t half_pairs(vec v) {  // {s0 + s2, s1 + s3}
+    float32x4_t s = vaddq_f32(v.lo, v.hi);
+    return vadd_f32(vget_low_f32(s), vget_high_f32(s));
+}
+static inline float hsum(vec v) { return vpadds_f32(half_pairs(v)); }
+static inline void store4(float *y, vec a, vec b, vec c, vec d) {
+    vst1q_f32(y, vpaddq_f32(vcombine_f32(half_pairs(a), half_pairs(b)),
+                            vcombine_f32(half_pairs(c), half_pairs(d))));
 }
 
 #else
@@ -499,6 +544,66 @@ INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tens
     tile_q8_lanes(y, ldy, in, t0, w, r0, R, T);
 }
 
+#elif SL_NEON && SL_SDOT
+// NEON with sdot (armv8.2-a+dotprod): i8_group_tokens' arithmetic, bit for bit. A group's 32
+// weight quants are two int8x16_t; sdot of the first with the activation's first 16 quants
+// gives lanes 0-3 (lane l: the exact dot of quants 4l .. 4l+3), of the second lanes 4-7, as
+// vpmaddubsw + vpmaddwd do; then acc = fma((float)lane, d_w * d_x, acc), the scale one
+// rounded product, the accumulation fused (vfmaq_n_f32, as vfmadd231ps).
+#define Q8_TR 4
+#define Q8_TRV 4
+#define Q8_TT 2
+#define SDOT_TR 4  // the most rows of an sdot tile (Q8_TRV, Q40_TR)
+
+// An f16 scale widened to f32 (exact, the fcvt instruction).
+static inline float f16_scale(uint16_t h) {
+    __fp16 f;
+    memcpy(&f, &h, sizeof f);
+    return (float)f;
+}
+
+// Group g of R rows (wv[r]: its 32 quants, ws[r]: its scale d_w) against tokens t0 .. t0+T of
+// the activations' q8_0 form.
+INLINE void sdot_group_tokens(vec acc[][Q8_TT], const int8x16_t wv[][2], const float *ws,
+                              const MatIn *in, size_t t0, size_t g, size_t R, size_t T) {
+    for (size_t t = 0; t < T; t++) {
+        size_t at = (t0 + t) * in->groups + g;
+        int8x16_t x0 = vld1q_s8(in->q + at * Q8_GROUP), x1 = vld1q_s8(in->q + at * Q8_GROUP + 16);
+        const float dx = in->qd[at];
+#pragma GCC unroll 8
+        for (size_t r = 0; r < R; r++) {
+            int32x4_t d0 = vdotq_s32(vdupq_n_s32(0), wv[r][0], x0);
+            int32x4_t d1 = vdotq_s32(vdupq_n_s32(0), wv[r][1], x1);
+            const float s = ws[r] * dx;
+            acc[r][t].lo = vfmaq_n_f32(acc[r][t].lo, vcvtq_f32_s32(d0), s);
+            acc[r][t].hi = vfmaq_n_f32(acc[r][t].hi, vcvtq_f32_s32(d1), s);
+        }
+    }
+}
+
+INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+                    size_t r0, size_t R, size_t T) {
+    size_t G = q8_groups(w->cols);
+    const int8_t *wq = (const int8_t *)w->data + r0 * G * Q8_GROUP;
+    const uint16_t *ws = w->scales + r0 * G;
+    vec acc[Q8_TRV][Q8_TT];
+#pragma GCC unroll 8
+    for (size_t r = 0; r < R; r++)
+        for (size_t t = 0; t < T; t++) acc[r][t] = v_zero();
+    for (size_t g = 0; g < G; g++) {
+        int8x16_t wv[SDOT_TR][2];
+        float wsv[SDOT_TR];
+#pragma GCC unroll 8
+        for (size_t r = 0; r < R; r++) {
+            const int8_t *p = wq + (r * G + g) * Q8_GROUP;
+            wv[r][0] = vld1q_s8(p), wv[r][1] = vld1q_s8(p + 16);
+            wsv[r] = f16_scale(ws[r * G + g]);
+        }
+        sdot_group_tokens(acc, wv, wsv, in, t0, g, R, T);
+    }
+    TILE_STORE(acc, y, ldy, R, T);
+}
+
 #else
 #define Q8_TR 4
 #define Q8_TRV 4
@@ -561,6 +666,36 @@ INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Ten
             h = _mm_add_ss(h, _mm_movehdup_ps(h));
             y[t * ldy + r] = _mm_cvtss_f32(h);
         }
+}
+#elif SL_NEON && SL_SDOT
+// NEON: low nibbles (weights 0-15) against the group's first 16 quants, high nibbles
+// (16-31) against the rest, as the AVX2 tile's two 128-bit halves; y = hsum(acc) (the AVX2
+// tile's explicit reduction is hsum8's additions).
+#define Q40_TT Q8_TT
+INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+                     size_t r0, size_t R, size_t T) {
+    const size_t G = w->cols / 32;
+    const uint8_t *wb = (const uint8_t *)w->data + r0 * G * 18;
+    const uint8x16_t low4 = vdupq_n_u8(0x0F);
+    const int8x16_t eight = vdupq_n_s8(8);
+    vec acc[Q40_TR][Q40_TT];
+#pragma GCC unroll 8
+    for (size_t r = 0; r < R; r++)
+        for (size_t t = 0; t < T; t++) acc[r][t] = v_zero();
+    for (size_t g = 0; g < G; g++) {
+        int8x16_t wv[SDOT_TR][2];
+        float wsv[SDOT_TR];
+#pragma GCC unroll 8
+        for (size_t r = 0; r < R; r++) {
+            const uint8_t *bp = wb + (r * G + g) * 18;
+            uint8x16_t q = vld1q_u8(bp + 2);
+            wv[r][0] = vsubq_s8(vreinterpretq_s8_u8(vandq_u8(q, low4)), eight);
+            wv[r][1] = vsubq_s8(vreinterpretq_s8_u8(vshrq_n_u8(q, 4)), eight);
+            wsv[r] = ggml_f16(bp);
+        }
+        sdot_group_tokens(acc, wv, wsv, in, t0, g, R, T);
+    }
+    TILE_STORE(acc, y, ldy, R, T);
 }
 #else
 #define Q40_TT 1
@@ -973,6 +1108,28 @@ static void quantize_row(const float *x, size_t n, size_t GP, int8_t *q, float *
         float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
         __m256i qq = quants32(v, _mm256_set1_ps(id));
         store_group(qq, d, g, q, qd, s, c);
+    }
+#elif SL_NEON
+    for (; (g + 1) * Q8_GROUP <= n; g++) {  // whole groups: 8 x 4 floats
+        float32x4_t v[8], mx = vdupq_n_f32(0.0f);
+        for (int i = 0; i < 8; i++) {
+            v[i] = vld1q_f32(x + g * Q8_GROUP + 4 * i);
+            mx = vmaxq_f32(mx, vabsq_f32(v[i]));
+        }
+        float amax = vmaxvq_f32(mx);
+        float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+        int16x8_t h[4];  // round(x * id), ties to even (fcvtns, as lrintf), narrowed in order
+        for (int i = 0; i < 4; i++)
+            h[i] = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(v[2 * i], id))),
+                                vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(v[2 * i + 1], id))));
+        int8x16_t q0 = vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1]));
+        int8x16_t q1 = vcombine_s8(vqmovn_s16(h[2]), vqmovn_s16(h[3]));
+        vst1q_s8(q + g * Q8_GROUP, q0), vst1q_s8(q + g * Q8_GROUP + 16, q1);
+        qd[g] = d;
+        vst1q_f32(s + g * 8, vdupq_n_f32(d)), vst1q_f32(s + g * 8 + 4, vdupq_n_f32(d));
+        // -128 x each 4 quants' sum
+        vst1q_s32(c + g * 8, vmulq_n_s32(vpaddlq_s16(vpaddlq_s8(q0)), -128));
+        vst1q_s32(c + g * 8 + 4, vmulq_n_s32(vpaddlq_s16(vpaddlq_s8(q1)), -128));
     }
 #endif
     for (; g < GP; g++) {  // the partial last group and the padding: plain C

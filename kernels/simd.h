@@ -6,6 +6,7 @@
 //   SL_AVX512   AVX-512 F, BW, VL and DQ: the 512-bit paths
 //   SL_VNNI     AVX512-VNNI as well (vpdpbusd: q8_0's integer dot products)
 //   SL_AVX2     AVX2 and FMA (true on every AVX-512 machine too); F16C where __F16C__
+//   SL_NEON     aarch64 with NEON; SL_SDOT with its dot product (armv8.2-a+dotprod)
 // -DSL_SIMDE_AVX512 compiles the AVX-512 paths on a machine without AVX-512, through SIMDe
 // (Debian's libsimde-dev), so that their twin tests run on any x86 host (make test-isa); such
 // a binary says so on one line (simd_note). SIMDe lacks a few AVX-512 intrinsics (the
@@ -82,6 +83,14 @@ static inline __m128i sl_cvtepi32_epi8(__m512i v) {  // truncation to the low by
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define SL_AVX2 1
+#endif
+
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#define SL_NEON 1
+#if defined(__ARM_FEATURE_DOTPROD)
+#define SL_SDOT 1  // sdot: q8_0's and q4_0's integer dot products
+#endif
 #endif
 
 // fma32(a, b, c) = a * b + c rounded once, to nearest even: the hardware instruction where

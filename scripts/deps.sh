@@ -3,7 +3,10 @@
 # fuzzers need. `make test` and `make fuzz` run it before building anything; .ci/run runs it
 # with every group. `make` and `make run` never do: they need only a C compiler and make.
 #
-#   scripts/deps.sh [build] [test] [fuzz]     (no argument: all three)
+#   scripts/deps.sh [build] [test] [fuzz] [arm]     (no argument: build, test and fuzz)
+#
+# arm is what make test-arm needs: the ARM64 cross compiler (its libc included) and qemu's
+# user-mode emulator, which runs the static arm64 binaries.
 #
 # Each package is checked by what the build actually uses (a header that compiles and a
 # library that links, a program on PATH), not by asking dpkg, so a package installed any other
@@ -57,8 +60,16 @@ check() {
             missing+=(libclang-rt-14-dev)
         fi
         ;;
+    arm)
+        # make test-arm: cross-compiles build/arm64 (static) and runs it under qemu-aarch64
+        if ! have aarch64-linux-gnu-gcc; then missing+=(gcc-aarch64-linux-gnu)
+        elif ! compiles aarch64-linux-gnu-gcc $'#include <stdio.h>\n#include <pthread.h>\nint main(void) { return puts("") < 0; }' \
+                -static -lm -lpthread; then missing+=(libc6-dev-arm64-cross)
+        fi
+        have qemu-aarch64 || missing+=(qemu-user)
+        ;;
     *)
-        echo "deps.sh: unknown group '$1' (build, test or fuzz)" >&2
+        echo "deps.sh: unknown group '$1' (build, test, fuzz or arm)" >&2
         exit 2
         ;;
     esac
