@@ -151,23 +151,29 @@ test-valgrind: $(VG)/run $(VG)/export
 	cmp $(VG)/attn.bin $(VG)/attn-vg.bin
 
 # The other instruction sets, whatever this machine is: the whole suite on the plain C build
-# and on the AVX-512 build emulated through SIMDe (or, where this machine has AVX-512 and the
-# native build is that, on the AVX2 build). Then test-builds: each build's generations,
-# attention weights and perplexities on every weight type against the native build's, bit for
-# bit (tests/compare_builds.sh says what it runs, and the one stated exception).
+# and, where the native build is AVX-512, on the AVX2 build (-mno-avx512f); where it is not,
+# the kernel suites (matmul, attention, quant, kernels: each fast kernel against its plain
+# twin) on the AVX-512 build emulated through SIMDe (kernels/simd.h), which says so. Then
+# test-builds: each build's generations, attention weights and perplexities on every weight
+# type against the native build's, bit for bit (tests/compare_builds.sh says what it runs, and
+# the one stated exception).
 NATIVE_AVX512 := $(shell $(CC) -march=native -dM -E -x c /dev/null 2>/dev/null | grep -c '__AVX512F__ ')
 ifeq ($(NATIVE_AVX512),1)
-ISA_OTHER = $(AVX2)
+ISA_WHOLE = $(AVX2) $(PLAIN)
+ISA_TWINS =
 else
-ISA_OTHER = $(EMU)
+ISA_WHOLE = $(PLAIN)
+ISA_TWINS = $(EMU)
 endif
-test-isa: $(ISA_OTHER)/test_searchlight $(ISA_OTHER)/run $(ISA_OTHER)/export \
-		$(PLAIN)/test_searchlight $(PLAIN)/run $(PLAIN)/export
-	set -o pipefail; for b in $(ISA_OTHER) $(PLAIN); do \
-		echo "== the whole suite on $$b$(if $(filter 0,$(NATIVE_AVX512)),$$([ $$b = $(EMU) ] && \
-			echo ': the AVX-512 kernels, emulated by SIMDe on this AVX2 machine'))"; \
-		SL_BIN=$$b SL_MODELS=$(MODELS) $$b/test_searchlight 2>&1 | tail -1 | tee $$b/test.log; \
-		grep -q 'Failing: 0 | Crashing: 0' $$b/test.log || exit 1; done
+ISA_SUITE = SL_BIN=$$b SL_MODELS=$(MODELS) $$b/test_searchlight
+test-isa: $(foreach b,$(ISA_WHOLE) $(ISA_TWINS),$(b)/test_searchlight $(b)/run $(b)/export)
+	@set -o pipefail; for b in $(ISA_WHOLE); do echo "== the whole suite on $$b"; \
+		$(ISA_SUITE) > $$b/test.log 2>&1 || \
+			{ grep -v '^\[\(RUN \|PASS\)\]' $$b/test.log | tail -60; exit 1; }; \
+		tail -1 $$b/test.log; done
+	@for b in $(ISA_TWINS); do \
+		echo "== the kernel suites on $$b: the AVX-512 kernels, emulated by SIMDe on this machine"; \
+		for s in matmul attention quant kernels; do $(ISA_SUITE) --filter "$$s/*" || exit 1; done; done
 test-builds: $(TST)/run $(TST)/export $(AVX2)/run $(PLAIN)/run $(EMU)/run
 	bash tests/compare_builds.sh $(TST)/run plain=$(PLAIN)/run emu=$(EMU)/run \
 		$(if $(filter 1,$(NATIVE_AVX512)),avx2=$(AVX2)/run)
