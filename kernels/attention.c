@@ -39,7 +39,6 @@
 
 #include <assert.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -440,7 +439,6 @@ typedef struct {
     float *att;       // recording: (m, n_heads, att_stride) weights, or NULL
     size_t att_stride;
     size_t n_items;
-    atomic_size_t next;  // the next item to take
 } Job;
 
 // The first key a query at position p attends to: 0, or p + 1 - window with a sliding window.
@@ -538,34 +536,28 @@ static void run_chunk(const Job *j, size_t g, size_t c) {
     }
 }
 
-static void work(void *arg, int thread, int n_threads) {
-    (void)thread, (void)n_threads;
-    Job *j = arg;
+// Item `it` of the job (pool_for hands the items out to the threads as they come free).
+static void work(void *arg, size_t it) {
+    const Job *j = arg;
     size_t nkv = j->s->n_kv_heads;
-    size_t it;
-    while ((it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n_items) {
-        if (j->part) {
-            run_chunk(j, it % nkv, it / nkv);
-        } else if (j->qb) {  // KV head by KV head (its K and V stay in cache), longest first
-            size_t nb = (j->m + j->qb - 1) / j->qb, b = nb - 1 - it % nb, i0 = b * j->qb;
-            run_block(j, i0, j->m - i0 < j->qb ? j->m - i0 : j->qb, it / nb);
-        } else {
-            run_query(j, j->m - 1 - it / nkv, it % nkv);  // the longest queries first
-        }
+    if (j->part) {
+        run_chunk(j, it % nkv, it / nkv);
+    } else if (j->qb) {  // KV head by KV head (its K and V stay in cache), longest first
+        size_t nb = (j->m + j->qb - 1) / j->qb, b = nb - 1 - it % nb, i0 = b * j->qb;
+        run_block(j, i0, j->m - i0 < j->qb ? j->m - i0 : j->qb, it / nb);
+    } else {
+        run_query(j, j->m - 1 - it / nkv, it % nkv);  // the longest queries first
     }
 }
 
-// Split mode's second step: each head folds its chunk partials in chunk order.
-static void fold_work(void *arg, int thread, int n_threads) {
-    Job *j = arg;
-    size_t nh = j->s->n_heads, hd = j->s->head_dim, ps = hd + 2, b, e;
-    pool_range(nh, 1, thread, n_threads, &b, &e);
-    for (size_t h = b; h < e; h++) {
-        float *a = j->part + h * ps;
-        for (size_t c = 1; c < j->n_chunks; c++) fold(a, j->part + (c * nh + h) * ps, hd);
-        finish_rec(j->out + h * hd, a, hd, j->att ? j->att + h * j->att_stride : NULL,
-                   first_key(j->s, j->pos0), j->pos0);
-    }
+// Split mode's second step: head h folds its chunk partials in chunk order.
+static void fold_work(void *arg, size_t h) {
+    const Job *j = arg;
+    size_t nh = j->s->n_heads, hd = j->s->head_dim, ps = hd + 2;
+    float *a = j->part + h * ps;
+    for (size_t c = 1; c < j->n_chunks; c++) fold(a, j->part + (c * nh + h) * ps, hd);
+    finish_rec(j->out + h * hd, a, hd, j->att ? j->att + h * j->att_stride : NULL,
+               first_key(j->s, j->pos0), j->pos0);
 }
 
 static void check(const AttnShape *s, size_t end) {
@@ -611,14 +603,13 @@ void attention_decode_rec(Pool *pool, const AttnShape *s, float *out, const floa
     size_t nt = (size_t)pool_size(pool), n_chunks = (pos - first_key(s, pos)) / CHUNK + 1;
     Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos, .m = 1,
              .att = att, .att_stride = att_stride};
-    atomic_init(&j.next, 0);
     if (scratch && nt > 1 && n_chunks > 1 && s->n_kv_heads % nt) {  // KV heads do not balance
         j.part = scratch, j.n_chunks = n_chunks, j.n_items = n_chunks * s->n_kv_heads;
-        pool_run(pool, work, &j);
-        pool_run(pool, fold_work, &j);
+        pool_for(pool, j.n_items, work, &j);
+        pool_for(pool, s->n_heads, fold_work, &j);
     } else {
         j.n_items = s->n_kv_heads;
-        pool_run(pool, work, &j);
+        pool_for(pool, j.n_items, work, &j);
     }
 }
 
@@ -641,14 +632,13 @@ void attention_prefill_rec(Pool *pool, const AttnShape *s, float *out, const flo
     }
     Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos0, .m = m,
              .att = att, .att_stride = att_stride};
-    atomic_init(&j.next, 0);
     size_t group = s->n_heads / s->n_kv_heads;
     j.n_items = m * s->n_kv_heads;
     if (!att && !s->window && m > 1 && 2 * group <= SUBG) {  // blocks of 2 or more queries
         j.qb = SUBG / group;
         j.n_items = (m + j.qb - 1) / j.qb * s->n_kv_heads;
     }
-    if (m) pool_run(pool, work, &j);
+    if (m) pool_for(pool, j.n_items, work, &j);
 }
 
 void attention_prefill(Pool *pool, const AttnShape *s, float *out, const float *q,

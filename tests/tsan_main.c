@@ -2,7 +2,7 @@
 //
 // Criterion cannot run under TSan (its inheritable arena is mapped at a fixed address that
 // TSan reserves), so this driver stands alone: `make test-tsan` builds it with
-// -fsanitize=thread and fails on any report. It runs the pool, then the forward pass of the
+// -fsanitize=thread and fails on any report. It runs the pool (pool_run and pool_for), then the forward pass of the
 // default model (every threaded matmul and attention kernel, batched and one token at a
 // time, f32 and f16 caches, with and without recording the attention weights) on 2 to 4
 // threads, and checks the logits, and the recorded weights, bitwise against 1 thread.
@@ -35,6 +35,19 @@ static void hit(void *arg, int thread, int n_threads) {
     (void)n_threads;
     atomic_fetch_add(&h->hits[thread], 1);
     h->plain[thread]++;
+}
+
+// pool_for: each chunk adds to its own plain counters (a race on one would be reported) and
+// to the shared atomic count.
+typedef struct {
+    int plain[64];
+    atomic_int calls;
+} Chunks;
+
+static void chunk_hit(void *arg, size_t c) {
+    Chunks *h = arg;
+    h->plain[c]++;
+    atomic_fetch_add(&h->calls, 1);
 }
 
 enum { PROMPT = 24, DECODE = 16 };
@@ -72,6 +85,19 @@ int main(int argc, char **argv) {
         for (int i = 0; i < 3000; i++) pool_run(p, hit, &h);
         for (int t = 0; t < nt; t++)
             CHECK(atomic_load(&h.hits[t]) == 3000 && h.plain[t] == 3000, "pool %d: thread %d", nt, t);
+        Chunks c = {0};  // pool_for jobs of 0 to 63 chunks, and pool_run jobs between them
+        int expect[64] = {0}, total = 0;
+        for (int i = 0; i < 3000; i++) {
+            size_t n = (size_t)(i * 7 % 64);
+            pool_for(p, n, chunk_hit, &c);
+            for (size_t k = 0; k < n; k++) expect[k]++;
+            total += (int)n;
+            if (i % 5 == 0) pool_run(p, hit, &h);
+        }
+        CHECK(atomic_load(&c.calls) == total && !memcmp(c.plain, expect, sizeof expect),
+              "pool %d: pool_for chunks", nt);
+        for (int t = 0; t < nt; t++)
+            CHECK(h.plain[t] == 3600, "pool %d: thread %d after pool_for", nt, t);
         pool_destroy(p);
     }
     Model m;
