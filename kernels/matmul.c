@@ -921,25 +921,23 @@ typedef struct {
 
 // Chunks start on multiples of 16 rows: whole tiles, and a 64-byte line of y each.
 #define ROW_ALIGN 16
-// Chunk sizes, in multiply-adds per token (rows x cols): about CHUNKS_PER_JOB chunks per job
-// (4-8 per thread at 2-4 threads, so a thread that loses its core leaves a small tail), none
-// under CHUNK_MIN (a chunk's work should dwarf the atomic that hands it out: 16K multiply-adds
-// are 1-2 us), none over CHUNK_MAX (the classifier: a tail of at most ~30 us).
-#define CHUNKS_PER_JOB 16
-#define CHUNK_MIN ((size_t)16 << 10)
-#define CHUNK_MAX ((size_t)256 << 10)
+// Chunk sizes. Threads start on equal shares of the chunks and steal at the end (pool.h), so
+// small chunks cost little (one compare-and-swap on a line of the thread's own) and balance
+// well: a chunk holds as few whole units of ROW_ALIGN rows as make CHUNK_MIN multiply-adds
+// per token (0.5-1 us of work), and a job at most MAX_CHUNKS chunks (MAX_CHUNKS_BATCH for a
+// batch of tokens, whose chunks each read all of X again).
+#define CHUNK_MIN 4096
+#define MAX_CHUNKS 64
+#define MAX_CHUNKS_BATCH 16
 
-// Rows per chunk of a (rows, cols) matrix: it depends on the shape alone, never on the thread
-// count, so every output is computed by the same code over the same rows for any thread count.
-// chunks = clamp(rows cols / CHUNK_MIN, 1, CHUNKS_PER_JOB), at least rows cols / CHUNK_MAX;
-// rows per chunk = ceil(ceil(rows / ROW_ALIGN) / chunks) ROW_ALIGN.
-static size_t chunk_rows(size_t rows, size_t cols) {
-    size_t work = rows * (cols ? cols : 1), units = pool_chunks(rows, ROW_ALIGN);
-    size_t chunks = work / CHUNK_MIN;
-    if (chunks > CHUNKS_PER_JOB) chunks = CHUNKS_PER_JOB;
-    if (chunks < work / CHUNK_MAX) chunks = work / CHUNK_MAX;
-    if (chunks < 1) chunks = 1;
-    return pool_chunks(units, chunks) * ROW_ALIGN;
+// Rows per chunk for a (rows, cols) matrix and m tokens: it depends on the shape alone, never
+// on the thread count, so every output is computed by the same code over the same rows for any
+// thread count. units = ceil(rows / ROW_ALIGN);
+// rows per chunk = ROW_ALIGN max(ceil(CHUNK_MIN / (ROW_ALIGN cols)), ceil(units / max chunks)).
+static size_t chunk_rows(size_t rows, size_t cols, size_t m) {
+    size_t units = pool_chunks(rows, ROW_ALIGN), per = pool_chunks(CHUNK_MIN, ROW_ALIGN * (cols ? cols : 1));
+    size_t most = pool_chunks(units, m > 1 ? MAX_CHUNKS_BATCH : MAX_CHUNKS);
+    return (per > most ? per : most) * ROW_ALIGN;
 }
 
 static void job_chunk(void *arg, size_t c) {
@@ -954,6 +952,6 @@ void matmul(Pool *pool, float *y, const MatIn *in, const Tensor *w) {
     assert(!(matmul_input_forms(w->type) & MATMUL_Q8_0) || in->q);
     assert(!(matmul_input_forms(w->type) & MATMUL_Q8_K) || in->kq);
     if (w->rows == 0 || in->m == 0) return;
-    Job j = {y, in, w, rows_fn(w->type), chunk_rows(w->rows, w->cols)};
+    Job j = {y, in, w, rows_fn(w->type), chunk_rows(w->rows, w->cols, in->m)};
     pool_for(pool, pool_chunks(w->rows, j.rows), job_chunk, &j);
 }

@@ -5,15 +5,23 @@
 // failure by returning NULL.
 //
 // The job in flight is one 64-bit word, the ticket:
-//   bits 63..33  generation: bumped for every job, so a worker sees that a new one came
-//   bit  32      RUN: a pool_run job (every worker runs it once)
-//   bits 31..0   chunks of a pool_for job not yet taken ("left")
-// A thread takes a chunk by a compare-and-swap of left -> left - 1: the chunk is
-// first + n - left. A successful swap proves that the job is still in flight (a chunk of it is
-// not done), so the job's fields (fn, arg, n), written before the ticket was published, are
-// safe to read, and stay so until that chunk is done; a worker that wakes late, after its job
-// and maybe several more have gone by, never touches a finished job. Each finished chunk adds
-// one to `done`; the caller returns when `done` reaches the chunks it did not take itself.
+//   bits 63..17  generation: bumped for every job, so a worker sees that a new one came
+//   bit  16      RUN: a pool_run job (every worker runs it once)
+//   bits 15..0   n: the chunks of a pool_for job (a batch of at most 65535)
+// Thread u of T starts on its own range of the chunks, [n u / T, n (u + 1) / T), taken from
+// the front; when that is empty it steals from the back of the others' ranges. (Which thread
+// runs a chunk varies; the chunks do not.) Each range has a word on its own cache line:
+//   bits 63..32  the low 32 bits of the generation of the job it was last taken from
+//   bits 31..16  chunks taken from the front, bits 15..0 chunks taken from the back
+// which counts as (0, 0) while it holds an older generation, so nobody resets it between
+// jobs. A chunk is taken by a compare-and-swap of that word: while every thread keeps its
+// core, a thread swaps its own word, a line that stays in its cache, and the threads meet only
+// at the ends of their ranges. A successful swap proves that the job is still in flight (one
+// of its chunks was not taken), so the job's fields (fn, arg, first), written before the
+// ticket was published, are safe to read, and stay so until that chunk is done: a worker that
+// wakes late, after its job and maybe several more have gone by, finds every range of its job
+// empty or newer, and never touches a finished job. Each chunk a worker finishes adds one to
+// `done`; the caller returns when `done` reaches the chunks it did not take itself.
 #define _GNU_SOURCE       // sched_getaffinity, CPU_COUNT (Linux)
 #define _DARWIN_C_SOURCE  // sysconf(_SC_NPROCESSORS_ONLN) next to _POSIX_C_SOURCE (macOS)
 #include "runtime/pool.h"
@@ -28,45 +36,67 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RUN_BIT ((uint64_t)1 << 32)
-#define GEN_ONE ((uint64_t)1 << 33)
-#define LEFT_MASK (RUN_BIT - 1)
-#define GEN(t) ((t) >> 33)
+#define RUN_BIT ((uint64_t)1 << 16)
+#define GEN_ONE ((uint64_t)1 << 17)
+#define N_MASK (RUN_BIT - 1)  // also the most chunks of one batch
+#define GEN(t) ((t) >> 17)
 
 // The waiting policy (pool.h). A waiting thread pause-spins, then sleeps on a condition
-// variable. Quiet (every thread keeps its core): workers spin up to SPIN_QUIET_NS for the next
-// job, long enough to bridge the gaps between the jobs of a token (and between tokens), the
-// caller up to the same for the chunks still running elsewhere (at most one chunk's time).
-// Contended: a wait for the last chunks that overran OVERRUN_NS means that a thread holding a
-// chunk lost its core; then for HOLD_NS all waits spin at most SPIN_BUSY_NS before they sleep,
-// so that a waiting thread hands its core to one that has work (sleeping, unlike
-// sched_yield, leaves the core idle, and the scheduler moves a waiting thread there). More
-// threads than CPUs is contended for good.
-#define SPIN_QUIET_NS 300000
-#define SPIN_BUSY_NS 5000
+// variable. Workers spin up to SPIN_NS for the next job, long enough to bridge the gaps between
+// the jobs of a token (and between tokens); the caller up to the same for the chunks still
+// running elsewhere, which take at most one chunk's time while every thread keeps its core.
+// With more threads than CPUs both spin only SPIN_SHARED_NS: a spinning thread would hold a
+// core that a thread with work is waiting for.
+#define SPIN_NS 300000
+#define SPIN_SHARED_NS 5000
+
+// Going solo. A worker that loses its core to another process in the middle of a chunk holds
+// the job up until the scheduler gives it a core again (a time slice: milliseconds); no
+// waiting policy helps with that. So when the caller's wait for the last chunks overruns both
+// OVERRUN_NS and twice the time it spent taking chunks itself (while threads keep their cores
+// it waits at most one chunk), the caller runs the next jobs alone, like one thread, for a
+// while: SOLO_NS at first, doubling up to SOLO_MAX_NS while each try with the workers overruns
+// again within TRY_NS. Then the workers rejoin (they slept meanwhile, leaving the core to the
+// caller and the other process). Contended, T threads thus run at about T=1's speed, less one
+// overrun per solo period; a quiet host never overruns and never goes solo.
 #define OVERRUN_NS 200000
-#define HOLD_NS 200000000
+#define SOLO_NS 50000000
+#define SOLO_MAX_NS 800000000
+#define TRY_NS 1000000000
+// The other sign of a busy host: over a window of WINDOW jobs, the workers took less than a
+// third of their share of the chunks, (T - 1) / T (they spin when idle, so while they have
+// cores they take theirs within a fraction of a microsecond of a job's start). Then the caller
+// goes solo just the same: workers without a core of their own mostly spin on the one the
+// caller needs.
+#define WINDOW 128
 
 struct Pool {
     int n_threads;
-    int always_busy;            // more threads than CPUs: the contended policy for good
     pthread_t *workers;         // (n_threads - 1)
     uint64_t gen;               // the caller's count of published jobs
     // the job: written by the caller before it publishes the ticket (see the top)
     pool_fn run_fn;
     pool_chunk_fn chunk_fn;
     void *arg;
-    size_t first, n;            // pool_for: this batch's chunks are first .. first + n - 1
+    size_t first;               // pool_for: this batch's chunk 0 is the job's chunk `first`
+    struct Range { _Alignas(64) atomic_uint_least64_t w; } *ranges;  // (n_threads), see the top
     _Alignas(64) atomic_uint_least64_t ticket;
     _Alignas(64) atomic_size_t done;  // chunks (pool_run: threads) that workers finished
     atomic_int caller_sleeps;   // the caller waits on `finished`
     _Alignas(64) atomic_int sleepers;  // workers waiting on `wake`
     atomic_int stop;
-    atomic_uint_least64_t busy_until;  // contended policy until this time (ns), see above
     pthread_mutex_t lock;       // guards the condition variables' sleeps and signals
     pthread_cond_t wake, finished;
-    uint64_t spin_quiet, spin_busy, overrun, hold;  // the policy's constants (see above)
+    uint64_t spin;              // SPIN_NS or SPIN_SHARED_NS
+    // going solo (the caller's own state): solo until this time (0: not solo), for this long
+    // the next time, with the workers since this time
+    int solo_allowed;
+    uint64_t solo_until, solo_ns, joined;
+    size_t win_jobs, win_chunks, win_mine;  // this window of WINDOW jobs with the workers
+    uint64_t stat[9];           // SL_POOL_STATS: counts printed by pool_destroy (tuning)
+    uint64_t spin_cfg, overrun_cfg, solo_cfg;  // SL_POOL_* overrides (tuning)
 };
+enum { S_JOBS, S_SOLO_JOBS, S_MINE, S_CHUNKS, S_WAITS, S_SLEEPS, S_WAIT_NS, S_OVERRUNS, S_SHY };
 
 typedef struct {
     Pool *pool;
@@ -85,13 +115,6 @@ static uint64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-// How long a wait may spin before it sleeps, under the current policy.
-static uint64_t spin_ns(Pool *p) {
-    if (p->always_busy) return p->spin_busy;
-    uint64_t until = atomic_load_explicit(&p->busy_until, memory_order_relaxed);
-    return until && now_ns() < until ? p->spin_busy : p->spin_quiet;
 }
 
 // The online CPUs this process may run on.
@@ -124,7 +147,7 @@ static uint64_t spin_for_job(Pool *p, uint64_t seen, uint64_t ns) {
 // publish() reads `sleepers` after storing the ticket, the worker reads the ticket after
 // counting itself in `sleepers` (both sequentially consistent): one of them sees the other.
 static uint64_t wait_job(Pool *p, uint64_t seen) {
-    uint64_t t = spin_for_job(p, seen, spin_ns(p));
+    uint64_t t = spin_for_job(p, seen, p->spin);
     if (GEN(t) != seen) return t;
     pthread_mutex_lock(&p->lock);
     atomic_fetch_add(&p->sleepers, 1);
@@ -156,45 +179,68 @@ static void finish(Pool *p) {
 }
 
 // The caller's wait until workers finished `target` chunks: spin, then sleep on `finished`.
-// With `detect` (pool_for: the wait is for at most one chunk unless a thread lost its core),
-// a wait that overran p->overrun turns the contended policy on (see the top).
-static void wait_done(Pool *p, size_t target, int detect) {
-    if (atomic_load_explicit(&p->done, memory_order_acquire) >= target) return;
-    uint64_t start = now_ns(), ns = spin_ns(p), now = start;
+// Returns the time it took (ns) and when it began in *began; 0 when nothing was left to wait for.
+static uint64_t wait_done(Pool *p, size_t target, uint64_t *began) {
+    if (atomic_load_explicit(&p->done, memory_order_acquire) >= target) return 0;
+    uint64_t start = now_ns(), now = start;
+    *began = start;
     for (unsigned i = 1; atomic_load_explicit(&p->done, memory_order_acquire) < target; i++) {
-        if (i % 16 == 0 && (now = now_ns()) - start >= ns) break;
+        if (i % 16 == 0 && (now = now_ns()) - start >= p->spin) break;
         cpu_relax();
     }
     if (atomic_load_explicit(&p->done, memory_order_acquire) < target) {
+        p->stat[S_SLEEPS]++;
         pthread_mutex_lock(&p->lock);
         atomic_store(&p->caller_sleeps, 1);
         while (atomic_load(&p->done) < target) pthread_cond_wait(&p->finished, &p->lock);
         atomic_store(&p->caller_sleeps, 0);
         pthread_mutex_unlock(&p->lock);
-        now = now_ns();
     }
-    if (detect && now - start >= p->overrun)
-        atomic_store_explicit(&p->busy_until, now + p->hold, memory_order_relaxed);
+    now = now_ns();
+    p->stat[S_WAITS]++;
+    p->stat[S_WAIT_NS] += now - start;
+    return now - start ? now - start : 1;
 }
 
-// Takes the next chunk of the pool_for job in *t (the ticket as last read; reloaded when the
-// swap fails). Returns 1 with *t the ticket before the swap, or 0 when no chunk is left.
-static inline int claim(Pool *p, uint64_t *t) {
-    uint64_t v = *t;
-    while (!(v & RUN_BIT) && (v & LEFT_MASK)) {
-        if (atomic_compare_exchange_weak_explicit(&p->ticket, &v, v - 1, memory_order_acquire,
-                                                  memory_order_acquire)) {
-            *t = v;
+// Takes a chunk of the batch of generation g (low 32 bits) from thread u's range (lo, size),
+// from the front or the back, into *chunk. Returns 1 when it took one, 0 when the range is
+// empty, -1 when it holds a later job (g is over).
+static inline int take(Pool *p, int u, uint32_t g, size_t lo, size_t size, int front,
+                       size_t *chunk) {
+    atomic_uint_least64_t *w = &p->ranges[u].w;
+    uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+    for (;;) {
+        uint32_t vg = (uint32_t)(v >> 32);
+        size_t f = 0, b = 0;
+        if (vg == g) f = (size_t)(v >> 16 & 0xffff), b = (size_t)(v & 0xffff);
+        else if ((int32_t)(vg - g) > 0) return -1;
+        if (f + b >= size) return 0;
+        uint64_t nv = (uint64_t)g << 32 | (uint64_t)(front ? (f + 1) << 16 | b : f << 16 | (b + 1));
+        if (atomic_compare_exchange_weak_explicit(w, &v, nv, memory_order_acquire,
+                                                  memory_order_relaxed)) {
+            *chunk = front ? lo + f : lo + size - 1 - b;
             return 1;
         }
     }
-    *t = v;
-    return 0;
 }
 
-// The chunk that the swap from ticket t took: first + n - left.
-static inline void run_chunk(Pool *p, uint64_t t) {
-    p->chunk_fn(p->arg, p->first + (p->n - (size_t)(t & LEFT_MASK)));
+// Thread `self` works on the pool_for batch of ticket t: its own range from the front, then
+// the others' from the back, until all are empty or a later job shows up. A worker reports
+// each chunk to `done`; the caller (self 0) returns how many it ran.
+static size_t work_on(Pool *p, int self, uint64_t t) {
+    uint32_t g = (uint32_t)GEN(t);
+    size_t n = (size_t)(t & N_MASK), T = (size_t)p->n_threads, mine = 0, c;
+    for (size_t k = 0; k < T; k++) {
+        size_t u = ((size_t)self + k) % T, lo = n * u / T, size = n * (u + 1) / T - lo;
+        int r;
+        while ((r = take(p, (int)u, g, lo, size, k == 0, &c)) == 1) {
+            p->chunk_fn(p->arg, p->first + c);
+            if (self) finish(p);
+            mine++;
+        }
+        if (r < 0) break;
+    }
+    return mine;
 }
 
 static void *worker_main(void *p_) {
@@ -211,12 +257,9 @@ static void *worker_main(void *p_) {
             finish(p);
             continue;
         }
-        while (claim(p, &t)) {  // from this job on into later ones, while chunks are left
-            run_chunk(p, t);
-            finish(p);
-            t = atomic_load_explicit(&p->ticket, memory_order_acquire);
-        }
-        if (!(t & RUN_BIT)) seen = GEN(t);  // a pool_run job: the next wait_job returns it
+        work_on(p, wa.thread, t);
+        uint64_t now = atomic_load_explicit(&p->ticket, memory_order_acquire);
+        if (GEN(now) == GEN(t)) seen = GEN(t);  // else a later job: the next wait_job returns it
     }
     return NULL;
 }
@@ -230,23 +273,27 @@ static uint64_t knob(const char *name, uint64_t ns) {
 Pool *pool_create(int n_threads) {
     if (n_threads < 1) n_threads = 1;
     Pool *p = calloc(1, sizeof *p);
-    if (!p || !(p->workers = calloc((size_t)n_threads, sizeof(pthread_t)))) {
+    if (!p || !(p->workers = calloc((size_t)n_threads, sizeof(pthread_t))) ||
+        !(p->ranges = aligned_alloc(64, (size_t)n_threads * sizeof *p->ranges))) {
         fprintf(stderr, "pool: out of memory for %d threads\n", n_threads);
+        if (p) free(p->workers);
         free(p);
         return NULL;
     }
+    for (int t = 0; t < n_threads; t++) atomic_init(&p->ranges[t].w, 0);
     p->n_threads = 1;  // grows as workers start, so a failure can tear down cleanly
-    p->always_busy = n_threads > cpus_available();
-    p->spin_quiet = knob("SL_POOL_SPIN_QUIET", SPIN_QUIET_NS);
-    p->spin_busy = knob("SL_POOL_SPIN_BUSY", SPIN_BUSY_NS);
-    p->overrun = knob("SL_POOL_OVERRUN", OVERRUN_NS);
-    p->hold = knob("SL_POOL_HOLD", HOLD_NS);
+    p->spin = n_threads > cpus_available() ? knob("SL_POOL_SPIN_SHARED", SPIN_SHARED_NS)
+                                           : knob("SL_POOL_SPIN", SPIN_NS);
+    p->overrun_cfg = knob("SL_POOL_OVERRUN", OVERRUN_NS);
+    p->solo_cfg = knob("SL_POOL_SOLO", SOLO_NS);
+    p->solo_ns = p->solo_cfg;
+    p->solo_allowed = 1;
+    p->joined = now_ns();
     atomic_init(&p->ticket, 0);
     atomic_init(&p->done, 0);
     atomic_init(&p->caller_sleeps, 0);
     atomic_init(&p->sleepers, 0);
     atomic_init(&p->stop, 0);
-    atomic_init(&p->busy_until, 0);
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->finished, NULL);
@@ -271,6 +318,13 @@ Pool *pool_create(int n_threads) {
 
 void pool_destroy(Pool *p) {
     if (!p) return;
+    if (getenv("SL_POOL_STATS") && p->n_threads > 1)
+        fprintf(stderr, "pool %d: jobs %llu solo %llu | chunks %llu mine %llu | waits %llu "
+                "sleeps %llu %.3f ms | overruns %llu shy %llu\n", p->n_threads,
+                (unsigned long long)p->stat[S_JOBS], (unsigned long long)p->stat[S_SOLO_JOBS],
+                (unsigned long long)p->stat[S_CHUNKS], (unsigned long long)p->stat[S_MINE],
+                (unsigned long long)p->stat[S_WAITS], (unsigned long long)p->stat[S_SLEEPS],
+                (double)p->stat[S_WAIT_NS] * 1e-6, (unsigned long long)p->stat[S_OVERRUNS], (unsigned long long)p->stat[S_SHY]);
     atomic_store_explicit(&p->stop, 1, memory_order_release);
     publish(p, ++p->gen * GEN_ONE | RUN_BIT);
     for (int t = 1; t < p->n_threads; t++) pthread_join(p->workers[t - 1], NULL);
@@ -278,11 +332,18 @@ void pool_destroy(Pool *p) {
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->finished);
     free(p->workers);
+    free(p->ranges);
     free(p);
 }
 
 int pool_size(const Pool *p) {
     return p ? p->n_threads : 1;
+}
+
+void pool_allow_solo(Pool *p, int allow) {
+    if (!p) return;
+    p->solo_allowed = allow;
+    if (!allow) p->solo_until = 0;
 }
 
 void pool_run(Pool *p, pool_fn fn, void *arg) {
@@ -295,28 +356,70 @@ void pool_run(Pool *p, pool_fn fn, void *arg) {
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     publish(p, ++p->gen * GEN_ONE | RUN_BIT);
     fn(arg, 0, p->n_threads);
-    wait_done(p, (size_t)p->n_threads - 1, 0);
+    uint64_t began;
+    wait_done(p, (size_t)p->n_threads - 1, &began);
+}
+
+// Whether the caller runs this job alone (see "Going solo"); when a solo period ends, the
+// workers rejoin.
+static int solo(Pool *p) {
+    if (!p->solo_until) return 0;
+    uint64_t now = now_ns();
+    if (now < p->solo_until) return 1;
+    p->solo_until = 0;
+    p->joined = now;
+    return 0;
+}
+
+// Goes solo, at `now` (see "Going solo").
+static void go_solo(Pool *p, uint64_t now) {
+    p->solo_ns = now - p->joined < TRY_NS ? p->solo_ns * 2 : p->solo_cfg;
+    if (p->solo_ns > SOLO_MAX_NS) p->solo_ns = SOLO_MAX_NS;
+    p->solo_until = now + p->solo_ns;
+    p->win_jobs = p->win_chunks = p->win_mine = 0;
+}
+
+// After a job of n chunks with the workers: from `start` to `taken` the caller took `mine`
+// chunks, then it waited `waited` ns for the rest. Goes solo on an overrun, or at the end of a
+// window where the workers took too few chunks (see "Going solo").
+static void check_busy(Pool *p, size_t n, size_t mine, uint64_t start, uint64_t taken,
+                       uint64_t waited) {
+    if (!p->solo_allowed) return;
+    if (waited >= p->overrun_cfg && waited >= 2 * (taken - start)) {
+        p->stat[S_OVERRUNS]++;
+        go_solo(p, taken + waited);
+        return;
+    }
+    p->win_chunks += n, p->win_mine += mine;
+    if (++p->win_jobs < WINDOW) return;
+    // workers' share < (T - 1) / T / 3  <=>  3 T (chunks - mine) < (T - 1) chunks
+    size_t T = (size_t)p->n_threads;
+    if (3 * T * (p->win_chunks - p->win_mine) < (T - 1) * p->win_chunks) {
+        p->stat[S_SHY]++;
+        go_solo(p, now_ns());
+        return;
+    }
+    p->win_jobs = p->win_chunks = p->win_mine = 0;
 }
 
 void pool_for(Pool *p, size_t n_chunks, pool_chunk_fn fn, void *arg) {
-    if (!p || p->n_threads == 1 || n_chunks <= 1) {
+    if (!p || p->n_threads == 1 || n_chunks <= 1 || solo(p)) {
+        if (p && p->n_threads > 1 && n_chunks > 1) p->stat[S_SOLO_JOBS]++;
         for (size_t c = 0; c < n_chunks; c++) fn(arg, c);
         return;
     }
-    for (size_t first = 0; first < n_chunks; first += LEFT_MASK) {  // batches of 2^32 - 1
-        size_t n = n_chunks - first < LEFT_MASK ? n_chunks - first : LEFT_MASK, mine = 0;
+    for (size_t first = 0; first < n_chunks; first += N_MASK) {  // batches of 65535
+        size_t n = n_chunks - first < N_MASK ? n_chunks - first : N_MASK;
         p->chunk_fn = fn;
         p->arg = arg;
         p->first = first;
-        p->n = n;
         atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-        uint64_t t = ++p->gen * GEN_ONE | n;
+        uint64_t t = ++p->gen * GEN_ONE | n, start = now_ns();
         publish(p, t);
-        for (; claim(p, &t); mine++) {
-            run_chunk(p, t);
-            t = atomic_load_explicit(&p->ticket, memory_order_relaxed);
-        }
-        wait_done(p, n - mine, 1);
+        size_t mine = work_on(p, 0, t);
+        p->stat[S_JOBS]++, p->stat[S_CHUNKS] += n, p->stat[S_MINE] += mine;
+        uint64_t taken = 0, waited = wait_done(p, n - mine, &taken);
+        check_busy(p, n, mine, start, taken, waited);
     }
 }
 

@@ -45,6 +45,11 @@ int pool_size(const Pool *p);
 // of ns), so a chunk should hold a microsecond of work or more.
 void pool_for(Pool *p, size_t n_chunks, pool_chunk_fn fn, void *arg);
 
+// Going solo (pool.c): when workers keep losing their cores to other processes, the caller
+// runs the pool_for jobs of the next 50-800 ms alone, then tries the workers again. On by
+// default; allow = 0 turns it off (every pool_for job is offered to all threads: the tests).
+void pool_allow_solo(Pool *p, int allow);
+
 // Runs fn on all threads and returns when every one has finished. Not reentrant.
 void pool_run(Pool *p, pool_fn fn, void *arg);
 

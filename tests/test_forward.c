@@ -112,6 +112,7 @@ Test(pool, for_covers_every_item_once) {
     for (int nt = 1; nt <= 8; nt++) {
         Pool *p = pool_create(nt);
         cr_assert(p);
+        pool_allow_solo(p, 0);  // every job offered to every thread, even on fewer cores
         for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
             for (size_t ci = 0; ci < sizeof chunk / sizeof chunk[0]; ci++)
                 check_cover(p, sizes[si], chunk[ci], SIZE_MAX);
@@ -126,6 +127,7 @@ Test(pool, for_and_run_interleave) {
     for (int nt = 2; nt <= 5; nt++) {
         Pool *p = pool_create(nt);
         cr_assert(p);
+        pool_allow_solo(p, 0);
         Hits h = {0};
         for (int i = 0; i < 3000; i++) {
             if (i % 3 == 0) pool_run(p, count_hit, &h);
@@ -154,7 +156,8 @@ Test(pool, for_survives_a_stalled_thread) {
         }
         cr_assert(others > 0, "%d threads: the others took no chunk", nt);
         free(cv.seen), free(cv.owner);
-        check_cover(p, 64, 4, 3);  // and again with another stalled chunk
+        check_cover(p, 64, 4, 3);  // again with another stalled chunk: the caller may now go solo
+        for (int i = 0; i < 200; i++) check_cover(p, (size_t)i, 3, SIZE_MAX);
         pool_destroy(p);
     }
 }
