@@ -536,28 +536,32 @@ static void run_chunk(const Job *j, size_t g, size_t c) {
     }
 }
 
-// Item `it` of the job (pool_for hands the items out to the threads as they come free).
-static void work(void *arg, size_t it) {
+// Items lo .. hi - 1 of the job (pool_for hands them out to the threads as they come free).
+static void work(void *arg, size_t lo, size_t hi) {
     const Job *j = arg;
     size_t nkv = j->s->n_kv_heads;
-    if (j->part) {
-        run_chunk(j, it % nkv, it / nkv);
-    } else if (j->qb) {  // KV head by KV head (its K and V stay in cache), longest first
-        size_t nb = (j->m + j->qb - 1) / j->qb, b = nb - 1 - it % nb, i0 = b * j->qb;
-        run_block(j, i0, j->m - i0 < j->qb ? j->m - i0 : j->qb, it / nb);
-    } else {
-        run_query(j, j->m - 1 - it / nkv, it % nkv);  // the longest queries first
+    for (size_t it = lo; it < hi; it++) {
+        if (j->part) {
+            run_chunk(j, it % nkv, it / nkv);
+        } else if (j->qb) {  // KV head by KV head (its K and V stay in cache), longest first
+            size_t nb = (j->m + j->qb - 1) / j->qb, b = nb - 1 - it % nb, i0 = b * j->qb;
+            run_block(j, i0, j->m - i0 < j->qb ? j->m - i0 : j->qb, it / nb);
+        } else {
+            run_query(j, j->m - 1 - it / nkv, it % nkv);  // the longest queries first
+        }
     }
 }
 
-// Split mode's second step: head h folds its chunk partials in chunk order.
-static void fold_work(void *arg, size_t h) {
+// Split mode's second step: heads h0 .. h1 - 1 fold their chunk partials in chunk order.
+static void fold_work(void *arg, size_t h0, size_t h1) {
     const Job *j = arg;
     size_t nh = j->s->n_heads, hd = j->s->head_dim, ps = hd + 2;
-    float *a = j->part + h * ps;
-    for (size_t c = 1; c < j->n_chunks; c++) fold(a, j->part + (c * nh + h) * ps, hd);
-    finish_rec(j->out + h * hd, a, hd, j->att ? j->att + h * j->att_stride : NULL,
-               first_key(j->s, j->pos0), j->pos0);
+    for (size_t h = h0; h < h1; h++) {
+        float *a = j->part + h * ps;
+        for (size_t c = 1; c < j->n_chunks; c++) fold(a, j->part + (c * nh + h) * ps, hd);
+        finish_rec(j->out + h * hd, a, hd, j->att ? j->att + h * j->att_stride : NULL,
+                   first_key(j->s, j->pos0), j->pos0);
+    }
 }
 
 static void check(const AttnShape *s, size_t end) {

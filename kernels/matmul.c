@@ -940,10 +940,12 @@ static size_t chunk_rows(size_t rows, size_t cols, size_t m) {
     return (per > most ? per : most) * ROW_ALIGN;
 }
 
-static void job_chunk(void *arg, size_t c) {
+// Chunks c0 .. c1 - 1: rows c0 rows .. min(c1 rows, all rows).
+static void job_chunks(void *arg, size_t c0, size_t c1) {
     const Job *j = arg;
-    size_t b, e;
-    pool_chunk(j->w->rows, j->rows, c, &b, &e);
+    size_t b, e, unused;
+    pool_chunk(j->w->rows, j->rows, c0, &b, &unused);
+    pool_chunk(j->w->rows, j->rows, c1 - 1, &unused, &e);
     j->fn(j->y, j->w->rows, j->in, j->w, b, e);
 }
 
@@ -953,5 +955,5 @@ void matmul(Pool *pool, float *y, const MatIn *in, const Tensor *w) {
     assert(!(matmul_input_forms(w->type) & MATMUL_Q8_K) || in->kq);
     if (w->rows == 0 || in->m == 0) return;
     Job j = {y, in, w, rows_fn(w->type), chunk_rows(w->rows, w->cols, in->m)};
-    pool_for(pool, pool_chunks(w->rows, j.rows), job_chunk, &j);
+    pool_for(pool, pool_chunks(w->rows, j.rows), job_chunks, &j);
 }

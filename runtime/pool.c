@@ -42,12 +42,15 @@
 #define GEN(t) ((t) >> 17)
 
 // The waiting policy (pool.h). A waiting thread pause-spins, then sleeps on a condition
-// variable. Workers spin up to SPIN_NS for the next job, long enough to bridge the gaps between
-// the jobs of a token (and between tokens); the caller up to the same for the chunks still
-// running elsewhere, which take at most one chunk's time while every thread keeps its core.
-// With more threads than CPUs both spin only SPIN_SHARED_NS: a spinning thread would hold a
-// core that a thread with work is waiting for.
+// variable. Workers spin up to SPIN_NS for the next job: long enough to bridge the gaps
+// between the jobs of a token and between tokens (sampling), so that a quiet host pays no
+// wake-up there. The caller spins up to CALLER_SPIN_NS for the chunks still running elsewhere:
+// while threads keep their cores that is at most one chunk (a few us in decoding); past that a
+// thread holding a chunk has likely lost its core, and the caller's sleep leaves its own core
+// free for it. With more threads than CPUs both spin only SPIN_SHARED_NS: a spinning thread
+// would hold a core that a thread with work is waiting for.
 #define SPIN_NS 300000
+#define CALLER_SPIN_NS 50000
 #define SPIN_SHARED_NS 5000
 
 // Going solo. A worker that loses its core to another process in the middle of a chunk holds
@@ -70,33 +73,36 @@
 // caller needs.
 #define WINDOW 128
 
+// The fields by who writes them, a cache line for each group, so that a worker reaching for
+// a new job brings in one line (the ticket with the job) and shares no line with the caller's
+// bookkeeping.
 struct Pool {
+    // set by pool_create, then only read
     int n_threads;
     pthread_t *workers;         // (n_threads - 1)
-    uint64_t gen;               // the caller's count of published jobs
+    struct Range { _Alignas(64) atomic_uint_least64_t w; } *ranges;  // (n_threads), see the top
+    uint64_t spin, caller_spin; // SPIN_NS and CALLER_SPIN_NS, or SPIN_SHARED_NS for both
     // the job: written by the caller before it publishes the ticket (see the top)
+    _Alignas(64) atomic_uint_least64_t ticket;
     pool_fn run_fn;
     pool_chunk_fn chunk_fn;
     void *arg;
     size_t first;               // pool_for: this batch's chunk 0 is the job's chunk `first`
-    struct Range { _Alignas(64) atomic_uint_least64_t w; } *ranges;  // (n_threads), see the top
-    _Alignas(64) atomic_uint_least64_t ticket;
+    // written by the workers
     _Alignas(64) atomic_size_t done;  // chunks (pool_run: threads) that workers finished
-    atomic_int caller_sleeps;   // the caller waits on `finished`
-    _Alignas(64) atomic_int sleepers;  // workers waiting on `wake`
-    atomic_int stop;
+    atomic_int sleepers;        // workers waiting on `wake`
+    atomic_int caller_sleeps;   // the caller waits on `finished` (written by the caller)
+    _Alignas(64) atomic_int stop;
     pthread_mutex_t lock;       // guards the condition variables' sleeps and signals
     pthread_cond_t wake, finished;
-    uint64_t spin;              // SPIN_NS or SPIN_SHARED_NS
-    // going solo (the caller's own state): solo until this time (0: not solo), for this long
-    // the next time, with the workers since this time
+    // the caller's own
+    _Alignas(64) uint64_t gen;  // jobs published
+    // going solo: solo until this time (0: not solo), for this long the next time, with the
+    // workers since this time
     int solo_allowed;
     uint64_t solo_until, solo_ns, joined;
     size_t win_jobs, win_chunks, win_mine;  // this window of WINDOW jobs with the workers
-    uint64_t stat[9];           // SL_POOL_STATS: counts printed by pool_destroy (tuning)
-    uint64_t spin_cfg, overrun_cfg, solo_cfg;  // SL_POOL_* overrides (tuning)
 };
-enum { S_JOBS, S_SOLO_JOBS, S_MINE, S_CHUNKS, S_WAITS, S_SLEEPS, S_WAIT_NS, S_OVERRUNS, S_SHY };
 
 typedef struct {
     Pool *pool;
@@ -185,11 +191,10 @@ static uint64_t wait_done(Pool *p, size_t target, uint64_t *began) {
     uint64_t start = now_ns(), now = start;
     *began = start;
     for (unsigned i = 1; atomic_load_explicit(&p->done, memory_order_acquire) < target; i++) {
-        if (i % 16 == 0 && (now = now_ns()) - start >= p->spin) break;
+        if (i % 16 == 0 && (now = now_ns()) - start >= p->caller_spin) break;
         cpu_relax();
     }
     if (atomic_load_explicit(&p->done, memory_order_acquire) < target) {
-        p->stat[S_SLEEPS]++;
         pthread_mutex_lock(&p->lock);
         atomic_store(&p->caller_sleeps, 1);
         while (atomic_load(&p->done) < target) pthread_cond_wait(&p->finished, &p->lock);
@@ -197,8 +202,6 @@ static uint64_t wait_done(Pool *p, size_t target, uint64_t *began) {
         pthread_mutex_unlock(&p->lock);
     }
     now = now_ns();
-    p->stat[S_WAITS]++;
-    p->stat[S_WAIT_NS] += now - start;
     return now - start ? now - start : 1;
 }
 
@@ -234,7 +237,7 @@ static size_t work_on(Pool *p, int self, uint64_t t) {
         size_t u = ((size_t)self + k) % T, lo = n * u / T, size = n * (u + 1) / T - lo;
         int r;
         while ((r = take(p, (int)u, g, lo, size, k == 0, &c)) == 1) {
-            p->chunk_fn(p->arg, p->first + c);
+            p->chunk_fn(p->arg, p->first + c, p->first + c + 1);
             if (self) finish(p);
             mine++;
         }
@@ -264,15 +267,10 @@ static void *worker_main(void *p_) {
     return NULL;
 }
 
-// An environment override of a policy constant (microseconds), for tuning.
-static uint64_t knob(const char *name, uint64_t ns) {
-    const char *s = getenv(name);
-    return s && *s ? (uint64_t)strtoull(s, NULL, 10) * 1000u : ns;
-}
-
 Pool *pool_create(int n_threads) {
     if (n_threads < 1) n_threads = 1;
-    Pool *p = calloc(1, sizeof *p);
+    Pool *p = aligned_alloc(64, (sizeof *p + 63) / 64 * 64);  // its lines as laid out
+    if (p) memset(p, 0, sizeof *p);
     if (!p || !(p->workers = calloc((size_t)n_threads, sizeof(pthread_t))) ||
         !(p->ranges = aligned_alloc(64, (size_t)n_threads * sizeof *p->ranges))) {
         fprintf(stderr, "pool: out of memory for %d threads\n", n_threads);
@@ -282,11 +280,10 @@ Pool *pool_create(int n_threads) {
     }
     for (int t = 0; t < n_threads; t++) atomic_init(&p->ranges[t].w, 0);
     p->n_threads = 1;  // grows as workers start, so a failure can tear down cleanly
-    p->spin = n_threads > cpus_available() ? knob("SL_POOL_SPIN_SHARED", SPIN_SHARED_NS)
-                                           : knob("SL_POOL_SPIN", SPIN_NS);
-    p->overrun_cfg = knob("SL_POOL_OVERRUN", OVERRUN_NS);
-    p->solo_cfg = knob("SL_POOL_SOLO", SOLO_NS);
-    p->solo_ns = p->solo_cfg;
+    int shared = n_threads > cpus_available();
+    p->spin = shared ? SPIN_SHARED_NS : SPIN_NS;
+    p->caller_spin = shared ? SPIN_SHARED_NS : CALLER_SPIN_NS;
+    p->solo_ns = SOLO_NS;
     p->solo_allowed = 1;
     p->joined = now_ns();
     atomic_init(&p->ticket, 0);
@@ -318,13 +315,6 @@ Pool *pool_create(int n_threads) {
 
 void pool_destroy(Pool *p) {
     if (!p) return;
-    if (getenv("SL_POOL_STATS") && p->n_threads > 1)
-        fprintf(stderr, "pool %d: jobs %llu solo %llu | chunks %llu mine %llu | waits %llu "
-                "sleeps %llu %.3f ms | overruns %llu shy %llu\n", p->n_threads,
-                (unsigned long long)p->stat[S_JOBS], (unsigned long long)p->stat[S_SOLO_JOBS],
-                (unsigned long long)p->stat[S_CHUNKS], (unsigned long long)p->stat[S_MINE],
-                (unsigned long long)p->stat[S_WAITS], (unsigned long long)p->stat[S_SLEEPS],
-                (double)p->stat[S_WAIT_NS] * 1e-6, (unsigned long long)p->stat[S_OVERRUNS], (unsigned long long)p->stat[S_SHY]);
     atomic_store_explicit(&p->stop, 1, memory_order_release);
     publish(p, ++p->gen * GEN_ONE | RUN_BIT);
     for (int t = 1; t < p->n_threads; t++) pthread_join(p->workers[t - 1], NULL);
@@ -373,7 +363,7 @@ static int solo(Pool *p) {
 
 // Goes solo, at `now` (see "Going solo").
 static void go_solo(Pool *p, uint64_t now) {
-    p->solo_ns = now - p->joined < TRY_NS ? p->solo_ns * 2 : p->solo_cfg;
+    p->solo_ns = now - p->joined < TRY_NS ? p->solo_ns * 2 : SOLO_NS;
     if (p->solo_ns > SOLO_MAX_NS) p->solo_ns = SOLO_MAX_NS;
     p->solo_until = now + p->solo_ns;
     p->win_jobs = p->win_chunks = p->win_mine = 0;
@@ -385,8 +375,7 @@ static void go_solo(Pool *p, uint64_t now) {
 static void check_busy(Pool *p, size_t n, size_t mine, uint64_t start, uint64_t taken,
                        uint64_t waited) {
     if (!p->solo_allowed) return;
-    if (waited >= p->overrun_cfg && waited >= 2 * (taken - start)) {
-        p->stat[S_OVERRUNS]++;
+    if (waited >= OVERRUN_NS && waited >= 2 * (taken - start)) {
         go_solo(p, taken + waited);
         return;
     }
@@ -395,7 +384,6 @@ static void check_busy(Pool *p, size_t n, size_t mine, uint64_t start, uint64_t 
     // workers' share < (T - 1) / T / 3  <=>  3 T (chunks - mine) < (T - 1) chunks
     size_t T = (size_t)p->n_threads;
     if (3 * T * (p->win_chunks - p->win_mine) < (T - 1) * p->win_chunks) {
-        p->stat[S_SHY]++;
         go_solo(p, now_ns());
         return;
     }
@@ -404,8 +392,7 @@ static void check_busy(Pool *p, size_t n, size_t mine, uint64_t start, uint64_t 
 
 void pool_for(Pool *p, size_t n_chunks, pool_chunk_fn fn, void *arg) {
     if (!p || p->n_threads == 1 || n_chunks <= 1 || solo(p)) {
-        if (p && p->n_threads > 1 && n_chunks > 1) p->stat[S_SOLO_JOBS]++;
-        for (size_t c = 0; c < n_chunks; c++) fn(arg, c);
+        if (n_chunks) fn(arg, 0, n_chunks);
         return;
     }
     for (size_t first = 0; first < n_chunks; first += N_MASK) {  // batches of 65535
@@ -417,7 +404,6 @@ void pool_for(Pool *p, size_t n_chunks, pool_chunk_fn fn, void *arg) {
         uint64_t t = ++p->gen * GEN_ONE | n, start = now_ns();
         publish(p, t);
         size_t mine = work_on(p, 0, t);
-        p->stat[S_JOBS]++, p->stat[S_CHUNKS] += n, p->stat[S_MINE] += mine;
         uint64_t taken = 0, waited = wait_done(p, n - mine, &taken);
         check_busy(p, n, mine, start, taken, waited);
     }

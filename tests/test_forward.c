@@ -76,8 +76,7 @@ typedef struct {
 static atomic_int thread_ids;
 static _Thread_local int thread_id;
 
-static void cover_chunk(void *arg, size_t c) {
-    Cover *cv = arg;
+static void cover_one(Cover *cv, size_t c) {
     size_t b, e;
     pool_chunk(cv->n, cv->size, c, &b, &e);
     cr_assert(b < e, "chunk %zu of %zu items in %zu: empty", c, cv->n, cv->size);
@@ -90,6 +89,11 @@ static void cover_chunk(void *arg, size_t c) {
     }
     for (size_t i = b; i < e; i++) atomic_fetch_add(&cv->seen[i], 1);
     atomic_fetch_add(&cv->calls, 1);
+}
+
+static void cover_chunk(void *arg, size_t c0, size_t c1) {
+    cr_assert(c0 < c1);
+    for (size_t c = c0; c < c1; c++) cover_one(arg, c);
 }
 
 static void check_cover(Pool *p, size_t n, size_t size, size_t slow) {

@@ -2,10 +2,11 @@
 //
 // Criterion cannot run under TSan (its inheritable arena is mapped at a fixed address that
 // TSan reserves), so this driver stands alone: `make test-tsan` builds it with
-// -fsanitize=thread and fails on any report. It runs the pool (pool_run and pool_for), then the forward pass of the
-// default model (every threaded matmul and attention kernel, batched and one token at a
-// time, f32 and f16 caches, with and without recording the attention weights) on 2 to 4
-// threads, and checks the logits, and the recorded weights, bitwise against 1 thread.
+// -fsanitize=thread and fails on any report. It runs the pool (pool_run and pool_for jobs),
+// then the forward pass of the default model (every threaded matmul and attention kernel,
+// batched and one token at a time, f32 and f16 caches, with and without recording the
+// attention weights) on 2 to 4 threads, and checks the logits, and the recorded weights,
+// bitwise against 1 thread.
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,10 +45,12 @@ typedef struct {
     atomic_int calls;
 } Chunks;
 
-static void chunk_hit(void *arg, size_t c) {
+static void chunk_hit(void *arg, size_t c0, size_t c1) {
     Chunks *h = arg;
-    h->plain[c]++;
-    atomic_fetch_add(&h->calls, 1);
+    for (size_t c = c0; c < c1; c++) {
+        h->plain[c]++;
+        atomic_fetch_add(&h->calls, 1);
+    }
 }
 
 enum { PROMPT = 24, DECODE = 16 };
