@@ -35,6 +35,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>  // __rdtsc
+#endif
 
 #define RUN_BIT ((uint64_t)1 << 16)
 #define GEN_ONE ((uint64_t)1 << 17)
@@ -54,24 +57,24 @@
 #define SPIN_SHARED_NS 5000
 
 // Going solo. A worker that loses its core to another process in the middle of a chunk holds
-// the job up until the scheduler gives it a core again (a time slice: milliseconds); no
-// waiting policy helps with that. So when the caller's wait for the last chunks overruns both
-// OVERRUN_NS and twice the time it spent taking chunks itself (while threads keep their cores
-// it waits at most one chunk), the caller runs the next jobs alone, like one thread, for a
-// while: SOLO_NS at first, doubling up to SOLO_MAX_NS while each try with the workers overruns
-// again within TRY_NS. Then the workers rejoin (they slept meanwhile, leaving the core to the
-// caller and the other process). Contended, T threads thus run at about T=1's speed, less one
-// overrun per solo period; a quiet host never overruns and never goes solo.
-#define OVERRUN_NS 200000
+// the job up until the scheduler gives it a core again (a time slice: milliseconds); one that
+// finds no free core takes few chunks but still spins on CPU time the caller needs. No waiting
+// policy helps with either. So the caller keeps accounts over windows of at least WINDOW jobs
+// and WINDOW_NS: `busy`, the time it spent on its own `mine` chunks, and `wait`, the time it
+// then waited for the workers'. Had it run the window's jobs alone they would have taken
+// about busy * chunks / mine, against busy + wait with the workers. When the workers did not
+// pay for the wait,
+//   wait * mine >= busy * (chunks - mine),
+// or took less than a third of their share, chunks - mine < chunks (T - 1) / T / 3, the
+// caller runs the next jobs alone ("solo", the workers asleep) for SOLO_NS, doubling up to
+// SOLO_MAX_NS while each try with the workers fails again within TRY_NS. While every thread
+// keeps its core a worker takes its share within a microsecond of a job's start, the wait is
+// about one cache-line transfer per job, and neither test fails.
+#define WINDOW 256
+#define WINDOW_NS 20000000
 #define SOLO_NS 50000000
 #define SOLO_MAX_NS 800000000
 #define TRY_NS 1000000000
-// The other sign of a busy host: over a window of WINDOW jobs, the workers took less than a
-// third of their share of the chunks, (T - 1) / T (they spin when idle, so while they have
-// cores they take theirs within a fraction of a microsecond of a job's start). Then the caller
-// goes solo just the same: workers without a core of their own mostly spin on the one the
-// caller needs.
-#define WINDOW 128
 
 // The fields by who writes them, a cache line for each group, so that a worker reaching for
 // a new job brings in one line (the ticket with the job) and shares no line with the caller's
@@ -101,7 +104,8 @@ struct Pool {
     // workers since this time
     int solo_allowed;
     uint64_t solo_until, solo_ns, joined;
-    size_t win_jobs, win_chunks, win_mine;  // this window of WINDOW jobs with the workers
+    uint64_t win_start, win_busy, win_wait;  // this window with the workers (see above)
+    size_t win_jobs, win_chunks, win_mine;
 };
 
 typedef struct {
@@ -123,6 +127,16 @@ static uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+// A cheap timestamp in units of its own, only ever compared with another (x86: the TSC, a few
+// ns to read where clock_gettime takes ~40).
+static inline uint64_t ticks(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    return __rdtsc();
+#else
+    return now_ns();
+#endif
+}
+
 // The online CPUs this process may run on.
 static int cpus_available(void) {
 #if defined(__linux__)
@@ -131,6 +145,13 @@ static int cpus_available(void) {
 #endif
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 && n < 1 << 20 ? (int)n : 1;
+}
+
+// A new window of accounts, from `now`.
+static void new_window(Pool *p, uint64_t now) {
+    p->win_start = now;
+    p->win_busy = p->win_wait = 0;
+    p->win_jobs = p->win_chunks = p->win_mine = 0;
 }
 
 // Spins until *ticket's generation differs from `seen`, for at most `ns`; returns the ticket
@@ -185,13 +206,12 @@ static void finish(Pool *p) {
 }
 
 // The caller's wait until workers finished `target` chunks: spin, then sleep on `finished`.
-// Returns the time it took (ns) and when it began in *began; 0 when nothing was left to wait for.
-static uint64_t wait_done(Pool *p, size_t target, uint64_t *began) {
+// Returns whether there was anything to wait for.
+static int wait_done(Pool *p, size_t target) {
     if (atomic_load_explicit(&p->done, memory_order_acquire) >= target) return 0;
-    uint64_t start = now_ns(), now = start;
-    *began = start;
+    uint64_t start = now_ns();
     for (unsigned i = 1; atomic_load_explicit(&p->done, memory_order_acquire) < target; i++) {
-        if (i % 16 == 0 && (now = now_ns()) - start >= p->caller_spin) break;
+        if (i % 16 == 0 && now_ns() - start >= p->caller_spin) break;
         cpu_relax();
     }
     if (atomic_load_explicit(&p->done, memory_order_acquire) < target) {
@@ -201,8 +221,7 @@ static uint64_t wait_done(Pool *p, size_t target, uint64_t *began) {
         atomic_store(&p->caller_sleeps, 0);
         pthread_mutex_unlock(&p->lock);
     }
-    now = now_ns();
-    return now - start ? now - start : 1;
+    return 1;
 }
 
 // Takes a chunk of the batch of generation g (low 32 bits) from thread u's range (lo, size),
@@ -286,6 +305,7 @@ Pool *pool_create(int n_threads) {
     p->solo_ns = SOLO_NS;
     p->solo_allowed = 1;
     p->joined = now_ns();
+    new_window(p, p->joined);
     atomic_init(&p->ticket, 0);
     atomic_init(&p->done, 0);
     atomic_init(&p->caller_sleeps, 0);
@@ -346,8 +366,7 @@ void pool_run(Pool *p, pool_fn fn, void *arg) {
     atomic_store_explicit(&p->done, 0, memory_order_relaxed);
     publish(p, ++p->gen * GEN_ONE | RUN_BIT);
     fn(arg, 0, p->n_threads);
-    uint64_t began;
-    wait_done(p, (size_t)p->n_threads - 1, &began);
+    wait_done(p, (size_t)p->n_threads - 1);
 }
 
 // Whether the caller runs this job alone (see "Going solo"); when a solo period ends, the
@@ -358,36 +377,27 @@ static int solo(Pool *p) {
     if (now < p->solo_until) return 1;
     p->solo_until = 0;
     p->joined = now;
+    new_window(p, now);
     return 0;
 }
 
-// Goes solo, at `now` (see "Going solo").
-static void go_solo(Pool *p, uint64_t now) {
-    p->solo_ns = now - p->joined < TRY_NS ? p->solo_ns * 2 : SOLO_NS;
-    if (p->solo_ns > SOLO_MAX_NS) p->solo_ns = SOLO_MAX_NS;
-    p->solo_until = now + p->solo_ns;
-    p->win_jobs = p->win_chunks = p->win_mine = 0;
-}
-
-// After a job of n chunks with the workers: from `start` to `taken` the caller took `mine`
-// chunks, then it waited `waited` ns for the rest. Goes solo on an overrun, or at the end of a
-// window where the workers took too few chunks (see "Going solo").
-static void check_busy(Pool *p, size_t n, size_t mine, uint64_t start, uint64_t taken,
-                       uint64_t waited) {
-    if (!p->solo_allowed) return;
-    if (waited >= OVERRUN_NS && waited >= 2 * (taken - start)) {
-        go_solo(p, taken + waited);
-        return;
+// After a job of n chunks with the workers, of which the caller took `mine` in `busy` ticks
+// and then waited `wait` ticks for the rest: at the end of a window, go solo if the workers
+// did not pay for the wait (see "Going solo").
+static void account(Pool *p, size_t n, size_t mine, uint64_t busy, uint64_t wait) {
+    p->win_jobs++, p->win_chunks += n, p->win_mine += mine;
+    p->win_busy += busy, p->win_wait += wait;
+    if (!p->solo_allowed || p->win_jobs % WINDOW) return;
+    uint64_t now = now_ns();
+    if (now - p->win_start < WINDOW_NS) return;
+    size_t T = (size_t)p->n_threads, theirs = p->win_chunks - p->win_mine;
+    if ((double)p->win_wait * (double)p->win_mine >= (double)p->win_busy * (double)theirs ||
+        3 * T * theirs < (T - 1) * p->win_chunks) {
+        p->solo_ns = now - p->joined < TRY_NS ? p->solo_ns * 2 : SOLO_NS;
+        if (p->solo_ns > SOLO_MAX_NS) p->solo_ns = SOLO_MAX_NS;
+        p->solo_until = now + p->solo_ns;
     }
-    p->win_chunks += n, p->win_mine += mine;
-    if (++p->win_jobs < WINDOW) return;
-    // workers' share < (T - 1) / T / 3  <=>  3 T (chunks - mine) < (T - 1) chunks
-    size_t T = (size_t)p->n_threads;
-    if (3 * T * (p->win_chunks - p->win_mine) < (T - 1) * p->win_chunks) {
-        go_solo(p, now_ns());
-        return;
-    }
-    p->win_jobs = p->win_chunks = p->win_mine = 0;
+    new_window(p, now);
 }
 
 void pool_for(Pool *p, size_t n_chunks, pool_chunk_fn fn, void *arg) {
@@ -401,11 +411,11 @@ void pool_for(Pool *p, size_t n_chunks, pool_chunk_fn fn, void *arg) {
         p->arg = arg;
         p->first = first;
         atomic_store_explicit(&p->done, 0, memory_order_relaxed);
-        uint64_t t = ++p->gen * GEN_ONE | n, start = now_ns();
+        uint64_t t = ++p->gen * GEN_ONE | n, t0 = ticks();
         publish(p, t);
         size_t mine = work_on(p, 0, t);
-        uint64_t taken = 0, waited = wait_done(p, n - mine, &taken);
-        check_busy(p, n, mine, start, taken, waited);
+        uint64_t t1 = ticks(), t2 = wait_done(p, n - mine) ? ticks() : t1;
+        account(p, n, mine, t1 > t0 ? t1 - t0 : 0, t2 > t1 ? t2 - t1 : 0);
     }
 }
 
