@@ -935,7 +935,8 @@ typedef struct {
 // thread count. units = ceil(rows / ROW_ALIGN);
 // rows per chunk = ROW_ALIGN max(ceil(CHUNK_MIN / (ROW_ALIGN cols)), ceil(units / max chunks)).
 static size_t chunk_rows(size_t rows, size_t cols, size_t m) {
-    size_t units = pool_chunks(rows, ROW_ALIGN), per = pool_chunks(CHUNK_MIN, ROW_ALIGN * (cols ? cols : 1));
+    size_t units = pool_chunks(rows, ROW_ALIGN);
+    size_t per = pool_chunks(CHUNK_MIN, ROW_ALIGN * (cols ? cols : 1));
     size_t most = pool_chunks(units, m > 1 ? MAX_CHUNKS_BATCH : MAX_CHUNKS);
     return (per > most ? per : most) * ROW_ALIGN;
 }
