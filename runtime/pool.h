@@ -48,12 +48,13 @@ int pool_size(const Pool *p);
 // 10 ns while threads keep their cores), so a chunk of half a microsecond of work is enough.
 void pool_for(Pool *p, size_t n_chunks, pool_chunk_fn fn, void *arg);
 
-// Going solo (pool.c): when a wait for the last chunks overran (a worker lost its core in the
-// middle of a chunk), or the workers took under a third of their share of the chunks of the
-// last 128 jobs, the caller runs the pool_for jobs of the next 50-800 ms alone, then tries the
-// workers again. So with another busy process on the host, T threads run at about one
-// thread's speed instead of waiting on threads that have no core. On by default; allow = 0
-// turns it off (every pool_for job is then offered to all threads: the tests).
+// Going solo (pool.c): when, over the last 20 ms (and 256 jobs or more), the caller waited
+// for the workers' last chunks longer than their chunks saved it (a worker lost its core in
+// the middle of a chunk), or the workers took under a third of their share, the caller runs
+// the pool_for jobs of the next 50-800 ms alone, then tries the workers again. So with another
+// busy process on the host, T threads run at about one thread's speed instead of waiting on
+// threads that have no core. On by default; allow = 0 turns it off (every pool_for job is then
+// offered to all threads: the tests).
 void pool_allow_solo(Pool *p, int allow);
 
 // Runs fn on all threads and returns when every one has finished. Not reentrant.
