@@ -4,15 +4,20 @@
 // generated text, a newline); timings and errors go to stderr. Usage errors exit 2,
 // model and input errors exit 1. Flags follow llama2.c's run.c.
 #define _POSIX_C_SOURCE 200809L
+#define _DARWIN_C_SOURCE  // macOS: _SC_NPROCESSORS_ONLN and _NSGetExecutablePath's types too
 #include <errno.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#if defined(__APPLE__)
+#include <mach-o/dyld.h>  // _NSGetExecutablePath
+#endif
 
 #include "app/attnmap.h"
 #include "app/bench.h"
@@ -179,13 +184,29 @@ static int parse_list(const char *flag, const char *v, long *out, int max, long 
     }
 }
 
-// DEFAULT_MODEL in the directory of the running binary (/proc/self/exe), else relative to
-// the current directory; NULL if neither exists.
-static const char *default_model(void) {
-    static char path[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+// The running binary's path into buf (size bytes): /proc/self/exe on Linux,
+// _NSGetExecutablePath on macOS, else argv[0] when it names a path (holds a '/'). 0 on success.
+static int exe_path(char *buf, size_t size, const char *argv0) {
+#if defined(__linux__)
+    ssize_t n = readlink("/proc/self/exe", buf, size - 1);
     if (n > 0) {
-        path[n] = '\0';
+        buf[n] = '\0';
+        return 0;
+    }
+#elif defined(__APPLE__)
+    uint32_t n = (uint32_t)size;
+    if (_NSGetExecutablePath(buf, &n) == 0) return 0;
+#endif
+    if (!argv0 || !strchr(argv0, '/') || strlen(argv0) >= size) return -1;
+    memcpy(buf, argv0, strlen(argv0) + 1);
+    return 0;
+}
+
+// DEFAULT_MODEL in the directory of the running binary (exe_path), else relative to the
+// current directory; NULL if neither exists.
+static const char *default_model(const char *argv0) {
+    static char path[PATH_MAX];
+    if (exe_path(path, sizeof path, argv0) == 0) {
         char *slash = strrchr(path, '/');
         if (slash && (size_t)(slash + 1 - path) + sizeof DEFAULT_MODEL <= sizeof path) {
             memcpy(slash + 1, DEFAULT_MODEL, sizeof DEFAULT_MODEL);
@@ -297,7 +318,7 @@ static Options parse_args(int argc, char **argv) {
             break;
         }
     }
-    if (!o.model_path && !(o.model_path = default_model()))
+    if (!o.model_path && !(o.model_path = default_model(argv[0])))
         usage_error("no model file given, and the default model %s is in neither run's "
                     "directory nor the current one%s", DEFAULT_MODEL, "");
     if (!o.bench && o.b.n_threads > 1) usage_error("-T: a list of thread counts needs --bench%s%s", "", "");

@@ -48,7 +48,6 @@
 
 #include <assert.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -500,7 +499,6 @@ typedef struct {
     float *att;       // recording: (m, n_heads, att_stride) weights, or NULL
     size_t att_stride;
     size_t n_items;
-    atomic_size_t next;  // the next item to take
 } Job;
 
 // The first key a query at position p attends to: 0, or p + 1 - window with a sliding window.
@@ -598,12 +596,11 @@ static void run_chunk(const Job *j, size_t g, size_t c) {
     }
 }
 
-static void work(void *arg, int thread, int n_threads) {
-    (void)thread, (void)n_threads;
-    Job *j = arg;
+// Items lo .. hi - 1 of the job (pool_for hands them out to the threads as they come free).
+static void work(void *arg, size_t lo, size_t hi) {
+    const Job *j = arg;
     size_t nkv = j->s->n_kv_heads;
-    size_t it;
-    while ((it = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed)) < j->n_items) {
+    for (size_t it = lo; it < hi; it++) {
         if (j->part) {
             run_chunk(j, it % nkv, it / nkv);
         } else if (j->qb) {  // KV head by KV head (its K and V stay in cache), longest first
@@ -615,12 +612,11 @@ static void work(void *arg, int thread, int n_threads) {
     }
 }
 
-// Split mode's second step: each head folds its chunk partials in chunk order.
-static void fold_work(void *arg, int thread, int n_threads) {
-    Job *j = arg;
-    size_t nh = j->s->n_heads, hd = j->s->head_dim, ps = hd + 2, b, e;
-    pool_range(nh, 1, thread, n_threads, &b, &e);
-    for (size_t h = b; h < e; h++) {
+// Split mode's second step: heads h0 .. h1 - 1 fold their chunk partials in chunk order.
+static void fold_work(void *arg, size_t h0, size_t h1) {
+    const Job *j = arg;
+    size_t nh = j->s->n_heads, hd = j->s->head_dim, ps = hd + 2;
+    for (size_t h = h0; h < h1; h++) {
         float *a = j->part + h * ps;
         for (size_t c = 1; c < j->n_chunks; c++) fold(a, j->part + (c * nh + h) * ps, hd);
         finish_rec(j->out + h * hd, a, hd, j->att ? j->att + h * j->att_stride : NULL,
@@ -669,14 +665,13 @@ void attention_decode_rec(Pool *pool, const AttnShape *s, float *out, const floa
     size_t nt = (size_t)pool_size(pool), n_chunks = (pos - first_key(s, pos)) / CHUNK + 1;
     Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos, .m = 1,
              .att = att, .att_stride = att_stride};
-    atomic_init(&j.next, 0);
     if (scratch && nt > 1 && n_chunks > 1 && s->n_kv_heads % nt) {  // KV heads do not balance
         j.part = scratch, j.n_chunks = n_chunks, j.n_items = n_chunks * s->n_kv_heads;
-        pool_run(pool, work, &j);
-        pool_run(pool, fold_work, &j);
+        pool_for(pool, j.n_items, work, &j);
+        pool_for(pool, s->n_heads, fold_work, &j);
     } else {
         j.n_items = s->n_kv_heads;
-        pool_run(pool, work, &j);
+        pool_for(pool, j.n_items, work, &j);
     }
 }
 
@@ -699,14 +694,13 @@ void attention_prefill_rec(Pool *pool, const AttnShape *s, float *out, const flo
     }
     Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos0, .m = m,
              .att = att, .att_stride = att_stride};
-    atomic_init(&j.next, 0);
     size_t group = s->n_heads / s->n_kv_heads;
     j.n_items = m * s->n_kv_heads;
     if (!att && !s->window && m > 1 && 2 * group <= SUBG) {  // blocks of 2 or more queries
         j.qb = SUBG / group;
         j.n_items = (m + j.qb - 1) / j.qb * s->n_kv_heads;
     }
-    if (m) pool_run(pool, work, &j);
+    if (m) pool_for(pool, j.n_items, work, &j);
 }
 
 void attention_prefill(Pool *pool, const AttnShape *s, float *out, const float *q,

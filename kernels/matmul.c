@@ -1201,16 +1201,38 @@ typedef struct {
     const MatIn *in;
     const Tensor *w;
     RowsFn fn;
+    size_t rows;  // per chunk: a multiple of ROW_ALIGN
 } Job;
 
-// Thread blocks start on multiples of 16 rows: whole tiles, and a 64-byte line of y each.
+// Chunks start on multiples of 16 rows: whole tiles, and a 64-byte line of y each.
 #define ROW_ALIGN 16
+// Chunk sizes. Threads start on equal shares of the chunks and steal at the end (pool.h), so
+// small chunks cost little (one compare-and-swap on a line of the thread's own) and balance
+// well: a chunk holds as few whole units of ROW_ALIGN rows as make CHUNK_MIN multiply-adds
+// per token (0.5-1 us of work), and a job at most MAX_CHUNKS chunks (MAX_CHUNKS_BATCH for a
+// batch of tokens, whose chunks each read all of X again).
+#define CHUNK_MIN 4096
+#define MAX_CHUNKS 64
+#define MAX_CHUNKS_BATCH 16
 
-static void job_run(void *arg, int thread, int n_threads) {
+// Rows per chunk for a (rows, cols) matrix and m tokens: it depends on the shape alone, never
+// on the thread count, so every output is computed by the same code over the same rows for any
+// thread count. units = ceil(rows / ROW_ALIGN);
+// rows per chunk = ROW_ALIGN max(ceil(CHUNK_MIN / (ROW_ALIGN cols)), ceil(units / max chunks)).
+static size_t chunk_rows(size_t rows, size_t cols, size_t m) {
+    size_t units = pool_chunks(rows, ROW_ALIGN);
+    size_t per = pool_chunks(CHUNK_MIN, ROW_ALIGN * (cols ? cols : 1));
+    size_t most = pool_chunks(units, m > 1 ? MAX_CHUNKS_BATCH : MAX_CHUNKS);
+    return (per > most ? per : most) * ROW_ALIGN;
+}
+
+// Chunks c0 .. c1 - 1: rows c0 rows .. min(c1 rows, all rows).
+static void job_chunks(void *arg, size_t c0, size_t c1) {
     const Job *j = arg;
-    size_t b, e;
-    pool_range(j->w->rows, ROW_ALIGN, thread, n_threads, &b, &e);
-    if (b < e) j->fn(j->y, j->w->rows, j->in, j->w, b, e);
+    size_t b, e, unused;
+    pool_chunk(j->w->rows, j->rows, c0, &b, &unused);
+    pool_chunk(j->w->rows, j->rows, c1 - 1, &unused, &e);
+    j->fn(j->y, j->w->rows, j->in, j->w, b, e);
 }
 
 void matmul(Pool *pool, float *y, const MatIn *in, const Tensor *w) {
@@ -1218,6 +1240,6 @@ void matmul(Pool *pool, float *y, const MatIn *in, const Tensor *w) {
     assert(!(matmul_input_forms(w->type) & MATMUL_Q8_0) || in->q);
     assert(!(matmul_input_forms(w->type) & MATMUL_Q8_K) || in->kq);
     if (w->rows == 0 || in->m == 0) return;
-    Job j = {y, in, w, rows_fn(w->type)};
-    pool_run(pool, job_run, &j);
+    Job j = {y, in, w, rows_fn(w->type), chunk_rows(w->rows, w->cols, in->m)};
+    pool_for(pool, pool_chunks(w->rows, j.rows), job_chunks, &j);
 }

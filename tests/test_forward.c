@@ -2,10 +2,12 @@
 // prefill against one token at a time, and bitwise identical results for any thread count.
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels/kernels.h"
 #include "runtime/pool.h"
@@ -59,6 +61,109 @@ Test(pool, range_partitions_in_aligned_blocks) {
                 }
                 cr_assert_eq(next, sizes[si], "blocks cover everything");
             }
+}
+
+// pool_for over n items in chunks of `size`: every item is counted once.
+typedef struct {
+    size_t n, size;
+    atomic_int *seen;      // (n) calls that covered each item
+    atomic_int calls;
+    size_t slow_chunk;     // this chunk sleeps (a thread that lost its core), or SIZE_MAX
+    int *owner;            // or (chunks) which thread ran each chunk (see thread_id)
+} Cover;
+
+// A small number per thread, for telling threads apart.
+static atomic_int thread_ids;
+static _Thread_local int thread_id;
+
+static void cover_one(Cover *cv, size_t c) {
+    size_t b, e;
+    pool_chunk(cv->n, cv->size, c, &b, &e);
+    cr_assert(b < e, "chunk %zu of %zu items in %zu: empty", c, cv->n, cv->size);
+    if (cv->owner) {
+        if (!thread_id) thread_id = atomic_fetch_add(&thread_ids, 1) + 1;
+        cv->owner[c] = thread_id;
+    }
+    if (c == cv->slow_chunk) {
+        nanosleep(&(struct timespec){0, 30 * 1000 * 1000}, NULL);
+    }
+    for (size_t i = b; i < e; i++) atomic_fetch_add(&cv->seen[i], 1);
+    atomic_fetch_add(&cv->calls, 1);
+}
+
+static void cover_chunk(void *arg, size_t c0, size_t c1) {
+    cr_assert(c0 < c1);
+    for (size_t c = c0; c < c1; c++) cover_one(arg, c);
+}
+
+static void check_cover(Pool *p, size_t n, size_t size, size_t slow) {
+    Cover cv = {.n = n, .size = size, .seen = calloc(n + 1, sizeof(atomic_int)),
+                .slow_chunk = slow};
+    cr_assert(cv.seen);
+    size_t chunks = pool_chunks(n, size);
+    pool_for(p, chunks, cover_chunk, &cv);
+    cr_assert_eq((size_t)atomic_load(&cv.calls), chunks, "%zu items in %zu, %d threads", n, size,
+                 pool_size(p));
+    for (size_t i = 0; i < n; i++)
+        cr_assert_eq(atomic_load(&cv.seen[i]), 1, "item %zu of %zu in chunks of %zu, %d threads",
+                     i, n, size, pool_size(p));
+    free(cv.seen);
+}
+
+Test(pool, for_covers_every_item_once) {
+    size_t sizes[] = {0, 1, 5, 16, 17, 100, 1000, 4097};
+    size_t chunk[] = {1, 3, 16, 64, 1000, 5000};
+    for (int nt = 1; nt <= 8; nt++) {
+        Pool *p = pool_create(nt);
+        cr_assert(p);
+        pool_allow_solo(p, 0);  // every job offered to every thread, even on fewer cores
+        for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+            for (size_t ci = 0; ci < sizeof chunk / sizeof chunk[0]; ci++)
+                check_cover(p, sizes[si], chunk[ci], SIZE_MAX);
+        pool_destroy(p);
+    }
+    check_cover(NULL, 100, 7, SIZE_MAX);  // no pool: the caller runs every chunk
+}
+
+// pool_run and pool_for jobs in turns, many short ones: a worker that wakes late takes chunks of
+// whatever job is in flight, and still runs every pool_run job once.
+Test(pool, for_and_run_interleave) {
+    for (int nt = 2; nt <= 5; nt++) {
+        Pool *p = pool_create(nt);
+        cr_assert(p);
+        pool_allow_solo(p, 0);
+        Hits h = {0};
+        for (int i = 0; i < 3000; i++) {
+            if (i % 3 == 0) pool_run(p, count_hit, &h);
+            else check_cover(p, (size_t)(i % 7) * 5, 2, SIZE_MAX);
+        }
+        for (int t = 0; t < nt; t++) cr_assert_eq(atomic_load(&h.hits[t]), 1000, "thread %d", t);
+        pool_destroy(p);
+    }
+}
+
+// A thread that stalls inside a chunk (as one preempted by another process would) delays only
+// that chunk: the others go on taking the rest, and each chunk still runs once.
+Test(pool, for_survives_a_stalled_thread) {
+    for (int nt = 2; nt <= 4; nt++) {
+        Pool *p = pool_create(nt);
+        cr_assert(p);
+        size_t n = 400, others = 0;
+        Cover cv = {.n = n, .size = 1, .seen = calloc(n, sizeof(atomic_int)), .slow_chunk = 0,
+                    .owner = calloc(n, sizeof(int))};
+        cr_assert(cv.seen && cv.owner);
+        pool_for(p, n, cover_chunk, &cv);  // chunk 0, the first taken, sleeps 30 ms
+        cr_assert_eq(atomic_load(&cv.calls), (int)n);
+        for (size_t i = 0; i < n; i++) {
+            cr_assert_eq(atomic_load(&cv.seen[i]), 1, "chunk %zu", i);
+            others += cv.owner[i] != cv.owner[0];
+        }
+        cr_assert(others > 0, "%d threads: the others took no chunk", nt);
+        free(cv.seen), free(cv.owner);
+        check_cover(p, 64, 4, 3);  // again with another stalled chunk: the caller may now go solo
+        for (int i = 0; i < 200; i++) check_cover(p, (size_t)i, 3, SIZE_MAX);
+        pool_destroy(p);
+    }
 }
 
 // ----------------------------------------------------------------------------
