@@ -4,7 +4,7 @@
 // simd.h (AVX-512, else AVX2+FMA, else plain C; AVX512-VNNI or AVX2 for q8_0). No OpenMP,
 // no BLAS, no allocation, no runtime CPU dispatch: the binary runs where its -march allows.
 //
-// One structure serves all types: threads take chunks of W rows (job_run), a chunk walks
+// One structure serves all types: threads take chunks of W rows (job_chunks), a chunk walks
 // tiles of R rows x T tokens (rows_block, panel), and only the innermost step of a tile
 // depends on the type: f32 loads, f16/bf16 loads converted to f32 in registers, or an
 // integer dot product of q8_0 groups (the q8 layer below).
