@@ -95,21 +95,32 @@ static inline __m128i sl_cvtepi32_epi8(__m512i v) {  // truncation to the low by
 
 // fma32(a, b, c) = a * b + c rounded once, to nearest even: the hardware instruction where
 // there is one (x86 FMA, every aarch64), else in double arithmetic. a * b is exact in double
-// (24 + 24 bits); the sum is rounded to double with round-to-odd, which then rounds to float
-// correctly (53 >= 24 + 2 bits), so the result is the fused one, bit for bit.
+// (24 + 24 bits), and s = a * b + c rounded to double rounds on to the right float unless s is
+// exactly halfway between two floats (the exact sum lies within half a double's ulp of s, and
+// only a float midpoint, itself a double, could separate the two) or below the normal floats
+// (whose midpoints are spaced otherwise). Those rare cases redo the sum with round-to-odd,
+// which then rounds to float correctly (53 >= 24 + 2 bits): the fused result, bit for bit.
+// (tests/test_kernels.c checks fma32_soft against libm's fmaf in every build.)
+static inline float fma32_soft(float a, float b, float c) {
+    double p = (double)a * (double)b, s = p + (double)c;
+    uint64_t bits;
+    memcpy(&bits, &s, sizeof bits);
+    if ((bits & 0x1fffffffu) != 0x10000000u && ((bits >> 52) & 0x7ff) >= 1023 - 126)
+        return (float)s;  // not a float midpoint, a normal float (or inf/NaN): one rounding
+    double bb = s - p, err = (p - (s - bb)) + ((double)c - bb);  // s + err = p + c exactly
+    if (err != 0.0 && s - s == 0.0) {  // inexact and finite: make the last bit odd
+        memcpy(&bits, &s, sizeof bits);
+        if (!(bits & 1)) bits += ((err > 0) == (s > 0)) ? 1 : (uint64_t)-1;
+        memcpy(&s, &bits, sizeof s);
+    }
+    return (float)s;
+}
+
 static inline float fma32(float a, float b, float c) {
 #if defined(__FMA__) || defined(__aarch64__) || defined(__FP_FAST_FMAF)
     return __builtin_fmaf(a, b, c);
 #else
-    double p = (double)a * (double)b, s = p + (double)c;
-    double bb = s - p, err = (p - (s - bb)) + ((double)c - bb);  // s + err = p + c exactly
-    if (err != 0.0 && s - s == 0.0) {  // inexact and finite: make the last bit odd
-        uint64_t u;
-        memcpy(&u, &s, sizeof u);
-        if (!(u & 1)) u += ((err > 0) == (s > 0)) ? 1 : (uint64_t)-1;
-        memcpy(&s, &u, sizeof s);
-    }
-    return (float)s;
+    return fma32_soft(a, b, c);
 #endif
 }
 

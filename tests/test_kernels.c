@@ -4,6 +4,8 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
+#include "kernels/simd.h"
 #include "runtime/sampler.h"
 #include "helpers.h"
 
@@ -109,6 +111,47 @@ Test(kernels, swiglu) {
 
 // ----------------------------------------------------------------------------
 // sampler
+
+// simd.h's software fused multiply-add (the plain build's, for the block types and attention)
+// against libm's fmaf, correctly rounded on every platform, bit for bit: random operands of
+// every magnitude, products that cancel c, sums that land on float midpoints (where rounding
+// the double sum again would err), subnormal results, infinities and NaN.
+static uint64_t fma_rng = 88172645463325252ull;
+static uint32_t fma_next(void) {
+    fma_rng ^= fma_rng << 13, fma_rng ^= fma_rng >> 7, fma_rng ^= fma_rng << 17;
+    return (uint32_t)(fma_rng >> 11);
+}
+static void fma_check(float a, float b, float c) {
+    float want = fmaf(a, b, c), got = fma32_soft(a, b, c);
+    int same = f32_bits(want) == f32_bits(got) || (isnan(want) && isnan(got));
+    cr_assert(same, "fma32_soft(%a, %a, %a) = %a, fmaf %a", (double)a, (double)b, (double)c,
+              (double)got, (double)want);
+}
+Test(kernels, fma32_soft_is_fused) {
+    for (int i = 0; i < 2000000; i++) {
+        float a, b, c;
+        uint32_t r = fma_next();
+        if (r % 4 == 0) {  // any bits at all
+            a = f32_from_bits(fma_next()), b = f32_from_bits(fma_next()), c = f32_from_bits(fma_next());
+        } else {  // like the kernels' operands: close magnitudes, so the sum often rounds
+            a = (float)((int32_t)fma_next() % 65025), b = ldexpf((float)(fma_next() % 16777216), -30);
+            c = ldexpf((float)(int32_t)fma_next(), -(int)(fma_next() % 40));
+            if (r % 4 == 2) c = -a * b + ldexpf((float)(fma_next() % 8) - 4, -(int)(fma_next() % 150));
+            if (r % 4 == 3) {  // a * b close to half an ulp of c: the double sum lands on a float
+                int e = (int)(fma_next() % 60) - 30;  // midpoint in ~3% of these (~10^4 cases:
+                c = ldexpf(1.0f + (float)(fma_next() % 8388608) * 0x1p-23f, e);  // rounding the
+                a = 1.0f + (float)(fma_next() % 8388608) * 0x1p-23f;  // double sum again would
+                b = (float)(ldexp(1.0, e - 24) / a) * (fma_next() % 2 ? 1.0f : -1.0f);  // err)
+            }
+        }
+        fma_check(a, b, c);
+    }
+    fma_check(0x1p-30f, 0x1p-30f, 1.0f);
+    fma_check(1.0f + 0x1p-23f, 1.0f + 0x1p-23f, -(1.0f + 0x1p-22f));
+    fma_check(0x1p-100f, 0x1p-30f, 0x1p-126f);  // subnormal territory
+    fma_check(0x1p-140f, 0x1p-10f, -0x1p-149f);
+    fma_check(INFINITY, 0.0f, 1.0f), fma_check(1e38f, 10.0f, 0.0f), fma_check(NAN, 1.0f, 1.0f);
+}
 
 Test(sampler, greedy_is_argmax) {
     Sampler s;
