@@ -9,14 +9,16 @@
 //   SL_NEON     aarch64 with NEON; SL_SDOT with its dot product (armv8.2-a+dotprod)
 // -DSL_SIMDE_AVX512 compiles the AVX-512 paths on a machine without AVX-512, through SIMDe
 // (Debian's libsimde-dev), so that their twin tests run on any x86 host (make test-isa); such
-// a binary says so on one line (simd_note). SIMDe lacks a few AVX-512 intrinsics (the
-// _mm512_reduce_* family, the bf16 conversions): the kernels do not use them.
+// a binary names itself so (matmul_isa, which --bench prints). SIMDe 0.7.4 lacks a few
+// AVX-512 intrinsics: the kernels avoid the _mm512_reduce_* family and the bf16 conversions,
+// and the conversions below get portable forms in the emulated build only.
 //
-// Determinism across machines: the AVX-512, AVX2 and plain builds give the same bits for the
-// block types (q8_0, q4_0, the K types) and for attention, because each kernel follows one
-// order of operations whatever the vector width: 8 partial sums per output, combined by one
-// fixed tree (see matmul.c), with fused multiply-adds everywhere. The plain build gets its
-// fused multiply-add from fma32 below, exactly rounded without an FMA unit.
+// Determinism across machines: the AVX-512, AVX2 and NEON builds give the same bits for every
+// weight type and for attention, and the plain build does for the block types (q8_0, q4_0,
+// the K types) and attention, because each kernel follows one order of operations whatever
+// the vector width: 8 partial sums per output, combined by one fixed tree (see matmul.c), with
+// fused multiply-adds. The plain build gets its fused multiply-add from fma32 below, exactly
+// rounded without an FMA unit (its f32/f16/bf16 matmuls round each product instead).
 #ifndef SEARCHLIGHT_SIMD_H
 #define SEARCHLIGHT_SIMD_H
 
