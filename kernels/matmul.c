@@ -393,17 +393,14 @@ INLINE void i8_group_tokens(__m256 acc[][I8_TT], const __m256i *wv, const __m256
 #endif
 
 #if !SL_AVX2
-// The plain build's lanes: acc[l] = fma(dot of quants 4l .. 4l+3, s, acc[l]) for l < 8, and
-// hsum8's tree of additions.
+// The plain build's lanes: acc[l] = fma(dot of quants 4l .. 4l+3, s, acc[l]) for l < 8 (then
+// hsum adds them by hsum8's tree).
 static inline void lanes_group(float acc[8], const int8_t *w, const int8_t *x, float s) {
     for (size_t l = 0; l < 8; l++) {
         int32_t dot = 0;
         for (size_t i = 4 * l; i < 4 * l + 4; i++) dot += w[i] * x[i];
         acc[l] = fma32((float)dot, s, acc[l]);
     }
-}
-static inline float hsum8_f(const float a[8]) {
-    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 #endif
 
@@ -622,7 +619,7 @@ INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tens
                 float s = fp16_to_f32(w->scales[(r0 + r) * G + g]) * in->qd[(t0 + t) * GP + g];
                 lanes_group(acc, wq + g * Q8_GROUP, xq + g * Q8_GROUP, s);
             }
-            y[t * ldy + r] = hsum8_f(acc);
+            y[t * ldy + r] = hsum(v_load(acc, VW));
         }
     }
 }
@@ -659,13 +656,7 @@ INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Ten
         }
         i8_group_tokens(acc, wv, wsv, in, t0, g, R, T);
     }
-    for (size_t t = 0; t < T; t++)  // one horizontal sum per output, whatever the tile
-        for (size_t r = 0; r < R; r++) {
-            __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc[r][t]), _mm256_extractf128_ps(acc[r][t], 1));
-            h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-            h = _mm_add_ss(h, _mm_movehdup_ps(h));
-            y[t * ldy + r] = _mm_cvtss_f32(h);
-        }
+    TILE_STORE(acc, y, ldy, R, T);  // hsum8's additions, whatever the tile
 }
 #elif SL_NEON && SL_SDOT
 // NEON: low nibbles (weights 0-15) against the group's first 16 quants, high nibbles
@@ -715,7 +706,7 @@ INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Ten
                 }
                 lanes_group(acc, q, xq + g * 32, ggml_f16(wb + g * 18) * in->qd[(t0 + t) * GP + g]);
             }
-            y[t * ldy + r] = hsum8_f(acc);
+            y[t * ldy + r] = hsum(v_load(acc, VW));
         }
 }
 #endif
