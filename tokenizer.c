@@ -244,7 +244,9 @@ static int compare_u64(const void *a, const void *b) {
 }
 
 // Loads n_merges rules (uint32 pairs at p) into a tokenizer whose pieces are built, and checks
-// that every rule joins two tokens into a third and that every byte is a token.
+// that every rule joins two tokens into a third. A byte without a token (real vocabularies lack
+// some: SmolLM2's has none for 21 bytes, control bytes and ones UTF-8 never uses) keeps
+// byte_id -1, and encoding drops it, as `tokenizers` and llama.cpp do.
 static int build_bpe(Tokenizer *t, const uint8_t *p, uint32_t n_merges, const char *path) {
     size_t cap = 16;
     while (cap < 2 * (size_t)n_merges) cap *= 2;
@@ -286,10 +288,7 @@ static int build_bpe(Tokenizer *t, const uint8_t *p, uint32_t n_merges, const ch
     free(buf);
     for (int b = 0; b < 256; b++) {
         char c = (char)b;
-        if ((t->byte_id[b] = tokenizer_lookup(t, &c, 1)) < 0) {
-            fprintf(stderr, "%s: byte-level BPE without a token for the byte 0x%02x\n", path, b);
-            return TOK_ERR_FORMAT;
-        }
+        t->byte_id[b] = tokenizer_lookup(t, &c, 1);
     }
     // the special tokens, longest first, then by id: sorted as keys (~len << 32 | id)
     uint64_t *keys = malloc(sizeof(uint64_t) * (size_t)t->vocab_size);
@@ -527,7 +526,9 @@ static size_t find_special(const Tokenizer *t, const char *text, size_t len, siz
 }
 
 // One pre-tokenized piece of n bytes: its token if ignore_merges and it is one, else its
-// bytes' tokens merged by rank. Appends to tokens at *k.
+// bytes' tokens merged by rank. A byte without a token is dropped before merging, as the
+// `tokenizers` library's BPE drops a character missing from its vocabulary (no unk token), so
+// the bytes on either side of it may merge. Appends to tokens at *k.
 static void encode_piece(const Tokenizer *t, const char *s, size_t n, Symbol *sym, Pair *heap,
                          char *buf, int *tokens, size_t *k) {
     if (t->flags & TOK_FLAG_IGNORE_MERGES) {
@@ -537,8 +538,11 @@ static void encode_piece(const Tokenizer *t, const char *s, size_t n, Symbol *sy
             return;
         }
     }
-    for (size_t i = 0; i < n; i++) sym[i].id = t->byte_id[(uint8_t)s[i]];
-    merge_all(t, sym, (int)n, buf, heap);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (t->byte_id[(uint8_t)s[i]] >= 0) sym[m++].id = t->byte_id[(uint8_t)s[i]];
+    if (m == 0) return;
+    merge_all(t, sym, (int)m, buf, heap);
     for (int i = 0; i >= 0; i = sym[i].next) tokens[(*k)++] = sym[i].id;
 }
 
