@@ -40,6 +40,7 @@ typedef struct {
     const char *system;          // -y: chat mode's system prompt
     const char *chat_template;   // --chat-template: the template family to chat in
     int think;                   // --think: qwen3's and smollm3's thinking on
+    const char *date;            // --date: the date a template renders as today's (NULL: today)
     float temperature;
     float top_p;
     int top_k;
@@ -95,6 +96,8 @@ static void usage(FILE *f) {
             "  --chat-template <name>  chat in this template (default: the model file's):\n"
             "              " TPL_NAMES "\n"
             "  --think     chat: thinking on (qwen3, smollm3)\n"
+            "  --date <d>  chat: the date a template shows as today's, e.g. \"26 Jul 2024\"\n"
+            "              (Llama 3.2's \"Today Date\"; default: today, as transformers renders it)\n"
             "  --kv <type> KV cache type: f32 (default) or f16 (half the memory and traffic)\n"
             "  --ppl <path> print the perplexity of a text file instead of generating\n"
             "  --attn-map <file.html>  also write the attention weights of the prompt and the\n"
@@ -248,7 +251,8 @@ static Options parse_args(int argc, char **argv) {
         }
         int is_long = !strcmp(a, "--pp") || !strcmp(a, "--tg") || !strcmp(a, "--reps");
         int is_word = !strcmp(a, "--kv") || !strcmp(a, "--ppl") || !strcmp(a, "--attn-map") ||
-                      !strcmp(a, "--attn-dump") || !strcmp(a, "--chat-template");
+                      !strcmp(a, "--attn-dump") || !strcmp(a, "--chat-template") ||
+                      !strcmp(a, "--date");
         int is_sampling = !strcmp(a, "--min-p") || !strcmp(a, "--repeat-penalty") ||
                           !strcmp(a, "--repeat-last-n");
         if (!is_long && !is_word && !is_sampling && (a[2] != '\0' || !strchr("tpksnizTmy", a[1])))
@@ -258,6 +262,11 @@ static Options parse_args(int argc, char **argv) {
         if (!strcmp(a, "--ppl") || !strcmp(a, "--attn-map") || !strcmp(a, "--attn-dump")) {
             if (*v == '\0') usage_error("%s needs a file name, not ''%s", a, "");
             *(a[2] == 'p' ? &o.ppl_path : a[7] == 'm' ? &o.attn_map : &o.attn_dump) = v;
+            continue;
+        }
+        if (!strcmp(a, "--date")) {
+            if (*v == '\0' || strlen(v) > 64) usage_error("--date: expected a date such as \"26 Jul 2024\", not '%s'%s", v, "");
+            o.date = v;
             continue;
         }
         if (!strcmp(a, "--chat-template")) {
@@ -324,9 +333,9 @@ static Options parse_args(int argc, char **argv) {
     if (!o.bench && o.b.n_threads > 1) usage_error("-T: a list of thread counts needs --bench%s%s", "", "");
     if (o.bench && o.ppl_path) usage_error("--bench and --ppl: pick one%s%s", "", "");
     int chat = strcmp(o.mode, "chat") == 0;
-    if (!chat && (o.system || o.chat_template || o.think))
+    if (!chat && (o.system || o.chat_template || o.think || o.date))
         usage_error("%s is for chat mode: add -m chat%s",
-                    o.system ? "-y" : o.chat_template ? "--chat-template" : "--think", "");
+                    o.system ? "-y" : o.chat_template ? "--chat-template" : o.think ? "--think" : "--date", "");
     if (chat && (o.bench || o.ppl_path))
         usage_error("-m chat: not with %s%s", o.bench ? "--bench" : "--ppl", "");
     if ((o.attn_map || o.attn_dump) &&
@@ -492,7 +501,7 @@ static int chat(Transformer *t, const Tokenizer *tok, Sampler *sampler, const Op
     if (kind < 0) return EXIT_USAGE;
     const char *slash = strrchr(o->model_path, '/');
     ChatOptions co = {.system = o->system, .first = o->prompt, .template_kind = kind,
-                      .default_system = default_system, .think = o->think,
+                      .default_system = default_system, .think = o->think, .date = o->date,
                       .max_reply = o->steps ? o->steps : t->model.header.seq_len,
                       .model_name = slash ? slash + 1 : o->model_path,
                       .attn_map = o->attn_map, .attn_dump = o->attn_dump};

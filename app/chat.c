@@ -270,9 +270,14 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
         return 0;
     }
     if (push_msg(c, "user", user, ulen) != 0) return -1;
+    const Model *m = &c->t->model;
+    char today[32];
     TplOptions to = {.add_generation_prompt = 1, .think = c->o->think,
                      .bos = piece_text(c->tok, h->bos_id), .eos = piece_text(c->tok, h->eos_id),
-                     .default_system = c->o->system ? NULL : c->o->default_system};
+                     .default_system = c->o->system ? NULL : c->o->default_system,
+                     .date = c->o->date ? c->o->date
+                                        : template_today(m->chat_template, m->chat_template_bytes,
+                                                         today, sizeof today)};
     char *text, err[256];
     size_t tlen;
     if (template_render(c->o->template_kind, c->msgs, c->n_msgs, &to, &text, &tlen, err,

@@ -26,6 +26,7 @@ typedef struct {
     int template_kind;          // enum tpl_kind, from chat_template_kind
     const char *default_system; // chatml: template_detect's default system text (or NULL)
     int think;                  // --think: enable_thinking (qwen3, smollm3)
+    const char *date;           // --date: a template's "today" (NULL: template_today's)
     long max_reply;             // -n: the most tokens of one reply
     const char *model_name;     // for the attention page
     const char *attn_map;       // --attn-map, --attn-dump: record the whole conversation

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const char *const tpl_names[TPL_COUNT] = {"llama2", "llama3", "chatml",  "qwen3",
                                                  "mistral", "phi3",  "gemma", "smollm3"};
@@ -560,6 +561,18 @@ static int chatml_default_system(Str t, char *buf, size_t cap) {
         return 1;
     }
     return 0;
+}
+
+const char *template_today(const char *jinja, size_t len, char *buf, size_t cap) {
+    static const char key[] = "strftime_now";
+    if (!jinja || cap == 0) return NULL;
+    int asks = 0;
+    for (size_t i = 0; !asks && i + sizeof key - 1 <= len; i++)
+        asks = memcmp(jinja + i, key, sizeof key - 1) == 0;
+    time_t now = time(NULL);
+    struct tm tm;
+    if (!asks || now == (time_t)-1 || !localtime_r(&now, &tm)) return NULL;
+    return strftime(buf, cap, "%d %b %Y", &tm) > 0 ? buf : NULL;
 }
 
 int template_detect(const char *jinja, size_t len, char *default_system, size_t cap) {

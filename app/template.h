@@ -57,6 +57,12 @@ typedef struct {
     const char *date;            // llama3's "Today Date" (NULL: its default, "26 Jul 2024")
 } TplOptions;
 
+// The date a template renders as "Today Date" (llama3): today's, "%d %b %Y" in local time
+// (e.g. "07 Dec 2026"), when the template text asks for it through strftime_now, as
+// transformers and llama.cpp render it; NULL when it does not (the template's own default
+// then). buf has cap bytes (16 are enough).
+const char *template_today(const char *jinja, size_t len, char *buf, size_t cap);
+
 // Renders msgs[0 .. n) as the family's template does into a malloc'd NUL-terminated string
 // (*out, its length *out_len; the caller frees). Returns 0, or -1 with *out NULL and a
 // one-line reason in err (err_cap bytes; err may be NULL): no messages, a role that is not

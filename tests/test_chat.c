@@ -113,7 +113,8 @@ static void check_family(const char *family) {
     for (int i = 0; i < 3; i++) fprintf(t, "%s\n", c.users[i]);
     fclose(t);
     char *out, *err;
-    int rc = run_cmd(&out, &err, "%s %s -m chat -t 0 -n %d -T 1 -y '%s' --attn-dump %s%s < %s",
+    int rc = run_cmd(&out, &err, "%s %s -m chat -t 0 -n %d -T 1 -y '%s' --date '26 Jul 2024' "
+                     "--attn-dump %s%s < %s",
                      bin_path("run"), model, c.n_new, c.system, dump,
                      c.think ? " --think" : "", turns);
     cr_assert_eq(rc, 0, "%s", err);
@@ -143,6 +144,40 @@ Test(chat, chatml_qwen25_three_turns_feed_transformers_ids) {
 
 Test(chat, llama3_three_turns_feed_transformers_ids) {
     check_family("llama3");
+}
+
+// Llama 3.2's template asks for today's date (strftime_now): without --date, the system turn
+// says today's date as transformers renders it, strftime("%d %b %Y").
+Test(chat, llama3_template_renders_todays_date) {
+    const char *model = strdup(export_dir("chat-llama3", "today.slm"));
+    const char *dump = strdup(tmp_file("today.dump"));
+    char *out, *err, today[2][32];
+    time_t now = time(NULL);
+    strftime(today[0], sizeof today[0], "%d %b %Y", localtime(&now));
+    int rc = run_cmd(&out, &err, "echo Hi | %s %s -m chat -t 0 -n 1 -T 1 --attn-dump %s",
+                     bin_path("run"), model, dump);
+    now = time(NULL);
+    strftime(today[1], sizeof today[1], "%d %b %Y", localtime(&now));  // past midnight
+    cr_assert_eq(rc, 0, "%s", err);
+    Model m;
+    cr_assert_eq(model_open(&m, model, 0), MODEL_OK);
+    size_t n, len;
+    int32_t *ids = dump_ids(dump, &n);
+    char text[8192] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *p = tokenizer_decode(&m.tokenizer, i ? ids[i - 1] : -1, ids[i], &len);
+        cr_assert_lt(used + len, sizeof text);
+        memcpy(text + used, p, len);
+        used += len;
+    }
+    text[used] = '\0';
+    char want[2][64];
+    for (int i = 0; i < 2; i++) snprintf(want[i], sizeof want[i], "Today Date: %s\n", today[i]);
+    cr_assert(strstr(text, want[0]) || strstr(text, want[1]), "no \"%s\" in: %s", want[0], text);
+    free(ids), free(out), free(err);
+    model_close(&m);
+    free((void *)model), free((void *)dump);
 }
 
 Test(chat, chatml_smollm2_three_turns_feed_transformers_ids) {
