@@ -151,6 +151,11 @@ static void print_summary(const char *in, const char *kind, const char *out, con
         for (uint32_t i = 0; i < c->n_stop; i++) printf(" %d", c->stop_ids[i]);
         putchar('\n');
     }
+    if (c->sampling_set) {
+        char samp[160];
+        model_sampling_text(c, samp, sizeof samp);
+        printf("  recommended sampling: %s\n", samp);
+    }
     printf("  %zu parameters, %s weights, f32 norms\n", layout_params(&lay),
            dtype_name((int)c->weight_type));
     print_types(c, &lay);

@@ -211,6 +211,18 @@ int model_layout(const SlHeader *h, const uint8_t *layer_types, SlLayout *out, c
                   SL_T_COUNT_V1);
     if (h->sliding_window < 0)
         DIMS_FAIL("sliding_window %d, expected >= 0 (0: none)", h->sliding_window);
+    if (h->sampling_set & ~SL_SAMPLE_KNOWN)
+        DIMS_FAIL("sampling_set 0x%x has unknown bits (known: 0x%x)", h->sampling_set, SL_SAMPLE_KNOWN);
+    {
+        SlHeader c = {0};  // each value held, checked as model_set_sampling checks it
+        const double v[5] = {h->sample_temperature, h->sample_top_p, h->sample_top_k,
+                             h->sample_min_p, h->sample_repeat_penalty};
+        for (int i = 0; i < 5; i++)
+            if (h->sampling_set & (1u << i) && model_set_sampling(&c, 1u << i, v[i]) != 0)
+                DIMS_FAIL("recommended %s %g, out of its range",
+                          (const char *[]){"temperature", "top_p", "top_k", "min_p",
+                                           "repeat_penalty"}[i], v[i]);
+    }
     if (h->rope_scaling >= SL_ROPE_COUNT)
         DIMS_FAIL("RoPE scaling %u, expected 0 (none), 1 (linear), 2 (llama3) or 3 (divisors)",
                   h->rope_scaling);
@@ -491,9 +503,40 @@ int model_header_version(const SlHeader *h) {
     for (int t = 0; t < SL_T_COUNT && h->n_tensors; t++)
         blocks |= dtype_ggml(h->tensor_type[t]) != 0 || h->tensor_type[t] == SL_TYPE_PER_LAYER;
     return blocks || h->rope_scaling || h->n_stop || (h->flags & ~SL_FLAG_SHARED_CLASSIFIER) ||
-                   h->sliding_window || h->chat_template_bytes
+                   h->sliding_window || h->chat_template_bytes || h->sampling_set
                ? 2
                : 1;
+}
+
+int model_set_sampling(SlHeader *h, uint32_t which, double v) {
+    if (!isfinite(v)) return -1;
+    switch (which) {
+    case SL_SAMPLE_TEMPERATURE: if (!(v >= 0)) return -1; h->sample_temperature = (float)v; break;
+    case SL_SAMPLE_TOP_P: if (!(v > 0 && v <= 1)) return -1; h->sample_top_p = (float)v; break;
+    case SL_SAMPLE_MIN_P: if (!(v >= 0 && v <= 1)) return -1; h->sample_min_p = (float)v; break;
+    case SL_SAMPLE_REPEAT_PENALTY: if (!(v > 0)) return -1; h->sample_repeat_penalty = (float)v; break;
+    case SL_SAMPLE_TOP_K:
+        if (!(v >= 0 && v < 2147483648.0) || v != (double)(int32_t)v) return -1;
+        h->sample_top_k = (int32_t)v;
+        break;
+    default: return -1;
+    }
+    h->sampling_set |= which;
+    return 0;
+}
+
+void model_sampling_text(const SlHeader *h, char *buf, size_t cap) {
+    static const char *const names[5] = {"temperature", "top_p", "top_k", "min_p",
+                                         "repeat_penalty"};
+    const double v[5] = {h->sample_temperature, h->sample_top_p, h->sample_top_k,
+                         h->sample_min_p, h->sample_repeat_penalty};
+    size_t n = 0;
+    if (cap) buf[0] = '\0';
+    for (int i = 0; i < 5; i++) {
+        if (!(h->sampling_set & (1u << i)) || n >= cap) continue;
+        int w = snprintf(buf + n, cap - n, "%s%s %g", n ? ", " : "", names[i], v[i]);
+        n += w > 0 ? (size_t)w : 0;
+    }
 }
 
 int model_add_stop(SlHeader *h, int id) {

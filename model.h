@@ -131,8 +131,32 @@ typedef struct {
     int32_t sliding_window;
     uint32_t chat_template_bytes;  // version 2: the chat template's size (0: none), at most
                                    // SL_CHAT_TEMPLATE_MAX
-    uint8_t reserved[96];    // zero
+    uint8_t reserved[72];    // zero
+    // version 2 (zero in version 1): the sampling the model's authors recommend (GGUF's
+    // general.sampling.*, Hugging Face's generation_config.json); run uses each one it holds
+    // where the command line gives none
+    uint32_t sampling_set;   // SL_SAMPLE_* bits: which of the five below it holds
+    float sample_temperature;     // >= 0
+    float sample_top_p;           // (0, 1]
+    float sample_min_p;           // [0, 1]
+    float sample_repeat_penalty;  // > 0
+    int32_t sample_top_k;         // >= 0 (0: off)
 } SlHeader;
+
+#define SL_SAMPLE_TEMPERATURE 1u
+#define SL_SAMPLE_TOP_P 2u
+#define SL_SAMPLE_TOP_K 4u
+#define SL_SAMPLE_MIN_P 8u
+#define SL_SAMPLE_REPEAT_PENALTY 16u
+#define SL_SAMPLE_KNOWN 31u
+
+// Stores one recommended sampling value (which: an SL_SAMPLE_* bit) if it is in the range
+// above (finite; top_k whole and below 2^31). Returns 0, or -1 when it is not.
+int model_set_sampling(SlHeader *h, uint32_t which, double v);
+
+// Writes the recommended sampling held by h as "temperature 0.7, top_p 0.8, ..." into buf
+// (cap bytes); "" when it holds none.
+void model_sampling_text(const SlHeader *h, char *buf, size_t cap);
 
 #define SL_MAX_STOP 8
 #define SL_CHAT_TEMPLATE_MAX (1u << 20)
@@ -254,7 +278,7 @@ int model_add_stop(SlHeader *h, int id);
 
 // The oldest version whose header holds h: 2 when a version-2 field is used (RoPE scaling,
 // stop ids, a flag other than SL_FLAG_SHARED_CLASSIFIER, a sliding window, a block type,
-// per-layer types or a chat template),
+// per-layer types, a chat template or recommended sampling),
 // else 1. (The tokenizer section has its own, tokenizer_format.)
 int model_header_version(const SlHeader *h);
 

@@ -40,6 +40,7 @@ typedef struct {
     const char *system;          // -y: chat mode's system prompt
     const char *chat_template;   // --chat-template: the template family to chat in
     int think;                   // --think: qwen3's and smollm3's thinking on
+    uint32_t sampling_given;     // SL_SAMPLE_* bits of the options on the command line
     const char *date;            // --date: the date a template renders as today's (NULL: today)
     float temperature;
     float top_p;
@@ -80,6 +81,9 @@ static void usage(FILE *f) {
             "  The order: the repeat penalty on the logits (-t 0: their argmax), then\n"
             "  temperature, top-k and top-p as llama2.c does them, then min-p (measured\n"
             "  before the temperature, as llama.cpp) among the tokens they keep\n"
+            "  A model file may hold its authors' recommended sampling (export takes it from\n"
+            "  GGUF's general.sampling.* or generation_config.json): it replaces the defaults\n"
+            "  above, each value that is not given here, with one line on stderr\n"
             "  -s <int>    random seed, default 0: from the clock\n"
             "  -n <int>    positions to run, prompt included, default min(256, context)\n"
             "  --context-shift  when the context is full, keep its first 4 positions (attention\n"
@@ -219,6 +223,24 @@ static const char *default_model(const char *argv0) {
     return access(DEFAULT_MODEL, F_OK) == 0 ? DEFAULT_MODEL : NULL;
 }
 
+// The model's recommended sampling (export stores it from GGUF or generation_config.json) in
+// place of the defaults, for each value the command line does not give; one line on stderr
+// says what was taken.
+static void take_recommended(Options *o, const SlHeader *h) {
+    SlHeader used = *h;
+    used.sampling_set &= ~o->sampling_given;
+    if (!used.sampling_set) return;
+    if (used.sampling_set & SL_SAMPLE_TEMPERATURE) o->temperature = h->sample_temperature;
+    if (used.sampling_set & SL_SAMPLE_TOP_P) o->top_p = h->sample_top_p;
+    if (used.sampling_set & SL_SAMPLE_TOP_K) o->top_k = h->sample_top_k;
+    if (used.sampling_set & SL_SAMPLE_MIN_P) o->min_p = h->sample_min_p;
+    if (used.sampling_set & SL_SAMPLE_REPEAT_PENALTY) o->repeat_penalty = h->sample_repeat_penalty;
+    char text[160];
+    model_sampling_text(&used, text, sizeof text);
+    fprintf(stderr, "run: sampling as the model recommends: %s (options on the command line "
+            "override it)\n", text);
+}
+
 static Options parse_args(int argc, char **argv) {
     Options o = {.mode = "generate", .temperature = 1.0f, .top_p = 0.9f, .prompt = "",
                  .repeat_penalty = 1.0f, .repeat_last_n = 64};
@@ -285,10 +307,12 @@ static Options parse_args(int argc, char **argv) {
         }
         if (!strcmp(a, "--min-p")) {
             o.min_p = parse_float(a, v, 0.0f, 1.0f);
+            o.sampling_given |= SL_SAMPLE_MIN_P;
             continue;
         }
         if (!strcmp(a, "--repeat-penalty")) {
             o.repeat_penalty = parse_positive(a, v);
+            o.sampling_given |= SL_SAMPLE_REPEAT_PENALTY;
             continue;
         }
         if (!strcmp(a, "--repeat-last-n")) {
@@ -306,9 +330,18 @@ static Options parse_args(int argc, char **argv) {
             continue;
         }
         switch (a[1]) {
-        case 't': o.temperature = parse_float(a, v, 0.0f, INFINITY); break;
-        case 'p': o.top_p = parse_float(a, v, 0.0f, 1.0f); break;
-        case 'k': o.top_k = (int)parse_long(a, v, 0, INT_MAX); break;
+        case 't':
+            o.temperature = parse_float(a, v, 0.0f, INFINITY);
+            o.sampling_given |= SL_SAMPLE_TEMPERATURE;
+            break;
+        case 'p':
+            o.top_p = parse_float(a, v, 0.0f, 1.0f);
+            o.sampling_given |= SL_SAMPLE_TOP_P;
+            break;
+        case 'k':
+            o.top_k = (int)parse_long(a, v, 0, INT_MAX);
+            o.sampling_given |= SL_SAMPLE_TOP_K;
+            break;
         case 's': o.seed = parse_u64(a, v); break;
         case 'n': o.steps = parse_long(a, v, 1, INT_MAX); break;
         case 'i': o.prompt = v; break;
@@ -535,6 +568,7 @@ int main(int argc, char **argv) {
         tok = &override;
     }
     long steps = o.steps ? o.steps : (h->seq_len < 256 ? h->seq_len : 256);
+    if (!rc && !tokenize_only && !o.ppl_path) take_recommended(&o, h);  // generate, chat
     Sampler sampler;
     if (rc) {
         // the tokenizer said why

@@ -1004,6 +1004,25 @@ int gguf_model_open(GgufModel *m, const char *path) {
             bad = 1;
         }
         h->chat_template_bytes = (uint32_t)m->chat_template.len;
+        // the recommended sampling, as llama.cpp reads it (common_init_sampler_from_model)
+        static const struct { const char *key; uint32_t bit; } samp[] = {
+            {"general.sampling.temp", SL_SAMPLE_TEMPERATURE},
+            {"general.sampling.top_p", SL_SAMPLE_TOP_P},
+            {"general.sampling.top_k", SL_SAMPLE_TOP_K},
+            {"general.sampling.min_p", SL_SAMPLE_MIN_P},
+            {"general.sampling.penalty_repeat", SL_SAMPLE_REPEAT_PENALTY}};
+        for (size_t i = 0; i < sizeof samp / sizeof samp[0] && !bad; i++) {
+            double v;
+            int64_t k;
+            int got = samp[i].bit == SL_SAMPLE_TOP_K ? get_int(&m->g, samp[i].key, 0, INT32_MAX, &k)
+                                                     : get_float(&m->g, samp[i].key, &v);
+            if (got > 0 && samp[i].bit == SL_SAMPLE_TOP_K) v = (double)k;
+            if (got < 0) bad = 1;
+            else if (got > 0 && model_set_sampling(h, samp[i].bit, v) != 0) {
+                fprintf(stderr, "%s: metadata %s is %g, out of its range\n", path, samp[i].key, v);
+                bad = 1;
+            }
+        }
         if (bad) {
             gguf_model_close(m);
             return -1;

@@ -102,6 +102,26 @@ const char *hf_family_name(int family) {
 }
 
 // config.json into h, and the family it names.
+// The recommended sampling of generation_config.json, as llama.cpp's converter takes it
+// (gguf-py's Metadata: whether or not do_sample is set); null or absent values are not set.
+static int read_sampling(SlHeader *h, const JsonValue *gen, const char *path) {
+    static const struct { const char *key; uint32_t bit; } keys[] = {
+        {"temperature", SL_SAMPLE_TEMPERATURE}, {"top_p", SL_SAMPLE_TOP_P},
+        {"top_k", SL_SAMPLE_TOP_K}, {"min_p", SL_SAMPLE_MIN_P},
+        {"repetition_penalty", SL_SAMPLE_REPEAT_PENALTY}};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const JsonValue *v = json_get(gen, keys[i].key);
+        double x;
+        if (!v || v->type == JSON_NULL) continue;
+        if (!cfg_num(v, &x) || model_set_sampling(h, keys[i].bit, x) != 0) {
+            fprintf(stderr, "%s: \"%s\" (byte %zu) is not a number in its range\n", path,
+                    keys[i].key, v->offset);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int read_config(SlHeader *h, int *family, const char *dir) {
     char *path = join(dir, "config.json");
     if (!path) return -1;
@@ -277,7 +297,7 @@ static int read_config(SlHeader *h, int *family, const char *dir) {
         JsonValue gen;
         bad = load_json(gpath, CONFIG_MAX, &gen) != 0;
         if (!bad) {
-            bad = read_stops(h, &gen, gpath) != 0;
+            bad = read_stops(h, &gen, gpath) != 0 || read_sampling(h, &gen, gpath) != 0;
             json_free(&gen);
         }
     }

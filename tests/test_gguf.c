@@ -172,6 +172,8 @@ typedef struct {
     int vocab_only;
     int eot;                 // tokenizer.ggml.eot_token_id when > 0
     int add_bos;             // tokenizer.ggml.add_bos_token: 0 absent, 1 true, 2 false
+    int sampling;            // general.sampling.*: 0 none, 1 temp, top_p, top_k, min_p and
+                             // penalty_repeat; 2 top_p 1.5 (out of range)
     // offsets, filled in
     size_t off_first_key_len, off_first_type, off_tokens_count, off_first_tensor_offset;
 } GgufSpec;
@@ -245,6 +247,15 @@ static uint8_t *build_gguf(GgufSpec *s, size_t *size) {
     KV_U32("tokenizer.ggml.bos_token_id", 1);
     KV_U32("tokenizer.ggml.eos_token_id", 2);
     if (s->eot > 0) KV_U32("tokenizer.ggml.eot_token_id", (uint32_t)s->eot);
+    if (s->sampling == 1) {  // as gguf-py writes them: top_k int32, the others f32
+        KV_F32("general.sampling.temp", 0.6f);
+        KV_F32("general.sampling.top_p", 0.95f);
+        put_str(&b, "general.sampling.top_k"), put_u32(&b, GGUF_I32), put_u32(&b, 40), n_kv++;
+        KV_F32("general.sampling.min_p", 0.05f);
+        KV_F32("general.sampling.penalty_repeat", 1.1f);
+    } else if (s->sampling == 2) {
+        KV_F32("general.sampling.top_p", 1.5f);
+    }
     if (s->add_bos) {
         put_str(&b, "tokenizer.ggml.add_bos_token"), put_u32(&b, GGUF_BOOL);
         put(&b, &(uint8_t){s->add_bos == 1}, 1), n_kv++;
@@ -652,6 +663,52 @@ Test(gguf, eot_id_ends_generation) {
     cr_assert_eq(m.header.n_stop, 0);
     model_close(&m);
     free(o), free(e), free(out), free((char *)in);
+}
+
+// general.sampling.*: the recommended sampling is stored, and run uses each value its command
+// line does not give, saying so on stderr; a value out of its range is refused.
+Test(gguf, recommended_sampling_is_stored_and_used) {
+    GgufSpec s = {.mtype = GGML_TYPE_F16, .sampling = 1};
+    const char *in = strdup(write_gguf(&s, "samp.gguf"));
+    char *out = strdup(tmp_file("samp.slm")), *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), in, out), 0, "%s", e);
+    cr_assert(strstr(o, "  recommended sampling: temperature 0.6, top_p 0.95, top_k 40, min_p "
+                        "0.05, repeat_penalty 1.1\n"), "summary: %s", o);
+    free(o), free(e);
+    Model m;
+    cr_assert_eq(model_open(&m, out, 0), MODEL_OK);
+    cr_assert_eq(m.header.version, 2);
+    cr_assert_eq(m.header.sampling_set, SL_SAMPLE_KNOWN);
+    cr_assert(m.header.sample_temperature == 0.6f && m.header.sample_top_p == 0.95f &&
+              m.header.sample_top_k == 40 && m.header.sample_min_p == 0.05f &&
+              m.header.sample_repeat_penalty == 1.1f);
+    model_close(&m);
+    cr_assert_eq(run_cmd(&o, &e, "%s %s -n 4 -s 1", bin_path("run"), out), 0, "%s", e);
+    cr_assert(strstr(e, "run: sampling as the model recommends: temperature 0.6, top_p 0.95, "
+                        "top_k 40, min_p 0.05, repeat_penalty 1.1 (options on the command line "
+                        "override it)\n"), "%s", e);
+    free(o), free(e);
+    // the command line's -t and --min-p win; the line names only what was taken
+    cr_assert_eq(run_cmd(&o, &e, "%s %s -n 4 -t 0 --min-p 0", bin_path("run"), out), 0, "%s", e);
+    cr_assert(strstr(e, "recommends: top_p 0.95, top_k 40, repeat_penalty 1.1 ("), "%s", e);
+    free(o), free(e);
+    // nothing to take: no line
+    cr_assert_eq(run_cmd(&o, &e, "%s %s -n 4 -t 0 -p 1 -k 0 --min-p 0 --repeat-penalty 1",
+                         bin_path("run"), out), 0, "%s", e);
+    cr_assert_null(strstr(e, "recommends"), "%s", e);
+    free(o), free(e);
+    // a file whose header holds a value out of its range is refused by the loader
+    size_t n;
+    uint8_t *file = (uint8_t *)read_all(out, &n);
+    memcpy(file + offsetof(SlHeader, sample_top_p), &(float){2.0f}, 4);
+    const char *patched = tmp_file("samp-patched.slm");
+    cr_assert_eq(write_all_file(patched, file, n), 0);
+    cr_assert_eq(model_open(&m, patched, 0), MODEL_ERR_DIMS);
+    free(file);
+    GgufSpec bad = {.mtype = GGML_TYPE_F16, .sampling = 2};
+    expect_refused(write_gguf(&bad, "samp-bad.gguf"), "general.sampling.top_p is 1.5, out of its range",
+                   "top_p 1.5");
+    free(out), free((char *)in);
 }
 
 // tokenizer.ggml.add_bos_token false: the prompt starts without BOS, in -m tokenize and in

@@ -418,6 +418,33 @@ Test(hf, bad_config_refused) {
     free(d);
 }
 
+// generation_config.json's sampling values are stored as the model's recommended sampling
+// (null ones are not), whether or not do_sample is set, as llama.cpp's converter takes them.
+Test(hf, generation_config_sampling_stored) {
+    char *d = (char *)copy_fixture("tiny-f32", "gen");
+    const char *gen = strdup(path_in(d, "generation_config.json"));
+    write_str(gen, "{\"bos_token_id\": 1, \"eos_token_id\": 2, \"do_sample\": true, "
+                   "\"temperature\": 0.7, \"top_p\": 0.8, \"top_k\": 20, \"min_p\": null, "
+                   "\"repetition_penalty\": 1.05}");
+    const char *out = tmp_file("gen.slm");
+    char *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), d, out), 0, "%s", e);
+    cr_assert(strstr(o, "  recommended sampling: temperature 0.7, top_p 0.8, top_k 20, "
+                        "repeat_penalty 1.05\n"), "%s", o);
+    free(o), free(e);
+    Model m;
+    cr_assert_eq(model_open(&m, out, 0), MODEL_OK);
+    cr_assert_eq(m.header.sampling_set, SL_SAMPLE_KNOWN & ~SL_SAMPLE_MIN_P);
+    cr_assert(m.header.sample_temperature == 0.7f && m.header.sample_top_p == 0.8f &&
+              m.header.sample_top_k == 20 && m.header.sample_repeat_penalty == 1.05f);
+    model_close(&m);
+    write_str(gen, "{\"temperature\": -1}");
+    expect_refused(d, "generation_config.json: \"temperature\" (byte 16) is not a number in its range");
+    write_str(gen, "{\"top_k\": 2.5}");
+    expect_refused(d, "\"top_k\" (byte 10) is not a number in its range");
+    free((void *)gen), free(d);
+}
+
 Test(hf, bad_tokenizer_refused) {
     char *d = (char *)copy_fixture("tiny-f32", "tok");
     const char *tj = path_in(d, "tokenizer.json");
