@@ -55,6 +55,7 @@ typedef struct {
     const char *attn_dump;       // --attn-dump: write them as raw fp32 rows
     int kv_type;                 // --kv: ATTN_KV_F32 or ATTN_KV_F16
     int context_shift;           // --context-shift: -n past the context, --ppl as one stream
+    int n_ctx;                   // -c: the context length (0: the model's)
     int bench;                   // --bench: the threads list, pp, tg, reps, json below
     BenchOptions b;
 } Options;
@@ -86,6 +87,8 @@ static void usage(FILE *f) {
             "  above, each value that is not given here, with one line on stderr\n"
             "  -s <int>    random seed, default 0: from the clock\n"
             "  -n <int>    positions to run, prompt included, default min(256, context)\n"
+            "  -c <int>    context length, at most the model's (default: the model's); the KV\n"
+            "              cache, attention maps, shifts and --ppl windows use it\n"
             "  --context-shift  when the context is full, keep its first 4 positions (attention\n"
             "              sinks), drop the older half of the rest and go on: -n may exceed the\n"
             "              context; with --ppl, the text is scored as one stream\n"
@@ -277,7 +280,7 @@ static Options parse_args(int argc, char **argv) {
                       !strcmp(a, "--date");
         int is_sampling = !strcmp(a, "--min-p") || !strcmp(a, "--repeat-penalty") ||
                           !strcmp(a, "--repeat-last-n");
-        if (!is_long && !is_word && !is_sampling && (a[2] != '\0' || !strchr("tpksnizTmy", a[1])))
+        if (!is_long && !is_word && !is_sampling && (a[2] != '\0' || !strchr("tpksnizTmyc", a[1])))
             usage_error("unknown option '%s'%s", a, "");
         if (i + 1 >= argc) usage_error("%s needs a value%s", a, "");
         const char *v = argv[++i];
@@ -344,6 +347,7 @@ static Options parse_args(int argc, char **argv) {
             break;
         case 's': o.seed = parse_u64(a, v); break;
         case 'n': o.steps = parse_long(a, v, 1, INT_MAX); break;
+        case 'c': o.n_ctx = (int)parse_long(a, v, 1, INT_MAX); break;
         case 'i': o.prompt = v; break;
         case 'z': o.tokenizer_path = v; break;
         case 'y': o.system = v; break;
@@ -365,6 +369,7 @@ static Options parse_args(int argc, char **argv) {
                     "directory nor the current one%s", DEFAULT_MODEL, "");
     if (!o.bench && o.b.n_threads > 1) usage_error("-T: a list of thread counts needs --bench%s%s", "", "");
     if (o.bench && o.ppl_path) usage_error("--bench and --ppl: pick one%s%s", "", "");
+    if (o.bench && o.n_ctx) usage_error("-c is not for --bench (its --pp and --tg set the positions)%s%s", "", "");
     int chat = strcmp(o.mode, "chat") == 0;
     if (!chat && (o.system || o.chat_template || o.think || o.date))
         usage_error("%s is for chat mode: add -m chat%s",
@@ -553,7 +558,7 @@ int main(int argc, char **argv) {
         err = model_open(&t.model, o.model_path, 0);
     } else {
         if (!(pool = pool_create(o.b.threads[0]))) return 1;
-        err = transformer_build(&t, o.model_path, pool, o.kv_type);
+        err = transformer_build_ctx(&t, o.model_path, pool, o.kv_type, o.n_ctx);
     }
     if (err != MODEL_OK) {
         pool_destroy(pool);

@@ -94,10 +94,21 @@ void runstate_free(RunState *s) {
 }
 
 int transformer_build(Transformer *t, const char *path, Pool *pool, int kv_type) {
+    return transformer_build_ctx(t, path, pool, kv_type, 0);
+}
+
+int transformer_build_ctx(Transformer *t, const char *path, Pool *pool, int kv_type, int n_ctx) {
     memset(t, 0, sizeof *t);
     t->pool = pool;
     int err = model_open(&t->model, path, 1);
     if (err != MODEL_OK) return err;
+    if (n_ctx > t->model.header.seq_len || n_ctx < 0) {
+        fprintf(stderr, "%s: a context of %d positions, but the model's is %d\n", path, n_ctx,
+                t->model.header.seq_len);
+        model_close(&t->model);
+        return MODEL_ERR_DIMS;
+    }
+    if (n_ctx) t->model.header.seq_len = n_ctx;
     if ((err = runstate_build(&t->state, &t->model, kv_type)) != MODEL_OK)
         model_close(&t->model);
     return err;

@@ -57,6 +57,10 @@ typedef struct {
 // kv_type (ATTN_KV_F32 or ATTN_KV_F16, attention.h). Returns MODEL_OK or an enum
 // model_err, after printing one line.
 int transformer_build(Transformer *t, const char *path, Pool *pool, int kv_type);
+// The same with a context of n_ctx positions instead of the model's (0: the model's): the KV
+// cache, attention maps, context shifts and perplexity windows then use n_ctx, which may not
+// exceed the model's context (MODEL_ERR_DIMS, after one line).
+int transformer_build_ctx(Transformer *t, const char *path, Pool *pool, int kv_type, int n_ctx);
 void transformer_free(Transformer *t);
 
 // Allocates / frees a run state for an opened model (its header, and its RoPE divisors).

@@ -83,6 +83,10 @@ Test(cli, bad_flags_exit_2) {
     BAD("'x' is not an integer", "--bench -T 1,x");
     BAD("out of range", "--bench --pp 0");
     BAD("the context holds 512 positions", "--bench --pp 600");
+    BAD("out of range", "-c 0");
+    BAD("-c is not for --bench", "--bench -c 64");
+    BAD("beyond the context of 64 positions", "-c 64 -n 65");
+    BAD("--date is for chat mode", "--date '1 Jan 2025'");
 #undef BAD
     // no model given: run uses the default model (tests/test_default.c)
 }
@@ -98,6 +102,20 @@ Test(cli, bad_model_files_exit_1) {
     expect_fail(1, "magic", model_file("stories260K.bin"));
     snprintf(args, sizeof args, "%s -z %s", model, model_file("tokenizer.bin"));
     expect_fail(1, "vocab_size is 512", args);
+}
+
+// -c: a context shorter than the model's sizes what runs; a longer one is refused.
+Test(cli, context_option) {
+    char args[512];
+    snprintf(args, sizeof args, "%s -c 1000", model);
+    expect_fail(1, "a context of 1000 positions, but the model's is 512", args);
+    char *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "%s %s -c 100 --ppl tests/data/story.txt", bin_path("run"), model),
+                 0, "%s", e);
+    cr_assert(strstr(o, "windows of up to 100)"), "%s", o);
+    free(o), free(e);
+    cr_assert_eq(run_cmd(&o, &e, "%s %s -c 64 -n 64 -t 0", bin_path("run"), model), 0, "%s", e);
+    free(o), free(e);
 }
 
 Test(cli, prompt_longer_than_context) {

@@ -1,0 +1,145 @@
+// tests/test_real.c: a real model as published, end to end. SmolLM2-135M-Instruct in GGUF
+// (../shared/models/gguf, Q4_1 matrices, one Q8_0, a byte-level vocabulary without tokens for
+// 21 bytes, ChatML with a default system message): exported with --dtype f32 it generates and
+// chats exactly as transformers does on the file's own weights (tests/fixtures/smollm2-real.txt,
+// made by make_smollm2.py); exported as it is, its perplexity on English text stays within 3% of
+// the f32 file's. (Its tokenizer against llama.cpp's vectors: tests/test_bpe.c.)
+#include <criterion/criterion.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+#include "model.h"
+
+#define SMOL "gguf/SmolLM2-135M-Instruct.Q4_1.gguf"
+
+typedef struct {
+    char kind[8];     // "prompt" or "chat"
+    char text[256];
+    int32_t ids[256];
+    size_t n_ids;
+} Case;
+
+// The cases of smollm2-real.txt; returns their count.
+static size_t read_cases(Case *c, size_t cap) {
+    char *all = read_all(fixture("smollm2-real.txt"), NULL);
+    cr_assert(all, "no tests/fixtures/smollm2-real.txt");
+    size_t n = 0;
+    for (char *line = all, *nl; *line; line = nl + 1) {
+        nl = strchr(line, '\n');
+        cr_assert(nl);
+        *nl = '\0';
+        if (line[0] == '#') continue;
+        if (!strncmp(line, "ids ", 4)) {
+            cr_assert(n > 0);
+            char *p = line + 4, *end;
+            for (long v; (v = strtol(p, &end, 10)), end != p; p = end) {
+                cr_assert_lt(c[n - 1].n_ids, 256);
+                c[n - 1].ids[c[n - 1].n_ids++] = (int32_t)v;
+            }
+            continue;
+        }
+        cr_assert_lt(n, cap);
+        char *sp = strchr(line, ' ');
+        cr_assert(sp && sp - line < 8 && strlen(sp + 1) < 256, "%s", line);
+        memset(&c[n], 0, sizeof c[n]);
+        memcpy(c[n].kind, line, (size_t)(sp - line));
+        strcpy(c[n].text, sp + 1);
+        n++;
+    }
+    free(all);
+    return n;
+}
+
+// The token ids of an attention dump (app/attnmap.h): the positions that ran.
+static int32_t *dump_ids(const char *path, size_t *n) {
+    size_t len;
+    char *b = read_all(path, &len);
+    cr_assert(b && len >= 32 && memcmp(b, "SLAT", 4) == 0, "no dump at %s", path);
+    uint32_t N;
+    memcpy(&N, b + 16, 4);
+    cr_assert(len >= 32 + 4 * (size_t)N);
+    int32_t *ids = malloc(4 * (size_t)N + 4);
+    memcpy(ids, b + 32, 4 * (size_t)N);
+    free(b);
+    *n = N;
+    return ids;
+}
+
+static char *export_smol(const char *dtype, const char *name) {
+    char *out = strdup(tmp_file(name)), *o, *e;
+    int rc = run_cmd(&o, &e, "%s %s%s %s %s", bin_path("export"), dtype ? "--dtype " : "",
+                     dtype ? dtype : "", model_file(SMOL), out);
+    cr_assert_eq(rc, 0, "export: %s", e);
+    free(o), free(e);
+    return out;
+}
+
+// Greedy generation from 4 prompts and one-turn chats on 3 questions, at -t 0: the positions
+// that ran hold transformers' ids, prompt and reply, up to the reply's last token (which is
+// sampled, not run) or the <|im_end|> that ends it.
+Test(real, smollm2_f32_generates_and_chats_as_transformers) {
+    static Case c[16];
+    size_t n = read_cases(c, 16), prompts = 0, chats = 0;
+    cr_assert_eq(n, 7);
+    char *model = export_smol("f32", "smol-f32.slm");
+    const char *dump = strdup(tmp_file("smol.dump")), *in = strdup(tmp_file("question.txt"));
+    for (size_t i = 0; i < n; i++) {
+        char *o, *e;
+        int rc;
+        int chat = !strcmp(c[i].kind, "chat");
+        if (chat) {
+            FILE *f = fopen(in, "w");
+            fprintf(f, "%s\n", c[i].text);
+            fclose(f);
+            rc = run_cmd(&o, &e, "%s %s -m chat -t 0 -n 40 -c 256 -T 2 --attn-dump %s < %s",
+                         bin_path("run"), model, dump, in);
+            chats++;
+        } else {
+            rc = run_cmd(&o, &e, "%s %s -t 0 -n %zu -T 2 -i '%s' --attn-dump %s", bin_path("run"),
+                         model, c[i].n_ids, c[i].text, dump);
+            prompts++;
+        }
+        cr_assert_eq(rc, 0, "%s: %s", c[i].text, e);
+        size_t got;
+        int32_t *ids = dump_ids(dump, &got);
+        // every position ran transformers' id; all but the last reply token ran (a chat reply
+        // that ends in <|im_end|> stops there: it and the token before it are not run)
+        cr_assert(got + 2 >= c[i].n_ids && got <= c[i].n_ids, "%s: %zu positions ran, "
+                  "transformers made %zu ids", c[i].text, got, c[i].n_ids);
+        for (size_t k = 0; k < got; k++)
+            cr_assert_eq(ids[k], c[i].ids[k], "%s: position %zu runs id %d, transformers' %d",
+                         c[i].text, k, ids[k], c[i].ids[k]);
+        free(ids), free(o), free(e);
+    }
+    cr_assert_eq(prompts, 4);
+    cr_assert_eq(chats, 3);
+    free(model), free((void *)dump), free((void *)in);
+}
+
+// The file exported as it is (its Q4_1 and Q8_0 blocks kept) against the f32 export: the
+// perplexity of English text within 3%, and its chat answers the first question as the f32
+// model does ("The capital of France is Paris.").
+Test(real, smollm2_as_published_within_3_percent_of_f32) {
+    char *f32 = export_smol("f32", "smol-f32.slm"), *native = export_smol(NULL, "smol.slm");
+    double ppl[2];
+    for (int i = 0; i < 2; i++) {
+        char *o, *e;
+        int rc = run_cmd(&o, &e, "%s %s -T 2 --ppl %s", bin_path("run"), i ? native : f32,
+                         "tests/data/story.txt");
+        cr_assert_eq(rc, 0, "%s", e);
+        cr_assert_eq(sscanf(o, "perplexity %lf", &ppl[i]), 1, "%s", o);
+        free(o), free(e);
+    }
+    cr_assert(ppl[0] > 1 && ppl[0] < 30, "f32 perplexity %g", ppl[0]);
+    cr_assert(ppl[1] / ppl[0] < 1.03 && ppl[1] / ppl[0] > 0.97, "as published %g, f32 %g",
+              ppl[1], ppl[0]);
+    char *o, *e;
+    int rc = run_cmd(&o, &e, "echo 'What is the capital of France?' | %s %s -m chat -t 0 -n 40 -T 2",
+                     bin_path("run"), native);
+    cr_assert_eq(rc, 0, "%s", e);
+    cr_assert(strstr(o, "Paris"), "%s", o);
+    free(o), free(e), free(f32), free(native);
+}
