@@ -539,7 +539,8 @@ Test(gguf, fixture_types_kept_and_values_exact) {
 // GGUFs built here
 
 // export's note names exactly the tensors it converts: none in a Q8_0 file (kept bit for bit);
-// wq in a file whose layer 0 attn_q is Q4_1 (no kernel of ours: q8_0, the rest stays F16).
+// wq in a file whose layer 0 attn_q is Q4_1 and the others F16 (a per-layer tensor holds block
+// types only: q8_0, the rest stays F16).
 Test(gguf, conversion_note_names_converted_tensors) {
     GgufSpec q8 = {.mtype = GGML_TYPE_Q8_0};
     char *o, *e;
@@ -552,8 +553,8 @@ Test(gguf, conversion_note_names_converted_tensors) {
                     .odd_type = GGML_TYPE_Q4_1};
     cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), write_gguf(&q41, "note41.gguf"),
                          out), 0, "%s", e);
-    cr_assert(strstr(e, "note: wq stored as q8_0") && strstr(e, "(this file also has Q4_1)") &&
-              strchr(e, '\n') == e + strlen(e) - 1, "one line naming wq and Q4_1: %s", e);
+    cr_assert(strstr(e, "note: wq stored as q8_0: their GGUF tensors differ in type") &&
+              strchr(e, '\n') == e + strlen(e) - 1, "one line naming wq: %s", e);
     free(o), free(e);
     Model m;
     cr_assert_eq(model_open(&m, out, 1), MODEL_OK);
@@ -685,8 +686,14 @@ Test(gguf, refuses_what_it_cannot_read) {
     struct { GgufSpec s; const char *want; } cases[] = {
         {{.mtype = GGML_TYPE_F16, .odd_name = "blk.0.attn_q.weight", .odd_type = 12},
          "shape 64 x 64 x 1 x 1 of type Q4_K: rows are not whole blocks of its type"},
-        {{.mtype = GGML_TYPE_F16, .odd_name = "blk.0.attn_q.weight", .odd_type = 20},
-         "tensor blk.0.attn_q.weight has type IQ4_NL, export reads F32, F16, BF16, Q8_0, Q4_0"},
+        {{.mtype = GGML_TYPE_F16, .odd_name = "blk.0.attn_q.weight", .odd_type = 16},
+         "tensor blk.0.attn_q.weight has type IQ2_XXS, export reads F32, F16, BF16, Q8_0, Q4_0"},
+        {{.mtype = GGML_TYPE_F16, .odd_name = "blk.1.attn_v.weight", .odd_type = 19},
+         "tensor blk.1.attn_v.weight has type IQ1_S, export reads"},
+        {{.mtype = GGML_TYPE_F16, .odd_name = "blk.0.ffn_down.weight", .odd_type = 21},
+         "tensor blk.0.ffn_down.weight has type IQ3_S, export reads"},
+        {{.mtype = GGML_TYPE_F16, .odd_name = "output.weight", .odd_type = 34},
+         "tensor output.weight has type TQ1_0, export reads"},
         {{.mtype = GGML_TYPE_F16, .odd_name = "blk.1.ffn_up.weight", .odd_type = ~0u},
          "tensor blk.1.ffn_up.weight is missing"},
         {{.mtype = GGML_TYPE_F16, .bad_shape = "blk.0.attn_k.weight"},
