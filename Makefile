@@ -184,6 +184,21 @@ $(AVX2)/isa_main: $(AVX2)/tests/isa_main.o $(CORE:%.c=$(AVX2)/%.o) $(AVX2)/attnm
 	$(CC) $(AVX2_FLAGS) $^ -o $@ $(LDLIBS)
 $(ARM)/isa_main: $(ARM)/tests/isa_main.o $(CORE:%.c=$(ARM)/%.o) $(ARM)/attnmap_page.o
 	$(CC) $(ARM_FLAGS) $^ -o $@ $(LDLIBS)
+$(PLAIN)/isa_main: $(PLAIN)/tests/isa_main.o $(CORE:%.c=$(PLAIN)/%.o) $(PLAIN)/attnmap_page.o
+	$(CC) $(PLAIN_FLAGS) $^ -o $@ $(LDLIBS)
+$(EMU)/isa_main: $(EMU)/tests/isa_main.o $(CORE:%.c=$(EMU)/%.o) $(EMU)/attnmap_page.o
+	$(CC) $(EMU_FLAGS) $^ -o $@ $(LDLIBS)
+
+# The same dump comparison on this x86 host: emulated AVX-512 against AVX2, every output; plain
+# C against AVX2 without the f32/f16/bf16 matmuls (rounded per product there: matmul.h).
+test-isa-dump: $(AVX2)/isa_main $(PLAIN)/isa_main $(EMU)/isa_main
+	$(AVX2)/isa_main --dump $(AVX2)/isa.dump > /dev/null
+	$(EMU)/isa_main --dump $(EMU)/isa.dump > /dev/null
+	@cmp $(AVX2)/isa.dump $(EMU)/isa.dump && echo "same      isa_main --dump: every kernel output of $(EMU) and avx2"
+	$(AVX2)/isa_main --no-dense --dump $(AVX2)/isa-blocks.dump > /dev/null
+	$(PLAIN)/isa_main --no-dense --dump $(PLAIN)/isa-blocks.dump > /dev/null
+	@cmp $(AVX2)/isa-blocks.dump $(PLAIN)/isa-blocks.dump && \
+		echo "same      isa_main --no-dense --dump: every block-type and attention output of $(PLAIN) and avx2"
 
 # ARM64 (make test-arm; scripts/deps.sh arm installs the cross compiler and qemu-user): the
 # build/arm64 variant, cross-compiled and run under qemu-aarch64: (a) its kernels against the

@@ -213,9 +213,9 @@ static int export_llama2c(const char *in, const char *tok_path, int dtype, const
     return rc;
 }
 
-// dtype -1: each matrix keeps its GGUF type (F32, F16, BF16, Q8_0, and the blocks of Q4_0, Q4_K,
-// Q5_K and Q6_K, by layer where they differ), so nothing is lost, or becomes q8_0 from the block
-// types we have no kernels for (Q4_1, Q5_0, Q5_1, Q2_K, Q3_K).
+// dtype -1: each matrix keeps its GGUF type (F32, F16, BF16, Q8_0, and the blocks of Q4_0, Q4_1,
+// Q5_0, Q5_1, IQ4_NL, Q2_K .. Q6_K and IQ4_XS, by layer where they differ), so nothing is lost;
+// a matrix whose GGUF pieces differ otherwise (a fused q, k, v of several types) becomes q8_0.
 // window >= 0 sets the sliding window, which llama.cpp's converter drops for Mistral.
 static int export_gguf(const char *in, int dtype, long window, const char *out) {
     GgufModel g;

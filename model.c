@@ -22,17 +22,22 @@
 #error "searchlight model files are little-endian; this build targets a big-endian CPU"
 #endif
 
-static const char *const dtype_names[SL_DTYPE_COUNT] = {"f32",  "f16",  "bf16", "q8_0",
-                                                         "q4_0", "q4_k", "q5_k", "q6_k"};
+// What each type is: its name and, for a block type, its ggml type id (blocks.h says the rest).
+static const struct {
+    const char *name;
+    uint32_t ggml;  // 0: not a block type
+} dtypes[SL_DTYPE_COUNT] = {
+    [SL_F32] = {"f32", 0},  [SL_F16] = {"f16", 0},  [SL_BF16] = {"bf16", 0},
+    [SL_Q8_0] = {"q8_0", 0}, [SL_Q4_0] = {"q4_0", GGML_TYPE_Q4_0},
+    [SL_Q4_K] = {"q4_k", GGML_TYPE_Q4_K}, [SL_Q5_K] = {"q5_k", GGML_TYPE_Q5_K},
+    [SL_Q6_K] = {"q6_k", GGML_TYPE_Q6_K}, [SL_Q4_1] = {"q4_1", GGML_TYPE_Q4_1},
+    [SL_Q5_0] = {"q5_0", GGML_TYPE_Q5_0}, [SL_Q5_1] = {"q5_1", GGML_TYPE_Q5_1},
+    [SL_Q2_K] = {"q2_k", GGML_TYPE_Q2_K}, [SL_Q3_K] = {"q3_k", GGML_TYPE_Q3_K},
+    [SL_IQ4_NL] = {"iq4_nl", GGML_TYPE_IQ4_NL}, [SL_IQ4_XS] = {"iq4_xs", GGML_TYPE_IQ4_XS},
+};
 
 uint32_t dtype_ggml(int dtype) {
-    switch (dtype) {
-    case SL_Q4_0: return GGML_TYPE_Q4_0;
-    case SL_Q4_K: return GGML_TYPE_Q4_K;
-    case SL_Q5_K: return GGML_TYPE_Q5_K;
-    case SL_Q6_K: return GGML_TYPE_Q6_K;
-    default: return 0;
-    }
+    return dtype >= 0 && dtype < SL_DTYPE_COUNT ? dtypes[dtype].ggml : 0;
 }
 
 // Bytes of one row of cols weights of a block dtype; 0 if cols is not whole blocks.
@@ -48,7 +53,7 @@ static const char *const tensor_names[SL_T_COUNT] = {
 };
 
 const char *dtype_name(int dtype) {
-    return dtype >= 0 && dtype < SL_DTYPE_COUNT ? dtype_names[dtype] : "unknown";
+    return dtype >= 0 && dtype < SL_DTYPE_COUNT ? dtypes[dtype].name : "unknown";
 }
 
 const char *tensor_name(int t) {
@@ -71,9 +76,8 @@ size_t tensor_bytes(int dtype, size_t rows, size_t cols) {
     case SL_BF16: return mul_ok(rows, cols, &n) && mul_ok(n, 2, &out) ? out : 0;
     case SL_Q8_0:  // per group: 32 int8 quants and an f16 scale
         return mul_ok(rows, q8_groups(cols), &n) && mul_ok(n, Q8_GROUP + 2, &out) ? out : 0;
-    case SL_Q4_0: case SL_Q4_K: case SL_Q5_K: case SL_Q6_K:
-        return mul_ok(rows, block_row_bytes(dtype, cols), &out) ? out : 0;
-    default: return 0;
+    default:  // the block types
+        return dtype_ggml(dtype) && mul_ok(rows, block_row_bytes(dtype, cols), &out) ? out : 0;
     }
 }
 
@@ -112,17 +116,17 @@ void tensor_row(const Tensor *t, size_t r, float *out) {
     case SL_BF16:
         for (size_t i = 0; i < n; i++) out[i] = bf16_to_f32(((const uint16_t *)t->data)[r * n + i]);
         break;
-    case SL_Q4_0: case SL_Q4_K: case SL_Q5_K: case SL_Q6_K: {
+    case SL_Q8_0: {
+        size_t G = q8_groups(n);
+        const int8_t *q = (const int8_t *)t->data + r * G * Q8_GROUP;
+        for (size_t i = 0; i < n; i++) out[i] = fp16_to_f32(t->scales[r * G + i / Q8_GROUP]) * q[i];
+        break;
+    }
+    default: {  // the block types
         size_t be = 0, bb = 0;
         ggml_block_info(dtype_ggml(t->type), &be, &bb);
         ggml_dequantize(dtype_ggml(t->type), (const uint8_t *)t->data + r * (n / be) * bb,
                         n / be, out);
-        break;
-    }
-    default: {
-        size_t G = q8_groups(n);
-        const int8_t *q = (const int8_t *)t->data + r * G * Q8_GROUP;
-        for (size_t i = 0; i < n; i++) out[i] = fp16_to_f32(t->scales[r * G + i / Q8_GROUP]) * q[i];
     }
     }
 }
@@ -292,7 +296,7 @@ int model_layout(const SlHeader *h, const uint8_t *layer_types, SlLayout *out, c
                 size_t b = tensor_bytes(lt, rows, cols);
                 if (!block_row_bytes(lt, cols))
                     DIMS_FAIL("tensor %s, layer %zu: rows of %zu weights are not whole %s "
-                              "blocks", tensor_names[t], l, cols, dtype_names[lt]);
+                              "blocks", tensor_names[t], l, cols, dtype_name(lt));
                 if (!b || !add_ok(bytes, b, &bytes))
                     DIMS_FAIL("tensor %s: its layers' sizes overflow", tensor_names[t]);
             }
@@ -312,7 +316,7 @@ int model_layout(const SlHeader *h, const uint8_t *layer_types, SlLayout *out, c
         }
         if (tensor_is_f32(t) && type != SL_F32) {
             fprintf(stderr, "%s: tensor %s is %s, norm weights and biases must be f32\n", path,
-                    tensor_names[t], dtype_names[type]);
+                    tensor_names[t], dtype_name(type));
             return MODEL_ERR_TYPE;
         }
         size_t rows, n, bytes;
@@ -321,10 +325,10 @@ int model_layout(const SlHeader *h, const uint8_t *layer_types, SlLayout *out, c
                       shape[t][0], shape[t][1], shape[t][2]);
         if (dtype_ggml(type) && !block_row_bytes(type, shape[t][2]))
             DIMS_FAIL("tensor %s: rows of %zu weights are not whole %s blocks", tensor_names[t],
-                      shape[t][2], dtype_names[type]);
+                      shape[t][2], dtype_name(type));
         if ((bytes = tensor_bytes(type, rows, shape[t][2])) == 0)
             DIMS_FAIL("tensor %s: %zu elements of type %s overflow", tensor_names[t], n,
-                      dtype_names[type]);
+                      dtype_name(type));
         pos = (pos + SL_ALIGN - 1) / SL_ALIGN * SL_ALIGN;  // pos is far below SIZE_MAX here
         out->offset[t] = pos;
         out->bytes[t] = bytes;

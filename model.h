@@ -40,18 +40,24 @@
 //   f32, f16, bf16  R x C elements, row-major (IEEE binary32 / binary16 / bfloat16);
 //   q8_0            R x G x 32 int8 quants (G = ceil(C / 32) groups per row, the last group
 //                   zero padded), then R x G f16 scales: 34 bytes per group.
-//   q4_0, q4_k,     version 2: ggml's blocks bit for bit (kernels/blocks.h), R x C / E blocks
-//   q5_k, q6_k      row after row; C must be a multiple of the block's E weights (32 or 256).
+//   q4_0, q4_1,     version 2: ggml's blocks bit for bit (kernels/blocks.h), R x C / E blocks
+//   q5_0, q5_1,     row after row; C must be a multiple of the block's E weights (32, or 256
+//   iq4_nl, q2_k,   for the K types and iq4_xs).
+//   q3_k, q4_k,
+//   q5_k, q6_k,
+//   iq4_xs
 // Norm weights are always f32.
 enum sl_dtype {
     SL_F32 = 0, SL_F16 = 1, SL_BF16 = 2, SL_Q8_0 = 3,
     SL_Q4_0 = 4, SL_Q4_K = 5, SL_Q5_K = 6, SL_Q6_K = 7,
+    SL_Q4_1 = 8, SL_Q5_0 = 9, SL_Q5_1 = 10, SL_Q2_K = 11, SL_Q3_K = 12,
+    SL_IQ4_NL = 13, SL_IQ4_XS = 14,
     SL_DTYPE_COUNT
 };
 
 #define SL_TYPE_PER_LAYER 255  // header.tensor_type[t]: see the layer types (version 2)
 
-// The ggml type id of a block dtype (SL_Q4_0 .. SL_Q6_K), else 0.
+// The ggml type id of a block dtype (every type but f32, f16, bf16 and q8_0), else 0.
 uint32_t dtype_ggml(int dtype);
 
 // Header flags.

@@ -4,6 +4,7 @@
 #include "tokenizer/bytelevel.h"
 #include "tokenizer/pretok.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -692,6 +693,13 @@ static int sl_type_of(uint32_t ggml) {
     case GGML_TYPE_Q4_K: return SL_Q4_K;
     case GGML_TYPE_Q5_K: return SL_Q5_K;
     case GGML_TYPE_Q6_K: return SL_Q6_K;
+    case GGML_TYPE_Q4_1: return SL_Q4_1;
+    case GGML_TYPE_Q5_0: return SL_Q5_0;
+    case GGML_TYPE_Q5_1: return SL_Q5_1;
+    case GGML_TYPE_Q2_K: return SL_Q2_K;
+    case GGML_TYPE_Q3_K: return SL_Q3_K;
+    case GGML_TYPE_IQ4_NL: return SL_IQ4_NL;
+    case GGML_TYPE_IQ4_XS: return SL_IQ4_XS;
     default: return -1;
     }
 }
@@ -751,7 +759,7 @@ static int gguf_piece(void *ctx, Piece *pc, const char *fmt, size_t l, size_t to
     }
     if (sl_type_of(x->type) < 0 && !block_elems(x->type)) {
         fprintf(stderr, "%s: tensor %s has type %s, export reads F32, F16, BF16, Q8_0, Q4_0, "
-                "Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K\n", path, name,
+                "Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS\n", path, name,
                 ggml_type_name(x->type));
         return -1;
     }
@@ -904,9 +912,8 @@ static int map_tensors(GgufModel *m) {
     names.fused_up = !gguf_find_tensor(&m->g, "blk.0.ffn_gate.weight");
     names.halves = archs[m->arch].halves ? (size_t)h->head_dim : 0;
     int wt = SL_F32;
-    uint32_t converted[16];  // the GGUF types without a native type of ours, seen so far
-    size_t n_conv = 0, L = (size_t)h->n_layers, n_types = 0;
-    char mixed[160] = "";    // tensors stored as q8_0 from block types
+    size_t L = (size_t)h->n_layers, n_types = 0;
+    char mixed[160] = "";    // tensors stored as q8_0 from pieces of different types
     if (!(m->layer_types = malloc(7 * L))) {  // at most the 7 layered matrices
         fprintf(stderr, "%s: out of memory\n", path);
         return -1;
@@ -914,24 +921,20 @@ static int map_tensors(GgufModel *m) {
     for (int t = 0; t < SL_T_COUNT; t++) {
         if (!lay.bytes[t]) continue;
         if (pieces_map(&m->pieces, t, h, &lay, &names, gguf_piece, m) != 0) return -1;
-        // the GGUF type of every piece: kept where we store it (f32, f16, bf16, q8_0, and the
-        // blocks of q4_0, q4_k, q5_k, q6_k), by layer where the layers' block types differ
-        // (Q4_K_M's); q8_0 for other block types; f32 where other types differ
+        // the GGUF type of every piece: kept where we store it (f32, f16, bf16, q8_0, and every
+        // block type export reads), by layer where the layers' block types differ (Q4_K_M's);
+        // q8_0 where a matrix's pieces (fused q, k, v) have different block types; f32 where
+        // other types differ
         int type = -2, blocks = 0, by_layer = 1;  // by_layer: each layer one stored block type
-        int conv = 0;  // values are converted: a type we do not store, or types that differ
+        int conv = 0;  // values are converted: the pieces' types differ
         size_t np = m->pieces.n_pieces[t], nl = m->pieces.layers[t];
         for (size_t i = 0; i < nl * np; i++) {
-            uint32_t gt = ((const GgufTensor *)m->pieces.piece[t][i].src)->type;
+            const uint32_t gt = ((const GgufTensor *)m->pieces.piece[t][i].src)->type;
             int ty = sl_type_of(gt);
             blocks |= block_elems(gt) != 0;
             by_layer &= dtype_ggml(ty) != 0 && (i % np == 0 || ty == sl_type_of(
                 ((const GgufTensor *)m->pieces.piece[t][i - 1].src)->type));
-            if (ty < 0) {  // a block type we do not store
-                ty = SL_Q8_0, conv = 1;
-                size_t c = 0;
-                while (c < n_conv && converted[c] != gt) c++;
-                if (c == n_conv && n_conv < 16) converted[n_conv++] = gt;
-            }
+            assert(ty >= 0);  // gguf_piece refused the types we do not store
             conv |= type != -2 && type != ty;
             type = type == -2 || type == ty ? ty : blocks ? SL_Q8_0 : SL_F32;
         }
@@ -950,11 +953,8 @@ static int map_tensors(GgufModel *m) {
     }
     h->weight_type = (uint32_t)wt;
     if (mixed[0]) {  // one line: what is converted, why, and how to keep the values exactly
-        fprintf(stderr, "%s: note: %s stored as q8_0: ggml's blocks are kept only for Q4_0, Q4_K, "
-                "Q5_K and Q6_K", path, mixed);
-        for (size_t c = 0; c < n_conv; c++)
-            fprintf(stderr, "%s %s", c ? "," : " (this file also has", ggml_type_name(converted[c]));
-        fprintf(stderr, "%s; --dtype f32 keeps every value exactly\n", n_conv ? ")" : "");
+        fprintf(stderr, "%s: note: %s stored as q8_0: their GGUF tensors differ in type; --dtype "
+                "f32 keeps every value exactly\n", path, mixed);
     }
     return 0;
 }

@@ -3,13 +3,16 @@
 // of f32 operations.
 #include "kernels/blocks.h"
 
+const int8_t ggml_iq4_kvalues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                     1,    13,   25,  38,  53,  69,  89,  113};
+
 
 int ggml_block_info(uint32_t type, size_t *elems, size_t *bytes) {
     static const struct { uint32_t type; size_t elems, bytes; } info[] = {
         {GGML_TYPE_Q4_0, 32, 18},   {GGML_TYPE_Q4_1, 32, 20},   {GGML_TYPE_Q5_0, 32, 22},
         {GGML_TYPE_Q5_1, 32, 24},   {GGML_TYPE_Q8_0, 32, 34},   {GGML_TYPE_Q2_K, 256, 84},
         {GGML_TYPE_Q3_K, 256, 110}, {GGML_TYPE_Q4_K, 256, 144}, {GGML_TYPE_Q5_K, 256, 176},
-        {GGML_TYPE_Q6_K, 256, 210},
+        {GGML_TYPE_Q6_K, 256, 210}, {GGML_TYPE_IQ4_NL, 32, 18}, {GGML_TYPE_IQ4_XS, 256, 136},
     };
     for (size_t i = 0; i < sizeof info / sizeof info[0]; i++)
         if (info[i].type == type) {
@@ -103,6 +106,29 @@ static void q6_k(const uint8_t *b, float *y) {
         }
 }
 
+// IQ4_NL: d, qs[16]: weight j < 16 the low nibble of qs[j], j + 16 the high one, as Q4_0.
+static void iq4_nl(const uint8_t *b, float *y) {
+    float d = ggml_f16(b);
+    for (int j = 0; j < 16; j++) {
+        y[j] = d * (float)ggml_iq4_kvalues[b[2 + j] & 0x0F];
+        y[j + 16] = d * (float)ggml_iq4_kvalues[b[2 + j] >> 4];
+    }
+}
+
+// IQ4_XS: d, scales_h, scales_l[4], qs[128]: sub-block j (32 weights) has its 16 bytes at
+// qs[16 j], low nibbles first, as IQ4_NL's.
+static void iq4_xs(const uint8_t *b, float *y) {
+    float d = ggml_f16(b);
+    for (int j = 0; j < 8; j++) {
+        const float dl = d * (float)(ggml_iq4xs_scale(b, j) - 32);
+        const uint8_t *qs = b + 8 + 16 * j;
+        for (int i = 0; i < 16; i++) {
+            y[32 * j + i] = dl * (float)ggml_iq4_kvalues[qs[i] & 0x0F];
+            y[32 * j + i + 16] = dl * (float)ggml_iq4_kvalues[qs[i] >> 4];
+        }
+    }
+}
+
 void ggml_dequantize(uint32_t type, const uint8_t *src, size_t n_blocks, float *out) {
     size_t elems, bytes;
     if (!ggml_block_info(type, &elems, &bytes)) return;
@@ -121,6 +147,8 @@ void ggml_dequantize(uint32_t type, const uint8_t *src, size_t n_blocks, float *
         case GGML_TYPE_Q3_K: q3_k(src, out); break;
         case GGML_TYPE_Q4_K: q45_k(src, out, 0); break;
         case GGML_TYPE_Q5_K: q45_k(src, out, 1); break;
+        case GGML_TYPE_IQ4_NL: iq4_nl(src, out); break;
+        case GGML_TYPE_IQ4_XS: iq4_xs(src, out); break;
         default: q6_k(src, out); break;
         }
     }

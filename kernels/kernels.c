@@ -94,6 +94,12 @@ void swiglu(float *h, const float *u, size_t n) {
     }
 }
 
+// The 16 6-bit scales of a Q3_K block (scales[12] at s), before their - 32.
+static int q3k_scale(const uint8_t *s, int i) {
+    int lo = i < 8 ? s[i] & 0x0F : s[i - 8] >> 4, hi = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
+    return lo | hi << 4;
+}
+
 float kquant_block(int type, const uint8_t *bp, const int8_t *xq, float dx,
                    const int16_t *bsums) {
     int32_t isum = 0, corr = 0;
@@ -115,6 +121,36 @@ float kquant_block(int type, const uint8_t *bp, const int8_t *xq, float dx,
         float d = ggml_f16(bp), dmin = ggml_f16(bp + 2);
         return (d * dx) * (float)isum - (dmin * dx) * (float)corr;
     }
+    if (type == SL_Q2_K || type == SL_Q3_K) {  // 16 sub-blocks of 16; q as blocks.c's q2_k
+        for (int k = 0; k < 16; k++) {
+            int32_t dot = 0;
+            for (int i = 16 * k; i < 16 * k + 16; i++) {
+                int q = (bp[(type == SL_Q2_K ? 16 : 32) + 32 * (i / 128) + i % 32] >>
+                         (2 * ((i % 128) / 32))) & 3;
+                if (type == SL_Q3_K) q -= (((bp[i % 32] >> (i / 32)) & 1) ^ 1) << 2;
+                dot += q * xq[i];
+            }
+            if (type == SL_Q2_K) {
+                isum += (bp[k] & 0x0F) * dot;
+                corr += (bp[k] >> 4) * bsums[k];
+            } else {
+                isum += (q3k_scale(bp + 96, k) - 32) * dot;
+            }
+        }
+        if (type == SL_Q3_K) return (ggml_f16(bp + 108) * dx) * (float)isum;
+        return (ggml_f16(bp + 80) * dx) * (float)isum - (ggml_f16(bp + 82) * dx) * (float)corr;
+    }
+    if (type == SL_IQ4_XS) {  // 8 sub-blocks of 32, levels kvalues[q], scales ls - 32
+        for (int j = 0; j < 8; j++) {
+            const uint8_t *qs = bp + 8 + 16 * j;
+            int32_t dot = 0;
+            for (int i = 0; i < 16; i++)
+                dot += ggml_iq4_kvalues[qs[i] & 0x0F] * xq[32 * j + i] +
+                       ggml_iq4_kvalues[qs[i] >> 4] * xq[32 * j + 16 + i];
+            isum += (ggml_iq4xs_scale(bp, j) - 32) * dot;
+        }
+        return (ggml_f16(bp) * dx) * (float)isum;
+    }
     for (int k = 0; k < 16; k++) {  // q6_k, 16 weights 16 k .. per scale; q + 32 in 0..63
         int h = k / 8, s = (k % 8) / 2;
         int32_t dot = 0;
@@ -130,9 +166,15 @@ float kquant_block(int type, const uint8_t *bp, const int8_t *xq, float dx,
     return (ggml_f16(bp + 208) * dx) * (float)(isum - 32 * corr);
 }
 
-// Row r of a q4_k, q5_k or q6_k matrix times x, x quantized block by block as q8k does.
+int kquant_type(int type) {
+    return type == SL_Q4_K || type == SL_Q5_K || type == SL_Q6_K || type == SL_Q2_K ||
+           type == SL_Q3_K || type == SL_IQ4_XS;
+}
+
+// Row r of a K-pattern matrix (kquant_type) times x, x quantized block by block as q8k does.
 static float dot_k_quant(const Tensor *w, size_t r, const float *x) {
-    size_t nb = w->cols / 256, bb = w->type == SL_Q4_K ? 144 : w->type == SL_Q5_K ? 176 : 210;
+    size_t nb = w->cols / 256, be = 0, bb = 0;
+    ggml_block_info(dtype_ggml(w->type), &be, &bb);
     const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
     float acc = 0.0f;
     for (size_t b = 0; b < nb; b++) {
@@ -148,19 +190,21 @@ void matvec_tensor(float *y, const float *x, const Tensor *w) {
     size_t n = w->cols, G = q8_groups(n);
     for (size_t r = 0; r < w->rows; r++) {
         float acc = 0.0f;
-        if (w->type == SL_Q4_K || w->type == SL_Q5_K || w->type == SL_Q6_K) {  // x as q8k
+        size_t be = 0, bb = 0;
+        if (kquant_type(w->type)) {  // x as q8k
             acc = dot_k_quant(w, r, x);
-        } else if (w->type == SL_Q4_0) {  // x quantized per group of 32 as for q8_0
-            const uint8_t *p = (const uint8_t *)w->data + r * (n / 32) * 18;
-            for (size_t g = 0; g < n / 32; g++) {  // block g: d, then 16 bytes of nibbles
-                const uint8_t *qs = p + g * 18 + 2;
-                int8_t xq[Q8_GROUP];
+        } else if (ggml_block_info(dtype_ggml(w->type), &be, &bb)) {  // 32-weight blocks
+            const uint32_t gt = dtype_ggml(w->type);
+            const uint8_t *p = (const uint8_t *)w->data + r * (n / 32) * bb;
+            for (size_t g = 0; g < n / 32; g++) {  // x quantized per group of 32 as for q8_0
+                int8_t q[32], xq[Q8_GROUP];
                 float xd;
+                int has_min = ggml_levels32(gt, p + g * bb, q);
                 q8_quantize_row(x + g * 32, 32, xq, &xd);
-                int32_t dot = 0;  // weight i < 16: low nibble of byte i; i >= 16: high of i - 16
-                for (size_t i = 0; i < 32; i++)
-                    dot += ((i < 16 ? qs[i] & 0x0F : qs[i - 16] >> 4) - 8) * xq[i];
-                acc += (ggml_f16(p + g * 18) * xd) * (float)dot;
+                int32_t dot = 0, sx = 0;
+                for (size_t i = 0; i < 32; i++) dot += q[i] * xq[i], sx += xq[i];
+                acc += (ggml_f16(p + g * bb) * xd) * (float)dot;
+                if (has_min) acc += (ggml_f16(p + g * bb + 2) * xd) * (float)sx;
             }
         } else if (w->type == SL_F32 || w->type == SL_F16 || w->type == SL_BF16) {
             const float *wf = (const float *)w->data + r * n;

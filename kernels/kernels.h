@@ -18,17 +18,26 @@ void matvec(float *y, const float *x, const float *w, size_t n, size_t d);
 
 // The same for a weight matrix of any type: y (w->rows) = W @ x (w->cols).
 //   f16, bf16: each weight converted to f32, then as matvec.
-//   q4_0: as q8_0 below, with the block's weights d_w,g (q - 8), q its nibbles.
-//   q4_k, q5_k, q6_k: x quantized per block of 256 (quant.h's q8k, ggml's Q8_K), then per block
-//         kquant_block's exact integer sums, scaled once.
+//   q4_0, q5_0, iq4_nl: as q8_0 below, with the block's weights d_w,g q, q its integer levels
+//         (blocks.h's ggml_levels32: q - 8, q - 16, kvalues[q]).
+//   q4_1, q5_1: the same, and the block's min m_w,g adds (m_w,g * d_x,g) * sum_i q_x,i.
+//   q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs (kquant_type): x quantized per block of 256 (quant.h's
+//         q8k, ggml's Q8_K), then per block kquant_block's exact integer sums, scaled once.
 //   q8_0: per group g of 32, x quantized as quant.h says (d_x,g, q_x), then
 //         y_r = sum_g (d_w,g * d_x,g) * sum_i q_w,i * q_x,i   (an exact integer inner sum)
 void matvec_tensor(float *y, const float *x, const Tensor *w);
 
-// q4_k, q5_k, q6_k: the block at bp (256 weights) times its activations quantized as q8k (xq,
-// scale dx, bsums), with integer sums over the sub-blocks and one scaling:
+// The K-pattern types (q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs): blocks of 256 computed by
+// kquant_block against the activations' q8k form.
+int kquant_type(int type);
+
+// A K-pattern block at bp (256 weights) times its activations quantized as q8k (xq, scale dx,
+// bsums), with integer sums over the sub-blocks and one scaling:
+//   q2_k: (d dx) sum_k sc_k (q . xq)_k - (dmin dx) sum_k mn_k (sum xq)_k  (k: 16 of 16, q 0..3)
+//   q3_k: (d dx) sum_k (sc_k - 32) (q . xq)_k                     (k: 16 of 16, q -4..3)
 //   q4_k, q5_k: (d dx) sum_j sc_j (q . xq)_j - (dmin dx) sum_j mn_j (sum xq)_j   (j: 8 of 32)
 //   q6_k: (d dx) (sum_k sc_k ((q + 32) . xq)_k - 32 sum_k sc_k (sum xq)_k)   (k: 16 of 16)
+//   iq4_xs: (d dx) sum_j (ls_j - 32) (kvalues[q] . xq)_j                     (j: 8 of 32)
 float kquant_block(int type, const uint8_t *bp, const int8_t *xq, float dx, const int16_t *bsums);
 
 // Softmax in place: x_i = exp(x_i - max x) / sum_j exp(x_j - max x).

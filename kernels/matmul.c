@@ -13,8 +13,12 @@
 // partial sums (lanes), lane l taking the elements k = l (mod 8) in ascending order:
 //   f32, f16, bf16:  acc_l = fma(w[k], x[k], acc_l), k = l, l + 8, ...; the last partial
 //                    stretch through zero-filled loads (masked; never past the end)
-//   q8_0, q4_0:      acc_l = fma(dot_l(g), d_w,g * d_x,g, acc_l) per group g of 32 in order,
-//                    dot_l(g) the exact integer sum of the products of quants 4l .. 4l+3
+//   q8_0, q4_0,      acc_l = fma(dot_l(g), d_w,g * d_x,g, acc_l) per group g of 32 in order,
+//   q5_0, iq4_nl:    dot_l(g) the exact integer sum of the products of quants 4l .. 4l+3
+//   q4_1, q5_1:      the same, then acc_l = fma(sx_l(g), m_w,g * d_x,g, acc_l), sx_l(g) the sum
+//                    of the activation quants 4l .. 4l+3
+//   K-pattern types  (q2_k .. q6_k, iq4_xs) one float per output: per block of 256, exact integer
+//                    sums, then acc += (d d_x) isum [- (dmin d_x) corr] (kernels.c's kquant_block)
 //   y = hsum8(acc) = ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))
 // An AVX2 ymm holds the 8 lanes of one output; an AVX-512 zmm the lanes of two rows side by
 // side (lanes 0-7 row r, 8-15 row r + 1, against the token broadcast to both halves), so each
@@ -27,7 +31,8 @@
 // X is reused from L2 in blocks of tokens.
 //
 // ARM64 (SL_NEON): the same lanes in two float32x4_t, fused by vfmaq_f32; q8_0 and q4_0 on
-// sdot (+dotprod, else plain C); the K types plain C: the same bits as x86 (make test-arm).
+// sdot (+dotprod, else plain C); the other block types plain C: the same bits as x86 (make
+// test-arm).
 #include "kernels/matmul.h"
 
 #include <assert.h>
@@ -712,6 +717,127 @@ INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Ten
 #endif
 
 // ----------------------------------------------------------------------------
+// q5_0, iq4_nl, q4_1, q5_1 tiles: 32-weight blocks as q4_0's. A block's 32 integer levels q
+// (blocks.h's ggml_levels32: q5_0 q - 16, iq4_nl kvalues[q], both within [-127, 127]; q4_1 and
+// q5_1 q itself, 0..31) meet the activations' q8_0 group g, per lane l (quants 4l .. 4l+3):
+//   q5_0, iq4_nl: acc_l = fma(dot_l, d_w,g * d_x,g, acc_l)
+//   q4_1, q5_1:   acc_l = fma(dot_l, d_w,g * d_x,g, acc_l); acc_l = fma(sx_l, m_w,g * d_x,g, acc_l)
+// with dot_l and sx_l (the sum of the lane's 4 activation quants) exact integers; y = hsum(acc).
+static inline int g32_type(int wt) {
+    return wt == SL_Q5_0 || wt == SL_IQ4_NL || wt == SL_Q4_1 || wt == SL_Q5_1;
+}
+static inline size_t g32_bytes(int wt) {
+    return wt == SL_Q5_1 ? 24 : wt == SL_Q5_0 ? 22 : wt == SL_Q4_1 ? 20 : 18;
+}
+#define G32_TR 4
+#if SL_AVX2
+#define G32_TT I8_TT
+// 0xFF in byte j where bit j of the 32 bits at p is set (ggml's bytes_from_bits_32).
+static inline __m256i bytes_from_bits32(const uint8_t *p) {
+    uint32_t u;
+    memcpy(&u, p, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202,
+                                           0x0101010101010101, 0x0000000000000000);
+    __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u), shuf);
+    b = _mm256_or_si256(b, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    return _mm256_cmpeq_epi8(b, _mm256_set1_epi64x(-1));
+}
+
+// The block at bp's 32 levels as int8, in order (ggml_levels32's, in a ymm).
+INLINE __m256i g32_levels(const uint8_t *bp, int wt) {
+    const int has_min = wt == SL_Q4_1 || wt == SL_Q5_1, five = wt == SL_Q5_0 || wt == SL_Q5_1;
+    const uint8_t *qs = bp + (has_min ? 4 : 2) + (five ? 4 : 0);
+    __m128i q = _mm_loadu_si128((const __m128i *)qs);
+    __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), _mm256_set1_epi8(0x0F));
+    if (wt == SL_IQ4_NL)
+        return _mm256_shuffle_epi8(
+            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ggml_iq4_kvalues)), nib);
+    if (!five) return nib;  // q4_1
+    __m256i bits = bytes_from_bits32(qs - 4);
+    if (wt == SL_Q5_1) return _mm256_or_si256(nib, _mm256_and_si256(bits, _mm256_set1_epi8(0x10)));
+    return _mm256_or_si256(nib, _mm256_andnot_si256(bits, _mm256_set1_epi8((char)0xF0)));  // q - 16
+}
+
+// q4_1 and q5_1: i8_group_tokens with unsigned levels (vpmaddubsw takes them as they are), then
+// the min's term: sx_l from the activations' qcorr lanes (-128 sx_l, exact).
+INLINE void u8m_group_tokens(__m256 acc[][I8_TT], const __m256i *wv, const __m256 *wsv,
+                             const __m256 *wmv, const MatIn *in, size_t t0, size_t g, size_t R,
+                             size_t T) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (size_t t = 0; t < T; t++) {
+        size_t at = (t0 + t) * in->groups + g;
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
+        __m256 xs = _mm256_loadu_ps(in->qscale + at * 8);
+        __m256i c = _mm256_loadu_si256((const __m256i *)(in->qcorr + at * 8));
+        __m256 sx = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_srai_epi32(c, 7)));
+#pragma GCC unroll 8
+        for (size_t r = 0; r < R; r++) {
+            __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[r], xv), ones);
+            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(wsv[r], xs), acc[r][t]);
+            acc[r][t] = _mm256_fmadd_ps(sx, _mm256_mul_ps(wmv[r], xs), acc[r][t]);
+        }
+    }
+}
+
+INLINE void tile_g32(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+                     size_t r0, size_t R, size_t T, int wt) {
+    const size_t G = w->cols / 32, bb = g32_bytes(wt);
+    const int has_min = wt == SL_Q4_1 || wt == SL_Q5_1;
+    const uint8_t *wb = (const uint8_t *)w->data + r0 * G * bb;
+    __m256 acc[G32_TR][G32_TT];
+#pragma GCC unroll 8
+    for (size_t r = 0; r < R; r++)
+        for (size_t t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
+    for (size_t g = 0; g < G; g++) {
+        __m256i wv[G32_TR];
+        __m256 wsv[G32_TR], wmv[G32_TR];
+#pragma GCC unroll 8
+        for (size_t r = 0; r < R; r++) {
+            const uint8_t *bp = wb + (r * G + g) * bb;
+            wv[r] = g32_levels(bp, wt);
+            wsv[r] = _mm256_set1_ps(ggml_f16(bp));
+            if (has_min) wmv[r] = _mm256_set1_ps(ggml_f16(bp + 2));
+        }
+        if (has_min) u8m_group_tokens(acc, wv, wsv, wmv, in, t0, g, R, T);
+        else i8_group_tokens(acc, wv, wsv, in, t0, g, R, T);
+    }
+    TILE_STORE(acc, y, ldy, R, T);
+}
+#else
+// Plain C (and NEON): lanes_group on the levels, then the min's lanes, fused (fma32).
+#define G32_TT 1
+INLINE void tile_g32(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+                     size_t r0, size_t R, size_t T, int wt) {
+    const size_t G = w->cols / 32, GP = in->groups, bb = g32_bytes(wt);
+    const uint32_t gt = dtype_ggml(wt);
+    for (size_t r = 0; r < R; r++)
+        for (size_t t = 0; t < T; t++) {
+            const uint8_t *wb = (const uint8_t *)w->data + (r0 + r) * G * bb;
+            const int8_t *xq = in->q + (t0 + t) * GP * Q8_GROUP;
+            float acc[8] = {0};
+            for (size_t g = 0; g < G; g++) {
+                int8_t q[32];
+                const uint8_t *bp = wb + g * bb;
+                const float dx = in->qd[(t0 + t) * GP + g];
+                const int8_t *xg = xq + g * 32;
+                if (!ggml_levels32(gt, bp, q)) {
+                    lanes_group(acc, q, xg, ggml_f16(bp) * dx);
+                    continue;
+                }
+                const float s = ggml_f16(bp) * dx, sm = ggml_f16(bp + 2) * dx;
+                for (size_t l = 0; l < 8; l++) {
+                    int32_t dot = 0, sx = 0;
+                    for (size_t i = 4 * l; i < 4 * l + 4; i++) dot += q[i] * xg[i], sx += xg[i];
+                    acc[l] = fma32((float)dot, s, acc[l]);
+                    acc[l] = fma32((float)sx, sm, acc[l]);
+                }
+            }
+            y[t * ldy + r] = hsum(v_load(acc, VW));
+        }
+}
+#endif
+
+// ----------------------------------------------------------------------------
 // the shared structure: tiles -> panels -> row blocks -> threads
 
 // Tokens t .. t+T of rows r .. r+R (R, T, wt constant after inlining).
@@ -721,6 +847,8 @@ INLINE void tile(float *y, size_t ldy, const MatIn *in, size_t t, const Tensor *
         tile_q8(y + t * ldy + r, ldy, in, t, w, r, R, T);
     } else if (wt == SL_Q4_0) {
         tile_q40(y + t * ldy + r, ldy, in, t, w, r, R, T);
+    } else if (g32_type(wt)) {
+        tile_g32(y + t * ldy + r, ldy, in, t, w, r, R, T, wt);
     } else {
         const void *wr = (const uint8_t *)w->data + r * w->cols * wt_bytes(wt);
 #if SL_AVX512
@@ -736,7 +864,7 @@ INLINE void tile(float *y, size_t ldy, const MatIn *in, size_t t, const Tensor *
 // Rows r .. r+R of W against tokens t0 .. t1, TTw tokens at a time.
 INLINE void panel(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t r, size_t R,
                   size_t t0, size_t t1, int wt) {
-    const size_t TTw = wt == SL_Q8_0 ? Q8_TT : wt == SL_Q4_0 ? Q40_TT : F_TT;
+    const size_t TTw = wt == SL_Q8_0 ? Q8_TT : wt == SL_Q4_0 ? Q40_TT : g32_type(wt) ? G32_TT : F_TT;
     size_t t = t0;
     for (; t + TTw <= t1; t += TTw) tile(y, ldy, in, t, w, r, R, TTw, wt);
     for (; t < t1; t++) tile(y, ldy, in, t, w, r, R, 1, wt);
@@ -749,8 +877,8 @@ INLINE void panel(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t
 // Y[t][r] for rows rb .. re of W and all m tokens; Y rows are ldy apart.
 INLINE void rows_block(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t rb,
                        size_t re, int wt) {
-    const size_t Rw = wt == SL_Q8_0 ? Q8_TR : wt == SL_Q4_0 ? Q40_TR : F_TR;
-    const size_t RVw = wt == SL_Q8_0 ? Q8_TRV : wt == SL_Q4_0 ? Q40_TR : F_TRV;
+    const size_t Rw = wt == SL_Q8_0 ? Q8_TR : wt == SL_Q4_0 ? Q40_TR : g32_type(wt) ? G32_TR : F_TR;
+    const size_t RVw = wt == SL_Q8_0 ? Q8_TRV : wt == SL_Q4_0 ? Q40_TR : g32_type(wt) ? G32_TR : F_TRV;
     size_t tb = X_BLOCK_FLOATS / (in->n ? in->n : 1) / F_TT * F_TT;
     if (tb < F_TT) tb = F_TT;
     for (size_t t0 = 0; t0 < in->m; t0 += tb) {
@@ -778,6 +906,18 @@ static void rows_q8(float *y, size_t ldy, const MatIn *in, const Tensor *w, size
 }
 static void rows_q40(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
     rows_block(y, ldy, in, w, b, e, SL_Q4_0);
+}
+static void rows_q50(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_block(y, ldy, in, w, b, e, SL_Q5_0);
+}
+static void rows_iq4nl(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_block(y, ldy, in, w, b, e, SL_IQ4_NL);
+}
+static void rows_q41(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_block(y, ldy, in, w, b, e, SL_Q4_1);
+}
+static void rows_q51(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_block(y, ldy, in, w, b, e, SL_Q5_1);
 }
 
 // ----------------------------------------------------------------------------
@@ -916,21 +1056,166 @@ static inline __attribute__((always_inline)) void q6k_tokens(float *y, size_t ld
     for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[t];
 }
 
-// Rows b .. e of a q4_k, q5_k or q6_k matrix (type constant after inlining), KQ_TOKENS tokens
-// at a time, then one at a time.
+// Q2_K: 16 sub-blocks of 16 weights, 2-bit q (0..3), 4-bit scale and min each (kquant_block's
+// q2_k sums). Weights 128 h + 32 s + l are bits 2 s of byte 32 h + l; sub-blocks 8 h + 2 s
+// (l < 16) and 8 h + 2 s + 1, in the ymm's two halves as q6k_tokens has them.
+static inline __attribute__((always_inline)) void q2k_tokens(float *y, size_t ldy, const MatIn *in,
+                                                             const uint8_t *row, size_t nb,
+                                                             size_t r, size_t t0, size_t T) {
+    const __m256i low2 = _mm256_set1_epi8(0x03);
+    const size_t n = in->n;
+    float acc[KQ_TOKENS] = {0};
+    for (size_t blk = 0; blk < nb; blk++) {
+        const uint8_t *bp = row + blk * 84;
+        const __m128i sb = _mm_loadu_si128((const __m128i *)bp);
+        const __m128i m4 = _mm_set1_epi8(0x0F);
+        const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(sb, m4));
+        const __m256i mn16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sb, 4), m4));
+        const __m256i sc_lo = _mm256_permute2x128_si256(sc16, sc16, 0x00);
+        const __m256i sc_hi = _mm256_permute2x128_si256(sc16, sc16, 0x11);
+        __m256i isum[KQ_TOKENS];
+        for (size_t t = 0; t < T; t++) isum[t] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(bp + 16 + 32 * h));
+            for (int s4 = 0; s4 < 4; s4++) {
+                const __m256i qu = _mm256_and_si256(_mm256_srli_epi16(q, 2 * s4), low2);
+                const __m256i scv = _mm256_shuffle_epi8(
+                    h ? sc_hi : sc_lo, _mm256_setr_m128i(_mm256_castsi256_si128(bcast16_mask(2 * s4)),
+                                                         _mm256_castsi256_si128(bcast16_mask(2 * s4 + 1))));
+                for (size_t t = 0; t < T; t++) {
+                    const int8_t *xq = in->kq + (t0 + t) * n + blk * 256 + 128 * (size_t)h + 32 * (size_t)s4;
+                    __m256i p = _mm256_maddubs_epi16(qu, _mm256_loadu_si256((const __m256i *)xq));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scv));
+                }
+            }
+        }
+        const float d = ggml_f16(bp + 80), dmin = ggml_f16(bp + 82);
+        for (size_t t = 0; t < T; t++) {
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)(in->kbs + (t0 + t) * (n / 16) + blk * 16));
+            int32_t sums[2];
+            hsum2_i32(isum[t], _mm256_madd_epi16(bs, mn16), sums);
+            const float dx = in->kd[(t0 + t) * nb + blk];
+            acc[t] += (d * dx) * (float)sums[0] - (dmin * dx) * (float)sums[1];
+        }
+    }
+    for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[t];
+}
+
+// Q3_K: as Q2_K's planes, plus the high bit (bit 4 h + s of hmask[l]): u = q + 4 hbit in 0..7
+// is the level + 4, so sum_k sc_k (level . xq)_k = sum_k sc_k (u . xq)_k - 4 sum_k sc_k bsum_k
+// (sc_k = 6-bit scale - 32), the integer of kquant_block's q3_k.
+static inline __attribute__((always_inline)) void q3k_tokens(float *y, size_t ldy, const MatIn *in,
+                                                             const uint8_t *row, size_t nb,
+                                                             size_t r, size_t t0, size_t T) {
+    const __m256i low2 = _mm256_set1_epi8(0x03), one = _mm256_set1_epi8(0x01);
+    const size_t n = in->n;
+    float acc[KQ_TOKENS] = {0};
+    for (size_t blk = 0; blk < nb; blk++) {
+        const uint8_t *bp = row + blk * 110;
+        uint32_t a[3], u[4];  // the 16 6-bit scales unpacked to bytes (ggml's kmask trick)
+        memcpy(a, bp + 96, 12);
+        const uint32_t k1 = 0x03030303u, k2 = 0x0f0f0f0fu;
+        u[0] = (a[0] & k2) | (((a[2] >> 0) & k1) << 4);
+        u[1] = (a[1] & k2) | (((a[2] >> 2) & k1) << 4);
+        u[2] = ((a[0] >> 4) & k2) | (((a[2] >> 4) & k1) << 4);
+        u[3] = ((a[1] >> 4) & k2) | (((a[2] >> 6) & k1) << 4);
+        const __m256i sc16 = _mm256_sub_epi16(
+            _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)u)), _mm256_set1_epi16(32));
+        const __m256i sc_lo = _mm256_permute2x128_si256(sc16, sc16, 0x00);
+        const __m256i sc_hi = _mm256_permute2x128_si256(sc16, sc16, 0x11);
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)bp);
+        __m256i isum[KQ_TOKENS];
+        for (size_t t = 0; t < T; t++) isum[t] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++) {
+            const __m256i q = _mm256_loadu_si256((const __m256i *)(bp + 32 + 32 * h));
+            for (int s4 = 0; s4 < 4; s4++) {
+                const __m256i hb = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * h + s4), one);
+                const __m256i qu = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * s4), low2),
+                                                   _mm256_slli_epi16(hb, 2));
+                const __m256i scv = _mm256_shuffle_epi8(
+                    h ? sc_hi : sc_lo, _mm256_setr_m128i(_mm256_castsi256_si128(bcast16_mask(2 * s4)),
+                                                         _mm256_castsi256_si128(bcast16_mask(2 * s4 + 1))));
+                for (size_t t = 0; t < T; t++) {
+                    const int8_t *xq = in->kq + (t0 + t) * n + blk * 256 + 128 * (size_t)h + 32 * (size_t)s4;
+                    __m256i p = _mm256_maddubs_epi16(qu, _mm256_loadu_si256((const __m256i *)xq));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scv));
+                }
+            }
+        }
+        const float d = ggml_f16(bp + 108);
+        for (size_t t = 0; t < T; t++) {
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)(in->kbs + (t0 + t) * (n / 16) + blk * 16));
+            const __m256i corr = _mm256_madd_epi16(bs, sc16);  // sum_k sc_k bsum_k, in lanes
+            const int32_t sum = hsum_i32(_mm256_sub_epi32(isum[t], _mm256_slli_epi32(corr, 2)));
+            const float dx = in->kd[(t0 + t) * nb + blk];
+            acc[t] += (d * dx) * (float)sum;
+        }
+    }
+    for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[t];
+}
+
+// IQ4_XS: 8 sub-blocks of 32, levels kvalues[q] (signed: vpmaddubsw on |w| and x with w's
+// sign, as i8_group_tokens), each sub-block's sum scaled by ls - 32 in vpmaddwd.
+static inline __attribute__((always_inline)) void iq4xs_tokens(float *y, size_t ldy, const MatIn *in,
+                                                               const uint8_t *row, size_t nb,
+                                                               size_t r, size_t t0, size_t T) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    const __m256i kv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ggml_iq4_kvalues));
+    const size_t n = in->n;
+    float acc[KQ_TOKENS] = {0};
+    for (size_t blk = 0; blk < nb; blk++) {
+        const uint8_t *bp = row + blk * 136;
+        __m256i isum[KQ_TOKENS];
+        for (size_t t = 0; t < T; t++) isum[t] = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++) {
+            const __m128i q = _mm_loadu_si128((const __m128i *)(bp + 8 + 16 * j));
+            const __m256i wv = _mm256_shuffle_epi8(
+                kv, _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low4));
+            const __m256i aw = _mm256_sign_epi8(wv, wv);
+            const __m256i scv = _mm256_set1_epi16((int16_t)(ggml_iq4xs_scale(bp, j) - 32));
+            for (size_t t = 0; t < T; t++) {
+                const __m256i xv = _mm256_loadu_si256((const __m256i *)(in->kq + (t0 + t) * n + blk * 256 + 32 * (size_t)j));
+                __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv));
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scv));
+            }
+        }
+        const float d = ggml_f16(bp);
+        for (size_t t = 0; t < T; t++) {
+            const float dx = in->kd[(t0 + t) * nb + blk];
+            acc[t] += (d * dx) * (float)hsum_i32(isum[t]);
+        }
+    }
+    for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[t];
+}
+
+// Tokens t0 .. t0+T of row r of a K-pattern type (type and T constant after inlining).
+static inline __attribute__((always_inline)) void kq_tokens(float *y, size_t ldy, const MatIn *in,
+                                                            const uint8_t *row, size_t nb, size_t r,
+                                                            size_t t0, size_t T, int type) {
+    switch (type) {
+    case SL_Q4_K: q45k_tokens(y, ldy, in, row, nb, r, t0, T, 0); break;
+    case SL_Q5_K: q45k_tokens(y, ldy, in, row, nb, r, t0, T, 1); break;
+    case SL_Q6_K: q6k_tokens(y, ldy, in, row, nb, r, t0, T); break;
+    case SL_Q2_K: q2k_tokens(y, ldy, in, row, nb, r, t0, T); break;
+    case SL_Q3_K: q3k_tokens(y, ldy, in, row, nb, r, t0, T); break;
+    default: iq4xs_tokens(y, ldy, in, row, nb, r, t0, T); break;
+    }
+}
+
+// Rows b .. e of a K-pattern matrix (type constant after inlining), KQ_TOKENS tokens at a
+// time, then one at a time.
 static inline __attribute__((always_inline)) void rows_kq(float *y, size_t ldy, const MatIn *in,
                                                           const Tensor *w, size_t b, size_t e,
                                                           int type) {
-    const size_t nb = w->cols / 256, bb = type == SL_Q4_K ? 144 : type == SL_Q5_K ? 176 : 210;
+    size_t be = 0, bb = 0;
+    ggml_block_info(dtype_ggml(type), &be, &bb);
+    const size_t nb = w->cols / 256;
     for (size_t r = b; r < e; r++) {
         const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
         for (size_t t0 = 0; t0 < in->m;) {
             size_t T = in->m - t0 >= KQ_TOKENS ? KQ_TOKENS : 1;
-            if (type != SL_Q6_K && T == KQ_TOKENS)
-                q45k_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS, type == SL_Q5_K);
-            else if (type != SL_Q6_K) q45k_tokens(y, ldy, in, row, nb, r, t0, 1, type == SL_Q5_K);
-            else if (T == KQ_TOKENS) q6k_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS);
-            else q6k_tokens(y, ldy, in, row, nb, r, t0, 1);
+            if (T == KQ_TOKENS) kq_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS, type);
+            else kq_tokens(y, ldy, in, row, nb, r, t0, 1, type);
             t0 += T;
         }
     }
@@ -945,14 +1230,24 @@ static void rows_q5k(float *y, size_t ldy, const MatIn *in, const Tensor *w, siz
 static void rows_q6k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
     rows_kq(y, ldy, in, w, b, e, SL_Q6_K);
 }
+static void rows_q2k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_kq(y, ldy, in, w, b, e, SL_Q2_K);
+}
+static void rows_q3k(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_kq(y, ldy, in, w, b, e, SL_Q3_K);
+}
+static void rows_iq4xs(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
+    rows_kq(y, ldy, in, w, b, e, SL_IQ4_XS);
+}
 #endif
 
 #if !SL_AVX2
-// Q4_K, Q5_K and Q6_K without AVX2: the plain twin's kquant_block on the prepared q8k form of x.
+// The K-pattern types without AVX2: the plain twin's kquant_block on the prepared q8k form of x.
 static void rows_kq_plain(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b,
                           size_t e) {
     const size_t n = w->cols, nb = n / 256;
-    const size_t bb = w->type == SL_Q4_K ? 144 : w->type == SL_Q5_K ? 176 : 210;
+    size_t be = 0, bb = 0;
+    ggml_block_info(dtype_ggml(w->type), &be, &bb);
     for (size_t r = b; r < e; r++)
         for (size_t t = 0; t < in->m; t++) {
             const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
@@ -974,14 +1269,24 @@ static RowsFn rows_fn(int type) {
     case SL_BF16: return rows_bf16;
     case SL_Q8_0: return rows_q8;
     case SL_Q4_0: return rows_q40;
+    case SL_Q5_0: return rows_q50;
+    case SL_IQ4_NL: return rows_iq4nl;
+    case SL_Q4_1: return rows_q41;
+    case SL_Q5_1: return rows_q51;
 #if SL_AVX2
     case SL_Q4_K: return rows_q4k;
     case SL_Q5_K: return rows_q5k;
     case SL_Q6_K: return rows_q6k;
+    case SL_Q2_K: return rows_q2k;
+    case SL_Q3_K: return rows_q3k;
+    case SL_IQ4_XS: return rows_iq4xs;
 #else
     case SL_Q4_K:
     case SL_Q5_K:
-    case SL_Q6_K: return rows_kq_plain;
+    case SL_Q6_K:
+    case SL_Q2_K:
+    case SL_Q3_K:
+    case SL_IQ4_XS: return rows_kq_plain;
 #endif
     default: return NULL;  // no other type reaches matmul (model.c validates)
     }
@@ -993,9 +1298,9 @@ static RowsFn rows_fn(int type) {
 static size_t padded_groups(size_t n) { return (q8_groups(n) + 1) / 2 * 2; }
 
 int matmul_input_forms(int type) {
-    return type == SL_Q8_0 || type == SL_Q4_0                        ? MATMUL_Q8_0
-           : type == SL_Q4_K || type == SL_Q5_K || type == SL_Q6_K ? MATMUL_Q8_K
-                                                                     : 0;
+    return type == SL_Q8_0 || type == SL_Q4_0 || g32_type(type) ? MATMUL_Q8_0
+           : kquant_type(type)                                  ? MATMUL_Q8_K
+                                                                : 0;
 }
 
 size_t matmul_q8_bytes(size_t n, size_t m) {

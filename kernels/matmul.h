@@ -35,14 +35,15 @@ typedef struct {
     float *qd;       // (m, groups) each group's scale
     float *qscale;   // (m, groups, 8) the same, each repeated for 8 SIMD lanes
     int32_t *qcorr;  // (m, groups, 8) -128 x the sum of each 4 quants (VNNI's u8 offset)
-    // for q4_k, q5_k and q6_k (n a multiple of 256): quant.h's q8k form, or NULL
+    // for the K-pattern types (n a multiple of 256): quant.h's q8k form, or NULL
     int8_t *kq;      // (m, n) quants
     float *kd;       // (m, n / 256) each block's scale
     int16_t *kbs;    // (m, n / 16) each 16 quants' sum
 } MatIn;
 
-// The quantized forms of its input that a weight of this type reads: MATMUL_Q8_0 (q8_0),
-// MATMUL_Q8_K (q4_k, q5_k and q6_k, which quantize activations per block of 256 as ggml does), or 0.
+// The quantized forms of its input that a weight of this type reads: MATMUL_Q8_0 (q8_0 and the
+// 32-weight block types q4_0, q4_1, q5_0, q5_1, iq4_nl), MATMUL_Q8_K (kernels.h's kquant_type:
+// q2_k .. q6_k and iq4_xs, which quantize activations per block of 256 as ggml does), or 0.
 #define MATMUL_Q8_0 1
 #define MATMUL_Q8_K 2
 int matmul_input_forms(int type);

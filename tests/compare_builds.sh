@@ -7,7 +7,8 @@
 #
 # For each weight type, on models written by REF's export (beside REF) in real shapes with
 # random weights (stories15M; the K types on stories42M, whose rows of 512 hold whole blocks
-# of 256), and on the default model, each build runs:
+# of 256), on the tiny GGUF fixtures of issue 24's block types (Q4_1 .. IQ4_XS, exported as they
+# are), and on the default model, each build runs:
 #   greedy   -t 0 -n 40, with --attn-dump (the attention weights, raw fp32)
 #   sampled  -s 7 -t 0.8 -n 40
 #   ppl      --ppl on the first 1200 bytes of train/kjv-heldout.txt
@@ -29,9 +30,17 @@ head -c 1200 train/kjv-heldout.txt > "$work/text.txt"
 models=(models/kjv.slm)
 for t in f32 f16 bf16 q8_0 q4_0; do models+=("$work/15M-$t.slm"); done
 for t in q4_k q5_k q6_k q4_k_m; do models+=("$work/42M-$t.slm"); done
+# issue 24's block types, as llama-quantize wrote them (the tiny GGUF fixtures, exported as they are)
+for t in q4_1_pure q5_0_pure q5_1_pure iq4_nl_pure q2_k q3_k_m iq4_xs; do
+    models+=("$work/gguf-$t.slm")
+done
 for m in "${models[@]}"; do
     [ -f "$m" ] && continue
     b=$(basename "$m" .slm); shape=stories${b%%-*}; t=${b#*-}
+    if [ "${b%%-*}" = gguf ]; then
+        "$bindir/export" "tests/fixtures/tiny-$t.gguf" "$m" > /dev/null 2>&1 || { echo "FAIL: export $m"; exit 1; }
+        continue
+    fi
     "$bindir/export" --dtype "$t" --random "$shape" "$m" > /dev/null || { echo "FAIL: export $m"; exit 1; }
 done
 

@@ -27,6 +27,8 @@
 
 static int failures;
 static FILE *dump;  // --dump: every output, raw
+static int no_dense;  // --no-dense: leave f32, f16 and bf16 matmuls out of the dump (the plain
+                      // build rounds their products separately: within rounding, not bitwise)
 
 #define CHECK(c, ...)                                         \
     do {                                                      \
@@ -69,7 +71,7 @@ static float *rand_floats(size_t n) {
 // ---- matmul ----
 
 // A d x n tensor of type ty from the floats w (f32, f16, bf16, q8_0), or random blocks with
-// moderate f16 scales (q4_0 and the K types), malloc'd.
+// moderate f16 scales (the block types), malloc'd.
 static Tensor make_tensor(int ty, const float *w, size_t n, size_t d) {
     size_t bytes = tensor_bytes(ty, d, n), G = q8_groups(n);
     uint8_t *p = xmalloc(bytes);
@@ -88,8 +90,11 @@ static Tensor make_tensor(int ty, const float *w, size_t n, size_t d) {
         size_t be = 0, bb = 0;
         ggml_block_info(dtype_ggml(ty), &be, &bb);
         for (size_t i = 0; i < bytes; i++) p[i] = (uint8_t)next();
-        size_t off[2] = {0, 2}, n_off = ty == SL_Q4_0 ? 1 : 2;
+        size_t off[2] = {0, 2}, n_off = 2;  // d, dmin or m at the block's start, or:
+        if (ty == SL_Q4_0 || ty == SL_Q5_0 || ty == SL_IQ4_NL || ty == SL_IQ4_XS) n_off = 1;
         if (ty == SL_Q6_K) off[0] = 208, n_off = 1;
+        if (ty == SL_Q3_K) off[0] = 108, n_off = 1;
+        if (ty == SL_Q2_K) off[0] = 80, off[1] = 82;
         for (size_t b = 0; b < bytes / bb; b++)
             for (size_t k = 0; k < n_off; k++) {
                 uint16_t h = f32_to_fp16(((float)(next() % 20001) - 10000.0f) * 5e-6f);
@@ -116,7 +121,7 @@ static void check_matmul(int ty, size_t n, size_t d, size_t m, Pool **pools) {
     void *q8, *q8t;
     MatIn in = make_input(x, n, m, &q8);
     matmul(NULL, y, &in, &w);
-    put(y, m * d * sizeof(float));
+    if (!no_dense || !(ty == SL_F32 || ty == SL_F16 || ty == SL_BF16)) put(y, m * d * sizeof(float));
     for (size_t t = 0; t < m; t++) {
         MatIn one = make_input(x + t * n, n, 1, &q8t);
         matmul(pools[t % 3], y1, &one, &w);
@@ -124,7 +129,7 @@ static void check_matmul(int ty, size_t n, size_t d, size_t m, Pool **pools) {
         CHECK(!memcmp(y1, y + t * d, d * sizeof(float)), "%s n=%zu d=%zu m=%zu: token %zu's "
               "matvec differs from its batch row", nm, n, d, m, t);
         matvec_tensor(ref, x + t * n, &w);
-        int kq = ty == SL_Q4_K || ty == SL_Q5_K || ty == SL_Q6_K;
+        int kq = kquant_type(ty);
         if (kq) {
             CHECK(!memcmp(ref, y + t * d, d * sizeof(float)), "%s n=%zu d=%zu: token %zu not "
                   "the plain twin's bits", nm, n, d, t);
@@ -134,8 +139,9 @@ static void check_matmul(int ty, size_t n, size_t d, size_t m, Pool **pools) {
             tensor_row(&w, r, row);
             double scale = 0.0;
             for (size_t j = 0; j < n; j++) scale += fabs((double)row[j] * x[t * n + j]);
-            // q8_0 and q4_0 quantize x: their error is the quantization's, not the order's
-            if (ty == SL_Q8_0 || ty == SL_Q4_0) scale *= 50.0;
+            // q8_0 and the 32-weight block types quantize x: their error is the quantization's,
+            // not the order's
+            if (ty != SL_F32 && ty != SL_F16 && ty != SL_BF16) scale *= 50.0;
             double err = fabs((double)y[t * d + r] - ref[r]);
             CHECK(err <= 2e-5 * scale + 1e-30, "%s n=%zu d=%zu token %zu row %zu: %.9g vs "
                   "reference %.9g", nm, n, d, t, r, y[t * d + r], ref[r]);
@@ -169,15 +175,17 @@ static void matmul_suite(Pool **pools) {
     for (size_t ti = 0; ti < 4; ti++)
         for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++, cases++)
             check_matmul(dense[ti], ns[i], 1 + next() % 37, ms[(i + ti) % 6], pools);
+    static const int g32[] = {SL_Q4_0, SL_Q4_1, SL_Q5_0, SL_Q5_1, SL_IQ4_NL};
     static const size_t n40[] = {32, 96, 288, 512};
-    for (size_t i = 0; i < 4; i++, cases++)
-        check_matmul(SL_Q4_0, n40[i], 1 + next() % 37, ms[i % 6], pools);
-    static const int kt[] = {SL_Q4_K, SL_Q5_K, SL_Q6_K};
+    for (size_t ti = 0; ti < 5; ti++)
+        for (size_t i = 0; i < 4; i++, cases++)
+            check_matmul(g32[ti], n40[i], 1 + next() % 37, ms[(i + ti) % 6], pools);
+    static const int kt[] = {SL_Q4_K, SL_Q5_K, SL_Q6_K, SL_Q2_K, SL_Q3_K, SL_IQ4_XS};
     static const size_t nk[] = {256, 512, 1280};
-    for (size_t ti = 0; ti < 3; ti++)
+    for (size_t ti = 0; ti < 6; ti++)
         for (size_t i = 0; i < 3; i++, cases++)
             check_matmul(kt[ti], nk[i], 1 + next() % 21, ms[(i + 2 * ti) % 6], pools);
-    printf("isa_main: matmul, %d shapes of 8 weight types: %s\n", cases,
+    printf("isa_main: matmul, %d shapes of 15 weight types: %s\n", cases,
            failures == before ? "ok" : "FAILED");
 }
 
@@ -300,10 +308,12 @@ int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (i + 1 < argc && !strcmp(argv[i], "--dump")) {
             path = argv[++i];
+        } else if (!strcmp(argv[i], "--no-dense")) {
+            no_dense = 1;
         } else if (i + 1 < argc && !strcmp(argv[i], "--seed")) {  // other random inputs
             rng = strtoull(argv[++i], NULL, 0) * 0x9E3779B97F4A7C15u | 1u;
         } else {
-            fprintf(stderr, "usage: isa_main [--seed N] [--dump FILE]\n");
+            fprintf(stderr, "usage: isa_main [--seed N] [--dump FILE] [--no-dense]\n");
             return 2;
         }
     }

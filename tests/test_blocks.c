@@ -37,13 +37,46 @@ Test(blocks, dequantize_matches_gguf_py_bitwise) {
         at = want_at + nb * elems * 4;
         types++;
     }
-    cr_assert_eq(types, 10, "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K .. Q6_K");
+    cr_assert_eq(types, 12, "Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K .. Q6_K, IQ4_NL, IQ4_XS");
     free(b);
 }
 
 Test(blocks, other_types_are_not_block_types) {
     size_t e, b;
-    const uint32_t others[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, 9, 15, 16, 23, 39, 1000};
+    const uint32_t others[] = {GGML_TYPE_F32, GGML_TYPE_F16, GGML_TYPE_BF16, 9, 15, 16, 17, 18, 19, 21, 22, 29, 34, 35, 39, 1000};
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
         cr_assert(!ggml_block_info(others[i], &e, &b), "type %u", others[i]);
+}
+
+// ggml_levels32 (the integer levels the 32-weight kernels multiply) times the block's d, plus its
+// min, is the dequantized weight, bit for bit, on every fixture block of those types.
+Test(blocks, levels32_are_the_dequantized_weights) {
+    size_t n;
+    uint8_t *b = (uint8_t *)read_all(fixture("blocks.bin"), &n);
+    cr_assert(b);
+    int seen = 0;
+    for (size_t at = 0; at < n;) {
+        uint32_t h[4];
+        memcpy(h, b + at, 16);
+        at += 16;
+        const uint8_t *blocks = b + at;
+        at += (size_t)h[3] * h[2] + (size_t)h[3] * h[1] * 4;
+        if (h[1] != 32 || h[0] == GGML_TYPE_Q8_0) continue;
+        seen++;
+        for (size_t k = 0; k < h[3]; k++) {
+            const uint8_t *bp = blocks + k * h[2];
+            float y[32];
+            int8_t q[32];
+            ggml_dequantize(h[0], bp, 1, y);
+            int has_min = ggml_levels32(h[0], bp, q);
+            for (int i = 0; i < 32; i++) {
+                float v = has_min ? ggml_f16(bp) * (float)q[i] + ggml_f16(bp + 2)
+                                  : ggml_f16(bp) * (float)q[i];
+                cr_assert(memcmp(&v, &y[i], 4) == 0, "type %u block %zu weight %d: %g vs %g",
+                          h[0], k, i, (double)v, (double)y[i]);
+            }
+        }
+    }
+    cr_assert_eq(seen, 5, "Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL");
+    free(b);
 }

@@ -550,7 +550,8 @@ Test(gguf, fixture_types_kept_and_values_exact) {
 // GGUFs built here
 
 // export's note names exactly the tensors it converts: none in a Q8_0 file (kept bit for bit);
-// wq in a file whose layer 0 attn_q is Q4_1 (no kernel of ours: q8_0, the rest stays F16).
+// wq in a file whose layer 0 attn_q is Q4_1 and the others F16 (a per-layer tensor holds block
+// types only: q8_0, the rest stays F16).
 Test(gguf, conversion_note_names_converted_tensors) {
     GgufSpec q8 = {.mtype = GGML_TYPE_Q8_0};
     char *o, *e;
@@ -563,8 +564,8 @@ Test(gguf, conversion_note_names_converted_tensors) {
                     .odd_type = GGML_TYPE_Q4_1};
     cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), write_gguf(&q41, "note41.gguf"),
                          out), 0, "%s", e);
-    cr_assert(strstr(e, "note: wq stored as q8_0") && strstr(e, "(this file also has Q4_1)") &&
-              strchr(e, '\n') == e + strlen(e) - 1, "one line naming wq and Q4_1: %s", e);
+    cr_assert(strstr(e, "note: wq stored as q8_0: their GGUF tensors differ in type") &&
+              strchr(e, '\n') == e + strlen(e) - 1, "one line naming wq: %s", e);
     free(o), free(e);
     Model m;
     cr_assert_eq(model_open(&m, out, 1), MODEL_OK);
@@ -742,8 +743,14 @@ Test(gguf, refuses_what_it_cannot_read) {
     struct { GgufSpec s; const char *want; } cases[] = {
         {{.mtype = GGML_TYPE_F16, .odd_name = "blk.0.attn_q.weight", .odd_type = 12},
          "shape 64 x 64 x 1 x 1 of type Q4_K: rows are not whole blocks of its type"},
-        {{.mtype = GGML_TYPE_F16, .odd_name = "blk.0.attn_q.weight", .odd_type = 20},
-         "tensor blk.0.attn_q.weight has type IQ4_NL, export reads F32, F16, BF16, Q8_0, Q4_0"},
+        {{.mtype = GGML_TYPE_F16, .odd_name = "blk.0.attn_q.weight", .odd_type = 16},
+         "tensor blk.0.attn_q.weight has type IQ2_XXS, export reads F32, F16, BF16, Q8_0, Q4_0"},
+        {{.mtype = GGML_TYPE_F16, .odd_name = "blk.1.attn_v.weight", .odd_type = 19},
+         "tensor blk.1.attn_v.weight has type IQ1_S, export reads"},
+        {{.mtype = GGML_TYPE_F16, .odd_name = "blk.0.ffn_down.weight", .odd_type = 21},
+         "tensor blk.0.ffn_down.weight has type IQ3_S, export reads"},
+        {{.mtype = GGML_TYPE_F16, .odd_name = "output.weight", .odd_type = 34},
+         "tensor output.weight has type TQ1_0, export reads"},
         {{.mtype = GGML_TYPE_F16, .odd_name = "blk.1.ffn_up.weight", .odd_type = ~0u},
          "tensor blk.1.ffn_up.weight is missing"},
         {{.mtype = GGML_TYPE_F16, .bad_shape = "blk.0.attn_k.weight"},
@@ -890,12 +897,70 @@ Test(gguf, new_architectures_truncated_or_incomplete_are_refused) {
 static const char *const QUANT_FILES[][2] = {
     {"tiny-q4_k_m.gguf", "reference-q4_k_m.bin"}, {"tiny-q5_k_m.gguf", "reference-q5_k_m.bin"},
     {"tiny-q6_k.gguf", "reference-q6_k.bin"},     {"tiny-q4_0.gguf", "reference-q4_0.bin"},
+    // issue 24's types: Q4_1, Q5_0, Q5_1 and IQ4_NL quantized --pure (every matrix, the
+    // embedding too); Q2_K, Q3_K_M (with IQ4_NL and Q5_1 in one layer each of w2 and wo) and
+    // IQ4_XS as llama-quantize mixes them
+    {"tiny-q4_1_pure.gguf", "reference-q4_1_pure.bin"},
+    {"tiny-q5_0_pure.gguf", "reference-q5_0_pure.bin"},
+    {"tiny-q5_1_pure.gguf", "reference-q5_1_pure.bin"},
+    {"tiny-iq4_nl_pure.gguf", "reference-iq4_nl_pure.bin"},
+    {"tiny-q2_k.gguf", "reference-q2_k.bin"},     {"tiny-q3_k_m.gguf", "reference-q3_k_m.bin"},
+    {"tiny-iq4_xs.gguf", "reference-iq4_xs.bin"},
 };
+#define N_QUANT_FILES (sizeof QUANT_FILES / sizeof QUANT_FILES[0])
 
 // --dtype f32 keeps each dequantized value exactly (blocks.c, bit for bit as gguf.quants): the
 // logits match transformers' forward pass with the same values, as an f32 GGUF's do.
 Test(gguf, quantized_files_exact_as_f32) {
-    for (int i = 0; i < 4; i++) check_logits_ref(QUANT_FILES[i][0], "f32", QUANT_FILES[i][1], 1e-4);
+    for (size_t i = 0; i < N_QUANT_FILES; i++)
+        check_logits_ref(QUANT_FILES[i][0], "f32", QUANT_FILES[i][1], 1e-4);
+}
+
+// Issue 24's files export as they are: every matrix keeps the GGUF's type (by layer where its
+// layers differ) and its bytes, bit for bit; the seven new types all occur natively; and
+// each runs (quantized_files_run_natively checks its logits).
+Test(gguf, new_block_types_kept_byte_for_byte) {
+    static const char *const gnames[] = {
+        [SL_T_EMBED] = "token_embd.weight",        [SL_T_WQ] = "blk.%zu.attn_q.weight",
+        [SL_T_WK] = "blk.%zu.attn_k.weight",       [SL_T_WV] = "blk.%zu.attn_v.weight",
+        [SL_T_WO] = "blk.%zu.attn_output.weight",  [SL_T_W1] = "blk.%zu.ffn_gate.weight",
+        [SL_T_W2] = "blk.%zu.ffn_down.weight",     [SL_T_W3] = "blk.%zu.ffn_up.weight"};
+    static const int mats[] = {SL_T_EMBED, SL_T_WQ, SL_T_WK, SL_T_WV, SL_T_WO, SL_T_W1, SL_T_W2, SL_T_W3};
+    int seen[SL_DTYPE_COUNT] = {0}, per_layer = 0;
+    for (size_t f = 4; f < N_QUANT_FILES; f++) {
+        char *slm = export_ok(fixture(QUANT_FILES[f][0]), NULL, "kept.slm");
+        Model m;
+        cr_assert_eq(model_open(&m, slm, 1), MODEL_OK);
+        Gguf g;
+        cr_assert_eq(gguf_open(&g, fixture(QUANT_FILES[f][0])), 0);
+        const Tensor *ts[SL_T_COUNT] = {[SL_T_EMBED] = &m.w.token_embedding, [SL_T_WQ] = &m.w.wq,
+                                        [SL_T_WK] = &m.w.wk, [SL_T_WV] = &m.w.wv, [SL_T_WO] = &m.w.wo,
+                                        [SL_T_W1] = &m.w.w1, [SL_T_W2] = &m.w.w2, [SL_T_W3] = &m.w.w3};
+        size_t L = (size_t)m.header.n_layers;
+        for (size_t k = 0; k < sizeof mats / sizeof mats[0]; k++) {
+            int t = mats[k];
+            size_t nl = t == SL_T_EMBED ? 1 : L;
+            per_layer += m.header.tensor_type[t] == SL_TYPE_PER_LAYER;
+            for (size_t l = 0; l < nl; l++) {
+                char name[64];
+                snprintf(name, sizeof name, gnames[t], l);
+                const GgufTensor *x = gguf_find_tensor(&g, name);
+                Tensor v = tensor_layer(ts[t], l, nl);
+                cr_assert(x && dtype_ggml(v.type) == x->type, "%s %s: type %s, GGUF %s",
+                          QUANT_FILES[f][0], name, dtype_name(v.type), x ? ggml_type_name(x->type) : "-");
+                cr_assert(x->bytes == tensor_bytes(v.type, v.rows, v.cols), "%s size", name);
+                cr_assert(!memcmp(v.data, g.map + x->offset, x->bytes), "%s %s: blocks kept",
+                          QUANT_FILES[f][0], name);
+                seen[v.type] = 1;
+            }
+        }
+        gguf_close(&g);
+        model_close(&m);
+        free(slm);
+    }
+    const int want[] = {SL_Q4_1, SL_Q5_0, SL_Q5_1, SL_Q2_K, SL_Q3_K, SL_IQ4_NL, SL_IQ4_XS};
+    for (size_t i = 0; i < 7; i++) cr_assert(seen[want[i]], "%s kept natively", dtype_name(want[i]));
+    cr_assert_eq(per_layer, 2, "Q3_K_M's wo and w2 mix types by layer");
 }
 
 // By default Q4_0, Q4_K, Q5_K and Q6_K tensors keep ggml's blocks, bit for bit, and run
@@ -905,7 +970,8 @@ Test(gguf, quantized_files_exact_as_f32) {
 // Q4_0 file's embedding and classifier are Q6_K): q8_0's rounding, Q8_BOUND (measured
 // 0.03 to 0.07).
 Test(gguf, quantized_files_run_natively) {
-    for (int i = 0; i < 4; i++) check_logits_ref(QUANT_FILES[i][0], NULL, QUANT_FILES[i][1], Q8_BOUND);
+    for (size_t i = 0; i < N_QUANT_FILES; i++)
+        check_logits_ref(QUANT_FILES[i][0], NULL, QUANT_FILES[i][1], Q8_BOUND);
     char *o, *e;
     const char *out = tmp_file("q4km.slm");
     cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), fixture("tiny-q4_k_m.gguf"), out), 0);

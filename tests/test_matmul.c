@@ -385,9 +385,11 @@ Test(matmul, input_q8k_matches_reference) {
 }
 
 // ----------------------------------------------------------------------------
-// ggml's block types (q4_0, q4_k, q5_k, q6_k): random blocks whose f16 scales are moderate
+// ggml's block types: random blocks whose f16 scales are moderate
 
-static const int BLOCK_TYPES[] = {SL_Q4_0, SL_Q4_K, SL_Q5_K, SL_Q6_K};
+static const int BLOCK_TYPES[] = {SL_Q4_0, SL_Q4_K, SL_Q5_K,  SL_Q6_K,   SL_Q4_1,  SL_Q5_0,
+                                  SL_Q5_1, SL_Q2_K, SL_Q3_K, SL_IQ4_NL, SL_IQ4_XS};
+#define N_BLOCK_TYPES (sizeof BLOCK_TYPES / sizeof BLOCK_TYPES[0])
 
 // A d x n tensor of a block type at dst (or malloc'd): random bytes, then each f16 scale (d,
 // and dmin where the type has one) set to a random value in (-0.05, 0.05).
@@ -397,8 +399,11 @@ static Tensor make_block_tensor(int type, size_t n, size_t d, void *dst) {
     uint8_t *p = dst ? dst : malloc(bytes);
     cr_assert_not_null(p);
     for (size_t i = 0; i < bytes; i++) p[i] = (uint8_t)xorshift();
-    size_t off[2] = {0, 2}, n_off = type == SL_Q4_0 ? 1 : 2;
+    size_t off[2] = {0, 2}, n_off = 2;  // d, dmin or m at the block's start, or:
+    if (type == SL_Q4_0 || type == SL_Q5_0 || type == SL_IQ4_NL || type == SL_IQ4_XS) n_off = 1;
     if (type == SL_Q6_K) off[0] = 208, n_off = 1;
+    if (type == SL_Q3_K) off[0] = 108, n_off = 1;
+    if (type == SL_Q2_K) off[0] = 80, off[1] = 82;
     for (size_t b = 0; b < bytes / bb; b++)
         for (size_t k = 0; k < n_off; k++) {
             uint16_t h = f32_to_fp16(((float)(xorshift() % 20001) - 10000.0f) * 5e-6f);
@@ -407,10 +412,10 @@ static Tensor make_block_tensor(int type, size_t n, size_t d, void *dst) {
     return (Tensor){type, d, n, p, NULL, NULL};
 }
 
-// The tuned path against the plain reference: q4_0 (as q8_0: integer sums per block against the
-// q8_0 activations, scaled in float lanes: the same products, summed in another order) within
-// check_close's bound; q4_k, q5_k
-// and q6_k (integer sums per block, then the same float operations) bit for bit; and
+// The tuned path against the plain reference: the 32-weight types (as q8_0: integer sums per
+// block against the q8_0 activations, scaled in float lanes: the same products, summed in
+// another order) within check_close's bound; the K-pattern types (integer sums per block, then
+// the same float operations) bit for bit; and
 // bitwise the same for 1-4 threads, for a matvec and for a batch's row, on row lengths of
 // one block to several blocks and batches past one tile of tokens.
 Test(matmul, block_types_match_reference_and_are_deterministic) {
@@ -418,9 +423,10 @@ Test(matmul, block_types_match_reference_and_are_deterministic) {
     Pool *pools[4] = {NULL, pool_create(2), pool_create(3), pool_create(4)};
     static const size_t ns[] = {256, 512, 1280, 2304, 32, 96};
     for (size_t s = 0; s < sizeof ns / sizeof ns[0]; s++) {
-        for (int ti = 0; ti < 4; ti++) {
-            size_t n = ns[s], d = rand_size(1, 40), m = rand_size(1, 37);
-            if (n % 256 && BLOCK_TYPES[ti] != SL_Q4_0) continue;  // K types: 256 per block
+        for (size_t ti = 0; ti < N_BLOCK_TYPES; ti++) {
+            size_t n = ns[s], d = rand_size(1, 40), m = rand_size(1, 37), be, bb;
+            ggml_block_info(dtype_ggml(BLOCK_TYPES[ti]), &be, &bb);
+            if (n % be) continue;  // K types and iq4_xs: 256 per block
             Tensor w = make_block_tensor(BLOCK_TYPES[ti], n, d, NULL);
             float *x = rand_floats(m * n), *ref = rand_floats(d), *base = rand_floats(m * d);
             float *y = rand_floats(m * d);
@@ -435,7 +441,7 @@ Test(matmul, block_types_match_reference_and_are_deterministic) {
             for (size_t t = 0; t < m; t++) {
                 matvec_tensor(ref, x + t * n, &w);
                 check_close(base + t * d, ref, x + t * n, &w, "batch");
-                if (w.type != SL_Q4_0)  // the K types: integer sums, one scaling per block
+                if (kquant_type(w.type))  // the K types: integer sums, one scaling per block
                     cr_assert(!memcmp(base + t * d, ref, d * sizeof(float)),
                               "%s token %zu: the twin's bits", dtype_name(w.type), t);
                 MatIn one = make_input(x + t * n, n, 1, &q8t);
@@ -455,7 +461,7 @@ Test(matmul, block_types_stay_in_bounds) {
     size_t bytes;
     char *mem = guarded(&bytes);
     rng_state = 77;
-    for (int ti = 0; ti < 4; ti++) {
+    for (size_t ti = 0; ti < N_BLOCK_TYPES; ti++) {
         size_t n = 512, d = 3, m = 2, wb = tensor_bytes(BLOCK_TYPES[ti], d, n);
         Tensor w = make_block_tensor(BLOCK_TYPES[ti], n, d, mem + bytes - wb);
         float *x = rand_floats(m * n), *y = malloc(m * d * sizeof(float)), *ref = malloc(d * 4);
@@ -469,4 +475,38 @@ Test(matmul, block_types_stay_in_bounds) {
         free(x), free(y), free(ref), free(q8);
     }
     munmap(mem, 2 * bytes);
+}
+
+// What the kernels compute means what it should: each output within float rounding (1e-5 of
+// sum |w x|) of the exact sum, in double, of gguf's dequantized weights (ggml_dequantize, which
+// test_blocks checks against the gguf package) times the dequantized activation quants the
+// type reads (q8_0 groups: d_x q_x; q8k blocks: d_x q_x). A wrong level, scale, min or bit
+// plane in any kernel (fast or twin) breaks it.
+Test(matmul, block_types_compute_dequantized_dot) {
+    rng_state = 0xDE0;
+    for (size_t ti = 0; ti < N_BLOCK_TYPES; ti++) {
+        size_t n = 768, d = 9, m = 5;
+        Tensor w = make_block_tensor(BLOCK_TYPES[ti], n, d, NULL);
+        float *x = rand_floats(m * n), *y = malloc(m * d * sizeof(float)), *row = malloc(n * 4);
+        cr_assert(y && row);
+        void *q8;
+        MatIn in = make_input(x, n, m, &q8);
+        matmul(NULL, y, &in, &w);
+        const int k = kquant_type(w.type);
+        for (size_t r = 0; r < d; r++) {
+            tensor_row(&w, r, row);
+            for (size_t t = 0; t < m; t++) {
+                double ref = 0, scale = 0;
+                for (size_t j = 0; j < n; j++) {
+                    double xj = k ? (double)in.kd[t * (n / 256) + j / 256] * in.kq[t * n + j]
+                                  : (double)in.qd[t * in.groups + j / 32] * in.q[t * in.groups * 32 + j];
+                    ref += (double)row[j] * xj, scale += fabs((double)row[j] * xj);
+                }
+                cr_assert(fabs(y[t * d + r] - ref) <= 1e-5 * scale + 1e-30,
+                          "%s row %zu token %zu: %.9g, dequantized %.9g", dtype_name(w.type), r, t,
+                          y[t * d + r], ref);
+            }
+        }
+        free((void *)w.data), free(x), free(y), free(row), free(q8);
+    }
 }
