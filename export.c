@@ -140,11 +140,20 @@ static void print_summary(const char *in, const char *kind, const char *out, con
     printf("  features:%s%s%s", c->flags & SL_FLAG_QKV_BIAS ? " q/k/v biases," : "",
            c->flags & SL_FLAG_QK_NORM ? " q/k RMSNorm," : "",
            c->rope_scaling == SL_ROPE_FREQS ? " RoPE frequency divisors (rope_freqs)," : "");
-    if (c->sliding_window) printf(" sliding window %d,", c->sliding_window);
+    if (c->sliding_window && c->window_period)
+        printf(" sliding window %d, but every %dth layer global (windowed ones: RoPE base %g),",
+               c->sliding_window, c->window_period, c->rope_local_theta);
+    else if (c->sliding_window)
+        printf(" sliding window %d,", c->sliding_window);
+    if (c->flags & SL_FLAG_POST_NORMS) printf(" norms after attention and feed-forward,");
+    if (c->flags & SL_FLAG_GELU) printf(" GeGLU (gelu tanh),");
+    if (c->embed_scale > 0) printf(" embedding times %g,", c->embed_scale);
+    if (c->attn_scale > 0) printf(" attention scale %g,", c->attn_scale);
     if (tok->kind == TOK_BPE)
         printf(" byte-level BPE tokenizer (pre-tokenizer %s)", pretok_name(tok->pretok));
     else
-        printf(" sentencepiece-style tokenizer");
+        printf(" sentencepiece-style tokenizer%s",
+               tok->flags & TOK_FLAG_PREFIX_NEVER ? " (no dummy prefix)" : "");
     printf(", %s\n", c->flags & SL_FLAG_NO_BOS ? "no BOS" : "BOS first");
     if (c->n_stop) {
         printf("  generation also stops at");
@@ -183,7 +192,7 @@ static int write_converted(const char *in, const char *kind, const char *out, Sl
     int rc = model_write(out, h, tok, &td, &written) == 0 ? 0 : 1;
     converter_free(&cv);
     if (rc == 0) {
-        h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(tok, model_version(&h, tok));
+        h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(tok, SL_TOKENIZER_FORMAT(model_version(&h, tok)));
         print_summary(in, kind, out, &h, td.layer_types, tok, written);
         print_chat_template(td.chat_template, h.chat_template_bytes);
     }
@@ -272,7 +281,7 @@ static int export_random(const char *shape, uint64_t seed, int dtype, const char
     if (synth_header(&h, shape) != 0) return 2;
     Tokenizer tok;
     if (synth_tokenizer(&tok, h.vocab_size) != TOK_OK) return 1;
-    h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(&tok, model_version(&h, &tok));
+    h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(&tok, SL_TOKENIZER_FORMAT(model_version(&h, &tok)));
     SynthCtx ctx = {.seed = seed};
     model_layout(&h, NULL, &ctx.layout, out);  // a known shape: valid
     TensorData src = {.fill = synth_fill, .ctx = &ctx};

@@ -3,7 +3,9 @@
 // Contract: libc, libm and the thread pool; the weights are read from the read-only
 // mapping and never copied. Per layer: RMSNorm, q/k/v projections, RoPE, grouped-query
 // attention over the KV cache, the output projection, RMSNorm, a SwiGLU feed-forward;
-// residual adds. The matmuls (matmul.c) and attention (attention.c) are the tuned
+// residual adds. The families' few differences are branches on the header: biases and q/k
+// norms (Qwen), and Gemma's embedding scale, query scale, norms after attention and after the
+// feed-forward, GeGLU, and windowed layers with their own RoPE base. The matmuls (matmul.c) and attention (attention.c) are the tuned
 // kernels; transformer_forward_plain runs the same pass on kernels.c, as the reference.
 #include "runtime/transformer.h"
 
@@ -27,10 +29,10 @@ int runstate_build(RunState *s, const Model *m, int kv_type) {
     size_t dim = (size_t)h->dim, hidden = (size_t)h->hidden_dim, hd = (size_t)h->head_dim;
     size_t q_dim = (size_t)h->n_heads * hd, kv_dim = (size_t)h->n_kv_heads * hd;
     size_t seq = (size_t)h->seq_len, B = seq < SL_MAX_BATCH ? seq : SL_MAX_BATCH;
-    size_t cache, att, rope;
+    size_t cache, att, rope, tables = h->rope_local_theta > 0 ? 2 : 1;  // a local RoPE: two
     if (__builtin_mul_overflow((size_t)h->n_layers * kv_dim, seq, &cache) ||
         __builtin_mul_overflow((size_t)h->n_heads, seq, &att) ||
-        __builtin_mul_overflow(seq, hd / 2, &rope) || cache > SIZE_MAX / sizeof(float)) {
+        __builtin_mul_overflow(seq, hd / 2 * tables, &rope) || cache > SIZE_MAX / sizeof(float)) {
         fprintf(stderr, "the KV cache for %d layers x %d positions overflows\n", h->n_layers,
                 h->seq_len);
         return MODEL_ERR_DIMS;
@@ -71,14 +73,20 @@ int runstate_build(RunState *s, const Model *m, int kv_type) {
         runstate_free(s);
         return MODEL_ERR_NOMEM;
     }
-    // the same float operations as kernels.c's rope, done once per (position, pair)
-    RopeParams rp = rope_params(h, m->w.rope_freqs);
-    for (size_t p = 0; p < seq; p++) {
-        for (size_t i = 0; i < hd; i += 2) {
-            float freq = rope_freq(&rp, i, hd);
-            float angle = (float)p * freq;
-            s->rope_cos[p * (hd / 2) + i / 2] = cosf(angle);
-            s->rope_sin[p * (hd / 2) + i / 2] = sinf(angle);
+    // the same float operations as kernels.c's rope, done once per (position, pair): the global
+    // layers' table, then with a local RoPE base the windowed layers' (those of layer 0, which
+    // is windowed when there is a period)
+    s->rope_local = tables == 2 ? seq * (hd / 2) : 0;
+    for (size_t tb = 0; tb < tables; tb++) {
+        RopeParams rp = tb ? rope_params_layer(h, m->w.rope_freqs, 0) : rope_params(h, m->w.rope_freqs);
+        float *cs = s->rope_cos + tb * s->rope_local, *sn = s->rope_sin + tb * s->rope_local;
+        for (size_t p = 0; p < seq; p++) {
+            for (size_t i = 0; i < hd; i += 2) {
+                float freq = rope_freq(&rp, i, hd);
+                float angle = (float)p * freq;
+                cs[p * (hd / 2) + i / 2] = cosf(angle);
+                sn[p * (hd / 2) + i / 2] = sinf(angle);
+            }
         }
     }
     return MODEL_OK;
@@ -140,7 +148,9 @@ static void rope_rotate(float *v, size_t n_heads, size_t hd, const float *cos_p,
 }
 
 // What some families add between the projections and RoPE, for one token of layer l:
-//   q, k, v += their biases (Qwen2);  each head of q and of k <- RMSNorm(head) (Qwen3).
+//   q, k, v += their biases (Qwen2);  each head of q and of k <- RMSNorm(head) (Qwen3, Gemma 3);
+//   q *= attn_scale sqrt(head_dim) (Gemma), so that the attention's 1 / sqrt(head_dim) makes
+//   the scores q . k attn_scale (as llama.cpp scales Gemma's queries before attention).
 static void qkv_adjust(const SlHeader *h, const Weights *w, size_t l, float *q, float *k,
                        float *v) {
     size_t hd = (size_t)h->head_dim, q_dim = (size_t)h->n_heads * hd;
@@ -156,6 +166,36 @@ static void qkv_adjust(const SlHeader *h, const Weights *w, size_t l, float *q, 
         for (size_t i = 0; i < q_dim; i += hd) rmsnorm(q + i, q + i, qn, hd, h->norm_eps);
         for (size_t i = 0; i < kv_dim; i += hd) rmsnorm(k + i, k + i, kn, hd, h->norm_eps);
     }
+    if (h->attn_scale > 0) {
+        float f = h->attn_scale * sqrtf((float)hd);
+        for (size_t i = 0; i < q_dim; i++) q[i] *= f;
+    }
+}
+
+// The token embedding's row, times embed_scale where the header has one (Gemma).
+static void embed(const SlHeader *h, const Weights *w, int token, float *x) {
+    tensor_row(&w->token_embedding, (size_t)token, x);
+    if (h->embed_scale > 0)
+        for (size_t i = 0; i < (size_t)h->dim; i++) x[i] *= h->embed_scale;
+}
+
+// A block's output o (n rows of dim) joins the residual x: x += o, or with post norms (Gemma)
+// x += RMSNorm(o) with weights pw.
+static void residual_add(const SlHeader *h, float *x, float *o, const float *pw, size_t n) {
+    size_t dim = (size_t)h->dim;
+    for (size_t r = 0; pw && r < n; r++) rmsnorm(o + r * dim, o + r * dim, pw, dim, h->norm_eps);
+    for (size_t i = 0; i < n * dim; i++) x[i] += o[i];
+}
+
+// The post norms of layer l: after attention (which = 0) or after the feed-forward (1), or NULL.
+static const float *post_norm(const SlHeader *h, const Weights *w, size_t l, int which) {
+    return w->post_norms ? w->post_norms + (l * 2 + (size_t)which) * (size_t)h->dim : NULL;
+}
+
+// The gated activation: GeGLU (Gemma) or SwiGLU.
+static void gate(const SlHeader *h, float *hb, const float *hb2, size_t n) {
+    if (h->flags & SL_FLAG_GELU) geglu(hb, hb2, n);
+    else swiglu(hb, hb2, n);
 }
 
 // The quantized forms of an input that the matrices reading it need (matmul_input_forms).
@@ -177,13 +217,14 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
     size_t q_dim = n_heads * hd, kv_dim = n_kv * hd, seq = (size_t)h->seq_len;
     size_t L = (size_t)h->n_layers;
     float eps = h->norm_eps;
-    AttnShape shape = {n_heads, n_kv, hd, seq, s->kv_type, (size_t)h->sliding_window};
     size_t es = attention_kv_bytes(s->kv_type);  // bytes per cache element
     MatIn in;
 
-    for (size_t i = 0; i < n; i++)
-        tensor_row(&w->token_embedding, (size_t)tokens[i], s->x + i * dim);
+    for (size_t i = 0; i < n; i++) embed(h, w, tokens[i], s->x + i * dim);
     for (size_t l = 0; l < L; l++) {
+        int windowed = model_layer_windowed(h, l);
+        AttnShape shape = {n_heads, n_kv, hd, seq, s->kv_type, windowed ? (size_t)h->sliding_window : 0};
+        size_t rt = windowed ? s->rope_local : 0;  // this layer's RoPE table
         // attention block
         for (size_t i = 0; i < n; i++)
             rmsnorm(s->xb + i * dim, s->x + i * dim, w->rms_att + l * dim, dim, eps);
@@ -199,7 +240,7 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
         uint8_t *vc = (uint8_t *)s->value_cache + l * kv_dim * seq * es;
         for (size_t i = 0; i < n; i++) {
             size_t p = pos0 + i;
-            const float *c = s->rope_cos + p * (hd / 2), *sn = s->rope_sin + p * (hd / 2);
+            const float *c = s->rope_cos + rt + p * (hd / 2), *sn = s->rope_sin + rt + p * (hd / 2);
             rope_rotate(s->q + i * q_dim, n_heads, hd, c, sn);
             rope_rotate(s->k + i * kv_dim, n_kv, hd, c, sn);
             for (size_t g = 0; g < n_kv; g++) {
@@ -215,9 +256,9 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
         if (rec) t->sink(t->sink_ctx, l, pos0, n, rec, seq);
         matmul_input(&in, s->ao, q_dim, n, s->q8, forms_of(&wo, NULL, NULL));
         matmul(pool, s->xb2, &in, &wo);
-        for (size_t i = 0; i < n * dim; i++) s->x[i] += s->xb2[i];
+        residual_add(h, s->x, s->xb2, post_norm(h, w, l, 0), n);
 
-        // feed-forward block: w2 (silu(w1 x) * w3 x)
+        // feed-forward block: w2 (silu(w1 x) * w3 x), or gelu for GeGLU
         for (size_t i = 0; i < n; i++)
             rmsnorm(s->xb + i * dim, s->x + i * dim, w->rms_ffn + l * dim, dim, eps);
         Tensor w1 = tensor_layer(&w->w1, l, L), w2 = tensor_layer(&w->w2, l, L);
@@ -225,10 +266,10 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
         matmul_input(&in, s->xb, dim, n, s->q8, forms_of(&w1, &w3, NULL));
         matmul(pool, s->hb, &in, &w1);
         matmul(pool, s->hb2, &in, &w3);
-        swiglu(s->hb, s->hb2, n * hidden);
+        gate(h, s->hb, s->hb2, n * hidden);
         matmul_input(&in, s->hb, hidden, n, s->q8, forms_of(&w2, NULL, NULL));
         matmul(pool, s->xb2, &in, &w2);
-        for (size_t i = 0; i < n * dim; i++) s->x[i] += s->xb2[i];
+        residual_add(h, s->x, s->xb2, post_norm(h, w, l, 1), n);
     }
     // the classifier: every token's logits, or the last one's
     size_t first = all_logits ? 0 : n - 1;
@@ -267,12 +308,17 @@ size_t transformer_shift(Transformer *t, size_t n, size_t keep, size_t drop) {
     size_t es = attention_kv_bytes(s->kv_type), row = hd * es, L = (size_t)h->n_layers;
     assert(keep + drop <= n && n <= seq && drop < seq);
     if (drop == 0) return n;
-    // RoPE by -drop: the rotation by drop with its sine negated
-    const float *c = s->rope_cos + drop * (hd / 2);
-    float *nsin = s->q, *k = s->k;  // scratch between passes: head_dim / 2 and head_dim floats
-    for (size_t i = 0; i < hd / 2; i++) nsin[i] = -s->rope_sin[drop * (hd / 2) + i];
+    // RoPE by -drop: the rotation by drop with its sine negated (each table's, where the
+    // windowed layers have their own)
+    float *nsin = s->q, *k = s->k;  // scratch between passes: 2 x head_dim / 2 and head_dim floats
+    for (size_t tb = 0; tb < (s->rope_local ? 2u : 1u); tb++)
+        for (size_t i = 0; i < hd / 2; i++)
+            nsin[tb * (hd / 2) + i] = -s->rope_sin[tb * s->rope_local + drop * (hd / 2) + i];
     for (size_t l = 0; l < L; l++)
         for (size_t g = 0; g < n_kv; g++) {
+            int local = s->rope_local && model_layer_windowed(h, l);
+            const float *c = s->rope_cos + (local ? s->rope_local : 0) + drop * (hd / 2);
+            const float *ns = nsin + (local ? hd / 2 : 0);
             size_t base = (l * n_kv + g) * seq;  // (layer, kv head): seq rows of head_dim
             uint8_t *kc = (uint8_t *)s->key_cache + base * row;
             uint8_t *vc = (uint8_t *)s->value_cache + base * row;
@@ -283,7 +329,7 @@ size_t transformer_shift(Transformer *t, size_t n, size_t keep, size_t drop) {
                     const uint16_t *src = (const uint16_t *)(const void *)(kc + p * row);
                     for (size_t i = 0; i < hd; i++) k[i] = fp16_to_f32(src[i]);
                 }
-                rope_rotate(k, 1, hd, c, nsin);
+                rope_rotate(k, 1, hd, c, ns);
                 attention_kv_store(s->kv_type, kc + (p - drop) * row, k, hd);
                 memmove(vc + (p - drop) * row, vc + p * row, row);
             }
@@ -303,9 +349,9 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
     size_t group = n_heads / n_kv;  // query heads per KV head
 
     size_t L = (size_t)h->n_layers;
-    RopeParams rp = rope_params(h, w->rope_freqs);
-    tensor_row(&w->token_embedding, (size_t)token, s->x);
+    embed(h, w, token, s->x);
     for (size_t l = 0; l < L; l++) {
+        RopeParams rp = rope_params_layer(h, w->rope_freqs, l);
         Tensor wq = tensor_layer(&w->wq, l, L), wk = tensor_layer(&w->wk, l, L);
         Tensor wv = tensor_layer(&w->wv, l, L), wo = tensor_layer(&w->wo, l, L);
         Tensor w1 = tensor_layer(&w->w1, l, L), w2 = tensor_layer(&w->w2, l, L);
@@ -324,7 +370,8 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
             memcpy(vc + (g * seq + pos) * hd, s->v + g * hd, hd * sizeof(float));
         }
         // keys lo..pos: all of them, or the last sliding_window
-        size_t win = (size_t)h->sliding_window, lo = win && pos + 1 > win ? pos + 1 - win : 0;
+        size_t win = model_layer_windowed(h, l) ? (size_t)h->sliding_window : 0;
+        size_t lo = win && pos + 1 > win ? pos + 1 - win : 0;
         for (size_t qh = 0; qh < n_heads; qh++) {
             size_t g = qh / group;
             float *att = s->att + qh * seq;
@@ -334,13 +381,13 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
         }
         if (t->sink) t->sink(t->sink_ctx, l, pos, 1, s->att, seq);
         matvec_tensor(s->xb2, s->ao, &wo);
-        for (size_t i = 0; i < dim; i++) s->x[i] += s->xb2[i];
+        residual_add(h, s->x, s->xb2, post_norm(h, w, l, 0), 1);
         rmsnorm(s->xb, s->x, w->rms_ffn + l * dim, dim, h->norm_eps);
         matvec_tensor(s->hb, s->xb, &w1);
         matvec_tensor(s->hb2, s->xb, &w3);
-        swiglu(s->hb, s->hb2, hidden);
+        gate(h, s->hb, s->hb2, hidden);
         matvec_tensor(s->xb2, s->hb, &w2);
-        for (size_t i = 0; i < dim; i++) s->x[i] += s->xb2[i];
+        residual_add(h, s->x, s->xb2, post_norm(h, w, l, 1), 1);
     }
     rmsnorm(s->x, s->x, w->rms_final, dim, h->norm_eps);
     matvec_tensor(s->logits, s->x, &w->wcls);

@@ -29,8 +29,11 @@ typedef struct {
     float *logits; // (vocab_size)
     float *attn_scratch;  // attention_scratch_bytes: lets attention split positions over threads
     void *q8;           // matmul_q8_bytes(widest input, batch): activations as q8_0
-    float *rope_cos;    // (seq_len, head_dim / 2) RoPE rotations, computed once
-    float *rope_sin;    // (seq_len, head_dim / 2)
+    float *rope_cos;    // (seq_len, head_dim / 2) RoPE rotations, computed once; with a local
+                        // RoPE base (header.rope_local_theta), the windowed layers' table follows
+    float *rope_sin;    // (seq_len, head_dim / 2), likewise
+    size_t rope_local;  // where the windowed layers' table starts in rope_cos and rope_sin (0:
+                        // every layer uses the first)
     int kv_type;        // ATTN_KV_F32 or ATTN_KV_F16: the element type of the caches
     void *key_cache;    // (layer, n_kv_heads, seq_len, head_dim): positions stream in order
     void *value_cache;  // (layer, n_kv_heads, seq_len, head_dim)

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/chat.h"
 #include "io/json.h"
 #include "runtime/transformer.h"
 #include "tokenizer/pretok.h"
@@ -763,4 +764,161 @@ Test(hf, chat_template_stored) {
     cr_assert_eq(model_open(&m, plain, 1), MODEL_OK);
     cr_assert(m.chat_template == NULL && m.chat_template_bytes == 0);
     model_close(&m);
+}
+
+// ----------------------------------------------------------------------------
+// Gemma 3 (tests/fixtures/make_gemma.py): the embedding scaled by sqrt(dim), norms of (1 + w)
+// before and after attention and the feed-forward, q/k norms, GeGLU, queries scaled by
+// query_pre_attn_scalar^-1/2 (24, not head_dim 32), sliding-window layers (window 8) with
+// RoPE base 10000 and a global layer 5 with base 1e6 and linear scaling 2.
+
+Test(hf, gemma3_matches_transformers) {
+    const char *m = export_fixture("tiny-gemma3", "f32", "gemma3.slm");
+    double err = max_logit_error(m, "reference-gemma3.bin");
+    cr_log_info("gemma3: max |logit error| %.3g", err);
+    cr_assert_leq(err, 1e-4, "gemma3: max |logit error| %g", err);
+    Model info;
+    cr_assert_eq(model_open(&info, m, 0), MODEL_OK);
+    const SlHeader *h = &info.header;
+    cr_assert_eq(h->version, 3);
+    cr_assert_eq(h->n_tensors, SL_T_COUNT);
+    cr_assert_eq(h->flags & ~SL_FLAG_SHARED_CLASSIFIER,
+                 SL_FLAG_QK_NORM | SL_FLAG_POST_NORMS | SL_FLAG_GELU);
+    cr_assert_eq(h->embed_scale, sqrtf(32.0f), "sqrt(hidden_size) as a float");
+    cr_assert_eq(h->attn_scale, (float)(1.0 / sqrt(24.0)));
+    cr_assert_eq(h->sliding_window, 8);
+    cr_assert_eq(h->window_period, 6);
+    cr_assert_eq(h->rope_theta, 1e6f);
+    cr_assert_eq(h->rope_local_theta, 1e4f);
+    cr_assert_eq(h->rope_scaling, SL_ROPE_LINEAR);
+    cr_assert_eq(h->rope_factor, 2.0f);
+    for (size_t l = 0; l < 7; l++) cr_assert_eq(model_layer_windowed(h, l), l != 5, "layer %zu", l);
+    cr_assert(model_is_stop(h, 6), "<end_of_turn> (generation_config's eos_token_id) stops");
+    cr_assert(!(h->flags & SL_FLAG_NO_BOS));
+    greedy_matches("gemma3", m, &info, 0);
+    model_close(&info);
+}
+
+// transformers 4's form of the same config (rope_theta, rope_local_base_freq, rope_scaling,
+// sliding_window_pattern, no layer_types) exports to the same bytes.
+Test(hf, gemma3_old_config_form_same_file) {
+    char *m = strdup(export_fixture("tiny-gemma3", "f32", "gemma3-new.slm"));
+    char *d = (char *)copy_fixture("tiny-gemma3", "gemma-old");
+    size_t n;
+    char *cfg = read_all(fixture("tiny-gemma3-old/config.json"), &n);
+    cr_assert(cfg && strstr(cfg, "rope_local_base_freq") && !strstr(cfg, "rope_parameters"));
+    cr_assert_eq(write_all_file(path_in(d, "config.json"), cfg, n), 0);
+    const char *old = tmp_file("gemma3-old.slm");
+    char *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), d, old), 0, "%s", e);
+    size_t a, b;
+    char *x = read_all(m, &a), *y = read_all(old, &b);
+    cr_assert(x && y && a == b && !memcmp(x, y, a), "the two config forms give different files");
+    free(x), free(y), free(o), free(e), free(cfg), free(d), free(m);
+}
+
+// Writes dst: the safetensors file src with every tensor name "model.X" renamed
+// "model.language_model.X" (the header rewritten, the data as it is: offsets are relative to it).
+static void prefix_safetensors(const char *src, const char *dst) {
+    size_t n;
+    char *b = read_all(src, &n);
+    cr_assert(b && n > 8);
+    uint64_t hl;
+    memcpy(&hl, b, 8);
+    cr_assert(hl <= n - 8);
+    size_t cap = 2 * hl + 64, k = 0;
+    char *h = malloc(cap);
+    for (size_t i = 0; i < hl; i++) {
+        if (hl - i > 7 && !memcmp(b + 8 + i, "\"model.", 7)) {
+            memcpy(h + k, "\"model.language_model.", 22);
+            k += 22, i += 6;
+        } else {
+            h[k++] = b[8 + i];
+        }
+    }
+    while (k % 8) h[k++] = ' ';
+    uint64_t nl = k;
+    FILE *f = fopen(dst, "wb");
+    cr_assert(f);
+    fwrite(&nl, 8, 1, f);
+    fwrite(h, 1, k, f);
+    fwrite(b + 8 + hl, 1, n - 8 - hl, f);
+    fclose(f);
+    free(h), free(b);
+}
+
+// The text model of a Gemma3ForConditionalGeneration (text_config, model.language_model.*):
+// the same model file as Gemma3ForCausalLM's.
+Test(hf, gemma3_multimodal_text_model_same_file) {
+    char *m = strdup(export_fixture("tiny-gemma3", "f32", "gemma3-causal.slm"));
+    char *d = (char *)copy_fixture("tiny-gemma3", "gemma-mm");
+    size_t n;
+    char *cfg = read_all(fixture("tiny-gemma3-mm/config.json"), &n), *o, *e;
+    cr_assert(cfg && strstr(cfg, "\"text_config\""));
+    cr_assert_eq(write_all_file(path_in(d, "config.json"), cfg, n), 0);
+    char *st = strdup(path_in(d, "model.safetensors"));
+    prefix_safetensors(fixture("tiny-gemma3/model.safetensors"), st);
+    const char *mm = tmp_file("gemma3-mm.slm");
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), d, mm), 0, "%s", e);
+    cr_assert(strstr(o, "Gemma3ForConditionalGeneration"), "%s", o);
+    size_t a, b;
+    char *x = read_all(m, &a), *y = read_all(mm, &b);
+    cr_assert(x && y && a == b && !memcmp(x, y, a), "the text model's file differs");
+    free(x), free(y), free(o), free(e), free(cfg), free(d), free(m), free(st);
+}
+
+// The same model converted by llama.cpp's convert_hf_to_gguf.py (tiny-gemma3.gguf): a GGUF
+// carries no query_pre_attn_scalar, and llama.cpp scales the queries by head_dim^-1/2, so its
+// reference is transformers' with query_pre_attn_scalar = head_dim (reference-gemma3-gguf.bin).
+// Everything else matches the Hugging Face road's header; the tokenizer (add_space_prefix
+// false) encodes as tokenizer.json does.
+Test(hf, gemma3_gguf_matches_transformers) {
+    char *m = strdup(export_fixture("tiny-gemma3.gguf", "f32", "gemma3-gguf.slm"));
+    double err = max_logit_error(m, "reference-gemma3-gguf.bin");
+    cr_log_info("gemma3 GGUF: max |logit error| %.3g", err);
+    cr_assert_leq(err, 1e-4, "gemma3 GGUF: max |logit error| %g", err);
+    const char *hm = export_fixture("tiny-gemma3", "f32", "gemma3-hf.slm");
+    Model g, hf;
+    cr_assert_eq(model_open(&g, m, 0), MODEL_OK);
+    cr_assert_eq(model_open(&hf, hm, 0), MODEL_OK);
+    SlHeader a = g.header, b = hf.header;
+    cr_assert_eq(a.attn_scale, 0.0f, "head_dim^-1/2, the attention's own");
+    cr_assert_eq(b.attn_scale, (float)(1.0 / sqrt(24.0)));
+    a.attn_scale = b.attn_scale = 0;
+    a.tokenizer_bytes = b.tokenizer_bytes = 0;  // GGUF keeps sentencepiece's scores
+    a.chat_template_bytes = b.chat_template_bytes = 0;
+    cr_assert(!memcmp(&a, &b, sizeof a), "the GGUF road's header differs from the HF road's");
+    cr_assert_eq(g.tokenizer.flags, hf.tokenizer.flags, "no dummy prefix on either road");
+    char *txt = read_all(fixture("gemma3-encode.txt"), NULL);
+    cr_assert(txt);
+    int lines = 0;
+    for (char *p = txt; *p;) {
+        char *nl = strchr(p, '\n'), *nl2 = nl ? strchr(nl + 1, '\n') : NULL;
+        cr_assert(nl && nl2);
+        *nl = *nl2 = '\0';
+        JsonValue v;
+        JsonError je;
+        cr_assert_eq(json_parse(p, strlen(p), &v, &je), 0);
+        int want[256], nw = 0, *got;
+        for (char *q = nl + 1; *q && nw < 256;) want[nw++] = (int)strtol(q, &q, 10);
+        cr_assert(nw >= 1 && want[0] == 2, "tokenizers starts the text with <bos>");
+        for (int r = 0; r < 2; r++) {  // special tokens in the text: chat_encode's partition
+            const Tokenizer *t = r ? &hf.tokenizer : &g.tokenizer;
+            size_t ng = 0;
+            cr_assert_eq(chat_encode(t, v.str, v.len, &got, &ng), 0);
+            ng++;  // and <bos>, which want[0] is
+            cr_assert_eq((int)ng, nw, "%s road, \"%s\": %zu ids, tokenizers %d", r ? "HF" : "GGUF",
+                         v.str, ng, nw);
+            for (int i = 1; i < nw; i++)
+                cr_assert_eq(got[i - 1], want[i], "%s road, \"%s\", id %d", r ? "HF" : "GGUF",
+                             v.str, i);
+            free(got);
+        }
+        json_free(&v);
+        lines++;
+        p = nl2 + 1;
+    }
+    cr_assert_geq(lines, 8);
+    free(txt), free(m);
+    model_close(&g), model_close(&hf);
 }
