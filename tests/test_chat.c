@@ -99,14 +99,14 @@ static int read_conv(FILE *f, Conv *c) {
 
 // Runs the conversation of c through run -m chat (turns on a pipe) and checks that the
 // positions that ran hold exactly transformers' ids.
-static void check_family(const char *family) {
-    FILE *f = fopen(fixture("chat.txt"), "r");
-    cr_assert(f, "no tests/fixtures/chat.txt");
+static void check_family_in(const char *file, const char *family) {
+    FILE *f = fopen(fixture(file), "r");
+    cr_assert(f, "no tests/fixtures/%s", file);
     Conv c;
     int found = 0;
     while (!found && read_conv(f, &c)) found = !strcmp(c.name, family);
     fclose(f);
-    cr_assert(found, "chat.txt has no family %s", family);
+    cr_assert(found, "%s has no family %s", file, family);
     const char *model = strdup(export_dir(c.dir, "chat.slm"));
     const char *turns = strdup(tmp_file("turns.txt")), *dump = strdup(tmp_file("chat.dump"));
     FILE *t = fopen(turns, "w");
@@ -136,6 +136,8 @@ static void check_family(const char *family) {
     free(ids), free(out), free(err);
     free((void *)model), free((void *)turns), free((void *)dump);
 }
+
+static void check_family(const char *family) { check_family_in("chat.txt", family); }
 
 Test(chat, chatml_qwen25_three_turns_feed_transformers_ids) {
     check_family("qwen2");
@@ -168,6 +170,12 @@ Test(chat, mistral_sentencepiece_three_turns_feed_transformers_ids) {
 // Sentencepiece with the role tokens (<|user|>, <|end|>) as special added tokens.
 Test(chat, phi3_sentencepiece_three_turns_feed_transformers_ids) {
     check_family("phi3");
+}
+
+// Gemma 3 (tests/fixtures/make_gemma.py): the system text folded into the first user turn,
+// no dummy prefix, <end_of_turn> ending each reply.
+Test(chat, gemma3_three_turns_feed_transformers_ids) {
+    check_family_in("gemma3-conv.txt", "gemma3");
 }
 
 // Thinking off: Qwen3's template drops the (empty) think block of earlier replies, so each

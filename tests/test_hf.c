@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "app/chat.h"
+#include "app/template.h"
 #include "io/json.h"
 #include "runtime/transformer.h"
 #include "tokenizer/pretok.h"
@@ -921,4 +922,61 @@ Test(hf, gemma3_gguf_matches_transformers) {
     cr_assert_geq(lines, 8);
     free(txt), free(m);
     model_close(&g), model_close(&hf);
+}
+
+// Gemma 3's chat template, from the model file: recognised as gemma3, and each conversation of
+// gemma3-chat.txt rendered with the generation prompt and encoded gives the ids of
+// transformers' apply_chat_template(..., add_generation_prompt=True) (the system text starts
+// the first user turn). <end_of_turn> ends a reply on both roads.
+Test(hf, gemma3_chat_template_ids_match_transformers) {
+    const char *paths[2] = {strdup(export_fixture("tiny-gemma3", "f32", "gemma3-chat.slm")),
+                            strdup(export_fixture("tiny-gemma3.gguf", "f32", "gemma3-chat-g.slm"))};
+    for (int r = 0; r < 2; r++) {
+        Model m;
+        cr_assert_eq(model_open(&m, paths[r], 0), MODEL_OK);
+        cr_assert_eq(template_detect(m.chat_template, m.chat_template_bytes, NULL, 0), TPL_GEMMA3);
+        int eot = tokenizer_lookup(&m.tokenizer, "<end_of_turn>", 13);
+        cr_assert(eot >= 0 && model_is_stop(&m.header, eot), "<end_of_turn> stops a reply");
+        char *txt = read_all(fixture("gemma3-chat.txt"), NULL);
+        cr_assert(txt);
+        int chats = 0;
+        for (char *p = txt; *p; chats++) {
+            char *nl = strchr(p, '\n'), *nl2 = nl ? strchr(nl + 1, '\n') : NULL;
+            cr_assert(nl && nl2);
+            *nl = *nl2 = '\0';
+            JsonValue v;
+            JsonError je;
+            cr_assert_eq(json_parse(p, strlen(p), &v, &je), 0);
+            cr_assert(v.type == JSON_ARRAY && v.n <= 8);
+            ChatMsg msgs[8];
+            for (size_t i = 0; i < v.n; i++)
+                msgs[i] = (ChatMsg){json_get(&v.items[i], "role")->str,
+                                    json_get(&v.items[i], "content")->str};
+            TplOptions o = {.add_generation_prompt = 1, .bos = "<bos>", .eos = "<eos>"};
+            char *text, err[200];
+            size_t len, n;
+            cr_assert_eq(template_render(TPL_GEMMA3, msgs, v.n, &o, &text, &len, err, sizeof err),
+                         0, "%s", err);
+            int *ids;
+            cr_assert_eq(chat_encode(&m.tokenizer, text, len, &ids, &n), 0);
+            int want[512], nw = 0;
+            for (char *q = nl + 1; *q && nw < 512;) want[nw++] = (int)strtol(q, &q, 10);
+            cr_assert_eq((int)n, nw, "chat %d: %zu ids, transformers %d: %s", chats, n, nw, text);
+            for (int i = 0; i < nw; i++)
+                cr_assert_eq(ids[i], want[i], "chat %d, id %d", chats, i);
+            free(ids), free(text);
+            json_free(&v);
+            p = nl2 + 1;
+        }
+        cr_assert_eq(chats, 3);
+        free(txt);
+        model_close(&m);
+    }
+    // the template raises as Gemma 3's does: roles must alternate after the system message
+    ChatMsg bad[2] = {{"system", "x"}, {"assistant", "y"}};
+    char *text, err[200];
+    size_t len;
+    cr_assert_neq(template_render(TPL_GEMMA3, bad, 2, NULL, &text, &len, err, sizeof err), 0);
+    cr_assert(strstr(err, "must alternate"), "%s", err);
+    free((void *)paths[0]), free((void *)paths[1]);
 }
