@@ -511,7 +511,8 @@ int main(int argc, char **argv) {
         err = model_open(&t.model, o.model_path, 0);
     } else {
         if (!(pool = pool_create(o.b.threads[0]))) return 1;
-        err = transformer_build(&t, o.model_path, pool, o.kv_type);
+        // chat may run its history again from any position: full caches on windowed layers too
+        err = transformer_build_full(&t, o.model_path, pool, o.kv_type, !strcmp(o.mode, "chat"));
     }
     if (err != MODEL_OK) {
         pool_destroy(pool);

@@ -23,16 +23,46 @@
 // ----------------------------------------------------------------------------
 // run state
 
+size_t runstate_window_rows(const SlHeader *h) {
+    size_t seq = (size_t)h->seq_len, B = seq < SL_MAX_BATCH ? seq : SL_MAX_BATCH;
+    size_t w = (size_t)h->sliding_window, drop = seq > SHIFT_SINKS ? (seq - SHIFT_SINKS) / 2 : 0;
+    if (w == 0 || h->n_layers <= 0 || w > seq) return 0;
+    size_t rows = w - 1 + 2 * B;
+    // run's shift at a full context leaves seq - drop positions; the next window must not reach
+    // the sinks, which a windowed cache no longer holds
+    return rows < seq && seq - drop >= w - 1 + SHIFT_SINKS ? rows : 0;
+}
+
+// Rows of layer l's cache: seq_len, or win_rows for a windowed layer.
+static size_t layer_rows(const SlHeader *h, size_t win_rows, size_t l) {
+    return win_rows && model_layer_windowed(h, l) ? win_rows : (size_t)h->seq_len;
+}
+
+size_t runstate_kv_bytes(const SlHeader *h, int kv_type, int full) {
+    size_t win = full ? 0 : runstate_window_rows(h), rows = 0, n;
+    for (size_t l = 0; l < (size_t)h->n_layers; l++) rows += layer_rows(h, win, l);
+    if (__builtin_mul_overflow(rows, (size_t)h->n_kv_heads * (size_t)h->head_dim, &n) ||
+        __builtin_mul_overflow(n, attention_kv_bytes(kv_type), &n))
+        return 0;
+    return n;
+}
+
 int runstate_build(RunState *s, const Model *m, int kv_type) {
+    return runstate_build_full(s, m, kv_type, 0);
+}
+
+int runstate_build_full(RunState *s, const Model *m, int kv_type, int full) {
     const SlHeader *h = &m->header;
     memset(s, 0, sizeof *s);
     size_t dim = (size_t)h->dim, hidden = (size_t)h->hidden_dim, hd = (size_t)h->head_dim;
     size_t q_dim = (size_t)h->n_heads * hd, kv_dim = (size_t)h->n_kv_heads * hd;
     size_t seq = (size_t)h->seq_len, B = seq < SL_MAX_BATCH ? seq : SL_MAX_BATCH;
     size_t cache, att, rope, tables = h->rope_local_theta > 0 ? 2 : 1;  // a local RoPE: two
+    s->win_rows = full ? 0 : runstate_window_rows(h);
     if (__builtin_mul_overflow((size_t)h->n_layers * kv_dim, seq, &cache) ||
         __builtin_mul_overflow((size_t)h->n_heads, seq, &att) ||
-        __builtin_mul_overflow(seq, hd / 2 * tables, &rope) || cache > SIZE_MAX / sizeof(float)) {
+        __builtin_mul_overflow(seq, hd / 2 * tables, &rope) || cache > SIZE_MAX / sizeof(float) ||
+        !(s->kv_bytes = runstate_kv_bytes(h, kv_type, full))) {
         fprintf(stderr, "the KV cache for %d layers x %d positions overflows\n", h->n_layers,
                 h->seq_len);
         return MODEL_ERR_DIMS;
@@ -63,13 +93,12 @@ int runstate_build(RunState *s, const Model *m, int kv_type) {
     s->rope_cos = calloc(rope, sizeof(float));
     s->rope_sin = calloc(rope, sizeof(float));
     s->kv_type = kv_type;
-    s->key_cache = calloc(cache, attention_kv_bytes(kv_type));
-    s->value_cache = calloc(cache, attention_kv_bytes(kv_type));
+    s->key_cache = calloc(s->kv_bytes, 1);
+    s->value_cache = calloc(s->kv_bytes, 1);
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->ao || !s->hb || !s->hb2 ||
         !s->att || !s->logits || !s->attn_scratch || (any_q8 && !s->q8) || !s->rope_cos || !s->rope_sin || !s->key_cache ||
         !s->value_cache) {
-        fprintf(stderr, "cannot allocate the run state (KV cache: 2 x %zu bytes)\n",
-                cache * attention_kv_bytes(kv_type));
+        fprintf(stderr, "cannot allocate the run state (KV cache: 2 x %zu bytes)\n", s->kv_bytes);
         runstate_free(s);
         return MODEL_ERR_NOMEM;
     }
@@ -102,11 +131,15 @@ void runstate_free(RunState *s) {
 }
 
 int transformer_build(Transformer *t, const char *path, Pool *pool, int kv_type) {
+    return transformer_build_full(t, path, pool, kv_type, 0);
+}
+
+int transformer_build_full(Transformer *t, const char *path, Pool *pool, int kv_type, int full) {
     memset(t, 0, sizeof *t);
     t->pool = pool;
     int err = model_open(&t->model, path, 1);
     if (err != MODEL_OK) return err;
-    if ((err = runstate_build(&t->state, &t->model, kv_type)) != MODEL_OK)
+    if ((err = runstate_build_full(&t->state, &t->model, kv_type, full)) != MODEL_OK)
         model_close(&t->model);
     return err;
 }
@@ -204,6 +237,29 @@ static int forms_of(const Tensor *a, const Tensor *b, const Tensor *c) {
            (c ? matmul_input_forms(c->type) : 0);
 }
 
+// Windowed caches: makes room for positions pos0 .. pos0 + n - 1, whose queries see keys from
+// pos0 - window + 1 on: when they would run past the rows, the positions from there move to
+// row 0 (every windowed layer, keys and values).
+static void window_room(const SlHeader *h, RunState *s, size_t pos0, size_t n) {
+    size_t w = (size_t)h->sliding_window, lo = pos0 + 1 > w ? pos0 + 1 - w : 0;
+    if (pos0 == 0) s->win_base = 0;  // a new start needs no earlier key
+    assert(lo >= s->win_base);  // a rewind past the window that the cache still holds
+    if (pos0 + n <= s->win_base + s->win_rows) return;
+    size_t hd = (size_t)h->head_dim, n_kv = (size_t)h->n_kv_heads, seq = (size_t)h->seq_len;
+    size_t row = hd * attention_kv_bytes(s->kv_type), at = 0, keep = pos0 - lo;
+    for (size_t l = 0; l < (size_t)h->n_layers; l++) {
+        size_t rows = layer_rows(h, s->win_rows, l);
+        for (size_t g = 0; rows != seq && g < n_kv; g++) {
+            uint8_t *kc = (uint8_t *)s->key_cache + (at + g * rows) * row;
+            uint8_t *vc = (uint8_t *)s->value_cache + (at + g * rows) * row;
+            memmove(kc, kc + (lo - s->win_base) * row, keep * row);
+            memmove(vc, vc + (lo - s->win_base) * row, keep * row);
+        }
+        at += n_kv * rows;
+    }
+    s->win_base = lo;
+}
+
 // Runs n <= batch tokens at pos0... Writes the logits of every token to all_logits
 // (n, vocab_size) if it is not NULL, else those of the last token to s->logits.
 static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t pos0,
@@ -220,10 +276,14 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
     size_t es = attention_kv_bytes(s->kv_type);  // bytes per cache element
     MatIn in;
 
+    if (s->win_rows) window_room(h, s, pos0, n);
     for (size_t i = 0; i < n; i++) embed(h, w, tokens[i], s->x + i * dim);
+    size_t at = 0;  // where layer l's cache starts, in elements
     for (size_t l = 0; l < L; l++) {
         int windowed = model_layer_windowed(h, l);
-        AttnShape shape = {n_heads, n_kv, hd, seq, s->kv_type, windowed ? (size_t)h->sliding_window : 0};
+        size_t rows = layer_rows(h, s->win_rows, l), base = rows != seq ? s->win_base : 0;
+        // the kernel sees the cache's rows as positions: those of this layer, from base
+        AttnShape shape = {n_heads, n_kv, hd, rows, s->kv_type, windowed ? (size_t)h->sliding_window : 0};
         size_t rt = windowed ? s->rope_local : 0;  // this layer's RoPE table
         // attention block
         for (size_t i = 0; i < n; i++)
@@ -236,22 +296,26 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
         matmul(pool, s->v, &in, &wv);
         for (size_t i = 0; i < n; i++)
             qkv_adjust(h, w, l, s->q + i * q_dim, s->k + i * kv_dim, s->v + i * kv_dim);
-        uint8_t *kc = (uint8_t *)s->key_cache + l * kv_dim * seq * es;  // (n_kv_heads, seq, hd)
-        uint8_t *vc = (uint8_t *)s->value_cache + l * kv_dim * seq * es;
+        uint8_t *kc = (uint8_t *)s->key_cache + at * es;  // (n_kv_heads, rows, hd)
+        uint8_t *vc = (uint8_t *)s->value_cache + at * es;
+        at += kv_dim * rows;
         for (size_t i = 0; i < n; i++) {
             size_t p = pos0 + i;
             const float *c = s->rope_cos + rt + p * (hd / 2), *sn = s->rope_sin + rt + p * (hd / 2);
             rope_rotate(s->q + i * q_dim, n_heads, hd, c, sn);
             rope_rotate(s->k + i * kv_dim, n_kv, hd, c, sn);
             for (size_t g = 0; g < n_kv; g++) {
-                size_t at = (g * seq + p) * hd * es;
-                attention_kv_store(s->kv_type, kc + at, s->k + i * kv_dim + g * hd, hd);
-                attention_kv_store(s->kv_type, vc + at, s->v + i * kv_dim + g * hd, hd);
+                size_t r = (g * rows + p - base) * hd * es;
+                attention_kv_store(s->kv_type, kc + r, s->k + i * kv_dim + g * hd, hd);
+                attention_kv_store(s->kv_type, vc + r, s->v + i * kv_dim + g * hd, hd);
             }
         }
         float *rec = t->sink ? s->att_rec : NULL;  // recording: the kernel's weights, to the sink
+        for (size_t r = 0; rec && base && r < n * n_heads; r++)  // keys the cache no longer holds
+            memset(rec + r * seq, 0, base * sizeof(float));
         double t0 = pool_now();
-        attention_prefill_rec(pool, &shape, s->ao, s->q, kc, vc, pos0, n, s->attn_scratch, rec, seq);
+        attention_prefill_rec(pool, &shape, s->ao, s->q, kc, vc, pos0 - base, n, s->attn_scratch,
+                              rec ? rec + base : NULL, seq);
         t->attention_seconds += pool_now() - t0;
         if (rec) t->sink(t->sink_ctx, l, pos0, n, rec, seq);
         matmul_input(&in, s->ao, q_dim, n, s->q8, forms_of(&wo, NULL, NULL));
@@ -306,34 +370,48 @@ size_t transformer_shift(Transformer *t, size_t n, size_t keep, size_t drop) {
     RunState *s = &t->state;
     size_t hd = (size_t)h->head_dim, n_kv = (size_t)h->n_kv_heads, seq = (size_t)h->seq_len;
     size_t es = attention_kv_bytes(s->kv_type), row = hd * es, L = (size_t)h->n_layers;
+    size_t w = (size_t)h->sliding_window;
     assert(keep + drop <= n && n <= seq && drop < seq);
+    // windowed caches: the next window (from n - drop - w + 1) lies past the kept positions
+    assert(!s->win_rows || n - drop + 1 >= w + keep);
     if (drop == 0) return n;
+    // the windowed layers' rows: positions from wb move down by drop, to row 0 when some
+    // positions before them go (kept ones the next windows do not reach, or dropped ones)
+    size_t wb = s->win_base > keep + drop ? s->win_base : keep + drop;
     // RoPE by -drop: the rotation by drop with its sine negated (each table's, where the
     // windowed layers have their own)
     float *nsin = s->q, *k = s->k;  // scratch between passes: 2 x head_dim / 2 and head_dim floats
     for (size_t tb = 0; tb < (s->rope_local ? 2u : 1u); tb++)
         for (size_t i = 0; i < hd / 2; i++)
             nsin[tb * (hd / 2) + i] = -s->rope_sin[tb * s->rope_local + drop * (hd / 2) + i];
-    for (size_t l = 0; l < L; l++)
+    size_t at = 0;  // where layer l's cache starts, in rows
+    for (size_t l = 0; l < L; l++) {
+        size_t rows = layer_rows(h, s->win_rows, l), win = rows != seq;
         for (size_t g = 0; g < n_kv; g++) {
             int local = s->rope_local && model_layer_windowed(h, l);
             const float *c = s->rope_cos + (local ? s->rope_local : 0) + drop * (hd / 2);
             const float *ns = nsin + (local ? hd / 2 : 0);
-            size_t base = (l * n_kv + g) * seq;  // (layer, kv head): seq rows of head_dim
+            size_t base = at + g * rows;  // (layer, kv head): rows of head_dim
             uint8_t *kc = (uint8_t *)s->key_cache + base * row;
             uint8_t *vc = (uint8_t *)s->value_cache + base * row;
-            for (size_t p = keep + drop; p < n; p++) {
+            // position p at row p (full) or p - win_base (windowed), to row p - drop or, for a
+            // windowed layer, p - wb
+            size_t from = win ? s->win_base : 0, to = win ? wb : drop;
+            for (size_t p = win ? wb : keep + drop; p < n; p++) {
                 if (s->kv_type == ATTN_KV_F32) {
-                    memcpy(k, kc + p * row, row);
+                    memcpy(k, kc + (p - from) * row, row);
                 } else {
-                    const uint16_t *src = (const uint16_t *)(const void *)(kc + p * row);
+                    const uint16_t *src = (const uint16_t *)(const void *)(kc + (p - from) * row);
                     for (size_t i = 0; i < hd; i++) k[i] = fp16_to_f32(src[i]);
                 }
                 rope_rotate(k, 1, hd, c, ns);
-                attention_kv_store(s->kv_type, kc + (p - drop) * row, k, hd);
-                memmove(vc + (p - drop) * row, vc + p * row, row);
+                attention_kv_store(s->kv_type, kc + (p - to) * row, k, hd);
+                memmove(vc + (p - to) * row, vc + (p - from) * row, row);
             }
         }
+        at += n_kv * rows;
+    }
+    if (s->win_rows) s->win_base = wb - drop;
     return n - drop;
 }
 
@@ -342,7 +420,7 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
     const Weights *w = &t->model.w;
     RunState *s = &t->state;
     assert(token >= 0 && token < h->vocab_size && pos < (size_t)h->seq_len);
-    assert(s->kv_type == ATTN_KV_F32);
+    assert(s->kv_type == ATTN_KV_F32 && !s->win_rows);
     size_t dim = (size_t)h->dim, hidden = (size_t)h->hidden_dim, hd = (size_t)h->head_dim;
     size_t n_heads = (size_t)h->n_heads, n_kv = (size_t)h->n_kv_heads;
     size_t kv_dim = n_kv * hd, seq = (size_t)h->seq_len;

@@ -980,3 +980,102 @@ Test(hf, gemma3_chat_template_ids_match_transformers) {
     cr_assert(strstr(err, "must alternate"), "%s", err);
     free((void *)paths[0]), free((void *)paths[1]);
 }
+
+// ----------------------------------------------------------------------------
+// Windowed caches: tiny-gemma3 with a context of 512 (transformers' logits do not depend on
+// max_position_embeddings) keeps its 6 windowed layers' keys in 8 - 1 + 2 x 128 = 263 rows,
+// its global layer in 512. The logits equal, bit for bit, those of full caches: a prefill of
+// the whole context, token by token decoding, chunks that make the rows slide, and decoding
+// on after run's context shift (keep 4, drop 254).
+
+// Sink: the last call's weights of layer 0 (n = 1), for comparing recordings.
+static float rec_w[2 * 512];
+static void rec_sink(void *ctx, size_t layer, size_t pos0, size_t n, const float *w, size_t stride) {
+    (void)ctx, (void)pos0;
+    if (layer == 0 && n == 1) memcpy(rec_w, w, 2 * stride * sizeof(float));
+}
+
+Test(hf, gemma3_windowed_cache_same_bits_as_full) {
+    char *d = (char *)copy_fixture("tiny-gemma3", "gemma-long");
+    size_t n;
+    char *cfg = read_all(path_in(d, "config.json"), &n), *at = strstr(cfg, "\"max_position_embeddings\": 256");
+    cr_assert(at);
+    memcpy(at + strlen("\"max_position_embeddings\": "), "512", 3);
+    cr_assert_eq(write_all_file(path_in(d, "config.json"), cfg, n), 0);
+    const char *m = tmp_file("gemma-long.slm");
+    char *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), d, m), 0, "%s", e);
+    free(o), free(e), free(cfg), free(d);
+    Transformer ring, full;
+    cr_assert_eq(transformer_build_full(&ring, m, NULL, ATTN_KV_F32, 0), MODEL_OK);
+    cr_assert_eq(transformer_build_full(&full, m, NULL, ATTN_KV_F32, 1), MODEL_OK);
+    cr_assert_eq(ring.state.win_rows, 263);
+    cr_assert_eq(full.state.win_rows, 0);
+    size_t row = 16 * sizeof(float);  // one kv head of 16
+    cr_assert_eq(ring.state.kv_bytes, (6 * 263 + 512) * row, "windowed layers: their rows only");
+    cr_assert_eq(full.state.kv_bytes, 7 * 512 * row);
+    enum { N = 512, V = 600 };
+    int *ids = malloc(N * sizeof(int));
+    uint64_t seed = 7;
+    for (int i = 0; i < N; i++) ids[i] = 7 + (int)(test_rand(&seed) % (V - 7));
+    float *a = malloc((size_t)N * V * sizeof(float)), *b = malloc((size_t)N * V * sizeof(float));
+    // the whole context at once (chunks of 128), with full and windowed caches
+    transformer_forward_all(&full, ids, N, 0, a);
+    transformer_forward_all(&ring, ids, N, 0, b);
+    cr_assert(!memcmp(a, b, (size_t)N * V * sizeof(float)), "prefill: windowed caches differ");
+    // token by token, and in uneven chunks, on windowed caches: the same bits
+    for (int i = 0; i < N; i++) {
+        const float *lg = transformer_forward(&ring, ids + i, 1, (size_t)i);
+        cr_assert(!memcmp(lg, a + (size_t)i * V, V * sizeof(float)), "decode at %d differs", i);
+    }
+    for (size_t p = 0, c = 1; p < N; p += c, c = c * 3 % 200 + 1) {
+        size_t k = N - p < c ? N - p : c;
+        const float *lg = transformer_forward(&ring, ids + p, k, p);
+        cr_assert(!memcmp(lg, a + (p + k - 1) * V, V * sizeof(float)), "chunk at %zu differs", p);
+    }
+    // run's shift at a full context, then decoding on; and the recorded weights of layer 0
+    // (windowed): zero outside the window, the same as with full caches
+    size_t drop = (N - SHIFT_SINKS) / 2;
+    size_t pa = transformer_shift(&full, N, SHIFT_SINKS, drop);
+    size_t pb = transformer_shift(&ring, N, SHIFT_SINKS, drop);
+    cr_assert_eq(pa, pb);
+    cr_assert_eq(transformer_record(&full, rec_sink, NULL), MODEL_OK);
+    cr_assert_eq(transformer_record(&ring, rec_sink, NULL), MODEL_OK);
+    static float wa[2 * 512];
+    for (int i = 0; i < 40; i++, pa++) {
+        const float *la = transformer_forward(&full, ids + i, 1, pa);
+        memcpy(a, la, V * sizeof(float));
+        memcpy(wa, rec_w, sizeof wa);
+        const float *lb = transformer_forward(&ring, ids + i, 1, pa);
+        cr_assert(!memcmp(a, lb, V * sizeof(float)), "after the shift, position %zu differs", pa);
+        for (size_t hh = 0; hh < 2; hh++) {  // each head's row: keys 0 .. pa
+            cr_assert(!memcmp(wa + hh * N, rec_w + hh * N, (pa + 1) * sizeof(float)),
+                      "head %zu's weights at %zu differ", hh, pa);
+            for (size_t k = 0; k + 8 <= pa; k++)
+                cr_assert_eq(rec_w[hh * N + k], 0.0f, "key %zu is outside the window", k);
+            cr_assert_gt(rec_w[hh * N + pa], 0.0f);
+        }
+    }
+    free(ids), free(a), free(b);
+    transformer_free(&ring), transformer_free(&full);
+}
+
+// The KV cache at the full context of the real Gemma 3 shapes (header fields only): 270M (18
+// layers, 1 kv head of 256, window 512, context 32768: layers 5, 11 and 17 global) and 1B (26
+// layers: 5, 11, 17 and 23 global). A windowed layer keeps 512 - 1 + 2 x 128 = 767 rows.
+Test(hf, gemma3_real_shapes_kv_memory) {
+    const struct { const char *name; int layers, globals; } shapes[] = {{"270M", 18, 3}, {"1B", 26, 4}};
+    for (int i = 0; i < 2; i++) {
+        SlHeader h = {.n_layers = shapes[i].layers, .n_heads = 4, .n_kv_heads = 1,
+                      .head_dim = 256, .seq_len = 32768, .sliding_window = 512,
+                      .window_period = 6};
+        cr_assert_eq(runstate_window_rows(&h), 767);
+        size_t row = 256 * sizeof(float), L = (size_t)shapes[i].layers, G = (size_t)shapes[i].globals;
+        size_t full = runstate_kv_bytes(&h, ATTN_KV_F32, 1), win = runstate_kv_bytes(&h, ATTN_KV_F32, 0);
+        cr_assert_eq(full, L * 32768 * row);
+        cr_assert_eq(win, (G * 32768 + (L - G) * 767) * row);
+        cr_assert_eq(runstate_kv_bytes(&h, ATTN_KV_F16, 0), win / 2);
+        cr_log_info("Gemma 3 %s at 32768: K+V f32 %.1f MiB full, %.1f MiB windowed (f16: half)",
+                    shapes[i].name, 2.0 * (double)full / (1 << 20), 2.0 * (double)win / (1 << 20));
+    }
+}
