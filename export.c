@@ -2,9 +2,10 @@
 //
 // Contract: libc and POSIX only. Recognises its input by content, not by name. Today:
 // a llama2.c legacy checkpoint with its tokenizer.bin; a GGUF of architecture llama, qwen2,
-// qwen3 or phi3 (magic "GGUF", gguf.c); a Hugging Face directory of LlamaForCausalLM,
-// MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM or Phi3ForCausalLM (config.json,
-// safetensors, tokenizer.json; hf.c).
+// qwen3, phi3 or gemma3 (magic "GGUF", gguf.c); a Hugging Face directory of LlamaForCausalLM,
+// MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma3ForCausalLM
+// or Gemma3ForConditionalGeneration's text model (config.json, safetensors, tokenizer.json;
+// hf.c).
 // Every input's f32 tensors go through convert.c to the --dtype asked for (for GGUF, by
 // default each matrix's own type), in bounded chunks. Writes atomically (writer.c),
 // so a failed or interrupted export leaves no partial file. Usage errors exit 2, input
@@ -34,9 +35,10 @@ static void usage(FILE *f) {
             "       export [--dtype <type>] --random <shape> [--seed N] <out.bin>\n"
             "Converts a llama2.c legacy (v0) fp32 checkpoint and its tokenizer.bin into one\n"
             "searchlight model file (tokenizer embedded), or a GGUF of architecture llama, qwen2,\n"
-            "qwen3 or phi3 (v2/v3; F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K kept as they\n"
+            "qwen3, phi3 or gemma3 (v2/v3; F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K kept as they\n"
             "are, other block types converted to q8_0; default --dtype: the GGUF's own types),\n"
-            "or a Hugging Face directory of Llama, Mistral, Qwen2, Qwen3 or Phi3 ...ForCausalLM\n"
+            "or a Hugging Face directory of Llama, Mistral, Qwen2, Qwen3, Phi3 or Gemma3\n"
+            "...ForCausalLM (or Gemma3ForConditionalGeneration: its text model)\n"
             "(safetensors F32/F16/BF16, tokenizer.json), or writes a model of a known shape with\n"
             "deterministic pseudo-random weights, for benchmarks.\n"
             "Options:\n"
