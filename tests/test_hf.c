@@ -19,6 +19,7 @@
 
 #include "app/chat.h"
 #include "app/template.h"
+#include "convert/hf.h"
 #include "io/json.h"
 #include "runtime/transformer.h"
 #include "tokenizer/pretok.h"
@@ -1078,4 +1079,47 @@ Test(hf, gemma3_real_shapes_kv_memory) {
         cr_log_info("Gemma 3 %s at 32768: K+V f32 %.1f MiB full, %.1f MiB windowed (f16: half)",
                     shapes[i].name, 2.0 * (double)full / (1 << 20), 2.0 * (double)win / (1 << 20));
     }
+}
+
+// Gemma 3's tokenizer on make_pretok.py's 10,000 random strings (gemma3-ids.txt, from
+// `tokenizers` with tokenizer.json): the Hugging Face road's and the GGUF road's ids equal the
+// library's, id for id (no dummy prefix, merges across spaces, byte fallback).
+static int load_gemma_kind(void *ctx, const char *line) {
+    Tokenizer *t = ctx;
+    char name[32];
+    int vocab;
+    cr_assert(sscanf(line, "kind %31s vocab %d", name, &vocab) == 2, "%s", line);
+    if (t->vocab_size) tokenizer_free(t);
+    if (!strcmp(name, "gemma3")) {
+        cr_assert_eq(hf_tokenizer(t, fixture("tiny-gemma3"), vocab, 2, 1, NULL), 0);
+    } else {
+        Model m;
+        cr_assert_eq(model_open(&m, export_fixture("tiny-gemma3.gguf", "f32", "gemma-ids.slm"), 0),
+                     MODEL_OK);
+        size_t n = tokenizer_section_bytes(&m.tokenizer, 2);
+        uint8_t *sec = malloc(n);
+        tokenizer_write_section(&m.tokenizer, 2, sec);
+        cr_assert_eq(tokenizer_parse(t, sec, n, 2, vocab, 2, 1, "gguf"), TOK_OK);
+        free(sec);
+        model_close(&m);
+    }
+    cr_assert_eq(t->kind, TOK_SPM);
+    cr_assert_eq(t->flags, TOK_FLAG_PREFIX_NEVER, "%s: no dummy prefix", name);
+    return 0;
+}
+
+static size_t encode_gemma_ids(void *ctx, const char *text, size_t n, uint32_t *out, size_t cap) {
+    static int ids[4096];
+    size_t m;
+    cr_assert_eq(tokenizer_encode(ctx, text, n, 0, 0, ids, 4096, &m), TOK_OK);
+    cr_assert_leq(m, cap);
+    for (size_t i = 0; i < m; i++) out[i] = (uint32_t)ids[i];
+    return m;
+}
+
+Test(hf, gemma3_tokenizer_matches_tokenizers_on_10000_strings) {
+    Tokenizer t = {0};
+    cr_assert_eq(check_corpus_fixture("tests/fixtures/gemma3-ids.txt", load_gemma_kind,
+                                      encode_gemma_ids, &t), 2);
+    tokenizer_free(&t);
 }
