@@ -374,7 +374,8 @@ static int read_config(SlHeader *h, int *family, const char *dir) {
     h->n_tensors = SL_T_COUNT;
     h->tokenizer_bytes = 8;  // placeholder so that model_layout can size the tensors
     // every end-of-generation id: config.json's list, then generation_config.json's
-    if (read_stops(h, cfg, path) != 0) goto done;
+    if (read_stops(h, cfg, path) != 0 || (cfg != &root && read_stops(h, &root, path) != 0))
+        goto done;
     char *gpath = join(dir, "generation_config.json");
     struct stat st;
     int bad = !gpath;
@@ -842,10 +843,24 @@ int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, in
         type[id] = is_byte_piece(v->key, v->key_len) ? TOK_BYTE : TOK_NORMAL;
     }
     const JsonValue *unk = json_get(model, "unk_token");
+    size_t beyond = 0;  // added tokens past the embedding (Gemma 3 1B's <image_soft_token>)
     for (size_t i = 0; added && added->type == JSON_ARRAY && i < added->n; i++) {
         const JsonValue *a = &added->items[i], *c = json_get(a, "content");
         long long id;
-        if (!json_int(json_get(a, "id"), 0, (long long)V - 1, &id) || !c || c->type != JSON_STRING) {
+        if (!json_int(json_get(a, "id"), 0, INT32_MAX, &id) || !c || c->type != JSON_STRING) {
+            fprintf(stderr, "%s: added token at byte %zu needs an id below vocab_size %d and a "
+                    "content string\n", path, a->offset, vocab_size);
+            goto done;
+        }
+        // a special token the model has no row for (the vocab's ids are all below V): left out
+        if (id >= (long long)V && json_get(a, "special") && json_get(a, "special")->type == JSON_TRUE) {
+            if (!beyond++)
+                fprintf(stderr, "%s: note: special token %lld \"%.32s\" is past the model's "
+                        "vocab_size %d: left out (the model cannot read or write it)\n", path, id,
+                        c->str, vocab_size);
+            continue;
+        }
+        if (id >= (long long)V) {
             fprintf(stderr, "%s: added token at byte %zu needs an id below vocab_size %d and a "
                     "content string\n", path, a->offset, vocab_size);
             goto done;

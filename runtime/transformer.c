@@ -5,8 +5,9 @@
 // attention over the KV cache, the output projection, RMSNorm, a SwiGLU feed-forward;
 // residual adds. The families' few differences are branches on the header: biases and q/k
 // norms (Qwen), and Gemma's embedding scale, query scale, norms after attention and after the
-// feed-forward, GeGLU, and windowed layers with their own RoPE base. The matmuls (matmul.c) and attention (attention.c) are the tuned
-// kernels; transformer_forward_plain runs the same pass on kernels.c, as the reference.
+// feed-forward, GeGLU, and windowed layers with their own RoPE base (and caches of their
+// window only). The matmuls (matmul.c) and attention (attention.c) are the tuned kernels;
+// transformer_forward_plain runs the same pass on kernels.c, as the reference.
 #include "runtime/transformer.h"
 
 #include <assert.h>

@@ -1123,3 +1123,53 @@ Test(hf, gemma3_tokenizer_matches_tokenizers_on_10000_strings) {
                                       encode_gemma_ids, &t), 2);
     tokenizer_free(&t);
 }
+
+// Writes dir/config.json as tiny-gemma3's with the first `from` replaced by `to`.
+static void gemma_config_with(const char *dir, const char *from, const char *to) {
+    size_t n;
+    char *cfg = read_all(fixture("tiny-gemma3/config.json"), &n), *at = strstr(cfg, from);
+    cr_assert(at, "no %s in the config", from);
+    FILE *f = fopen(path_in(dir, "config.json"), "w");
+    fwrite(cfg, 1, (size_t)(at - cfg), f);
+    fputs(to, f);
+    fputs(at + strlen(from), f);
+    fclose(f);
+    free(cfg);
+}
+
+// What a Gemma 3 reader cannot take, each refused with one line; a special token past the
+// embedding (Gemma 3 1B's <image_soft_token>, id 262144 of 262144 rows) is left out, noted.
+Test(hf, gemma3_inputs_refused_or_noted) {
+    char *d = (char *)copy_fixture("tiny-gemma3", "gemma-bad");
+    gemma_config_with(d, "\"sliding_attention\",\n    \"sliding_attention\",",
+                      "\"full_attention\",\n    \"sliding_attention\",");
+    expect_refused(d, "do not repeat a sliding-window pattern");
+    gemma_config_with(d, "\"rope_type\": \"default\"", "\"rope_type\": \"linear\", \"factor\": 2.0");
+    expect_refused(d, "sliding_attention has rope_type linear");
+    gemma_config_with(d, "\"final_logit_softcapping\": null", "\"final_logit_softcapping\": 30.0");
+    expect_refused(d, "final_logit_softcapping is set");
+    gemma_config_with(d, "\"hidden_activation\": \"gelu_pytorch_tanh\"", "\"hidden_activation\": \"silu\"");
+    expect_refused(d, "gelu_pytorch_tanh (GeGLU) for Gemma");
+    gemma_config_with(d, "Gemma3ForCausalLM", "Gemma2ForCausalLM");
+    expect_refused(d, "architectures \"Gemma2ForCausalLM\"");
+    gemma_config_with(d, "\"layer_types\"", "\"layer_typos\"");  // none: sliding_window_pattern 6
+    char *o, *e;
+    const char *out = tmp_file("gemma-ok.slm");
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), d, out), 0, "%s", e);
+    free(o), free(e);
+    // a special added token past the embedding's rows: a note, not an error
+    size_t n;
+    char *tj = read_all(path_in(d, "tokenizer.json"), &n), *at = strstr(tj, "\"added_tokens\": [");
+    cr_assert(at);
+    at += strlen("\"added_tokens\": [");
+    FILE *f = fopen(path_in(d, "tokenizer.json"), "w");
+    fwrite(tj, 1, (size_t)(at - tj), f);
+    fputs("{\"id\": 600, \"content\": \"<image_soft_token>\", \"single_word\": false, \"lstrip\": "
+          "false, \"rstrip\": false, \"normalized\": false, \"special\": true}, ", f);
+    fputs(at, f);
+    fclose(f);
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), d, out), 0, "%s", e);
+    cr_assert(strstr(e, "special token 600 \"<image_soft_token>\" is past the model's vocab_size 600"),
+              "%s", e);
+    free(o), free(e), free(tj), free(d);
+}
