@@ -1173,3 +1173,43 @@ Test(hf, gemma3_inputs_refused_or_noted) {
               "%s", e);
     free(o), free(e), free(tj), free(d);
 }
+
+// Every layer windowed (Mistral v0.1's window of 16 on tiny-mistral, its context raised to
+// 1024): each layer keeps 16 - 1 + 256 = 271 rows, and the logits through a prefill, token by
+// token decoding past the rows, and run's shift equal full caches' bit for bit.
+Test(hf, windowed_cache_every_layer_same_bits_as_full) {
+    char *d = (char *)copy_fixture("tiny-mistral", "mistral-long");
+    size_t n;
+    char *cfg = read_all(path_in(d, "config.json"), &n), *at = strstr(cfg, "\"max_position_embeddings\": 256");
+    cr_assert(at);
+    at[strlen("\"max_position_embeddings\": ") + 0] = '9';  // 256 -> 956
+    cr_assert_eq(write_all_file(path_in(d, "config.json"), cfg, n), 0);
+    const char *m = tmp_file("mistral-long.slm");
+    char *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), d, m), 0, "%s", e);
+    free(o), free(e), free(cfg), free(d);
+    Transformer ring, full;
+    cr_assert_eq(transformer_build_full(&ring, m, NULL, ATTN_KV_F16, 0), MODEL_OK);
+    cr_assert_eq(transformer_build_full(&full, m, NULL, ATTN_KV_F16, 1), MODEL_OK);
+    cr_assert_eq(ring.state.win_rows, 271);
+    cr_assert_eq(ring.state.kv_bytes, 2 * 271 * 2 * 16 * 2, "2 layers x 271 rows x 2 kv heads x 16 x f16");
+    enum { N = 956, V = 800 };
+    int *ids = malloc(N * sizeof(int));
+    uint64_t seed = 9;
+    for (int i = 0; i < N; i++) ids[i] = 3 + (int)(test_rand(&seed) % (V - 3));
+    float *a = malloc((size_t)N * V * sizeof(float));
+    transformer_forward_all(&full, ids, N, 0, a);
+    for (int i = 0; i < N; i++) {
+        const float *lg = transformer_forward(&ring, ids + i, 1, (size_t)i);
+        cr_assert(!memcmp(lg, a + (size_t)i * V, V * sizeof(float)), "position %d differs", i);
+    }
+    size_t drop = (N - SHIFT_SINKS) / 2, p = transformer_shift(&full, N, SHIFT_SINKS, drop);
+    cr_assert_eq(transformer_shift(&ring, N, SHIFT_SINKS, drop), p);
+    for (int i = 0; i < 30; i++, p++) {
+        memcpy(a, transformer_forward(&full, ids + i, 1, p), V * sizeof(float));
+        cr_assert(!memcmp(a, transformer_forward(&ring, ids + i, 1, p), V * sizeof(float)),
+                  "after the shift, position %zu differs", p);
+    }
+    free(ids), free(a);
+    transformer_free(&ring), transformer_free(&full);
+}
