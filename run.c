@@ -511,8 +511,7 @@ int main(int argc, char **argv) {
         err = model_open(&t.model, o.model_path, 0);
     } else {
         if (!(pool = pool_create(o.b.threads[0]))) return 1;
-        // chat may run its history again from any position: full caches on windowed layers too
-        err = transformer_build_full(&t, o.model_path, pool, o.kv_type, !strcmp(o.mode, "chat"));
+        err = transformer_build(&t, o.model_path, pool, o.kv_type);
     }
     if (err != MODEL_OK) {
         pool_destroy(pool);

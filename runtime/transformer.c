@@ -366,15 +366,24 @@ void transformer_forward_all(Transformer *t, const int *tokens, size_t n, size_t
     forward(t, tokens, n, pos0, logits);
 }
 
+int transformer_can_shift(const Transformer *t, size_t n, size_t keep, size_t drop) {
+    size_t w = (size_t)t->model.header.sliding_window;
+    return !t->state.win_rows || n - drop + 1 >= w + keep;
+}
+
+size_t transformer_resume(const Transformer *t, size_t pos) {
+    size_t w = (size_t)t->model.header.sliding_window, lo = pos + 1 > w ? pos + 1 - w : 0;
+    return !t->state.win_rows || lo >= t->state.win_base ? pos : 0;
+}
+
 size_t transformer_shift(Transformer *t, size_t n, size_t keep, size_t drop) {
     const SlHeader *h = &t->model.header;
     RunState *s = &t->state;
     size_t hd = (size_t)h->head_dim, n_kv = (size_t)h->n_kv_heads, seq = (size_t)h->seq_len;
     size_t es = attention_kv_bytes(s->kv_type), row = hd * es, L = (size_t)h->n_layers;
-    size_t w = (size_t)h->sliding_window;
     assert(keep + drop <= n && n <= seq && drop < seq);
     // windowed caches: the next window (from n - drop - w + 1) lies past the kept positions
-    assert(!s->win_rows || n - drop + 1 >= w + keep);
+    assert(transformer_can_shift(t, n, keep, drop));
     if (drop == 0) return n;
     // the windowed layers' rows: positions from wb move down by drop, to row 0 when some
     // positions before them go (kept ones the next windows do not reach, or dropped ones)

@@ -78,8 +78,7 @@ void transformer_free(Transformer *t);
 // Allocates / frees a run state for an opened model (its header, and its RoPE divisors).
 // runstate_build gives windowed layers caches of their window (RunState.win_rows) where that
 // is smaller and the context shift keeps them correct (runstate_window_rows);
-// runstate_build_full gives every layer seq_len positions (run -m chat, which may run its
-// history again from any position).
+// runstate_build_full gives every layer seq_len positions (full = 1).
 int runstate_build(RunState *s, const Model *m, int kv_type);
 int runstate_build_full(RunState *s, const Model *m, int kv_type, int full);
 
@@ -115,6 +114,15 @@ void transformer_forward_all(Transformer *t, const int *tokens, size_t n, size_t
 // (the next window lies past the kept positions, as for run's shift at a full context).
 // Returns the new length, n - drop: the next position.
 size_t transformer_shift(Transformer *t, size_t n, size_t keep, size_t drop);
+
+// Whether transformer_shift(t, n, keep, drop) can be done: always with full caches; with
+// windowed ones when the next window lies past the kept positions.
+int transformer_can_shift(const Transformer *t, size_t n, size_t keep, size_t drop);
+
+// Where a caller that wants to run again from position pos (a rewind: the cache holds more)
+// must start: pos, when the windowed caches still hold the window before it (or there are
+// none); else 0, the whole sequence again.
+size_t transformer_resume(const Transformer *t, size_t pos);
 
 // What run shifts by when the cache is full (--context-shift, chat): the first SHIFT_SINKS
 // positions stay, and half of the others go: drop = (seq_len - SHIFT_SINKS) / 2.

@@ -1034,6 +1034,25 @@ Test(hf, gemma3_windowed_cache_same_bits_as_full) {
         const float *lg = transformer_forward(&ring, ids + p, k, p);
         cr_assert(!memcmp(lg, a + (p + k - 1) * V, V * sizeof(float)), "chunk at %zu differs", p);
     }
+    // a rewind (chat's, when a template renders the history anew): to 400, whose window the
+    // rows still hold, it runs on from there; to 100, whose window they no longer hold, from 0.
+    // Either way the logits are full caches' again
+    cr_assert_eq(transformer_resume(&full, 100), 100);
+    cr_assert_eq(transformer_resume(&ring, 400), 400);
+    cr_assert_eq(transformer_resume(&ring, 100), 0);
+    for (size_t k = 400; k < N; k += 37) {
+        const float *lg = transformer_forward(&ring, ids + k, N - k < 37 ? N - k : 37, k);
+        size_t last = (N - k < 37 ? N : k + 37) - 1;
+        cr_assert(!memcmp(lg, a + last * V, V * sizeof(float)), "after the rewind to 400, %zu", last);
+    }
+    for (size_t k = 0; k < N; k += 100) {
+        size_t m = N - k < 100 ? N - k : 100;
+        const float *lg = transformer_forward(&ring, ids + k, m, k);
+        cr_assert(!memcmp(lg, a + (k + m - 1) * V, V * sizeof(float)), "from 0 again, %zu", k);
+    }
+    cr_assert(transformer_can_shift(&ring, N, SHIFT_SINKS, (N - SHIFT_SINKS) / 2));
+    cr_assert(!transformer_can_shift(&ring, 262, SHIFT_SINKS, 254), "the next window reaches the sinks");
+    cr_assert(transformer_can_shift(&full, 262, SHIFT_SINKS, 254));
     // run's shift at a full context, then decoding on; and the recorded weights of layer 0
     // (windowed): zero outside the window, the same as with full caches
     size_t drop = (N - SHIFT_SINKS) / 2;
