@@ -2,9 +2,10 @@
 //
 // Contract: libc and POSIX only. Recognises its input by content, not by name. Today:
 // a llama2.c legacy checkpoint with its tokenizer.bin; a GGUF of architecture llama, qwen2,
-// qwen3 or phi3 (magic "GGUF", gguf.c); a Hugging Face directory of LlamaForCausalLM,
-// MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM or Phi3ForCausalLM (config.json,
-// safetensors, tokenizer.json; hf.c).
+// qwen3, phi3 or gemma3 (magic "GGUF", gguf.c); a Hugging Face directory of LlamaForCausalLM,
+// MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, Gemma3ForCausalLM
+// or Gemma3ForConditionalGeneration's text model (config.json, safetensors, tokenizer.json;
+// hf.c).
 // Every input's f32 tensors go through convert.c to the --dtype asked for (for GGUF, by
 // default each matrix's own type), in bounded chunks. Writes atomically (writer.c),
 // so a failed or interrupted export leaves no partial file. Usage errors exit 2, input
@@ -34,9 +35,10 @@ static void usage(FILE *f) {
             "       export [--dtype <type>] --random <shape> [--seed N] <out.bin>\n"
             "Converts a llama2.c legacy (v0) fp32 checkpoint and its tokenizer.bin into one\n"
             "searchlight model file (tokenizer embedded), or a GGUF of architecture llama, qwen2,\n"
-            "qwen3 or phi3 (v2/v3; F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K kept as they\n"
+            "qwen3, phi3 or gemma3 (v2/v3; F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K kept as they\n"
             "are, other block types converted to q8_0; default --dtype: the GGUF's own types),\n"
-            "or a Hugging Face directory of Llama, Mistral, Qwen2, Qwen3 or Phi3 ...ForCausalLM\n"
+            "or a Hugging Face directory of Llama, Mistral, Qwen2, Qwen3, Phi3 or Gemma3\n"
+            "...ForCausalLM (or Gemma3ForConditionalGeneration: its text model)\n"
             "(safetensors F32/F16/BF16, tokenizer.json), or writes a model of a known shape with\n"
             "deterministic pseudo-random weights, for benchmarks.\n"
             "Options:\n"
@@ -140,11 +142,20 @@ static void print_summary(const char *in, const char *kind, const char *out, con
     printf("  features:%s%s%s", c->flags & SL_FLAG_QKV_BIAS ? " q/k/v biases," : "",
            c->flags & SL_FLAG_QK_NORM ? " q/k RMSNorm," : "",
            c->rope_scaling == SL_ROPE_FREQS ? " RoPE frequency divisors (rope_freqs)," : "");
-    if (c->sliding_window) printf(" sliding window %d,", c->sliding_window);
+    if (c->sliding_window && c->window_period)
+        printf(" sliding window %d, but every %dth layer global (windowed ones: RoPE base %g),",
+               c->sliding_window, c->window_period, c->rope_local_theta);
+    else if (c->sliding_window)
+        printf(" sliding window %d,", c->sliding_window);
+    if (c->flags & SL_FLAG_POST_NORMS) printf(" norms after attention and feed-forward,");
+    if (c->flags & SL_FLAG_GELU) printf(" GeGLU (gelu tanh),");
+    if (c->embed_scale > 0) printf(" embedding times %g,", c->embed_scale);
+    if (c->attn_scale > 0) printf(" attention scale %g,", c->attn_scale);
     if (tok->kind == TOK_BPE)
         printf(" byte-level BPE tokenizer (pre-tokenizer %s)", pretok_name(tok->pretok));
     else
-        printf(" sentencepiece-style tokenizer");
+        printf(" sentencepiece-style tokenizer%s",
+               tok->flags & TOK_FLAG_PREFIX_NEVER ? " (no dummy prefix)" : "");
     printf(", %s\n", c->flags & SL_FLAG_NO_BOS ? "no BOS" : "BOS first");
     if (c->n_stop) {
         printf("  generation also stops at");
@@ -188,7 +199,7 @@ static int write_converted(const char *in, const char *kind, const char *out, Sl
     int rc = model_write(out, h, tok, &td, &written) == 0 ? 0 : 1;
     converter_free(&cv);
     if (rc == 0) {
-        h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(tok, model_version(&h, tok));
+        h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(tok, SL_TOKENIZER_FORMAT(model_version(&h, tok)));
         print_summary(in, kind, out, &h, td.layer_types, tok, written);
         print_chat_template(td.chat_template, h.chat_template_bytes);
     }
@@ -277,7 +288,7 @@ static int export_random(const char *shape, uint64_t seed, int dtype, const char
     if (synth_header(&h, shape) != 0) return 2;
     Tokenizer tok;
     if (synth_tokenizer(&tok, h.vocab_size) != TOK_OK) return 1;
-    h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(&tok, model_version(&h, &tok));
+    h.tokenizer_bytes = (uint32_t)tokenizer_section_bytes(&tok, SL_TOKENIZER_FORMAT(model_version(&h, &tok)));
     SynthCtx ctx = {.seed = seed};
     model_layout(&h, NULL, &ctx.layout, out);  // a known shape: valid
     TensorData src = {.fill = synth_fill, .ctx = &ctx};

@@ -50,6 +50,7 @@ static size_t block_row_bytes(int dtype, size_t cols) {
 static const char *const tensor_names[SL_T_COUNT] = {
     "token_embedding", "rms_att", "wq", "wk", "wv", "wo",
     "rms_ffn", "w1", "w2", "w3", "rms_final", "classifier", "qkv_bias", "qk_norm", "rope_freqs",
+    "post_norms",
 };
 
 const char *dtype_name(int dtype) {
@@ -149,6 +150,7 @@ static int tensor_present(const SlHeader *h, int t) {
     case SL_T_BQKV: return (h->flags & SL_FLAG_QKV_BIAS) != 0;
     case SL_T_QK_NORM: return (h->flags & SL_FLAG_QK_NORM) != 0;
     case SL_T_ROPE_FREQS: return h->rope_scaling == SL_ROPE_FREQS;
+    case SL_T_POST_NORMS: return (h->flags & SL_FLAG_POST_NORMS) != 0;
     default: return 1;
     }
 }
@@ -185,9 +187,13 @@ int model_layout(const SlHeader *h, const uint8_t *layer_types, SlLayout *out, c
         out->file_bytes = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes + h->chat_template_bytes;
         return MODEL_OK;
     }
-    if (h->n_tensors != SL_T_COUNT_V1 && (h->version == 1 || h->n_tensors != SL_T_COUNT))
-        DIMS_FAIL("n_tensors %u, expected %d (version 1) or %d (version 2), or 0 for a "
-                  "tokenizer-only file", h->n_tensors, SL_T_COUNT_V1, SL_T_COUNT);
+    // version 1: SL_T_COUNT_V1; 2: that or SL_T_COUNT_V2; 3: any of them or SL_T_COUNT (0: a
+    // header not yet written, which may hold any)
+    if (h->n_tensors != SL_T_COUNT_V1 && (h->version == 1 || h->n_tensors != SL_T_COUNT_V2) &&
+        (h->version == 1 || h->version == 2 || h->n_tensors != SL_T_COUNT))
+        DIMS_FAIL("n_tensors %u, expected %d (version 1), %d (version 2) or %d (version 3), or 0 "
+                  "for a tokenizer-only file", h->n_tensors, SL_T_COUNT_V1, SL_T_COUNT_V2,
+                  SL_T_COUNT);
     const struct { const char *name; int32_t v; } sizes[] = {
         {"dim", h->dim},         {"hidden_dim", h->hidden_dim}, {"n_layers", h->n_layers},
         {"n_heads", h->n_heads}, {"n_kv_heads", h->n_kv_heads}, {"head_dim", h->head_dim},
@@ -211,8 +217,23 @@ int model_layout(const SlHeader *h, const uint8_t *layer_types, SlLayout *out, c
                   "sliding window, block or per-layer types)");
     if (h->n_tensors == SL_T_COUNT_V1 &&
         (h->flags & (SL_FLAG_QKV_BIAS | SL_FLAG_QK_NORM) || h->rope_scaling == SL_ROPE_FREQS))
-        DIMS_FAIL("biases, q/k norms or RoPE divisors need n_tensors %d, found %d", SL_T_COUNT,
+        DIMS_FAIL("biases, q/k norms or RoPE divisors need n_tensors %d, found %d", SL_T_COUNT_V2,
                   SL_T_COUNT_V1);
+    if (h->version && h->version < 3 && model_header_version(h) > 2)
+        DIMS_FAIL("a version %u file uses a version-3 field (post norms, GeGLU, embed_scale, "
+                  "attn_scale, rope_local_theta, window_period)", h->version);
+    if (h->flags & SL_FLAG_POST_NORMS && h->n_tensors != SL_T_COUNT)
+        DIMS_FAIL("post norms need n_tensors %d, found %u", SL_T_COUNT, h->n_tensors);
+    if (!(isfinite(h->embed_scale) && h->embed_scale >= 0) ||
+        !(isfinite(h->attn_scale) && h->attn_scale >= 0) ||
+        !(isfinite(h->rope_local_theta) && h->rope_local_theta >= 0))
+        DIMS_FAIL("embed_scale %g, attn_scale %g, rope_local_theta %g: expected finite values "
+                  ">= 0 (0: none)", h->embed_scale, h->attn_scale, h->rope_local_theta);
+    if (h->window_period < 0 || h->window_period == 1 ||
+        (h->window_period && !h->sliding_window) || (h->rope_local_theta && !h->window_period))
+        DIMS_FAIL("window_period %d with sliding_window %d and rope_local_theta %g: expected 0, "
+                  "or >= 2 with a sliding window (a local RoPE base only with a period)",
+                  h->window_period, h->sliding_window, h->rope_local_theta);
     if (h->sliding_window < 0)
         DIMS_FAIL("sliding_window %d, expected >= 0 (0: none)", h->sliding_window);
     if (h->sampling_set & ~SL_SAMPLE_KNOWN)
@@ -264,6 +285,7 @@ int model_layout(const SlHeader *h, const uint8_t *layer_types, SlLayout *out, c
         [SL_T_RMS_FINAL] = {1, 1, dim},    [SL_T_CLS] = {1, vocab, dim},
         [SL_T_BQKV] = {L, 1, q_dim + 2 * kv_dim}, [SL_T_QK_NORM] = {L, 1, 2 * (size_t)h->head_dim},
         [SL_T_ROPE_FREQS] = {1, 1, (size_t)h->head_dim / 2},
+        [SL_T_POST_NORMS] = {L, 1, 2 * dim},
     };
     out->layer_types_bytes = model_layer_types_bytes(h);
     out->layer_types_offset = SL_HEADER_BYTES + (size_t)h->tokenizer_bytes + h->chat_template_bytes;
@@ -440,7 +462,7 @@ static int open_checked(Model *m, const char *path, int need_weights, int fd, si
     m->map_bytes = have;
     const SlHeader *h = &m->header;
     err = tokenizer_parse(&m->tokenizer, m->map + SL_HEADER_BYTES, h->tokenizer_bytes,
-                          (int)h->version, h->vocab_size, h->bos_id, h->eos_id, path);
+                          SL_TOKENIZER_FORMAT(h->version), h->vocab_size, h->bos_id, h->eos_id, path);
     if (err == TOK_ERR_NOMEM) return MODEL_ERR_NOMEM;
     if (err != TOK_OK) return MODEL_ERR_TOKENIZER;
     if (h->chat_template_bytes) {
@@ -474,6 +496,7 @@ static int open_checked(Model *m, const char *path, int need_weights, int fd, si
     w->bqkv = v[SL_T_BQKV].data;
     w->qk_norm = v[SL_T_QK_NORM].data;
     w->rope_freqs = v[SL_T_ROPE_FREQS].data;
+    w->post_norms = v[SL_T_POST_NORMS].data;
     if (w->rope_freqs)
         for (int i = 0; i < h->head_dim / 2; i++)
             if (!(isfinite(w->rope_freqs[i]) && w->rope_freqs[i] > 0)) {
@@ -506,6 +529,9 @@ int model_header_version(const SlHeader *h) {
     int blocks = 0;  // a block type (version 2) in a file with tensors
     for (int t = 0; t < SL_T_COUNT && h->n_tensors; t++)
         blocks |= dtype_ggml(h->tensor_type[t]) != 0 || h->tensor_type[t] == SL_TYPE_PER_LAYER;
+    if (h->flags & (SL_FLAG_POST_NORMS | SL_FLAG_GELU) || h->embed_scale != 0 ||
+        h->attn_scale != 0 || h->rope_local_theta != 0 || h->window_period != 0)
+        return 3;
     return blocks || h->rope_scaling || h->n_stop || (h->flags & ~SL_FLAG_SHARED_CLASSIFIER) ||
                    h->sliding_window || h->chat_template_bytes || h->sampling_set
                ? 2
@@ -541,6 +567,11 @@ void model_sampling_text(const SlHeader *h, char *buf, size_t cap) {
         int w = snprintf(buf + n, cap - n, "%s%s %g", n ? ", " : "", names[i], v[i]);
         n += w > 0 ? (size_t)w : 0;
     }
+}
+
+int model_layer_windowed(const SlHeader *h, size_t l) {
+    return h->sliding_window > 0 &&
+           (h->window_period == 0 || (l + 1) % (size_t)h->window_period != 0);
 }
 
 int model_add_stop(SlHeader *h, int id) {

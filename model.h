@@ -32,7 +32,7 @@
 #include "tokenizer.h"
 
 #define SL_MAGIC "SRCHLGHT"  // 8 bytes, no terminating NUL in the file
-#define SL_VERSION 2  // the newest version this build reads; see the header's version field
+#define SL_VERSION 3  // the newest version this build reads; see the header's version field
 #define SL_HEADER_BYTES 256
 #define SL_ALIGN 64
 
@@ -66,11 +66,16 @@ uint32_t dtype_ggml(int dtype);
                                       // tokenizers add none)
 #define SL_FLAG_QKV_BIAS 4u           // version 2: q, k and v projections add a bias (Qwen2)
 #define SL_FLAG_QK_NORM 8u            // version 2: per-head RMSNorm of q and k before RoPE (Qwen3)
-#define SL_FLAGS_KNOWN 15u
+#define SL_FLAG_POST_NORMS 16u        // version 3: RMSNorm of the attention output and of the
+                                      // feed-forward output before their residual adds, with
+                                      // the weights of SL_T_POST_NORMS (Gemma 2 and 3)
+#define SL_FLAG_GELU 32u              // version 3: the feed-forward is GeGLU with gelu's tanh
+                                      // approximation (kernels.h's geglu) instead of SwiGLU
+#define SL_FLAGS_KNOWN 63u
 
 // The tensors, in file order. The classifier is absent when it is shared. Version 1 files
-// describe the first SL_T_COUNT_V1; version 2 files all SL_T_COUNT, the last three present only
-// when the header asks for them. Rows of wq and wk, and their biases and norm weights, are in
+// describe the first SL_T_COUNT_V1; version 2 files the first SL_T_COUNT_V2, the last three
+// present only when the header asks for them; version 3 files all SL_T_COUNT. Rows of wq and wk, and their biases and norm weights, are in
 // the order of our RoPE: within a head, element 2j and 2j+1 form pair j (export permutes
 // Hugging Face's halves layout into it).
 enum sl_tensor {
@@ -92,10 +97,16 @@ enum sl_tensor {
     SL_T_QK_NORM,    // (n_layers, 2 * head_dim): the RMSNorm weights of q's heads, then k's;
                      // only with SL_FLAG_QK_NORM
     SL_T_ROPE_FREQS, // (head_dim / 2): RoPE's frequency divisors; only with SL_ROPE_FREQS
+    SL_T_COUNT_V2,
+    SL_T_POST_NORMS = SL_T_COUNT_V2,  // (n_layers, 2 * dim): the RMSNorm weights of the
+                     // attention output, then of the feed-forward output; only with
+                     // SL_FLAG_POST_NORMS (version 3)
     SL_T_COUNT
 };
+_Static_assert(SL_T_COUNT <= 16, "header.tensor_type holds 16 tensors");
 
-// Tensors always stored as f32: the norm weights, the biases and the RoPE divisors.
+// Tensors always stored as f32: the norm weights, the biases and the RoPE divisors. Norm
+// weights are the factors RMSNorm multiplies by: Gemma's (1 + w) is stored as that sum.
 int tensor_is_f32(int t);
 
 typedef struct {
@@ -119,8 +130,8 @@ typedef struct {
     int32_t bos_id;          // beginning of sequence
     int32_t eos_id;          // end of sequence, -1 if none
     uint32_t tokenizer_bytes;  // size of the tokenizer section that follows the header
-    uint32_t n_tensors;      // SL_T_COUNT_V1 (version 1), SL_T_COUNT_V1 or SL_T_COUNT (version 2),
-                             // or 0 for a tokenizer-only file
+    uint32_t n_tensors;      // SL_T_COUNT_V1 (version 1), SL_T_COUNT_V1 or SL_T_COUNT_V2
+                             // (version 2), SL_T_COUNT (version 3), or 0 for a tokenizer-only file
     uint8_t tensor_type[16]; // enum sl_dtype of each tensor, indexed by enum sl_tensor
     // version 2 (zero in version 1): RoPE scaling, applied to the frequencies (kernels.h)
     uint32_t rope_scaling;   // enum sl_rope
@@ -137,7 +148,17 @@ typedef struct {
     int32_t sliding_window;
     uint32_t chat_template_bytes;  // version 2: the chat template's size (0: none), at most
                                    // SL_CHAT_TEMPLATE_MAX
-    uint8_t reserved[72];    // zero
+    // version 3 (zero before): Gemma's
+    float embed_scale;       // the token embedding is multiplied by it (Gemma: sqrt(dim) as
+                             // float); 0: not scaled
+    float attn_scale;        // attention scores are q . k times it (Gemma 3: query_pre_attn_scalar
+                             // ^-1/2); 0: 1 / sqrt(head_dim)
+    float rope_local_theta;  // with window_period: the windowed layers' RoPE base, unscaled (their
+                             // RoPE ignores rope_scaling); 0: the same RoPE as the global layers
+    int32_t window_period;   // 0: sliding_window applies to every layer; N >= 2: only to the
+                             // windowed layers, layer l being global (every earlier key, RoPE
+                             // of rope_theta and rope_scaling) when (l + 1) % N == 0 (Gemma 3: 6)
+    uint8_t reserved[56];    // zero
     // version 2 (zero in version 1): the sampling the model's authors recommend (GGUF's
     // general.sampling.*, Hugging Face's generation_config.json); run uses each one it holds
     // where the command line gives none
@@ -163,6 +184,9 @@ int model_set_sampling(SlHeader *h, uint32_t which, double v);
 // Writes the recommended sampling held by h as "temperature 0.7, top_p 0.8, ..." into buf
 // (cap bytes); "" when it holds none.
 void model_sampling_text(const SlHeader *h, char *buf, size_t cap);
+
+// Is layer l of a model with header h windowed (sliding_window applies to it)?
+int model_layer_windowed(const SlHeader *h, size_t l);
 
 #define SL_MAX_STOP 8
 #define SL_CHAT_TEMPLATE_MAX (1u << 20)
@@ -256,6 +280,7 @@ typedef struct {
     const float *bqkv;      // (layer, (n_heads + 2 * n_kv_heads) * head_dim) or NULL
     const float *qk_norm;   // (layer, 2, head_dim) or NULL
     const float *rope_freqs; // (head_dim / 2) or NULL
+    const float *post_norms; // (layer, 2, dim) or NULL: after attention, after the feed-forward
 } Weights;
 
 typedef struct {
@@ -282,10 +307,16 @@ int model_is_stop(const SlHeader *h, int id);
 // SL_MAX_STOP are taken.
 int model_add_stop(SlHeader *h, int id);
 
-// The oldest version whose header holds h: 2 when a version-2 field is used (RoPE scaling,
-// stop ids, a flag other than SL_FLAG_SHARED_CLASSIFIER, a sliding window, a block type,
-// per-layer types, a chat template or recommended sampling),
-// else 1. (The tokenizer section has its own, tokenizer_format.)
+// The oldest version whose header holds h: 3 when a version-3 field is used (a flag of
+// version 3, embed_scale, attn_scale, rope_local_theta, window_period); else 2 when a
+// version-2 field is used (RoPE scaling, stop ids, a flag other than
+// SL_FLAG_SHARED_CLASSIFIER, a sliding window, a block type, per-layer types, a chat
+// template or recommended sampling); else 1. (The tokenizer section has its own,
+// tokenizer_format.)
 int model_header_version(const SlHeader *h);
+
+// The tokenizer section's format (tokenizer.h) in a file of this version: 1 or 2 (version 3
+// kept format 2).
+#define SL_TOKENIZER_FORMAT(version) ((version) > 2 ? 2 : (int)(version))
 
 #endif

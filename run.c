@@ -558,7 +558,7 @@ int main(int argc, char **argv) {
         err = model_open(&t.model, o.model_path, 0);
     } else {
         if (!(pool = pool_create(o.b.threads[0]))) return 1;
-        err = transformer_build_ctx(&t, o.model_path, pool, o.kv_type, o.n_ctx);
+        err = transformer_build_ctx(&t, o.model_path, pool, o.kv_type, o.n_ctx, 0);
     }
     if (err != MODEL_OK) {
         pool_destroy(pool);

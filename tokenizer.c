@@ -603,6 +603,11 @@ static void encode_bpe(const Tokenizer *t, const Part *parts, size_t n_parts, Sy
     }
 }
 
+// Does s (n bytes) start with "▁" (U+2581, sentencepiece's space)?
+static int is_meta_space(const char *s, size_t n) {
+    return n >= 3 && (uint8_t)s[0] == 0xE2 && (uint8_t)s[1] == 0x96 && (uint8_t)s[2] == 0x81;
+}
+
 // Sentencepiece: the dummy prefix, code points or their byte fallbacks, merges by score.
 // Appends to tokens at *k.
 static void encode_spm(const Tokenizer *t, const char *text, size_t len, Symbol *sym,
@@ -611,18 +616,21 @@ static void encode_spm(const Tokenizer *t, const char *text, size_t len, Symbol 
     // tokenizer.json's Metaspace says first or never)
     int prefix = len > 0 && !(t->flags & TOK_FLAG_PREFIX_NEVER) &&
                  !(t->flags & TOK_FLAG_PREFIX_FIRST && text[0] == ' ');
-    // with TOK_FLAG_SPLIT each space starts a piece, and pieces merge separately
+    // with TOK_FLAG_SPLIT each space starts a piece, and pieces merge separately. A "▁" in
+    // the text is a space, as sentencepiece, `tokenizers` and llama.cpp see it (they turn spaces
+    // into it before they look at the text)
     for (size_t a = 0; a < len;) {
         size_t b = len;
         if (t->flags & TOK_FLAG_SPLIT)
-            for (b = a + 1; b < len && text[b] != ' '; b++) {}
+            for (b = a + 1; b < len && text[b] != ' ' && !is_meta_space(text + b, len - b); b++) {}
         int n = 0;
         if (a == 0 && prefix) add_codepoint(t, " ", 1, sym, &n);
         // split into UTF-8 code points: a lead byte and up to 3 continuation bytes
         for (size_t i = a; i < b;) {
             size_t j = i + 1;
             while (j < b && j - i < 4 && ((uint8_t)text[j] & 0xC0) == 0x80) j++;
-            add_codepoint(t, text + i, j - i, sym, &n);
+            if (is_meta_space(text + i, j - i)) add_codepoint(t, " ", 1, sym, &n);
+            else add_codepoint(t, text + i, j - i, sym, &n);
             i = j;
         }
         merge_all(t, sym, n, buf, heap);

@@ -210,9 +210,11 @@ static void rec_prepare(Chat *c, const int *ids, size_t n) {
     r->n_ids += n;
 }
 
-// Whether a shift can make room: the cache holds the sinks and at least what a shift drops.
+// Whether a shift can make room: the cache holds the sinks and at least what a shift drops
+// (and, with windowed caches, the next window lies past the sinks).
 static int can_shift(const Chat *c, size_t cpos) {
-    return c->drop > 0 && cpos >= SHIFT_SINKS + c->drop;
+    return c->drop > 0 && cpos >= SHIFT_SINKS + c->drop &&
+           transformer_can_shift(c->t, cpos, SHIFT_SINKS, c->drop);
 }
 
 static void shift(Chat *c) {
@@ -315,6 +317,7 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
         if (!(ids = encode(c, text, tlen, &n))) goto oom;
         size_t k = 0;
         while (!c->shifted && k < c->cpos && k + 1 < n && c->cache_ids[k] == ids[k]) k++;
+        k = transformer_resume(c->t, k);  // windowed caches may no longer hold what k needs
         if (k < c->cpos) rec_stop(c, "the template re-renders the history, which runs again");
         c->cpos = k, c->shifted = 0, from = k;
         for (size_t i = k; i < n;) {  // in pieces that fit, shifting as the reply does

@@ -15,7 +15,8 @@
 #include <time.h>
 
 static const char *const tpl_names[TPL_COUNT] = {"llama2", "llama3", "chatml",  "qwen3",
-                                                 "mistral", "phi3",  "gemma", "smollm3"};
+                                                 "mistral", "phi3",  "gemma", "smollm3",
+                                                 "gemma3"};
 
 const char *template_name(int kind) {
     return kind >= 0 && kind < TPL_COUNT ? tpl_names[kind] : NULL;
@@ -390,6 +391,43 @@ static void render_gemma(Conv *c) {
     if (c->o->add_generation_prompt) out_cstr(c->out, "<start_of_turn>model\n");
 }
 
+// Gemma 3 (google/gemma-3-4b-it's template; string contents only, so no image parts):
+// {{ bos_token }}
+// {%- if messages[0]['role'] == 'system' -%}
+//     {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}
+//     {%- set loop_messages = messages[1:] -%}
+// {%- else -%}
+//     {%- set first_user_prefix = "" -%}
+//     {%- set loop_messages = messages -%}
+// {%- endif -%}
+// {%- for message in loop_messages -%}
+//     {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}
+//         {{ raise_exception("Conversation roles must alternate user/assistant/user/assistant/...") }}
+//     {%- endif -%}
+//     {%- if (message['role'] == 'assistant') -%}{%- set role = "model" -%}
+//     {%- else -%}{%- set role = message['role'] -%}{%- endif -%}
+//     {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else "") }}
+//     {{ message['content'] | trim }}
+//     {{ '<end_of_turn>\n' }}
+// {%- endfor -%}
+// {%- if add_generation_prompt -%}{{'<start_of_turn>model\n'}}{%- endif -%}
+static void render_gemma3(Conv *c) {
+    size_t first = c->role[0] == ROLE_SYSTEM ? 1 : 0;
+    out_cstr(c->out, c->o->bos);
+    for (size_t i = first; i < c->n; i++) {
+        if ((c->role[i] == ROLE_USER) != ((i - first) % 2 == 0)) {
+            c->raised = MSG_ALTERNATE;
+            return;
+        }
+        const char *role = c->role[i] == ROLE_ASSISTANT ? "model" : c->m[i].role;
+        out_cat(c->out, "<start_of_turn>", role, "\n", NULL);
+        if (first && i == first) out_cat(c->out, c->m[0].content, "\n\n", NULL);
+        out_str(c->out, py_strip(content(c, i)));
+        out_cstr(c->out, "<end_of_turn>\n");
+    }
+    if (c->o->add_generation_prompt) out_cstr(c->out, "<start_of_turn>model\n");
+}
+
 static const char SMOLLM3_THINK[] =
     "You are a helpful AI assistant named SmolLM, trained by Hugging Face. Your role as an "
     "assistant involves thoroughly exploring questions through a systematic thinking process "
@@ -479,7 +517,7 @@ int template_render(int kind, const ChatMsg *msgs, size_t n, const TplOptions *o
     static const TplOptions none = {0};
     static void (*const render[TPL_COUNT])(Conv *) = {
         render_llama2, render_llama3, render_chatml, render_qwen3,
-        render_mistral, render_phi3, render_gemma, render_smollm3,
+        render_mistral, render_phi3, render_gemma, render_smollm3, render_gemma3,
     };
     static const char *const role_names[] = {"system", "user", "assistant"};
     *out = NULL;
@@ -594,8 +632,13 @@ int template_detect(const char *jinja, size_t len, char *default_system, size_t 
                        str_has(t, "date_string")
                    ? TPL_LLAMA3
                    : -1;  // Llama 3.0 (no system turn of its own), vision templates
-    if (str_has(t, "<start_of_turn>") && str_has(t, "<end_of_turn>"))
-        return str_has(t, "System role not supported") ? TPL_GEMMA : -1;  // not Gemma 3's folding
+    if (str_has(t, "<start_of_turn>") && str_has(t, "<end_of_turn>")) {
+        if (str_has(t, "System role not supported")) return TPL_GEMMA;
+        // Gemma 3's: the system text folded into the first user turn
+        return str_has(t, "first_user_prefix") && str_has(t, "messages[0]['content'] + '\\n\\n'")
+                   ? TPL_GEMMA3
+                   : -1;
+    }
     if (str_has(t, "[INST]") && str_has(t, "[/INST]")) {
         if (str_has(t, "<<SYS>>")) return TPL_LLAMA2;
         if (str_has(t, "[SYSTEM_PROMPT]") || str_has(t, "'[INST] ") || str_has(t, "\"[INST] ")) return -1;

@@ -21,6 +21,8 @@
 //                                conversation that starts with one is an error, as the
 //                                template raises (nothing is folded, unlike llama.cpp)
 //   smollm3  SmolLM3             ChatML with a metadata system turn and /think, /no_think
+//   gemma3   Gemma 3             Gemma's turns; a system message's text, then a blank line,
+//                                starts the first user turn
 // Only the roles system, user and assistant are rendered (no tools). Where the template
 // raises (roles not alternating, say), render fails with the template's own message.
 #ifndef SEARCHLIGHT_TEMPLATE_H
@@ -29,8 +31,8 @@
 #include <stddef.h>
 
 enum tpl_kind { TPL_LLAMA2, TPL_LLAMA3, TPL_CHATML, TPL_QWEN3, TPL_MISTRAL, TPL_PHI3, TPL_GEMMA,
-                TPL_SMOLLM3, TPL_COUNT };
-#define TPL_NAMES "llama2, llama3, chatml, qwen3, mistral, phi3, gemma, smollm3"
+                TPL_SMOLLM3, TPL_GEMMA3, TPL_COUNT };
+#define TPL_NAMES "llama2, llama3, chatml, qwen3, mistral, phi3, gemma, smollm3, gemma3"
 #define TPL_SYSTEM_MAX 1024  // room enough for any default system text template_detect finds
 
 // The name of a kind ("llama2" ...), NULL if kind is not one; the kind of a name, -1 if none.

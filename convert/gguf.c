@@ -677,7 +677,15 @@ static int load_tokenizer(GgufModel *m) {
     int err = tokenizer_parse(&m->tok, sec, (size_t)(w - sec), 1, (int)n, (int)bos, (int)eos,
                               g->path);
     free(sec);
-    return err == TOK_OK ? 0 : -1;
+    if (err != TOK_OK) return -1;
+    // tokenizer.ggml.add_space_prefix false (Gemma's): no dummy prefix (llama.cpp's default: one)
+    const GgufKv *asp = gguf_find_kv(g, "tokenizer.ggml.add_space_prefix");
+    if (asp && asp->type != GGUF_BOOL) {
+        tokenizer_free(&m->tok);
+        return kv_wrong(g, asp, "a bool");
+    }
+    if (asp && !g->map[asp->value]) m->tok.flags |= TOK_FLAG_PREFIX_NEVER;
+    return 0;
 }
 
 // ----------------------------------------------------------------------------
@@ -707,8 +715,9 @@ static int sl_type_of(uint32_t ggml) {
 // The architectures export reads, and how each stores q and k: llama's converter reorders
 // their rows into adjacent pairs (ours); the others keep Hugging Face's halves.
 static const struct { const char *name; int halves; } archs[] = {
-    {"llama", 0}, {"qwen2", 1}, {"qwen3", 1}, {"phi3", 1},
+    {"llama", 0}, {"qwen2", 1}, {"qwen3", 1}, {"phi3", 1}, {"gemma3", 1},
 };
+#define ARCH_GEMMA3 4
 #define N_ARCHS (sizeof archs / sizeof archs[0])
 
 // Widens elements [k, k + n) of GGUF tensor x to f32.
@@ -797,6 +806,40 @@ static const char *akey(const GgufModel *m, const char *key) {
     return buf;
 }
 
+// Gemma 3's fields, as llama.cpp reads a gemma3 GGUF (src/models/gemma3.cpp): the embedding
+// times sqrtf(dim); queries scaled by head_dim^-1/2, but for the 27B model (62 layers) by
+// (dim / n_heads)^-1/2 (a GGUF carries no query_pre_attn_scalar); with a sliding window, the
+// windowed layers every attention.sliding_window_pattern (default 6) but the last of each
+// period, with RoPE base rope.freq_base_swa (default 10000), unscaled; GeGLU; the norm weights
+// already hold Gemma's 1 + w (convert_hf_to_gguf.py adds the 1).
+static int gemma3_hparams(GgufModel *m) {
+    const Gguf *g = &m->g;
+    const char *path = g->path;
+    SlHeader *h = &m->header;
+    h->flags |= SL_FLAG_GELU;
+    h->embed_scale = sqrtf((float)h->dim);
+    if (h->n_layers == 62) h->attn_scale = 1.0f / sqrtf((float)(h->dim / h->n_heads));
+    if (!h->sliding_window) return 0;
+    const GgufKv *pk = gguf_find_kv(g, akey(m, "attention.sliding_window_pattern"));
+    if (pk && pk->type == GGUF_ARRAY)
+        ARCH_FAIL("%s is a per-layer array; export reads its integer form",
+                  akey(m, "attention.sliding_window_pattern"));
+    int64_t period = 6;
+    if (get_int(g, akey(m, "attention.sliding_window_pattern"), 0, INT32_MAX, &period) < 0)
+        return -1;
+    double local = 10000.0;
+    if (get_float(g, akey(m, "rope.freq_base_swa"), &local) < 0) return -1;
+    if (!(local > 0 && local < 1e30)) ARCH_FAIL("%s must be > 0", akey(m, "rope.freq_base_swa"));
+    if (period == 1) {  // every layer global
+        h->sliding_window = 0;
+        return 0;
+    }
+    h->window_period = period > h->n_layers ? 0 : (int32_t)period;  // 0: every layer windowed
+    if (h->window_period) h->rope_local_theta = (float)local;
+    else h->rope_theta = (float)local, h->rope_scaling = SL_ROPE_NONE;
+    return 0;
+}
+
 // Header fields from <arch>.* metadata (when the file has tensors).
 static int read_hparams(GgufModel *m) {
     const Gguf *g = &m->g;
@@ -865,6 +908,7 @@ static int read_hparams(GgufModel *m) {
     int64_t window = 0;  // Phi-3's; llama.cpp itself does not apply it (transformers does)
     if (get_int(g, akey(m, "attention.sliding_window"), 0, INT32_MAX, &window) < 0) return -1;
     h->sliding_window = (int32_t)window;
+    if (m->arch == ARCH_GEMMA3 && gemma3_hparams(m) != 0) return -1;
     int64_t experts = 0;
     if (get_int(g, akey(m, "expert_count"), 0, INT32_MAX, &experts) < 0) return -1;
     if (experts > 0) ARCH_FAIL("a mixture of %lld experts: export reads dense models", (long long)experts);
@@ -888,6 +932,7 @@ static const PieceNames gguf_names = {
     .bias = {"blk.%zu.attn_q.bias", "blk.%zu.attn_k.bias", "blk.%zu.attn_v.bias"},
     .qk_norm = {"blk.%zu.attn_q_norm.weight", "blk.%zu.attn_k_norm.weight"},
     .rope_freqs = "rope_freqs.weight",
+    .post_norms = {"blk.%zu.post_attention_norm.weight", "blk.%zu.post_ffw_norm.weight"},
 };
 
 static int map_tensors(GgufModel *m) {
@@ -896,6 +941,7 @@ static int map_tensors(GgufModel *m) {
     if (!gguf_find_tensor(&m->g, "output.weight")) h->flags |= SL_FLAG_SHARED_CLASSIFIER;
     if (gguf_find_tensor(&m->g, "blk.0.attn_q.bias")) h->flags |= SL_FLAG_QKV_BIAS;
     if (gguf_find_tensor(&m->g, "blk.0.attn_q_norm.weight")) h->flags |= SL_FLAG_QK_NORM;
+    if (gguf_find_tensor(&m->g, "blk.0.post_attention_norm.weight")) h->flags |= SL_FLAG_POST_NORMS;
     if (gguf_find_tensor(&m->g, "blk.0.attn_output.bias") ||
         gguf_find_tensor(&m->g, "blk.0.ffn_down.bias"))
         ARCH_FAIL("biases on the attention output or the feed-forward: export reads q, k and v "
@@ -975,7 +1021,7 @@ int gguf_model_open(GgufModel *m, const char *path) {
     if (r == 0) fprintf(stderr, "%s: metadata general.architecture is missing\n", path);
     else if (r > 0 && m->g.n_tensors > 0 && (m->arch = arch_of(arch)) < 0)  // vocabulary-only: any
         fprintf(stderr, "%s: architecture \"%.*s\", export reads llama (also Mistral's), qwen2, "
-                "qwen3 and phi3\n", path, arch.len > 64 ? 64 : (int)arch.len, arch.p);
+                "qwen3, phi3 and gemma3\n", path, arch.len > 64 ? 64 : (int)arch.len, arch.p);
     else if (r > 0 && load_tokenizer(m) == 0) {
         SlHeader *h = &m->header;
         h->vocab_size = m->tok.vocab_size;
@@ -990,6 +1036,10 @@ int gguf_model_open(GgufModel *m, const char *path) {
             bad = get_int(&m->g, stops[i], 0, (int64_t)h->vocab_size - 1, &id) < 0;
             if (id >= 0) model_add_stop(h, (int)id);  // two ids: never more than SL_MAX_STOP
         }
+        // Gemma's <end_of_turn>, which llama.cpp takes for an end-of-generation id by its text
+        // (its GGUF names no eot_token_id)
+        int eot = tokenizer_lookup(&m->tok, "<end_of_turn>", 13);
+        if (eot >= 0 && m->tok.types[eot] == TOK_CONTROL) model_add_stop(h, eot);
         // tokenizer.ggml.add_bos_token false: prompts start without BOS (Qwen's files). Absent,
         // llama.cpp's default: BOS for sentencepiece and Llama 3's BPE, none for other BPEs
         const GgufKv *ab = gguf_find_kv(&m->g, "tokenizer.ggml.add_bos_token");

@@ -94,11 +94,75 @@ static int read_stops(SlHeader *h, const JsonValue *obj, const char *path) {
 
 static const char *const hf_families[HF_FAMILY_COUNT] = {
     "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-    "Phi3ForCausalLM",
+    "Phi3ForCausalLM", "Gemma3ForCausalLM", "Gemma3ForConditionalGeneration",
 };
 
 const char *hf_family_name(int family) {
     return family >= 0 && family < HF_FAMILY_COUNT ? hf_families[family] : "unknown";
+}
+
+// Gemma 3's layer kinds into h: layer_types (transformers 5; and 4.5x), else
+// sliding_window_pattern (older files; default 6): which layers are windowed must follow a
+// period (layer l global when (l + 1) % period == 0), as every Gemma 3's does.
+static int gemma_layers(SlHeader *h, const JsonValue *cfg, long long layers, const char *path) {
+    const JsonValue *lt = json_get(cfg, "layer_types");
+    long long period = 6;
+    if (lt && lt->type == JSON_ARRAY) {
+        if ((long long)lt->n != layers) {
+            fprintf(stderr, "%s: layer_types has %zu entries for %lld layers\n", path, lt->n, layers);
+            return -1;
+        }
+        period = 0;  // the first global layer gives the period; none: every layer windowed
+        for (size_t i = 0; i < lt->n && !period; i++)
+            if (json_is_str(&lt->items[i], "full_attention")) period = (long long)i + 1;
+        for (size_t i = 0; i < lt->n; i++) {
+            int full = period && (long long)(i + 1) % period == 0;
+            if (!json_is_str(&lt->items[i], full ? "full_attention" : "sliding_attention")) {
+                fprintf(stderr, "%s: layer_types (byte %zu) do not repeat a sliding-window "
+                        "pattern (every Nth layer full_attention); export reads those that do\n",
+                        path, lt->offset);
+                return -1;
+            }
+        }
+    } else {
+        const JsonValue *p = json_get(cfg, "sliding_window_pattern");
+        if (!p) p = json_get(cfg, "_sliding_window_pattern");
+        if (p && !json_int(p, 1, 1 << 20, &period)) {
+            fprintf(stderr, "%s: sliding_window_pattern (byte %zu) must be a positive integer\n",
+                    path, p->offset);
+            return -1;
+        }
+    }
+    if (period == 1) h->sliding_window = 0;  // every layer global
+    else if (period > layers) period = 0;    // every layer windowed
+    h->window_period = (int32_t)(period == 1 ? 0 : period);
+    return 0;
+}
+
+// Gemma 3's RoPE: the global layers' base and scaling in rope_parameters.full_attention
+// (transformers 5) or rope_theta and rope_scaling (the generic code reads those), the windowed
+// layers' base in rope_parameters.sliding_attention (unscaled) or rope_local_base_freq
+// (default 10000). *rp becomes full_attention's object, for the generic code.
+static int gemma_rope(SlHeader *h, const JsonValue *cfg, const JsonValue **rp, const char *path) {
+    const JsonValue *full = json_get(*rp, "full_attention");
+    const JsonValue *slide = json_get(*rp, "sliding_attention");
+    double local = 10000.0;
+    if (full) *rp = full;
+    const JsonValue *lt = slide ? json_get(slide, "rope_theta") : json_get(cfg, "rope_local_base_freq");
+    const JsonValue *ty = json_get(slide, "rope_type");
+    if (ty && !json_is_str(ty, "default")) {
+        fprintf(stderr, "%s: rope_parameters.sliding_attention has rope_type %.32s; export reads "
+                "default (unscaled) RoPE on the sliding-window layers\n", path,
+                ty->type == JSON_STRING ? ty->str : json_type_name(ty->type));
+        return -1;
+    }
+    if (lt && !(cfg_num(lt, &local) && local > 0 && local < 1e30)) {
+        fprintf(stderr, "%s: the sliding-window layers' rope_theta (byte %zu) must be a positive "
+                "number\n", path, lt->offset);
+        return -1;
+    }
+    if (h->window_period) h->rope_local_theta = (float)local;
+    return 0;
 }
 
 // config.json into h, and the family it names.
@@ -125,18 +189,19 @@ static int read_sampling(SlHeader *h, const JsonValue *gen, const char *path) {
 static int read_config(SlHeader *h, int *family, const char *dir) {
     char *path = join(dir, "config.json");
     if (!path) return -1;
-    JsonValue cfg;
+    JsonValue root;
     int rc = -1;
-    if (load_json(path, CONFIG_MAX, &cfg) != 0) {
+    if (load_json(path, CONFIG_MAX, &root) != 0) {
         free(path);
         return -1;
     }
+    const JsonValue *cfg = &root;  // the text model's config: text_config in a multimodal one
     memset(h, 0, sizeof *h);
-    if (cfg.type != JSON_OBJECT) {
-        fprintf(stderr, "%s: expected an object, found %s\n", path, json_type_name(cfg.type));
+    if (cfg->type != JSON_OBJECT) {
+        fprintf(stderr, "%s: expected an object, found %s\n", path, json_type_name(cfg->type));
         goto done;
     }
-    const JsonValue *arch = json_get(&cfg, "architectures");
+    const JsonValue *arch = json_get(&root, "architectures");
     int fam = -1;
     for (size_t i = 0; arch && arch->type == JSON_ARRAY && i < arch->n && fam < 0; i++)
         for (int f = 0; f < HF_FAMILY_COUNT && fam < 0; f++)
@@ -144,32 +209,55 @@ static int read_config(SlHeader *h, int *family, const char *dir) {
     if (fam < 0) {
         const JsonValue *a0 = arch && arch->type == JSON_ARRAY && arch->n ? &arch->items[0] : NULL;
         fprintf(stderr, "%s: architectures %s%.64s%s; export reads LlamaForCausalLM, "
-                "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM and Phi3ForCausalLM\n",
+                "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, Phi3ForCausalLM, "
+                "Gemma3ForCausalLM and Gemma3ForConditionalGeneration\n",
                 path, a0 && a0->type == JSON_STRING ? "\"" : "",
                 a0 && a0->type == JSON_STRING ? a0->str : arch ? "without a name" : "missing",
                 a0 && a0->type == JSON_STRING ? "\"" : "");
         goto done;
     }
     *family = fam;
-    const JsonValue *act = json_get(&cfg, "hidden_act");
-    if (act && !json_is_str(act, "silu")) {
-        fprintf(stderr, "%s: hidden_act %.32s; export reads silu (SwiGLU)\n", path,
-                act->type == JSON_STRING ? act->str : json_type_name(act->type));
+    int gemma = fam == HF_GEMMA3 || fam == HF_GEMMA3_MM;
+    if (fam == HF_GEMMA3_MM) {
+        cfg = json_get(&root, "text_config");
+        if (!cfg || cfg->type != JSON_OBJECT) {
+            fprintf(stderr, "%s: Gemma3ForConditionalGeneration without a text_config object\n",
+                    path);
+            goto done;
+        }
+    }
+    // the activation: silu (SwiGLU), or Gemma's gelu_pytorch_tanh (GeGLU), its default
+    const JsonValue *act = json_get(cfg, gemma ? "hidden_activation" : "hidden_act");
+    if (gemma && !act) act = json_get(cfg, "hidden_act");
+    if (act && !json_is_str(act, gemma ? "gelu_pytorch_tanh" : "silu")) {
+        fprintf(stderr, "%s: hidden_act %.32s; export reads %s\n", path,
+                act->type == JSON_STRING ? act->str : json_type_name(act->type),
+                gemma ? "gelu_pytorch_tanh (GeGLU) for Gemma" : "silu (SwiGLU)");
         goto done;
+    }
+    static const char *const gemma_no[] = {"attn_logit_softcapping", "final_logit_softcapping",
+                                           "use_bidirectional_attention"};
+    for (int i = 0; gemma && i < 3; i++) {
+        const JsonValue *v = json_get(cfg, gemma_no[i]);
+        if (v && v->type != JSON_NULL && v->type != JSON_FALSE) {
+            fprintf(stderr, "%s: %s is set; export reads Gemma 3 models without it\n", path,
+                    gemma_no[i]);
+            goto done;
+        }
     }
     // Qwen2 always has q, k and v biases (and none on o); elsewhere attention_bias would put
     // one on o_proj too, which the format does not hold
     static const char *const biases[] = {"attention_bias", "mlp_bias"};
     for (int i = 0; i < 2; i++) {
-        const JsonValue *b = json_get(&cfg, biases[i]);
+        const JsonValue *b = json_get(cfg, biases[i]);
         if (b && b->type == JSON_TRUE) {
             fprintf(stderr, "%s: %s is true; export reads models without biases (but Qwen2's "
                     "q, k and v biases)\n", path, biases[i]);
             goto done;
         }
     }
-    const JsonValue *prf = json_get(&cfg, "partial_rotary_factor");
-    if (!prf) prf = json_get(json_get(&cfg, "rope_parameters"), "partial_rotary_factor");
+    const JsonValue *prf = json_get(cfg, "partial_rotary_factor");
+    if (!prf) prf = json_get(json_get(cfg, "rope_parameters"), "partial_rotary_factor");
     if (prf && !(prf->type == JSON_NUMBER && prf->num == 1.0)) {
         fprintf(stderr, "%s: partial_rotary_factor is not 1; export reads models that rotate "
                 "every element of a head\n", path);
@@ -178,18 +266,18 @@ static int read_config(SlHeader *h, int *family, const char *dir) {
     // the window: Mistral's and Phi-3's sliding_window; Qwen's only with use_sliding_window,
     // which applies it to some layers only, so it is refused
     long long window = 0;
-    const JsonValue *usw = json_get(&cfg, "use_sliding_window");
+    const JsonValue *usw = json_get(cfg, "use_sliding_window");
     if (fam == HF_QWEN2 || fam == HF_QWEN3) {
         if (usw && usw->type == JSON_TRUE) {
             fprintf(stderr, "%s: use_sliding_window is true; export reads Qwen models whose every "
                     "layer attends to the whole context\n", path);
             goto done;
         }
-    } else if (cfg_int(&cfg, "sliding_window", 0, INT32_MAX, 0, &window, path)) {
+    } else if (cfg_int(cfg, "sliding_window", 0, INT32_MAX, gemma ? 4096 : 0, &window, path)) {
         goto done;
     }
-    const JsonValue *lt = json_get(&cfg, "layer_types");
-    for (size_t i = 0; lt && lt->type == JSON_ARRAY && i < lt->n; i++)
+    const JsonValue *lt = json_get(cfg, "layer_types");
+    for (size_t i = 0; !gemma && lt && lt->type == JSON_ARRAY && i < lt->n; i++)
         if (!json_is_str(&lt->items[i], window ? "sliding_attention" : "full_attention")) {
             fprintf(stderr, "%s: layer_types mixes kinds of attention; export reads models "
                     "whose layers all attend alike\n", path);
@@ -197,31 +285,37 @@ static int read_config(SlHeader *h, int *family, const char *dir) {
         }
     long long dim, hidden, layers, heads, kv, ctx, vocab, bos, eos, hd;
     const long long big = 1LL << 24;
-    if (cfg_int(&cfg, "hidden_size", 1, big, -1, &dim, path) ||
-        cfg_int(&cfg, "intermediate_size", 1, big, -1, &hidden, path) ||
-        cfg_int(&cfg, "num_hidden_layers", 1, 4096, -1, &layers, path) ||
-        cfg_int(&cfg, "num_attention_heads", 1, 4096, -1, &heads, path) ||
-        cfg_int(&cfg, "num_key_value_heads", 1, 4096, heads, &kv, path) ||
-        cfg_int(&cfg, "max_position_embeddings", 1, big, -1, &ctx, path) ||
-        cfg_int(&cfg, "vocab_size", 1, big, -1, &vocab, path) ||
-        cfg_int(&cfg, "bos_token_id", -1, vocab - 1, 1, &bos, path) ||
-        cfg_int(&cfg, "eos_token_id", -1, vocab - 1, 2 < vocab ? 2 : -1, &eos, path))
+    if (cfg_int(cfg, "hidden_size", 1, big, -1, &dim, path) ||
+        cfg_int(cfg, "intermediate_size", 1, big, -1, &hidden, path) ||
+        cfg_int(cfg, "num_hidden_layers", 1, 4096, -1, &layers, path) ||
+        // Gemma 3's defaults (Gemma3TextConfig's) where its files leave them out (gemma-3-4b's
+        // text_config does)
+        cfg_int(cfg, "num_attention_heads", 1, 4096, gemma ? 8 : -1, &heads, path) ||
+        cfg_int(cfg, "num_key_value_heads", 1, 4096, gemma ? 4 : heads, &kv, path) ||
+        cfg_int(cfg, "max_position_embeddings", 1, big, gemma ? 131072 : -1, &ctx, path) ||
+        cfg_int(cfg, "vocab_size", 1, big, gemma ? 262208 : -1, &vocab, path) ||
+        cfg_int(cfg, "bos_token_id", -1, vocab - 1, gemma ? 2 : 1, &bos, path) ||
+        cfg_int(cfg, "eos_token_id", -1, vocab - 1, gemma ? 1 : 2 < vocab ? 2 : -1, &eos, path))
         goto done;
-    if (dim % heads || heads % kv) {
+    if ((!gemma && dim % heads) || heads % kv) {
         fprintf(stderr, "%s: num_attention_heads %lld must divide hidden_size %lld, and "
                 "num_key_value_heads %lld must divide it\n", path, heads, dim, kv);
         goto done;
     }
-    if (cfg_int(&cfg, "head_dim", 1, big, dim / heads, &hd, path)) goto done;
+    if (cfg_int(cfg, "head_dim", 1, big, gemma ? 256 : dim / heads, &hd, path)) goto done;
     if (hd % 2) {  // head_dim may differ from hidden_size / num_attention_heads (Qwen3)
         fprintf(stderr, "%s: head_dim %lld, expected an even number (RoPE rotates pairs)\n",
                 path, hd);
         goto done;
     }
-    // rope: rope_theta at the top (transformers 4) or in rope_parameters (transformers 5)
-    double theta = 10000.0, eps;
-    const JsonValue *rp = json_get(&cfg, "rope_parameters"), *rs = json_get(&cfg, "rope_scaling");
-    const JsonValue *th = json_get(&cfg, "rope_theta");
+    // rope: rope_theta at the top (transformers 4) or in rope_parameters (transformers 5); Gemma
+    // 3's per layer kind (gemma_rope)
+    double theta = gemma ? 1000000.0 : 10000.0, eps = gemma ? 1e-6 : 0;
+    const JsonValue *rp = json_get(cfg, "rope_parameters"), *rs = json_get(cfg, "rope_scaling");
+    h->sliding_window = (int32_t)window;
+    if (gemma && (gemma_layers(h, cfg, layers, path) || gemma_rope(h, cfg, &rp, path)))
+        goto done;
+    const JsonValue *th = json_get(cfg, "rope_theta");
     if (!th) th = json_get(rp, "rope_theta");
     if (th && !cfg_num(th, &theta)) theta = -1;
     if (!(theta > 0 && theta < 1e30)) {
@@ -259,11 +353,13 @@ static int read_config(SlHeader *h, int *family, const char *dir) {
         }
         scaling = linear ? SL_ROPE_LINEAR : SL_ROPE_LLAMA3;
     }
-    if (!cfg_num(json_get(&cfg, "rms_norm_eps"), &eps) || !(eps > 0 && eps < 1)) {
+    const JsonValue *ev = json_get(cfg, "rms_norm_eps");
+    if ((ev || !gemma) && !cfg_num(ev, &eps)) eps = -1;
+    if (!(eps > 0 && eps < 1)) {
         fprintf(stderr, "%s: rms_norm_eps must be a number in (0, 1)\n", path);
         goto done;
     }
-    const JsonValue *tie = json_get(&cfg, "tie_word_embeddings");
+    const JsonValue *tie = json_get(cfg, "tie_word_embeddings");
     h->dim = (int32_t)dim;
     h->hidden_dim = (int32_t)hidden;
     h->n_layers = (int32_t)layers;
@@ -282,14 +378,24 @@ static int read_config(SlHeader *h, int *family, const char *dir) {
     h->flags = tie && tie->type == JSON_TRUE ? SL_FLAG_SHARED_CLASSIFIER : 0;
     if (fam == HF_QWEN2) h->flags |= SL_FLAG_QKV_BIAS;
     if (fam == HF_QWEN3) h->flags |= SL_FLAG_QK_NORM;
-    h->sliding_window = (int32_t)window;
+    if (gemma) {
+        // the embedding times sqrt(hidden_size), as a float (Gemma3TextScaledWordEmbedding casts
+        // it to the weights' dtype); queries scaled by query_pre_attn_scalar^-1/2
+        long long qpas;
+        if (cfg_int(cfg, "query_pre_attn_scalar", 1, big, 256, &qpas, path)) goto done;
+        h->flags |= SL_FLAG_QK_NORM | SL_FLAG_POST_NORMS | SL_FLAG_GELU;
+        if (!tie) h->flags |= SL_FLAG_SHARED_CLASSIFIER;  // Gemma's default: tied
+        h->embed_scale = (float)sqrt((double)dim);
+        h->attn_scale = (float)(1.0 / sqrt((double)qpas));
+    }
     h->weight_type = SL_F32;
     h->bos_id = (int32_t)bos;
     h->eos_id = (int32_t)eos;
     h->n_tensors = SL_T_COUNT;
     h->tokenizer_bytes = 8;  // placeholder so that model_layout can size the tensors
     // every end-of-generation id: config.json's list, then generation_config.json's
-    if (read_stops(h, &cfg, path) != 0) goto done;
+    if (read_stops(h, cfg, path) != 0 || (cfg != &root && read_stops(h, &root, path) != 0))
+        goto done;
     char *gpath = join(dir, "generation_config.json");
     struct stat st;
     int bad = !gpath;
@@ -304,7 +410,7 @@ static int read_config(SlHeader *h, int *family, const char *dir) {
     free(gpath);
     if (!bad) rc = 0;
 done:
-    json_free(&cfg);
+    json_free(&root);
     free(path);
     return rc;
 }
@@ -326,6 +432,22 @@ static const PieceNames hf_names = {
     .qk_norm = {"model.layers.%zu.self_attn.q_norm.weight",
                 "model.layers.%zu.self_attn.k_norm.weight"},
 };
+
+// Gemma 3's names, under a prefix: "model." (Gemma3ForCausalLM) or "model.language_model."
+// (Gemma3ForConditionalGeneration's text model). Its post_attention_layernorm is the norm of
+// the attention output; pre_feedforward_layernorm is our rms_ffn.
+#define GEMMA_NAMES(P)                                                                         \
+    {.tensor = {P "embed_tokens.weight", P "layers.%zu.input_layernorm.weight",                 \
+                P "layers.%zu.self_attn.q_proj.weight", P "layers.%zu.self_attn.k_proj.weight", \
+                P "layers.%zu.self_attn.v_proj.weight", P "layers.%zu.self_attn.o_proj.weight", \
+                P "layers.%zu.pre_feedforward_layernorm.weight",                               \
+                P "layers.%zu.mlp.gate_proj.weight", P "layers.%zu.mlp.down_proj.weight",       \
+                P "layers.%zu.mlp.up_proj.weight", P "norm.weight", "lm_head.weight"},          \
+     .qk_norm = {P "layers.%zu.self_attn.q_norm.weight", P "layers.%zu.self_attn.k_norm.weight"}, \
+     .post_norms = {P "layers.%zu.post_attention_layernorm.weight",                           \
+                    P "layers.%zu.post_feedforward_layernorm.weight"}}
+static const PieceNames gemma_names = GEMMA_NAMES("model.");
+static const PieceNames gemma_mm_names = GEMMA_NAMES("model.language_model.");
 
 static int st_piece_read(void *ctx, const void *src, size_t first, size_t n, float *out) {
     return st_read_f32(ctx, src, first, n, out);
@@ -367,14 +489,16 @@ int hf_open(HfModel *m, const char *dir) {
     if (read_config(&m->header, &m->family, dir) != 0) return -1;
     if (st_open_dir(&m->st, dir) != 0) return -1;
     SlHeader *h = &m->header;
-    if (!(h->flags & SL_FLAG_SHARED_CLASSIFIER) && !st_find(&m->st, hf_names.tensor[SL_T_CLS]))
+    const PieceNames *nm = m->family == HF_GEMMA3 ? &gemma_names
+                           : m->family == HF_GEMMA3_MM ? &gemma_mm_names : &hf_names;
+    if (!(h->flags & SL_FLAG_SHARED_CLASSIFIER) && !st_find(&m->st, nm->tensor[SL_T_CLS]))
         h->flags |= SL_FLAG_SHARED_CLASSIFIER;  // no lm_head: the embedding is the classifier
     char cfg_path[4096];
     snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
     if (model_layout(h, NULL, &m->layout, cfg_path) != MODEL_OK) goto fail;
     m->pieces.read = st_piece_read;
     m->pieces.ctx = &m->st;
-    PieceNames names = hf_names;
+    PieceNames names = *nm;
     names.fused_qkv = names.fused_up = m->family == HF_PHI3;
     names.halves = (size_t)h->head_dim;
     for (int t = 0; t < SL_T_COUNT; t++)
@@ -395,7 +519,15 @@ void hf_close(HfModel *m) {
 
 int hf_fill(void *ctx, int t, size_t offset, void *buf, size_t n) {
     HfModel *m = ctx;
-    return pieces_fill(&m->pieces, t, offset, buf, n);
+    int rc = pieces_fill(&m->pieces, t, offset, buf, n);
+    // Gemma's RMSNorm scales by (1 + w), computed in f32 as transformers does: stored as the sum
+    int norm = t == SL_T_RMS_ATT || t == SL_T_RMS_FFN || t == SL_T_RMS_FINAL ||
+               t == SL_T_QK_NORM || t == SL_T_POST_NORMS;
+    if (rc == 0 && norm && (m->family == HF_GEMMA3 || m->family == HF_GEMMA3_MM)) {
+        float *f = buf;  // norm tensors are f32, and the writer fills whole floats
+        for (size_t i = 0; i < n / sizeof(float); i++) f[i] = 1.0f + f[i];
+    }
+    return rc;
 }
 
 // ----------------------------------------------------------------------------
@@ -422,12 +554,24 @@ static int is_byte_piece(const char *s, size_t n) {
            s[3] && s[4];
 }
 
+// Gemma's pre-tokenizer: Split on the string " ", MergedWithPrevious, not inverted.
+static int is_space_split(const JsonValue *pre) {
+    const JsonValue *inv = json_get(pre, "invert");
+    return json_is_str(json_get(pre, "type"), "Split") &&
+           json_is_str(json_get(json_get(pre, "pattern"), "String"), " ") &&
+           json_is_str(json_get(pre, "behavior"), "MergedWithPrevious") &&
+           (!inv || inv->type == JSON_FALSE);
+}
+
 // The normalizer / pre-tokenizer pair of a sentencepiece-style BPE, as tokenizer.h's flags:
 //   Prepend("▁") + Replace(" ", "▁"), no pre-tokenizer (Llama 2's layout): flags 0, a space
 //     always prepended and merges across spaces, as llama2.c;
 //   Metaspace("▁", prepend_scheme, split) (transformers' legacy=False layout): first or always
 //     (or add_prefix_space) prepend a space unless the text starts with one, never does not;
 //     split true keeps merges within each space-led piece.
+//   Replace(" ", "▁") alone (Gemma's: no dummy prefix), with no pre-tokenizer or Gemma's
+//     Split(" ", MergedWithPrevious), which finds no space once they are all "▁": flags
+//     TOK_FLAG_PREFIX_NEVER, merges across spaces.
 // Returns 0, or -1 after naming what it found.
 static int check_pipeline(const JsonValue *root, const char *path, uint32_t *flags) {
     const JsonValue *norm = json_get(root, "normalizer"), *pre = json_get(root, "pre_tokenizer");
@@ -457,6 +601,11 @@ static int check_pipeline(const JsonValue *root, const char *path, uint32_t *fla
                 return -1;
             }
         }
+    }
+    if (replace && !prepend && is_space_split(pre)) pre = NULL;  // Gemma's: a no-op after Replace
+    if (replace && !prepend && (!pre || pre->type == JSON_NULL)) {
+        *flags = TOK_FLAG_PREFIX_NEVER;
+        return 0;
     }
     if (pre && pre->type != JSON_NULL) {
         const JsonValue *ty = json_get(pre, "type"), *sch = json_get(pre, "prepend_scheme");
@@ -714,10 +863,24 @@ int hf_tokenizer(Tokenizer *tok, const char *dir, int vocab_size, int bos_id, in
         type[id] = is_byte_piece(v->key, v->key_len) ? TOK_BYTE : TOK_NORMAL;
     }
     const JsonValue *unk = json_get(model, "unk_token");
+    size_t beyond = 0;  // added tokens past the embedding (Gemma 3 1B's <image_soft_token>)
     for (size_t i = 0; added && added->type == JSON_ARRAY && i < added->n; i++) {
         const JsonValue *a = &added->items[i], *c = json_get(a, "content");
         long long id;
-        if (!json_int(json_get(a, "id"), 0, (long long)V - 1, &id) || !c || c->type != JSON_STRING) {
+        if (!json_int(json_get(a, "id"), 0, INT32_MAX, &id) || !c || c->type != JSON_STRING) {
+            fprintf(stderr, "%s: added token at byte %zu needs an id below vocab_size %d and a "
+                    "content string\n", path, a->offset, vocab_size);
+            goto done;
+        }
+        // a special token the model has no row for (the vocab's ids are all below V): left out
+        if (id >= (long long)V && json_get(a, "special") && json_get(a, "special")->type == JSON_TRUE) {
+            if (!beyond++)
+                fprintf(stderr, "%s: note: special token %lld \"%.32s\" is past the model's "
+                        "vocab_size %d: left out (the model cannot read or write it)\n", path, id,
+                        c->str, vocab_size);
+            continue;
+        }
+        if (id >= (long long)V) {
             fprintf(stderr, "%s: added token at byte %zu needs an id below vocab_size %d and a "
                     "content string\n", path, a->offset, vocab_size);
             goto done;

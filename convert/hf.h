@@ -1,6 +1,8 @@
 // hf.h: reads a Hugging Face checkpoint directory: LlamaForCausalLM, MistralForCausalLM,
 // Qwen2ForCausalLM (q/k/v biases), Qwen3ForCausalLM (q/k norms), Phi3ForCausalLM (fused
-// qkv_proj and gate_up_proj, split here).
+// qkv_proj and gate_up_proj, split here), Gemma3ForCausalLM, and the text model of
+// Gemma3ForConditionalGeneration (its text_config, its tensors under model.language_model.).
+// Gemma's norms scale by (1 + w): hf_fill writes that sum, in f32, as the norm weights.
 //
 // Contract: POSIX and libc. The directory holds config.json, model.safetensors (or shards
 // listed in model.safetensors.index.json) and tokenizer.json. config.json gives the header;
@@ -19,7 +21,8 @@
 #include "tokenizer.h"
 
 // The architectures export reads (config.json's "architectures").
-enum hf_family { HF_LLAMA, HF_MISTRAL, HF_QWEN2, HF_QWEN3, HF_PHI3, HF_FAMILY_COUNT };
+enum hf_family { HF_LLAMA, HF_MISTRAL, HF_QWEN2, HF_QWEN3, HF_PHI3, HF_GEMMA3, HF_GEMMA3_MM,
+                 HF_FAMILY_COUNT };
 
 typedef struct {
     SlHeader header;         // hyperparameters, f32 tensor types, bos/eos from config.json

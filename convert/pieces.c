@@ -81,7 +81,8 @@ int pieces_map(Pieces *p, int t, const SlHeader *h, const SlLayout *lay, const P
                    ? 1 : (size_t)h->n_layers;
     size_t hd = (size_t)h->head_dim, qd = (size_t)h->n_heads * hd;
     size_t kvd = (size_t)h->n_kv_heads * hd, dim = (size_t)h->dim, ff = (size_t)h->hidden_dim;
-    size_t hv = nm->halves, np = t == SL_T_BQKV ? 3 : t == SL_T_QK_NORM ? 2 : 1;
+    size_t hv = nm->halves;
+    size_t np = t == SL_T_BQKV ? 3 : t == SL_T_QK_NORM || t == SL_T_POST_NORMS ? 2 : 1;
     Piece *pc = pieces_alloc(p, t, L, np);
     if (!pc) {
         fprintf(stderr, "out of memory for the pieces of tensor %s\n", tensor_name(t));
@@ -113,6 +114,10 @@ int pieces_map(Pieces *p, int t, const SlHeader *h, const SlLayout *lay, const P
         case SL_T_QK_NORM:
             r = find(ctx, &pc[0], nm->qk_norm[0], l, hd, 0, 0, hd, hv) ||
                 find(ctx, &pc[1], nm->qk_norm[1], l, hd, 0, 0, hd, hv);
+            break;
+        case SL_T_POST_NORMS:
+            r = find(ctx, &pc[0], nm->post_norms[0], l, dim, 0, 0, dim, 0) ||
+                find(ctx, &pc[1], nm->post_norms[1], l, dim, 0, 0, dim, 0);
             break;
         case SL_T_ROPE_FREQS:
             r = find(ctx, pc, nm->rope_freqs, l, hd / 2, 0, 0, hd / 2, 0);

@@ -40,6 +40,7 @@ typedef struct {
     const char *tensor[SL_T_COUNT_V1];  // our tensors 0 .. 11, one source each
     const char *qkv, *gate_up;          // fused q, k, v rows and gate, up rows (or NULL)
     const char *bias[3], *qk_norm[2], *rope_freqs;
+    const char *post_norms[2];          // after attention, after the feed-forward (Gemma)
     int fused_qkv, fused_up;            // does this model use the fused sources?
     size_t halves;                      // q and k (rows, biases, norms) in halves order of
                                         // this head_dim; 0: already in ours

@@ -90,8 +90,9 @@ int model_write(const char *path, SlHeader h, const Tokenizer *tok, const Tensor
     memcpy(h.magic, SL_MAGIC, 8);
     h.version = (uint32_t)model_version(&h, tok);
     h.header_bytes = SL_HEADER_BYTES;
-    if (h.n_tensors) h.n_tensors = h.version >= 2 ? SL_T_COUNT : SL_T_COUNT_V1;
-    size_t toksize = tokenizer_section_bytes(tok, (int)h.version);
+    if (h.n_tensors)
+        h.n_tensors = h.version >= 3 ? SL_T_COUNT : h.version == 2 ? SL_T_COUNT_V2 : SL_T_COUNT_V1;
+    size_t toksize = tokenizer_section_bytes(tok, SL_TOKENIZER_FORMAT(h.version));
     if (toksize > UINT32_MAX) {
         fprintf(stderr, "%s: tokenizer of %zu bytes is too large for the format\n", path, toksize);
         return -1;
@@ -105,7 +106,7 @@ int model_write(const char *path, SlHeader h, const Tokenizer *tok, const Tensor
         fprintf(stderr, "%s: out of memory\n", path);
         return -1;
     }
-    tokenizer_write_section(tok, (int)h.version, toksec);
+    tokenizer_write_section(tok, SL_TOKENIZER_FORMAT(h.version), toksec);
 
     OutFile o;
     if (!outfile_open(&o, path)) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes fuzz/corpus/gguf/arch-*.gguf: tiny GGUFs of each architecture export reads besides
 llama (qwen2 with q/k/v biases, qwen3 with q/k norms and a key_length of its own, phi3 with
-fused attn_qkv and gate+up, and llama with rope_freqs), so that the fuzzer starts inside
+fused attn_qkv and gate+up, llama with rope_freqs, and gemma3 with q/k norms, post norms, a
+window on every other layer and add_space_prefix false), so that the fuzzer starts inside
 every branch of the reader. The vocabulary is that of tests/fixtures/tiny-qwen2.gguf (written
 by llama.cpp's converter); the tensors are made up, dim 8.
 
@@ -54,8 +55,12 @@ def write(arch, path, hd, extra):
     if hd != DIM // NH:
         w.add_key_length(hd)
         w.add_value_length(hd)
-    if arch == "phi3":
+    if arch in ("phi3", "gemma3"):
         w.add_sliding_window(4)
+    if arch == "gemma3":  # every other layer global, the windowed ones with their own RoPE base
+        w.add_uint32("gemma3.attention.sliding_window_pattern", 2)
+        w.add_float32("gemma3.rope.freq_base_swa", 1000.0)
+        w.add_bool("tokenizer.ggml.add_space_prefix", False)
     w.add_tensor("token_embd.weight", t(vocab, DIM))
     w.add_tensor("output_norm.weight", t(DIM, k=1))
     qd, kvd = NH * hd, NKV * hd
@@ -91,6 +96,12 @@ def norms(w, b, qd, kvd, hd):
     w.add_tensor(b + "attn_k_norm.weight", t(hd, k=13))
 
 
+def gemma3(w, b, qd, kvd, hd):
+    norms(w, b, qd, kvd, hd)
+    w.add_tensor(b + "post_attention_norm.weight", t(DIM, k=14))
+    w.add_tensor(b + "post_ffw_norm.weight", t(DIM, k=15))
+
+
 def none(w, b, qd, kvd, hd):
     pass
 
@@ -104,3 +115,4 @@ write("qwen2", "fuzz/corpus/gguf/arch-qwen2.gguf", 4, biases)
 write("qwen3", "fuzz/corpus/gguf/arch-qwen3.gguf", 6, norms)
 write("phi3", "fuzz/corpus/gguf/arch-phi3.gguf", 4, none)
 write("llama", "fuzz/corpus/gguf/arch-llama-rope-freqs.gguf", 4, rope_freqs)
+write("gemma3", "fuzz/corpus/gguf/arch-gemma3.gguf", 4, gemma3)

@@ -45,6 +45,15 @@ RopeParams rope_params(const SlHeader *h, const float *divisors) {
     return r;
 }
 
+RopeParams rope_params_layer(const SlHeader *h, const float *divisors, size_t l) {
+    // (model_layer_windowed's rule; a local base comes with a window period, model.c checks)
+    if (h->rope_local_theta > 0 && h->window_period > 0 && (l + 1) % (size_t)h->window_period) {
+        RopeParams r = {h->rope_local_theta, SL_ROPE_NONE, 0, 0, 0, 0, NULL};
+        return r;
+    }
+    return rope_params(h, divisors);
+}
+
 float rope_freq(const RopeParams *r, size_t i, size_t head_dim) {
     float f = 1.0f / powf(r->theta, (float)i / (float)head_dim);
     if (r->scaling == SL_ROPE_LINEAR) return f / r->factor;
@@ -91,6 +100,15 @@ void swiglu(float *h, const float *u, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float x = h[i];
         h[i] = x * (1.0f / (1.0f + expf(-x))) * u[i];
+    }
+}
+
+void geglu(float *h, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float x = h[i];
+        float y = 0.7978845608f * (x + 0.044715f * x * x * x);  // sqrt(2 / pi) (x + 0.044715 x^3)
+        float t = 1.0f - 2.0f / (expf(2.0f * y) + 1.0f);        // tanh(y), through expf
+        h[i] = 0.5f * x * (1.0f + t) * u[i];
     }
 }
 

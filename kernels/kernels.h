@@ -64,6 +64,9 @@ typedef struct {
 
 // The parameters of a header; divisors: the model's rope_freqs tensor (SL_ROPE_FREQS) or NULL.
 RopeParams rope_params(const SlHeader *h, const float *divisors);
+// Those of layer l: a windowed layer's with a local RoPE base (header.rope_local_theta) are that
+// base, unscaled; every other layer's are rope_params'.
+RopeParams rope_params_layer(const SlHeader *h, const float *divisors, size_t l);
 float rope_freq(const RopeParams *r, size_t i, size_t head_dim);
 void rope(float *v, size_t n_heads, size_t head_dim, size_t pos, const RopeParams *r);
 
@@ -75,5 +78,11 @@ void attention_head(float *out, float *att, const float *q, const float *k, cons
 
 // SwiGLU's gating: h_i = silu(h_i) * u_i, silu(x) = x / (1 + exp(-x)).
 void swiglu(float *h, const float *u, size_t n);
+
+// GeGLU with gelu's tanh approximation (transformers' gelu_pytorch_tanh, Gemma's), in place:
+//   h_i = 0.5 h_i (1 + tanh(sqrt(2 / pi) (h_i + 0.044715 h_i^3))) u_i
+// tanh(y) is computed as 1 - 2 / (e^(2y) + 1) with expf, as swiglu uses expf, so that every
+// build gives the same bits.
+void geglu(float *h, const float *u, size_t n);
 
 #endif

@@ -3,8 +3,11 @@
 // Contract: libc, libm and the thread pool; the weights are read from the read-only
 // mapping and never copied. Per layer: RMSNorm, q/k/v projections, RoPE, grouped-query
 // attention over the KV cache, the output projection, RMSNorm, a SwiGLU feed-forward;
-// residual adds. The matmuls (matmul.c) and attention (attention.c) are the tuned
-// kernels; transformer_forward_plain runs the same pass on kernels.c, as the reference.
+// residual adds. The families' few differences are branches on the header: biases and q/k
+// norms (Qwen), and Gemma's embedding scale, query scale, norms after attention and after the
+// feed-forward, GeGLU, and windowed layers with their own RoPE base (and caches of their
+// window only). The matmuls (matmul.c) and attention (attention.c) are the tuned kernels;
+// transformer_forward_plain runs the same pass on kernels.c, as the reference.
 #include "runtime/transformer.h"
 
 #include <assert.h>
@@ -21,16 +24,46 @@
 // ----------------------------------------------------------------------------
 // run state
 
+size_t runstate_window_rows(const SlHeader *h) {
+    size_t seq = (size_t)h->seq_len, B = seq < SL_MAX_BATCH ? seq : SL_MAX_BATCH;
+    size_t w = (size_t)h->sliding_window, drop = seq > SHIFT_SINKS ? (seq - SHIFT_SINKS) / 2 : 0;
+    if (w == 0 || h->n_layers <= 0 || w > seq) return 0;
+    size_t rows = w - 1 + 2 * B;
+    // run's shift at a full context leaves seq - drop positions; the next window must not reach
+    // the sinks, which a windowed cache no longer holds
+    return rows < seq && seq - drop >= w - 1 + SHIFT_SINKS ? rows : 0;
+}
+
+// Rows of layer l's cache: seq_len, or win_rows for a windowed layer.
+static size_t layer_rows(const SlHeader *h, size_t win_rows, size_t l) {
+    return win_rows && model_layer_windowed(h, l) ? win_rows : (size_t)h->seq_len;
+}
+
+size_t runstate_kv_bytes(const SlHeader *h, int kv_type, int full) {
+    size_t win = full ? 0 : runstate_window_rows(h), rows = 0, n;
+    for (size_t l = 0; l < (size_t)h->n_layers; l++) rows += layer_rows(h, win, l);
+    if (__builtin_mul_overflow(rows, (size_t)h->n_kv_heads * (size_t)h->head_dim, &n) ||
+        __builtin_mul_overflow(n, attention_kv_bytes(kv_type), &n))
+        return 0;
+    return n;
+}
+
 int runstate_build(RunState *s, const Model *m, int kv_type) {
+    return runstate_build_full(s, m, kv_type, 0);
+}
+
+int runstate_build_full(RunState *s, const Model *m, int kv_type, int full) {
     const SlHeader *h = &m->header;
     memset(s, 0, sizeof *s);
     size_t dim = (size_t)h->dim, hidden = (size_t)h->hidden_dim, hd = (size_t)h->head_dim;
     size_t q_dim = (size_t)h->n_heads * hd, kv_dim = (size_t)h->n_kv_heads * hd;
     size_t seq = (size_t)h->seq_len, B = seq < SL_MAX_BATCH ? seq : SL_MAX_BATCH;
-    size_t cache, att, rope;
+    size_t cache, att, rope, tables = h->rope_local_theta > 0 ? 2 : 1;  // a local RoPE: two
+    s->win_rows = full ? 0 : runstate_window_rows(h);
     if (__builtin_mul_overflow((size_t)h->n_layers * kv_dim, seq, &cache) ||
         __builtin_mul_overflow((size_t)h->n_heads, seq, &att) ||
-        __builtin_mul_overflow(seq, hd / 2, &rope) || cache > SIZE_MAX / sizeof(float)) {
+        __builtin_mul_overflow(seq, hd / 2 * tables, &rope) || cache > SIZE_MAX / sizeof(float) ||
+        !(s->kv_bytes = runstate_kv_bytes(h, kv_type, full))) {
         fprintf(stderr, "the KV cache for %d layers x %d positions overflows\n", h->n_layers,
                 h->seq_len);
         return MODEL_ERR_DIMS;
@@ -61,24 +94,29 @@ int runstate_build(RunState *s, const Model *m, int kv_type) {
     s->rope_cos = calloc(rope, sizeof(float));
     s->rope_sin = calloc(rope, sizeof(float));
     s->kv_type = kv_type;
-    s->key_cache = calloc(cache, attention_kv_bytes(kv_type));
-    s->value_cache = calloc(cache, attention_kv_bytes(kv_type));
+    s->key_cache = calloc(s->kv_bytes, 1);
+    s->value_cache = calloc(s->kv_bytes, 1);
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->ao || !s->hb || !s->hb2 ||
         !s->att || !s->logits || !s->attn_scratch || (any_q8 && !s->q8) || !s->rope_cos || !s->rope_sin || !s->key_cache ||
         !s->value_cache) {
-        fprintf(stderr, "cannot allocate the run state (KV cache: 2 x %zu bytes)\n",
-                cache * attention_kv_bytes(kv_type));
+        fprintf(stderr, "cannot allocate the run state (KV cache: 2 x %zu bytes)\n", s->kv_bytes);
         runstate_free(s);
         return MODEL_ERR_NOMEM;
     }
-    // the same float operations as kernels.c's rope, done once per (position, pair)
-    RopeParams rp = rope_params(h, m->w.rope_freqs);
-    for (size_t p = 0; p < seq; p++) {
-        for (size_t i = 0; i < hd; i += 2) {
-            float freq = rope_freq(&rp, i, hd);
-            float angle = (float)p * freq;
-            s->rope_cos[p * (hd / 2) + i / 2] = cosf(angle);
-            s->rope_sin[p * (hd / 2) + i / 2] = sinf(angle);
+    // the same float operations as kernels.c's rope, done once per (position, pair): the global
+    // layers' table, then with a local RoPE base the windowed layers' (those of layer 0, which
+    // is windowed when there is a period)
+    s->rope_local = tables == 2 ? seq * (hd / 2) : 0;
+    for (size_t tb = 0; tb < tables; tb++) {
+        RopeParams rp = tb ? rope_params_layer(h, m->w.rope_freqs, 0) : rope_params(h, m->w.rope_freqs);
+        float *cs = s->rope_cos + tb * s->rope_local, *sn = s->rope_sin + tb * s->rope_local;
+        for (size_t p = 0; p < seq; p++) {
+            for (size_t i = 0; i < hd; i += 2) {
+                float freq = rope_freq(&rp, i, hd);
+                float angle = (float)p * freq;
+                cs[p * (hd / 2) + i / 2] = cosf(angle);
+                sn[p * (hd / 2) + i / 2] = sinf(angle);
+            }
         }
     }
     return MODEL_OK;
@@ -94,10 +132,15 @@ void runstate_free(RunState *s) {
 }
 
 int transformer_build(Transformer *t, const char *path, Pool *pool, int kv_type) {
-    return transformer_build_ctx(t, path, pool, kv_type, 0);
+    return transformer_build_ctx(t, path, pool, kv_type, 0, 0);
 }
 
-int transformer_build_ctx(Transformer *t, const char *path, Pool *pool, int kv_type, int n_ctx) {
+int transformer_build_full(Transformer *t, const char *path, Pool *pool, int kv_type, int full) {
+    return transformer_build_ctx(t, path, pool, kv_type, 0, full);
+}
+
+int transformer_build_ctx(Transformer *t, const char *path, Pool *pool, int kv_type, int n_ctx,
+                          int full) {
     memset(t, 0, sizeof *t);
     t->pool = pool;
     int err = model_open(&t->model, path, 1);
@@ -109,7 +152,7 @@ int transformer_build_ctx(Transformer *t, const char *path, Pool *pool, int kv_t
         return MODEL_ERR_DIMS;
     }
     if (n_ctx) t->model.header.seq_len = n_ctx;
-    if ((err = runstate_build(&t->state, &t->model, kv_type)) != MODEL_OK)
+    if ((err = runstate_build_full(&t->state, &t->model, kv_type, full)) != MODEL_OK)
         model_close(&t->model);
     return err;
 }
@@ -151,7 +194,9 @@ static void rope_rotate(float *v, size_t n_heads, size_t hd, const float *cos_p,
 }
 
 // What some families add between the projections and RoPE, for one token of layer l:
-//   q, k, v += their biases (Qwen2);  each head of q and of k <- RMSNorm(head) (Qwen3).
+//   q, k, v += their biases (Qwen2);  each head of q and of k <- RMSNorm(head) (Qwen3, Gemma 3);
+//   q *= attn_scale sqrt(head_dim) (Gemma), so that the attention's 1 / sqrt(head_dim) makes
+//   the scores q . k attn_scale (as llama.cpp scales Gemma's queries before attention).
 static void qkv_adjust(const SlHeader *h, const Weights *w, size_t l, float *q, float *k,
                        float *v) {
     size_t hd = (size_t)h->head_dim, q_dim = (size_t)h->n_heads * hd;
@@ -167,12 +212,65 @@ static void qkv_adjust(const SlHeader *h, const Weights *w, size_t l, float *q, 
         for (size_t i = 0; i < q_dim; i += hd) rmsnorm(q + i, q + i, qn, hd, h->norm_eps);
         for (size_t i = 0; i < kv_dim; i += hd) rmsnorm(k + i, k + i, kn, hd, h->norm_eps);
     }
+    if (h->attn_scale > 0) {
+        float f = h->attn_scale * sqrtf((float)hd);
+        for (size_t i = 0; i < q_dim; i++) q[i] *= f;
+    }
+}
+
+// The token embedding's row, times embed_scale where the header has one (Gemma).
+static void embed(const SlHeader *h, const Weights *w, int token, float *x) {
+    tensor_row(&w->token_embedding, (size_t)token, x);
+    if (h->embed_scale > 0)
+        for (size_t i = 0; i < (size_t)h->dim; i++) x[i] *= h->embed_scale;
+}
+
+// A block's output o (n rows of dim) joins the residual x: x += o, or with post norms (Gemma)
+// x += RMSNorm(o) with weights pw.
+static void residual_add(const SlHeader *h, float *x, float *o, const float *pw, size_t n) {
+    size_t dim = (size_t)h->dim;
+    for (size_t r = 0; pw && r < n; r++) rmsnorm(o + r * dim, o + r * dim, pw, dim, h->norm_eps);
+    for (size_t i = 0; i < n * dim; i++) x[i] += o[i];
+}
+
+// The post norms of layer l: after attention (which = 0) or after the feed-forward (1), or NULL.
+static const float *post_norm(const SlHeader *h, const Weights *w, size_t l, int which) {
+    return w->post_norms ? w->post_norms + (l * 2 + (size_t)which) * (size_t)h->dim : NULL;
+}
+
+// The gated activation: GeGLU (Gemma) or SwiGLU.
+static void gate(const SlHeader *h, float *hb, const float *hb2, size_t n) {
+    if (h->flags & SL_FLAG_GELU) geglu(hb, hb2, n);
+    else swiglu(hb, hb2, n);
 }
 
 // The quantized forms of an input that the matrices reading it need (matmul_input_forms).
 static int forms_of(const Tensor *a, const Tensor *b, const Tensor *c) {
     return matmul_input_forms(a->type) | (b ? matmul_input_forms(b->type) : 0) |
            (c ? matmul_input_forms(c->type) : 0);
+}
+
+// Windowed caches: makes room for positions pos0 .. pos0 + n - 1, whose queries see keys from
+// pos0 - window + 1 on: when they would run past the rows, the positions from there move to
+// row 0 (every windowed layer, keys and values).
+static void window_room(const SlHeader *h, RunState *s, size_t pos0, size_t n) {
+    size_t w = (size_t)h->sliding_window, lo = pos0 + 1 > w ? pos0 + 1 - w : 0;
+    if (pos0 == 0) s->win_base = 0;  // a new start needs no earlier key
+    assert(lo >= s->win_base);  // a rewind past the window that the cache still holds
+    if (pos0 + n <= s->win_base + s->win_rows) return;
+    size_t hd = (size_t)h->head_dim, n_kv = (size_t)h->n_kv_heads, seq = (size_t)h->seq_len;
+    size_t row = hd * attention_kv_bytes(s->kv_type), at = 0, keep = pos0 - lo;
+    for (size_t l = 0; l < (size_t)h->n_layers; l++) {
+        size_t rows = layer_rows(h, s->win_rows, l);
+        for (size_t g = 0; rows != seq && g < n_kv; g++) {
+            uint8_t *kc = (uint8_t *)s->key_cache + (at + g * rows) * row;
+            uint8_t *vc = (uint8_t *)s->value_cache + (at + g * rows) * row;
+            memmove(kc, kc + (lo - s->win_base) * row, keep * row);
+            memmove(vc, vc + (lo - s->win_base) * row, keep * row);
+        }
+        at += n_kv * rows;
+    }
+    s->win_base = lo;
 }
 
 // Runs n <= batch tokens at pos0... Writes the logits of every token to all_logits
@@ -188,13 +286,18 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
     size_t q_dim = n_heads * hd, kv_dim = n_kv * hd, seq = (size_t)h->seq_len;
     size_t L = (size_t)h->n_layers;
     float eps = h->norm_eps;
-    AttnShape shape = {n_heads, n_kv, hd, seq, s->kv_type, (size_t)h->sliding_window};
     size_t es = attention_kv_bytes(s->kv_type);  // bytes per cache element
     MatIn in;
 
-    for (size_t i = 0; i < n; i++)
-        tensor_row(&w->token_embedding, (size_t)tokens[i], s->x + i * dim);
+    if (s->win_rows) window_room(h, s, pos0, n);
+    for (size_t i = 0; i < n; i++) embed(h, w, tokens[i], s->x + i * dim);
+    size_t at = 0;  // where layer l's cache starts, in elements
     for (size_t l = 0; l < L; l++) {
+        int windowed = model_layer_windowed(h, l);
+        size_t rows = layer_rows(h, s->win_rows, l), base = rows != seq ? s->win_base : 0;
+        // the kernel sees the cache's rows as positions: those of this layer, from base
+        AttnShape shape = {n_heads, n_kv, hd, rows, s->kv_type, windowed ? (size_t)h->sliding_window : 0};
+        size_t rt = windowed ? s->rope_local : 0;  // this layer's RoPE table
         // attention block
         for (size_t i = 0; i < n; i++)
             rmsnorm(s->xb + i * dim, s->x + i * dim, w->rms_att + l * dim, dim, eps);
@@ -206,29 +309,33 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
         matmul(pool, s->v, &in, &wv);
         for (size_t i = 0; i < n; i++)
             qkv_adjust(h, w, l, s->q + i * q_dim, s->k + i * kv_dim, s->v + i * kv_dim);
-        uint8_t *kc = (uint8_t *)s->key_cache + l * kv_dim * seq * es;  // (n_kv_heads, seq, hd)
-        uint8_t *vc = (uint8_t *)s->value_cache + l * kv_dim * seq * es;
+        uint8_t *kc = (uint8_t *)s->key_cache + at * es;  // (n_kv_heads, rows, hd)
+        uint8_t *vc = (uint8_t *)s->value_cache + at * es;
+        at += kv_dim * rows;
         for (size_t i = 0; i < n; i++) {
             size_t p = pos0 + i;
-            const float *c = s->rope_cos + p * (hd / 2), *sn = s->rope_sin + p * (hd / 2);
+            const float *c = s->rope_cos + rt + p * (hd / 2), *sn = s->rope_sin + rt + p * (hd / 2);
             rope_rotate(s->q + i * q_dim, n_heads, hd, c, sn);
             rope_rotate(s->k + i * kv_dim, n_kv, hd, c, sn);
             for (size_t g = 0; g < n_kv; g++) {
-                size_t at = (g * seq + p) * hd * es;
-                attention_kv_store(s->kv_type, kc + at, s->k + i * kv_dim + g * hd, hd);
-                attention_kv_store(s->kv_type, vc + at, s->v + i * kv_dim + g * hd, hd);
+                size_t r = (g * rows + p - base) * hd * es;
+                attention_kv_store(s->kv_type, kc + r, s->k + i * kv_dim + g * hd, hd);
+                attention_kv_store(s->kv_type, vc + r, s->v + i * kv_dim + g * hd, hd);
             }
         }
         float *rec = t->sink ? s->att_rec : NULL;  // recording: the kernel's weights, to the sink
+        for (size_t r = 0; rec && base && r < n * n_heads; r++)  // keys the cache no longer holds
+            memset(rec + r * seq, 0, base * sizeof(float));
         double t0 = pool_now();
-        attention_prefill_rec(pool, &shape, s->ao, s->q, kc, vc, pos0, n, s->attn_scratch, rec, seq);
+        attention_prefill_rec(pool, &shape, s->ao, s->q, kc, vc, pos0 - base, n, s->attn_scratch,
+                              rec ? rec + base : NULL, seq);
         t->attention_seconds += pool_now() - t0;
         if (rec) t->sink(t->sink_ctx, l, pos0, n, rec, seq);
         matmul_input(&in, s->ao, q_dim, n, s->q8, forms_of(&wo, NULL, NULL));
         matmul(pool, s->xb2, &in, &wo);
-        for (size_t i = 0; i < n * dim; i++) s->x[i] += s->xb2[i];
+        residual_add(h, s->x, s->xb2, post_norm(h, w, l, 0), n);
 
-        // feed-forward block: w2 (silu(w1 x) * w3 x)
+        // feed-forward block: w2 (silu(w1 x) * w3 x), or gelu for GeGLU
         for (size_t i = 0; i < n; i++)
             rmsnorm(s->xb + i * dim, s->x + i * dim, w->rms_ffn + l * dim, dim, eps);
         Tensor w1 = tensor_layer(&w->w1, l, L), w2 = tensor_layer(&w->w2, l, L);
@@ -236,10 +343,10 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
         matmul_input(&in, s->xb, dim, n, s->q8, forms_of(&w1, &w3, NULL));
         matmul(pool, s->hb, &in, &w1);
         matmul(pool, s->hb2, &in, &w3);
-        swiglu(s->hb, s->hb2, n * hidden);
+        gate(h, s->hb, s->hb2, n * hidden);
         matmul_input(&in, s->hb, hidden, n, s->q8, forms_of(&w2, NULL, NULL));
         matmul(pool, s->xb2, &in, &w2);
-        for (size_t i = 0; i < n * dim; i++) s->x[i] += s->xb2[i];
+        residual_add(h, s->x, s->xb2, post_norm(h, w, l, 1), n);
     }
     // the classifier: every token's logits, or the last one's
     size_t first = all_logits ? 0 : n - 1;
@@ -271,34 +378,62 @@ void transformer_forward_all(Transformer *t, const int *tokens, size_t n, size_t
     forward(t, tokens, n, pos0, logits);
 }
 
+int transformer_can_shift(const Transformer *t, size_t n, size_t keep, size_t drop) {
+    size_t w = (size_t)t->model.header.sliding_window;
+    return !t->state.win_rows || n - drop + 1 >= w + keep;
+}
+
+size_t transformer_resume(const Transformer *t, size_t pos) {
+    size_t w = (size_t)t->model.header.sliding_window, lo = pos + 1 > w ? pos + 1 - w : 0;
+    return !t->state.win_rows || lo >= t->state.win_base ? pos : 0;
+}
+
 size_t transformer_shift(Transformer *t, size_t n, size_t keep, size_t drop) {
     const SlHeader *h = &t->model.header;
     RunState *s = &t->state;
     size_t hd = (size_t)h->head_dim, n_kv = (size_t)h->n_kv_heads, seq = (size_t)h->seq_len;
     size_t es = attention_kv_bytes(s->kv_type), row = hd * es, L = (size_t)h->n_layers;
     assert(keep + drop <= n && n <= seq && drop < seq);
+    // windowed caches: the next window (from n - drop - w + 1) lies past the kept positions
+    assert(transformer_can_shift(t, n, keep, drop));
     if (drop == 0) return n;
-    // RoPE by -drop: the rotation by drop with its sine negated
-    const float *c = s->rope_cos + drop * (hd / 2);
-    float *nsin = s->q, *k = s->k;  // scratch between passes: head_dim / 2 and head_dim floats
-    for (size_t i = 0; i < hd / 2; i++) nsin[i] = -s->rope_sin[drop * (hd / 2) + i];
-    for (size_t l = 0; l < L; l++)
+    // the windowed layers' rows: positions from wb move down by drop, to row 0 when some
+    // positions before them go (kept ones the next windows do not reach, or dropped ones)
+    size_t wb = s->win_base > keep + drop ? s->win_base : keep + drop;
+    // RoPE by -drop: the rotation by drop with its sine negated (each table's, where the
+    // windowed layers have their own)
+    float *nsin = s->q, *k = s->k;  // scratch between passes: 2 x head_dim / 2 and head_dim floats
+    for (size_t tb = 0; tb < (s->rope_local ? 2u : 1u); tb++)
+        for (size_t i = 0; i < hd / 2; i++)
+            nsin[tb * (hd / 2) + i] = -s->rope_sin[tb * s->rope_local + drop * (hd / 2) + i];
+    size_t at = 0;  // where layer l's cache starts, in rows
+    for (size_t l = 0; l < L; l++) {
+        size_t rows = layer_rows(h, s->win_rows, l), win = rows != seq;
         for (size_t g = 0; g < n_kv; g++) {
-            size_t base = (l * n_kv + g) * seq;  // (layer, kv head): seq rows of head_dim
+            int local = s->rope_local && model_layer_windowed(h, l);
+            const float *c = s->rope_cos + (local ? s->rope_local : 0) + drop * (hd / 2);
+            const float *ns = nsin + (local ? hd / 2 : 0);
+            size_t base = at + g * rows;  // (layer, kv head): rows of head_dim
             uint8_t *kc = (uint8_t *)s->key_cache + base * row;
             uint8_t *vc = (uint8_t *)s->value_cache + base * row;
-            for (size_t p = keep + drop; p < n; p++) {
+            // position p at row p (full) or p - win_base (windowed), to row p - drop or, for a
+            // windowed layer, p - wb
+            size_t from = win ? s->win_base : 0, to = win ? wb : drop;
+            for (size_t p = win ? wb : keep + drop; p < n; p++) {
                 if (s->kv_type == ATTN_KV_F32) {
-                    memcpy(k, kc + p * row, row);
+                    memcpy(k, kc + (p - from) * row, row);
                 } else {
-                    const uint16_t *src = (const uint16_t *)(const void *)(kc + p * row);
+                    const uint16_t *src = (const uint16_t *)(const void *)(kc + (p - from) * row);
                     for (size_t i = 0; i < hd; i++) k[i] = fp16_to_f32(src[i]);
                 }
-                rope_rotate(k, 1, hd, c, nsin);
-                attention_kv_store(s->kv_type, kc + (p - drop) * row, k, hd);
-                memmove(vc + (p - drop) * row, vc + p * row, row);
+                rope_rotate(k, 1, hd, c, ns);
+                attention_kv_store(s->kv_type, kc + (p - to) * row, k, hd);
+                memmove(vc + (p - to) * row, vc + (p - from) * row, row);
             }
         }
+        at += n_kv * rows;
+    }
+    if (s->win_rows) s->win_base = wb - drop;
     return n - drop;
 }
 
@@ -307,16 +442,16 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
     const Weights *w = &t->model.w;
     RunState *s = &t->state;
     assert(token >= 0 && token < h->vocab_size && pos < (size_t)h->seq_len);
-    assert(s->kv_type == ATTN_KV_F32);
+    assert(s->kv_type == ATTN_KV_F32 && !s->win_rows);
     size_t dim = (size_t)h->dim, hidden = (size_t)h->hidden_dim, hd = (size_t)h->head_dim;
     size_t n_heads = (size_t)h->n_heads, n_kv = (size_t)h->n_kv_heads;
     size_t kv_dim = n_kv * hd, seq = (size_t)h->seq_len;
     size_t group = n_heads / n_kv;  // query heads per KV head
 
     size_t L = (size_t)h->n_layers;
-    RopeParams rp = rope_params(h, w->rope_freqs);
-    tensor_row(&w->token_embedding, (size_t)token, s->x);
+    embed(h, w, token, s->x);
     for (size_t l = 0; l < L; l++) {
+        RopeParams rp = rope_params_layer(h, w->rope_freqs, l);
         Tensor wq = tensor_layer(&w->wq, l, L), wk = tensor_layer(&w->wk, l, L);
         Tensor wv = tensor_layer(&w->wv, l, L), wo = tensor_layer(&w->wo, l, L);
         Tensor w1 = tensor_layer(&w->w1, l, L), w2 = tensor_layer(&w->w2, l, L);
@@ -335,7 +470,8 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
             memcpy(vc + (g * seq + pos) * hd, s->v + g * hd, hd * sizeof(float));
         }
         // keys lo..pos: all of them, or the last sliding_window
-        size_t win = (size_t)h->sliding_window, lo = win && pos + 1 > win ? pos + 1 - win : 0;
+        size_t win = model_layer_windowed(h, l) ? (size_t)h->sliding_window : 0;
+        size_t lo = win && pos + 1 > win ? pos + 1 - win : 0;
         for (size_t qh = 0; qh < n_heads; qh++) {
             size_t g = qh / group;
             float *att = s->att + qh * seq;
@@ -345,13 +481,13 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
         }
         if (t->sink) t->sink(t->sink_ctx, l, pos, 1, s->att, seq);
         matvec_tensor(s->xb2, s->ao, &wo);
-        for (size_t i = 0; i < dim; i++) s->x[i] += s->xb2[i];
+        residual_add(h, s->x, s->xb2, post_norm(h, w, l, 0), 1);
         rmsnorm(s->xb, s->x, w->rms_ffn + l * dim, dim, h->norm_eps);
         matvec_tensor(s->hb, s->xb, &w1);
         matvec_tensor(s->hb2, s->xb, &w3);
-        swiglu(s->hb, s->hb2, hidden);
+        gate(h, s->hb, s->hb2, hidden);
         matvec_tensor(s->xb2, s->hb, &w2);
-        for (size_t i = 0; i < dim; i++) s->x[i] += s->xb2[i];
+        residual_add(h, s->x, s->xb2, post_norm(h, w, l, 1), 1);
     }
     rmsnorm(s->x, s->x, w->rms_final, dim, h->norm_eps);
     matvec_tensor(s->logits, s->x, &w->wcls);

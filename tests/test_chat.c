@@ -99,15 +99,16 @@ static int read_conv(FILE *f, Conv *c) {
 
 // Runs the conversation of c through run -m chat (turns on a pipe) and checks that the
 // positions that ran hold exactly transformers' ids.
-static void check_family(const char *family) {
-    FILE *f = fopen(fixture("chat.txt"), "r");
-    cr_assert(f, "no tests/fixtures/chat.txt");
+// model: the model file to run, or NULL for the family's directory exported.
+static void check_family_model(const char *file, const char *family, const char *model_path) {
+    FILE *f = fopen(fixture(file), "r");
+    cr_assert(f, "no tests/fixtures/%s", file);
     Conv c;
     int found = 0;
     while (!found && read_conv(f, &c)) found = !strcmp(c.name, family);
     fclose(f);
-    cr_assert(found, "chat.txt has no family %s", family);
-    const char *model = strdup(export_dir(c.dir, "chat.slm"));
+    cr_assert(found, "%s has no family %s", file, family);
+    const char *model = strdup(model_path ? model_path : export_dir(c.dir, "chat.slm"));
     const char *turns = strdup(tmp_file("turns.txt")), *dump = strdup(tmp_file("chat.dump"));
     FILE *t = fopen(turns, "w");
     for (int i = 0; i < 3; i++) fprintf(t, "%s\n", c.users[i]);
@@ -137,6 +138,12 @@ static void check_family(const char *family) {
     free(ids), free(out), free(err);
     free((void *)model), free((void *)turns), free((void *)dump);
 }
+
+static void check_family_in(const char *file, const char *family) {
+    check_family_model(file, family, NULL);
+}
+
+static void check_family(const char *family) { check_family_in("chat.txt", family); }
 
 Test(chat, chatml_qwen25_three_turns_feed_transformers_ids) {
     check_family("qwen2");
@@ -203,6 +210,29 @@ Test(chat, mistral_sentencepiece_three_turns_feed_transformers_ids) {
 // Sentencepiece with the role tokens (<|user|>, <|end|>) as special added tokens.
 Test(chat, phi3_sentencepiece_three_turns_feed_transformers_ids) {
     check_family("phi3");
+}
+
+// Gemma 3 (tests/fixtures/make_gemma.py): the system text folded into the first user turn,
+// no dummy prefix, <end_of_turn> ending each reply.
+Test(chat, gemma3_three_turns_feed_transformers_ids) {
+    check_family_in("gemma3-conv.txt", "gemma3");
+}
+
+// The same conversation on windowed caches: tiny-gemma3 with a context of 512 (its logits do
+// not depend on it), whose windowed layers then keep 263 rows.
+Test(chat, gemma3_windowed_caches_feed_transformers_ids) {
+    char *out, *err;
+    const char *d = tmp_file("gemma-512");
+    cr_assert_eq(run_cmd(&out, &err, "rm -rf %s && cp -r %s %s && sed -i "
+                         "'s/\"max_position_embeddings\": 256/\"max_position_embeddings\": 512/' "
+                         "%s/config.json", d, fixture("tiny-gemma3"), d, d), 0, "%s", err);
+    free(out), free(err);
+    char *model = strdup(tmp_file("gemma-512.slm"));
+    cr_assert_eq(run_cmd(&out, &err, "%s %s %s", bin_path("export"), d, model), 0, "%s", err);
+    cr_assert(strstr(out, "context 512"), "%s", out);
+    free(out), free(err);
+    check_family_model("gemma3-conv.txt", "gemma3", model);
+    free(model);
 }
 
 // Thinking off: Qwen3's template drops the (empty) think block of earlier replies, so each

@@ -755,7 +755,7 @@ Test(gguf, refuses_what_it_cannot_read) {
          "tensor blk.1.ffn_up.weight is missing"},
         {{.mtype = GGML_TYPE_F16, .bad_shape = "blk.0.attn_k.weight"},
          "tensor blk.0.attn_k.weight has shape [64, 33, 1, 1], expected [64, 32]"},
-        {{.mtype = GGML_TYPE_F16, .arch = "gpt2"}, "architecture \"gpt2\", export reads llama (also Mistral's), qwen2, qwen3 and phi3"},
+        {{.mtype = GGML_TYPE_F16, .arch = "gpt2"}, "architecture \"gpt2\", export reads llama (also Mistral's), qwen2, qwen3, phi3 and gemma3"},
         {{.mtype = GGML_TYPE_F16, .tok_model = "bert"}, "tokenizer model \"bert\""},
         {{.mtype = GGML_TYPE_F16, .tok_model = "gpt2"}, "tokenizer.ggml.pre is missing"},
         {{.mtype = GGML_TYPE_F16, .rope_dim = 8}, "llama.rope.dimension_count is 8, but head_dim"},

@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app/chat.h"
+#include "app/template.h"
+#include "convert/hf.h"
 #include "io/json.h"
 #include "runtime/transformer.h"
 #include "tokenizer/pretok.h"
@@ -790,4 +793,469 @@ Test(hf, chat_template_stored) {
     cr_assert_eq(model_open(&m, plain, 1), MODEL_OK);
     cr_assert(m.chat_template == NULL && m.chat_template_bytes == 0);
     model_close(&m);
+}
+
+// ----------------------------------------------------------------------------
+// Gemma 3 (tests/fixtures/make_gemma.py): the embedding scaled by sqrt(dim), norms of (1 + w)
+// before and after attention and the feed-forward, q/k norms, GeGLU, queries scaled by
+// query_pre_attn_scalar^-1/2 (24, not head_dim 32), sliding-window layers (window 8) with
+// RoPE base 10000 and a global layer 5 with base 1e6 and linear scaling 2.
+
+Test(hf, gemma3_matches_transformers) {
+    const char *m = export_fixture("tiny-gemma3", "f32", "gemma3.slm");
+    double err = max_logit_error(m, "reference-gemma3.bin");
+    cr_log_info("gemma3: max |logit error| %.3g", err);
+    cr_assert_leq(err, 1e-4, "gemma3: max |logit error| %g", err);
+    Model info;
+    cr_assert_eq(model_open(&info, m, 0), MODEL_OK);
+    const SlHeader *h = &info.header;
+    cr_assert_eq(h->version, 3);
+    cr_assert_eq(h->n_tensors, SL_T_COUNT);
+    cr_assert_eq(h->flags & ~SL_FLAG_SHARED_CLASSIFIER,
+                 SL_FLAG_QK_NORM | SL_FLAG_POST_NORMS | SL_FLAG_GELU);
+    cr_assert_eq(h->embed_scale, sqrtf(32.0f), "sqrt(hidden_size) as a float");
+    cr_assert_eq(h->attn_scale, (float)(1.0 / sqrt(24.0)));
+    cr_assert_eq(h->sliding_window, 8);
+    cr_assert_eq(h->window_period, 6);
+    cr_assert_eq(h->rope_theta, 1e6f);
+    cr_assert_eq(h->rope_local_theta, 1e4f);
+    cr_assert_eq(h->rope_scaling, SL_ROPE_LINEAR);
+    cr_assert_eq(h->rope_factor, 2.0f);
+    for (size_t l = 0; l < 7; l++) cr_assert_eq(model_layer_windowed(h, l), l != 5, "layer %zu", l);
+    cr_assert(model_is_stop(h, 6), "<end_of_turn> (generation_config's eos_token_id) stops");
+    cr_assert(!(h->flags & SL_FLAG_NO_BOS));
+    greedy_matches("gemma3", m, &info, 0);
+    model_close(&info);
+}
+
+// transformers 4's form of the same config (rope_theta, rope_local_base_freq, rope_scaling,
+// sliding_window_pattern, no layer_types) exports to the same bytes.
+Test(hf, gemma3_old_config_form_same_file) {
+    char *m = strdup(export_fixture("tiny-gemma3", "f32", "gemma3-new.slm"));
+    char *d = (char *)copy_fixture("tiny-gemma3", "gemma-old");
+    size_t n;
+    char *cfg = read_all(fixture("tiny-gemma3-old/config.json"), &n);
+    cr_assert(cfg && strstr(cfg, "rope_local_base_freq") && !strstr(cfg, "rope_parameters"));
+    cr_assert_eq(write_all_file(path_in(d, "config.json"), cfg, n), 0);
+    const char *old = tmp_file("gemma3-old.slm");
+    char *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), d, old), 0, "%s", e);
+    size_t a, b;
+    char *x = read_all(m, &a), *y = read_all(old, &b);
+    cr_assert(x && y && a == b && !memcmp(x, y, a), "the two config forms give different files");
+    free(x), free(y), free(o), free(e), free(cfg), free(d), free(m);
+}
+
+// Writes dst: the safetensors file src with every tensor name "model.X" renamed
+// "model.language_model.X" (the header rewritten, the data as it is: offsets are relative to it).
+static void prefix_safetensors(const char *src, const char *dst) {
+    size_t n;
+    char *b = read_all(src, &n);
+    cr_assert(b && n > 8);
+    uint64_t hl;
+    memcpy(&hl, b, 8);
+    cr_assert(hl <= n - 8);
+    size_t cap = 2 * hl + 64, k = 0;
+    char *h = malloc(cap);
+    for (size_t i = 0; i < hl; i++) {
+        if (hl - i > 7 && !memcmp(b + 8 + i, "\"model.", 7)) {
+            memcpy(h + k, "\"model.language_model.", 22);
+            k += 22, i += 6;
+        } else {
+            h[k++] = b[8 + i];
+        }
+    }
+    while (k % 8) h[k++] = ' ';
+    uint64_t nl = k;
+    FILE *f = fopen(dst, "wb");
+    cr_assert(f);
+    fwrite(&nl, 8, 1, f);
+    fwrite(h, 1, k, f);
+    fwrite(b + 8 + hl, 1, n - 8 - hl, f);
+    fclose(f);
+    free(h), free(b);
+}
+
+// The text model of a Gemma3ForConditionalGeneration (text_config, model.language_model.*):
+// the same model file as Gemma3ForCausalLM's.
+Test(hf, gemma3_multimodal_text_model_same_file) {
+    char *m = strdup(export_fixture("tiny-gemma3", "f32", "gemma3-causal.slm"));
+    char *d = (char *)copy_fixture("tiny-gemma3", "gemma-mm");
+    size_t n;
+    char *cfg = read_all(fixture("tiny-gemma3-mm/config.json"), &n), *o, *e;
+    cr_assert(cfg && strstr(cfg, "\"text_config\""));
+    cr_assert_eq(write_all_file(path_in(d, "config.json"), cfg, n), 0);
+    char *st = strdup(path_in(d, "model.safetensors"));
+    prefix_safetensors(fixture("tiny-gemma3/model.safetensors"), st);
+    const char *mm = tmp_file("gemma3-mm.slm");
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), d, mm), 0, "%s", e);
+    cr_assert(strstr(o, "Gemma3ForConditionalGeneration"), "%s", o);
+    size_t a, b;
+    char *x = read_all(m, &a), *y = read_all(mm, &b);
+    cr_assert(x && y && a == b && !memcmp(x, y, a), "the text model's file differs");
+    free(x), free(y), free(o), free(e), free(cfg), free(d), free(m), free(st);
+}
+
+// The same model converted by llama.cpp's convert_hf_to_gguf.py (tiny-gemma3.gguf): a GGUF
+// carries no query_pre_attn_scalar, and llama.cpp scales the queries by head_dim^-1/2, so its
+// reference is transformers' with query_pre_attn_scalar = head_dim (reference-gemma3-gguf.bin).
+// Everything else matches the Hugging Face road's header; the tokenizer (add_space_prefix
+// false) encodes as tokenizer.json does.
+Test(hf, gemma3_gguf_matches_transformers) {
+    char *m = strdup(export_fixture("tiny-gemma3.gguf", "f32", "gemma3-gguf.slm"));
+    double err = max_logit_error(m, "reference-gemma3-gguf.bin");
+    cr_log_info("gemma3 GGUF: max |logit error| %.3g", err);
+    cr_assert_leq(err, 1e-4, "gemma3 GGUF: max |logit error| %g", err);
+    const char *hm = export_fixture("tiny-gemma3", "f32", "gemma3-hf.slm");
+    Model g, hf;
+    cr_assert_eq(model_open(&g, m, 0), MODEL_OK);
+    cr_assert_eq(model_open(&hf, hm, 0), MODEL_OK);
+    SlHeader a = g.header, b = hf.header;
+    cr_assert_eq(a.attn_scale, 0.0f, "head_dim^-1/2, the attention's own");
+    cr_assert_eq(b.attn_scale, (float)(1.0 / sqrt(24.0)));
+    a.attn_scale = b.attn_scale = 0;
+    a.tokenizer_bytes = b.tokenizer_bytes = 0;  // GGUF keeps sentencepiece's scores
+    a.chat_template_bytes = b.chat_template_bytes = 0;
+    cr_assert(!memcmp(&a, &b, sizeof a), "the GGUF road's header differs from the HF road's");
+    cr_assert_eq(g.tokenizer.flags, hf.tokenizer.flags, "no dummy prefix on either road");
+    char *txt = read_all(fixture("gemma3-encode.txt"), NULL);
+    cr_assert(txt);
+    int lines = 0;
+    for (char *p = txt; *p;) {
+        char *nl = strchr(p, '\n'), *nl2 = nl ? strchr(nl + 1, '\n') : NULL;
+        cr_assert(nl && nl2);
+        *nl = *nl2 = '\0';
+        JsonValue v;
+        JsonError je;
+        cr_assert_eq(json_parse(p, strlen(p), &v, &je), 0);
+        int want[256], nw = 0, *got;
+        for (char *q = nl + 1; *q && nw < 256;) want[nw++] = (int)strtol(q, &q, 10);
+        cr_assert(nw >= 1 && want[0] == 2, "tokenizers starts the text with <bos>");
+        for (int r = 0; r < 2; r++) {  // special tokens in the text: chat_encode's partition
+            const Tokenizer *t = r ? &hf.tokenizer : &g.tokenizer;
+            size_t ng = 0;
+            cr_assert_eq(chat_encode(t, v.str, v.len, &got, &ng), 0);
+            ng++;  // and <bos>, which want[0] is
+            cr_assert_eq((int)ng, nw, "%s road, \"%s\": %zu ids, tokenizers %d", r ? "HF" : "GGUF",
+                         v.str, ng, nw);
+            for (int i = 1; i < nw; i++)
+                cr_assert_eq(got[i - 1], want[i], "%s road, \"%s\", id %d", r ? "HF" : "GGUF",
+                             v.str, i);
+            free(got);
+        }
+        json_free(&v);
+        lines++;
+        p = nl2 + 1;
+    }
+    cr_assert_geq(lines, 8);
+    free(txt), free(m);
+    model_close(&g), model_close(&hf);
+}
+
+// Gemma 3's chat template, from the model file: recognised as gemma3, and each conversation of
+// gemma3-chat.txt rendered with the generation prompt and encoded gives the ids of
+// transformers' apply_chat_template(..., add_generation_prompt=True) (the system text starts
+// the first user turn). <end_of_turn> ends a reply on both roads.
+Test(hf, gemma3_chat_template_ids_match_transformers) {
+    const char *paths[2] = {strdup(export_fixture("tiny-gemma3", "f32", "gemma3-chat.slm")),
+                            strdup(export_fixture("tiny-gemma3.gguf", "f32", "gemma3-chat-g.slm"))};
+    for (int r = 0; r < 2; r++) {
+        Model m;
+        cr_assert_eq(model_open(&m, paths[r], 0), MODEL_OK);
+        cr_assert_eq(template_detect(m.chat_template, m.chat_template_bytes, NULL, 0), TPL_GEMMA3);
+        int eot = tokenizer_lookup(&m.tokenizer, "<end_of_turn>", 13);
+        cr_assert(eot >= 0 && model_is_stop(&m.header, eot), "<end_of_turn> stops a reply");
+        char *txt = read_all(fixture("gemma3-chat.txt"), NULL);
+        cr_assert(txt);
+        int chats = 0;
+        for (char *p = txt; *p; chats++) {
+            char *nl = strchr(p, '\n'), *nl2 = nl ? strchr(nl + 1, '\n') : NULL;
+            cr_assert(nl && nl2);
+            *nl = *nl2 = '\0';
+            JsonValue v;
+            JsonError je;
+            cr_assert_eq(json_parse(p, strlen(p), &v, &je), 0);
+            cr_assert(v.type == JSON_ARRAY && v.n <= 8);
+            ChatMsg msgs[8];
+            for (size_t i = 0; i < v.n; i++)
+                msgs[i] = (ChatMsg){json_get(&v.items[i], "role")->str,
+                                    json_get(&v.items[i], "content")->str};
+            TplOptions o = {.add_generation_prompt = 1, .bos = "<bos>", .eos = "<eos>"};
+            char *text, err[200];
+            size_t len, n;
+            cr_assert_eq(template_render(TPL_GEMMA3, msgs, v.n, &o, &text, &len, err, sizeof err),
+                         0, "%s", err);
+            int *ids;
+            cr_assert_eq(chat_encode(&m.tokenizer, text, len, &ids, &n), 0);
+            int want[512], nw = 0;
+            for (char *q = nl + 1; *q && nw < 512;) want[nw++] = (int)strtol(q, &q, 10);
+            cr_assert_eq((int)n, nw, "chat %d: %zu ids, transformers %d: %s", chats, n, nw, text);
+            for (int i = 0; i < nw; i++)
+                cr_assert_eq(ids[i], want[i], "chat %d, id %d", chats, i);
+            free(ids), free(text);
+            json_free(&v);
+            p = nl2 + 1;
+        }
+        cr_assert_eq(chats, 3);
+        free(txt);
+        model_close(&m);
+    }
+    // the template raises as Gemma 3's does: roles must alternate after the system message
+    ChatMsg bad[2] = {{"system", "x"}, {"assistant", "y"}};
+    char *text, err[200];
+    size_t len;
+    cr_assert_neq(template_render(TPL_GEMMA3, bad, 2, NULL, &text, &len, err, sizeof err), 0);
+    cr_assert(strstr(err, "must alternate"), "%s", err);
+    free((void *)paths[0]), free((void *)paths[1]);
+}
+
+// ----------------------------------------------------------------------------
+// Windowed caches: tiny-gemma3 with a context of 512 (transformers' logits do not depend on
+// max_position_embeddings) keeps its 6 windowed layers' keys in 8 - 1 + 2 x 128 = 263 rows,
+// its global layer in 512. The logits equal, bit for bit, those of full caches: a prefill of
+// the whole context, token by token decoding, chunks that make the rows slide, and decoding
+// on after run's context shift (keep 4, drop 254).
+
+// Sink: the last call's weights of layer 0 (n = 1), for comparing recordings.
+static float rec_w[2 * 512];
+static void rec_sink(void *ctx, size_t layer, size_t pos0, size_t n, const float *w, size_t stride) {
+    (void)ctx, (void)pos0;
+    if (layer == 0 && n == 1) memcpy(rec_w, w, 2 * stride * sizeof(float));
+}
+
+Test(hf, gemma3_windowed_cache_same_bits_as_full) {
+    char *d = (char *)copy_fixture("tiny-gemma3", "gemma-long");
+    size_t n;
+    char *cfg = read_all(path_in(d, "config.json"), &n), *at = strstr(cfg, "\"max_position_embeddings\": 256");
+    cr_assert(at);
+    memcpy(at + strlen("\"max_position_embeddings\": "), "512", 3);
+    cr_assert_eq(write_all_file(path_in(d, "config.json"), cfg, n), 0);
+    const char *m = tmp_file("gemma-long.slm");
+    char *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), d, m), 0, "%s", e);
+    free(o), free(e), free(cfg), free(d);
+    Transformer ring, full;
+    cr_assert_eq(transformer_build_full(&ring, m, NULL, ATTN_KV_F32, 0), MODEL_OK);
+    cr_assert_eq(transformer_build_full(&full, m, NULL, ATTN_KV_F32, 1), MODEL_OK);
+    cr_assert_eq(ring.state.win_rows, 263);
+    cr_assert_eq(full.state.win_rows, 0);
+    size_t row = 16 * sizeof(float);  // one kv head of 16
+    cr_assert_eq(ring.state.kv_bytes, (6 * 263 + 512) * row, "windowed layers: their rows only");
+    cr_assert_eq(full.state.kv_bytes, 7 * 512 * row);
+    enum { N = 512, V = 600 };
+    int *ids = malloc(N * sizeof(int));
+    uint64_t seed = 7;
+    for (int i = 0; i < N; i++) ids[i] = 7 + (int)(test_rand(&seed) % (V - 7));
+    float *a = malloc((size_t)N * V * sizeof(float)), *b = malloc((size_t)N * V * sizeof(float));
+    // the whole context at once (chunks of 128), with full and windowed caches
+    transformer_forward_all(&full, ids, N, 0, a);
+    transformer_forward_all(&ring, ids, N, 0, b);
+    cr_assert(!memcmp(a, b, (size_t)N * V * sizeof(float)), "prefill: windowed caches differ");
+    // token by token, and in uneven chunks, on windowed caches: the same bits
+    for (int i = 0; i < N; i++) {
+        const float *lg = transformer_forward(&ring, ids + i, 1, (size_t)i);
+        cr_assert(!memcmp(lg, a + (size_t)i * V, V * sizeof(float)), "decode at %d differs", i);
+    }
+    for (size_t p = 0, c = 1; p < N; p += c, c = c * 3 % 200 + 1) {
+        size_t k = N - p < c ? N - p : c;
+        const float *lg = transformer_forward(&ring, ids + p, k, p);
+        cr_assert(!memcmp(lg, a + (p + k - 1) * V, V * sizeof(float)), "chunk at %zu differs", p);
+    }
+    // a rewind (chat's, when a template renders the history anew): to 400, whose window the
+    // rows still hold, it runs on from there; to 100, whose window they no longer hold, from 0.
+    // Either way the logits are full caches' again
+    cr_assert_eq(transformer_resume(&full, 100), 100);
+    cr_assert_eq(transformer_resume(&ring, 400), 400);
+    cr_assert_eq(transformer_resume(&ring, 100), 0);
+    for (size_t k = 400; k < N; k += 37) {
+        const float *lg = transformer_forward(&ring, ids + k, N - k < 37 ? N - k : 37, k);
+        size_t last = (N - k < 37 ? N : k + 37) - 1;
+        cr_assert(!memcmp(lg, a + last * V, V * sizeof(float)), "after the rewind to 400, %zu", last);
+    }
+    for (size_t k = 0; k < N; k += 100) {
+        size_t m = N - k < 100 ? N - k : 100;
+        const float *lg = transformer_forward(&ring, ids + k, m, k);
+        cr_assert(!memcmp(lg, a + (k + m - 1) * V, V * sizeof(float)), "from 0 again, %zu", k);
+    }
+    cr_assert(transformer_can_shift(&ring, N, SHIFT_SINKS, (N - SHIFT_SINKS) / 2));
+    cr_assert(!transformer_can_shift(&ring, 262, SHIFT_SINKS, 254), "the next window reaches the sinks");
+    cr_assert(transformer_can_shift(&full, 262, SHIFT_SINKS, 254));
+    // run's shift at a full context, then decoding on; and the recorded weights of layer 0
+    // (windowed): zero outside the window, the same as with full caches
+    size_t drop = (N - SHIFT_SINKS) / 2;
+    size_t pa = transformer_shift(&full, N, SHIFT_SINKS, drop);
+    size_t pb = transformer_shift(&ring, N, SHIFT_SINKS, drop);
+    cr_assert_eq(pa, pb);
+    cr_assert_eq(transformer_record(&full, rec_sink, NULL), MODEL_OK);
+    cr_assert_eq(transformer_record(&ring, rec_sink, NULL), MODEL_OK);
+    static float wa[2 * 512];
+    for (int i = 0; i < 40; i++, pa++) {
+        const float *la = transformer_forward(&full, ids + i, 1, pa);
+        memcpy(a, la, V * sizeof(float));
+        memcpy(wa, rec_w, sizeof wa);
+        const float *lb = transformer_forward(&ring, ids + i, 1, pa);
+        cr_assert(!memcmp(a, lb, V * sizeof(float)), "after the shift, position %zu differs", pa);
+        for (size_t hh = 0; hh < 2; hh++) {  // each head's row: keys 0 .. pa
+            cr_assert(!memcmp(wa + hh * N, rec_w + hh * N, (pa + 1) * sizeof(float)),
+                      "head %zu's weights at %zu differ", hh, pa);
+            for (size_t k = 0; k + 8 <= pa; k++)
+                cr_assert_eq(rec_w[hh * N + k], 0.0f, "key %zu is outside the window", k);
+            cr_assert_gt(rec_w[hh * N + pa], 0.0f);
+        }
+    }
+    free(ids), free(a), free(b);
+    transformer_free(&ring), transformer_free(&full);
+}
+
+// The KV cache at the full context of the real Gemma 3 shapes (header fields only): 270M (18
+// layers, 1 kv head of 256, window 512, context 32768: layers 5, 11 and 17 global) and 1B (26
+// layers: 5, 11, 17 and 23 global). A windowed layer keeps 512 - 1 + 2 x 128 = 767 rows.
+Test(hf, gemma3_real_shapes_kv_memory) {
+    const struct { const char *name; int layers, globals; } shapes[] = {{"270M", 18, 3}, {"1B", 26, 4}};
+    for (int i = 0; i < 2; i++) {
+        SlHeader h = {.n_layers = shapes[i].layers, .n_heads = 4, .n_kv_heads = 1,
+                      .head_dim = 256, .seq_len = 32768, .sliding_window = 512,
+                      .window_period = 6};
+        cr_assert_eq(runstate_window_rows(&h), 767);
+        size_t row = 256 * sizeof(float), L = (size_t)shapes[i].layers, G = (size_t)shapes[i].globals;
+        size_t full = runstate_kv_bytes(&h, ATTN_KV_F32, 1), win = runstate_kv_bytes(&h, ATTN_KV_F32, 0);
+        cr_assert_eq(full, L * 32768 * row);
+        cr_assert_eq(win, (G * 32768 + (L - G) * 767) * row);
+        cr_assert_eq(runstate_kv_bytes(&h, ATTN_KV_F16, 0), win / 2);
+        cr_log_info("Gemma 3 %s at 32768: K+V f32 %.1f MiB full, %.1f MiB windowed (f16: half)",
+                    shapes[i].name, 2.0 * (double)full / (1 << 20), 2.0 * (double)win / (1 << 20));
+    }
+}
+
+// Gemma 3's tokenizer on make_pretok.py's 10,000 random strings (gemma3-ids.txt, from
+// `tokenizers` with tokenizer.json): the Hugging Face road's and the GGUF road's ids equal the
+// library's, id for id (no dummy prefix, merges across spaces, byte fallback).
+static int load_gemma_kind(void *ctx, const char *line) {
+    Tokenizer *t = ctx;
+    char name[32];
+    int vocab;
+    cr_assert(sscanf(line, "kind %31s vocab %d", name, &vocab) == 2, "%s", line);
+    if (t->vocab_size) tokenizer_free(t);
+    if (!strcmp(name, "gemma3")) {
+        cr_assert_eq(hf_tokenizer(t, fixture("tiny-gemma3"), vocab, 2, 1, NULL), 0);
+    } else {
+        Model m;
+        cr_assert_eq(model_open(&m, export_fixture("tiny-gemma3.gguf", "f32", "gemma-ids.slm"), 0),
+                     MODEL_OK);
+        size_t n = tokenizer_section_bytes(&m.tokenizer, 2);
+        uint8_t *sec = malloc(n);
+        tokenizer_write_section(&m.tokenizer, 2, sec);
+        cr_assert_eq(tokenizer_parse(t, sec, n, 2, vocab, 2, 1, "gguf"), TOK_OK);
+        free(sec);
+        model_close(&m);
+    }
+    cr_assert_eq(t->kind, TOK_SPM);
+    cr_assert_eq(t->flags, TOK_FLAG_PREFIX_NEVER, "%s: no dummy prefix", name);
+    return 0;
+}
+
+static size_t encode_gemma_ids(void *ctx, const char *text, size_t n, uint32_t *out, size_t cap) {
+    static int ids[4096];
+    size_t m;
+    cr_assert_eq(tokenizer_encode(ctx, text, n, 0, 0, ids, 4096, &m), TOK_OK);
+    cr_assert_leq(m, cap);
+    for (size_t i = 0; i < m; i++) out[i] = (uint32_t)ids[i];
+    return m;
+}
+
+Test(hf, gemma3_tokenizer_matches_tokenizers_on_10000_strings) {
+    Tokenizer t = {0};
+    cr_assert_eq(check_corpus_fixture("tests/fixtures/gemma3-ids.txt", load_gemma_kind,
+                                      encode_gemma_ids, &t), 2);
+    tokenizer_free(&t);
+}
+
+// Writes dir/config.json as tiny-gemma3's with the first `from` replaced by `to`.
+static void gemma_config_with(const char *dir, const char *from, const char *to) {
+    size_t n;
+    char *cfg = read_all(fixture("tiny-gemma3/config.json"), &n), *at = strstr(cfg, from);
+    cr_assert(at, "no %s in the config", from);
+    FILE *f = fopen(path_in(dir, "config.json"), "w");
+    fwrite(cfg, 1, (size_t)(at - cfg), f);
+    fputs(to, f);
+    fputs(at + strlen(from), f);
+    fclose(f);
+    free(cfg);
+}
+
+// What a Gemma 3 reader cannot take, each refused with one line; a special token past the
+// embedding (Gemma 3 1B's <image_soft_token>, id 262144 of 262144 rows) is left out, noted.
+Test(hf, gemma3_inputs_refused_or_noted) {
+    char *d = (char *)copy_fixture("tiny-gemma3", "gemma-bad");
+    gemma_config_with(d, "\"sliding_attention\",\n    \"sliding_attention\",",
+                      "\"full_attention\",\n    \"sliding_attention\",");
+    expect_refused(d, "do not repeat a sliding-window pattern");
+    gemma_config_with(d, "\"rope_type\": \"default\"", "\"rope_type\": \"linear\", \"factor\": 2.0");
+    expect_refused(d, "sliding_attention has rope_type linear");
+    gemma_config_with(d, "\"final_logit_softcapping\": null", "\"final_logit_softcapping\": 30.0");
+    expect_refused(d, "final_logit_softcapping is set");
+    gemma_config_with(d, "\"hidden_activation\": \"gelu_pytorch_tanh\"", "\"hidden_activation\": \"silu\"");
+    expect_refused(d, "gelu_pytorch_tanh (GeGLU) for Gemma");
+    gemma_config_with(d, "Gemma3ForCausalLM", "Gemma2ForCausalLM");
+    expect_refused(d, "architectures \"Gemma2ForCausalLM\"");
+    gemma_config_with(d, "\"layer_types\"", "\"layer_typos\"");  // none: sliding_window_pattern 6
+    char *o, *e;
+    const char *out = tmp_file("gemma-ok.slm");
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), d, out), 0, "%s", e);
+    free(o), free(e);
+    // a special added token past the embedding's rows: a note, not an error
+    size_t n;
+    char *tj = read_all(path_in(d, "tokenizer.json"), &n), *at = strstr(tj, "\"added_tokens\": [");
+    cr_assert(at);
+    at += strlen("\"added_tokens\": [");
+    FILE *f = fopen(path_in(d, "tokenizer.json"), "w");
+    fwrite(tj, 1, (size_t)(at - tj), f);
+    fputs("{\"id\": 600, \"content\": \"<image_soft_token>\", \"single_word\": false, \"lstrip\": "
+          "false, \"rstrip\": false, \"normalized\": false, \"special\": true}, ", f);
+    fputs(at, f);
+    fclose(f);
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), d, out), 0, "%s", e);
+    cr_assert(strstr(e, "special token 600 \"<image_soft_token>\" is past the model's vocab_size 600"),
+              "%s", e);
+    free(o), free(e), free(tj), free(d);
+}
+
+// Every layer windowed (Mistral v0.1's window of 16 on tiny-mistral, its context raised to
+// 1024): each layer keeps 16 - 1 + 256 = 271 rows, and the logits through a prefill, token by
+// token decoding past the rows, and run's shift equal full caches' bit for bit.
+Test(hf, windowed_cache_every_layer_same_bits_as_full) {
+    char *d = (char *)copy_fixture("tiny-mistral", "mistral-long");
+    size_t n;
+    char *cfg = read_all(path_in(d, "config.json"), &n), *at = strstr(cfg, "\"max_position_embeddings\": 256");
+    cr_assert(at);
+    at[strlen("\"max_position_embeddings\": ") + 0] = '9';  // 256 -> 956
+    cr_assert_eq(write_all_file(path_in(d, "config.json"), cfg, n), 0);
+    const char *m = tmp_file("mistral-long.slm");
+    char *o, *e;
+    cr_assert_eq(run_cmd(&o, &e, "%s %s %s", bin_path("export"), d, m), 0, "%s", e);
+    free(o), free(e), free(cfg), free(d);
+    Transformer ring, full;
+    cr_assert_eq(transformer_build_full(&ring, m, NULL, ATTN_KV_F16, 0), MODEL_OK);
+    cr_assert_eq(transformer_build_full(&full, m, NULL, ATTN_KV_F16, 1), MODEL_OK);
+    cr_assert_eq(ring.state.win_rows, 271);
+    cr_assert_eq(ring.state.kv_bytes, 2 * 271 * 2 * 16 * 2, "2 layers x 271 rows x 2 kv heads x 16 x f16");
+    enum { N = 956, V = 800 };
+    int *ids = malloc(N * sizeof(int));
+    uint64_t seed = 9;
+    for (int i = 0; i < N; i++) ids[i] = 3 + (int)(test_rand(&seed) % (V - 3));
+    float *a = malloc((size_t)N * V * sizeof(float));
+    transformer_forward_all(&full, ids, N, 0, a);
+    for (int i = 0; i < N; i++) {
+        const float *lg = transformer_forward(&ring, ids + i, 1, (size_t)i);
+        cr_assert(!memcmp(lg, a + (size_t)i * V, V * sizeof(float)), "position %d differs", i);
+    }
+    size_t drop = (N - SHIFT_SINKS) / 2, p = transformer_shift(&full, N, SHIFT_SINKS, drop);
+    cr_assert_eq(transformer_shift(&ring, N, SHIFT_SINKS, drop), p);
+    for (int i = 0; i < 30; i++, p++) {
+        memcpy(a, transformer_forward(&full, ids + i, 1, p), V * sizeof(float));
+        cr_assert(!memcmp(a, transformer_forward(&ring, ids + i, 1, p), V * sizeof(float)),
+                  "after the shift, position %zu differs", p);
+    }
+    free(ids), free(a);
+    transformer_free(&ring), transformer_free(&full);
 }

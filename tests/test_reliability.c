@@ -156,7 +156,7 @@ Test(badinput, magic_version_and_absurd_dimensions) {
     char *path = strdup(tmp_file("rel-mut.slm"));
     const struct { void (*mutate)(SlHeader *); const char *needle; } cases[] = {
         {bad_magic, "expected \"SRCHLGHT\" (not a searchlight model: convert it with export)"},
-        {future_version, "format version 3, this build reads versions 1 to 2"},
+        {future_version, "format version 4, this build reads versions 1 to 3"},
         {zero_dim, "dim 0, expected > 0"},
         {negative_hidden, "hidden_dim -40, expected > 0"},
         {negative_vocab, "vocab_size -1, expected > 0"},
