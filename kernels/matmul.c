@@ -730,6 +730,9 @@ static inline size_t g32_bytes(int wt) {
     return wt == SL_Q5_1 ? 24 : wt == SL_Q5_0 ? 22 : wt == SL_Q4_1 ? 20 : 18;
 }
 #define G32_TR 4
+#ifndef G32_PF_TILES  // how many tiles ahead a matvec prefetches its rows (as q8_0's)
+#define G32_PF_TILES 8
+#endif
 #if SL_AVX2
 #define G32_TT I8_TT
 // 0xFF in byte j where bit j of the 32 bits at p is set (ggml's bytes_from_bits_32).
@@ -758,23 +761,38 @@ INLINE __m256i g32_levels(const uint8_t *bp, int wt) {
     return _mm256_or_si256(nib, _mm256_andnot_si256(bits, _mm256_set1_epi8((char)0xF0)));  // q - 16
 }
 
-// q4_1 and q5_1: i8_group_tokens with unsigned levels (vpmaddubsw takes them as they are), then
-// the min's term: sx_l from the activations' qcorr lanes (-128 sx_l, exact).
-INLINE void u8m_group_tokens(__m256 acc[][I8_TT], const __m256i *wv, const __m256 *wsv,
-                             const __m256 *wmv, const MatIn *in, size_t t0, size_t g, size_t R,
-                             size_t T) {
+// Group g of rows r0 .. r0+R against tokens t0 .. t0+T, one row at a time (its levels and
+// scales live only while its tokens run: 4 rows' levels, scales and mins at once would spill
+// the 16 ymm registers). Signed levels (q5_0, iq4_nl): i8_group_tokens' products; unsigned
+// ones with a min (q4_1, q5_1): vpmaddubsw takes them as they are, then the min's term with
+// sx_l from the activations' qcorr lanes (-128 sx_l, exact).
+INLINE void g32_group(__m256 acc[][G32_TT], const uint8_t *wb, size_t G, size_t bb,
+                      const MatIn *in, size_t t0, size_t g, size_t R, size_t T, int wt) {
+    const int has_min = wt == SL_Q4_1 || wt == SL_Q5_1;
     const __m256i ones = _mm256_set1_epi16(1);
+    __m256 xs[G32_TT], sx[G32_TT];
     for (size_t t = 0; t < T; t++) {
         size_t at = (t0 + t) * in->groups + g;
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
-        __m256 xs = _mm256_loadu_ps(in->qscale + at * 8);
-        __m256i c = _mm256_loadu_si256((const __m256i *)(in->qcorr + at * 8));
-        __m256 sx = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_srai_epi32(c, 7)));
+        xs[t] = _mm256_loadu_ps(in->qscale + at * 8);
+        if (has_min) {
+            __m256i c = _mm256_loadu_si256((const __m256i *)(in->qcorr + at * 8));
+            sx[t] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_srai_epi32(c, 7)));
+        }
+    }
 #pragma GCC unroll 8
-        for (size_t r = 0; r < R; r++) {
-            __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[r], xv), ones);
-            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(wsv[r], xs), acc[r][t]);
-            acc[r][t] = _mm256_fmadd_ps(sx, _mm256_mul_ps(wmv[r], xs), acc[r][t]);
+    for (size_t r = 0; r < R; r++) {
+        const uint8_t *bp = wb + (r * G + g) * bb;
+        const __m256i wv = g32_levels(bp, wt);
+        if (T == 1) PREFETCH_L2(bp, G32_PF_TILES * R * G * bb);  // the same blocks, tiles ahead
+        const __m256 ws = _mm256_set1_ps(ggml_f16(bp));
+        const __m256 wm = has_min ? _mm256_set1_ps(ggml_f16(bp + 2)) : ws;
+        for (size_t t = 0; t < T; t++) {
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(in->q + ((t0 + t) * in->groups + g) * Q8_GROUP));
+            __m256i p = has_min ? _mm256_maddubs_epi16(wv, xv)
+                                : _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+            __m256 d = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+            acc[r][t] = _mm256_fmadd_ps(d, _mm256_mul_ps(ws, xs[t]), acc[r][t]);
+            if (has_min) acc[r][t] = _mm256_fmadd_ps(sx[t], _mm256_mul_ps(wm, xs[t]), acc[r][t]);
         }
     }
 }
@@ -782,25 +800,12 @@ INLINE void u8m_group_tokens(__m256 acc[][I8_TT], const __m256i *wv, const __m25
 INLINE void tile_g32(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
                      size_t r0, size_t R, size_t T, int wt) {
     const size_t G = w->cols / 32, bb = g32_bytes(wt);
-    const int has_min = wt == SL_Q4_1 || wt == SL_Q5_1;
     const uint8_t *wb = (const uint8_t *)w->data + r0 * G * bb;
     __m256 acc[G32_TR][G32_TT];
 #pragma GCC unroll 8
     for (size_t r = 0; r < R; r++)
         for (size_t t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
-    for (size_t g = 0; g < G; g++) {
-        __m256i wv[G32_TR];
-        __m256 wsv[G32_TR], wmv[G32_TR];
-#pragma GCC unroll 8
-        for (size_t r = 0; r < R; r++) {
-            const uint8_t *bp = wb + (r * G + g) * bb;
-            wv[r] = g32_levels(bp, wt);
-            wsv[r] = _mm256_set1_ps(ggml_f16(bp));
-            if (has_min) wmv[r] = _mm256_set1_ps(ggml_f16(bp + 2));
-        }
-        if (has_min) u8m_group_tokens(acc, wv, wsv, wmv, in, t0, g, R, T);
-        else i8_group_tokens(acc, wv, wsv, in, t0, g, R, T);
-    }
+    for (size_t g = 0; g < G; g++) g32_group(acc, wb, G, bb, in, t0, g, R, T, wt);
     TILE_STORE(acc, y, ldy, R, T);
 }
 #else
