@@ -13,8 +13,14 @@
 #define CONVERT_CHUNK ((size_t)1 << 16)  // source values converted at a time
 
 int dtype_parse(const char *s) {
-    for (int d = 0; d < SL_DTYPE_COUNT; d++)
-        if (strcmp(s, dtype_name(d)) == 0) return d;
+    for (int d = 0; d < SL_DTYPE_COUNT; d++) {
+        if (strcmp(s, dtype_name(d)) != 0) continue;
+        size_t be = 0, bb;  // a block type: only those quantize.c writes (asked for no rows)
+        if (ggml_block_info(dtype_ggml(d), &be, &bb) &&
+            quantize_blocks(dtype_ggml(d), NULL, 0, be, NULL) != 0)
+            return -1;
+        return d;
+    }
     return strcmp(s, "q4_k_m") == 0 ? CONVERT_Q4_K_M : -1;
 }
 

@@ -15,8 +15,8 @@
 //                    stretch through zero-filled loads (masked; never past the end)
 //   q8_0, q4_0,      acc_l = fma(dot_l(g), d_w,g * d_x,g, acc_l) per group g of 32 in order,
 //   q5_0, iq4_nl:    dot_l(g) the exact integer sum of the products of quants 4l .. 4l+3
-//   q4_1, q5_1:      the same, then acc_l = fma(sx_l(g), m_w,g * d_x,g, acc_l), sx_l(g) the sum
-//                    of the activation quants 4l .. 4l+3
+//   q4_1, q5_1:      the same lanes, and accm = fma(m_w,g, d_x,g * sum(q_x,g), accm) per group in
+//                    order: y = hsum8(acc) + accm
 //   K-pattern types  (q2_k .. q6_k, iq4_xs) one float per output: per block of 256, exact integer
 //                    sums, then acc += (d d_x) isum [- (dmin d_x) corr] (kernels.c's kquant_block)
 //   y = hsum8(acc) = ((a0 + a4) + (a2 + a6)) + ((a1 + a5) + (a3 + a7))
@@ -721,8 +721,9 @@ INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Ten
 // (blocks.h's ggml_levels32: q5_0 q - 16, iq4_nl kvalues[q], both within [-127, 127]; q4_1 and
 // q5_1 q itself, 0..31) meet the activations' q8_0 group g, per lane l (quants 4l .. 4l+3):
 //   q5_0, iq4_nl: acc_l = fma(dot_l, d_w,g * d_x,g, acc_l)
-//   q4_1, q5_1:   acc_l = fma(dot_l, d_w,g * d_x,g, acc_l); acc_l = fma(sx_l, m_w,g * d_x,g, acc_l)
-// with dot_l and sx_l (the sum of the lane's 4 activation quants) exact integers; y = hsum(acc).
+//   q4_1, q5_1:   the same lanes, and one scalar per output for the mins:
+//                 accm = fma(m_w,g, s_x,g, accm), s_x,g = d_x,g * (float)sum_i q_x,i (MatIn's qsum)
+// with dot_l exact integers; y = hsum(acc) (+ accm), as ggml adds its Q8_1 sums separately.
 static inline int g32_type(int wt) {
     return wt == SL_Q5_0 || wt == SL_IQ4_NL || wt == SL_Q4_1 || wt == SL_Q5_1;
 }
@@ -730,6 +731,9 @@ static inline size_t g32_bytes(int wt) {
     return wt == SL_Q5_1 ? 24 : wt == SL_Q5_0 ? 22 : wt == SL_Q4_1 ? 20 : 18;
 }
 #define G32_TR 4
+#ifndef G32_PF_TILES  // how many tiles ahead a matvec prefetches its rows (as q8_0's)
+#define G32_PF_TILES 8
+#endif
 #if SL_AVX2
 #define G32_TT I8_TT
 // 0xFF in byte j where bit j of the 32 bits at p is set (ggml's bytes_from_bits_32).
@@ -758,23 +762,31 @@ INLINE __m256i g32_levels(const uint8_t *bp, int wt) {
     return _mm256_or_si256(nib, _mm256_andnot_si256(bits, _mm256_set1_epi8((char)0xF0)));  // q - 16
 }
 
-// q4_1 and q5_1: i8_group_tokens with unsigned levels (vpmaddubsw takes them as they are), then
-// the min's term: sx_l from the activations' qcorr lanes (-128 sx_l, exact).
-INLINE void u8m_group_tokens(__m256 acc[][I8_TT], const __m256i *wv, const __m256 *wsv,
-                             const __m256 *wmv, const MatIn *in, size_t t0, size_t g, size_t R,
-                             size_t T) {
+// Group g of rows r0 .. r0+R against tokens t0 .. t0+T, one row at a time (its levels and
+// scales live only while its tokens run). Signed levels (q5_0, iq4_nl): i8_group_tokens'
+// products; unsigned ones (q4_1, q5_1): vpmaddubsw takes them as they are, and the min's term
+// goes to the row's scalar accm.
+INLINE void g32_group(__m256 acc[][G32_TT], float accm[][G32_TT], const uint8_t *wb, size_t G,
+                      size_t bb, const MatIn *in, size_t t0, size_t g, size_t R, size_t T, int wt) {
+    const int has_min = wt == SL_Q4_1 || wt == SL_Q5_1;
     const __m256i ones = _mm256_set1_epi16(1);
-    for (size_t t = 0; t < T; t++) {
-        size_t at = (t0 + t) * in->groups + g;
-        __m256i xv = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
-        __m256 xs = _mm256_loadu_ps(in->qscale + at * 8);
-        __m256i c = _mm256_loadu_si256((const __m256i *)(in->qcorr + at * 8));
-        __m256 sx = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_srai_epi32(c, 7)));
+    __m256 xs[G32_TT];
+    for (size_t t = 0; t < T; t++) xs[t] = _mm256_loadu_ps(in->qscale + ((t0 + t) * in->groups + g) * 8);
 #pragma GCC unroll 8
-        for (size_t r = 0; r < R; r++) {
-            __m256i d = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[r], xv), ones);
-            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(wsv[r], xs), acc[r][t]);
-            acc[r][t] = _mm256_fmadd_ps(sx, _mm256_mul_ps(wmv[r], xs), acc[r][t]);
+    for (size_t r = 0; r < R; r++) {
+        const uint8_t *bp = wb + (r * G + g) * bb;
+        const __m256i wv = g32_levels(bp, wt);
+        if (T == 1) PREFETCH_L2(bp, G32_PF_TILES * R * G * bb);  // the same blocks, tiles ahead
+        const __m256 ws = _mm256_set1_ps(ggml_f16(bp));
+        const float wm = has_min ? ggml_f16(bp + 2) : 0.0f;
+        for (size_t t = 0; t < T; t++) {
+            const size_t at = (t0 + t) * in->groups + g;
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
+            __m256i p = has_min ? _mm256_maddubs_epi16(wv, xv)
+                                : _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+            __m256 d = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+            acc[r][t] = _mm256_fmadd_ps(d, _mm256_mul_ps(ws, xs[t]), acc[r][t]);
+            if (has_min) accm[r][t] = fma32(wm, in->qsum[at], accm[r][t]);
         }
     }
 }
@@ -782,29 +794,20 @@ INLINE void u8m_group_tokens(__m256 acc[][I8_TT], const __m256i *wv, const __m25
 INLINE void tile_g32(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
                      size_t r0, size_t R, size_t T, int wt) {
     const size_t G = w->cols / 32, bb = g32_bytes(wt);
-    const int has_min = wt == SL_Q4_1 || wt == SL_Q5_1;
     const uint8_t *wb = (const uint8_t *)w->data + r0 * G * bb;
     __m256 acc[G32_TR][G32_TT];
+    float accm[G32_TR][G32_TT];
 #pragma GCC unroll 8
     for (size_t r = 0; r < R; r++)
-        for (size_t t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
-    for (size_t g = 0; g < G; g++) {
-        __m256i wv[G32_TR];
-        __m256 wsv[G32_TR], wmv[G32_TR];
-#pragma GCC unroll 8
-        for (size_t r = 0; r < R; r++) {
-            const uint8_t *bp = wb + (r * G + g) * bb;
-            wv[r] = g32_levels(bp, wt);
-            wsv[r] = _mm256_set1_ps(ggml_f16(bp));
-            if (has_min) wmv[r] = _mm256_set1_ps(ggml_f16(bp + 2));
-        }
-        if (has_min) u8m_group_tokens(acc, wv, wsv, wmv, in, t0, g, R, T);
-        else i8_group_tokens(acc, wv, wsv, in, t0, g, R, T);
-    }
+        for (size_t t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps(), accm[r][t] = 0.0f;
+    for (size_t g = 0; g < G; g++) g32_group(acc, accm, wb, G, bb, in, t0, g, R, T, wt);
     TILE_STORE(acc, y, ldy, R, T);
+    if (wt == SL_Q4_1 || wt == SL_Q5_1)
+        for (size_t r = 0; r < R; r++)
+            for (size_t t = 0; t < T; t++) y[t * ldy + r] = y[t * ldy + r] + accm[r][t];
 }
 #else
-// Plain C (and NEON): lanes_group on the levels, then the min's lanes, fused (fma32).
+// Plain C (and NEON): lanes_group on the levels, and the min's scalar, fused (fma32).
 #define G32_TT 1
 INLINE void tile_g32(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
                      size_t r0, size_t R, size_t T, int wt) {
@@ -814,25 +817,16 @@ INLINE void tile_g32(float *y, size_t ldy, const MatIn *in, size_t t0, const Ten
         for (size_t t = 0; t < T; t++) {
             const uint8_t *wb = (const uint8_t *)w->data + (r0 + r) * G * bb;
             const int8_t *xq = in->q + (t0 + t) * GP * Q8_GROUP;
-            float acc[8] = {0};
+            float acc[8] = {0}, accm = 0.0f;
             for (size_t g = 0; g < G; g++) {
                 int8_t q[32];
                 const uint8_t *bp = wb + g * bb;
-                const float dx = in->qd[(t0 + t) * GP + g];
-                const int8_t *xg = xq + g * 32;
-                if (!ggml_levels32(gt, bp, q)) {
-                    lanes_group(acc, q, xg, ggml_f16(bp) * dx);
-                    continue;
-                }
-                const float s = ggml_f16(bp) * dx, sm = ggml_f16(bp + 2) * dx;
-                for (size_t l = 0; l < 8; l++) {
-                    int32_t dot = 0, sx = 0;
-                    for (size_t i = 4 * l; i < 4 * l + 4; i++) dot += q[i] * xg[i], sx += xg[i];
-                    acc[l] = fma32((float)dot, s, acc[l]);
-                    acc[l] = fma32((float)sx, sm, acc[l]);
-                }
+                const size_t at = (t0 + t) * GP + g;
+                const int has_min = ggml_levels32(gt, bp, q);
+                lanes_group(acc, q, xq + g * 32, ggml_f16(bp) * in->qd[at]);
+                if (has_min) accm = fma32(ggml_f16(bp + 2), in->qsum[at], accm);
             }
-            y[t * ldy + r] = hsum(v_load(acc, VW));
+            y[t * ldy + r] = hsum(v_load(acc, VW)) + accm;
         }
 }
 #endif
@@ -1304,10 +1298,10 @@ int matmul_input_forms(int type) {
 }
 
 size_t matmul_q8_bytes(size_t n, size_t m) {
-    // per group: 32 quants, its scale, 8 copies of it, 8 correction lanes; then room for the
+    // per group: 32 quants, its scale, 8 copies of it, 8 correction lanes, its scaled sum; then room for the
     // q8k form of any n' <= n: quants, a scale per 256 and a sum per 16
     size_t k = m * (n / Q8K_BLOCK * sizeof(float) + n / 16 * sizeof(int16_t) + n);
-    return m * padded_groups(n) * (Q8_GROUP + 9 * sizeof(float) + 8 * sizeof(int32_t)) + k;
+    return m * padded_groups(n) * (Q8_GROUP + 10 * sizeof(float) + 8 * sizeof(int32_t)) + k;
 }
 
 #if SL_AVX2
@@ -1453,15 +1447,23 @@ void matmul_input(MatIn *in, const float *x, size_t n, size_t m, void *q8, int f
     float *qscale = (float *)(q + m * GP * Q8_GROUP);
     int32_t *qcorr = (int32_t *)(qscale + m * GP * 8);
     float *qd = (float *)(qcorr + m * GP * 8);
+    float *qsum = qd + m * GP;
     if (forms & MATMUL_Q8_0) {
-        in->q = q, in->qscale = qscale, in->qcorr = qcorr, in->qd = qd;
-        for (size_t t = 0; t < m; t++)
+        in->q = q, in->qscale = qscale, in->qcorr = qcorr, in->qd = qd, in->qsum = qsum;
+        for (size_t t = 0; t < m; t++) {
             quantize_row(x + t * n, n, GP, in->q + t * GP * Q8_GROUP, in->qd + t * GP,
                          in->qscale + t * GP * 8, in->qcorr + t * GP * 8);
+            for (size_t g = 0; g < GP; g++) {  // d_x,g * (float)(the exact sum of its quants)
+                const int8_t *qg = in->q + (t * GP + g) * Q8_GROUP;
+                int32_t sum = 0;
+                for (size_t i = 0; i < Q8_GROUP; i++) sum += qg[i];
+                qsum[t * GP + g] = qd[t * GP + g] * (float)sum;
+            }
+        }
     }
     if (!(forms & MATMUL_Q8_K) || n % Q8K_BLOCK) return;
     size_t nb = n / Q8K_BLOCK;
-    in->kd = qd + m * GP;
+    in->kd = qsum + m * GP;
     in->kbs = (int16_t *)(in->kd + m * nb);
     in->kq = (int8_t *)(in->kbs + m * (n / 16));
     for (size_t t = 0; t < m; t++)

@@ -33,6 +33,7 @@ typedef struct {
     size_t groups;   // q8_0 groups per row, padded to an even count (zeros)
     int8_t *q;       // (m, groups, 32) quants, or NULL when not prepared for q8_0
     float *qd;       // (m, groups) each group's scale
+    float *qsum;     // (m, groups) each group's scale times the sum of its quants (q4_1, q5_1)
     float *qscale;   // (m, groups, 8) the same, each repeated for 8 SIMD lanes
     int32_t *qcorr;  // (m, groups, 8) -128 x the sum of each 4 quants (VNNI's u8 offset)
     // for the K-pattern types (n a multiple of 256): quant.h's q8k form, or NULL

@@ -14,8 +14,8 @@
 // and the conversions below get portable forms in the emulated build only.
 //
 // Determinism across machines: the AVX-512, AVX2 and NEON builds give the same bits for every
-// weight type and for attention, and the plain build does for the block types (q8_0, q4_0,
-// the K types) and attention, because each kernel follows one order of operations whatever
+// weight type and for attention, and the plain build does for the block types (q8_0 and every
+// ggml block type) and attention, because each kernel follows one order of operations whatever
 // the vector width: 8 partial sums per output, combined by one fixed tree (see matmul.c), with
 // fused multiply-adds. The plain build gets its fused multiply-add from fma32 below, exactly
 // rounded without an FMA unit (its f32/f16/bf16 matmuls round each product instead).

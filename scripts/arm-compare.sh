@@ -9,7 +9,8 @@
 # models/kjv.slm (q8_0); the Hugging Face fixture tests/fixtures/tiny-f32 (dim 64, head_dim
 # 16) as f32, f16, bf16, q8_0 and q4_0; the GGUF fixture tiny-q6_k.gguf (dim 256, 8 heads of 32,
 # 1 KV head) as it is (q6_k), as f32, f16, bf16 and q4_0; tiny-q4_k_m.gguf (q4_k with q6_k) and
-# tiny-q5_k_m.gguf (q5_k). Per model: a greedy generation with --attn-dump (the text and the
+# tiny-q5_k_m.gguf (q5_k); issue 24's block types as llama-quantize wrote them:
+# tiny-{q4_1,q5_0,q5_1,iq4_nl}_pure.gguf, tiny-q2_k.gguf, tiny-q3_k_m.gguf, tiny-iq4_xs.gguf. Per model: a greedy generation with --attn-dump (the text and the
 # dumped weights), the same with an f16 KV cache on 2 threads, a sampled generation, and
 # --ppl on the first 1000 bytes of train/kjv-heldout.txt.
 set -uo pipefail
@@ -27,6 +28,8 @@ export_model tiny-q6_k tests/fixtures/tiny-q6_k.gguf
 for t in f32 f16 bf16 q4_0; do export_model "kq-$t" --dtype "$t" tests/fixtures/tiny-q6_k.gguf; done
 export_model tiny-q4_k_m tests/fixtures/tiny-q4_k_m.gguf
 export_model tiny-q5_k_m tests/fixtures/tiny-q5_k_m.gguf
+NEW_TYPES="q4_1_pure q5_0_pure q5_1_pure iq4_nl_pure q2_k q3_k_m iq4_xs"
+for t in $NEW_TYPES; do export_model "tiny-$t" "tests/fixtures/tiny-$t.gguf"; done
 head -c 1000 train/kjv-heldout.txt > "$work/ppl.txt" || exit 2
 
 diffs=0
@@ -58,7 +61,7 @@ compare() {
 }
 
 for m in kjv tiny-f32 tiny-f16 tiny-bf16 tiny-q8_0 tiny-q4_0 tiny-q6_k kq-f32 kq-f16 kq-bf16 \
-         kq-q4_0 tiny-q4_k_m tiny-q5_k_m; do
+         kq-q4_0 tiny-q4_k_m tiny-q5_k_m $(for t in $NEW_TYPES; do echo "tiny-$t"; done); do
     case $m in kjv) p="And God said unto Moses" ;; *) p="Once upon a time, there was a little girl named Lily" ;; esac
     compare "$m" "greedy, --attn-dump" -T 1 -t 0 -n 64 -i "$p" --attn-dump @DUMP@
     compare "$m" "greedy, --kv f16, -T 2" -T 2 -t 0 -n 64 -i "$p" --kv f16 --attn-dump @DUMP@

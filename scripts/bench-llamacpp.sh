@@ -4,6 +4,7 @@
 #   scripts/bench-llamacpp.sh                     # stories15M and stories110M, f32 f16 q8_0
 #   SHAPES=stories15M TYPES="f32 q8_0" ROUNDS=7 THREADS=1 scripts/bench-llamacpp.sh
 #   SHAPES=stories110M TYPES="q8_0 q4_k_m q5_k_m q6_k q4_0" scripts/bench-llamacpp.sh
+#   SHAPES=stories110M TYPES="q4_0 q4_k_m q4_1 q5_0 q5_1 iq4_nl q2_k q3_k_m iq4_xs" ...
 #
 # 1. Builds llama.cpp (CPU only, native flags, its default build otherwise) from the source
 #    distribution of llama-cpp-python $LCP_VERSION on PyPI (vendor/llama.cpp), in $WORK
@@ -53,7 +54,8 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 [ -x ./run ] && [ -x ./export ] || make all > /dev/null
 declare -A QTYPE=([f32]=F32 [f16]=F16 [bf16]=BF16 [q8_0]=Q8_0 [q4_0]=Q4_0 [q4_k_m]=Q4_K_M
-                  [q5_k_m]=Q5_K_M [q6_k]=Q6_K)
+                  [q5_k_m]=Q5_K_M [q6_k]=Q6_K [q4_1]=Q4_1 [q5_0]=Q5_0 [q5_1]=Q5_1
+                  [iq4_nl]=IQ4_NL [q2_k]=Q2_K [q3_k_m]=Q3_K_M [iq4_xs]=IQ4_XS)
 models=()
 for s in $SHAPES; do
     f32=$WORK/models/$s-f32.gguf

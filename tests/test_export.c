@@ -305,6 +305,15 @@ Test(quant, dtype_names) {
     cr_assert_eq(dtype_parse("fp16"), -1);
     cr_assert_eq(dtype_parse("Q8_0"), -1);
     cr_assert_eq(dtype_parse(""), -1);
+    // a block type parses exactly when quantize.c writes it (the others run, but --dtype
+    // cannot make them: refused on the command line, not midway through the file)
+    for (int d = SL_Q4_0; d < SL_DTYPE_COUNT; d++) {
+        size_t be = 0, bb;
+        cr_assert(ggml_block_info(dtype_ggml(d), &be, &bb), "%s", dtype_name(d));
+        int writes = quantize_blocks(dtype_ggml(d), NULL, 0, be, NULL) == 0;
+        cr_assert_eq(dtype_parse(dtype_name(d)), writes ? d : -1, "%s", dtype_name(d));
+    }
+    cr_assert_eq(dtype_parse("q4_k"), SL_Q4_K);
 }
 
 // ----------------------------------------------------------------------------
