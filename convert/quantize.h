@@ -1,5 +1,6 @@
 // quantize.h: f32 rows to ggml's block types, byte for byte what llama.cpp's llama-quantize
-// writes without an importance matrix (ggml's reference quantizers quantize_row_*_ref).
+// writes without an importance matrix (ggml_quantize_chunk with no imatrix: ggml's reference
+// quantizers quantize_row_*_ref, and for IQ4_NL and IQ4_XS quantize_iq4_nl / quantize_iq4_xs).
 //
 // Contract: libc and libm only; no allocation, no global state. Blocks are laid out as
 // kernels/blocks.h describes them (and ggml_dequantize reads them back). The bytes equal
@@ -13,8 +14,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// ggml's ids of the IQ4 types, which kernels/blocks.h does not name yet (to be unified with its
+// GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS): IQ4_NL, 32 weights in 18 bytes; IQ4_XS, 256 in 136.
+enum { QUANTIZE_IQ4_NL = 20, QUANTIZE_IQ4_XS = 23 };
+
 // Quantizes n_rows rows of n_cols f32 values (row-major) to ggml blocks of type `type`
-// (GGML_TYPE_Q4_0, GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K from kernels/blocks.h),
+// (GGML_TYPE_Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K from kernels/blocks.h, or
+// QUANTIZE_IQ4_NL, QUANTIZE_IQ4_XS),
 // written row after row into out (n_rows * n_cols / E blocks, E the block's weights).
 // n_cols must be a multiple of E; values must be finite (the caller checks). Returns 0, or -1
 // for a type it does not make or n_cols not a multiple of E (then out is untouched).
