@@ -479,14 +479,10 @@ static void quantize_q3_k(const float *x, uint8_t *b) {
     quantize_pack2(L, b + 32);
 }
 
-// IQ4_NL's 16 levels (ggml's kvalues_iq4nl): q stands for d * quantize_iq4_levels[q].
-static const int8_t quantize_iq4_levels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                               1,    13,   25,  38,  53,  69,  89,  113};
-
-// The index of the level nearest v (ggml's best_index_int8: a binary search; the upper one on a
-// tie; the last for NaN).
+// The index of the IQ4 level (ggml_iq4_kvalues, ascending) nearest v (ggml's best_index_int8: a
+// binary search; the upper one on a tie; the last for NaN).
 static int quantize_iq4_index(float v) {
-    const int8_t *val = quantize_iq4_levels;
+    const int8_t *val = ggml_iq4_kvalues;
     if (v <= (float)val[0]) return 0;
     if (v >= (float)val[15]) return 15;
     int ml = 0, mu = 15;
@@ -504,7 +500,7 @@ static int quantize_iq4_index(float v) {
 // t = -7..7, the levels and that least-squares d, keeping the d of largest (sum w q x)^2 / sum w
 // q^2. Only d is kept: the levels are chosen again from the final scale. 0 below QUANTIZE_EPS.
 static float quantize_iq4_scale(const float *x) {
-    const int8_t *val = quantize_iq4_levels;
+    const int8_t *val = ggml_iq4_kvalues;
     float amax = 0, max = 0;
     for (int j = 0; j < 32; j++)
         if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
@@ -536,7 +532,7 @@ static void quantize_iq4_pack(const float *x, float id, uint8_t *qs) {
         qs[j] = (uint8_t)(quantize_iq4_index(id * x[j]) | quantize_iq4_index(id * x[j + 16]) << 4);
 }
 
-// IQ4_NL, 32 weights in 18 bytes: x ~ d * level[q], d f16 (quantize_iq4_scale), q =
+// IQ4_NL, 32 weights in 18 bytes: x ~ d * ggml_iq4_kvalues[q], d f16 (quantize_iq4_scale), q =
 // quantize_iq4_index(x / d) with the unrounded d. Layout: d, 16 bytes of nibbles.
 static void quantize_iq4_nl(const float *x, uint8_t *b) {
     const float d = quantize_iq4_scale(x);
@@ -572,14 +568,6 @@ static void quantize_iq4_xs(const float *x, uint8_t *b) {
     memcpy(b + 2, &sh, 2);
 }
 
-// A block type's weights and bytes: ggml_block_info's, and the IQ4 types until kernels/blocks.h
-// knows them.
-static int quantize_block_info(uint32_t type, size_t *elems, size_t *bytes) {
-    if (type == QUANTIZE_IQ4_NL) return *elems = 32, *bytes = 18, 1;
-    if (type == QUANTIZE_IQ4_XS) return *elems = 256, *bytes = 136, 1;
-    return ggml_block_info(type, elems, bytes);
-}
-
 int quantize_blocks(uint32_t type, const float *x, size_t n_rows, size_t n_cols, void *out) {
     void (*fn)(const float *, uint8_t *);
     switch (type) {
@@ -592,12 +580,12 @@ int quantize_blocks(uint32_t type, const float *x, size_t n_rows, size_t n_cols,
     case GGML_TYPE_Q4_K: fn = quantize_q4_k; break;
     case GGML_TYPE_Q5_K: fn = quantize_q5_k; break;
     case GGML_TYPE_Q6_K: fn = quantize_q6_k; break;
-    case QUANTIZE_IQ4_NL: fn = quantize_iq4_nl; break;
-    case QUANTIZE_IQ4_XS: fn = quantize_iq4_xs; break;
+    case GGML_TYPE_IQ4_NL: fn = quantize_iq4_nl; break;
+    case GGML_TYPE_IQ4_XS: fn = quantize_iq4_xs; break;
     default: return -1;
     }
     size_t elems, bytes;
-    if (!quantize_block_info(type, &elems, &bytes) || n_cols % elems != 0) return -1;
+    if (!ggml_block_info(type, &elems, &bytes) || n_cols % elems != 0) return -1;
     // Rows hold whole blocks, so the rows are one run of blocks, as ggml quantizes them.
     size_t n_blocks = n_rows * (n_cols / elems);
     uint8_t *b = out;

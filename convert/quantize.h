@@ -14,13 +14,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-// ggml's ids of the IQ4 types, which kernels/blocks.h does not name yet (to be unified with its
-// GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS): IQ4_NL, 32 weights in 18 bytes; IQ4_XS, 256 in 136.
-enum { QUANTIZE_IQ4_NL = 20, QUANTIZE_IQ4_XS = 23 };
-
 // Quantizes n_rows rows of n_cols f32 values (row-major) to ggml blocks of type `type`
-// (GGML_TYPE_Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K from kernels/blocks.h, or
-// QUANTIZE_IQ4_NL, QUANTIZE_IQ4_XS),
+// (GGML_TYPE_Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL or IQ4_XS from
+// kernels/blocks.h),
 // written row after row into out (n_rows * n_cols / E blocks, E the block's weights).
 // n_cols must be a multiple of E; values must be finite (the caller checks). Returns 0, or -1
 // for a type it does not make or n_cols not a multiple of E (then out is untouched).

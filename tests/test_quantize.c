@@ -23,44 +23,12 @@
 enum { T_Q4_0, T_Q4_1, T_Q5_0, T_Q5_1, T_Q2_K, T_Q3_K, T_Q4_K, T_Q5_K, T_Q6_K, T_IQ4_NL, T_IQ4_XS };
 static const uint32_t types[N_TYPES] = {
     GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K,
-    GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, QUANTIZE_IQ4_NL, QUANTIZE_IQ4_XS};
+    GGML_TYPE_Q4_K, GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS};
 static const char *const type_names[N_TYPES] = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K",
                                                 "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "IQ4_XS"};
 
-// Weights and bytes per block: ggml_block_info's, and the IQ4 types', which kernels/blocks.h
-// does not know yet.
 static void block_info(uint32_t type, size_t *elems, size_t *bytes) {
-    if (type == QUANTIZE_IQ4_NL) *elems = 32, *bytes = 18;
-    else if (type == QUANTIZE_IQ4_XS) *elems = 256, *bytes = 136;
-    else cr_assert(ggml_block_info(type, elems, bytes), "type %u", type);
-}
-
-// ggml_dequantize, and for the IQ4 types ggml's dequantize_row_iq4_nl / _xs (x = d * level[q];
-// IQ4_XS: d = D * (s_j - 32) per 32 weights), until kernels/blocks.c reads them.
-static void dequantize(uint32_t type, const uint8_t *q, size_t nb, float *y) {
-    static const int8_t level[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                     1,    13,   25,  38,  53,  69,  89,  113};
-    if (type == QUANTIZE_IQ4_NL) {
-        for (size_t b = 0; b < nb; b++, q += 18, y += 32) {
-            const float d = ggml_f16(q);
-            for (int j = 0; j < 16; j++)
-                y[j] = d * level[q[2 + j] & 0xF], y[j + 16] = d * level[q[2 + j] >> 4];
-        }
-    } else if (type == QUANTIZE_IQ4_XS) {
-        for (size_t b = 0; b < nb; b++, q += 136, y += 256) {
-            const float d = ggml_f16(q);
-            const int sh = q[2] | q[3] << 8;
-            for (int s = 0; s < 8; s++) {
-                const int ls = ((q[4 + s / 2] >> 4 * (s % 2)) & 0xF) | ((sh >> 2 * s) & 3) << 4;
-                const float dl = d * (float)(ls - 32);
-                const uint8_t *qs = q + 8 + 16 * s;
-                for (int j = 0; j < 16; j++)
-                    y[32 * s + j] = dl * level[qs[j] & 0xF], y[32 * s + j + 16] = dl * level[qs[j] >> 4];
-            }
-        }
-    } else {
-        ggml_dequantize(type, q, nb, y);
-    }
+    cr_assert(ggml_block_info(type, elems, bytes), "type %u", type);
 }
 
 // One case of the fixture: its rows and ggml's blocks of them per type (pointers into buf).
@@ -156,7 +124,7 @@ static double round_trip_error(uint32_t type, const float *x, size_t rows, size_
     uint8_t *q = malloc(nb * bytes);
     float *y = malloc(n * sizeof *y);
     cr_assert_eq(quantize_blocks(type, x, rows, cols, q), 0);
-    dequantize(type, q, nb, y);
+    ggml_dequantize(type, q, nb, y);
     double e2 = 0, x2 = 0;
     for (size_t i = 0; i < n; i++) {
         double d = (double)y[i] - (double)x[i];
@@ -221,7 +189,7 @@ Test(quantize, zero_rows_come_back_zero) {
         block_info(types[t], &elems, &bytes);
         memset(q, 0xAA, sizeof q);
         cr_assert_eq(quantize_blocks(types[t], x, 2, 256, q), 0);
-        dequantize(types[t], q, 512 / elems, y);
+        ggml_dequantize(types[t], q, 512 / elems, y);
         for (int i = 0; i < 512; i++)
             cr_assert(y[i] == 0.0f, "%s: weight %d is %g", type_names[t], i, (double)y[i]);
     }
