@@ -28,7 +28,9 @@
 #    types, the file size, the estimate and its ratio to F32's.
 # 4. searchlight's side (SIDES=both, the default; skipped with a note if ./export cannot read
 #    the files): ./export of each GGUF as it is, `./run --ppl`, and `./export --dtype T` of the
-#    F32 base for each of $OWN (our own quantizer), each beside llama.cpp's ratio.
+#    F32 base for each of $OWN (our own quantizer), each beside llama.cpp's ratio. run --ppl -c
+#    $CTX scores every token of windows of $CTX, llama-perplexity the second half of each chunk:
+#    the two programs' figures differ, their ratios to F32 are what compare.
 # Every perplexity run holds /tmp/sl-bench.lock (other benchmarks share this machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -133,13 +135,15 @@ fi
 
 # 3. llama-perplexity
 if [ -z "${TEXT:-}" ]; then
-    TEXT=$OUT/text.txt
-    head -c "$TEXT_BYTES" train/kjv-heldout.txt | sed '$d' > "$TEXT"  # drop the cut last line
+    TEXT=$OUT/text.txt  # rewritten only when it changes: the logs below are cached against it
+    head -c "$TEXT_BYTES" train/kjv-heldout.txt | sed '$d' > "$TEXT.new"  # drop the cut last line
+    if cmp -s "$TEXT.new" "$TEXT"; then rm "$TEXT.new"; else mv "$TEXT.new" "$TEXT"; fi
 fi
 ppl() {  # ppl GGUF LOG: "x +/- y" from llama-perplexity's final estimate (cached in LOG)
     if ! grep -q 'Final estimate' "$2" 2>/dev/null || [ "$2" -ot "$1" ] || [ "$2" -ot "$TEXT" ]; then
         flock "$LOCK" nice "$lbin/llama-perplexity" -m "$1" -f "$TEXT" -c "$CTX" -t "$THREADS" \
-            --chunks -1 > "$2" 2>&1 || { tail -5 "$2"; log "llama-perplexity $1 failed"; return 1; }
+            --chunks -1 > "$2.part" 2>&1 || { tail -5 "$2.part"; log "llama-perplexity $1 failed"; return 1; }
+        mv "$2.part" "$2"
     fi
     sed -nE 's/.*Final estimate: PPL = ([0-9.]+ \+\/- [0-9.]+).*/\1/p' "$2"
 }
@@ -182,7 +186,7 @@ done
 # 4. searchlight on the same files, and its own quantizer from the F32 base
 [ -x ./run ] && [ -x ./export ] || nice make all > /dev/null || die "make all failed"
 ours() {  # ours SLM LOG: run --ppl's perplexity
-    flock "$LOCK" nice ./run "$1" --ppl "$TEXT" -T "$THREADS" > "$2" 2>&1 || return 1
+    flock "$LOCK" nice ./run "$1" --ppl "$TEXT" -c "$CTX" -T "$THREADS" > "$2" 2>&1 || return 1
     sed -nE 's/^perplexity ([0-9.]+),.*/\1/p' "$2"
 }
 declare -A sl
@@ -196,7 +200,7 @@ for t in $ALL; do
     fi
 done
 echo
-echo "searchlight \`run --ppl\` (every token) on the same GGUFs, exported as they are:"
+echo "searchlight \`run --ppl -c $CTX\` (every token, windows of $CTX) on the same GGUFs, exported as they are:"
 echo
 echo "| type | file bytes (ours) | ppl | ratio to F32 | llama.cpp's ratio | difference |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: |"
