@@ -243,12 +243,13 @@ static int fill_blocks(Converter *c, int t, size_t offset, uint8_t *buf, size_t 
             for (size_t j = 0; j < k && !err; j++) {  // an f16 scale that overflowed
                 ggml_dequantize(gt, c->y + j * rb, C / be, back);
                 for (size_t i = 0; i < C && !err; i++)
-                    if (!isfinite(back[i]))
-                        err = refuse(c, t, first + j * C + i, c->x[j * C + i], type == SL_Q4_0
-                                     ? "is too large for q4_0 (its block's f16 scale would "
-                                       "overflow): export with --dtype q8_0, bf16 or f32"
-                                     : "is too large for a K type (its block's f16 scale would "
-                                       "overflow): export with --dtype bf16 or f32");
+                    if (!isfinite(back[i])) {
+                        char why[160];  // q8_0 holds what a 32-weight type's scale cannot
+                        snprintf(why, sizeof why, "is too large for %s (its block's f16 scale "
+                                 "would overflow): export with --dtype %sbf16 or f32",
+                                 dtype_name(type), be == 32 ? "q8_0, " : "");
+                        err = refuse(c, t, first + j * C + i, c->x[j * C + i], why);
+                    }
             }
             size_t lo = start + r * rb > offset ? start + r * rb : offset;
             size_t hi = start + (r + k) * rb < end ? start + (r + k) * rb : end;

@@ -22,7 +22,8 @@
 
 #include "convert/writer.h"
 
-#define DTYPE_CHOICES "f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k or q4_k_m"
+#define DTYPE_CHOICES \
+    "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs or q4_k_m"
 #define EXPORT_DTYPES (SL_Q8_0 + 1)  // the types of any row length: f32, f16, bf16, q8_0
 #define CONVERT_Q4_K_M 100           // export --dtype q4_k_m, a preset (convert_set_types)
 

@@ -592,7 +592,8 @@ Test(export, bad_dtype_exits_2) {
         int rc = run_cmd(NULL, &err, "%s --dtype %s --random stories15M %s", bin_path("export"),
                          bad[i], out);
         cr_assert_eq(rc, 2, "--dtype %s: status %d", bad[i], rc);
-        cr_assert(strstr(err, "f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k or q4_k_m"), "--dtype %s: %s", bad[i], err);
+        cr_assert(strstr(err, "f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl, q2_k, q3_k, q4_k, "
+                              "q5_k, q6_k, iq4_xs or q4_k_m"), "--dtype %s: %s", bad[i], err);
         cr_assert(strstr(err, "Usage:"), "%s", err);
         free(err);
     }
@@ -673,10 +674,11 @@ Test(export, overflow_of_bf16_and_q8_0_scales_refused) {
     expect_accepted(SL_T_W1, 33, 8e6f, "q8_0");  // 8e6 / 127 = 62992 fits
 }
 
-// export --dtype q4_0 | q4_k | q5_k | q6_k | q4_k_m from f32 (a llama2.c checkpoint with rows of
-// 256 and, in w2, 320 weights): the types (q8_0 where rows are not whole blocks, per layer
-// for q4_k_m), every stored block is quantize.h's from the f32 value (whose bytes equal
-// llama.cpp's: test_quantize.c), each row within its type's error, and the model runs.
+// export --dtype q4_0 | q4_1 | q5_0 | q5_1 | iq4_nl | q2_k | q3_k | q4_k | q5_k | q6_k | iq4_xs
+// | q4_k_m from f32 (a llama2.c checkpoint with rows of 256 and, in w2, 320 weights): the types
+// (q8_0 where rows are not whole blocks, per layer for q4_k_m), every stored block is
+// quantize.h's from the f32 value (whose bytes equal llama.cpp's: test_quantize.c), each row
+// within its type's error, and the model runs.
 Test(export, block_dtypes_from_f32) {
     SlHeader h = test_model_header(0);
     h.dim = 256, h.hidden_dim = 320, h.n_layers = 3, h.n_heads = 4, h.n_kv_heads = 2;
@@ -690,23 +692,32 @@ Test(export, block_dtypes_from_f32) {
     free(o), free(e);
     Model ref;
     cr_assert_eq(model_open(&ref, f32, 1), MODEL_OK);
-    const char *names[] = {"q4_0", "q4_k", "q5_k", "q6_k", "q4_k_m"};
-    // RMS error / RMS of each layer of uniform values, at most (measured: q4_0 0.065, q4_k
-    // 0.055, q5_k 0.028, q6_k 0.013, q8_0 0.0038; a grid step s leaves about s / sqrt(12), and
-    // each bit halves s): 20% above, so that a wrong scale or a lost bit fails
-    const double bound[] = {0.078, 0.066, 0.034, 0.016, 0.0046};
-    double worst[5] = {0};
-    for (int d = 0; d < 5; d++) {
+    const char *names[] = {"q4_0", "q4_1",  "q5_0", "q5_1", "iq4_nl", "q2_k",  "q3_k",
+                           "q4_k", "q5_k", "q6_k", "iq4_xs", "q4_k_m"};
+    const int n_names = (int)(sizeof names / sizeof names[0]);
+    // RMS error / RMS of each layer of uniform values, at most, by type (measured: q8_0 0.0038,
+    // q4_0 0.065, q4_k 0.055, q5_k 0.028, q6_k 0.013, q4_1 0.061, q5_0 0.031, q5_1 0.030, q2_k
+    // 0.234, q3_k 0.126, iq4_nl 0.064, iq4_xs 0.065; a grid step s leaves about s / sqrt(12),
+    // and each bit halves s): 20% above, so that a wrong scale or a lost bit fails
+    double bound[SL_DTYPE_COUNT] = {0}, worst[SL_DTYPE_COUNT] = {0};
+    bound[SL_Q8_0] = 0.0046, bound[SL_Q4_0] = 0.078, bound[SL_Q4_K] = 0.066;
+    bound[SL_Q5_K] = 0.034, bound[SL_Q6_K] = 0.016, bound[SL_Q4_1] = 0.073;
+    bound[SL_Q5_0] = 0.038, bound[SL_Q5_1] = 0.036, bound[SL_Q2_K] = 0.281;
+    bound[SL_Q3_K] = 0.151, bound[SL_IQ4_NL] = 0.077, bound[SL_IQ4_XS] = 0.078;
+    for (int d = 0; d < n_names; d++) {
         cr_assert_eq(run_cmd(&o, &e, "%s --dtype %s --tokenizer %s %s %s", bin_path("export"),
                              names[d], tok, ck, out), 0, "%s: %s", names[d], e);
-        int q4_0 = d == 0, preset = d == 4;
-        // w2's rows of 320 are whole blocks of 32 (q4_0), not of 256 (the K types)
+        int preset = d == n_names - 1;
+        int base = preset ? SL_Q4_K : dtype_parse(names[d]);
+        size_t be, bb;
+        cr_assert(ggml_block_info(dtype_ggml(base), &be, &bb), "%s", names[d]);
+        int q4_0 = be == 32;  // blocks of 32 (q4_0, q4_1, q5_0, q5_1, iq4_nl), not of 256
+        // w2's rows of 320 are whole blocks of 32, not of 256
         cr_assert_eq(strstr(e, "note: w2 stored as q8_0: their rows are not whole blocks") != NULL,
                      !q4_0, "%s: %s", names[d], e);
         free(o), free(e);
         Model m;
         cr_assert_eq(model_open(&m, out, 1), MODEL_OK);
-        int base = preset ? SL_Q4_K : dtype_parse(names[d]);
         for (int t = 0; t < SL_T_COUNT; t++) {
             if (!m.layout.bytes[t] || is_norm(t)) continue;
             int want = t == SL_T_W2 && !q4_0 ? SL_Q8_0
@@ -735,7 +746,8 @@ Test(export, block_dtypes_from_f32) {
                               tensor_name(t), l, i);
                 }
                 double rel = sqrt(err / norm);
-                int k = v.type == SL_Q8_0 ? 4 : v.type == SL_Q4_0 ? 0 : v.type - SL_Q4_K + 1;
+                int k = v.type;
+                cr_assert(bound[k] > 0, "%s: no bound for %s", names[d], dtype_name(k));
                 if (rel > worst[k]) worst[k] = rel;
                 cr_assert(rel <= bound[k], "%s %s layer %zu (%s): relative RMS error %.4f > %.3f",
                           names[d], tensor_name(t), l, dtype_name(v.type), rel, bound[k]);
@@ -746,8 +758,12 @@ Test(export, block_dtypes_from_f32) {
         cr_assert_eq(run_cmd(&o, &e, "%s %s -t 0 -n 8 -i ab", bin_path("run"), out), 0, "%s", e);
         free(o), free(e);
     }
-    fprintf(stderr, "block dtypes: worst relative RMS error q4_0 %.4f q4_k %.4f q5_k %.4f q6_k "
-            "%.4f q8_0 %.4f\n", worst[0], worst[1], worst[2], worst[3], worst[4]);
+    fprintf(stderr, "block dtypes: worst relative RMS error");
+    for (int k = 0; k < SL_DTYPE_COUNT; k++) {
+        if (bound[k] > 0) fprintf(stderr, " %s %.4f", dtype_name(k), worst[k]);
+        cr_assert(bound[k] == 0 || worst[k] > 0, "%s: never written", dtype_name(k));
+    }
+    fprintf(stderr, "\n");
     model_close(&ref);
     free(ck), free(tok), free(f32), free(out);
 }
