@@ -176,10 +176,11 @@ for t in $ALL; do
     awk -v t="$t" -v m="$(mix "$t")" -v b="$(stat -L -c %s "$OUT/smollm2-${t,,}.gguf")" -v r="${res[$t]}" \
         -v base="$base" 'BEGIN { split(r, p, " "); printf "| %s | %s | %d | %s | %.4f |\n", t, m, b, r, p[1] / base }'
 done
-for t in $TYPES; do  # the fallbacks, as llama-quantize words them
-    n=$(grep -c 'fallback' "$OUT/quantize-${t,,}.log")
-    [ "$n" -gt 0 ] && echo "$t: $n tensors fell back ($(grep -oE 'using fallback quantization [a-zA-Z0-9_]+' \
-        "$OUT/quantize-${t,,}.log" | sort | uniq -c | awk '{ printf "%s%d to %s", (NR > 1 ? ", " : ""), $1, $5 }'))"
+echo
+for t in $TYPES; do  # the fallbacks: "ncols 576 not divisible by 256 (required for type q6_K) -> falling back to q8_0"
+    fb=$(grep -oE 'required for type +[A-Za-z0-9_]+\) -> falling back to +[A-Za-z0-9_]+' "$OUT/quantize-${t,,}.log" |
+        awk '{ print $4 " to " $9 }' | tr -d ')' | sort | uniq -c | awk '{ printf "%s%d %s %s %s", (NR > 1 ? ", " : ""), $1, $2, $3, $4 }')
+    [ -n "$fb" ] && echo "- $t: rows of 576 fell back: $fb"
 done
 [ "$SIDES" = llamacpp ] && exit 0
 
