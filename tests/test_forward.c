@@ -85,7 +85,7 @@ static void cover_one(Cover *cv, size_t c) {
         cv->owner[c] = thread_id;
     }
     if (c == cv->slow_chunk) {
-        nanosleep(&(struct timespec){0, 30 * 1000 * 1000}, NULL);
+        nanosleep(&(struct timespec){0, 250 * 1000 * 1000}, NULL);  // long enough for a loaded host
     }
     for (size_t i = b; i < e; i++) atomic_fetch_add(&cv->seen[i], 1);
     atomic_fetch_add(&cv->calls, 1);
@@ -152,7 +152,7 @@ Test(pool, for_survives_a_stalled_thread) {
         Cover cv = {.n = n, .size = 1, .seen = calloc(n, sizeof(atomic_int)), .slow_chunk = 0,
                     .owner = calloc(n, sizeof(int))};
         cr_assert(cv.seen && cv.owner);
-        pool_for(p, n, cover_chunk, &cv);  // chunk 0, the first taken, sleeps 30 ms
+        pool_for(p, n, cover_chunk, &cv);  // chunk 0, the first taken, sleeps 250 ms
         cr_assert_eq(atomic_load(&cv.calls), (int)n);
         for (size_t i = 0; i < n; i++) {
             cr_assert_eq(atomic_load(&cv.seen[i]), 1, "chunk %zu", i);
