@@ -352,3 +352,17 @@ void refuse_patched_model(const char *b, size_t n, size_t keep, long at, uint8_t
     free(o), free(e);
 }
 
+// The token ids of an attention dump (app/attnmap.h); *n receives their count.
+int32_t *attn_dump_ids(const char *path, size_t *n) {
+    size_t len;
+    char *b = read_all(path, &len);
+    cr_assert(b && len >= 32 && memcmp(b, "SLAT", 4) == 0, "no dump at %s", path);
+    uint32_t N;
+    memcpy(&N, b + 16, 4);
+    cr_assert(len >= 32 + 4 * (size_t)N);
+    int32_t *ids = malloc(4 * (size_t)N + 4);
+    memcpy(ids, b + 32, 4 * (size_t)N);
+    free(b);
+    *n = N;
+    return ids;
+}

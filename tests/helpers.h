@@ -78,4 +78,8 @@ int check_corpus_fixture(const char *fixture, corpus_setup_fn setup, corpus_valu
 void refuse_patched_model(const char *b, size_t n, size_t keep, long at, uint8_t v,
                           const char *want);
 
+// The token ids of an attention dump (app/attnmap.h): the positions that ran; *n receives
+// their count. The caller frees them.
+int32_t *attn_dump_ids(const char *path, size_t *n);
+
 #endif

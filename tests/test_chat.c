@@ -29,21 +29,6 @@ static const char *export_dir(const char *dir, const char *name) {
     return path;
 }
 
-// The token ids of an attention dump (app/attnmap.h); *n receives their count.
-static int32_t *dump_ids(const char *path, size_t *n) {
-    size_t len;
-    char *b = read_all(path, &len);
-    cr_assert(b && len >= 32 && memcmp(b, "SLAT", 4) == 0, "no dump at %s", path);
-    uint32_t N;
-    memcpy(&N, b + 16, 4);
-    cr_assert(len >= 32 + 4 * (size_t)N);
-    int32_t *ids = malloc(4 * (size_t)N + 4);
-    memcpy(ids, b + 32, 4 * (size_t)N);
-    free(b);
-    *n = N;
-    return ids;
-}
-
 static size_t count(const char *s, const char *needle) {
     size_t k = 0;
     for (const char *p = s; (p = strstr(p, needle)); p += strlen(needle)) k++;
@@ -130,7 +115,7 @@ static void check_family_model(const char *file, const char *family, const char 
         cr_assert(strstr(err, want), "%s: no \"%s\" in: %s", family, want, err);
     }
     size_t n;
-    int32_t *ids = dump_ids(dump, &n);
+    int32_t *ids = attn_dump_ids(dump, &n);
     cr_assert_eq(n, c.n_ids, "%s: %zu positions ran, transformers fed %zu", family, n, c.n_ids);
     for (size_t i = 0; i < n; i++)
         cr_assert_eq(ids[i], c.ids[i], "%s: position %zu runs id %d, transformers %d", family, i,
@@ -169,7 +154,7 @@ Test(chat, llama3_template_renders_todays_date) {
     Model m;
     cr_assert_eq(model_open(&m, model, 0), MODEL_OK);
     size_t n, len;
-    int32_t *ids = dump_ids(dump, &n);
+    int32_t *ids = attn_dump_ids(dump, &n);
     char text[8192] = "";
     size_t used = 0;
     for (size_t i = 0; i < n; i++) {
@@ -278,7 +263,7 @@ Test(chat, shifts_past_the_context) {
     cr_assert_eq(rc, 0, "%s", err);
     cr_assert_eq(count(err, "turn "), 12, "%s", err);
     size_t n;
-    int32_t *ids = dump_ids(dump, &n);
+    int32_t *ids = attn_dump_ids(dump, &n);
     cr_assert_gt(n, 256, "the conversation ran %zu positions, past the context of 256", n);
     free(ids), free(out), free(err);
     free((void *)model), free((void *)turns), free((void *)dump);

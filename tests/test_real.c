@@ -53,21 +53,6 @@ static size_t read_cases(Case *c, size_t cap) {
     return n;
 }
 
-// The token ids of an attention dump (app/attnmap.h): the positions that ran.
-static int32_t *dump_ids(const char *path, size_t *n) {
-    size_t len;
-    char *b = read_all(path, &len);
-    cr_assert(b && len >= 32 && memcmp(b, "SLAT", 4) == 0, "no dump at %s", path);
-    uint32_t N;
-    memcpy(&N, b + 16, 4);
-    cr_assert(len >= 32 + 4 * (size_t)N);
-    int32_t *ids = malloc(4 * (size_t)N + 4);
-    memcpy(ids, b + 32, 4 * (size_t)N);
-    free(b);
-    *n = N;
-    return ids;
-}
-
 static char *export_smol(const char *dtype, const char *name) {
     char *out = strdup(tmp_file(name)), *o, *e;
     int rc = run_cmd(&o, &e, "%s %s%s %s %s", bin_path("export"), dtype ? "--dtype " : "",
@@ -104,7 +89,7 @@ Test(real, smollm2_f32_generates_and_chats_as_transformers) {
         }
         cr_assert_eq(rc, 0, "%s: %s", c[i].text, e);
         size_t got;
-        int32_t *ids = dump_ids(dump, &got);
+        int32_t *ids = attn_dump_ids(dump, &got);
         // every position ran transformers' id; all but the last reply token ran (a chat reply
         // that ends in <|im_end|> stops there: it and the token before it are not run)
         cr_assert(got + 2 >= c[i].n_ids && got <= c[i].n_ids, "%s: %zu positions ran, "
