@@ -46,24 +46,34 @@ static void quantize_put_f16(uint8_t *p, float v) {
     memcpy(p, &h, 2);
 }
 
-// Q4_0, 32 weights: d = m / -8 with m the value of largest |x| (the first if tied), so m
-// itself maps to q = 0; q = min(15, trunc(x / d + 8.5)) (x * (1/d)), x ~ d * (q - 8).
-static void quantize_q4_0(const float *x, uint8_t *b) {
+// Q4_0 (five 0, 18 bytes) and Q5_0 (five 1, 22 bytes), 32 weights: d = m / -8 (Q5_0: -16)
+// with m the value of largest |x| (the first if tied), so m itself maps to q = 0;
+// q = min(15, trunc(x / d + 8.5)) (Q5_0: min(31, trunc(x / d + 16.5))), x * (1/d), and
+// x ~ d * (q - 8) (q - 16). Layout: f16 d [, u32: bit j the fifth bit of weight j], 16 bytes:
+// weight j in the low nibble of byte j, j + 16 in its high one.
+static void quantize_q_0(const float *x, uint8_t *b, int five) {
     float amax = 0.0f, max = 0.0f;
     for (int j = 0; j < 32; j++)
         if (amax < fabsf(x[j])) amax = fabsf(x[j]), max = x[j];
-    const float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float half = five ? 16.0f : 8.0f, d = max / -half, id = d != 0.0f ? 1.0f / d : 0.0f;
+    const int top = five ? 31 : 15;
     quantize_put_f16(b, d);
+    uint32_t qh = 0;
     for (int j = 0; j < 16; j++) {
-        int lo = quantize_trunc_int8(x[j] * id + 8.5f), hi = quantize_trunc_int8(x[j + 16] * id + 8.5f);
-        uint8_t q0 = (uint8_t)(lo < 15 ? lo : 15), q1 = (uint8_t)(hi < 15 ? hi : 15);
-        b[2 + j] = (uint8_t)(q0 | q1 << 4);
+        int lo = quantize_trunc_int8(x[j] * id + (half + 0.5f));
+        int hi = quantize_trunc_int8(x[j + 16] * id + (half + 0.5f));
+        uint8_t q0 = (uint8_t)(lo < top ? lo : top), q1 = (uint8_t)(hi < top ? hi : top);
+        b[(five ? 6 : 2) + j] = (uint8_t)((q0 & 0xF) | (q1 & 0xF) << 4);
+        qh |= (uint32_t)(q0 >> 4 & 1) << j | (uint32_t)(q1 >> 4 & 1) << (j + 16);
     }
+    if (five) memcpy(b + 2, &qh, 4);  // little-endian hosts only, as blocks.c
 }
 
+static void quantize_q4_0(const float *x, uint8_t *b) { quantize_q_0(x, b, 0); }
+static void quantize_q5_0(const float *x, uint8_t *b) { quantize_q_0(x, b, 1); }
+
 // Q4_1 (nbits 4, 32 weights in 20 bytes) and Q5_1 (nbits 5, in 24): d = (max - min) / (2^nbits
-// - 1), q = trunc((x - min) * (1/d) + 0.5) (Q4_1: at most 15), x ~ d * q + min. Q5_0 (22
-// bytes): as Q4_0 with d = m / -16, q = min(31, trunc(x / d + 16.5)). Layout: d [, f16 min]
+// - 1), q = trunc((x - min) * (1/d) + 0.5) (Q4_1: at most 15), x ~ d * q + min. Layout: d [, f16 min]
 // [, u32: bit j the fifth bit of weight j], 16 bytes: weight j in the low nibble of byte j, j +
 // 16 in its high one. (Q5_1's q is converted to uint8_t without a clamp: the same low byte.)
 static void quantize_q451(const float *x, uint8_t *b, int five) {
@@ -93,21 +103,6 @@ static void quantize_q451(const float *x, uint8_t *b, int five) {
 static void quantize_q4_1(const float *x, uint8_t *b) { quantize_q451(x, b, 0); }
 static void quantize_q5_1(const float *x, uint8_t *b) { quantize_q451(x, b, 1); }
 
-static void quantize_q5_0(const float *x, uint8_t *b) {
-    float amax = 0.0f, max = 0.0f;
-    for (int j = 0; j < 32; j++)
-        if (amax < fabsf(x[j])) amax = fabsf(x[j]), max = x[j];
-    const float d = max / -16.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    quantize_put_f16(b, d);
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; j++) {
-        int lo = quantize_trunc_int8(x[j] * id + 16.5f), hi = quantize_trunc_int8(x[j + 16] * id + 16.5f);
-        uint8_t q0 = (uint8_t)(lo < 31 ? lo : 31), q1 = (uint8_t)(hi < 31 ? hi : 31);
-        b[6 + j] = (uint8_t)((q0 & 0xF) | (q1 & 0xF) << 4);
-        qh |= (uint32_t)(q0 >> 4 & 1) << j | (uint32_t)(q1 >> 4 & 1) << (j + 16);
-    }
-    memcpy(b + 2, &qh, 4);
-}
 
 // Asymmetric fit of n weights (ggml's make_qkx2_quants): x ~ scale * L + min with L in 0..nmax,
 // min <= 0, minimizing sum w * err with err = (scale * L + min - x)^2, or its absolute value
