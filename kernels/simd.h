@@ -126,4 +126,204 @@ static inline float fma32(float a, float b, float c) {
 #endif
 }
 
+// ============================================================================
+// bench.c's measurement vectors (issue 25). The kernels above do not use this section; bench
+// (app/bench.c) measures the machine with it: the read bandwidth and the STREAM triad with
+// SlVf loads, adds, multiply-adds and stores, the f32 peak with sl_vf_fma chains and the int8
+// peak with sl_dot chains, each as wide as this build's kernels run (the same SL_* macros).
+//
+//   SlVf               SL_VF_LANES floats: zmm (SL_AVX512), ymm (SL_AVX2), float32x4_t
+//                      (SL_NEON), else 8 floats in plain C
+//   sl_vf_zero, sl_vf_set1(x), sl_vf_load(p), sl_vf_store(p, v)   p aligned to SL_VF_BYTES
+//   sl_vf_add(a, b), sl_vf_fma(a, b, c) = a * b + c   fused where the build has an FMA
+//                      unit; the plain build rounds the product (as its f32 kernels do)
+//   sl_vf_sum(v)       the lanes' sum
+//   SlVb, SlVi         SL_DOT_PRODUCTS int8s, and int32 lanes that each accumulate the
+//                      products of 4 of them: vpdpbusd zmm (SL_VNNI), vpdpbusd ymm (AVX-VNNI,
+//                      __AVXVNNI__, without SL_VNNI), vpmaddubsw + vpmaddwd + vpaddd ymm
+//                      (SL_AVX2), sdot (SL_SDOT), else plain C. x86 multiplies unsigned by
+//                      signed bytes, sdot signed by signed.
+//   sl_vb_set1(x), sl_vi_set1(x), sl_dot(acc, a, b), sl_vi_sum(v) (wrapping)
+//   SL_FMA_NAME, SL_DOT_NAME    the instructions, for --bench to print
+//   SL_DOT_CHAINS      the independent sl_dot accumulators that cover its latency times its
+//                      throughput (12; 6 for the AVX2 sequence, whose accumulation is one
+//                      vpaddd and whose 16 registers hold no more)
+//   SL_HIDE(v)         an empty asm statement after which the compiler cannot know v's
+//                      value: it must neither fold, nor hoist, nor share what is computed
+//                      from v (in a register; SL_HIDE_MEM in memory, for any type)
+// GCC 12 copies every vpdpbusd accumulator at each step of a chain (and spills them where
+// there are 16 vector registers), which halves the rate measured; the native builds therefore
+// issue vpdpbusd in asm (AT&T syntax), the emulated one through SIMDe.
+#define SL_HIDE_MEM(v) __asm__ volatile("" : "+m"(v))
+#if defined(__x86_64__) && !defined(SL_SIMDE_AVX512) && (SL_AVX2 || SL_AVX512)
+#define SL_HIDE(v) __asm__ volatile("" : "+x"(v))
+#elif SL_NEON
+#define SL_HIDE(v) __asm__ volatile("" : "+w"(v))
+#else
+#define SL_HIDE(v) SL_HIDE_MEM(v)
+#endif
+#if defined(SL_EMULATED)
+#define SL_EMULATED_NOTE ", " SL_EMULATED
+#else
+#define SL_EMULATED_NOTE ""
+#endif
+
+#if SL_AVX512
+typedef __m512 SlVf;
+#define SL_VF_LANES 16
+#define SL_FMA_NAME "vfmadd231ps zmm" SL_EMULATED_NOTE
+static inline SlVf sl_vf_zero(void) { return _mm512_setzero_ps(); }
+static inline SlVf sl_vf_set1(float x) { return _mm512_set1_ps(x); }
+static inline SlVf sl_vf_load(const float *p) { return _mm512_load_ps(p); }
+static inline void sl_vf_store(float *p, SlVf v) { _mm512_store_ps(p, v); }
+static inline SlVf sl_vf_add(SlVf a, SlVf b) { return _mm512_add_ps(a, b); }
+static inline SlVf sl_vf_fma(SlVf a, SlVf b, SlVf c) { return _mm512_fmadd_ps(a, b, c); }
+#elif SL_AVX2
+typedef __m256 SlVf;
+#define SL_VF_LANES 8
+#define SL_FMA_NAME "vfmadd231ps ymm"
+static inline SlVf sl_vf_zero(void) { return _mm256_setzero_ps(); }
+static inline SlVf sl_vf_set1(float x) { return _mm256_set1_ps(x); }
+static inline SlVf sl_vf_load(const float *p) { return _mm256_load_ps(p); }
+static inline void sl_vf_store(float *p, SlVf v) { _mm256_store_ps(p, v); }
+static inline SlVf sl_vf_add(SlVf a, SlVf b) { return _mm256_add_ps(a, b); }
+static inline SlVf sl_vf_fma(SlVf a, SlVf b, SlVf c) { return _mm256_fmadd_ps(a, b, c); }
+#elif SL_NEON
+typedef float32x4_t SlVf;
+#define SL_VF_LANES 4
+#define SL_FMA_NAME "fmla v.4s"
+static inline SlVf sl_vf_zero(void) { return vdupq_n_f32(0.0f); }
+static inline SlVf sl_vf_set1(float x) { return vdupq_n_f32(x); }
+static inline SlVf sl_vf_load(const float *p) { return vld1q_f32(p); }
+static inline void sl_vf_store(float *p, SlVf v) { vst1q_f32(p, v); }
+static inline SlVf sl_vf_add(SlVf a, SlVf b) { return vaddq_f32(a, b); }
+static inline SlVf sl_vf_fma(SlVf a, SlVf b, SlVf c) { return vfmaq_f32(c, a, b); }
+#else
+typedef struct {
+    float l[8];
+} SlVf;
+#define SL_VF_LANES 8
+#define SL_FMA_NAME "f32 multiply and add (plain C)"
+static inline SlVf sl_vf_set1(float x) {
+    SlVf v;
+    for (int i = 0; i < 8; i++) v.l[i] = x;
+    return v;
+}
+static inline SlVf sl_vf_zero(void) { return sl_vf_set1(0.0f); }
+static inline SlVf sl_vf_load(const float *p) {
+    SlVf v;
+    memcpy(v.l, p, sizeof v.l);
+    return v;
+}
+static inline void sl_vf_store(float *p, SlVf v) { memcpy(p, v.l, sizeof v.l); }
+static inline SlVf sl_vf_add(SlVf a, SlVf b) {
+    for (int i = 0; i < 8; i++) a.l[i] += b.l[i];
+    return a;
+}
+static inline SlVf sl_vf_fma(SlVf a, SlVf b, SlVf c) {
+    for (int i = 0; i < 8; i++) c.l[i] += a.l[i] * b.l[i];
+    return c;
+}
+#endif
+#define SL_VF_BYTES (SL_VF_LANES * (int)sizeof(float))
+
+static inline float sl_vf_sum(SlVf v) {
+    _Alignas(64) float l[SL_VF_LANES];
+    sl_vf_store(l, v);
+    float s = 0.0f;
+    for (int i = 0; i < SL_VF_LANES; i++) s += l[i];
+    return s;
+}
+
+#if SL_AVX512 && SL_VNNI
+typedef __m512i SlVb;
+typedef __m512i SlVi;
+#define SL_DOT_PRODUCTS 64
+#define SL_DOT_NAME "vpdpbusd zmm (AVX512-VNNI)" SL_EMULATED_NOTE
+static inline SlVb sl_vb_set1(int8_t x) { return _mm512_set1_epi8((char)x); }
+static inline SlVi sl_vi_set1(int32_t x) { return _mm512_set1_epi32(x); }
+static inline SlVi sl_dot(SlVi acc, SlVb a, SlVb b) {
+#if defined(SL_EMULATED)
+    return _mm512_dpbusd_epi32(acc, a, b);
+#else
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+    return acc;
+#endif
+}
+static inline void sl_vi_store(int32_t *p, SlVi v) { _mm512_storeu_si512((void *)p, v); }
+#elif SL_AVX2 && defined(__AVXVNNI__)
+typedef __m256i SlVb;
+typedef __m256i SlVi;
+#define SL_DOT_PRODUCTS 32
+#define SL_DOT_NAME "vpdpbusd ymm (AVX-VNNI)"
+static inline SlVb sl_vb_set1(int8_t x) { return _mm256_set1_epi8((char)x); }
+static inline SlVi sl_vi_set1(int32_t x) { return _mm256_set1_epi32(x); }
+static inline SlVi sl_dot(SlVi acc, SlVb a, SlVb b) {
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
+    return acc;
+}
+static inline void sl_vi_store(int32_t *p, SlVi v) { _mm256_storeu_si256((__m256i *)p, v); }
+#elif SL_AVX2
+typedef __m256i SlVb;
+typedef __m256i SlVi;
+#define SL_DOT_PRODUCTS 32
+#define SL_DOT_NAME "vpmaddubsw + vpmaddwd + vpaddd ymm"
+#define SL_DOT_CHAINS 6
+static inline SlVb sl_vb_set1(int8_t x) { return _mm256_set1_epi8((char)x); }
+static inline SlVi sl_vi_set1(int32_t x) { return _mm256_set1_epi32(x); }
+// a is hidden: a product that does not depend on acc must still be computed on every call
+static inline SlVi sl_dot(SlVi acc, SlVb a, SlVb b) {
+    SL_HIDE(a);
+    __m256i pairs = _mm256_maddubs_epi16(a, b);
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+static inline void sl_vi_store(int32_t *p, SlVi v) { _mm256_storeu_si256((__m256i *)p, v); }
+#elif SL_NEON && SL_SDOT
+typedef int8x16_t SlVb;
+typedef int32x4_t SlVi;
+#define SL_DOT_PRODUCTS 16
+#define SL_DOT_NAME "sdot v.4s"
+static inline SlVb sl_vb_set1(int8_t x) { return vdupq_n_s8(x); }
+static inline SlVi sl_vi_set1(int32_t x) { return vdupq_n_s32(x); }
+static inline SlVi sl_dot(SlVi acc, SlVb a, SlVb b) { return vdotq_s32(acc, a, b); }
+static inline void sl_vi_store(int32_t *p, SlVi v) { vst1q_s32(p, v); }
+#else
+typedef struct {
+    uint8_t b[32];
+} SlVb;
+typedef struct {
+    uint32_t l[8];  // wrapping: int32 lanes as the hardware's
+} SlVi;
+#define SL_DOT_PRODUCTS 32
+#define SL_DOT_NAME "int8 multiply and add (plain C)"
+static inline SlVb sl_vb_set1(int8_t x) {
+    SlVb v;
+    memset(v.b, (uint8_t)x, sizeof v.b);
+    return v;
+}
+static inline SlVi sl_vi_set1(int32_t x) {
+    SlVi v;
+    for (int i = 0; i < 8; i++) v.l[i] = (uint32_t)x;
+    return v;
+}
+static inline SlVi sl_dot(SlVi acc, SlVb a, SlVb b) {
+    SL_HIDE_MEM(a);
+    for (int i = 0; i < 32; i++) acc.l[i / 4] += (uint32_t)(a.b[i] * (int8_t)b.b[i]);
+    return acc;
+}
+static inline void sl_vi_store(int32_t *p, SlVi v) { memcpy(p, v.l, sizeof v.l); }
+#endif
+#define SL_VI_LANES (SL_DOT_PRODUCTS / 4)
+#ifndef SL_DOT_CHAINS
+#define SL_DOT_CHAINS 12
+#endif
+
+static inline int32_t sl_vi_sum(SlVi v) {
+    int32_t l[SL_VI_LANES];
+    sl_vi_store(l, v);
+    uint32_t s = 0;
+    for (int i = 0; i < SL_VI_LANES; i++) s += (uint32_t)l[i];
+    return (int32_t)s;
+}
+
 #endif
