@@ -148,19 +148,19 @@ static inline float fma32(float a, float b, float c) {
 //   SL_DOT_CHAINS      the independent sl_dot accumulators that cover its latency times its
 //                      throughput (12; 6 for the AVX2 sequence, whose accumulation is one
 //                      vpaddd and whose 16 registers hold no more)
-//   SL_HIDE(v)         an empty asm statement after which the compiler cannot know v's
-//                      value: it must neither fold, nor hoist, nor share what is computed
-//                      from v (in a register; SL_HIDE_MEM in memory, for any type)
+//   sl_vf_hide(v), sl_vb_hide(v)   v, through an empty asm statement after which the
+//                      compiler cannot know its value: it must neither fold, nor hoist, nor
+//                      share what is computed from it
 // GCC 12 copies every vpdpbusd accumulator at each step of a chain (and spills them where
 // there are 16 vector registers), which halves the rate measured; the native builds therefore
 // issue vpdpbusd in asm (AT&T syntax), the emulated one through SIMDe.
-#define SL_HIDE_MEM(v) __asm__ volatile("" : "+m"(v))
+#define SL_HIDE_MEM(v) __asm__ volatile("" : "+m"(v))  // any type
 #if defined(__x86_64__) && !defined(SL_SIMDE_AVX512) && (SL_AVX2 || SL_AVX512)
-#define SL_HIDE(v) __asm__ volatile("" : "+x"(v))
+#define SL_HIDE_REG(v) __asm__ volatile("" : "+x"(v))  // a vector register's type
 #elif SL_NEON
-#define SL_HIDE(v) __asm__ volatile("" : "+w"(v))
+#define SL_HIDE_REG(v) __asm__ volatile("" : "+w"(v))
 #else
-#define SL_HIDE(v) SL_HIDE_MEM(v)
+#define SL_HIDE_REG(v) SL_HIDE_MEM(v)
 #endif
 #if defined(SL_EMULATED)
 #define SL_EMULATED_NOTE ", " SL_EMULATED
@@ -178,6 +178,10 @@ static inline SlVf sl_vf_load(const float *p) { return _mm512_load_ps(p); }
 static inline void sl_vf_store(float *p, SlVf v) { _mm512_store_ps(p, v); }
 static inline SlVf sl_vf_add(SlVf a, SlVf b) { return _mm512_add_ps(a, b); }
 static inline SlVf sl_vf_fma(SlVf a, SlVf b, SlVf c) { return _mm512_fmadd_ps(a, b, c); }
+static inline SlVf sl_vf_hide(SlVf v) {
+    SL_HIDE_REG(v);
+    return v;
+}
 #elif SL_AVX2
 typedef __m256 SlVf;
 #define SL_VF_LANES 8
@@ -188,6 +192,10 @@ static inline SlVf sl_vf_load(const float *p) { return _mm256_load_ps(p); }
 static inline void sl_vf_store(float *p, SlVf v) { _mm256_store_ps(p, v); }
 static inline SlVf sl_vf_add(SlVf a, SlVf b) { return _mm256_add_ps(a, b); }
 static inline SlVf sl_vf_fma(SlVf a, SlVf b, SlVf c) { return _mm256_fmadd_ps(a, b, c); }
+static inline SlVf sl_vf_hide(SlVf v) {
+    SL_HIDE_REG(v);
+    return v;
+}
 #elif SL_NEON
 typedef float32x4_t SlVf;
 #define SL_VF_LANES 4
@@ -198,6 +206,10 @@ static inline SlVf sl_vf_load(const float *p) { return vld1q_f32(p); }
 static inline void sl_vf_store(float *p, SlVf v) { vst1q_f32(p, v); }
 static inline SlVf sl_vf_add(SlVf a, SlVf b) { return vaddq_f32(a, b); }
 static inline SlVf sl_vf_fma(SlVf a, SlVf b, SlVf c) { return vfmaq_f32(c, a, b); }
+static inline SlVf sl_vf_hide(SlVf v) {
+    SL_HIDE_REG(v);
+    return v;
+}
 #else
 typedef struct {
     float l[8];
@@ -224,6 +236,10 @@ static inline SlVf sl_vf_fma(SlVf a, SlVf b, SlVf c) {
     for (int i = 0; i < 8; i++) c.l[i] += a.l[i] * b.l[i];
     return c;
 }
+static inline SlVf sl_vf_hide(SlVf v) {
+    SL_HIDE_MEM(v);
+    return v;
+}
 #endif
 #define SL_VF_BYTES (SL_VF_LANES * (int)sizeof(float))
 
@@ -241,6 +257,10 @@ typedef __m512i SlVi;
 #define SL_DOT_PRODUCTS 64
 #define SL_DOT_NAME "vpdpbusd zmm (AVX512-VNNI)" SL_EMULATED_NOTE
 static inline SlVb sl_vb_set1(int8_t x) { return _mm512_set1_epi8((char)x); }
+static inline SlVb sl_vb_hide(SlVb v) {
+    SL_HIDE_REG(v);
+    return v;
+}
 static inline SlVi sl_vi_set1(int32_t x) { return _mm512_set1_epi32(x); }
 static inline SlVi sl_dot(SlVi acc, SlVb a, SlVb b) {
 #if defined(SL_EMULATED)
@@ -257,6 +277,10 @@ typedef __m256i SlVi;
 #define SL_DOT_PRODUCTS 32
 #define SL_DOT_NAME "vpdpbusd ymm (AVX-VNNI)"
 static inline SlVb sl_vb_set1(int8_t x) { return _mm256_set1_epi8((char)x); }
+static inline SlVb sl_vb_hide(SlVb v) {
+    SL_HIDE_REG(v);
+    return v;
+}
 static inline SlVi sl_vi_set1(int32_t x) { return _mm256_set1_epi32(x); }
 static inline SlVi sl_dot(SlVi acc, SlVb a, SlVb b) {
     __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
@@ -270,10 +294,14 @@ typedef __m256i SlVi;
 #define SL_DOT_NAME "vpmaddubsw + vpmaddwd + vpaddd ymm"
 #define SL_DOT_CHAINS 6
 static inline SlVb sl_vb_set1(int8_t x) { return _mm256_set1_epi8((char)x); }
+static inline SlVb sl_vb_hide(SlVb v) {
+    SL_HIDE_REG(v);
+    return v;
+}
 static inline SlVi sl_vi_set1(int32_t x) { return _mm256_set1_epi32(x); }
 // a is hidden: a product that does not depend on acc must still be computed on every call
 static inline SlVi sl_dot(SlVi acc, SlVb a, SlVb b) {
-    SL_HIDE(a);
+    SL_HIDE_REG(a);
     __m256i pairs = _mm256_maddubs_epi16(a, b);
     return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
 }
@@ -284,6 +312,10 @@ typedef int32x4_t SlVi;
 #define SL_DOT_PRODUCTS 16
 #define SL_DOT_NAME "sdot v.4s"
 static inline SlVb sl_vb_set1(int8_t x) { return vdupq_n_s8(x); }
+static inline SlVb sl_vb_hide(SlVb v) {
+    SL_HIDE_REG(v);
+    return v;
+}
 static inline SlVi sl_vi_set1(int32_t x) { return vdupq_n_s32(x); }
 static inline SlVi sl_dot(SlVi acc, SlVb a, SlVb b) { return vdotq_s32(acc, a, b); }
 static inline void sl_vi_store(int32_t *p, SlVi v) { vst1q_s32(p, v); }
@@ -299,6 +331,10 @@ typedef struct {
 static inline SlVb sl_vb_set1(int8_t x) {
     SlVb v;
     memset(v.b, (uint8_t)x, sizeof v.b);
+    return v;
+}
+static inline SlVb sl_vb_hide(SlVb v) {
+    SL_HIDE_MEM(v);
     return v;
 }
 static inline SlVi sl_vi_set1(int32_t x) {
