@@ -9,12 +9,9 @@
 #include "app/term.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
+#include "kernels/simd.h"
 #include "runtime/pool.h"
 #include "runtime/transformer.h"
-
-#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
 
 static int by_value(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -26,43 +23,51 @@ static double median(double *v, long n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+static double least(const double *v, long n) {
+    double m = v[0];
+    for (long i = 1; i < n; i++) m = v[i] < m ? v[i] : m;
+    return m;
+}
+
+// The limits are the best of several samples, the speeds of the model medians: another process
+// on the host, a page fault or a migration can only slow a sample down, never speed it up, so
+// the fastest sample is the closest to what the machine can do, and a limit that the model's
+// own runs could beat is no limit. (The buffer is 8 times the last-level cache or more, so no
+// pass can be served by the cache.)
+#define BENCH_SAMPLES 9
+
 // ----------------------------------------------------------------------------
-// read bandwidth: every thread sums its contiguous slice of a buffer beyond the LLC
+// memory: read bandwidth and a STREAM triad over a buffer beyond the last-level caches
 
 typedef struct {
-    const float *buf;
-    size_t n;
+    float *buf;  // aligned to 64 bytes
+    size_t n;    // floats
     float sums[BENCH_MAX_THREADS * 16];  // one cache line per thread
 } ReadCtx;
 
+// A thread reads its share as READ_STREAMS contiguous parts in lockstep, one vector of each
+// per step, into one sum per part (the adds never wait for each other). One sequential stream
+// per core reads well below what the core can: its hardware prefetcher starts over at every
+// 4 KiB page, and the misses in flight stay few. Several streams keep more in flight, as the
+// matrix kernels do, reading 4 to 8 rows at a time (on this Zen 5, 8 streams read 1.3-1.8x
+// faster than one; 16 or more slower again).
+#define READ_STREAMS 8
+
+// The sum of n floats from p (aligned to SL_VF_BYTES).
 static float sum_floats(const float *p, size_t n) {
-    size_t i = 0;
-    float s = 0.0f;
-#if defined(__AVX512F__)
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (; i + 64 <= n; i += 64) {
-        a0 = _mm512_add_ps(a0, _mm512_load_ps(p + i));
-        a1 = _mm512_add_ps(a1, _mm512_load_ps(p + i + 16));
-        a2 = _mm512_add_ps(a2, _mm512_load_ps(p + i + 32));
-        a3 = _mm512_add_ps(a3, _mm512_load_ps(p + i + 48));
-    }
-    s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-#elif defined(__AVX2__)
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (; i + 32 <= n; i += 32) {
-        a0 = _mm256_add_ps(a0, _mm256_load_ps(p + i));
-        a1 = _mm256_add_ps(a1, _mm256_load_ps(p + i + 8));
-        a2 = _mm256_add_ps(a2, _mm256_load_ps(p + i + 16));
-        a3 = _mm256_add_ps(a3, _mm256_load_ps(p + i + 24));
-    }
-    float lanes[8];
-    _mm256_storeu_ps(lanes, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    for (int k = 0; k < 8; k++) s += lanes[k];
-#endif
-    for (; i < n; i++) s += p[i];
+    SlVf a[READ_STREAMS];
+    for (int k = 0; k < READ_STREAMS; k++) a[k] = sl_vf_zero();
+    size_t part = n / READ_STREAMS / SL_VF_LANES * SL_VF_LANES;
+    for (size_t i = 0; i < part; i += SL_VF_LANES)
+#pragma GCC unroll 8
+        for (int k = 0; k < READ_STREAMS; k++) a[k] = sl_vf_add(a[k], sl_vf_load(p + k * part + i));
+    for (int k = 1; k < READ_STREAMS; k++) a[0] = sl_vf_add(a[0], a[k]);
+    float s = sl_vf_sum(a[0]);
+    for (size_t i = READ_STREAMS * part; i < n; i++) s += p[i];
     return s;
 }
 
+// Each thread reads its own contiguous share (a multiple of 4 KiB).
 static void read_task(void *arg, int thread, int n_threads) {
     ReadCtx *c = arg;
     size_t b, e;
@@ -70,138 +75,156 @@ static void read_task(void *arg, int thread, int n_threads) {
     c->sums[thread * 16] = sum_floats(c->buf + b, e - b);
 }
 
+// STREAM's triad, a[i] = b[i] + s c[i], over the buffer's three thirds.
+static void triad_task(void *arg, int thread, int n_threads) {
+    ReadCtx *c = arg;
+    size_t third = c->n / 3 / 1024 * 1024, b, e;
+    pool_range(third, 1024, thread, n_threads, &b, &e);
+    float *x = c->buf, *y = c->buf + third, *z = c->buf + 2 * third;
+    const SlVf s = sl_vf_set1(0.5f);
+    for (size_t i = b; i < e; i += SL_VF_LANES)  // e - b: a multiple of 1024
+        sl_vf_store(x + i, sl_vf_fma(sl_vf_load(z + i), s, sl_vf_load(y + i)));
+}
+
 static void fill_task(void *arg, int thread, int n_threads) {
     ReadCtx *c = arg;
     size_t b, e;
     pool_range(c->n, 1024, thread, n_threads, &b, &e);
-    float *p = (float *)c->buf;
-    for (size_t i = b; i < e; i++) p[i] = (float)(i & 7);
+    for (size_t i = b; i < e; i++) c->buf[i] = (float)(i & 7);
 }
 
-// Size of the last-level cache from sysfs, or 0 if unknown.
-static size_t llc_bytes(void) {
-    size_t best = 0;
-    for (int i = 0; i < 8; i++) {
-        char path[96], buf[32];
-        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
-        FILE *f = fopen(path, "r");
-        if (!f) continue;
-        if (fgets(buf, sizeof buf, f)) {
-            char *end;
-            size_t v = strtoul(buf, &end, 10);
-            v *= *end == 'K' ? 1024 : *end == 'M' ? 1024 * 1024 : 1;
-            if (v > best) best = v;
-        }
+// The CPUs in a sysfs list such as "0-3,8,10-11".
+static int count_cpus(const char *list) {
+    int n = 0;
+    for (const char *p = list; *p >= '0' && *p <= '9';) {
+        char *end;
+        long a = strtol(p, &end, 10), b = a;
+        if (*end == '-') b = strtol(end + 1, &end, 10);
+        n += b >= a ? (int)(b - a + 1) : 0;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return n;
+}
+
+// The first line of a sysfs file, or "" (buf: size bytes).
+static const char *read_line(char *buf, size_t size, const char *path) {
+    FILE *f = fopen(path, "r");
+    buf[0] = '\0';
+    if (f) {
+        if (!fgets(buf, (int)size, f)) buf[0] = '\0';
         fclose(f);
     }
-    return best;
+    return buf;
 }
 
-// GB/s of one pass over the buffer, median of reps (t: reps doubles of scratch).
-static double read_bandwidth(Pool *pool, ReadCtx *c, long reps, double *t) {
-    pool_run(pool, read_task, c);  // warm up
-    for (long r = 0; r < reps; r++) {
+// The bytes of the last-level caches together, from sysfs: cpu0's highest-level cache times
+// the number of such caches (the online CPUs over the CPUs that share it). 0 if unknown.
+static size_t llc_bytes(void) {
+    size_t best = 0;
+    int level = 0, sharing = 1;
+    for (int i = 0; i < 16; i++) {
+        char path[96], buf[256];
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", i);
+        int lv = atoi(read_line(buf, sizeof buf, path));
+        if (lv <= 0 || lv < level) continue;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", i);
+        char *end;
+        size_t v = strtoul(read_line(buf, sizeof buf, path), &end, 10);
+        v *= *end == 'K' ? 1024 : *end == 'M' ? 1024 * 1024 : 1;
+        snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/shared_cpu_list", i);
+        int n = count_cpus(read_line(buf, sizeof buf, path));
+        if (v > 0 && (lv > level || v > best)) best = v, level = lv, sharing = n > 0 ? n : 1;
+    }
+    long cpus = count_cpus(read_line((char[256]){0}, 256, "/sys/devices/system/cpu/online"));
+    long caches = cpus > sharing ? (cpus + sharing - 1) / sharing : 1;
+    return best * (size_t)caches;
+}
+
+// The buffer: 8 x the last-level caches, at least 256 MiB (a pass of a few ms at most DRAM
+// speeds), at most 4 GiB; 512 MiB where the caches are unknown.
+static size_t read_buffer_bytes(size_t llc) {
+    size_t min = (size_t)256 << 20, max = (size_t)4 << 30;
+    if (llc == 0) return (size_t)512 << 20;
+    return 8 * llc < min ? min : 8 * llc > max ? max : 8 * llc;
+}
+
+// GB/s of the fastest and the median of `samples` passes of fn over the buffer (after one
+// unmeasured pass); bytes: those a pass moves. t: samples doubles of scratch.
+static void memory_pass(Pool *pool, pool_fn fn, ReadCtx *c, double bytes, long samples, double *t,
+                        double *best, double *med) {
+    pool_run(pool, fn, c);
+    for (long r = 0; r < samples; r++) {
         double t0 = pool_now();
-        pool_run(pool, read_task, c);
+        pool_run(pool, fn, c);
         t[r] = pool_now() - t0;
     }
-    return (double)c->n * sizeof(float) / median(t, reps) / 1e9;
+    *best = bytes / least(t, samples) / 1e9;
+    *med = bytes / median(t, samples) / 1e9;
 }
 
 // ----------------------------------------------------------------------------
-// arithmetic peaks: every thread runs independent chains of the multiply-add that the
-// matmul kernels of this build use, enough chains to hide its latency
+// arithmetic peaks: every thread runs independent chains of the widest f32 multiply-add and
+// int8 dot product of the build (kernels/simd.h), enough chains to cover the latency times the
+// throughput of either (4-5 cycles x 2 per cycle on current x86 cores), from registers: no
+// loads
 
-#define PEAK_CHAINS 12
-#define PEAK_ITERS 200000
+#define PEAK_CHAINS 12  // f32 (int8: SL_DOT_CHAINS)
 
 typedef struct {
-    int int8;  // 0: f32 FMA; 1: int8 dot products
+    int int8;  // 0: f32 multiply-adds; 1: int8 dot products
+    long iters;
     float sink[BENCH_MAX_THREADS * 16];
 } PeakCtx;
 
-// Multiply-adds per chain step: f32 FMAs (lanes) or int8 products.
-#if defined(__AVX512F__)
-#define PEAK_F32_LANES 16
-#else
-#define PEAK_F32_LANES 8
-#endif
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-#define PEAK_I8_PRODUCTS 64  // vpdpbusd on a zmm
-#else
-#define PEAK_I8_PRODUCTS 32  // vpmaddubsw + vpmaddwd + vpaddd on a ymm
-#endif
+static float fma_chains(long iters) {
+    SlVf a[PEAK_CHAINS], x = sl_vf_set1(0.999f), y = sl_vf_set1(1e-3f);  // a -> 1: no overflow
+    x = sl_vf_hide(x), y = sl_vf_hide(y);
+    for (int k = 0; k < PEAK_CHAINS; k++) a[k] = sl_vf_set1((float)k);
+    for (long i = 0; i < iters; i++)
+#pragma GCC unroll 12
+        for (int k = 0; k < PEAK_CHAINS; k++) a[k] = sl_vf_fma(a[k], x, y);
+    float r = 0.0f;
+    for (int k = 0; k < PEAK_CHAINS; k++) r += sl_vf_sum(a[k]);
+    return r;
+}
 
-#if defined(__AVX2__)
+static float dot_chains(long iters) {
+    SlVi a[SL_DOT_CHAINS];
+    SlVb x = sl_vb_set1(3), y = sl_vb_set1(-2);
+    x = sl_vb_hide(x), y = sl_vb_hide(y);
+    for (int k = 0; k < SL_DOT_CHAINS; k++) a[k] = sl_vi_set1(k);  // distinct: no chain is another's
+    for (long i = 0; i < iters; i++)
+#pragma GCC unroll 12
+        for (int k = 0; k < SL_DOT_CHAINS; k++) a[k] = sl_dot(a[k], x, y);
+    uint32_t r = 0;
+    for (int k = 0; k < SL_DOT_CHAINS; k++) r += (uint32_t)sl_vi_sum(a[k]);
+    return (float)r;
+}
+
 static void peak_task(void *arg, int thread, int n_threads) {
     (void)n_threads;
     PeakCtx *c = arg;
-    float r = 0.0f;
-#if defined(__AVX512F__)
-    if (!c->int8) {
-        __m512 a[PEAK_CHAINS], x = _mm512_set1_ps(0.999f), y = _mm512_set1_ps(1e-3f);
-        for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm512_set1_ps((float)k);
-        for (long i = 0; i < PEAK_ITERS; i++)
-#pragma GCC unroll 12
-            for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm512_fmadd_ps(a[k], x, y);
-        for (int k = 0; k < PEAK_CHAINS; k++) r += _mm512_reduce_add_ps(a[k]);
-    }
-#elif defined(__AVX2__) && defined(__FMA__)
-    if (!c->int8) {
-        __m256 a[PEAK_CHAINS], x = _mm256_set1_ps(0.999f), y = _mm256_set1_ps(1e-3f);
-        for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm256_set1_ps((float)k);
-        for (long i = 0; i < PEAK_ITERS; i++)
-#pragma GCC unroll 12
-            for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm256_fmadd_ps(a[k], x, y);
-        float lanes[8];
-        for (int k = 0; k < PEAK_CHAINS; k++) {
-            _mm256_storeu_ps(lanes, a[k]);
-            r += lanes[0];
-        }
-    }
-#endif
-#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
-    if (c->int8) {
-        __m512i a[PEAK_CHAINS], x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(-2);
-        for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm512_set1_epi32(k);
-        for (long i = 0; i < PEAK_ITERS; i++)
-#pragma GCC unroll 12
-            for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm512_dpbusd_epi32(a[k], x, y);
-        for (int k = 0; k < PEAK_CHAINS; k++) r += (float)_mm512_reduce_add_epi32(a[k]);
-    }
-#elif defined(__AVX2__)
-    if (c->int8) {
-        __m256i a[PEAK_CHAINS], x = _mm256_set1_epi8(3), y = _mm256_set1_epi8(-2);
-        const __m256i ones = _mm256_set1_epi16(1);
-        for (int k = 0; k < PEAK_CHAINS; k++) a[k] = _mm256_set1_epi32(k);
-        for (long i = 0; i < PEAK_ITERS; i++)
-#pragma GCC unroll 12
-            for (int k = 0; k < PEAK_CHAINS; k++)
-                a[k] = _mm256_add_epi32(a[k], _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), ones));
-        for (int k = 0; k < PEAK_CHAINS; k++) r += (float)_mm256_extract_epi32(a[k], 0);
-    }
-#endif
-    c->sink[thread * 16] = r;
+    c->sink[thread * 16] = c->int8 ? dot_chains(c->iters) : fma_chains(c->iters);
 }
-#endif
 
-// G(FL)OP/s of all threads together (a multiply-add counts 2), median of reps (t: reps
-// doubles of scratch); 0 where this build has no SIMD kernel for it.
-static double peak_gops(Pool *pool, int int8, long reps, double *t) {
-#if !defined(__AVX2__)
-    (void)pool, (void)int8, (void)reps, (void)t;
-    return 0.0;
-#else
-    PeakCtx c = {.int8 = int8};
-    pool_run(pool, peak_task, &c);  // warm up (and bring the clock up)
-    for (long r = 0; r < reps; r++) {
+// G(FL)OP/s of all threads together, a multiply-add counted as 2 operations (so an int8 dot
+// of 4 pairs is 8): the fastest of `samples` runs of at least 2 ms each. t: samples doubles.
+static double peak_gops(Pool *pool, int int8, long samples, double *t) {
+    PeakCtx c = {.int8 = int8, .iters = 1024};
+    for (;;) {  // calibrate (and bring the clock up)
+        double t0 = pool_now();
+        pool_run(pool, peak_task, &c);
+        if (pool_now() - t0 > 2e-3 || c.iters >= (1L << 30)) break;
+        c.iters *= 2;
+    }
+    for (long r = 0; r < samples; r++) {
         double t0 = pool_now();
         pool_run(pool, peak_task, &c);
         t[r] = pool_now() - t0;
     }
-    double per_thread = 2.0 * PEAK_ITERS * PEAK_CHAINS * (int8 ? PEAK_I8_PRODUCTS : PEAK_F32_LANES);
-    return per_thread * pool_size(pool) / median(t, reps) / 1e9;
-#endif
+    double per_thread = 2.0 * (double)c.iters *
+                        (int8 ? SL_DOT_CHAINS * SL_DOT_PRODUCTS : PEAK_CHAINS * SL_VF_LANES);
+    return per_thread * pool_size(pool) / least(t, samples) / 1e9;
 }
 
 // ----------------------------------------------------------------------------
@@ -259,9 +282,9 @@ static void bench_pp(Transformer *t, const int *tokens, long pp, long reps, doub
     *att_share = median(a, reps);
 }
 
-// tok/s generating tg tokens from an empty cache, greedily, median of reps (s: reps + 1
-// doubles of scratch).
-static double bench_tg(Transformer *t, long tg, long reps, double *s) {
+// tok/s generating tg tokens from an empty cache, greedily, median of reps; *best that of the
+// fastest run (s: reps + 1 doubles of scratch).
+static double bench_tg(Transformer *t, long tg, long reps, double *s, double *best) {
     int vocab = t->model.header.vocab_size;
     for (long r = 0; r <= reps; r++) {  // run 0 warms up
         int token = t->model.header.bos_id >= 0 ? t->model.header.bos_id : 0;
@@ -269,6 +292,7 @@ static double bench_tg(Transformer *t, long tg, long reps, double *s) {
         for (long p = 0; p < tg; p++) token = argmax(transformer_forward(t, &token, 1, (size_t)p), vocab);
         s[r] = pool_now() - t0;
     }
+    *best = (double)tg / least(s + 1, reps);
     return (double)tg / median(s + 1, reps);
 }
 
@@ -305,8 +329,9 @@ static double bench_attention(Pool *pool, const float *q, const void *kc, const 
 
 typedef struct {
     int threads;
-    double read_gbs, tg_tps;
-    double fma_gflops, int8_gops;  // the peaks (0: no SIMD kernel in this build)
+    double read_gbs, read_median_gbs, triad_gbs;  // the limit: read_gbs, the fastest pass
+    double tg_tps, tg_best_tps;                   // median and fastest generation run
+    double fma_gflops, int8_gops;                 // the peaks, fastest runs
     double pp_tps[BENCH_MAX_PP];
     double pp_gflops[BENCH_MAX_PP];  // matrix products and attention, over the whole time
     double pp_peak[BENCH_MAX_PP];    // the matrix products' rate outside attention / their peak
@@ -314,31 +339,72 @@ typedef struct {
     double att_gbs[5], att_rec_gbs[5];  // attention without and with recording the weights
 } Row;
 
+typedef struct {
+    size_t llc, bytes;  // the last-level caches together (0: unknown), the buffer
+} Memory;
+
 // Block types (q8_0, q4_0, the k-quants) meet int8 activations; the rest runs f32 FMAs.
 static int uses_int8(const Model *m) { return matmul_input_forms((int)m->header.weight_type) != 0; }
 
 static const size_t att_ctx[5] = {256, 512, 1024, 2048, 4096};
 
+// One line for each limit that was beaten: generation's fastest run reading its weights
+// faster than the read pass, the triad faster than the read pass, the matrix products above
+// their peak. None should ever print; one that does says which figure to distrust.
+static void print_warnings(FILE *f, const Model *m, const BenchOptions *o, const Row *rows,
+                           const Memory *mem) {
+    size_t bpt = bytes_per_token(m);
+    for (int i = 0; i < o->n_threads; i++) {
+        const Row *r = &rows[i];
+        double w = r->tg_best_tps * (double)bpt / 1e9;
+        if (w > r->read_gbs) {
+            fprintf(f, "warning: %d threads: generation read its weights at %.1f GB/s (its fastest run), "
+                       "above the read bandwidth of %.1f GB/s", r->threads, w, r->read_gbs);
+            if (mem->llc && bpt < 4 * mem->llc)
+                fprintf(f, ": part of its %.1f MB of weights stays in the %.1f MB of last-level cache\n",
+                        (double)bpt / 1e6, (double)mem->llc / 1e6);
+            else
+                fprintf(f, ": the read bandwidth is understated\n");
+        }
+        if (r->triad_gbs > r->read_gbs)
+            fprintf(f, "warning: %d threads: the triad moved %.1f GB/s, more than the read pass's %.1f: "
+                       "the read bandwidth is understated\n", r->threads, r->triad_gbs, r->read_gbs);
+        for (int k = 0; k < o->n_pp; k++)
+            if (r->pp_peak[k] > 1.0)
+                fprintf(f, "warning: %d threads: pp%ld's matrix products ran at %.0f%% of the %s peak: "
+                           "the peak is understated\n", r->threads, o->pp[k], 100.0 * r->pp_peak[k],
+                        uses_int8(m) ? "int8" : "FMA");
+    }
+}
+
 static void print_text(const char *path, const Model *m, const BenchOptions *o, const Row *rows,
-                       size_t read_bytes) {
+                       const Memory *mem) {
     size_t bpt = bytes_per_token(m);
     printf("model %s: %s weights, %.1f M parameters, %.1f MB of weights read per token; %s kernels\n",
            path, dtype_name((int)m->header.weight_type), (double)layout_params(&m->layout) / 1e6,
            (double)bpt / 1e6, matmul_isa());
-    printf("read bandwidth: one pass over a %zu MB buffer; each figure a median of %ld runs\n\n",
-           read_bytes >> 20, o->reps);
-    printf("| threads | read GB/s | test | tok/s | weights GB/s | roofline tok/s | of roofline |\n");
-    printf("| ---: | ---: | --- | ---: | ---: | ---: | ---: |\n");
+    printf("memory: a %zu MiB buffer (", mem->bytes >> 20);
+    if (mem->llc) printf("%.1fx the %zu KiB of last-level cache", (double)mem->bytes / (double)mem->llc, mem->llc >> 10);
+    else printf("the last-level cache unknown");
+    printf("), each thread its own share; read: %d-byte loads from %d parts of it in step, the fastest "
+           "of %d passes (and their median); triad: a = b + s c over its thirds, counted as STREAM "
+           "does (3 x 4 bytes per element); tok/s: medians of %ld runs\n\n",
+           SL_VF_BYTES, READ_STREAMS, BENCH_SAMPLES, o->reps);
+    printf("| threads | read GB/s | median | triad GB/s | test | tok/s | weights GB/s | roofline tok/s | of roofline |\n");
+    printf("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < o->n_threads; i++) {
         const Row *r = &rows[i];
         double roof = r->read_gbs * 1e9 / (double)bpt;
-        printf("| %d | %.1f | tg%ld | %.1f | %.1f | %.1f | %.0f%% |\n", r->threads, r->read_gbs,
-               o->tg, r->tg_tps, r->tg_tps * (double)bpt / 1e9, roof, 100.0 * r->tg_tps / roof);
+        printf("| %d | %.1f | %.1f | %.1f | tg%ld | %.1f | %.1f | %.1f | %.0f%% |\n", r->threads,
+               r->read_gbs, r->read_median_gbs, r->triad_gbs, o->tg, r->tg_tps,
+               r->tg_tps * (double)bpt / 1e9, roof, 100.0 * r->tg_tps / roof);
     }
     int i8 = uses_int8(m);
-    printf("\nprompt processing: peaks measured here (FMA: f32 multiply-adds; int8: %s); the "
-           "matrix products' share of the %s peak is their rate outside attention\n\n",
-           PEAK_I8_PRODUCTS == 64 ? "vpdpbusd" : "vpmaddubsw + vpmaddwd", i8 ? "int8" : "FMA");
+    printf("\nprompt processing: peaks measured here, the fastest of %d runs of independent chains on "
+           "every thread, a multiply-add counted as 2 operations (FMA: %d chains of %s, %d f32 lanes; "
+           "int8: %d chains of %s, %d products); the matrix products' share of the %s peak is their "
+           "rate outside attention\n\n", BENCH_SAMPLES, PEAK_CHAINS, SL_FMA_NAME, SL_VF_LANES,
+           SL_DOT_CHAINS, SL_DOT_NAME, SL_DOT_PRODUCTS, i8 ? "int8" : "FMA");
     printf("| threads | FMA peak GFLOP/s | int8 peak GOP/s | test | tok/s | GFLOP/s | of peak | attention |\n");
     printf("| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < o->n_threads; i++)
@@ -358,23 +424,30 @@ static void print_text(const char *path, const Model *m, const BenchOptions *o, 
             printf("| %d | %zu | %.1f | %.0f%% | %.1f | %.2f |\n", rows[i].threads, att_ctx[c],
                    rows[i].att_gbs[c], 100.0 * rows[i].att_gbs[c] / rows[i].read_gbs,
                    rows[i].att_rec_gbs[c], rows[i].att_rec_gbs[c] / rows[i].att_gbs[c]);
+    printf("\n");
+    print_warnings(stdout, m, o, rows, mem);
 }
 
 static void print_json(const char *path, const Model *m, const BenchOptions *o, const Row *rows,
-                       size_t read_bytes) {
+                       const Memory *mem) {
     size_t bpt = bytes_per_token(m);
     printf("{\"model\": \"%s\", \"weight_type\": \"%s\", \"kv_type\": \"%s\", \"params\": %zu, "
-           "\"bytes_per_token\": %zu, \"read_buffer_bytes\": %zu, \"reps\": %ld, \"results\": [",
+           "\"bytes_per_token\": %zu, \"read_buffer_bytes\": %zu, \"llc_bytes\": %zu, "
+           "\"samples\": %d, \"fma_instruction\": \"%s\", \"int8_instruction\": \"%s\", "
+           "\"kernels\": \"%s\", \"reps\": %ld, \"results\": [",
            path, dtype_name((int)m->header.weight_type), o->kv_type == ATTN_KV_F16 ? "f16" : "f32",
-           layout_params(&m->layout), bpt, read_bytes, o->reps);
+           layout_params(&m->layout), bpt, mem->bytes, mem->llc, BENCH_SAMPLES, SL_FMA_NAME,
+           SL_DOT_NAME, matmul_isa(), o->reps);
     for (int i = 0; i < o->n_threads; i++) {
         const Row *r = &rows[i];
         double roof = r->read_gbs * 1e9 / (double)bpt;
-        printf("%s\n  {\"threads\": %d, \"read_gbs\": %.2f, \"pp\": %ld, \"pp_tok_s\": %.2f, "
-               "\"tg\": %ld, \"tg_tok_s\": %.2f, \"roofline_tok_s\": %.2f, \"roofline_fraction\": %.4f, "
+        printf("%s\n  {\"threads\": %d, \"read_gbs\": %.2f, \"read_median_gbs\": %.2f, "
+               "\"triad_gbs\": %.2f, \"pp\": %ld, \"pp_tok_s\": %.2f, \"tg\": %ld, \"tg_tok_s\": %.2f, "
+               "\"tg_best_tok_s\": %.2f, \"roofline_tok_s\": %.2f, \"roofline_fraction\": %.4f, "
                "\"fma_peak_gflops\": %.1f, \"int8_peak_gops\": %.1f, \"prompts\": [",
-               i ? "," : "", r->threads, r->read_gbs, o->pp[0], r->pp_tps[0], o->tg, r->tg_tps, roof,
-               r->tg_tps / roof, r->fma_gflops, r->int8_gops);
+               i ? "," : "", r->threads, r->read_gbs, r->read_median_gbs, r->triad_gbs, o->pp[0],
+               r->pp_tps[0], o->tg, r->tg_tps, r->tg_best_tps, roof, r->tg_tps / roof, r->fma_gflops,
+               r->int8_gops);
         for (int k = 0; k < o->n_pp; k++)
             printf("%s{\"pp\": %ld, \"tok_s\": %.2f, \"gflops\": %.2f, \"peak_fraction\": %.4f, "
                    "\"attention_share\": %.4f}", k ? ", " : "", o->pp[k], r->pp_tps[k],
@@ -387,6 +460,7 @@ static void print_json(const char *path, const Model *m, const BenchOptions *o, 
         printf("}}");
     }
     printf("\n]}\n");
+    print_warnings(stderr, m, o, rows, mem);
 }
 
 int bench_run(const char *path, const BenchOptions *o) {
@@ -412,10 +486,10 @@ int bench_run(const char *path, const BenchOptions *o) {
         transformer_free(&t);
         return 2;
     }
-    size_t llc = llc_bytes(), read_bytes = (size_t)512 << 20;
-    if (4 * llc > read_bytes) read_bytes = 4 * llc;
+    Memory mem = {.llc = llc_bytes()};
+    mem.bytes = read_buffer_bytes(mem.llc);
     ReadCtx *rc = calloc(1, sizeof *rc);
-    float *buf = aligned_alloc(64, read_bytes);
+    float *buf = aligned_alloc(64, mem.bytes);
     att_shape.kv_type = o->kv_type;
     size_t kv = att_shape.n_kv_heads * ATT_SEQ * att_shape.head_dim;
     size_t kv_bytes = attention_kv_bytes(o->kv_type);
@@ -426,7 +500,8 @@ int bench_run(const char *path, const BenchOptions *o) {
     float *att = malloc(att_shape.n_heads * ATT_SEQ * sizeof(float));
     int *tokens = malloc((size_t)pp_max * sizeof(int));
     Row *rows = calloc((size_t)o->n_threads, sizeof *rows);
-    double *times = malloc(2 * ((size_t)o->reps + 1) * sizeof *times);  // timing scratch
+    size_t n_times = 2 * ((size_t)o->reps + 1) > BENCH_SAMPLES ? 2 * ((size_t)o->reps + 1) : BENCH_SAMPLES;
+    double *times = malloc(n_times * sizeof *times);  // timing scratch
     int status = 0;
     if (!rc || !buf || !kc || !vc || !q || !out || !scratch || !att || !tokens || !rows || !times) {
         fprintf(stderr, "run: out of memory for the benchmark buffers\n");
@@ -434,7 +509,7 @@ int bench_run(const char *path, const BenchOptions *o) {
         goto done;
     }
     rc->buf = buf;
-    rc->n = read_bytes / sizeof(float);
+    rc->n = mem.bytes / sizeof(float);
     uint64_t seed = 0x5EED;
     for (size_t i = 0; i < kv; i++) {
         seed = seed * 6364136223846793005ull + 1442695040888963407ull;
@@ -456,9 +531,12 @@ int bench_run(const char *path, const BenchOptions *o) {
         Row *r = &rows[i];
         r->threads = o->threads[i];
         pool_run(pool, fill_task, rc);  // touch the pages before timing
-        r->read_gbs = read_bandwidth(pool, rc, o->reps, times);
-        r->fma_gflops = peak_gops(pool, 0, o->reps, times);
-        r->int8_gops = peak_gops(pool, 1, o->reps, times);
+        double third = (double)(rc->n / 3 / 1024 * 1024) * sizeof(float), unused;
+        memory_pass(pool, read_task, rc, (double)mem.bytes, BENCH_SAMPLES, times, &r->read_gbs,
+                    &r->read_median_gbs);
+        memory_pass(pool, triad_task, rc, 3 * third, BENCH_SAMPLES, times, &r->triad_gbs, &unused);
+        r->fma_gflops = peak_gops(pool, 0, BENCH_SAMPLES, times);
+        r->int8_gops = peak_gops(pool, 1, BENCH_SAMPLES, times);
         double peak = uses_int8(&t.model) ? r->int8_gops : r->fma_gflops;
         for (int k = 0; k < o->n_pp; k++) {
             double sec, share, mm, att;
@@ -469,18 +547,18 @@ int bench_run(const char *path, const BenchOptions *o) {
             r->pp_peak[k] = peak > 0 ? 2.0 * mm / (sec * (1.0 - share)) / 1e9 / peak : 0.0;
             r->pp_att[k] = share;
         }
-        r->tg_tps = bench_tg(&t, o->tg, o->reps, times);
+        r->tg_tps = bench_tg(&t, o->tg, o->reps, times, &r->tg_best_tps);
         for (int c = 0; c < 5; c++) {
             r->att_gbs[c] = bench_attention(pool, q, kc, vc, out, scratch, NULL, att_ctx[c], o->reps, times);
             r->att_rec_gbs[c] = bench_attention(pool, q, kc, vc, out, scratch, att, att_ctx[c], o->reps, times);
         }
         if (!o->json)
-            fprintf(stderr, "threads %d: read %.1f GB/s, pp%ld %.1f tok/s, tg %.1f tok/s\n",
-                    r->threads, r->read_gbs, o->pp[0], r->pp_tps[0], r->tg_tps);
+            fprintf(stderr, "threads %d: read %.1f GB/s, triad %.1f GB/s, pp%ld %.1f tok/s, tg %.1f tok/s\n",
+                    r->threads, r->read_gbs, r->triad_gbs, o->pp[0], r->pp_tps[0], r->tg_tps);
         t.pool = NULL;
         pool_destroy(pool);
     }
-    if (status == 0) (o->json ? print_json : print_text)(path, &t.model, o, rows, read_bytes);
+    if (status == 0) (o->json ? print_json : print_text)(path, &t.model, o, rows, &mem);
 done:
     free(times), free(rows), free(tokens), free(scratch), free(att), free(out), free(q), free(vc), free(kc), free(buf), free(rc);
     transformer_free(&t);
