@@ -5,14 +5,14 @@
 // medians of repeated runs, like llama-bench; the weight bytes each generated token reads;
 // and, measured in the same run on the same threads, the limits: the read bandwidth (every
 // thread reading its own share of a buffer 8 times the last-level caches, at least 256 MiB,
-// in several streams; the fastest of several passes), a STREAM triad beside it, and the f32
+// front to back; the fastest of several passes), a STREAM triad beside it, and the f32
 // FMA and int8 dot-product peaks (the widest instructions of the build; the fastest of
 // several runs), with the fraction of each limit reached: generation of the bandwidth, the
 // prompt's matrix products (outside attention) of the matching peak, and the share of the
 // prompt's time spent in attention; and an attention micro-benchmark of KV-cache read speed
 // at contexts 256 to 4096. A limit that the run beats (generation's fastest run reading its
-// weights faster than the read pass, the triad faster than it, the matrix products above
-// their peak) prints a warning line: a limit that a program can beat is not a limit.
+// weights faster than the read pass, the matrix products above their peak) prints a warning
+// line: a limit that a program can beat is not a limit.
 #ifndef SEARCHLIGHT_BENCH_H
 #define SEARCHLIGHT_BENCH_H
 
