@@ -33,8 +33,14 @@ static double least(const double *v, long n) {
 // on the host, a page fault or a migration can only slow a sample down, never speed it up, so
 // the fastest sample is the closest to what the machine can do, and a limit that the model's
 // own runs could beat is no limit. (The buffer is 8 times the last-level cache or more, so no
-// pass can be served by the cache.)
-#define BENCH_SAMPLES 9
+// pass can be served by the cache.) The samples are taken at BENCH_POINTS points of each
+// thread count's run (before the prompts, after them, after generation, after attention),
+// BENCH_PASSES at each: a burst of load on a busy host spans all of a few consecutive passes
+// (on this 2-core Zen 5, 9 consecutive passes once read 15.8 GB/s, while the generation that
+// followed read its weights at 31.6).
+#define BENCH_POINTS 4
+#define BENCH_PASSES 3
+#define BENCH_SAMPLES (BENCH_POINTS * BENCH_PASSES)
 
 // ----------------------------------------------------------------------------
 // memory: read bandwidth and a STREAM triad over a buffer beyond the last-level caches
@@ -48,7 +54,7 @@ typedef struct {
 // A thread reads its share front to back, READ_CHAINS vectors per step into as many sums (the
 // adds never wait for each other). Reading the share as 8 streams in step instead, as a matrix
 // kernel reads 8 rows, made no difference on this Zen 5 (paired passes, 150 each: median ratio
-// 0.93); what made the figure low was the median of passes on a busy host (see BENCH_SAMPLES).
+// 0.93); what made the figure low was the median of passes on a busy host (see BENCH_POINTS).
 #define READ_CHAINS 8
 
 // The sum of n floats from p (aligned to SL_VF_BYTES).
@@ -146,18 +152,11 @@ static size_t read_buffer_bytes(size_t llc) {
     return 8 * llc < min ? min : 8 * llc > max ? max : 8 * llc;
 }
 
-// GB/s of the fastest and the median of `samples` passes of fn over the buffer (after one
-// unmeasured pass); bytes: those a pass moves. t: samples doubles of scratch.
-static void memory_pass(Pool *pool, pool_fn fn, ReadCtx *c, double bytes, long samples, double *t,
-                        double *best, double *med) {
+// Seconds of one pass of fn over the buffer.
+static double timed_pass(Pool *pool, pool_fn fn, ReadCtx *c) {
+    double t0 = pool_now();
     pool_run(pool, fn, c);
-    for (long r = 0; r < samples; r++) {
-        double t0 = pool_now();
-        pool_run(pool, fn, c);
-        t[r] = pool_now() - t0;
-    }
-    *best = bytes / least(t, samples) / 1e9;
-    *med = bytes / median(t, samples) / 1e9;
+    return pool_now() - t0;
 }
 
 // ----------------------------------------------------------------------------
@@ -206,23 +205,47 @@ static void peak_task(void *arg, int thread, int n_threads) {
 }
 
 // G(FL)OP/s of all threads together, a multiply-add counted as 2 operations (so an int8 dot
-// of 4 pairs is 8): the fastest of `samples` runs of at least 2 ms each. t: samples doubles.
-static double peak_gops(Pool *pool, int int8, long samples, double *t) {
-    PeakCtx c = {.int8 = int8, .iters = 1024};
-    for (;;) {  // calibrate (and bring the clock up)
+// of 4 pairs is 8): the fastest of `runs` runs of *iters steps, which the first call (*iters
+// 0) calibrates to at least 2 ms.
+static double peak_gops(Pool *pool, int int8, long *iters, int runs) {
+    PeakCtx c = {.int8 = int8, .iters = *iters ? *iters : 1024};
+    for (; !*iters;) {  // calibrate (and bring the clock up)
         double t0 = pool_now();
         pool_run(pool, peak_task, &c);
-        if (pool_now() - t0 > 2e-3 || c.iters >= (1L << 30)) break;
-        c.iters *= 2;
+        if (pool_now() - t0 > 2e-3 || c.iters >= (1L << 30)) *iters = c.iters;
+        else c.iters *= 2;
     }
-    for (long r = 0; r < samples; r++) {
+    double best = 0.0;
+    for (int r = 0; r < runs; r++) {
         double t0 = pool_now();
         pool_run(pool, peak_task, &c);
-        t[r] = pool_now() - t0;
+        double t = pool_now() - t0;
+        best = r == 0 || t < best ? t : best;
     }
     double per_thread = 2.0 * (double)c.iters *
                         (int8 ? SL_DOT_CHAINS * SL_DOT_PRODUCTS : PEAK_CHAINS * SL_VF_LANES);
-    return per_thread * pool_size(pool) / least(t, samples) / 1e9;
+    return per_thread * pool_size(pool) / best / 1e9;
+}
+
+// The samples of the limits of one thread count.
+typedef struct {
+    double read[BENCH_SAMPLES], triad[BENCH_SAMPLES];  // seconds of each pass
+    int n;
+    double fma, int8;  // the fastest of the peaks' runs so far
+    long fma_iters, int8_iters;
+} Limits;
+
+// One point's samples: BENCH_PASSES passes of the read and of the triad, and as many runs of
+// each peak.
+static void sample_limits(Pool *pool, ReadCtx *rc, Limits *l) {
+    for (int p = 0; p < BENCH_PASSES && l->n < BENCH_SAMPLES; p++, l->n++) {
+        l->read[l->n] = timed_pass(pool, read_task, rc);
+        l->triad[l->n] = timed_pass(pool, triad_task, rc);
+    }
+    double fma = peak_gops(pool, 0, &l->fma_iters, BENCH_PASSES);
+    double int8 = peak_gops(pool, 1, &l->int8_iters, BENCH_PASSES);
+    l->fma = fma > l->fma ? fma : l->fma;
+    l->int8 = int8 > l->int8 ? int8 : l->int8;
 }
 
 // ----------------------------------------------------------------------------
@@ -382,10 +405,11 @@ static void print_text(const char *path, const Model *m, const BenchOptions *o, 
     printf("memory: a %zu MiB buffer (", mem->bytes >> 20);
     if (mem->llc) printf("%.1fx the %zu KiB of last-level cache", (double)mem->bytes / (double)mem->llc, mem->llc >> 10);
     else printf("the last-level cache unknown");
-    printf("), each thread its own share; read: %d-byte loads into %d sums, the fastest of %d passes "
-           "(and their median); triad: a = b + s c over its thirds, counted as STREAM does (3 x 4 "
-           "bytes per element, its writes included); tok/s: medians of %ld runs\n\n",
-           SL_VF_BYTES, READ_CHAINS, BENCH_SAMPLES, o->reps);
+    printf("), each thread its own share; read: %d-byte loads into %d sums, the fastest of %d passes, "
+           "%d at each of %d points of the run (and their median); triad: a = b + s c over its "
+           "thirds, counted as STREAM does (3 x 4 bytes per element, its writes included); tok/s: "
+           "medians of %ld runs\n\n", SL_VF_BYTES, READ_CHAINS, BENCH_SAMPLES, BENCH_PASSES,
+           BENCH_POINTS, o->reps);
     printf("| threads | read GB/s | median | triad GB/s | test | tok/s | weights GB/s | roofline tok/s | of roofline |\n");
     printf("| ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |\n");
     for (int i = 0; i < o->n_threads; i++) {
@@ -396,7 +420,8 @@ static void print_text(const char *path, const Model *m, const BenchOptions *o, 
                r->tg_tps * (double)bpt / 1e9, roof, 100.0 * r->tg_tps / roof);
     }
     int i8 = uses_int8(m);
-    printf("\nprompt processing: peaks measured here, the fastest of %d runs of independent chains on "
+    printf("\nprompt processing: peaks measured here, the fastest of %d runs (as the passes above) of "
+           "independent chains on "
            "every thread, a multiply-add counted as 2 operations (FMA: %d chains of %s, %d f32 lanes; "
            "int8: %d chains of %s, %d products); the matrix products' share of the %s peak is their "
            "rate outside attention\n\n", BENCH_SAMPLES, PEAK_CHAINS, SL_FMA_NAME, SL_VF_LANES,
@@ -496,8 +521,7 @@ int bench_run(const char *path, const BenchOptions *o) {
     float *att = malloc(att_shape.n_heads * ATT_SEQ * sizeof(float));
     int *tokens = malloc((size_t)pp_max * sizeof(int));
     Row *rows = calloc((size_t)o->n_threads, sizeof *rows);
-    size_t n_times = 2 * ((size_t)o->reps + 1) > BENCH_SAMPLES ? 2 * ((size_t)o->reps + 1) : BENCH_SAMPLES;
-    double *times = malloc(n_times * sizeof *times);  // timing scratch
+    double *times = malloc(2 * ((size_t)o->reps + 1) * sizeof *times);  // timing scratch
     int status = 0;
     if (!rc || !buf || !kc || !vc || !q || !out || !scratch || !att || !tokens || !rows || !times) {
         fprintf(stderr, "run: out of memory for the benchmark buffers\n");
@@ -527,27 +551,35 @@ int bench_run(const char *path, const BenchOptions *o) {
         Row *r = &rows[i];
         r->threads = o->threads[i];
         pool_run(pool, fill_task, rc);  // touch the pages before timing
-        double third = (double)(rc->n / 3 / 1024 * 1024) * sizeof(float), unused;
-        memory_pass(pool, read_task, rc, (double)mem.bytes, BENCH_SAMPLES, times, &r->read_gbs,
-                    &r->read_median_gbs);
-        memory_pass(pool, triad_task, rc, 3 * third, BENCH_SAMPLES, times, &r->triad_gbs, &unused);
-        r->fma_gflops = peak_gops(pool, 0, BENCH_SAMPLES, times);
-        r->int8_gops = peak_gops(pool, 1, BENCH_SAMPLES, times);
-        double peak = uses_int8(&t.model) ? r->int8_gops : r->fma_gflops;
+        pool_run(pool, read_task, rc);
+        Limits lim = {.n = 0};
+        sample_limits(pool, rc, &lim);
+        double mm_rate[BENCH_MAX_PP];  // GFLOP/s of the matrix products outside attention
         for (int k = 0; k < o->n_pp; k++) {
             double sec, share, mm, att;
             bench_pp(&t, tokens, o->pp[k], o->reps, times, &sec, &share);
             prompt_macs(&t, o->pp[k], &mm, &att);
             r->pp_tps[k] = (double)o->pp[k] / sec;
             r->pp_gflops[k] = 2.0 * (mm + att) / sec / 1e9;
-            r->pp_peak[k] = peak > 0 ? 2.0 * mm / (sec * (1.0 - share)) / 1e9 / peak : 0.0;
+            mm_rate[k] = 2.0 * mm / (sec * (1.0 - share)) / 1e9;
             r->pp_att[k] = share;
         }
+        sample_limits(pool, rc, &lim);
         r->tg_tps = bench_tg(&t, o->tg, o->reps, times, &r->tg_best_tps);
+        sample_limits(pool, rc, &lim);
         for (int c = 0; c < 5; c++) {
             r->att_gbs[c] = bench_attention(pool, q, kc, vc, out, scratch, NULL, att_ctx[c], o->reps, times);
             r->att_rec_gbs[c] = bench_attention(pool, q, kc, vc, out, scratch, att, att_ctx[c], o->reps, times);
         }
+        sample_limits(pool, rc, &lim);
+        double third = (double)(rc->n / 3 / 1024 * 1024) * sizeof(float);
+        r->read_gbs = (double)mem.bytes / least(lim.read, lim.n) / 1e9;
+        r->read_median_gbs = (double)mem.bytes / median(lim.read, lim.n) / 1e9;
+        r->triad_gbs = 3 * third / least(lim.triad, lim.n) / 1e9;
+        r->fma_gflops = lim.fma;
+        r->int8_gops = lim.int8;
+        double peak = uses_int8(&t.model) ? r->int8_gops : r->fma_gflops;
+        for (int k = 0; k < o->n_pp; k++) r->pp_peak[k] = mm_rate[k] / peak;
         if (!o->json)
             fprintf(stderr, "threads %d: read %.1f GB/s, triad %.1f GB/s, pp%ld %.1f tok/s, tg %.1f tok/s\n",
                     r->threads, r->read_gbs, r->triad_gbs, o->pp[0], r->pp_tps[0], r->tg_tps);
