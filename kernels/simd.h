@@ -151,9 +151,10 @@ static inline float fma32(float a, float b, float c) {
 //   sl_vf_hide(v), sl_vb_hide(v)   v, through an empty asm statement after which the
 //                      compiler cannot know its value: it must neither fold, nor hoist, nor
 //                      share what is computed from it
-// GCC 12 copies every vpdpbusd accumulator at each step of a chain (and spills them where
-// there are 16 vector registers), which halves the rate measured; the native builds therefore
-// issue vpdpbusd in asm (AT&T syntax), the emulated one through SIMDe.
+// GCC 12 copies every vpdpbusd accumulator at each step of a chain, and spills them where
+// there are only 16 vector registers (which halved the rate measured by the AVX2 + AVX-VNNI
+// build on Zen 5); the native builds therefore issue vpdpbusd in asm (AT&T syntax), the
+// emulated one through SIMDe.
 #define SL_HIDE_MEM(v) __asm__ volatile("" : "+m"(v))  // any type
 #if defined(__x86_64__) && !defined(SL_SIMDE_AVX512) && (SL_AVX2 || SL_AVX512)
 #define SL_HIDE_REG(v) __asm__ volatile("" : "+x"(v))  // a vector register's type
