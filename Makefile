@@ -11,7 +11,8 @@ MODELS ?= ../shared/models
 
 # sources by folder (README "Where things are"); includes are written from the root: -I.
 RUNTIME = runtime/transformer.c runtime/sampler.c runtime/pool.c
-KERNELS = kernels/kernels.c kernels/matmul.c kernels/attention.c kernels/quant.c kernels/blocks.c
+KERNELS = kernels/kernels.c kernels/matmul.c kernels/matmul_float.c kernels/matmul_int8.c \
+          kernels/matmul_kquant.c kernels/attention.c kernels/quant.c kernels/blocks.c
 APP = app/bench.c app/ppl.c app/attnmap.c app/term.c
 IO = io/fileio.c io/json.c
 CONVERT = convert/writer.c convert/llama2c.c convert/synth.c convert/convert.c convert/gguf.c \
