@@ -187,6 +187,8 @@ test-builds: $(TST)/run $(TST)/export $(AVX2)/run $(PLAIN)/run $(EMU)/run
 
 # tests/isa_main.c: the fast kernels against the reference without Criterion; --dump writes
 # every output, for cmp between builds (make test-arm).
+$(TST)/isa_main: $(TST)/tests/isa_main.o $(CORE:%.c=$(TST)/%.o) $(TST)/attnmap_page.o
+	$(CC) $(TEST_FLAGS) $^ -o $@ $(LDLIBS)
 $(AVX2)/isa_main: $(AVX2)/tests/isa_main.o $(CORE:%.c=$(AVX2)/%.o) $(AVX2)/attnmap_page.o
 	$(CC) $(AVX2_FLAGS) $^ -o $@ $(LDLIBS)
 $(ARM)/isa_main: $(ARM)/tests/isa_main.o $(CORE:%.c=$(ARM)/%.o) $(ARM)/attnmap_page.o
@@ -198,8 +200,10 @@ $(EMU)/isa_main: $(EMU)/tests/isa_main.o $(CORE:%.c=$(EMU)/%.o) $(EMU)/attnmap_p
 
 # The same dump comparison on this x86 host: emulated AVX-512 against AVX2, every output; plain
 # C against AVX2 without the f32/f16/bf16 matmuls (rounded per product there: matmul.h).
-test-isa-dump: $(AVX2)/isa_main $(PLAIN)/isa_main $(EMU)/isa_main
+test-isa-dump: $(TST)/isa_main $(AVX2)/isa_main $(PLAIN)/isa_main $(EMU)/isa_main
 	$(AVX2)/isa_main --dump $(AVX2)/isa.dump > /dev/null
+	$(TST)/isa_main --dump $(TST)/isa.dump > /dev/null
+	@cmp $(AVX2)/isa.dump $(TST)/isa.dump && echo "same      isa_main --dump: every kernel output of the native build ($(TST)) and avx2"
 	$(EMU)/isa_main --dump $(EMU)/isa.dump > /dev/null
 	@cmp $(AVX2)/isa.dump $(EMU)/isa.dump && echo "same      isa_main --dump: every kernel output of $(EMU) and avx2"
 	$(AVX2)/isa_main --no-dense --dump $(AVX2)/isa-blocks.dump > /dev/null

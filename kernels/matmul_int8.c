@@ -483,30 +483,163 @@ INLINE void tile_g32(float *y, size_t ldy, const MatIn *in, size_t t0, const Ten
 }
 #endif
 
+#if SL_AVX512 && SL_VNNI
+// ---- AVX-512 VNNI: the 32-weight block types in row pairs (tile_q8_pairs' scheme) ----
+// A zmm holds block g of row r (lanes 0-7) and of row r + 1 (lanes 8-15) as the unsigned bytes
+// vpdpbusd takes: signed levels (q4_0, q5_0, iq4_nl) plus 128, whose offset the activations'
+// qcorr lanes (-128 x each 4 quants' sum) cancel; unsigned ones (q4_1, q5_1) as they are, from
+// zero. Each lane then holds the exact dot_l of its 4 quants, the integer an AVX2 lane holds,
+// and takes the same fma with the same d_w * d_x: the same bits.
+#ifndef G32P_TT
+#define G32P_TT 4  // tokens of a batch tile: 4 pairs x 4 tokens = 16 zmm accumulators
+#endif
+#ifndef G32P_PF_TILES
+#define G32P_PF_TILES 8  // how many tiles ahead a matvec prefetches its rows
+#endif
+
+static inline __m128i load16(const uint8_t *p) { return _mm_loadu_si128((const __m128i *)p); }
+
+// The 32 levels of the blocks at a and b (a's in bytes 0-31, b's in 32-63) as vpdpbusd's bytes.
+INLINE __m512i g32_pair_u8(const uint8_t *a, const uint8_t *b, int wt) {
+    const int has_min = wt == SL_Q4_1 || wt == SL_Q5_1, five = wt == SL_Q5_0 || wt == SL_Q5_1;
+    const size_t qs = (has_min ? 4 : 2) + (five ? 4 : 0);  // where the nibbles start
+    // [qs_a, qs_a, qs_b, qs_b], the second copy of each shifted: low nibbles are weights 0-15,
+    // high nibbles 16-31
+    __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(load16(a + qs)), load16(b + qs), 1);
+    __m512i z = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
+                                         _mm512_castsi256_si512(ab));
+    z = _mm512_mask_blend_epi64(0xCC, z, _mm512_srli_epi16(z, 4));
+    __m512i nib = _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
+    if (wt == SL_IQ4_NL) {  // kvalues[q] + 128
+        __m128i kv = _mm_xor_si128(load16((const uint8_t *)ggml_iq4_kvalues), _mm_set1_epi8((char)0x80));
+        return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(kv), nib);
+    }
+    if (wt == SL_Q4_0) return _mm512_add_epi8(nib, _mm512_set1_epi8(120));  // q - 8 + 128
+    if (!five) return nib;                                                  // q4_1
+    uint32_t ha, hb;  // bit j: weight j's fifth bit
+    memcpy(&ha, a + qs - 4, 4), memcpy(&hb, b + qs - 4, 4);
+    __mmask64 hi = (__mmask64)ha | (__mmask64)hb << 32;
+    if (wt == SL_Q5_0) nib = _mm512_add_epi8(nib, _mm512_set1_epi8(112));  // q - 16 + 128
+    return _mm512_mask_add_epi8(nib, hi, nib, _mm512_set1_epi8(16));
+}
+
+// The f16 scales at a and b as [d_a x 8 | d_b x 8].
+INLINE __m512 g32_pair_scales(const uint8_t *a, const uint8_t *b) {
+    uint16_t ha, hb;
+    memcpy(&ha, a, 2), memcpy(&hb, b, 2);
+    __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)ha | (uint32_t)hb << 16)));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
+                                 _mm512_castps128_ps512(d));
+}
+
+// P row pairs (rows r0 .. r0 + 2P) x T tokens.
+INLINE void tile_g32_pairs(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
+                           size_t r0, size_t P, size_t T, int wt) {
+    const int has_min = wt == SL_Q4_1 || wt == SL_Q5_1;
+    const size_t G = w->cols / 32, bb = g32_bytes(wt), row_bytes = G * bb;
+    const uint8_t *wb = (const uint8_t *)w->data + r0 * row_bytes;
+    __m512 acc[4][G32P_TT];
+    float accm[8][G32P_TT];
+#pragma GCC unroll 4
+    for (size_t p = 0; p < P; p++)
+#pragma GCC unroll 4
+        for (size_t t = 0; t < T; t++) acc[p][t] = _mm512_setzero_ps();
+    if (has_min)
+        for (size_t r = 0; r < 2 * P; r++)
+            for (size_t t = 0; t < T; t++) accm[r][t] = 0.0f;
+    for (size_t g = 0; g < G; g++) {
+        __m512i wv[4];
+        __m512 ws[4];
+#pragma GCC unroll 4
+        for (size_t p = 0; p < P; p++) {
+            const uint8_t *a = wb + 2 * p * row_bytes + g * bb, *b = a + row_bytes;
+            wv[p] = g32_pair_u8(a, b, wt);
+            ws[p] = g32_pair_scales(a, b);
+            if (T == 1) {
+                ws[p] = _mm512_mul_ps(ws[p], _mm512_set1_ps(in->qd[t0 * in->groups + g]));
+                PREFETCH_L2(a, G32P_PF_TILES * 2 * P * row_bytes);
+                PREFETCH_L2(b, G32P_PF_TILES * 2 * P * row_bytes);
+            }
+        }
+#pragma GCC unroll 4
+        for (size_t t = 0; t < T; t++) {
+            const size_t at = (t0 + t) * in->groups + g;
+            const __m512i xv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP)));
+            const __m512i x0 = has_min ? _mm512_setzero_si512()
+                                       : _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(in->qcorr + at * 8)));
+#pragma GCC unroll 4
+            for (size_t p = 0; p < P; p++) {
+                __m512 d = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(x0, wv[p], xv));
+                __m512 s = T == 1 ? ws[p] : _mm512_mul_ps(ws[p], _mm512_set1_ps(in->qd[at]));
+                acc[p][t] = _mm512_fmadd_ps(d, s, acc[p][t]);
+            }
+        }
+        if (has_min)
+            for (size_t r = 0; r < 2 * P; r++) {
+                const float m = ggml_f16(wb + r * row_bytes + g * bb + 2);
+                for (size_t t = 0; t < T; t++)
+                    accm[r][t] = fma32(m, in->qsum[(t0 + t) * in->groups + g], accm[r][t]);
+            }
+    }
+    PAIRS_STORE(acc, y, ldy, P, T);
+    if (has_min)
+        for (size_t r = 0; r < 2 * P; r++)
+            for (size_t t = 0; t < T; t++) y[t * ldy + r] = y[t * ldy + r] + accm[r][t];
+}
+#define G32_PAIRS 1
+#else
+#define G32_PAIRS 0
+#endif
+
 // ---- the family's tiles and rows ----
 
 INLINE void tile_int8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
                       size_t r0, size_t R, size_t T, int wt) {
-    if (wt == SL_Q8_0) tile_q8(y, ldy, in, t0, w, r0, R, T);
-    else if (wt == SL_Q4_0) tile_q40(y, ldy, in, t0, w, r0, R, T);
+    if (wt == SL_Q8_0) {
+        tile_q8(y, ldy, in, t0, w, r0, R, T);
+        return;
+    }
+#if G32_PAIRS
+    if (R % 2 == 0) {
+        tile_g32_pairs(y, ldy, in, t0, w, r0, R / 2, T, wt);
+        return;
+    }
+    if (T > G32_TT) {  // an odd tail row of a wider batch tile: token by token
+        for (size_t t = 0; t < T; t++) {
+            if (wt == SL_Q4_0) tile_q40(y + t * ldy, ldy, in, t0 + t, w, r0, R, 1);
+            else tile_g32(y + t * ldy, ldy, in, t0 + t, w, r0, R, 1, wt);
+        }
+        return;
+    }
+#endif
+    if (wt == SL_Q4_0) tile_q40(y, ldy, in, t0, w, r0, R, T);
     else tile_g32(y, ldy, in, t0, w, r0, R, T, wt);
 }
 
 void mm_rows_q8_0(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
     mm_rows_tiled(tile_int8, Q8_TR, Q8_TRV, Q8_TT, y, ldy, in, w, b, e, SL_Q8_0);
 }
+
+#if G32_PAIRS
+#define B32_TR 8  // 4 pairs
+#define B32_TT G32P_TT
+#else
+#define B32_TR 4
+#define B32_TT G32_TT
+#endif
+
 void mm_rows_q4_0(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
-    mm_rows_tiled(tile_int8, Q40_TR, Q40_TR, Q40_TT, y, ldy, in, w, b, e, SL_Q4_0);
+    mm_rows_tiled(tile_int8, B32_TR, B32_TR, B32_TT, y, ldy, in, w, b, e, SL_Q4_0);
 }
 void mm_rows_q5_0(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
-    mm_rows_tiled(tile_int8, G32_TR, G32_TR, G32_TT, y, ldy, in, w, b, e, SL_Q5_0);
+    mm_rows_tiled(tile_int8, B32_TR, B32_TR, B32_TT, y, ldy, in, w, b, e, SL_Q5_0);
 }
 void mm_rows_iq4_nl(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
-    mm_rows_tiled(tile_int8, G32_TR, G32_TR, G32_TT, y, ldy, in, w, b, e, SL_IQ4_NL);
+    mm_rows_tiled(tile_int8, B32_TR, B32_TR, B32_TT, y, ldy, in, w, b, e, SL_IQ4_NL);
 }
 void mm_rows_q4_1(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
-    mm_rows_tiled(tile_int8, G32_TR, G32_TR, G32_TT, y, ldy, in, w, b, e, SL_Q4_1);
+    mm_rows_tiled(tile_int8, B32_TR, B32_TR, B32_TT, y, ldy, in, w, b, e, SL_Q4_1);
 }
 void mm_rows_q5_1(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {
-    mm_rows_tiled(tile_int8, G32_TR, G32_TR, G32_TT, y, ldy, in, w, b, e, SL_Q5_1);
+    mm_rows_tiled(tile_int8, B32_TR, B32_TR, B32_TT, y, ldy, in, w, b, e, SL_Q5_1);
 }

@@ -297,20 +297,169 @@ static inline __attribute__((always_inline)) void kq_tokens(float *y, size_t ldy
 
 // Rows b .. e of a K-pattern matrix (type constant after inlining), KQ_TOKENS tokens at a
 // time, then one at a time.
+#if SL_AVX512
+// ---- AVX-512: two rows at once ----
+// A zmm holds sub-block j of row r (bytes 0-31) and of row r + 1 (bytes 32-63) against the
+// token's quants broadcast to both halves; vpmaddubsw, then vpdpwssd (vpmaddwd + vpaddd without
+// VNNI) by each half's integer scales. The integer sums are the AVX2 kernels' exactly, and each
+// row's float steps are theirs: the same bits.
+
+INLINE __m512i dp16(__m512i acc, __m512i p, __m512i s) {  // acc + pairs of p * s, in int32
+#if SL_VNNI
+    return _mm512_dpwssd_epi32(acc, p, s);
+#else
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(p, s));
+#endif
+}
+INLINE __m512i load_pair256(const uint8_t *a, const uint8_t *b) {
+    return v_pair_i(_mm256_loadu_si256((const __m256i *)a), _mm256_loadu_si256((const __m256i *)b));
+}
+INLINE __m512i x_bcast(const int8_t *p) {  // 32 quants in both halves
+    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)p));
+}
+// The lane sums of each half of v (rows r, r + 1) and of each half of c: out[row][0 v, 1 c].
+INLINE void hsum_halves(__m512i v, __m512i c, int32_t out[2][2]) {
+    hsum2_i32(_mm512_castsi512_si256(v), _mm512_castsi512_si256(c), out[0]);
+    hsum2_i32(_mm512_extracti64x4_epi64(v, 1), _mm512_extracti64x4_epi64(c, 1), out[1]);
+}
+
+// Q4_K / Q5_K (five): rows at a and a + rstep, tokens t0 .. t0+T.
+INLINE void q45k_pair(float *y, size_t ldy, const MatIn *in, const uint8_t *ra, size_t rstep,
+                      size_t nb, size_t r, size_t t0, size_t T, int five) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F), ones = _mm512_set1_epi16(1);
+    const __m512i bit4 = _mm512_set1_epi8(0x10);
+    const size_t n = in->n, bb = five ? 176 : 144;
+    float acc[2][KQ_TOKENS] = {{0}};
+    for (size_t blk = 0; blk < nb; blk++) {
+        const uint8_t *a = ra + blk * bb, *b = a + rstep, *qa = a + 16 + 32 * five, *qb = b + 16 + 32 * five;
+        const __m512i qh = five ? load_pair256(a + 16, b + 16) : low4;
+        // [scales a, scales a | scales b, scales b] (int16, each 128-bit lane), mins as int32
+        const __m512i sm = v_pair_i(q4k_scales_mins(a + 4), q4k_scales_mins(b + 4));
+        const __m512i scales = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 4, 5, 4, 5), sm);
+        const __m512i mins = _mm512_cvtepi16_epi32(_mm512_castsi512_si256(
+            _mm512_permutexvar_epi64(_mm512_setr_epi64(2, 3, 6, 7, 2, 3, 6, 7), sm)));
+        __m512i isum[KQ_TOKENS];
+        for (size_t t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
+        for (int j = 0; j < 8; j++) {
+            __m512i qw = load_pair256(qa + 32 * (j / 2), qb + 32 * (j / 2));
+            if (j % 2) qw = _mm512_srli_epi16(qw, 4);
+            qw = _mm512_and_si512(qw, low4);
+            if (five)
+                qw = _mm512_or_si512(qw, _mm512_and_si512(
+                    j < 4 ? _mm512_slli_epi16(qh, 4 - j) : _mm512_srli_epi16(qh, j - 4), bit4));
+            const __m512i scv = _mm512_shuffle_epi8(scales, _mm512_set1_epi16((int16_t)(0x0100 + 0x0202 * j)));
+            for (size_t t = 0; t < T; t++) {
+                const int8_t *xq = in->kq + (t0 + t) * n + blk * 256 + 32 * (size_t)j;
+                isum[t] = dp16(isum[t], _mm512_maddubs_epi16(qw, x_bcast(xq)), scv);
+            }
+        }
+        const float d[2] = {ggml_f16(a), ggml_f16(b)}, dmin[2] = {ggml_f16(a + 2), ggml_f16(b + 2)};
+        for (size_t t = 0; t < T; t++) {
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)(in->kbs + (t0 + t) * (n / 16) + blk * 16));
+            const __m256i bs2 = _mm256_madd_epi16(bs, _mm512_castsi512_si256(ones));  // pairs summed
+            const __m512i corr = _mm512_mullo_epi32(_mm512_broadcast_i64x4(bs2), mins);
+            int32_t sums[2][2];
+            hsum_halves(isum[t], corr, sums);
+            const float dx = in->kd[(t0 + t) * nb + blk];
+            for (int h = 0; h < 2; h++)
+                acc[h][t] += (d[h] * dx) * (float)sums[h][0] - (dmin[h] * dx) * (float)sums[h][1];
+        }
+    }
+    for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[0][t], y[(t0 + t) * ldy + r + 1] = acc[1][t];
+}
+
+// Q6_K: rows at a and a + rstep, tokens t0 .. t0+T (q6k_tokens' sums, two rows at once).
+INLINE void q6k_pair(float *y, size_t ldy, const MatIn *in, const uint8_t *ra, size_t rstep,
+                     size_t nb, size_t r, size_t t0, size_t T) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+    const size_t n = in->n;
+    float acc[2][KQ_TOKENS] = {{0}};
+    for (size_t blk = 0; blk < nb; blk++) {
+        const uint8_t *a = ra + blk * 210, *b = a + rstep;
+        // 16 int8 scales of each row as int16: [a 0..15 | b 0..15]
+        const __m512i sc16 = v_pair_i(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(a + 192))),
+                                      _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(b + 192))));
+        // scales 0..7 (h = 0) or 8..15 (h = 1) of each row in both of its 128-bit lanes
+        const __m512i sc_h[2] = {
+            _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 4, 5, 4, 5), sc16),
+            _mm512_permutexvar_epi64(_mm512_setr_epi64(2, 3, 2, 3, 6, 7, 6, 7), sc16)};
+        __m512i isum[KQ_TOKENS];
+        for (size_t t = 0; t < T; t++) isum[t] = _mm512_setzero_si512();
+        for (int h = 0; h < 2; h++) {
+            const __m512i qh0 = load_pair256(a + 128 + 32 * h, b + 128 + 32 * h);
+            for (int s4 = 0; s4 < 4; s4++) {
+                __m512i ql = load_pair256(a + 64 * h + 32 * (s4 % 2), b + 64 * h + 32 * (s4 % 2));
+                if (s4 / 2) ql = _mm512_srli_epi16(ql, 4);
+                const __m512i qh = _mm512_srli_epi16(qh0, 2 * s4);
+                const __m512i qu = _mm512_or_si512(_mm512_and_si512(ql, low4),
+                                                   _mm512_slli_epi16(_mm512_and_si512(qh, low2), 4));
+                // scale 2 s4 in each row's low 128 bits, 2 s4 + 1 in its high ones
+                const __m128i m0 = _mm_set1_epi16((int16_t)(0x0100 + 0x0202 * (2 * s4)));
+                const __m128i m1 = _mm_set1_epi16((int16_t)(0x0100 + 0x0202 * (2 * s4 + 1)));
+                const __m256i m01 = _mm256_setr_m128i(m0, m1);
+                const __m512i scv = _mm512_shuffle_epi8(sc_h[h], v_pair_i(m01, m01));
+                for (size_t t = 0; t < T; t++) {
+                    const int8_t *xq = in->kq + (t0 + t) * n + blk * 256 + 128 * (size_t)h + 32 * (size_t)s4;
+                    isum[t] = dp16(isum[t], _mm512_maddubs_epi16(qu, x_bcast(xq)), scv);
+                }
+            }
+        }
+        const float d[2] = {ggml_f16(a + 208), ggml_f16(b + 208)};
+        for (size_t t = 0; t < T; t++) {
+            const __m256i bs = _mm256_loadu_si256((const __m256i *)(in->kbs + (t0 + t) * (n / 16) + blk * 16));
+            const __m512i corr = _mm512_madd_epi16(v_pair_i(bs, bs), sc16);  // sum_k sc_k bsum_k
+            const __m512i v = _mm512_sub_epi32(isum[t], _mm512_slli_epi32(corr, 5));
+            const float dx = in->kd[(t0 + t) * nb + blk];
+            acc[0][t] += (d[0] * dx) * (float)hsum_i32(_mm512_castsi512_si256(v));
+            acc[1][t] += (d[1] * dx) * (float)hsum_i32(_mm512_extracti64x4_epi64(v, 1));
+        }
+    }
+    for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[0][t], y[(t0 + t) * ldy + r + 1] = acc[1][t];
+}
+
+// Tokens t0 .. t0+T of rows r, r + 1, where the type has a pair kernel.
+INLINE int kq_pair(float *y, size_t ldy, const MatIn *in, const uint8_t *row, size_t rstep,
+                   size_t nb, size_t r, size_t t0, size_t T, int type) {
+    switch (type) {
+    case SL_Q4_K: q45k_pair(y, ldy, in, row, rstep, nb, r, t0, T, 0); return 1;
+    case SL_Q5_K: q45k_pair(y, ldy, in, row, rstep, nb, r, t0, T, 1); return 1;
+    case SL_Q6_K: q6k_pair(y, ldy, in, row, rstep, nb, r, t0, T); return 1;
+    default: return 0;
+    }
+}
+#define KQ_PAIRS(type) ((type) == SL_Q4_K || (type) == SL_Q5_K || (type) == SL_Q6_K)
+#else
+#define KQ_PAIRS(type) 0
+INLINE int kq_pair(float *y, size_t ldy, const MatIn *in, const uint8_t *row, size_t rstep,
+                   size_t nb, size_t r, size_t t0, size_t T, int type) {
+    (void)y, (void)ldy, (void)in, (void)row, (void)rstep, (void)nb, (void)r, (void)t0, (void)T, (void)type;
+    return 0;
+}
+#endif
+
+// Rows b .. e of a K-pattern matrix (type constant after inlining): rows in pairs where the
+// type has an AVX-512 pair kernel, else one at a time; KQ_TOKENS tokens at a time, then one.
 static inline __attribute__((always_inline)) void rows_kq(float *y, size_t ldy, const MatIn *in,
                                                           const Tensor *w, size_t b, size_t e,
                                                           int type) {
     size_t be = 0, bb = 0;
     ggml_block_info(dtype_ggml(type), &be, &bb);
-    const size_t nb = w->cols / 256;
-    for (size_t r = b; r < e; r++) {
-        const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
+    const size_t nb = w->cols / 256, rstep = nb * bb;
+    for (size_t r = b; r < e;) {
+        const uint8_t *row = (const uint8_t *)w->data + r * rstep;
+        const int pair = KQ_PAIRS(type) && r + 1 < e;
         for (size_t t0 = 0; t0 < in->m;) {
             size_t T = in->m - t0 >= KQ_TOKENS ? KQ_TOKENS : 1;
-            if (T == KQ_TOKENS) kq_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS, type);
-            else kq_tokens(y, ldy, in, row, nb, r, t0, 1, type);
+            if (pair) {
+                if (T == KQ_TOKENS) kq_pair(y, ldy, in, row, rstep, nb, r, t0, KQ_TOKENS, type);
+                else kq_pair(y, ldy, in, row, rstep, nb, r, t0, 1, type);
+            } else {
+                if (T == KQ_TOKENS) kq_tokens(y, ldy, in, row, nb, r, t0, KQ_TOKENS, type);
+                else kq_tokens(y, ldy, in, row, nb, r, t0, 1, type);
+            }
             t0 += T;
         }
+        r += pair ? 2 : 1;
     }
 }
 

@@ -10,8 +10,9 @@
 // -DSL_SIMDE_AVX512 compiles the AVX-512 paths on a machine without AVX-512, through SIMDe
 // (Debian's libsimde-dev), so that their twin tests run on any x86 host (make test-isa); such
 // a binary names itself so (matmul_isa, which --bench prints). SIMDe 0.7.4 lacks a few
-// AVX-512 intrinsics: the kernels avoid the _mm512_reduce_* family and the bf16 conversions,
-// and the conversions below get portable forms in the emulated build only.
+// AVX-512 intrinsics: the kernels avoid the _mm512_reduce_* family, _mm512_mask_srli_epi16 and
+// the bf16 conversions, and the conversions below (and _mm512_madd_epi16, which SIMDe defines
+// with the wrong arity, and _mm512_cvtepi16_epi32) get portable forms in the emulated build only.
 //
 // Determinism across machines: the AVX-512, AVX2 and NEON builds give the same bits for every
 // weight type and for attention, and the plain build does for the block types (q8_0 and every
@@ -68,6 +69,17 @@ static inline __m128i sl_cvtepi32_epi8(__m512i v) {  // truncation to the low by
     for (int i = 0; i < 16; i++) b[i] = (int8_t)a[i];
     return _mm_loadu_si128((const __m128i *)b);
 }
+static inline __m512i sl_madd_epi16(__m512i a, __m512i b) {  // SIMDe's takes 4 arguments
+    return sl_pair_i(_mm256_madd_epi16(_mm512_castsi512_si256(a), _mm512_castsi512_si256(b)),
+                     _mm256_madd_epi16(_mm512_extracti64x4_epi64(a, 1), _mm512_extracti64x4_epi64(b, 1)));
+}
+static inline __m512i sl_cvtepi16_epi32(__m256i h) {
+    return sl_pair_i(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(h)),
+                     _mm256_cvtepi16_epi32(_mm256_extracti128_si256(h, 1)));
+}
+#define _mm512_cvtepi16_epi32 sl_cvtepi16_epi32
+#undef _mm512_madd_epi16
+#define _mm512_madd_epi16 sl_madd_epi16
 #define _mm512_cvtepi32_ps sl_cvtepi32_ps
 #define _mm512_cvtps_epi32 sl_cvtps_epi32
 #define _mm512_cvtph_ps sl_cvtph_ps
