@@ -32,16 +32,14 @@
 #endif
 INLINE void i8_group_tokens(__m256 acc[][I8_TT], const __m256i *wv, const __m256 *wsv,
                             const MatIn *in, size_t t0, size_t g, size_t R, size_t T) {
-    const __m256i ones = _mm256_set1_epi16(1);
+
     for (size_t t = 0; t < T; t++) {
         size_t at = (t0 + t) * in->groups + g;
         __m256i xv = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
         __m256 xs = _mm256_loadu_ps(in->qscale + at * 8);
 #pragma GCC unroll 8
         for (size_t r = 0; r < R; r++) {
-            __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(wv[r], wv[r]),
-                                             _mm256_sign_epi8(xv, wv[r]));
-            __m256i d = _mm256_madd_epi16(p, ones);
+            __m256i d = dot4_u8s8(_mm256_sign_epi8(wv[r], wv[r]), _mm256_sign_epi8(xv, wv[r]));
             acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d), _mm256_mul_ps(wsv[r], xs),
                                         acc[r][t]);
         }
@@ -421,7 +419,7 @@ INLINE __m256i g32_levels(const uint8_t *bp, int wt) {
 INLINE void g32_group(__m256 acc[][G32_TT], float accm[][G32_TT], const uint8_t *wb, size_t G,
                       size_t bb, const MatIn *in, size_t t0, size_t g, size_t R, size_t T, int wt) {
     const int has_min = wt == SL_Q4_1 || wt == SL_Q5_1;
-    const __m256i ones = _mm256_set1_epi16(1);
+
     __m256 xs[G32_TT];
     for (size_t t = 0; t < T; t++) xs[t] = _mm256_loadu_ps(in->qscale + ((t0 + t) * in->groups + g) * 8);
 #pragma GCC unroll 8
@@ -434,9 +432,9 @@ INLINE void g32_group(__m256 acc[][G32_TT], float accm[][G32_TT], const uint8_t 
         for (size_t t = 0; t < T; t++) {
             const size_t at = (t0 + t) * in->groups + g;
             const __m256i xv = _mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP));
-            __m256i p = has_min ? _mm256_maddubs_epi16(wv, xv)
-                                : _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-            __m256 d = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, ones));
+            __m256i p = has_min ? dot4_u8s8(wv, xv)
+                                : dot4_u8s8(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
+            __m256 d = _mm256_cvtepi32_ps(p);
             acc[r][t] = _mm256_fmadd_ps(d, _mm256_mul_ps(ws, xs[t]), acc[r][t]);
             if (has_min) accm[r][t] = fma32(wm, in->qsum[at], accm[r][t]);
         }

@@ -88,7 +88,7 @@ static inline __attribute__((always_inline)) void q45k_tokens(float *y, size_t l
             for (size_t t = 0; t < T; t++) {
                 const int8_t *xq = in->kq + (t0 + t) * n + blk * 256 + 32 * (size_t)j;
                 __m256i p = _mm256_maddubs_epi16(qw, _mm256_loadu_si256((const __m256i *)xq));
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scv));
+                isum[t] = dot2_add(isum[t], p, scv);
             }
         }
         const float d = ggml_f16(bp), dmin = ggml_f16(bp + 2);
@@ -134,7 +134,7 @@ static inline __attribute__((always_inline)) void q6k_tokens(float *y, size_t ld
                 for (size_t t = 0; t < T; t++) {
                     const int8_t *xq = in->kq + (t0 + t) * n + blk * 256 + 128 * (size_t)h + 32 * (size_t)s4;
                     __m256i p = _mm256_maddubs_epi16(qu, _mm256_loadu_si256((const __m256i *)xq));
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scv));
+                    isum[t] = dot2_add(isum[t], p, scv);
                 }
             }
         const float d = ggml_f16(bp + 208);
@@ -178,7 +178,7 @@ static inline __attribute__((always_inline)) void q2k_tokens(float *y, size_t ld
                 for (size_t t = 0; t < T; t++) {
                     const int8_t *xq = in->kq + (t0 + t) * n + blk * 256 + 128 * (size_t)h + 32 * (size_t)s4;
                     __m256i p = _mm256_maddubs_epi16(qu, _mm256_loadu_si256((const __m256i *)xq));
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scv));
+                    isum[t] = dot2_add(isum[t], p, scv);
                 }
             }
         }
@@ -231,7 +231,7 @@ static inline __attribute__((always_inline)) void q3k_tokens(float *y, size_t ld
                 for (size_t t = 0; t < T; t++) {
                     const int8_t *xq = in->kq + (t0 + t) * n + blk * 256 + 128 * (size_t)h + 32 * (size_t)s4;
                     __m256i p = _mm256_maddubs_epi16(qu, _mm256_loadu_si256((const __m256i *)xq));
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scv));
+                    isum[t] = dot2_add(isum[t], p, scv);
                 }
             }
         }
@@ -269,7 +269,7 @@ static inline __attribute__((always_inline)) void iq4xs_tokens(float *y, size_t 
             for (size_t t = 0; t < T; t++) {
                 const __m256i xv = _mm256_loadu_si256((const __m256i *)(in->kq + (t0 + t) * n + blk * 256 + 32 * (size_t)j));
                 __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv));
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, scv));
+                isum[t] = dot2_add(isum[t], p, scv);
             }
         }
         const float d = ggml_f16(bp);

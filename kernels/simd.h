@@ -428,6 +428,35 @@ INLINE vf vloadn_hb(const uint16_t *p, size_t n, int bf) {
 #define PREFETCH_L2(p, bytes) (void)0
 #endif
 
+#if SL_AVX2
+// ---- 8-lane integer dot products (the int8 and K matmuls) ----
+// dot4_u8s8(u, s): each int32 lane the exact sum of its 4 byte products u (unsigned) x s
+// (signed), for operands whose adjacent pairs of products stay within int16 (vpmaddubsw's
+// saturation; every caller's levels do); dot2_add(acc, p, s): acc + the sums of adjacent int16
+// products p x s. VNNI's vpdpbusd / vpdpwssd on 256 bits where the CPU has them (AVX-VNNI, or
+// AVX512-VNNI with VL), else vpmaddubsw + vpmaddwd: the same integers either way.
+#if defined(__AVXVNNI__)
+#define SL_VNNI256 "AVX-VNNI"
+INLINE __m256i dot4_u8s8(__m256i u, __m256i s) {
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s);
+}
+INLINE __m256i dot2_add(__m256i acc, __m256i p, __m256i s) { return _mm256_dpwssd_avx_epi32(acc, p, s); }
+#elif defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define SL_VNNI256 "AVX512-VNNI"
+INLINE __m256i dot4_u8s8(__m256i u, __m256i s) {
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s);
+}
+INLINE __m256i dot2_add(__m256i acc, __m256i p, __m256i s) { return _mm256_dpwssd_epi32(acc, p, s); }
+#else
+INLINE __m256i dot4_u8s8(__m256i u, __m256i s) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+INLINE __m256i dot2_add(__m256i acc, __m256i p, __m256i s) {
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, s));
+}
+#endif
+#endif
+
 #if SL_AVX512
 // ---- AVX-512: two 8-lane rows side by side in a zmm (lanes 0-7 and 8-15) ----
 // so that each lane runs exactly what a lane of the 8-lane layer runs.
