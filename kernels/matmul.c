@@ -106,6 +106,24 @@ static float q8k_block(const float *x, int8_t *q, int16_t *bsums) {
     }
     return d;
 }
+#elif SL_NEON
+// The same on NEON: max |x|, round(x * id) to nearest even (fcvtns, as lrintf), narrowed in order.
+static float q8k_block(const float *x, int8_t *q, int16_t *bsums) {
+    float32x4_t mx = vdupq_n_f32(0.0f);
+    for (size_t i = 0; i < Q8K_BLOCK; i += 4) mx = vmaxq_f32(mx, vabsq_f32(vld1q_f32(x + i)));
+    float amax = vmaxvq_f32(mx);
+    float d = amax / 127.0f, id = d > 0.0f ? 1.0f / d : 0.0f;
+    for (size_t i = 0; i < Q8K_BLOCK; i += 16) {
+        int16x8_t h[2];
+        for (int k = 0; k < 2; k++)
+            h[k] = vcombine_s16(vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + i + 8 * k), id))),
+                                vqmovn_s32(vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + i + 8 * k + 4), id))));
+        int8x16_t qq = vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1]));
+        vst1q_s8(q + i, qq);
+        bsums[i / 16] = (int16_t)vaddlvq_s8(qq);
+    }
+    return d;
+}
 #else
 static float q8k_block(const float *x, int8_t *q, int16_t *bsums) {
     return q8k_quantize_block(x, q, bsums);
