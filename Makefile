@@ -10,14 +10,15 @@ LDLIBS = -lm -lpthread
 MODELS ?= ../shared/models
 
 # sources by folder (README "Where things are"); includes are written from the root: -I.
-RUNTIME = runtime/transformer.c runtime/sampler.c runtime/pool.c
+SYS = sys/pool.c sys/clock.c
+RUNTIME = runtime/transformer.c runtime/sampler.c
 KERNELS = kernels/kernels.c kernels/matmul.c kernels/attention.c kernels/quant.c kernels/blocks.c
 APP = app/bench.c app/ppl.c app/attnmap.c app/term.c
 IO = io/fileio.c io/json.c
 CONVERT = convert/writer.c convert/llama2c.c convert/synth.c convert/convert.c convert/gguf.c \
 	convert/safetensors.c convert/hf.c convert/pieces.c convert/quantize.c
 TOKENIZER = tokenizer.c tokenizer/unicode.c tokenizer/pretok.c tokenizer/bytelevel.c
-CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(IO) app/ppl.c app/attnmap.c app/template.c app/chat.c app/term.c
+CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(SYS) $(IO) app/ppl.c app/attnmap.c app/template.c app/chat.c app/term.c
 EXPORT_SRC = $(CONVERT)
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
 	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "model.h"
-#include "runtime/pool.h"
+#include "sys/pool.h"
 
 // The input of matmuls: m rows of n floats and, for q8_0 weights, their quantized form.
 // Prepared once by matmul_input, then read (never written) by any number of matmuls.

@@ -20,6 +20,7 @@
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
+#include "sys/clock.h"
 
 // ----------------------------------------------------------------------------
 // run state
@@ -326,10 +327,10 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
         float *rec = t->sink ? s->att_rec : NULL;  // recording: the kernel's weights, to the sink
         for (size_t r = 0; rec && base && r < n * n_heads; r++)  // keys the cache no longer holds
             memset(rec + r * seq, 0, base * sizeof(float));
-        double t0 = pool_now();
+        double t0 = clock_now();
         attention_prefill_rec(pool, &shape, s->ao, s->q, kc, vc, pos0 - base, n, s->attn_scratch,
                               rec ? rec + base : NULL, seq);
-        t->attention_seconds += pool_now() - t0;
+        t->attention_seconds += clock_now() - t0;
         if (rec) t->sink(t->sink_ctx, l, pos0, n, rec, seq);
         matmul_input(&in, s->ao, q_dim, n, s->q8, forms_of(&wo, NULL, NULL));
         matmul(pool, s->xb2, &in, &wo);

@@ -9,7 +9,7 @@
 
 #include "kernels/attention.h"
 #include "model.h"
-#include "runtime/pool.h"
+#include "sys/pool.h"
 
 // The most tokens one forward call takes; a longer prompt goes through in chunks.
 #define SL_MAX_BATCH 128
