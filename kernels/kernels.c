@@ -39,21 +39,6 @@ void softmax(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] /= sum;
 }
 
-RopeParams rope_params(const SlHeader *h, const float *divisors) {
-    RopeParams r = {h->rope_theta, h->rope_scaling, h->rope_factor, h->rope_low_freq,
-                    h->rope_high_freq, h->rope_orig_ctx, divisors};
-    return r;
-}
-
-RopeParams rope_params_layer(const SlHeader *h, const float *divisors, size_t l) {
-    // (model_layer_windowed's rule; a local base comes with a window period, model.c checks)
-    if (h->rope_local_theta > 0 && h->window_period > 0 && (l + 1) % (size_t)h->window_period) {
-        RopeParams r = {h->rope_local_theta, SL_ROPE_NONE, 0, 0, 0, 0, NULL};
-        return r;
-    }
-    return rope_params(h, divisors);
-}
-
 float rope_freq(const RopeParams *r, size_t i, size_t head_dim) {
     float f = 1.0f / powf(r->theta, (float)i / (float)head_dim);
     if (r->scaling == SL_ROPE_LINEAR) return f / r->factor;

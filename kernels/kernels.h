@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "model.h"
+#include "kernels/types.h"
 
 // RMSNorm: o_i = w_i * x_i / sqrt(mean_j(x_j^2) + eps). o may alias x.
 void rmsnorm(float *o, const float *x, const float *w, size_t n, float eps);
@@ -62,11 +62,7 @@ typedef struct {
     const float *divisors;  // SL_ROPE_FREQS: head_dim / 2 of them
 } RopeParams;
 
-// The parameters of a header; divisors: the model's rope_freqs tensor (SL_ROPE_FREQS) or NULL.
-RopeParams rope_params(const SlHeader *h, const float *divisors);
-// Those of layer l: a windowed layer's with a local RoPE base (header.rope_local_theta) are that
-// base, unscaled; every other layer's are rope_params'.
-RopeParams rope_params_layer(const SlHeader *h, const float *divisors, size_t l);
+// (runtime/transformer.h's rope_params makes them from a model's header.)
 float rope_freq(const RopeParams *r, size_t i, size_t head_dim);
 void rope(float *v, size_t n_heads, size_t head_dim, size_t pos, const RopeParams *r);
 

@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model.h"
+#include "kernels/types.h"
 #include "sys/pool.h"
 
 // The input of matmuls: m rows of n floats and, for q8_0 weights, their quantized form.

@@ -25,6 +25,21 @@
 // ----------------------------------------------------------------------------
 // run state
 
+RopeParams rope_params(const SlHeader *h, const float *divisors) {
+    RopeParams r = {h->rope_theta, h->rope_scaling, h->rope_factor, h->rope_low_freq,
+                    h->rope_high_freq, h->rope_orig_ctx, divisors};
+    return r;
+}
+
+RopeParams rope_params_layer(const SlHeader *h, const float *divisors, size_t l) {
+    // (model_layer_windowed's rule; a local base comes with a window period, model.c checks)
+    if (h->rope_local_theta > 0 && h->window_period > 0 && (l + 1) % (size_t)h->window_period) {
+        RopeParams r = {h->rope_local_theta, SL_ROPE_NONE, 0, 0, 0, 0, NULL};
+        return r;
+    }
+    return rope_params(h, divisors);
+}
+
 size_t runstate_window_rows(const SlHeader *h) {
     size_t seq = (size_t)h->seq_len, B = seq < SL_MAX_BATCH ? seq : SL_MAX_BATCH;
     size_t w = (size_t)h->sliding_window, drop = seq > SHIFT_SINKS ? (seq - SHIFT_SINKS) / 2 : 0;
