@@ -82,8 +82,8 @@ $(1)/attnmap_page.o: build/attnmap_page.c
 $(1)/run: $(1)/run.o $(1)/app/bench.o $(CORE:%.c=$(1)/%.o) $(1)/attnmap_page.o
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
 $(1)/export: $(1)/export.o $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/model.o $(TOKENIZER:%.c=$(1)/%.o) \
-		$(1)/kernels/types.o $(1)/kernels/quant.o $(1)/kernels/blocks.o $(1)/app/template.o \
-		$(IO:%.c=$(1)/%.o)
+		$(1)/kernels/types.o $(1)/kernels/kernels.o $(1)/kernels/quant.o $(1)/kernels/blocks.o \
+		$(1)/app/template.o $(IO:%.c=$(1)/%.o)
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
 $(1)/test_searchlight: $(TESTS:%.c=$(1)/%.o) $(CORE:%.c=$(1)/%.o) $(EXPORT_SRC:%.c=$(1)/%.o) \
 		$(1)/attnmap_page.o $(1)/tests/helpers.o
@@ -249,7 +249,8 @@ FUZZ_TIME ?= 60
 FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer hf_config pretok nfc
 FUZZ_FLAGS = -g -O1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=all
-FUZZ_LIB = model.c kernels/types.c kernels/quant.c kernels/blocks.c $(TOKENIZER) $(IO) $(EXPORT_SRC)
+FUZZ_LIB = model.c kernels/types.c kernels/kernels.c kernels/quant.c kernels/blocks.c \
+	$(TOKENIZER) $(IO) $(EXPORT_SRC)
 FUZZ_RUN = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 $(FUZZ)/%.o: %.c $(HEADERS) fuzz/fuzz.h
 	@mkdir -p $(dir $@)

@@ -6,7 +6,6 @@
 #include "model.h"
 
 #include "io/fileio.h"
-#include "kernels/blocks.h"
 #include "kernels/quant.h"
 
 #include <assert.h>
@@ -21,13 +20,6 @@
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "searchlight model files are little-endian; this build targets a big-endian CPU"
 #endif
-
-// Bytes of one row of cols weights of a block dtype; 0 if cols is not whole blocks.
-static size_t block_row_bytes(int dtype, size_t cols) {
-    size_t be, bb;
-    if (!ggml_block_info(dtype_ggml(dtype), &be, &bb) || cols % be) return 0;
-    return cols / be * bb;
-}
 
 static const char *const tensor_names[SL_T_COUNT] = {
     "token_embedding", "rms_att", "wq", "wk", "wv", "wo",
@@ -231,7 +223,7 @@ int model_layout(const SlHeader *h, const uint8_t *layer_types, SlLayout *out, c
                     return MODEL_ERR_TYPE;
                 }
                 size_t b = tensor_bytes(lt, rows, cols);
-                if (!block_row_bytes(lt, cols))
+                if (!type_row_bytes(lt, cols))
                     DIMS_FAIL("tensor %s, layer %zu: rows of %zu weights are not whole %s "
                               "blocks", tensor_names[t], l, cols, dtype_name(lt));
                 if (!b || !add_ok(bytes, b, &bytes))
@@ -260,7 +252,7 @@ int model_layout(const SlHeader *h, const uint8_t *layer_types, SlLayout *out, c
         if (!mul_ok(shape[t][0], shape[t][1], &rows) || !mul_ok(rows, shape[t][2], &n))
             DIMS_FAIL("tensor %s: %zu x %zu x %zu elements overflow", tensor_names[t],
                       shape[t][0], shape[t][1], shape[t][2]);
-        if (dtype_ggml(type) && !block_row_bytes(type, shape[t][2]))
+        if (dtype_ggml(type) && !type_row_bytes(type, shape[t][2]))
             DIMS_FAIL("tensor %s: rows of %zu weights are not whole %s blocks", tensor_names[t],
                       shape[t][2], dtype_name(type));
         if ((bytes = tensor_bytes(type, rows, shape[t][2])) == 0)

@@ -25,10 +25,20 @@ void matvec(float *y, const float *x, const float *w, size_t n, size_t d);
 //         q8k, ggml's Q8_K), then per block kquant_block's exact integer sums, scaled once.
 //   q8_0: per group g of 32, x quantized as quant.h says (d_x,g, q_x), then
 //         y_r = sum_g (d_w,g * d_x,g) * sum_i q_w,i * q_x,i   (an exact integer inner sum)
+// Each row is its type's dot (types.h's TypeInfo), one of the plain row kernels below.
 void matvec_tensor(float *y, const float *x, const Tensor *w);
 
+// The plain row kernels, the type table's dot (types.h): row r of w, a matrix of one type,
+// times x (w->cols floats), as matvec_tensor above says.
+float matvec_row_f32(const Tensor *w, size_t r, const float *x);
+float matvec_row_f16(const Tensor *w, size_t r, const float *x);
+float matvec_row_bf16(const Tensor *w, size_t r, const float *x);
+float matvec_row_q8_0(const Tensor *w, size_t r, const float *x);
+float matvec_row_blocks32(const Tensor *w, size_t r, const float *x);  // q4_0 .. iq4_nl
+float matvec_row_kquant(const Tensor *w, size_t r, const float *x);    // kquant_type
+
 // The K-pattern types (q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs): blocks of 256 computed by
-// kquant_block against the activations' q8k form.
+// kquant_block against the activations' q8k form (the type table's TYPE_IN_Q8_K).
 int kquant_type(int type);
 
 // A K-pattern block at bp (256 weights) times its activations quantized as q8k (xq, scale dx,
