@@ -97,9 +97,11 @@ size_t tensor_bytes(int dtype, size_t rows, size_t cols) {
 
 // The bytes of layer l of an n_layers-stacked tensor, each layer `rows` rows, start here.
 static size_t layer_start(const Tensor *t, size_t l, size_t rows) {
-    if (!t->layer_type)  // one type: l layers before it (q8_0: their quants; the scales follow)
-        return l * rows *
-               (t->type == SL_Q8_0 ? q8_groups(t->cols) * Q8_GROUP : type_row_bytes(t->type, t->cols));
+    if (!t->layer_type) {  // one type: l layers before it (q8_0: their quants; the scales follow)
+        size_t row = t->type == SL_Q8_0 ? q8_groups(t->cols) * Q8_GROUP
+                                        : type_row_bytes(t->type, t->cols);
+        return l * rows * row;
+    }
     size_t at = 0;  // per-layer types: each earlier layer whole
     for (size_t k = 0; k < l; k++) at += tensor_bytes(t->layer_type[k], rows, t->cols);
     return at;
