@@ -9,8 +9,9 @@
 #include "app/term.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
-#include "runtime/pool.h"
 #include "runtime/transformer.h"
+#include "sys/clock.h"
+#include "sys/pool.h"
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>

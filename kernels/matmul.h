@@ -22,8 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model.h"
-#include "runtime/pool.h"
+#include "kernels/types.h"
+#include "sys/pool.h"
 
 // The input of matmuls: m rows of n floats and, for q8_0 weights, their quantized form.
 // Prepared once by matmul_input, then read (never written) by any number of matmuls.
