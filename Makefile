@@ -10,7 +10,7 @@ LDLIBS = -lm -lpthread
 MODELS ?= ../shared/models
 
 # sources by folder (README "Where things are"); includes are written from the root: -I.
-SYS = sys/pool.c sys/clock.c
+BASE = base/pool.c base/clock.c
 RUNTIME = runtime/transformer.c runtime/sampler.c
 KERNELS = kernels/types.c kernels/kernels.c kernels/matmul.c kernels/matmul_float.c \
 	kernels/matmul_int8.c kernels/matmul_kquant.c kernels/attention.c kernels/quant.c \
@@ -20,7 +20,7 @@ IO = io/fileio.c io/json.c
 CONVERT = convert/writer.c convert/llama2c.c convert/synth.c convert/convert.c convert/gguf.c \
 	convert/safetensors.c convert/hf.c convert/pieces.c convert/quantize.c
 TOKENIZER = tokenizer.c tokenizer/unicode.c tokenizer/pretok.c tokenizer/bytelevel.c
-CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(SYS) $(IO) app/ppl.c app/attnmap.c app/template.c app/chat.c app/term.c
+CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(BASE) $(IO) app/ppl.c app/attnmap.c app/template.c app/chat.c app/term.c
 EXPORT_SRC = $(CONVERT)
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
 	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \

@@ -28,8 +28,8 @@
 #include "app/ppl.h"
 #include "runtime/sampler.h"
 #include "runtime/transformer.h"
-#include "sys/clock.h"
-#include "sys/pool.h"
+#include "base/clock.h"
+#include "base/pool.h"
 
 #define EXIT_USAGE 2
 

@@ -10,8 +10,8 @@
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "runtime/transformer.h"
-#include "sys/clock.h"
-#include "sys/pool.h"
+#include "base/clock.h"
+#include "base/pool.h"
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>

@@ -15,7 +15,7 @@
 #include "app/attnmap.h"
 #include "app/template.h"
 #include "app/term.h"
-#include "sys/clock.h"
+#include "base/clock.h"
 #include "tokenizer/unicode.h"
 
 static volatile sig_atomic_t interrupted;

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "kernels/types.h"
-#include "sys/pool.h"
+#include "base/pool.h"
 
 // The input of matmuls: m rows of n floats and, for q8_0 weights, their quantized form.
 // Prepared once by matmul_input, then read (never written) by any number of matmuls.

@@ -20,7 +20,7 @@
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
-#include "sys/clock.h"
+#include "base/clock.h"
 
 // ----------------------------------------------------------------------------
 // run state

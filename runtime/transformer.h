@@ -10,7 +10,7 @@
 #include "kernels/attention.h"
 #include "kernels/kernels.h"
 #include "model.h"
-#include "sys/pool.h"
+#include "base/pool.h"
 
 // The most tokens one forward call takes; a longer prompt goes through in chunks.
 #define SL_MAX_BATCH 128

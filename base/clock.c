@@ -1,7 +1,7 @@
 // clock.c: the monotonic clock (see clock.h).
 //
 // Contract: POSIX clock_gettime only.
-#include "sys/clock.h"
+#include "base/clock.h"
 
 #include <time.h>
 

@@ -24,9 +24,9 @@
 // `done`; the caller returns when `done` reaches the chunks it did not take itself.
 #define _GNU_SOURCE       // sched_getaffinity, CPU_COUNT (Linux)
 #define _DARWIN_C_SOURCE  // sysconf(_SC_NPROCESSORS_ONLN) next to _POSIX_C_SOURCE (macOS)
-#include "sys/pool.h"
+#include "base/pool.h"
 
-#include "sys/clock.h"
+#include "base/clock.h"
 
 #include <pthread.h>
 #include <sched.h>
