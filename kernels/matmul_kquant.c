@@ -297,7 +297,10 @@ static inline __attribute__((always_inline)) void kq_tokens(float *y, size_t ldy
 
 // Rows b .. e of a K-pattern matrix (type constant after inlining), KQ_TOKENS tokens at a
 // time, then one at a time.
-#if SL_AVX512
+#ifndef SL_KQ_PAIRS
+#define SL_KQ_PAIRS 1  // -DSL_KQ_PAIRS=0: the AVX2 kernels, one row at a time, on AVX-512 too
+#endif
+#if SL_AVX512 && SL_KQ_PAIRS
 // ---- AVX-512: two rows at once ----
 // A zmm holds sub-block j of row r (bytes 0-31) and of row r + 1 (bytes 32-63) against the
 // token's quants broadcast to both halves; vpmaddubsw, then vpdpwssd (vpmaddwd + vpaddd without
@@ -438,7 +441,9 @@ INLINE int kq_pair(float *y, size_t ldy, const MatIn *in, const uint8_t *row, si
 #endif
 
 // Rows b .. e of a K-pattern matrix (type constant after inlining): rows in pairs where the
-// type has an AVX-512 pair kernel, else one at a time; KQ_TOKENS tokens at a time, then one.
+// type has an AVX-512 pair kernel and there are several tokens, else one at a time; KQ_TOKENS
+// tokens at a time, then one. (A matvec runs the AVX2 kernel on AVX-512 too: streaming two rows
+// at once, the pair kernel decoded at 0.4-0.7x its speed on Zen 5, stalled on loads.)
 static inline __attribute__((always_inline)) void rows_kq(float *y, size_t ldy, const MatIn *in,
                                                           const Tensor *w, size_t b, size_t e,
                                                           int type) {
@@ -447,7 +452,7 @@ static inline __attribute__((always_inline)) void rows_kq(float *y, size_t ldy, 
     const size_t nb = w->cols / 256, rstep = nb * bb;
     for (size_t r = b; r < e;) {
         const uint8_t *row = (const uint8_t *)w->data + r * rstep;
-        const int pair = KQ_PAIRS(type) && r + 1 < e;
+        const int pair = KQ_PAIRS(type) && r + 1 < e && in->m > 1;
         for (size_t t0 = 0; t0 < in->m;) {
             size_t T = in->m - t0 >= KQ_TOKENS ? KQ_TOKENS : 1;
             if (pair) {
