@@ -484,9 +484,9 @@ INLINE void tile_g32(float *y, size_t ldy, const MatIn *in, size_t t0, const Ten
 #if SL_AVX512 && SL_VNNI
 // ---- AVX-512 VNNI: the 32-weight block types in row pairs (tile_q8_pairs' scheme) ----
 // A zmm holds block g of row r (lanes 0-7) and of row r + 1 (lanes 8-15) as the unsigned bytes
-// vpdpbusd takes: signed levels (q4_0, q5_0, iq4_nl) plus 128, whose offset the activations'
-// qcorr lanes (-128 x each 4 quants' sum) cancel; unsigned ones (q4_1, q5_1) as they are, from
-// zero. Each lane then holds the exact dot_l of its 4 quants, the integer an AVX2 lane holds,
+// vpdpbusd takes: q4_0's and q5_0's stored q (level + 8, + 16), iq4_nl's level + 128, whose
+// offsets each lane's start cancels (g32_pair_init, from the activations' qcorr); q4_1's and
+// q5_1's q as they are, from zero. Each lane then holds the exact dot_l of its 4 quants, the integer an AVX2 lane holds,
 // and takes the same fma with the same d_w * d_x: the same bits.
 #ifndef G32P_TT
 #define G32P_TT 4  // tokens of a batch tile: 4 pairs x 4 tokens = 16 zmm accumulators
@@ -503,22 +503,29 @@ INLINE __m512i g32_pair_u8(const uint8_t *a, const uint8_t *b, int wt) {
     const size_t qs = (has_min ? 4 : 2) + (five ? 4 : 0);  // where the nibbles start
     // [qs_a, qs_a, qs_b, qs_b], the second copy of each shifted: low nibbles are weights 0-15,
     // high nibbles 16-31
-    __m256i ab = _mm256_inserti128_si256(_mm256_castsi128_si256(load16(a + qs)), load16(b + qs), 1);
-    __m512i z = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 1, 0, 1, 2, 3, 2, 3),
-                                         _mm512_castsi256_si512(ab));
-    z = _mm512_mask_blend_epi64(0xCC, z, _mm512_srli_epi16(z, 4));
+    __m512i z = _mm512_mask_broadcast_i32x4(_mm512_broadcast_i32x4(load16(a + qs)), 0xFF00, load16(b + qs));
+    z = _mm512_mask_srli_epi16(z, 0xFF00FF00u, z, 4);
     __m512i nib = _mm512_and_si512(z, _mm512_set1_epi8(0x0F));
     if (wt == SL_IQ4_NL) {  // kvalues[q] + 128
         __m128i kv = _mm_xor_si128(load16((const uint8_t *)ggml_iq4_kvalues), _mm_set1_epi8((char)0x80));
         return _mm512_shuffle_epi8(_mm512_broadcast_i32x4(kv), nib);
     }
-    if (wt == SL_Q4_0) return _mm512_add_epi8(nib, _mm512_set1_epi8(120));  // q - 8 + 128
-    if (!five) return nib;                                                  // q4_1
-    uint32_t ha, hb;  // bit j: weight j's fifth bit
+    if (!five) return nib;  // q4_0 (level q - 8), q4_1
+    uint32_t ha, hb;        // bit j: weight j's fifth bit
     memcpy(&ha, a + qs - 4, 4), memcpy(&hb, b + qs - 4, 4);
     __mmask64 hi = (__mmask64)ha | (__mmask64)hb << 32;
-    if (wt == SL_Q5_0) nib = _mm512_add_epi8(nib, _mm512_set1_epi8(112));  // q - 16 + 128
-    return _mm512_mask_add_epi8(nib, hi, nib, _mm512_set1_epi8(16));
+    return _mm512_mask_add_epi8(nib, hi, nib, _mm512_set1_epi8(16));  // q5_0 (level q - 16), q5_1
+}
+
+// Where a lane's vpdpbusd starts, from -128 x its 4 activation quants' sum (qcorr): the
+// levels' offset from g32_pair_u8's bytes times that sum, exactly (-8 s for q4_0, -16 s for
+// q5_0, -128 s for iq4_nl's table), or zero for the unsigned levels of q4_1 and q5_1.
+INLINE __m512i g32_pair_init(const int32_t *qcorr, int wt) {
+    if (wt == SL_Q4_1 || wt == SL_Q5_1) return _mm512_setzero_si512();
+    __m256i c = _mm256_loadu_si256((const __m256i *)qcorr);
+    if (wt == SL_Q4_0) c = _mm256_srai_epi32(c, 4);
+    if (wt == SL_Q5_0) c = _mm256_srai_epi32(c, 3);
+    return _mm512_broadcast_i64x4(c);
 }
 
 // The f16 scales at a and b as [d_a x 8 | d_b x 8].
@@ -563,8 +570,7 @@ INLINE void tile_g32_pairs(float *y, size_t ldy, const MatIn *in, size_t t0, con
         for (size_t t = 0; t < T; t++) {
             const size_t at = (t0 + t) * in->groups + g;
             const __m512i xv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(in->q + at * Q8_GROUP)));
-            const __m512i x0 = has_min ? _mm512_setzero_si512()
-                                       : _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(in->qcorr + at * 8)));
+            const __m512i x0 = g32_pair_init(in->qcorr + at * 8, wt);
 #pragma GCC unroll 4
             for (size_t p = 0; p < P; p++) {
                 __m512 d = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(x0, wv[p], xv));

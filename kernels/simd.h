@@ -10,9 +10,10 @@
 // -DSL_SIMDE_AVX512 compiles the AVX-512 paths on a machine without AVX-512, through SIMDe
 // (Debian's libsimde-dev), so that their twin tests run on any x86 host (make test-isa); such
 // a binary names itself so (matmul_isa, which --bench prints). SIMDe 0.7.4 lacks a few
-// AVX-512 intrinsics: the kernels avoid the _mm512_reduce_* family, _mm512_mask_srli_epi16 and
-// the bf16 conversions, and the conversions below (and _mm512_madd_epi16, which SIMDe defines
-// with the wrong arity, and _mm512_cvtepi16_epi32) get portable forms in the emulated build only.
+// AVX-512 intrinsics: the kernels avoid the _mm512_reduce_* family and the bf16 conversions,
+// and the conversions below (and _mm512_madd_epi16, which SIMDe
+// defines with the wrong arity, _mm512_cvtepi16_epi32 and _mm512_mask_srli_epi16) get portable
+// forms in the emulated build only.
 //
 // Determinism across machines: the AVX-512, AVX2 and NEON builds give the same bits for every
 // weight type and for attention, and the plain build does for the block types (q8_0 and every
@@ -78,6 +79,8 @@ static inline __m512i sl_cvtepi16_epi32(__m256i h) {
                      _mm256_cvtepi16_epi32(_mm256_extracti128_si256(h, 1)));
 }
 #define _mm512_cvtepi16_epi32 sl_cvtepi16_epi32
+#undef _mm512_mask_srli_epi16
+#define _mm512_mask_srli_epi16(src, k, a, imm) _mm512_mask_blend_epi16((k), (src), _mm512_srli_epi16((a), (imm)))
 #undef _mm512_madd_epi16
 #define _mm512_madd_epi16 sl_madd_epi16
 #define _mm512_cvtepi32_ps sl_cvtepi32_ps
