@@ -107,7 +107,9 @@ INLINE void tile_q8_lanes(float *y, size_t ldy, const MatIn *in, size_t t0, cons
 #define Q8_TR 8  // 4 pairs x 2 tokens
 #endif
 #define Q8_TRV Q8_TR
-#define Q8_TT I8_TT
+#ifndef Q8_TT
+#define Q8_TT 4  // tokens of a batch tile: 4 pairs x 4 tokens = 16 zmm accumulators
+#endif
 #ifndef Q8_PF_TILES  // how many tiles ahead a matvec prefetches its rows
 #define Q8_PF_TILES 8
 #endif
@@ -184,7 +186,9 @@ INLINE void tile_q8_pairs(float *y, size_t ldy, const MatIn *in, size_t t0, cons
 INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
                     size_t r0, size_t R, size_t T) {
     if (R % 2 == 0) tile_q8_pairs(y, ldy, in, t0, w, r0, R / 2, T);
-    else tile_q8_lanes(y, ldy, in, t0, w, r0, R, T);
+    else if (T <= I8_TT) tile_q8_lanes(y, ldy, in, t0, w, r0, R, T);
+    else  // an odd tail row of a wider batch tile: token by token
+        for (size_t t = 0; t < T; t++) tile_q8_lanes(y + t * ldy, ldy, in, t0 + t, w, r0, R, 1);
 }
 
 #elif SL_AVX2
