@@ -326,6 +326,29 @@ INLINE void hsum_halves(__m512i v, __m512i c, int32_t out[2][2]) {
     hsum2_i32(_mm512_extracti64x4_epi64(v, 1), _mm512_extracti64x4_epi64(c, 1), out[1]);
 }
 
+// The sums of the 8 lanes of each half of v0 .. v7 (half 0: row r, half 1: row r + 1), as
+// [v0..v3 half 0 | v0..v3 half 1 | v4..v7 half 0 | v4..v7 half 1]: exact integers, in any order.
+INLINE __m512i hsum_halves8(const __m512i v[8]) {
+    __m512i p[4], q[2];
+    for (int i = 0; i < 4; i++)  // per 128 bits: [a0+a2, b0+b2, a1+a3, b1+b3]
+        p[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]),
+                                _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 2; i++)  // per 128 bits: the sums of v[4i] .. v[4i+3] there
+        q[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(p[2 * i], p[2 * i + 1]),
+                                _mm512_unpackhi_epi64(p[2 * i], p[2 * i + 1]));
+    // 128-bit lanes [q0.0 + q0.1, q0.2 + q0.3, q1.0 + q1.1, q1.2 + q1.3]
+    return _mm512_add_epi32(
+        _mm512_permutex2var_epi64(q[0], _mm512_setr_epi64(0, 1, 4, 5, 8, 9, 12, 13), q[1]),
+        _mm512_permutex2var_epi64(q[0], _mm512_setr_epi64(2, 3, 6, 7, 10, 11, 14, 15), q[1]));
+}
+
+// The KQ_TOKENS block scales of tokens t0 .. t0+4 at block blk, twice: [dx t0..t0+3 x 2].
+INLINE __m256 dx_tokens(const MatIn *in, size_t nb, size_t t0, size_t blk) {
+    const float *kd = in->kd + t0 * nb + blk;
+    __m128 d = _mm_setr_ps(kd[0], kd[nb], kd[2 * nb], kd[3 * nb]);
+    return _mm256_set_m128(d, d);
+}
+
 // Q4_K / Q5_K (five): rows at a and a + rstep, tokens t0 .. t0+T.
 INLINE void q45k_pair(float *y, size_t ldy, const MatIn *in, const uint8_t *ra, size_t rstep,
                       size_t nb, size_t r, size_t t0, size_t T, int five) {
@@ -333,6 +356,7 @@ INLINE void q45k_pair(float *y, size_t ldy, const MatIn *in, const uint8_t *ra, 
     const __m512i bit4 = _mm512_set1_epi8(0x10);
     const size_t n = in->n, bb = five ? 176 : 144;
     float acc[2][KQ_TOKENS] = {{0}};
+    __m256 acc8 = _mm256_setzero_ps();  // T = KQ_TOKENS: [row r tokens 0..3 | row r + 1 tokens 0..3]
     for (size_t blk = 0; blk < nb; blk++) {
         const uint8_t *a = ra + blk * bb, *b = a + rstep, *qa = a + 16 + 32 * five, *qb = b + 16 + 32 * five;
         const __m512i qh = five ? load_pair256(a + 16, b + 16) : low4;
@@ -357,6 +381,24 @@ INLINE void q45k_pair(float *y, size_t ldy, const MatIn *in, const uint8_t *ra, 
             }
         }
         const float d[2] = {ggml_f16(a), ggml_f16(b)}, dmin[2] = {ggml_f16(a + 2), ggml_f16(b + 2)};
+        if (T == KQ_TOKENS) {  // the 16 sums at once, and the float steps in 8 lanes, each its own
+            // corr = sum_k mn_(k/2) bsum_k, pairs by vpmaddwd: the mins duplicated per 16 quants
+            const __m128i ma = _mm512_extracti32x4_epi32(sm, 1), mb = _mm512_extracti32x4_epi32(sm, 3);
+            const __m512i mins2 = v_pair_i(_mm256_setr_m128i(_mm_unpacklo_epi16(ma, ma), _mm_unpackhi_epi16(ma, ma)),
+                                           _mm256_setr_m128i(_mm_unpacklo_epi16(mb, mb), _mm_unpackhi_epi16(mb, mb)));
+            __m512i v[8];
+            for (size_t t = 0; t < KQ_TOKENS; t++) {
+                v[t] = isum[t];
+                v[4 + t] = _mm512_madd_epi16(x_bcast((const int8_t *)(in->kbs + (t0 + t) * (n / 16) + blk * 16)), mins2);
+            }
+            const __m512 s = _mm512_cvtepi32_ps(hsum_halves8(v));
+            const __m256 dx = dx_tokens(in, nb, t0, blk);
+            const __m256 dd = _mm256_set_m128(_mm_set1_ps(d[1]), _mm_set1_ps(d[0]));
+            const __m256 dm = _mm256_set_m128(_mm_set1_ps(dmin[1]), _mm_set1_ps(dmin[0]));
+            acc8 = _mm256_add_ps(acc8, _mm256_sub_ps(_mm256_mul_ps(_mm256_mul_ps(dd, dx), v_lo(s)),
+                                                     _mm256_mul_ps(_mm256_mul_ps(dm, dx), v_hi(s))));
+            continue;
+        }
         for (size_t t = 0; t < T; t++) {
             const __m256i bs = _mm256_loadu_si256((const __m256i *)(in->kbs + (t0 + t) * (n / 16) + blk * 16));
             const __m256i bs2 = _mm256_madd_epi16(bs, _mm512_castsi512_si256(ones));  // pairs summed
@@ -368,6 +410,7 @@ INLINE void q45k_pair(float *y, size_t ldy, const MatIn *in, const uint8_t *ra, 
                 acc[h][t] += (d[h] * dx) * (float)sums[h][0] - (dmin[h] * dx) * (float)sums[h][1];
         }
     }
+    if (T == KQ_TOKENS) _mm256_storeu_ps(acc[0], acc8);  // acc[0][0..3], acc[1][0..3]: contiguous
     for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[0][t], y[(t0 + t) * ldy + r + 1] = acc[1][t];
 }
 
