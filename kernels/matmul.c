@@ -260,6 +260,8 @@ const char *matmul_isa(void) {
     return "AVX-512 VNNI";
 #elif SL_AVX512
     return "AVX-512";
+#elif SL_AVX2 && defined(SL_VNNI256)
+    return "AVX2, " SL_VNNI256;
 #elif SL_AVX2
     return "AVX2";
 #else

@@ -291,32 +291,8 @@ INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tens
 // in float lanes, and y = hsum(acc): the same arithmetic for every tile shape.
 #define Q40_TR 4
 #if SL_AVX2
+// AVX2 runs q4_0 as the other 32-weight block types (tile_g32): the same operations.
 #define Q40_TT I8_TT
-INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
-                     size_t r0, size_t R, size_t T) {
-    const size_t G = w->cols / 32;
-    const uint8_t *wb = (const uint8_t *)w->data + r0 * G * 18;
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    const __m256i eight = _mm256_set1_epi8(8);
-    __m256 acc[Q40_TR][Q40_TT];
-#pragma GCC unroll 8
-    for (size_t r = 0; r < R; r++)
-        for (size_t t = 0; t < T; t++) acc[r][t] = _mm256_setzero_ps();
-    for (size_t g = 0; g < G; g++) {
-        __m256i wv[Q40_TR];
-        __m256 wsv[Q40_TR];
-#pragma GCC unroll 8
-        for (size_t r = 0; r < R; r++) {  // weights 0-15: low nibbles, 16-31: high nibbles
-            const uint8_t *bp = wb + (r * G + g) * 18;
-            __m128i q = _mm_loadu_si128((const __m128i *)(bp + 2));
-            __m256i nib = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(q, 4), q), low4);
-            wv[r] = _mm256_sub_epi8(nib, eight);
-            wsv[r] = _mm256_set1_ps(ggml_f16(bp));
-        }
-        i8_group_tokens(acc, wv, wsv, in, t0, g, R, T);
-    }
-    TILE_STORE(acc, y, ldy, R, T);  // hsum8's additions, whatever the tile
-}
 #elif SL_NEON && SL_SDOT
 // NEON: low nibbles (weights 0-15) against the group's first 16 quants, high nibbles
 // (16-31) against the rest, as the AVX2 tile's two 128-bit halves; y = hsum(acc) (the AVX2
@@ -410,6 +386,7 @@ INLINE __m256i g32_levels(const uint8_t *bp, int wt) {
     if (wt == SL_IQ4_NL)
         return _mm256_shuffle_epi8(
             _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ggml_iq4_kvalues)), nib);
+    if (wt == SL_Q4_0) return _mm256_sub_epi8(nib, _mm256_set1_epi8(8));
     if (!five) return nib;  // q4_1
     __m256i bits = bytes_from_bits32(qs - 4);
     if (wt == SL_Q5_1) return _mm256_or_si256(nib, _mm256_and_si256(bits, _mm256_set1_epi8(0x10)));
@@ -614,14 +591,17 @@ INLINE void tile_int8(float *y, size_t ldy, const MatIn *in, size_t t0, const Te
     }
     if (T > G32_TT) {  // an odd tail row of a wider batch tile: token by token
         for (size_t t = 0; t < T; t++) {
-            if (wt == SL_Q4_0) tile_q40(y + t * ldy, ldy, in, t0 + t, w, r0, R, 1);
-            else tile_g32(y + t * ldy, ldy, in, t0 + t, w, r0, R, 1, wt);
+            tile_g32(y + t * ldy, ldy, in, t0 + t, w, r0, R, 1, wt);
         }
         return;
     }
 #endif
+#if SL_AVX2
+    tile_g32(y, ldy, in, t0, w, r0, R, T, wt);
+#else
     if (wt == SL_Q4_0) tile_q40(y, ldy, in, t0, w, r0, R, T);
     else tile_g32(y, ldy, in, t0, w, r0, R, T, wt);
+#endif
 }
 
 void mm_rows_q8_0(float *y, size_t ldy, const MatIn *in, const Tensor *w, size_t b, size_t e) {

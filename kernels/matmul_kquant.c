@@ -477,6 +477,98 @@ INLINE void q6k_pair(float *y, size_t ldy, const MatIn *in, const uint8_t *ra, s
     for (size_t t = 0; t < T; t++) y[(t0 + t) * ldy + r] = acc[0][t], y[(t0 + t) * ldy + r + 1] = acc[1][t];
 }
 
+// ---- AVX-512, one row against one token (a matvec): 64 weights per zmm ----
+// Chunk c of a Q4_K/Q5_K block's nibbles holds sub-blocks 2c (low nibbles: bytes 0-31 of the
+// zmm) and 2c + 1 (high nibbles: bytes 32-63), against the token's 64 quants there; the
+// rows stream one after another. The same integer sums as the AVX2 kernel, the same floats.
+INLINE __m512i halves_mask(int lo, int hi) {  // vpshufb picking int16 lane lo, then lane hi
+    return _mm512_mask_blend_epi64(0xF0, _mm512_set1_epi16((int16_t)(0x0100 + 0x0202 * lo)),
+                                   _mm512_set1_epi16((int16_t)(0x0100 + 0x0202 * hi)));
+}
+
+INLINE void q45k_row(float *y, const MatIn *in, const uint8_t *row, size_t nb, size_t r, size_t t,
+                     int five) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
+    const size_t n = in->n, bb = five ? 176 : 144;
+    const int8_t *xq = in->kq + t * n;
+    float acc = 0.0f;
+    for (size_t blk = 0; blk < nb; blk++) {
+        const uint8_t *bp = row + blk * bb, *qs = bp + 16 + 32 * five;
+        const __m256i sm = q4k_scales_mins(bp + 4);  // int16: 8 scales, 8 mins
+        const __m512i sc = _mm512_broadcast_i32x4(_mm256_castsi256_si128(sm));
+        const __m512i qh = five ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(bp + 16)))
+                                : low4;
+        __m512i isum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            __m512i q = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(qs + 32 * c)));
+            q = _mm512_and_si512(_mm512_mask_srli_epi16(q, 0xFFFF0000u, q, 4), low4);
+            if (five) {  // bit j = 2c (low half) or 2c + 1 (high half) of each byte, as 16
+                const int j = 2 * c;
+                __m512i hl = j < 4 ? _mm512_slli_epi16(qh, 4 - j) : _mm512_srli_epi16(qh, j - 4);
+                __m512i hh = j + 1 < 4 ? _mm512_slli_epi16(qh, 3 - j) : _mm512_srli_epi16(qh, j - 3);
+                q = _mm512_or_si512(q, _mm512_and_si512(_mm512_mask_blend_epi64(0xF0, hl, hh), bit4));
+            }
+            const __m512i x = _mm512_loadu_si512((const void *)(xq + blk * 256 + 64 * (size_t)c));
+            isum[c % 2] = dp16(isum[c % 2], _mm512_maddubs_epi16(q, x),
+                               _mm512_shuffle_epi8(sc, halves_mask(2 * c, 2 * c + 1)));
+        }
+        const __m512i v = _mm512_add_epi32(isum[0], isum[1]);
+        const __m256i v8 = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+        const __m128i mn = _mm256_extracti128_si256(sm, 1);  // the mins, each for 2 x 16 quants
+        const __m256i mn2 = _mm256_setr_m128i(_mm_unpacklo_epi16(mn, mn), _mm_unpackhi_epi16(mn, mn));
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)(in->kbs + t * (n / 16) + blk * 16));
+        int32_t sums[2];
+        hsum2_i32(v8, _mm256_madd_epi16(bs, mn2), sums);
+        const float d = ggml_f16(bp), dmin = ggml_f16(bp + 2), dx = in->kd[t * nb + blk];
+        acc += (d * dx) * (float)sums[0] - (dmin * dx) * (float)sums[1];
+    }
+    y[r] = acc;
+}
+
+// Q6_K, one row against one token: per half h of a block, 64 weights at a time (p = 0, 1:
+// q6k_tokens' s4 = 2p and 2p + 1), each 128-bit lane of the zmm a sub-block of 16 with its
+// own scale.
+INLINE void q6k_row(float *y, const MatIn *in, const uint8_t *row, size_t nb, size_t r, size_t t) {
+    const __m512i low4 = _mm512_set1_epi8(0x0F), low2 = _mm512_set1_epi8(0x03);
+    const size_t n = in->n;
+    const int8_t *xq = in->kq + t * n;
+    float acc = 0.0f;
+    for (size_t blk = 0; blk < nb; blk++) {
+        const uint8_t *bp = row + blk * 210;
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(bp + 192)));
+        const __m512i sc = _mm512_castsi256_si512(sc16);
+        __m512i isum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+#pragma GCC unroll 2
+        for (int h = 0; h < 2; h++) {
+            const __m512i ql = _mm512_loadu_si512((const void *)(bp + 64 * h));
+            const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(bp + 128 + 32 * h)));
+#pragma GCC unroll 2
+            for (int p = 0; p < 2; p++) {
+                const __m512i lo = _mm512_and_si512(p ? _mm512_srli_epi16(ql, 4) : ql, low4);
+                const __m512i hb = _mm512_mask_blend_epi64(0xF0, _mm512_srli_epi16(qh, 4 * p),
+                                                           _mm512_srli_epi16(qh, 4 * p + 2));
+                const __m512i qu = _mm512_or_si512(lo, _mm512_slli_epi16(_mm512_and_si512(hb, low2), 4));
+                const int k = 8 * h + 4 * p;  // the scales of the zmm's four 128-bit lanes: k .. k+3
+                const __m512i idx = _mm512_setr_epi64(
+                    0x0001000100010001LL * k, 0x0001000100010001LL * k,
+                    0x0001000100010001LL * (k + 1), 0x0001000100010001LL * (k + 1),
+                    0x0001000100010001LL * (k + 2), 0x0001000100010001LL * (k + 2),
+                    0x0001000100010001LL * (k + 3), 0x0001000100010001LL * (k + 3));
+                const __m512i x = _mm512_loadu_si512((const void *)(xq + blk * 256 + 128 * (size_t)h + 64 * (size_t)p));
+                isum[p] = dp16(isum[p], _mm512_maddubs_epi16(qu, x), _mm512_permutexvar_epi16(idx, sc));
+            }
+        }
+        const __m512i v = _mm512_add_epi32(isum[0], isum[1]);
+        const __m256i v8 = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)(in->kbs + t * (n / 16) + blk * 16));
+        const __m256i corr = _mm256_madd_epi16(bs, sc16);  // sum_k sc_k bsum_k, in lanes
+        const int32_t sum = hsum_i32(_mm256_sub_epi32(v8, _mm256_slli_epi32(corr, 5)));
+        acc += (ggml_f16(bp + 208) * in->kd[t * nb + blk]) * (float)sum;
+    }
+    y[r] = acc;
+}
+
 // Tokens t0 .. t0+T of rows r, r + 1, where the type has a pair kernel.
 INLINE int kq_pair(float *y, size_t ldy, const MatIn *in, const uint8_t *row, size_t rstep,
                    size_t nb, size_t r, size_t t0, size_t T, int type) {
@@ -510,6 +602,14 @@ static inline __attribute__((always_inline)) void rows_kq(float *y, size_t ldy, 
     for (size_t r = b; r < e;) {
         const uint8_t *row = (const uint8_t *)w->data + r * rstep;
         const int pair = KQ_PAIRS(type) && r + 1 < e && in->m > 1;
+#if SL_AVX512 && SL_KQ_PAIRS
+        if (in->m == 1 && KQ_PAIRS(type)) {  // a matvec: the 64-weight row kernels
+            if (type == SL_Q6_K) q6k_row(y, in, row, nb, r, 0);
+            else q45k_row(y, in, row, nb, r, 0, type == SL_Q5_K);
+            r++;
+            continue;
+        }
+#endif
         for (size_t t0 = 0; t0 < in->m;) {
             size_t T = in->m - t0 >= KQ_TOKENS ? KQ_TOKENS : 1;
             if (pair) {

@@ -6,6 +6,8 @@
 //   SL_AVX512   AVX-512 F, BW, VL and DQ: the 512-bit paths
 //   SL_VNNI     AVX512-VNNI as well (vpdpbusd: q8_0's integer dot products)
 //   SL_AVX2     AVX2 and FMA (true on every AVX-512 machine too); F16C where __F16C__
+//   SL_VNNI256  the 256-bit vpdpbusd/vpdpwssd (AVX-VNNI, or AVX512-VNNI with VL): the 8-lane
+//               integer dot products below (its name, a string)
 //   SL_NEON     aarch64 with NEON; SL_SDOT with its dot product (armv8.2-a+dotprod)
 // -DSL_SIMDE_AVX512 compiles the AVX-512 paths on a machine without AVX-512, through SIMDe
 // (Debian's libsimde-dev), so that their twin tests run on any x86 host (make test-isa); such
