@@ -66,6 +66,9 @@ static inline void lanes_group(float acc[8], const int8_t *w, const int8_t *x, f
 // and it is the same for every tile shape: a matvec equals its row of a batch bitwise.
 #if SL_AVX2
 // One group per step: 32 quants in a ymm (i8_group_tokens), R <= 4 rows x T <= I8_TT tokens.
+#ifndef Q8L_PF_TILES  // how many tiles ahead a matvec prefetches its rows
+#define Q8L_PF_TILES 8
+#endif
 INLINE void tile_q8_lanes(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
                     size_t r0, size_t R, size_t T) {
     size_t G = q8_groups(w->cols);
@@ -81,6 +84,7 @@ INLINE void tile_q8_lanes(float *y, size_t ldy, const MatIn *in, size_t t0, cons
 #pragma GCC unroll 8
         for (size_t r = 0; r < R; r++) {
             wv[r] = _mm256_loadu_si256((const __m256i *)(wq + (r * G + g) * Q8_GROUP));
+            if (T == 1) PREFETCH_L2(wq + (r * G + g) * Q8_GROUP, Q8L_PF_TILES * R * G * Q8_GROUP);
 #if defined(__F16C__)
             wsv[r] = _mm256_set1_ps(_cvtsh_ss(ws[r * G + g]));
 #else
