@@ -10,14 +10,17 @@ LDLIBS = -lm -lpthread
 MODELS ?= ../shared/models
 
 # sources by folder (README "Where things are"); includes are written from the root: -I.
-RUNTIME = runtime/transformer.c runtime/sampler.c runtime/pool.c
-KERNELS = kernels/kernels.c kernels/matmul.c kernels/attention.c kernels/quant.c kernels/blocks.c
+BASE = base/pool.c base/clock.c
+RUNTIME = runtime/transformer.c runtime/sampler.c
+KERNELS = kernels/types.c kernels/kernels.c kernels/matmul.c kernels/matmul_float.c \
+	kernels/matmul_int8.c kernels/matmul_kquant.c kernels/attention.c kernels/quant.c \
+	kernels/blocks.c
 APP = app/bench.c app/ppl.c app/attnmap.c app/term.c
 IO = io/fileio.c io/json.c
 CONVERT = convert/writer.c convert/llama2c.c convert/synth.c convert/convert.c convert/gguf.c \
 	convert/safetensors.c convert/hf.c convert/pieces.c convert/quantize.c
 TOKENIZER = tokenizer.c tokenizer/unicode.c tokenizer/pretok.c tokenizer/bytelevel.c
-CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(IO) app/ppl.c app/attnmap.c app/template.c app/chat.c app/term.c
+CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(BASE) $(IO) app/ppl.c app/attnmap.c app/template.c app/chat.c app/term.c
 EXPORT_SRC = $(CONVERT)
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
 	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \
@@ -25,7 +28,7 @@ TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/tes
 	tests/test_attnmap.c tests/test_deps.c tests/test_layout.c \
 	tests/test_template.c tests/test_chat.c \
 	tests/test_pretok.c tests/test_bpe.c tests/test_nfc.c tests/test_blocks.c \
-	tests/test_quantize.c tests/test_sampler.c tests/test_real.c
+	tests/test_quantize.c tests/test_sampler.c tests/test_real.c tests/test_types.c
 HEADERS = $(wildcard *.h */*.h)
 
 # build variants: release (./run, ./export), test (-Werror), asan
@@ -80,7 +83,8 @@ $(1)/attnmap_page.o: build/attnmap_page.c
 $(1)/run: $(1)/run.o $(1)/app/bench.o $(CORE:%.c=$(1)/%.o) $(1)/attnmap_page.o
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
 $(1)/export: $(1)/export.o $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/model.o $(TOKENIZER:%.c=$(1)/%.o) \
-		$(1)/kernels/quant.o $(1)/kernels/blocks.o $(1)/app/template.o $(IO:%.c=$(1)/%.o)
+		$(1)/kernels/types.o $(1)/kernels/kernels.o $(1)/kernels/quant.o $(1)/kernels/blocks.o \
+		$(1)/app/template.o $(IO:%.c=$(1)/%.o)
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
 $(1)/test_searchlight: $(TESTS:%.c=$(1)/%.o) $(CORE:%.c=$(1)/%.o) $(EXPORT_SRC:%.c=$(1)/%.o) \
 		$(1)/attnmap_page.o $(1)/tests/helpers.o
@@ -186,6 +190,8 @@ test-builds: $(TST)/run $(TST)/export $(AVX2)/run $(PLAIN)/run $(EMU)/run
 
 # tests/isa_main.c: the fast kernels against the reference without Criterion; --dump writes
 # every output, for cmp between builds (make test-arm).
+$(TST)/isa_main: $(TST)/tests/isa_main.o $(CORE:%.c=$(TST)/%.o) $(TST)/attnmap_page.o
+	$(CC) $(TEST_FLAGS) $^ -o $@ $(LDLIBS)
 $(AVX2)/isa_main: $(AVX2)/tests/isa_main.o $(CORE:%.c=$(AVX2)/%.o) $(AVX2)/attnmap_page.o
 	$(CC) $(AVX2_FLAGS) $^ -o $@ $(LDLIBS)
 $(ARM)/isa_main: $(ARM)/tests/isa_main.o $(CORE:%.c=$(ARM)/%.o) $(ARM)/attnmap_page.o
@@ -197,8 +203,10 @@ $(EMU)/isa_main: $(EMU)/tests/isa_main.o $(CORE:%.c=$(EMU)/%.o) $(EMU)/attnmap_p
 
 # The same dump comparison on this x86 host: emulated AVX-512 against AVX2, every output; plain
 # C against AVX2 without the f32/f16/bf16 matmuls (rounded per product there: matmul.h).
-test-isa-dump: $(AVX2)/isa_main $(PLAIN)/isa_main $(EMU)/isa_main
+test-isa-dump: $(TST)/isa_main $(AVX2)/isa_main $(PLAIN)/isa_main $(EMU)/isa_main
 	$(AVX2)/isa_main --dump $(AVX2)/isa.dump > /dev/null
+	$(TST)/isa_main --dump $(TST)/isa.dump > /dev/null
+	@cmp $(AVX2)/isa.dump $(TST)/isa.dump && echo "same      isa_main --dump: every kernel output of the native build ($(TST)) and avx2"
 	$(EMU)/isa_main --dump $(EMU)/isa.dump > /dev/null
 	@cmp $(AVX2)/isa.dump $(EMU)/isa.dump && echo "same      isa_main --dump: every kernel output of $(EMU) and avx2"
 	$(AVX2)/isa_main --no-dense --dump $(AVX2)/isa-blocks.dump > /dev/null
@@ -246,7 +254,8 @@ FUZZ_TIME ?= 60
 FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer hf_config pretok nfc
 FUZZ_FLAGS = -g -O1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=all
-FUZZ_LIB = model.c kernels/quant.c kernels/blocks.c $(TOKENIZER) $(IO) $(EXPORT_SRC)
+FUZZ_LIB = model.c kernels/types.c kernels/kernels.c kernels/quant.c kernels/blocks.c \
+	$(TOKENIZER) $(IO) $(EXPORT_SRC)
 FUZZ_RUN = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 $(FUZZ)/%.o: %.c $(HEADERS) fuzz/fuzz.h
 	@mkdir -p $(dir $@)

@@ -29,6 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/types.h"  // the weight types, Tensor, the RoPE scalings
 #include "tokenizer.h"
 
 #define SL_MAGIC "SRCHLGHT"  // 8 bytes, no terminating NUL in the file
@@ -36,29 +37,8 @@
 #define SL_HEADER_BYTES 256
 #define SL_ALIGN 64
 
-// Weight types (quant.h defines the numbers). A tensor of R rows x C columns is stored as:
-//   f32, f16, bf16  R x C elements, row-major (IEEE binary32 / binary16 / bfloat16);
-//   q8_0            R x G x 32 int8 quants (G = ceil(C / 32) groups per row, the last group
-//                   zero padded), then R x G f16 scales: 34 bytes per group.
-//   q4_0, q4_1,     version 2: ggml's blocks bit for bit (kernels/blocks.h), R x C / E blocks
-//   q5_0, q5_1,     row after row; C must be a multiple of the block's E weights (32, or 256
-//   iq4_nl, q2_k,   for the K types and iq4_xs).
-//   q3_k, q4_k,
-//   q5_k, q6_k,
-//   iq4_xs
-// Norm weights are always f32.
-enum sl_dtype {
-    SL_F32 = 0, SL_F16 = 1, SL_BF16 = 2, SL_Q8_0 = 3,
-    SL_Q4_0 = 4, SL_Q4_K = 5, SL_Q5_K = 6, SL_Q6_K = 7,
-    SL_Q4_1 = 8, SL_Q5_0 = 9, SL_Q5_1 = 10, SL_Q2_K = 11, SL_Q3_K = 12,
-    SL_IQ4_NL = 13, SL_IQ4_XS = 14,
-    SL_DTYPE_COUNT
-};
-
-#define SL_TYPE_PER_LAYER 255  // header.tensor_type[t]: see the layer types (version 2)
-
-// The ggml type id of a block dtype (every type but f32, f16, bf16 and q8_0), else 0.
-uint32_t dtype_ggml(int dtype);
+// The weight types (enum sl_dtype, SL_TYPE_PER_LAYER), the weight matrix (Tensor) and the
+// RoPE scalings (enum sl_rope) are kernels/types.h's.
 
 // Header flags.
 #define SL_FLAG_SHARED_CLASSIFIER 1u  // the classifier is the token embedding table
@@ -191,13 +171,6 @@ int model_layer_windowed(const SlHeader *h, size_t l);
 #define SL_MAX_STOP 8
 #define SL_CHAT_TEMPLATE_MAX (1u << 20)
 
-// RoPE scaling (header.rope_scaling), as transformers computes it for rope_type "linear" and
-// "llama3", or as llama.cpp applies a GGUF's rope_freqs tensor (SL_ROPE_FREQS: each pair's
-// frequency divided by its factor in tensor SL_T_ROPE_FREQS; its converter writes Llama 3's
-// scaling this way); the formulas are above kernels.h's rope_freq.
-enum sl_rope { SL_ROPE_NONE = 0, SL_ROPE_LINEAR = 1, SL_ROPE_LLAMA3 = 2, SL_ROPE_FREQS = 3,
-               SL_ROPE_COUNT };
-
 _Static_assert(sizeof(SlHeader) == SL_HEADER_BYTES, "SlHeader must be 256 bytes");
 
 // Loader errors. Each failure also prints one line to stderr naming the file.
@@ -242,26 +215,7 @@ size_t model_layer_types_bytes(const SlHeader *h);
 // Parameters in a layout: the elements of every tensor present.
 size_t layout_params(const SlLayout *lay);
 
-// Bytes taken by a rows x cols tensor of a type; 0 if the type is unknown or it overflows.
-size_t tensor_bytes(int dtype, size_t rows, size_t cols);
-const char *dtype_name(int dtype);
 const char *tensor_name(int t);
-
-// A weight matrix in the mapping: W (rows, cols), y = W x. For a stacked tensor, rows
-// counts all layers; tensor_layer gives one layer's matrix.
-typedef struct {
-    int type;               // enum sl_dtype, or SL_TYPE_PER_LAYER (see layer_type)
-    size_t rows, cols;
-    const void *data;       // rows x cols elements; q8_0: rows x groups x 32 int8 quants;
-                            // block types: rows x cols / E blocks
-    const uint16_t *scales; // q8_0 only: rows x groups f16 scales
-    const uint8_t *layer_type; // SL_TYPE_PER_LAYER: each layer's type (block types), else NULL
-} Tensor;
-
-// Layer l of a tensor stacked from n_layers matrices of equal shape (a matrix of one type).
-Tensor tensor_layer(const Tensor *t, size_t l, size_t n_layers);
-// Row r of a matrix of one type as floats (dequantized): out has cols elements.
-void tensor_row(const Tensor *t, size_t r, float *out);
 
 // The weights: views into the read-only mapping.
 typedef struct {

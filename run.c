@@ -25,10 +25,11 @@
 #include "app/template.h"
 #include "app/term.h"
 #include "io/fileio.h"
-#include "runtime/pool.h"
 #include "app/ppl.h"
 #include "runtime/sampler.h"
 #include "runtime/transformer.h"
+#include "base/clock.h"
+#include "base/pool.h"
 
 #define EXIT_USAGE 2
 
@@ -485,9 +486,9 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
         return 1;
     }
     // the prompt goes through as one batch; its text is echoed as llama2.c echoes it
-    double t0 = pool_now();
+    double t0 = clock_now();
     float *logits = transformer_forward(t, ids, n_prompt, 0);
-    double t1 = pool_now();
+    double t1 = clock_now();
     for (size_t i = h->flags & SL_FLAG_NO_BOS ? 0 : 1; i < n_prompt; i++) {  // BOS prints nothing
         size_t len;
         const char *piece = tokenizer_decode(tok, i ? ids[i - 1] : -1, ids[i], &len);
@@ -521,7 +522,7 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
     }
     putchar('\n');
     fflush(stdout);
-    double t2 = pool_now();
+    double t2 = clock_now();
     fprintf(stderr, "prompt: %zu tokens, %.1f tok/s | generation: %zu tokens, %.1f tok/s\n",
             n_prompt, (double)n_prompt / (t1 - t0), decoded,
             decoded ? (double)decoded / (t2 - t1) : 0.0);
@@ -592,11 +593,11 @@ int main(int argc, char **argv) {
         }
     } else if (o.ppl_path) {
         PplResult r;
-        double t0 = pool_now();
+        double t0 = clock_now();
         if ((rc = ppl_measure(&t, tok, o.ppl_path, &r)) == 0) {
             printf("perplexity %.4f, mean NLL %.5f nats over %zu tokens (%zu windows of up to %d)\n",
                    r.ppl, r.nll, r.tokens, r.windows, h->seq_len);
-            fprintf(stderr, "scored %zu tokens in %.2f s\n", r.tokens, pool_now() - t0);
+            fprintf(stderr, "scored %zu tokens in %.2f s\n", r.tokens, clock_now() - t0);
         }
     } else if (o.steps > h->seq_len && !o.context_shift && strcmp(o.mode, "chat") != 0) {
         fprintf(stderr, "run: -n: %ld is beyond the context of %d positions (--context-shift "

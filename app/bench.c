@@ -10,8 +10,9 @@
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/simd.h"
-#include "runtime/pool.h"
 #include "runtime/transformer.h"
+#include "base/clock.h"
+#include "base/pool.h"
 
 static int by_value(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;

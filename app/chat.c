@@ -15,7 +15,7 @@
 #include "app/attnmap.h"
 #include "app/template.h"
 #include "app/term.h"
-#include "runtime/pool.h"
+#include "base/clock.h"
 #include "tokenizer/unicode.h"
 
 static volatile sig_atomic_t interrupted;
@@ -288,7 +288,7 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
         pop_msg(c);
         return 0;
     }
-    double t0 = pool_now();
+    double t0 = clock_now();
     size_t n = 0, fed_new = 0, from = SIZE_MAX;  // from: where a re-rendered history runs again
     int *ids = NULL;
     float *logits = NULL;
@@ -332,7 +332,7 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
         fed_new = n - k;
     }
     if (c->rec && c->rec->n_prompt == 0) c->rec->n_prompt = c->rec->n_ids;
-    double t1 = pool_now();
+    double t1 = clock_now();
     // the reply: each token is fed as it comes, except the stop token
     Buf reply = {0};
     size_t n_reply = 0;
@@ -359,7 +359,7 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
     }
     putchar('\n');
     fflush(stdout);
-    double t2 = pool_now();
+    double t2 = clock_now();
     if (interrupted) {
         interrupted = 0;
         fprintf(stderr, "[reply interrupted]\n");

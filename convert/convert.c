@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "convert/quantize.h"
-#include "kernels/blocks.h"
 #include "kernels/quant.h"
 
 #define CONVERT_CHUNK ((size_t)1 << 16)  // source values converted at a time
@@ -15,9 +14,9 @@
 int dtype_parse(const char *s) {
     for (int d = 0; d < SL_DTYPE_COUNT; d++) {
         if (strcmp(s, dtype_name(d)) != 0) continue;
-        size_t be = 0, bb;  // a block type: only those quantize.c writes (asked for no rows)
-        if (ggml_block_info(dtype_ggml(d), &be, &bb) &&
-            quantize_blocks(dtype_ggml(d), NULL, 0, be, NULL) != 0)
+        // a block type: only those quantize.c writes (asked for no rows)
+        if (dtype_ggml(d) &&
+            quantize_blocks(dtype_ggml(d), NULL, 0, type_info(d)->block_elems, NULL) != 0)
             return -1;
         return d;
     }
@@ -39,9 +38,8 @@ int convert_set_types(SlHeader *h, int dtype, uint8_t *layer_types, const char *
     for (int t = 0; t < SL_T_COUNT; t++) {
         int ty = !preset ? dtype
                  : t == SL_T_CLS || (t == SL_T_EMBED && shared) ? SL_Q6_K : SL_Q4_K;
-        size_t be = 0, bb;
         if (tensor_is_f32(t)) ty = SL_F32;
-        else if (ggml_block_info(dtype_ggml(ty), &be, &bb) && lay.cols[t] % be) {
+        else if (dtype_ggml(ty) && lay.cols[t] % type_info(ty)->block_elems) {
             ty = SL_Q8_0;
             if (strlen(fell) + strlen(tensor_name(t)) + 3 < sizeof fell)
                 strcat(strcat(fell, fell[0] ? ", " : ""), tensor_name(t));
@@ -132,7 +130,7 @@ static int to_16bit(const Converter *c, int t, size_t first, const float *x, siz
 
 // f32, f16 and bf16: element by element.
 static int fill_elements(Converter *c, int t, size_t offset, uint8_t *buf, size_t n) {
-    size_t es = c->type[t] == SL_F32 ? 4 : 2;
+    size_t es = type_info(c->type[t])->block_bytes;  // bytes per element
     size_t end = offset + n;
     for (size_t i = offset / es; i * es < end;) {
         size_t k = (end - i * es + es - 1) / es;  // elements still touched
@@ -230,24 +228,23 @@ static int fill_blocks(Converter *c, int t, size_t offset, uint8_t *buf, size_t 
     int err = 0;
     for (size_t l = 0; l < segs && start < end && !err; l++) {
         int type = lt ? lt[l] : c->type[t];
-        uint32_t gt = dtype_ggml(type);
-        size_t rb = tensor_bytes(type, 1, C), be = 0, bb;
-        ggml_block_info(gt, &be, &bb);
+        const TypeInfo *ti = type_info(type);
+        size_t rb = type_row_bytes(type, C);
         for (size_t r = offset > start ? (offset - start) / rb : 0;
              r < seg_rows && start + r * rb < end && !err;) {
             size_t k = seg_rows - r < batch ? seg_rows - r : batch, first = (l * seg_rows + r) * C;
             if ((err = src_read(c, t, first, k * C, c->x)) != 0) break;
             for (size_t i = 0; i < k * C && !err; i++)
                 if (!isfinite(c->x[i])) err = refuse_nonfinite(c, t, first + i, c->x[i]);
-            if (err || (err = quantize_blocks(gt, c->x, k, C, c->y)) != 0) break;
+            if (err || (err = quantize_blocks(ti->ggml, c->x, k, C, c->y)) != 0) break;
             for (size_t j = 0; j < k && !err; j++) {  // an f16 scale that overflowed
-                ggml_dequantize(gt, c->y + j * rb, C / be, back);
+                ti->to_float(c->y + j * rb, back, C);
                 for (size_t i = 0; i < C && !err; i++)
                     if (!isfinite(back[i])) {
                         char why[160];  // q8_0 holds what a 32-weight type's scale cannot
                         snprintf(why, sizeof why, "is too large for %s (its block's f16 scale "
                                  "would overflow): export with --dtype %sbf16 or f32",
-                                 dtype_name(type), be == 32 ? "q8_0, " : "");
+                                 ti->name, ti->block_elems == 32 ? "q8_0, " : "");
                         err = refuse(c, t, first + j * C + i, c->x[j * C + i], why);
                     }
             }

@@ -168,22 +168,16 @@ const char *ggml_type_name(uint32_t type) {
 // Bytes of a tensor of a type export reads (0 for the others); -1 if it overflows or a row is
 // not whole blocks of its block type.
 static int data_bytes(const GgufTensor *t, size_t *out) {
-    size_t n = 1, be, bb;
+    size_t n = 1;
     for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++)
         if (__builtin_mul_overflow(n, (size_t)t->ne[d], &n)) return -1;
-    if (ggml_block_info(t->type, &be, &bb)) {  // n / be blocks of bb bytes: below n bytes
-        if (t->ne[0] % be) return -1;
-        *out = n / be * bb;
+    const TypeInfo *ti = type_info(type_of_ggml(t->type));
+    if (!ti) {
+        *out = 0;
         return 0;
     }
-    size_t es;
-    switch (t->type) {
-    case GGML_TYPE_F32: es = 4; break;
-    case GGML_TYPE_F16:
-    case GGML_TYPE_BF16: es = 2; break;
-    default: *out = 0; return 0;
-    }
-    return __builtin_mul_overflow(n, es, out) ? -1 : 0;
+    if (t->ne[0] % ti->block_elems) return -1;  // n / elems blocks of block_bytes each
+    return __builtin_mul_overflow(n / ti->block_elems, ti->block_bytes, out) ? -1 : 0;
 }
 
 // The weights per block of a block type; 0 for other types.
@@ -691,27 +685,6 @@ static int load_tokenizer(GgufModel *m) {
 // ----------------------------------------------------------------------------
 // the model glue: llama, qwen2, qwen3 and phi3
 
-static int sl_type_of(uint32_t ggml) {
-    switch (ggml) {
-    case GGML_TYPE_F32: return SL_F32;
-    case GGML_TYPE_F16: return SL_F16;
-    case GGML_TYPE_BF16: return SL_BF16;
-    case GGML_TYPE_Q8_0: return SL_Q8_0;
-    case GGML_TYPE_Q4_0: return SL_Q4_0;
-    case GGML_TYPE_Q4_K: return SL_Q4_K;
-    case GGML_TYPE_Q5_K: return SL_Q5_K;
-    case GGML_TYPE_Q6_K: return SL_Q6_K;
-    case GGML_TYPE_Q4_1: return SL_Q4_1;
-    case GGML_TYPE_Q5_0: return SL_Q5_0;
-    case GGML_TYPE_Q5_1: return SL_Q5_1;
-    case GGML_TYPE_Q2_K: return SL_Q2_K;
-    case GGML_TYPE_Q3_K: return SL_Q3_K;
-    case GGML_TYPE_IQ4_NL: return SL_IQ4_NL;
-    case GGML_TYPE_IQ4_XS: return SL_IQ4_XS;
-    default: return -1;
-    }
-}
-
 // The architectures export reads, and how each stores q and k: llama's converter reorders
 // their rows into adjacent pairs (ours); the others keep Hugging Face's halves.
 static const struct { const char *name; int halves; } archs[] = {
@@ -720,30 +693,24 @@ static const struct { const char *name; int halves; } archs[] = {
 #define ARCH_GEMMA3 4
 #define N_ARCHS (sizeof archs / sizeof archs[0])
 
-// Widens elements [k, k + n) of GGUF tensor x to f32.
+// Widens elements [k, k + n) of GGUF tensor x (of a type export reads) to f32: the whole
+// blocks among them directly, a block cut at either end through a copy. Rows are whole
+// blocks, so element e is in block e / elems.
 static void widen(const Gguf *g, const GgufTensor *x, size_t k, size_t n, float *out) {
     const uint8_t *p = g->map + x->offset;
-    switch (x->type) {
-    case GGML_TYPE_F32: memcpy(out, p + 4 * k, 4 * n); break;
-    case GGML_TYPE_F16:
-    case GGML_TYPE_BF16:
-        for (size_t i = 0; i < n; i++) {
-            uint16_t v;
-            memcpy(&v, p + 2 * (k + i), 2);
-            out[i] = x->type == GGML_TYPE_F16 ? fp16_to_f32(v) : bf16_to_f32(v);
-        }
-        break;
-    default: {  // a block type: rows are whole blocks, so element e is in block e / elems
-        size_t be = 0, bb = 0;
-        ggml_block_info(x->type, &be, &bb);
-        float tmp[256];  // the most weights of a block (the K types')
-        for (size_t e = k; e < k + n;) {
-            size_t at = e % be, cnt = be - at < k + n - e ? be - at : k + n - e;
-            ggml_dequantize(x->type, p + e / be * bb, 1, tmp);
+    const TypeInfo *ti = type_info(type_of_ggml(x->type));
+    const size_t be = ti->block_elems, bb = ti->block_bytes;
+    for (size_t e = k; e < k + n;) {
+        size_t at = e % be, cnt = be - at < k + n - e ? be - at : k + n - e;
+        if (at == 0 && cnt == be) {  // whole blocks
+            cnt = (k + n - e) / be * be;
+            ti->to_float(p + e / be * bb, out + (e - k), cnt);
+        } else {
+            float tmp[256];  // the most weights of a block (the K types')
+            ti->to_float(p + e / be * bb, tmp, be);
             memcpy(out + (e - k), tmp + at, cnt * sizeof(float));
-            e += cnt;
         }
-    }
+        e += cnt;
     }
 }
 
@@ -766,7 +733,7 @@ static int gguf_piece(void *ctx, Piece *pc, const char *fmt, size_t l, size_t to
         fprintf(stderr, "%s: tensor %s is missing\n", path, name);
         return -1;
     }
-    if (sl_type_of(x->type) < 0 && !block_elems(x->type)) {
+    if (type_of_ggml(x->type) < 0) {
         fprintf(stderr, "%s: tensor %s has type %s, export reads F32, F16, BF16, Q8_0, Q4_0, "
                 "Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS\n", path, name,
                 ggml_type_name(x->type));
@@ -976,9 +943,9 @@ static int map_tensors(GgufModel *m) {
         size_t np = m->pieces.n_pieces[t], nl = m->pieces.layers[t];
         for (size_t i = 0; i < nl * np; i++) {
             const uint32_t gt = ((const GgufTensor *)m->pieces.piece[t][i].src)->type;
-            int ty = sl_type_of(gt);
+            int ty = type_of_ggml(gt);
             blocks |= block_elems(gt) != 0;
-            by_layer &= dtype_ggml(ty) != 0 && (i % np == 0 || ty == sl_type_of(
+            by_layer &= dtype_ggml(ty) != 0 && (i % np == 0 || ty == type_of_ggml(
                 ((const GgufTensor *)m->pieces.piece[t][i - 1].src)->type));
             assert(ty >= 0);  // gguf_piece refused the types we do not store
             conv |= type != -2 && type != ty;
@@ -987,7 +954,7 @@ static int map_tensors(GgufModel *m) {
         if (type == SL_Q8_0 && by_layer && nl == L && L > 1) {  // block types we store, by layer
             type = SL_TYPE_PER_LAYER;
             for (size_t l = 0; l < L; l++)
-                m->layer_types[n_types++] = (uint8_t)sl_type_of(
+                m->layer_types[n_types++] = (uint8_t)type_of_ggml(
                     ((const GgufTensor *)m->pieces.piece[t][l * np].src)->type);
         }
         conv &= type == SL_Q8_0;  // (not where the layers' stored types are kept by layer)

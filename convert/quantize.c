@@ -16,6 +16,7 @@
 
 #include "kernels/blocks.h"
 #include "kernels/quant.h"
+#include "kernels/types.h"
 
 #ifdef __clang__
 #pragma STDC FP_CONTRACT OFF  // clang fuses a * b + c by default even under -std=c11; GCC does not
@@ -563,27 +564,21 @@ static void quantize_iq4_xs(const float *x, uint8_t *b) {
     memcpy(b + 2, &sh, 2);
 }
 
+// Each block type's quantizer, by weight type (kernels/types.h): one block of x into b.
+static void (*const quantizers[SL_DTYPE_COUNT])(const float *x, uint8_t *b) = {
+    [SL_Q4_0] = quantize_q4_0,     [SL_Q4_1] = quantize_q4_1,     [SL_Q5_0] = quantize_q5_0,
+    [SL_Q5_1] = quantize_q5_1,     [SL_Q2_K] = quantize_q2_k,     [SL_Q3_K] = quantize_q3_k,
+    [SL_Q4_K] = quantize_q4_k,     [SL_Q5_K] = quantize_q5_k,     [SL_Q6_K] = quantize_q6_k,
+    [SL_IQ4_NL] = quantize_iq4_nl, [SL_IQ4_XS] = quantize_iq4_xs,
+};
+
 int quantize_blocks(uint32_t type, const float *x, size_t n_rows, size_t n_cols, void *out) {
-    void (*fn)(const float *, uint8_t *);
-    switch (type) {
-    case GGML_TYPE_Q4_0: fn = quantize_q4_0; break;
-    case GGML_TYPE_Q4_1: fn = quantize_q4_1; break;
-    case GGML_TYPE_Q5_0: fn = quantize_q5_0; break;
-    case GGML_TYPE_Q5_1: fn = quantize_q5_1; break;
-    case GGML_TYPE_Q2_K: fn = quantize_q2_k; break;
-    case GGML_TYPE_Q3_K: fn = quantize_q3_k; break;
-    case GGML_TYPE_Q4_K: fn = quantize_q4_k; break;
-    case GGML_TYPE_Q5_K: fn = quantize_q5_k; break;
-    case GGML_TYPE_Q6_K: fn = quantize_q6_k; break;
-    case GGML_TYPE_IQ4_NL: fn = quantize_iq4_nl; break;
-    case GGML_TYPE_IQ4_XS: fn = quantize_iq4_xs; break;
-    default: return -1;
-    }
-    size_t elems, bytes;
-    if (!ggml_block_info(type, &elems, &bytes) || n_cols % elems != 0) return -1;
+    const int d = type_of_ggml(type);
+    const TypeInfo *t = type_info(d);
+    if (!t || !quantizers[d] || n_cols % t->block_elems != 0) return -1;
     // Rows hold whole blocks, so the rows are one run of blocks, as ggml quantizes them.
-    size_t n_blocks = n_rows * (n_cols / elems);
+    size_t elems = t->block_elems, bytes = t->block_bytes, n_blocks = n_rows * (n_cols / elems);
     uint8_t *b = out;
-    for (size_t i = 0; i < n_blocks; i++, x += elems, b += bytes) fn(x, b);
+    for (size_t i = 0; i < n_blocks; i++, x += elems, b += bytes) quantizers[d](x, b);
     return 0;
 }

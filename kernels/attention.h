@@ -13,7 +13,7 @@
 #ifndef SEARCHLIGHT_ATTENTION_H
 #define SEARCHLIGHT_ATTENTION_H
 
-#include "runtime/pool.h"
+#include "base/pool.h"
 
 #include <stddef.h>
 

@@ -3,23 +3,16 @@
 // of f32 operations.
 #include "kernels/blocks.h"
 
+#include "kernels/types.h"
+
 const int8_t ggml_iq4_kvalues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                      1,    13,   25,  38,  53,  69,  89,  113};
 
-
 int ggml_block_info(uint32_t type, size_t *elems, size_t *bytes) {
-    static const struct { uint32_t type; size_t elems, bytes; } info[] = {
-        {GGML_TYPE_Q4_0, 32, 18},   {GGML_TYPE_Q4_1, 32, 20},   {GGML_TYPE_Q5_0, 32, 22},
-        {GGML_TYPE_Q5_1, 32, 24},   {GGML_TYPE_Q8_0, 32, 34},   {GGML_TYPE_Q2_K, 256, 84},
-        {GGML_TYPE_Q3_K, 256, 110}, {GGML_TYPE_Q4_K, 256, 144}, {GGML_TYPE_Q5_K, 256, 176},
-        {GGML_TYPE_Q6_K, 256, 210}, {GGML_TYPE_IQ4_NL, 32, 18}, {GGML_TYPE_IQ4_XS, 256, 136},
-    };
-    for (size_t i = 0; i < sizeof info / sizeof info[0]; i++)
-        if (info[i].type == type) {
-            *elems = info[i].elems, *bytes = info[i].bytes;
-            return 1;
-        }
-    return 0;
+    const TypeInfo *t = type_info(type_of_ggml(type));
+    if (!t || t->block_elems == 1) return 0;  // f32, f16, bf16: no blocks
+    *elems = t->block_elems, *bytes = t->block_bytes;
+    return 1;
 }
 
 // Q4_0, Q4_1, Q5_0, Q5_1: weight j < 16 is the low nibble of qs[j], weight j + 16 the high
@@ -65,8 +58,7 @@ static void q3_k(const uint8_t *b, float *y) {
 
 // Q4_K (five 0) and Q5_K: d, dmin, scales[12], [qh[32],] qs[128]. Sub-block j = k / 32 of
 // chunk c = j / 2: q = (qs[32 c + k % 32] >> 4 (j % 2)) & 15, Q5_K's bit (qh[k % 32] >> j) & 1.
-// (Loops with constant strides, so that the compiler vectorizes them: dequantization is the
-// inner loop of the block types' matmul.)
+// (Loops with constant strides, so that the compiler vectorizes them.)
 static void q45_k(const uint8_t *b, float *y, int five) {
     float d = ggml_f16(b), dmin = ggml_f16(b + 2);
     const uint8_t *s = b + 4, *qh = b + 16, *qs = b + (five ? 48 : 16);
@@ -129,27 +121,66 @@ static void iq4_xs(const uint8_t *b, float *y) {
     }
 }
 
+// Q8_0 (ggml's, as GGUF files hold it): d, then 32 int8.
+static void q8_0(const uint8_t *b, float *y) {
+    float d = ggml_f16(b);
+    for (int j = 0; j < 32; j++) y[j] = (float)(int8_t)b[2 + j] * d;
+}
+
+static void q4_0(const uint8_t *b, float *y) { legacy(b, y, 0, 0); }
+static void q4_1(const uint8_t *b, float *y) { legacy(b, y, 1, 0); }
+static void q5_0(const uint8_t *b, float *y) { legacy(b, y, 0, 1); }
+static void q5_1(const uint8_t *b, float *y) { legacy(b, y, 1, 1); }
+static void q4_k(const uint8_t *b, float *y) { q45_k(b, y, 0); }
+static void q5_k(const uint8_t *b, float *y) { q45_k(b, y, 1); }
+
+// The n / elems blocks of weight type dtype at src, one after the other, by `block`.
+static void each_block(int dtype, const void *src, float *out, size_t n,
+                       void (*block)(const uint8_t *, float *)) {
+    const TypeInfo *t = type_info(dtype);
+    const uint8_t *b = src;
+    for (size_t i = 0; i < n / t->block_elems; i++, b += t->block_bytes, out += t->block_elems)
+        block(b, out);
+}
+
+void ggml_dequantize_q4_0(const void *src, float *out, size_t n) {
+    each_block(SL_Q4_0, src, out, n, q4_0);
+}
+void ggml_dequantize_q4_1(const void *src, float *out, size_t n) {
+    each_block(SL_Q4_1, src, out, n, q4_1);
+}
+void ggml_dequantize_q5_0(const void *src, float *out, size_t n) {
+    each_block(SL_Q5_0, src, out, n, q5_0);
+}
+void ggml_dequantize_q5_1(const void *src, float *out, size_t n) {
+    each_block(SL_Q5_1, src, out, n, q5_1);
+}
+void ggml_dequantize_q8_0(const void *src, float *out, size_t n) {
+    each_block(SL_Q8_0, src, out, n, q8_0);
+}
+void ggml_dequantize_q2_k(const void *src, float *out, size_t n) {
+    each_block(SL_Q2_K, src, out, n, q2_k);
+}
+void ggml_dequantize_q3_k(const void *src, float *out, size_t n) {
+    each_block(SL_Q3_K, src, out, n, q3_k);
+}
+void ggml_dequantize_q4_k(const void *src, float *out, size_t n) {
+    each_block(SL_Q4_K, src, out, n, q4_k);
+}
+void ggml_dequantize_q5_k(const void *src, float *out, size_t n) {
+    each_block(SL_Q5_K, src, out, n, q5_k);
+}
+void ggml_dequantize_q6_k(const void *src, float *out, size_t n) {
+    each_block(SL_Q6_K, src, out, n, q6_k);
+}
+void ggml_dequantize_iq4_nl(const void *src, float *out, size_t n) {
+    each_block(SL_IQ4_NL, src, out, n, iq4_nl);
+}
+void ggml_dequantize_iq4_xs(const void *src, float *out, size_t n) {
+    each_block(SL_IQ4_XS, src, out, n, iq4_xs);
+}
+
 void ggml_dequantize(uint32_t type, const uint8_t *src, size_t n_blocks, float *out) {
-    size_t elems, bytes;
-    if (!ggml_block_info(type, &elems, &bytes)) return;
-    for (size_t i = 0; i < n_blocks; i++, src += bytes, out += elems) {
-        switch (type) {
-        case GGML_TYPE_Q4_0: legacy(src, out, 0, 0); break;
-        case GGML_TYPE_Q4_1: legacy(src, out, 1, 0); break;
-        case GGML_TYPE_Q5_0: legacy(src, out, 0, 1); break;
-        case GGML_TYPE_Q5_1: legacy(src, out, 1, 1); break;
-        case GGML_TYPE_Q8_0: {
-            float d = ggml_f16(src);
-            for (int j = 0; j < 32; j++) out[j] = (float)(int8_t)src[2 + j] * d;
-            break;
-        }
-        case GGML_TYPE_Q2_K: q2_k(src, out); break;
-        case GGML_TYPE_Q3_K: q3_k(src, out); break;
-        case GGML_TYPE_Q4_K: q45_k(src, out, 0); break;
-        case GGML_TYPE_Q5_K: q45_k(src, out, 1); break;
-        case GGML_TYPE_IQ4_NL: iq4_nl(src, out); break;
-        case GGML_TYPE_IQ4_XS: iq4_xs(src, out); break;
-        default: q6_k(src, out); break;
-        }
-    }
+    const TypeInfo *t = type_info(type_of_ggml(type));
+    if (t && t->block_elems > 1) t->to_float(src, out, n_blocks * t->block_elems);
 }

@@ -49,7 +49,7 @@ enum ggml_type {
 extern const int8_t ggml_iq4_kvalues[16];
 
 // Is type one of the block types above (Q4_0 .. Q6_K, IQ4_NL, IQ4_XS)? If so, sets its weights
-// per block and bytes per block.
+// per block and bytes per block (the type table's, kernels/types.h).
 int ggml_block_info(uint32_t type, size_t *elems, size_t *bytes);
 
 // The f16 (a block's d, dmin) at p, unaligned, as f32: exact either way.
@@ -101,5 +101,20 @@ static inline int ggml_levels32(uint32_t type, const uint8_t *b, int8_t q[32]) {
 
 // Dequantizes n_blocks consecutive blocks of a block type into out (n_blocks * elems floats).
 void ggml_dequantize(uint32_t type, const uint8_t *src, size_t n_blocks, float *out);
+
+// The same for one type each: n weights (whole blocks) at src into out. The type table's
+// to_float (kernels/types.h), through which ggml_dequantize goes.
+void ggml_dequantize_q4_0(const void *src, float *out, size_t n);
+void ggml_dequantize_q4_1(const void *src, float *out, size_t n);
+void ggml_dequantize_q5_0(const void *src, float *out, size_t n);
+void ggml_dequantize_q5_1(const void *src, float *out, size_t n);
+void ggml_dequantize_q8_0(const void *src, float *out, size_t n);
+void ggml_dequantize_q2_k(const void *src, float *out, size_t n);
+void ggml_dequantize_q3_k(const void *src, float *out, size_t n);
+void ggml_dequantize_q4_k(const void *src, float *out, size_t n);
+void ggml_dequantize_q5_k(const void *src, float *out, size_t n);
+void ggml_dequantize_q6_k(const void *src, float *out, size_t n);
+void ggml_dequantize_iq4_nl(const void *src, float *out, size_t n);
+void ggml_dequantize_iq4_xs(const void *src, float *out, size_t n);
 
 #endif

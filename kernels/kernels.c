@@ -7,6 +7,7 @@
 #include "kernels/blocks.h"
 #include "kernels/quant.h"
 
+#include <assert.h>
 #include <math.h>
 
 void rmsnorm(float *o, const float *x, const float *w, size_t n, float eps) {
@@ -37,21 +38,6 @@ void softmax(float *x, size_t n) {
         sum += x[i];
     }
     for (size_t i = 0; i < n; i++) x[i] /= sum;
-}
-
-RopeParams rope_params(const SlHeader *h, const float *divisors) {
-    RopeParams r = {h->rope_theta, h->rope_scaling, h->rope_factor, h->rope_low_freq,
-                    h->rope_high_freq, h->rope_orig_ctx, divisors};
-    return r;
-}
-
-RopeParams rope_params_layer(const SlHeader *h, const float *divisors, size_t l) {
-    // (model_layer_windowed's rule; a local base comes with a window period, model.c checks)
-    if (h->rope_local_theta > 0 && h->window_period > 0 && (l + 1) % (size_t)h->window_period) {
-        RopeParams r = {h->rope_local_theta, SL_ROPE_NONE, 0, 0, 0, 0, NULL};
-        return r;
-    }
-    return rope_params(h, divisors);
 }
 
 float rope_freq(const RopeParams *r, size_t i, size_t head_dim) {
@@ -185,14 +171,75 @@ float kquant_block(int type, const uint8_t *bp, const int8_t *xq, float dx,
 }
 
 int kquant_type(int type) {
-    return type == SL_Q4_K || type == SL_Q5_K || type == SL_Q6_K || type == SL_Q2_K ||
-           type == SL_Q3_K || type == SL_IQ4_XS;
+    const TypeInfo *t = type_info(type);
+    return t && t->input == TYPE_IN_Q8_K;
 }
 
-// Row r of a K-pattern matrix (kquant_type) times x, x quantized block by block as q8k does.
-static float dot_k_quant(const Tensor *w, size_t r, const float *x) {
-    size_t nb = w->cols / 256, be = 0, bb = 0;
-    ggml_block_info(dtype_ggml(w->type), &be, &bb);
+// The plain row kernels (the type table's dot). Each sums in order with one running sum.
+
+// f32, f16, bf16: each weight widened to f32, then as matvec.
+float matvec_row_f32(const Tensor *w, size_t r, const float *x) {
+    const float *wf = (const float *)w->data + r * w->cols;
+    float acc = 0.0f;
+    for (size_t i = 0; i < w->cols; i++) acc += wf[i] * x[i];
+    return acc;
+}
+
+float matvec_row_f16(const Tensor *w, size_t r, const float *x) {
+    const uint16_t *wh = (const uint16_t *)w->data + r * w->cols;
+    float acc = 0.0f;
+    for (size_t i = 0; i < w->cols; i++) acc += fp16_to_f32(wh[i]) * x[i];
+    return acc;
+}
+
+float matvec_row_bf16(const Tensor *w, size_t r, const float *x) {
+    const uint16_t *wh = (const uint16_t *)w->data + r * w->cols;
+    float acc = 0.0f;
+    for (size_t i = 0; i < w->cols; i++) acc += bf16_to_f32(wh[i]) * x[i];
+    return acc;
+}
+
+// q8_0: quantize each group of x (again for every row: plain, not fast).
+float matvec_row_q8_0(const Tensor *w, size_t r, const float *x) {
+    size_t n = w->cols, G = q8_groups(n);
+    const int8_t *wq = (const int8_t *)w->data + r * G * Q8_GROUP;
+    float acc = 0.0f;
+    for (size_t g = 0; g < G; g++) {
+        int8_t xq[Q8_GROUP];
+        float xd;
+        size_t len = n - g * Q8_GROUP < Q8_GROUP ? n - g * Q8_GROUP : Q8_GROUP;
+        q8_quantize_row(x + g * Q8_GROUP, len, xq, &xd);
+        int32_t dot = 0;
+        for (size_t i = 0; i < Q8_GROUP; i++) dot += wq[g * Q8_GROUP + i] * xq[i];
+        acc += (fp16_to_f32(w->scales[r * G + g]) * xd) * (float)dot;
+    }
+    return acc;
+}
+
+// The 32-weight blocks (q4_0, q4_1, q5_0, q5_1, iq4_nl): each block's integer levels against x
+// quantized per group of 32 as for q8_0, and the block's min times the quants' sum.
+float matvec_row_blocks32(const Tensor *w, size_t r, const float *x) {
+    const uint32_t gt = dtype_ggml(w->type);
+    const size_t n = w->cols, bb = type_info(w->type)->block_bytes;
+    const uint8_t *p = (const uint8_t *)w->data + r * (n / 32) * bb;
+    float acc = 0.0f;
+    for (size_t g = 0; g < n / 32; g++) {
+        int8_t q[32], xq[Q8_GROUP];
+        float xd;
+        int has_min = ggml_levels32(gt, p + g * bb, q);
+        q8_quantize_row(x + g * 32, 32, xq, &xd);
+        int32_t dot = 0, sx = 0;
+        for (size_t i = 0; i < 32; i++) dot += q[i] * xq[i], sx += xq[i];
+        acc += (ggml_f16(p + g * bb) * xd) * (float)dot;
+        if (has_min) acc += (ggml_f16(p + g * bb + 2) * xd) * (float)sx;
+    }
+    return acc;
+}
+
+// The K-pattern types (kquant_type): x quantized block by block as q8k does, each block's
+// kquant_block.
+float matvec_row_kquant(const Tensor *w, size_t r, const float *x) {
+    size_t nb = w->cols / Q8K_BLOCK, bb = type_info(w->type)->block_bytes;
     const uint8_t *row = (const uint8_t *)w->data + r * nb * bb;
     float acc = 0.0f;
     for (size_t b = 0; b < nb; b++) {
@@ -205,46 +252,7 @@ static float dot_k_quant(const Tensor *w, size_t r, const float *x) {
 }
 
 void matvec_tensor(float *y, const float *x, const Tensor *w) {
-    size_t n = w->cols, G = q8_groups(n);
-    for (size_t r = 0; r < w->rows; r++) {
-        float acc = 0.0f;
-        size_t be = 0, bb = 0;
-        if (kquant_type(w->type)) {  // x as q8k
-            acc = dot_k_quant(w, r, x);
-        } else if (ggml_block_info(dtype_ggml(w->type), &be, &bb)) {  // 32-weight blocks
-            const uint32_t gt = dtype_ggml(w->type);
-            const uint8_t *p = (const uint8_t *)w->data + r * (n / 32) * bb;
-            for (size_t g = 0; g < n / 32; g++) {  // x quantized per group of 32 as for q8_0
-                int8_t q[32], xq[Q8_GROUP];
-                float xd;
-                int has_min = ggml_levels32(gt, p + g * bb, q);
-                q8_quantize_row(x + g * 32, 32, xq, &xd);
-                int32_t dot = 0, sx = 0;
-                for (size_t i = 0; i < 32; i++) dot += q[i] * xq[i], sx += xq[i];
-                acc += (ggml_f16(p + g * bb) * xd) * (float)dot;
-                if (has_min) acc += (ggml_f16(p + g * bb + 2) * xd) * (float)sx;
-            }
-        } else if (w->type == SL_F32 || w->type == SL_F16 || w->type == SL_BF16) {
-            const float *wf = (const float *)w->data + r * n;
-            const uint16_t *wh = (const uint16_t *)w->data + r * n;
-            for (size_t i = 0; i < n; i++) {
-                float wi = w->type == SL_F32   ? wf[i]
-                           : w->type == SL_F16 ? fp16_to_f32(wh[i])
-                                               : bf16_to_f32(wh[i]);
-                acc += wi * x[i];
-            }
-        } else {  // q8_0: quantize each group of x (again for every row: plain, not fast)
-            const int8_t *wq = (const int8_t *)w->data + r * G * Q8_GROUP;
-            for (size_t g = 0; g < G; g++) {
-                int8_t xq[Q8_GROUP];
-                float xd;
-                size_t len = n - g * Q8_GROUP < Q8_GROUP ? n - g * Q8_GROUP : Q8_GROUP;
-                q8_quantize_row(x + g * Q8_GROUP, len, xq, &xd);
-                int32_t dot = 0;
-                for (size_t i = 0; i < Q8_GROUP; i++) dot += wq[g * Q8_GROUP + i] * xq[i];
-                acc += (fp16_to_f32(w->scales[r * G + g]) * xd) * (float)dot;
-            }
-        }
-        y[r] = acc;
-    }
+    const TypeInfo *t = type_info(w->type);
+    assert(t);  // a matrix of one known type (take tensor_layer first)
+    for (size_t r = 0; r < w->rows; r++) y[r] = t->dot(w, r, x);
 }

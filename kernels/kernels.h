@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#include "model.h"
+#include "kernels/types.h"
 
 // RMSNorm: o_i = w_i * x_i / sqrt(mean_j(x_j^2) + eps). o may alias x.
 void rmsnorm(float *o, const float *x, const float *w, size_t n, float eps);
@@ -25,10 +25,20 @@ void matvec(float *y, const float *x, const float *w, size_t n, size_t d);
 //         q8k, ggml's Q8_K), then per block kquant_block's exact integer sums, scaled once.
 //   q8_0: per group g of 32, x quantized as quant.h says (d_x,g, q_x), then
 //         y_r = sum_g (d_w,g * d_x,g) * sum_i q_w,i * q_x,i   (an exact integer inner sum)
+// Each row is its type's dot (types.h's TypeInfo), one of the plain row kernels below.
 void matvec_tensor(float *y, const float *x, const Tensor *w);
 
+// The plain row kernels, the type table's dot (types.h): row r of w, a matrix of one type,
+// times x (w->cols floats), as matvec_tensor above says.
+float matvec_row_f32(const Tensor *w, size_t r, const float *x);
+float matvec_row_f16(const Tensor *w, size_t r, const float *x);
+float matvec_row_bf16(const Tensor *w, size_t r, const float *x);
+float matvec_row_q8_0(const Tensor *w, size_t r, const float *x);
+float matvec_row_blocks32(const Tensor *w, size_t r, const float *x);  // q4_0 .. iq4_nl
+float matvec_row_kquant(const Tensor *w, size_t r, const float *x);    // kquant_type
+
 // The K-pattern types (q2_k, q3_k, q4_k, q5_k, q6_k, iq4_xs): blocks of 256 computed by
-// kquant_block against the activations' q8k form.
+// kquant_block against the activations' q8k form (the type table's TYPE_IN_Q8_K).
 int kquant_type(int type);
 
 // A K-pattern block at bp (256 weights) times its activations quantized as q8k (xq, scale dx,
@@ -62,11 +72,7 @@ typedef struct {
     const float *divisors;  // SL_ROPE_FREQS: head_dim / 2 of them
 } RopeParams;
 
-// The parameters of a header; divisors: the model's rope_freqs tensor (SL_ROPE_FREQS) or NULL.
-RopeParams rope_params(const SlHeader *h, const float *divisors);
-// Those of layer l: a windowed layer's with a local RoPE base (header.rope_local_theta) are that
-// base, unscaled; every other layer's are rope_params'.
-RopeParams rope_params_layer(const SlHeader *h, const float *divisors, size_t l);
+// (runtime/transformer.h's rope_params makes them from a model's header.)
 float rope_freq(const RopeParams *r, size_t i, size_t head_dim);
 void rope(float *v, size_t n_heads, size_t head_dim, size_t pos, const RopeParams *r);
 

@@ -1,8 +1,9 @@
 // matmul.h: the fast matrix products of the forward pass, for every weight type.
 //
 // Contract: libc and pthreads (through pool.h); SIMD chosen at compile time through
-// simd.h (AVX-512, else AVX2+FMA, else plain C; for q8_0 AVX512-VNNI, else AVX2, else plain
-// C); no OpenMP, no BLAS, no allocation. Inputs and outputs must not overlap.
+// simd.h (AVX-512, with VNNI for the block types; else AVX2+FMA, with AVX-VNNI where the CPU
+// has it; else NEON; else plain C); no OpenMP, no BLAS, no allocation. Inputs and outputs must
+// not overlap. The kernels live by family: matmul_impl.h.
 // kernels.h's matvec and matvec_tensor are the algorithmic reference; these kernels sum in a
 // different order, so results differ from them by rounding only.
 //
@@ -22,8 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "model.h"
-#include "runtime/pool.h"
+#include "kernels/types.h"
+#include "base/pool.h"
 
 // The input of matmuls: m rows of n floats and, for q8_0 weights, their quantized form.
 // Prepared once by matmul_input, then read (never written) by any number of matmuls.

@@ -20,9 +20,25 @@
 #include "kernels/kernels.h"
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
+#include "base/clock.h"
 
 // ----------------------------------------------------------------------------
 // run state
+
+RopeParams rope_params(const SlHeader *h, const float *divisors) {
+    RopeParams r = {h->rope_theta, h->rope_scaling, h->rope_factor, h->rope_low_freq,
+                    h->rope_high_freq, h->rope_orig_ctx, divisors};
+    return r;
+}
+
+RopeParams rope_params_layer(const SlHeader *h, const float *divisors, size_t l) {
+    // (model_layer_windowed's rule; a local base comes with a window period, model.c checks)
+    if (h->rope_local_theta > 0 && h->window_period > 0 && (l + 1) % (size_t)h->window_period) {
+        RopeParams r = {h->rope_local_theta, SL_ROPE_NONE, 0, 0, 0, 0, NULL};
+        return r;
+    }
+    return rope_params(h, divisors);
+}
 
 size_t runstate_window_rows(const SlHeader *h) {
     size_t seq = (size_t)h->seq_len, B = seq < SL_MAX_BATCH ? seq : SL_MAX_BATCH;
@@ -326,10 +342,10 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
         float *rec = t->sink ? s->att_rec : NULL;  // recording: the kernel's weights, to the sink
         for (size_t r = 0; rec && base && r < n * n_heads; r++)  // keys the cache no longer holds
             memset(rec + r * seq, 0, base * sizeof(float));
-        double t0 = pool_now();
+        double t0 = clock_now();
         attention_prefill_rec(pool, &shape, s->ao, s->q, kc, vc, pos0 - base, n, s->attn_scratch,
                               rec ? rec + base : NULL, seq);
-        t->attention_seconds += pool_now() - t0;
+        t->attention_seconds += clock_now() - t0;
         if (rec) t->sink(t->sink_ctx, l, pos0, n, rec, seq);
         matmul_input(&in, s->ao, q_dim, n, s->q8, forms_of(&wo, NULL, NULL));
         matmul(pool, s->xb2, &in, &wo);

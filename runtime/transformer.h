@@ -8,8 +8,9 @@
 #define SEARCHLIGHT_TRANSFORMER_H
 
 #include "kernels/attention.h"
+#include "kernels/kernels.h"
 #include "model.h"
-#include "runtime/pool.h"
+#include "base/pool.h"
 
 // The most tokens one forward call takes; a longer prompt goes through in chunks.
 #define SL_MAX_BATCH 128
@@ -93,6 +94,13 @@ int runstate_build_full(RunState *s, const Model *m, int kv_type, int full);
 // context (SHIFT_SINKS, drop half the rest) leaves the next window past the sinks; else 0 (full
 // caches). And the bytes of each of the key and value caches of kv_type, with full caches or not.
 size_t runstate_window_rows(const SlHeader *h);
+
+// RoPE's parameters (kernels.h) from a header; divisors: the model's rope_freqs tensor
+// (SL_ROPE_FREQS) or NULL.
+RopeParams rope_params(const SlHeader *h, const float *divisors);
+// Those of layer l: a windowed layer's with a local RoPE base (header.rope_local_theta) are that
+// base, unscaled; every other layer's are rope_params'.
+RopeParams rope_params_layer(const SlHeader *h, const float *divisors, size_t l);
 size_t runstate_kv_bytes(const SlHeader *h, int kv_type, int full);
 void runstate_free(RunState *s);
 

@@ -25,6 +25,8 @@ LCP_VERSION=${LCP_VERSION:-0.3.36}
 SHAPES=${SHAPES:-"stories15M stories110M"}
 TYPES=${TYPES:-"f32 f16 q8_0"}
 ROUNDS=${ROUNDS:-5}
+TG=${TG:-128}  # tokens generated (tg128)
+PP512=${PP512:-1}  # 0: prompts of 128 tokens only
 THREADS=${THREADS:-2}
 VOCAB=${VOCAB:-../shared/models/gguf/ggml-vocab-llama-spm.gguf}
 mkdir -p "$WORK/models"
@@ -33,6 +35,8 @@ log() { echo "bench-llamacpp: $*" >&2; }
 # 1. llama.cpp
 src=$WORK/llama_cpp_python-$LCP_VERSION/vendor/llama.cpp
 lbin=$src/build/bin
+RUN=${RUN:-./run}          # our binary (e.g. an AVX2 build: make run-avx2)
+LBENCH=${LBENCH:-$lbin/llama-bench}  # theirs (e.g. $src/build-avx2/bin/llama-bench)
 if [ ! -x "$lbin/llama-bench" ] || [ ! -x "$lbin/llama-quantize" ]; then
     if [ ! -d "$src" ]; then
         log "downloading llama-cpp-python $LCP_VERSION (source) from PyPI"
@@ -74,18 +78,19 @@ res=$WORK/results.tsv
 printf 'round\tmodel\tprogram\tpp128\tpp512\ttg128\troofline\n' > "$res"
 ours() {  # pp512 is nan where the model's context is shorter
     local pp=128,512 j ctx
-    ctx=$(./run "$WORK/models/$1.slm" --bench --pp 1048576 2>&1 | sed -nE 's/.*holds ([0-9]+) positions.*/\1/p')
-    [ "${ctx:-0}" -ge 512 ] || pp=128
-    j=$(./run "$WORK/models/$1.slm" --bench -T "$THREADS" --pp $pp --tg 128 --reps 1 --json | tr -d '\n')
+    ctx=$($RUN "$WORK/models/$1.slm" --bench --pp 1048576 2>&1 | sed -nE 's/.*holds ([0-9]+) positions.*/\1/p')
+    [ "${ctx:-0}" -ge 512 ] && [ "$PP512" = 1 ] || pp=128
+    j=$($RUN "$WORK/models/$1.slm" --bench -T "$THREADS" --pp $pp --tg "$TG" --reps 1 --json | tr -d '\n')
     field() { sed -nE "s/.*$1 ([0-9.]+).*/\\1/p" <<< "$j"; }
     local p5; p5=$(field '"pp": 512, "tok_s":'); p5=${p5:-nan}
     printf '%s\t%s\t%s\t%s' "$(field '"pp": 128, "tok_s":')" "$p5" "$(field '"tg_tok_s":')" \
         "$(field '"roofline_fraction":')"
 }
 theirs() {
-    "$lbin/llama-bench" -m "$WORK/models/$1.gguf" -p 128,512 -n 128 -t "$THREADS" -r 1 -o jsonl 2>/dev/null |
+    local lp=128,512; [ "$PP512" = 1 ] || lp=128
+    "$LBENCH" -m "$WORK/models/$1.gguf" -p $lp -n "$TG" -t "$THREADS" -r 1 -o jsonl 2>/dev/null |
         sed -nE 's/.*"n_prompt": ([0-9]+), "n_gen": ([0-9]+).*"avg_ts": ([0-9.e+]+).*/\1 \2 \3/p' |
-        awk '$1 == 128 { p1 = $3 } $1 == 512 { p5 = $3 } $2 > 0 { tg = $3 } END { printf "%s\t%s\t%s\t", p1, p5, tg }'
+        awk '$1 == 128 { p1 = $3 } $1 == 512 { p5 = $3 } $2 > 0 { tg = $3 } END { printf "%s\t%s\t%s\t", p1, p5 == "" ? "nan" : p5, tg }'
 }
 for r in $(seq "$ROUNDS"); do
     for m in "${models[@]}"; do

@@ -23,7 +23,7 @@
 #include "kernels/matmul.h"
 #include "kernels/quant.h"
 #include "model.h"
-#include "runtime/pool.h"
+#include "base/pool.h"
 
 static int failures;
 static FILE *dump;  // --dump: every output, raw

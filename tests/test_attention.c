@@ -7,7 +7,7 @@
 // (for f16, also the absolute error <= 1e-5); the reference reads an f16 cache widened to f32.
 #include "kernels/attention.h"
 #include "kernels/kernels.h"
-#include "runtime/pool.h"
+#include "base/pool.h"
 #include "kernels/quant.h"
 
 #include <criterion/criterion.h>

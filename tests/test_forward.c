@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "kernels/kernels.h"
-#include "runtime/pool.h"
+#include "base/pool.h"
 #include "runtime/transformer.h"
 #include "helpers.h"
 

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "model.h"
-#include "runtime/pool.h"
+#include "base/pool.h"
 #include "runtime/sampler.h"
 #include "runtime/transformer.h"
 #include "helpers.h"

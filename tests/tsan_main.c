@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "app/attnmap.h"
-#include "runtime/pool.h"
+#include "base/pool.h"
 #include "runtime/transformer.h"
 
 static int failures;

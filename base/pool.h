@@ -35,8 +35,6 @@ typedef void (*pool_chunk_fn)(void *arg, size_t begin, size_t end);
 Pool *pool_create(int n_threads);
 void pool_destroy(Pool *p);  // NULL is fine
 
-// Seconds on the monotonic clock (for timing work: --bench, tok/s).
-double pool_now(void);
 int pool_size(const Pool *p);
 
 // Computes every chunk 0 .. n_chunks - 1 once, on whichever threads are free, and returns when

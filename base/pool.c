@@ -1,8 +1,8 @@
 // pool.c: the persistent thread pool (see pool.h).
 //
-// Contract: pthreads, C11 atomics, POSIX clocks; Linux's sched_getaffinity where there is
-// one (the CPUs this process may use), sysconf elsewhere. Never exits; pool_create reports
-// failure by returning NULL.
+// Contract: pthreads, C11 atomics, the monotonic clock (clock.h); Linux's sched_getaffinity
+// where there is one (the CPUs this process may use), sysconf elsewhere. Never exits;
+// pool_create reports failure by returning NULL.
 //
 // The job in flight is one 64-bit word, the ticket:
 //   bits 63..17  generation: bumped for every job, so a worker sees that a new one came
@@ -24,7 +24,9 @@
 // `done`; the caller returns when `done` reaches the chunks it did not take itself.
 #define _GNU_SOURCE       // sched_getaffinity, CPU_COUNT (Linux)
 #define _DARWIN_C_SOURCE  // sysconf(_SC_NPROCESSORS_ONLN) next to _POSIX_C_SOURCE (macOS)
-#include "runtime/pool.h"
+#include "base/pool.h"
+
+#include "base/clock.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -33,7 +35,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>  // __rdtsc
@@ -121,19 +122,13 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-static uint64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 // A cheap timestamp in units of its own, only ever compared with another (x86: the TSC, a few
 // ns to read where clock_gettime takes ~40).
 static inline uint64_t ticks(void) {
 #if defined(__x86_64__) || defined(__i386__)
     return __rdtsc();
 #else
-    return now_ns();
+    return clock_ns();
 #endif
 }
 
@@ -160,7 +155,7 @@ static uint64_t spin_for_job(Pool *p, uint64_t seen, uint64_t ns) {
     uint64_t t = atomic_load_explicit(&p->ticket, memory_order_acquire), end = 0;
     for (unsigned i = 0; GEN(t) == seen; i++) {
         if (i % 16 == 0) {
-            uint64_t now = now_ns();
+            uint64_t now = clock_ns();
             if (!end) end = now + ns;
             else if (now >= end) break;
         }
@@ -209,9 +204,9 @@ static void finish(Pool *p) {
 // Returns whether there was anything to wait for.
 static int wait_done(Pool *p, size_t target) {
     if (atomic_load_explicit(&p->done, memory_order_acquire) >= target) return 0;
-    uint64_t start = now_ns();
+    uint64_t start = clock_ns();
     for (unsigned i = 1; atomic_load_explicit(&p->done, memory_order_acquire) < target; i++) {
-        if (i % 16 == 0 && now_ns() - start >= p->caller_spin) break;
+        if (i % 16 == 0 && clock_ns() - start >= p->caller_spin) break;
         cpu_relax();
     }
     if (atomic_load_explicit(&p->done, memory_order_acquire) < target) {
@@ -304,7 +299,7 @@ Pool *pool_create(int n_threads) {
     p->caller_spin = shared ? SPIN_SHARED_NS : CALLER_SPIN_NS;
     p->solo_ns = SOLO_NS;
     p->solo_allowed = 1;
-    p->joined = now_ns();
+    p->joined = clock_ns();
     new_window(p, p->joined);
     atomic_init(&p->ticket, 0);
     atomic_init(&p->done, 0);
@@ -373,7 +368,7 @@ void pool_run(Pool *p, pool_fn fn, void *arg) {
 // workers rejoin.
 static int solo(Pool *p) {
     if (!p->solo_until) return 0;
-    uint64_t now = now_ns();
+    uint64_t now = clock_ns();
     if (now < p->solo_until) return 1;
     p->solo_until = 0;
     p->joined = now;
@@ -388,7 +383,7 @@ static void account(Pool *p, size_t n, size_t mine, uint64_t busy, uint64_t wait
     p->win_jobs++, p->win_chunks += n, p->win_mine += mine;
     p->win_busy += busy, p->win_wait += wait;
     if (!p->solo_allowed || p->win_jobs % WINDOW) return;
-    uint64_t now = now_ns();
+    uint64_t now = clock_ns();
     if (now - p->win_start < WINDOW_NS) return;
     size_t T = (size_t)p->n_threads, theirs = p->win_chunks - p->win_mine;
     if ((double)p->win_wait * (double)p->win_mine >= (double)p->win_busy * (double)theirs ||
@@ -417,10 +412,4 @@ void pool_for(Pool *p, size_t n_chunks, pool_chunk_fn fn, void *arg) {
         uint64_t t1 = ticks(), t2 = wait_done(p, n - mine) ? ticks() : t1;
         account(p, n, mine, t1 > t0 ? t1 - t0 : 0, t2 > t1 ? t2 - t1 : 0);
     }
-}
-
-double pool_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
