@@ -155,9 +155,9 @@ static size_t read_buffer_bytes(size_t llc) {
 
 // Seconds of one pass of fn over the buffer.
 static double timed_pass(Pool *pool, pool_fn fn, ReadCtx *c) {
-    double t0 = pool_now();
+    double t0 = clock_now();
     pool_run(pool, fn, c);
-    return pool_now() - t0;
+    return clock_now() - t0;
 }
 
 // ----------------------------------------------------------------------------
@@ -211,16 +211,16 @@ static void peak_task(void *arg, int thread, int n_threads) {
 static double peak_gops(Pool *pool, int int8, long *iters, int runs) {
     PeakCtx c = {.int8 = int8, .iters = *iters ? *iters : 1024};
     for (; !*iters;) {  // calibrate (and bring the clock up)
-        double t0 = pool_now();
+        double t0 = clock_now();
         pool_run(pool, peak_task, &c);
-        if (pool_now() - t0 > 2e-3 || c.iters >= (1L << 30)) *iters = c.iters;
+        if (clock_now() - t0 > 2e-3 || c.iters >= (1L << 30)) *iters = c.iters;
         else c.iters *= 2;
     }
     double best = 0.0;
     for (int r = 0; r < runs; r++) {
-        double t0 = pool_now();
+        double t0 = clock_now();
         pool_run(pool, peak_task, &c);
-        double t = pool_now() - t0;
+        double t = clock_now() - t0;
         best = r == 0 || t < best ? t : best;
     }
     double per_thread = 2.0 * (double)c.iters *
@@ -295,9 +295,9 @@ static void bench_pp(Transformer *t, const int *tokens, long pp, long reps, doub
     transformer_forward(t, tokens, (size_t)pp, 0);
     for (long r = 0; r < reps; r++) {
         t->attention_seconds = 0.0;
-        double t0 = pool_now();
+        double t0 = clock_now();
         transformer_forward(t, tokens, (size_t)pp, 0);
-        s[r] = pool_now() - t0;
+        s[r] = clock_now() - t0;
         a[r] = t->attention_seconds / s[r];
     }
     *seconds = median(s, reps);
@@ -310,9 +310,9 @@ static double bench_tg(Transformer *t, long tg, long reps, double *s, double *be
     int vocab = t->model.header.vocab_size;
     for (long r = 0; r <= reps; r++) {  // run 0 warms up
         int token = t->model.header.bos_id >= 0 ? t->model.header.bos_id : 0;
-        double t0 = pool_now();
+        double t0 = clock_now();
         for (long p = 0; p < tg; p++) token = argmax(transformer_forward(t, &token, 1, (size_t)p), vocab);
-        s[r] = pool_now() - t0;
+        s[r] = clock_now() - t0;
     }
     *best = (double)tg / least(s + 1, reps);
     return (double)tg / median(s + 1, reps);
@@ -332,15 +332,15 @@ static double bench_attention(Pool *pool, const float *q, const void *kc, const 
                               double *s) {
     size_t calls = 1;
     for (;;) {  // calibrate the calls per sample
-        double t0 = pool_now();
+        double t0 = clock_now();
         for (size_t i = 0; i < calls; i++) attention_decode_rec(pool, &att_shape, out, q, kc, vc, ctx - 1, scratch, att, ATT_SEQ);
-        if (pool_now() - t0 > 2e-3) break;
+        if (clock_now() - t0 > 2e-3) break;
         calls *= 2;
     }
     for (long r = 0; r < reps; r++) {
-        double t0 = pool_now();
+        double t0 = clock_now();
         for (size_t i = 0; i < calls; i++) attention_decode_rec(pool, &att_shape, out, q, kc, vc, ctx - 1, scratch, att, ATT_SEQ);
-        s[r] = (pool_now() - t0) / (double)calls;
+        s[r] = (clock_now() - t0) / (double)calls;
     }
     double bytes = 2.0 * (double)(att_shape.n_kv_heads * ctx * att_shape.head_dim) *
                    (double)attention_kv_bytes(att_shape.kv_type);
