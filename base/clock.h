@@ -13,8 +13,4 @@ double clock_now(void);
 // Nanoseconds on the monotonic clock.
 uint64_t clock_ns(void);
 
-// The clock's old name, from when it lived in the thread pool (runtime/pool.h): app/bench.c
-// still calls it. New code calls clock_now.
-static inline double pool_now(void) { return clock_now(); }
-
 #endif
