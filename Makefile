@@ -42,7 +42,7 @@ EMU = build/avx512emu
 TSAN = build/tsan
 ARM = build/arm64
 TEST_FLAGS = -O2 -g -march=native -Werror
-VG_FLAGS = -O2 -g -Werror -march=native -mno-avx512f  # valgrind 3.19 cannot decode AVX-512
+VG_FLAGS = -O2 -g -Werror -march=native -mno-avx512f -mno-avxvnni  # valgrind 3.19 decodes neither AVX-512 nor AVX-VNNI
 AVX2_FLAGS = -O2 -g -Werror -march=native -mno-avx512f  # the AVX2 (+F16C) kernels
 PLAIN_FLAGS = -O2 -g -Werror -march=x86-64              # the plain C kernels
 # the AVX-512 kernels on any AVX2 host, emulated through SIMDe (kernels/simd.h)
