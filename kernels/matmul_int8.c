@@ -296,7 +296,6 @@ INLINE void tile_q8(float *y, size_t ldy, const MatIn *in, size_t t0, const Tens
 #define Q40_TR 4
 #if SL_AVX2
 // AVX2 runs q4_0 as the other 32-weight block types (tile_g32): the same operations.
-#define Q40_TT I8_TT
 #elif SL_NEON && SL_SDOT
 // NEON: low nibbles (weights 0-15) against the group's first 16 quants, high nibbles
 // (16-31) against the rest, as the AVX2 tile's two 128-bit halves; y = hsum(acc) (the AVX2
@@ -358,9 +357,6 @@ INLINE void tile_q40(float *y, size_t ldy, const MatIn *in, size_t t0, const Ten
 //   q4_1, q5_1:   the same lanes, and one scalar per output for the mins:
 //                 accm = fma(m_w,g, s_x,g, accm), s_x,g = d_x,g * (float)sum_i q_x,i (MatIn's qsum)
 // with dot_l exact integers; y = hsum(acc) (+ accm), as ggml adds its Q8_1 sums separately.
-static inline int g32_type(int wt) {
-    return wt == SL_Q5_0 || wt == SL_IQ4_NL || wt == SL_Q4_1 || wt == SL_Q5_1;
-}
 static inline size_t g32_bytes(int wt) {
     return wt == SL_Q5_1 ? 24 : wt == SL_Q5_0 ? 22 : wt == SL_Q4_1 ? 20 : 18;
 }
