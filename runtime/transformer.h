@@ -15,6 +15,30 @@
 // The most tokens one forward call takes; a longer prompt goes through in chunks.
 #define SL_MAX_BATCH 128
 
+// A KV cache: the keys and values of the positions a sequence has run. Each sequence (a
+// session) has its own; the transformer holds one for its single-sequence calls.
+typedef struct {
+    int kv_type;        // ATTN_KV_F32 or ATTN_KV_F16: the element type of the caches
+    void *key_cache;    // by layer, (n_kv_heads, rows, head_dim): positions stream in order;
+                        // rows is seq_len, or win_rows for a windowed layer (see below)
+    void *value_cache;  // likewise
+    // The windowed layers' caches (model_layer_windowed) hold win_rows positions each, when
+    // that is fewer than seq_len: positions win_base .. win_base + win_rows - 1, position p
+    // at row p - win_base. win_rows = window - 1 + 2 batch: a chunk of up to batch tokens
+    // finds every key its queries see (window - 1 before it) and itself; when the next chunk
+    // would not fit, the last window - 1 positions move to the front (at most every batch
+    // tokens). The attention kernel sees the rows as positions 0 .., the window's positions
+    // relative to win_base: the same keys in the same order as a full cache, so the same bits.
+    size_t win_rows;    // 0: every layer holds seq_len positions
+    size_t win_base;
+    size_t kv_bytes;    // the bytes of key_cache (and of value_cache)
+} KvCache;
+
+// Allocates a cache of kv_type for a model with header h (seq_len positions; windowed layers
+// hold their window only unless full is 1). Returns MODEL_OK, or an error after one line.
+int kvcache_build(KvCache *c, const SlHeader *h, int kv_type, int full);
+void kvcache_free(KvCache *c);
+
 typedef struct {
     size_t batch;  // rows of the activation buffers: min(SL_MAX_BATCH, seq_len)
     float *x;      // (batch, dim) the residual stream
@@ -35,20 +59,7 @@ typedef struct {
     float *rope_sin;    // (seq_len, head_dim / 2), likewise
     size_t rope_local;  // where the windowed layers' table starts in rope_cos and rope_sin (0:
                         // every layer uses the first)
-    int kv_type;        // ATTN_KV_F32 or ATTN_KV_F16: the element type of the caches
-    void *key_cache;    // by layer, (n_kv_heads, rows, head_dim): positions stream in order;
-                        // rows is seq_len, or win_rows for a windowed layer (see below)
-    void *value_cache;  // likewise
-    // The windowed layers' caches (model_layer_windowed) hold win_rows positions each, when
-    // that is fewer than seq_len: positions win_base .. win_base + win_rows - 1, position p
-    // at row p - win_base. win_rows = window - 1 + 2 batch: a chunk of up to batch tokens
-    // finds every key its queries see (window - 1 before it) and itself; when the next chunk
-    // would not fit, the last window - 1 positions move to the front (at most every batch
-    // tokens). The attention kernel sees the rows as positions 0 .., the window's positions
-    // relative to win_base: the same keys in the same order as a full cache, so the same bits.
-    size_t win_rows;    // 0: every layer holds seq_len positions
-    size_t win_base;
-    size_t kv_bytes;    // the bytes of key_cache (and of value_cache)
+    KvCache kv;         // the transformer's own cache (transformer_forward's)
     float *att_rec;     // (batch, n_heads, seq_len) recorded weights; only with a sink
 } RunState;
 
@@ -115,6 +126,33 @@ int transformer_record(Transformer *t, AttnSink sink, void *ctx);
 // windowed caches, pos0 may go back (a rewind) only as far as the windowed layers still hold
 // the window before it: pos0 - window + 1 >= win_base.
 float *transformer_forward(Transformer *t, const int *tokens, size_t n, size_t pos0);
+
+// One sequence's part of a batched pass (transformer_forward_seqs): n >= 1 tokens at positions
+// pos0 .. pos0 + n - 1 of its own cache (which holds 0 .. pos0 - 1).
+typedef struct {
+    KvCache *kv;          // the sequence's cache (NULL: the transformer's own)
+    const int *tokens;
+    size_t n, pos0;
+    float *logits;        // receives the last token's logits (vocab_size), or NULL
+    AttnSink sink;        // receives this sequence's attention weights, or NULL
+    void *sink_ctx;
+} SeqBatch;
+
+// Runs several sequences' tokens in one pass: the matmuls take every token at once, each
+// attention reads its own sequence's cache. At most the transformer's batch tokens in all (and
+// n_seqs >= 1). Each token's result is bitwise what it would be alone: no row of any kernel
+// depends on the other rows of the batch. A sink here needs transformer_record_buffer first.
+void transformer_forward_seqs(Transformer *t, const SeqBatch *seqs, size_t n_seqs);
+
+// Allocates the buffer that attention recording (transformer_record, SeqBatch.sink) fills.
+// Returns MODEL_OK or MODEL_ERR_NOMEM after one line.
+int transformer_record_buffer(Transformer *t);
+
+// transformer_shift on another cache than the transformer's own.
+size_t transformer_shift_kv(Transformer *t, KvCache *kv, size_t n, size_t keep, size_t drop);
+int transformer_can_shift_kv(const Transformer *t, const KvCache *kv, size_t n, size_t keep,
+                             size_t drop);
+size_t transformer_resume_kv(const Transformer *t, const KvCache *kv, size_t pos);
 
 // The same pass, with the logits of every token: logits is (n, vocab_size). For --ppl.
 void transformer_forward_all(Transformer *t, const int *tokens, size_t n, size_t pos0,
