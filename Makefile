@@ -16,11 +16,13 @@ KERNELS = kernels/types.c kernels/kernels.c kernels/matmul.c kernels/matmul_floa
 	kernels/matmul_int8.c kernels/matmul_kquant.c kernels/attention.c kernels/quant.c \
 	kernels/blocks.c
 APP = app/bench.c app/ppl.c app/attnmap.c app/term.c
-IO = io/fileio.c io/json.c
+IO = io/fileio.c io/json.c io/strbuf.c
 CONVERT = convert/writer.c convert/llama2c.c convert/synth.c convert/convert.c convert/gguf.c \
 	convert/safetensors.c convert/hf.c convert/pieces.c convert/quantize.c
 TOKENIZER = tokenizer.c tokenizer/unicode.c tokenizer/pretok.c tokenizer/bytelevel.c
-CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(BASE) $(IO) app/ppl.c app/attnmap.c app/template.c app/chat.c app/term.c
+SERVER = server/http.c server/openai.c
+CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(BASE) $(IO) app/ppl.c app/attnmap.c app/template.c app/chat.c app/term.c \
+	$(SERVER)
 EXPORT_SRC = $(CONVERT)
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
 	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \
