@@ -216,6 +216,10 @@ static int decode_options(const JsonValue *root, OaiRequest *r, char *err, size_
         if (!is_bool(v)) return bad(err, cap, "attention must be a boolean");
         r->attention = v->type == JSON_TRUE;
     }
+    if ((v = field(root, "ignore_eos"))) {
+        if (!is_bool(v)) return bad(err, cap, "ignore_eos must be a boolean");
+        r->ignore_eos = v->type == JSON_TRUE;
+    }
     if ((v = field(root, "model"))) {
         if (v->type != JSON_STRING || v->len >= sizeof r->model || memchr(v->str, 0, v->len))
             return bad(err, cap, "model must be a string of at most %zu bytes", sizeof r->model - 1);

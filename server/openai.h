@@ -45,6 +45,8 @@ typedef struct {
     int n_stop;
     int stream, include_usage;         // include_usage: stream_options.include_usage
     int attention;                     // searchlight's "attention": true, the reply's attention map
+    int ignore_eos;                    // llama-server's "ignore_eos": true, the model's stop
+                                       // tokens do not end the reply (benchmarks)
     char model[128];                   // "model" if given (to echo back), else ""
 } OaiRequest;
 
@@ -56,7 +58,8 @@ typedef struct {
 // [0, 1]), top_k (an integer >= 0), repeat_penalty or repetition_penalty (> 0), seed (an
 // integer; negative: unset), max_tokens, max_completion_tokens or n_predict (an integer >= 1;
 // -1: unset), stop (a string or an array of up to 4 non-empty strings), n (1), stream,
-// stream_options.include_usage, attention (booleans), model (a string under 128 bytes).
+// stream_options.include_usage, attention, ignore_eos (booleans), model (a string under 128
+// bytes).
 int oai_decode(const char *body, size_t len, int kind, OaiRequest *r, char *err, size_t cap);
 void oai_free(OaiRequest *r);
 
