@@ -27,7 +27,7 @@ EXPORT_SRC = $(CONVERT)
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
 	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \
 	tests/test_gguf.c tests/test_hf.c tests/test_default.c tests/test_reliability.c \
-	tests/test_attnmap.c tests/test_deps.c tests/test_layout.c \
+	tests/test_attnmap.c tests/test_serve_page.c tests/test_deps.c tests/test_layout.c \
 	tests/test_template.c tests/test_chat.c \
 	tests/test_pretok.c tests/test_bpe.c tests/test_nfc.c tests/test_blocks.c \
 	tests/test_quantize.c tests/test_sampler.c tests/test_real.c tests/test_types.c
@@ -82,14 +82,17 @@ $(1)/%.o: %.c $(HEADERS)
 $(1)/attnmap_page.o: build/attnmap_page.c
 	@mkdir -p $$(@D)
 	$$(CC) $(2) $$(WARN) -c $$< -o $$@
-$(1)/run: $(1)/run.o $(1)/app/bench.o $(CORE:%.c=$(1)/%.o) $(1)/attnmap_page.o
+$(1)/serve_page.o: build/serve_page.c
+	@mkdir -p $$(@D)
+	$$(CC) $(2) $$(WARN) -c $$< -o $$@
+$(1)/run: $(1)/run.o $(1)/app/bench.o $(CORE:%.c=$(1)/%.o) $(1)/attnmap_page.o $(1)/serve_page.o
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
 $(1)/export: $(1)/export.o $(EXPORT_SRC:%.c=$(1)/%.o) $(1)/model.o $(TOKENIZER:%.c=$(1)/%.o) \
 		$(1)/kernels/types.o $(1)/kernels/kernels.o $(1)/kernels/quant.o $(1)/kernels/blocks.o \
 		$(1)/app/template.o $(IO:%.c=$(1)/%.o)
 	$$(CC) $(2) $$^ -o $$@ $$(LDLIBS)
 $(1)/test_searchlight: $(TESTS:%.c=$(1)/%.o) $(CORE:%.c=$(1)/%.o) $(EXPORT_SRC:%.c=$(1)/%.o) \
-		$(1)/attnmap_page.o $(1)/tests/helpers.o
+		$(1)/attnmap_page.o $(1)/serve_page.o $(1)/tests/helpers.o
 	$$(CC) $(2) $$^ -o $$@ -lcriterion -lpng $$(LDLIBS)
 endef
 $(eval $(call variant,$(REL),$(CFLAGS)))
@@ -112,6 +115,15 @@ build/attnmap_page.c: app/attnmap.html
 	@mkdir -p build
 	{ echo '// generated from app/attnmap.html by the Makefile: edit that file'; \
 	  echo 'const char *const attnmap_page[] = {'; \
+	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/    "/' -e 's/$$/\\n",/' $<; \
+	  echo '    0,'; echo '};'; } > $@
+
+# The page that run -m serve serves at / (server/page.html), the same way: serve_page[]
+# (server/page.h).
+build/serve_page.c: server/page.html
+	@mkdir -p build
+	{ echo '// generated from server/page.html by the Makefile: edit that file'; \
+	  echo 'const char *const serve_page[] = {'; \
 	  sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/^/    "/' -e 's/$$/\\n",/' $<; \
 	  echo '    0,'; echo '};'; } > $@
 
@@ -144,7 +156,7 @@ test-asan: $(ASAN)/test_searchlight $(ASAN)/run $(ASAN)/export
 # The thread pool and the threaded kernels under ThreadSanitizer: Criterion cannot run under
 # TSan (its fixed-address arena), so tests/tsan_main.c drives the pool and the forward pass
 # of the default model on 1 to 4 threads; any report fails.
-$(TSAN)/tsan_main: $(TSAN)/tests/tsan_main.o $(CORE:%.c=$(TSAN)/%.o) $(TSAN)/attnmap_page.o
+$(TSAN)/tsan_main: $(TSAN)/tests/tsan_main.o $(CORE:%.c=$(TSAN)/%.o) $(TSAN)/attnmap_page.o $(TSAN)/serve_page.o
 	$(CC) $(TSAN_FLAGS) $^ -o $@ $(LDLIBS)
 test-tsan: $(TSAN)/tsan_main
 	set -o pipefail; TSAN_OPTIONS=halt_on_error=1 $(TSAN)/tsan_main $(DEFAULT_MODEL) 2>&1 | \
@@ -192,15 +204,15 @@ test-builds: $(TST)/run $(TST)/export $(AVX2)/run $(PLAIN)/run $(EMU)/run
 
 # tests/isa_main.c: the fast kernels against the reference without Criterion; --dump writes
 # every output, for cmp between builds (make test-arm).
-$(TST)/isa_main: $(TST)/tests/isa_main.o $(CORE:%.c=$(TST)/%.o) $(TST)/attnmap_page.o
+$(TST)/isa_main: $(TST)/tests/isa_main.o $(CORE:%.c=$(TST)/%.o) $(TST)/attnmap_page.o $(TST)/serve_page.o
 	$(CC) $(TEST_FLAGS) $^ -o $@ $(LDLIBS)
-$(AVX2)/isa_main: $(AVX2)/tests/isa_main.o $(CORE:%.c=$(AVX2)/%.o) $(AVX2)/attnmap_page.o
+$(AVX2)/isa_main: $(AVX2)/tests/isa_main.o $(CORE:%.c=$(AVX2)/%.o) $(AVX2)/attnmap_page.o $(AVX2)/serve_page.o
 	$(CC) $(AVX2_FLAGS) $^ -o $@ $(LDLIBS)
-$(ARM)/isa_main: $(ARM)/tests/isa_main.o $(CORE:%.c=$(ARM)/%.o) $(ARM)/attnmap_page.o
+$(ARM)/isa_main: $(ARM)/tests/isa_main.o $(CORE:%.c=$(ARM)/%.o) $(ARM)/attnmap_page.o $(ARM)/serve_page.o
 	$(CC) $(ARM_FLAGS) $^ -o $@ $(LDLIBS)
-$(PLAIN)/isa_main: $(PLAIN)/tests/isa_main.o $(CORE:%.c=$(PLAIN)/%.o) $(PLAIN)/attnmap_page.o
+$(PLAIN)/isa_main: $(PLAIN)/tests/isa_main.o $(CORE:%.c=$(PLAIN)/%.o) $(PLAIN)/attnmap_page.o $(PLAIN)/serve_page.o
 	$(CC) $(PLAIN_FLAGS) $^ -o $@ $(LDLIBS)
-$(EMU)/isa_main: $(EMU)/tests/isa_main.o $(CORE:%.c=$(EMU)/%.o) $(EMU)/attnmap_page.o
+$(EMU)/isa_main: $(EMU)/tests/isa_main.o $(CORE:%.c=$(EMU)/%.o) $(EMU)/attnmap_page.o $(EMU)/serve_page.o
 	$(CC) $(EMU_FLAGS) $^ -o $@ $(LDLIBS)
 
 # The same dump comparison on this x86 host: emulated AVX-512 against AVX2, every output; plain
