@@ -20,7 +20,7 @@ IO = io/fileio.c io/json.c io/strbuf.c
 CONVERT = convert/writer.c convert/llama2c.c convert/synth.c convert/convert.c convert/gguf.c \
 	convert/safetensors.c convert/hf.c convert/pieces.c convert/quantize.c
 TOKENIZER = tokenizer.c tokenizer/unicode.c tokenizer/pretok.c tokenizer/bytelevel.c
-SERVER = server/http.c server/openai.c
+SERVER = server/http.c server/openai.c server/engine.c server/serve.c
 CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(BASE) $(IO) app/ppl.c app/attnmap.c app/template.c app/chat.c app/term.c \
 	$(SERVER)
 EXPORT_SRC = $(CONVERT)

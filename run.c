@@ -6,6 +6,7 @@
 #define _POSIX_C_SOURCE 200809L
 #define _DARWIN_C_SOURCE  // macOS: _SC_NPROCESSORS_ONLN and _NSGetExecutablePath's types too
 #include <errno.h>
+#include <signal.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -26,6 +27,7 @@
 #include "app/term.h"
 #include "io/fileio.h"
 #include "app/ppl.h"
+#include "server/serve.h"
 #include "runtime/sampler.h"
 #include "runtime/transformer.h"
 #include "base/clock.h"
@@ -37,7 +39,7 @@ typedef struct {
     const char *model_path;
     const char *tokenizer_path;  // -z: replaces the embedded tokenizer
     const char *prompt;
-    const char *mode;            // "generate", "tokenize" or "chat"
+    const char *mode;            // "generate", "tokenize", "chat" or "serve"
     const char *system;          // -y: chat mode's system prompt
     const char *chat_template;   // --chat-template: the template family to chat in
     int think;                   // --think: qwen3's and smollm3's thinking on
@@ -59,6 +61,10 @@ typedef struct {
     int n_ctx;                   // -c: the context length (0: the model's)
     int bench;                   // --bench: the threads list, pp, tg, reps, json below
     BenchOptions b;
+    // -m serve: --host, --port, --parallel, --queue, --api-key, --timeout
+    const char *host, *api_key;
+    long port, parallel, queue, timeout;
+    const char *serve_flag;      // the first of them given (for the error without -m serve)
 } Options;
 
 // The default model: models/kjv.slm beside the run binary, else under the current directory.
@@ -96,10 +102,11 @@ static void usage(FILE *f) {
             "  -i <string> input prompt\n"
             "  -z <path>   a llama2.c tokenizer.bin to use instead of the embedded one\n"
             "  -T <int>    threads, default: the number of online CPUs\n"
-            "  -m <mode>   generate (default), tokenize: print the prompt's token ids, or chat:\n"
+            "  -m <mode>   generate (default), tokenize: print the prompt's token ids, chat:\n"
             "              a conversation, one user turn per line of stdin (a line ending in\n"
             "              '\\' goes on); -n is then the most tokens of one reply (default: the\n"
-            "              context), -i a first turn; past the context it shifts by itself\n"
+            "              context), -i a first turn; past the context it shifts by itself;\n"
+            "              or serve: an OpenAI-compatible HTTP server (below)\n"
             "  -y <string> chat: the system prompt\n"
             "  --chat-template <name>  chat in this template (default: the model file's):\n"
             "              " TPL_NAMES "\n"
@@ -118,7 +125,20 @@ static void usage(FILE *f) {
             "              the context)\n"
             "  --tg <int>  tokens generated one at a time, default 128\n"
             "  --reps <int> repetitions; each figure is their median, default 5\n"
-            "  --json      one JSON object instead of tables\n");
+            "  --json      one JSON object instead of tables\n"
+            "Server: run [model] -m serve [--host A] [--port N] [--parallel N] [--queue N]\n"
+            "            [--api-key KEY] [--timeout S] [--chat-template NAME] [-c ctx] [-T threads]\n"
+            "  POST /v1/chat/completions, POST /v1/completions (OpenAI's; stream with SSE),\n"
+            "  GET /v1/models, GET /health, GET / (a chat page with attention maps)\n"
+            "  --host <addr>    the address to listen on, default 127.0.0.1 (this machine only)\n"
+            "  --port <int>     default 8080 (0: any free port)\n"
+            "  --parallel <int> requests generated at once, each in its own slot, 1..64, default 4\n"
+            "  --queue <int>    requests waiting for a slot at most (then 503), default 64\n"
+            "  --api-key <key>  require Authorization: Bearer <key> on /v1/*\n"
+            "  --timeout <s>    to read a request and to write each response, default 30\n"
+            "  -c <int>         each slot's context, default min(the model's, 4096)\n"
+            "  The sampling options above set the defaults of a request (after the model's\n"
+            "  recommended sampling); a request's fields override them\n");
 }
 
 static void usage_error(const char *fmt, const char *a, const char *b) {
@@ -247,7 +267,8 @@ static void take_recommended(Options *o, const SlHeader *h) {
 
 static Options parse_args(int argc, char **argv) {
     Options o = {.mode = "generate", .temperature = 1.0f, .top_p = 0.9f, .prompt = "",
-                 .repeat_penalty = 1.0f, .repeat_last_n = 64};
+                 .repeat_penalty = 1.0f, .repeat_last_n = 64, .host = "127.0.0.1", .port = 8080,
+                 .parallel = 4, .queue = 64, .timeout = 30};
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     o.b = (BenchOptions){.threads = {cpus > 0 && cpus <= 1024 ? (int)cpus : 1}, .n_threads = 1,
                          .pp = {128, 512, 2048}, .n_pp = 3, .pp_default = 1,
@@ -281,10 +302,29 @@ static Options parse_args(int argc, char **argv) {
                       !strcmp(a, "--date");
         int is_sampling = !strcmp(a, "--min-p") || !strcmp(a, "--repeat-penalty") ||
                           !strcmp(a, "--repeat-last-n");
-        if (!is_long && !is_word && !is_sampling && (a[2] != '\0' || !strchr("tpksnizTmyc", a[1])))
+        int is_serve = !strcmp(a, "--host") || !strcmp(a, "--port") || !strcmp(a, "--parallel") ||
+                       !strcmp(a, "--queue") || !strcmp(a, "--api-key") || !strcmp(a, "--timeout");
+        if (!is_long && !is_word && !is_sampling && !is_serve &&
+            (a[2] != '\0' || !strchr("tpksnizTmyc", a[1])))
             usage_error("unknown option '%s'%s", a, "");
         if (i + 1 >= argc) usage_error("%s needs a value%s", a, "");
         const char *v = argv[++i];
+        if (is_serve) {
+            if (!o.serve_flag) o.serve_flag = a;
+            if (!strcmp(a, "--host") || !strcmp(a, "--api-key")) {
+                if (*v == '\0') usage_error("%s needs a value, not ''%s", a, "");
+                *(a[2] == 'h' ? &o.host : &o.api_key) = v;
+            } else if (!strcmp(a, "--port")) {
+                o.port = parse_long(a, v, 0, 65535);
+            } else if (!strcmp(a, "--parallel")) {
+                o.parallel = parse_long(a, v, 1, SERVE_MAX_PARALLEL);
+            } else if (!strcmp(a, "--queue")) {
+                o.queue = parse_long(a, v, 0, 65536);
+            } else {
+                o.timeout = parse_long(a, v, 1, 3600);
+            }
+            continue;
+        }
         if (!strcmp(a, "--ppl") || !strcmp(a, "--attn-map") || !strcmp(a, "--attn-dump")) {
             if (*v == '\0') usage_error("%s needs a file name, not ''%s", a, "");
             *(a[2] == 'p' ? &o.ppl_path : a[7] == 'm' ? &o.attn_map : &o.attn_dump) = v;
@@ -359,8 +399,10 @@ static Options parse_args(int argc, char **argv) {
             break;
         }
         case 'm':
-            if (strcmp(v, "generate") != 0 && strcmp(v, "tokenize") != 0 && strcmp(v, "chat") != 0)
-                usage_error("-m: unknown mode '%s', expected generate, tokenize or chat%s", v, "");
+            if (strcmp(v, "generate") != 0 && strcmp(v, "tokenize") != 0 && strcmp(v, "chat") != 0 &&
+                strcmp(v, "serve") != 0)
+                usage_error("-m: unknown mode '%s', expected generate, tokenize, chat or serve%s",
+                            v, "");
             o.mode = v;
             break;
         }
@@ -371,8 +413,16 @@ static Options parse_args(int argc, char **argv) {
     if (!o.bench && o.b.n_threads > 1) usage_error("-T: a list of thread counts needs --bench%s%s", "", "");
     if (o.bench && o.ppl_path) usage_error("--bench and --ppl: pick one%s%s", "", "");
     if (o.bench && o.n_ctx) usage_error("-c is not for --bench (its --pp and --tg set the positions)%s%s", "", "");
-    int chat = strcmp(o.mode, "chat") == 0;
-    if (!chat && (o.system || o.chat_template || o.think || o.date))
+    int chat = strcmp(o.mode, "chat") == 0, serve = strcmp(o.mode, "serve") == 0;
+    if (!serve && o.serve_flag) usage_error("%s is for the server: add -m serve%s", o.serve_flag, "");
+    if (serve && (o.bench || o.ppl_path || o.attn_map || o.attn_dump || o.system || o.think ||
+                  o.date || o.tokenizer_path || o.steps || o.context_shift || *o.prompt))
+        usage_error("-m serve: not with %s (a request says what it needs)%s",
+                    o.bench ? "--bench" : o.ppl_path ? "--ppl" : o.attn_map ? "--attn-map"
+                    : o.attn_dump ? "--attn-dump" : o.system ? "-y" : o.think ? "--think"
+                    : o.date ? "--date" : o.tokenizer_path ? "-z" : o.steps ? "-n"
+                    : o.context_shift ? "--context-shift" : "-i", "");
+    if (!chat && !serve && (o.system || o.chat_template || o.think || o.date))
         usage_error("%s is for chat mode: add -m chat%s",
                     o.system ? "-y" : o.chat_template ? "--chat-template" : o.think ? "--think" : "--date", "");
     if (chat && (o.bench || o.ppl_path))
@@ -548,9 +598,46 @@ static int chat(Transformer *t, const Tokenizer *tok, Sampler *sampler, const Op
     return chat_run(t, tok, sampler, &co, STDIN_FILENO);
 }
 
+// -m serve: SIGINT and SIGTERM stop the server; a client gone mid-write is an error, not a
+// signal.
+static volatile sig_atomic_t serve_stop;
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    serve_stop = 1;
+}
+
+static int serve(const Options *o) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+    ServeOptions so = {.model_path = o->model_path, .host = o->host, .port = (int)o->port,
+                       .parallel = (size_t)o->parallel, .queue = (size_t)o->queue,
+                       .api_key = o->api_key, .timeout_s = (int)o->timeout,
+                       .chat_template = o->chat_template, .n_ctx = o->n_ctx,
+                       .kv_type = o->kv_type, .sampling_given = o->sampling_given,
+                       .sampling = {.temperature = o->temperature, .top_p = o->top_p,
+                                    .top_k = o->top_k, .min_p = o->min_p,
+                                    .repeat_penalty = o->repeat_penalty,
+                                    .repeat_last_n = o->repeat_last_n > INT_MAX
+                                                         ? INT_MAX : (int)o->repeat_last_n,
+                                    .seed = o->seed}};
+    Pool *pool = pool_create(o->b.threads[0]);
+    if (!pool) return 1;
+    int rc = serve_run(&so, pool, &serve_stop);
+    pool_destroy(pool);
+    return rc;
+}
+
 int main(int argc, char **argv) {
     Options o = parse_args(argc, argv);
     if (o.bench) return bench_run(o.model_path, &o.b);
+    if (strcmp(o.mode, "serve") == 0) return serve(&o);
     int tokenize_only = strcmp(o.mode, "tokenize") == 0;
     Transformer t;
     Pool *pool = NULL;
