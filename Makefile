@@ -28,7 +28,7 @@ TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/tes
 	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \
 	tests/test_gguf.c tests/test_hf.c tests/test_default.c tests/test_reliability.c \
 	tests/test_attnmap.c tests/test_serve_page.c tests/test_deps.c tests/test_layout.c \
-	tests/test_template.c tests/test_chat.c \
+	tests/test_template.c tests/test_chat.c tests/test_server.c \
 	tests/test_pretok.c tests/test_bpe.c tests/test_nfc.c tests/test_blocks.c \
 	tests/test_quantize.c tests/test_sampler.c tests/test_real.c tests/test_types.c
 HEADERS = $(wildcard *.h */*.h)

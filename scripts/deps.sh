@@ -50,6 +50,7 @@ check() {
             || missing+=(libsimde-dev); }
         have valgrind || missing+=(valgrind)   # make test-valgrind
         have chromium || missing+=(chromium)   # renders the --attn-map page headless
+        have curl || missing+=(curl)           # the server suite's client (tests/test_server.c)
         ;;
     fuzz)
         # libFuzzer comes with clang; Debian ships its runtime separately

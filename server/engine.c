@@ -244,19 +244,23 @@ static void queue_prune(Engine *e) {
     e->n_queued = k;
 }
 
-// The free slot for job j: the longest common prefix, ties to the least recently used; NULL
-// if none is free.
+// The free slot for job j: among the slots the job continues (it keeps at least half of what
+// the cache holds: an empty slot, or a conversation's next turn), the one with the longest
+// common prefix, ties to the least recently used; if none, the least recently used. So a
+// template's shared header alone never evicts another conversation. NULL if none is free.
 static Slot *slot_pick(Engine *e, const Job *j) {
-    Slot *best = NULL;
+    Slot *best = NULL, *lru = NULL;
     size_t best_k = 0;
     for (size_t i = 0; i < e->n_slots; i++) {
         Slot *sl = &e->slots[i];
         if (sl->job) continue;
+        if (!lru || sl->last_used < lru->last_used) lru = sl;
         size_t k = session_common_prefix(&sl->s, j->ids, j->n_ids);
+        if (2 * k < sl->s.pos) continue;
         if (!best || k > best_k || (k == best_k && sl->last_used < best->last_used))
             best = sl, best_k = k;
     }
-    return best;
+    return best ? best : lru;
 }
 
 static void *engine_main(void *arg) {

@@ -201,18 +201,18 @@ static int sse(int fd, Server *sv, StrBuf *b) {
     return rc;
 }
 
-// Waits up to 50 ms for the job to change past `seen` bytes of text or end. Returns 0, or -1
-// when the client is gone (the job is then cancelled).
+// Waits up to 50 ms for the job to end or (seen != SIZE_MAX) to hold more than `seen` bytes of
+// text. Returns 0, or -1 when the client is gone (the job is then cancelled).
 static int job_wait(Job *j, size_t seen, int fd) {
     pthread_mutex_lock(&j->mu);
-    if (!j->done && j->text_len == seen) {
+    if (!j->done && (seen == SIZE_MAX || j->text_len == seen)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += 50 * 1000000L;
         if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
         pthread_cond_timedwait(&j->cv, &j->mu, &ts);
     }
-    int changed = j->done || j->text_len != seen;
+    int changed = j->done || (seen != SIZE_MAX && j->text_len != seen);
     pthread_mutex_unlock(&j->mu);
     if (!changed && http_peer_gone(fd)) {
         atomic_store(&j->cancel, 1);
@@ -424,7 +424,6 @@ static void handle_generate(int fd, Server *sv, const HttpRequest *req, int kind
     j->sampling = sp;
     j->lim.max_tokens = max_tokens;
     j->lim.ignore_eos = r.ignore_eos;
-    j->lim.context_shift = 0;
     j->attention = r.attention;
     Shape sh = {.chat = kind == OAI_CHAT, .created = (long long)time(NULL),
                 .model = r.model[0] ? r.model : sv->model_name};
