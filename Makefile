@@ -11,7 +11,7 @@ MODELS ?= ../shared/models
 
 # sources by folder (README "Where things are"); includes are written from the root: -I.
 BASE = base/pool.c base/clock.c
-RUNTIME = runtime/transformer.c runtime/sampler.c
+RUNTIME = runtime/transformer.c runtime/sampler.c runtime/session.c
 KERNELS = kernels/types.c kernels/kernels.c kernels/matmul.c kernels/matmul_float.c \
 	kernels/matmul_int8.c kernels/matmul_kquant.c kernels/attention.c kernels/quant.c \
 	kernels/blocks.c
