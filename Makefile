@@ -30,7 +30,8 @@ TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/tes
 	tests/test_attnmap.c tests/test_deps.c tests/test_layout.c \
 	tests/test_template.c tests/test_chat.c \
 	tests/test_pretok.c tests/test_bpe.c tests/test_nfc.c tests/test_blocks.c \
-	tests/test_quantize.c tests/test_sampler.c tests/test_real.c tests/test_types.c
+	tests/test_quantize.c tests/test_sampler.c tests/test_real.c tests/test_types.c \
+	tests/test_server_lib.c
 HEADERS = $(wildcard *.h */*.h)
 
 # build variants: release (./run, ./export), test (-Werror), asan
