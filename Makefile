@@ -254,11 +254,12 @@ bench: all
 FUZZ = build/fuzz
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer hf_config pretok nfc
+FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer hf_config pretok nfc \
+	http openai
 FUZZ_FLAGS = -g -O1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=all
 FUZZ_LIB = model.c kernels/types.c kernels/kernels.c kernels/quant.c kernels/blocks.c \
-	$(TOKENIZER) $(IO) $(EXPORT_SRC)
+	$(TOKENIZER) $(IO) $(EXPORT_SRC) $(SERVER)
 FUZZ_RUN = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 $(FUZZ)/%.o: %.c $(HEADERS) fuzz/fuzz.h
 	@mkdir -p $(dir $@)
