@@ -28,7 +28,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (oai_decode(body, size, kind, &r, err, sizeof err) == 0) {
             if (kind == OAI_CHAT && (r.n_msgs == 0 || !r.msgs)) abort();
             if (kind == OAI_COMPLETION && !r.prompt) abort();
-            for (size_t i = 0; i < r.n_msgs; i++) strlen(r.msgs[i].content), strlen(r.msgs[i].role);
+            for (size_t i = 0; i < r.n_msgs; i++) {  // decoded text is never longer than its JSON
+                if (strlen(r.msgs[i].content) > size) abort();
+                const char *role = r.msgs[i].role;
+                if (strcmp(role, "system") && strcmp(role, "user") && strcmp(role, "assistant")) abort();
+            }
+            if (r.prompt && (r.prompt_len > size || r.prompt[r.prompt_len] != '\0')) abort();
             if (r.n_stop < 0 || r.n_stop > OAI_MAX_STOP) abort();
             for (int i = 0; i < r.n_stop; i++)
                 if (r.stop_len[i] == 0 || r.stop[i][r.stop_len[i]] != '\0') abort();

@@ -335,7 +335,7 @@ Test(http, parse_431_and_414_and_413_before_the_body) {
     static char big[HTTP_MAX_PATH + 64];
     memset(big, 'p', sizeof big);
     memcpy(big, "GET /", 5);
-    snprintf(big + 5 + HTTP_MAX_PATH - 1, 64, " HTTP/1.1\r\n\r\n");
+    snprintf(big + 5 + HTTP_MAX_PATH - 1, sizeof big - (5 + HTTP_MAX_PATH - 1), " HTTP/1.1\r\n\r\n");
     cr_assert_eq(parse(big, &r, &used, err), 414);
     big[5 + HTTP_MAX_PATH - 2] = '?';  // the path is shorter than that: fine
     cr_assert_eq(parse(big, &r, &used, err), 0, "%s", err);
