@@ -16,11 +16,13 @@ KERNELS = kernels/types.c kernels/kernels.c kernels/matmul.c kernels/matmul_floa
 	kernels/matmul_int8.c kernels/matmul_kquant.c kernels/attention.c kernels/quant.c \
 	kernels/blocks.c
 APP = app/bench.c app/ppl.c app/attnmap.c app/term.c
-IO = io/fileio.c io/json.c
+IO = io/fileio.c io/json.c io/strbuf.c
 CONVERT = convert/writer.c convert/llama2c.c convert/synth.c convert/convert.c convert/gguf.c \
 	convert/safetensors.c convert/hf.c convert/pieces.c convert/quantize.c
 TOKENIZER = tokenizer.c tokenizer/unicode.c tokenizer/pretok.c tokenizer/bytelevel.c
-CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(BASE) $(IO) app/ppl.c app/attnmap.c app/template.c app/chat.c app/term.c
+SERVER = server/http.c server/openai.c
+CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(BASE) $(IO) app/ppl.c app/attnmap.c app/template.c app/chat.c app/term.c \
+	$(SERVER)
 EXPORT_SRC = $(CONVERT)
 TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/test_cli.c \
 	tests/test_forward.c tests/test_matmul.c tests/test_attention.c tests/test_export.c \
@@ -29,7 +31,7 @@ TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/tes
 	tests/test_template.c tests/test_chat.c \
 	tests/test_pretok.c tests/test_bpe.c tests/test_nfc.c tests/test_blocks.c \
 	tests/test_quantize.c tests/test_sampler.c tests/test_real.c tests/test_types.c \
-	tests/test_session.c
+	tests/test_session.c tests/test_server_lib.c
 HEADERS = $(wildcard *.h */*.h)
 
 # build variants: release (./run, ./export), test (-Werror), asan
@@ -252,11 +254,12 @@ bench: all
 FUZZ = build/fuzz
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer hf_config pretok nfc
+FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer hf_config pretok nfc \
+	http openai
 FUZZ_FLAGS = -g -O1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=all
 FUZZ_LIB = model.c kernels/types.c kernels/kernels.c kernels/quant.c kernels/blocks.c \
-	$(TOKENIZER) $(IO) $(EXPORT_SRC)
+	$(TOKENIZER) $(IO) $(EXPORT_SRC) $(SERVER)
 FUZZ_RUN = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 $(FUZZ)/%.o: %.c $(HEADERS) fuzz/fuzz.h
 	@mkdir -p $(dir $@)
