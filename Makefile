@@ -11,7 +11,7 @@ MODELS ?= ../shared/models
 
 # sources by folder (README "Where things are"); includes are written from the root: -I.
 BASE = base/pool.c base/clock.c
-RUNTIME = runtime/transformer.c runtime/sampler.c
+RUNTIME = runtime/transformer.c runtime/sampler.c runtime/session.c
 KERNELS = kernels/types.c kernels/kernels.c kernels/matmul.c kernels/matmul_float.c \
 	kernels/matmul_int8.c kernels/matmul_kquant.c kernels/attention.c kernels/quant.c \
 	kernels/blocks.c
@@ -30,7 +30,8 @@ TESTS = tests/test_kernels.c tests/test_tokenizer.c tests/test_model.c tests/tes
 	tests/test_attnmap.c tests/test_serve_page.c tests/test_deps.c tests/test_layout.c \
 	tests/test_template.c tests/test_chat.c tests/test_server.c \
 	tests/test_pretok.c tests/test_bpe.c tests/test_nfc.c tests/test_blocks.c \
-	tests/test_quantize.c tests/test_sampler.c tests/test_real.c tests/test_types.c
+	tests/test_quantize.c tests/test_sampler.c tests/test_real.c tests/test_types.c \
+	tests/test_session.c tests/test_server_lib.c
 HEADERS = $(wildcard *.h */*.h)
 
 # build variants: release (./run, ./export), test (-Werror), asan
@@ -265,11 +266,12 @@ bench: all
 FUZZ = build/fuzz
 FUZZ_CC ?= clang
 FUZZ_TIME ?= 60
-FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer hf_config pretok nfc
+FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer hf_config pretok nfc \
+	http openai
 FUZZ_FLAGS = -g -O1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=all
 FUZZ_LIB = model.c kernels/types.c kernels/kernels.c kernels/quant.c kernels/blocks.c \
-	$(TOKENIZER) $(IO) $(EXPORT_SRC)
+	$(TOKENIZER) $(IO) $(EXPORT_SRC) $(SERVER)
 FUZZ_RUN = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 $(FUZZ)/%.o: %.c $(HEADERS) fuzz/fuzz.h
 	@mkdir -p $(dir $@)

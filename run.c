@@ -27,8 +27,8 @@
 #include "app/term.h"
 #include "io/fileio.h"
 #include "app/ppl.h"
+#include "runtime/session.h"
 #include "server/serve.h"
-#include "runtime/sampler.h"
 #include "runtime/transformer.h"
 #include "base/clock.h"
 #include "base/pool.h"
@@ -503,8 +503,14 @@ static void recording_free(Recording *r) {
     free(r->ids);
 }
 
-static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, const Options *o,
-                    long steps) {
+static void record_shift(void *ctx, size_t keep, size_t drop) {
+    attnmap_shift(&((Recording *)ctx)->map, keep, drop);
+}
+
+// Generate mode: the prompt, then one token at a time through the session (runtime/session.h).
+static int generate(Session *ss, const Options *o, long steps) {
+    Transformer *t = ss->t;
+    const Tokenizer *tok = ss->tok;
     const SlHeader *h = &t->model.header;
     const char *prompt = o->prompt;
     size_t n_prompt;
@@ -535,9 +541,18 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
         free(ids);
         return 1;
     }
-    // the prompt goes through as one batch; its text is echoed as llama2.c echoes it
+    if (r) ss->sink = attnmap_sink, ss->sink_ctx = &r->map, ss->on_shift = record_shift, ss->hook_ctx = r;
+    ss->context_shift = o->context_shift;  // --context-shift: keep the sinks, drop half the rest
+    if (session_feed(ss, ids, n_prompt) != 0) {
+        fprintf(stderr, "run: out of memory for the prompt\n");
+        if (r) recording_free(r);
+        free(ids);
+        return 1;
+    }
+    // the prompt goes through as one batch (in chunks of the batch); its text is echoed as
+    // llama2.c echoes it
     double t0 = clock_now();
-    float *logits = transformer_forward(t, ids, n_prompt, 0);
+    while (ss->n_pending) session_step(&ss, 1, 0);
     double t1 = clock_now();
     for (size_t i = h->flags & SL_FLAG_NO_BOS ? 0 : 1; i < n_prompt; i++) {  // BOS prints nothing
         size_t len;
@@ -545,30 +560,17 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
         term_write_piece(piece, len);
     }
     fflush(stdout);
-    // then one position per token, up to `steps` positions in all
-    size_t pos = n_prompt, cpos = n_prompt, decoded = 0;  // positions run; the cache's length
-    size_t seq = (size_t)h->seq_len;
-    int token = ids[n_prompt - 1];
-    for (size_t i = 0; i < n_prompt; i++) sampler_accept(sampler, ids[i]);  // --repeat-last-n
-    for (;;) {
-        int next = sampler_sample(sampler, logits);
-        if (model_is_stop(h, next)) break;
-        sampler_accept(sampler, next);
-        size_t len;
-        const char *piece = tokenizer_decode(tok, token, next, &len);
-        term_write_piece(piece, len);
+    // then one token per step, up to `steps` positions in all: the last token sampled is
+    // printed but never runs
+    SessionLimits lim = {.max_tokens = steps - (long)n_prompt + 1};
+    size_t decoded = 0;
+    session_begin(ss, &lim);
+    while (ss->finish == SESSION_RUNNING) {
+        decoded += session_step(&ss, 1, 0);
+        if (!ss->piece) continue;
+        term_write_piece(ss->piece, ss->piece_len);
         fflush(stdout);
-        if (r) r->ids[r->n_ids++] = next;
-        token = next;
-        if (pos >= (size_t)steps) break;
-        if (cpos == seq) {  // --context-shift: keep the sinks, drop the older half of the rest
-            size_t drop = (seq - SHIFT_SINKS) / 2;
-            cpos = transformer_shift(t, cpos, SHIFT_SINKS, drop);
-            if (r) attnmap_shift(&r->map, SHIFT_SINKS, drop);
-        }
-        logits = transformer_forward(t, &token, 1, cpos++);
-        pos++;
-        decoded++;
+        if (r) r->ids[r->n_ids++] = ss->token;
     }
     putchar('\n');
     fflush(stdout);
@@ -576,14 +578,16 @@ static int generate(Transformer *t, const Tokenizer *tok, Sampler *sampler, cons
     fprintf(stderr, "prompt: %zu tokens, %.1f tok/s | generation: %zu tokens, %.1f tok/s\n",
             n_prompt, (double)n_prompt / (t1 - t0), decoded,
             decoded ? (double)decoded / (t2 - t1) : 0.0);
-    int rc = r ? recording_save(r, t, tok, o, n_prompt) : 0;
+    int rc = ss->oom ? (fprintf(stderr, "run: out of memory for the generated text\n"), 1) : 0;
+    if (!rc && r) rc = recording_save(r, t, tok, o, n_prompt);
     if (r) recording_free(r);
     free(ids);
     return rc;
 }
 
 // -m chat: the template (--chat-template, else the model's), then the conversation on stdin.
-static int chat(Transformer *t, const Tokenizer *tok, Sampler *sampler, const Options *o) {
+static int chat(Session *ss, const Options *o) {
+    Transformer *t = ss->t;
     char default_system[TPL_SYSTEM_MAX];
     int kind = chat_template_kind(&t->model, o->chat_template, default_system,
                                   sizeof default_system);
@@ -595,7 +599,7 @@ static int chat(Transformer *t, const Tokenizer *tok, Sampler *sampler, const Op
                       .model_name = slash ? slash + 1 : o->model_path,
                       .attn_map = o->attn_map, .attn_dump = o->attn_dump};
     chat_install_sigint();  // after outfile_install_cleanup: Ctrl-C stops a reply instead
-    return chat_run(t, tok, sampler, &co, STDIN_FILENO);
+    return chat_run(ss, &co, STDIN_FILENO);
 }
 
 // -m serve: SIGINT and SIGTERM stop the server; a client gone mid-write is an error, not a
@@ -662,7 +666,6 @@ int main(int argc, char **argv) {
     }
     long steps = o.steps ? o.steps : (h->seq_len < 256 ? h->seq_len : 256);
     if (!rc && !tokenize_only && !o.ppl_path) take_recommended(&o, h);  // generate, chat
-    Sampler sampler;
     if (rc) {
         // the tokenizer said why
     } else if (tokenize_only) {
@@ -691,20 +694,19 @@ int main(int argc, char **argv) {
                 "goes on past it)\n", o.steps, h->seq_len);
         usage(stderr);
         rc = EXIT_USAGE;
-    } else if (sampler_build(&sampler, h->vocab_size, o.temperature, o.top_p, o.top_k,
-                             o.seed ? o.seed : (uint64_t)time(NULL)) != 0 ||
-               sampler_set_min_p(&sampler, o.min_p) != 0 ||
-               // the context never holds more than seq_len tokens: -1 and larger windows are it
-               sampler_set_penalty(&sampler, o.repeat_penalty,
-                                   o.repeat_last_n < 0 || o.repeat_last_n > h->seq_len
-                                       ? h->seq_len : (int)o.repeat_last_n) != 0) {
-        fprintf(stderr, "run: out of memory for the sampler\n");
-        sampler_free(&sampler);
-        rc = 1;
     } else {
-        if (o.attn_map || o.attn_dump) outfile_install_cleanup();
-        rc = strcmp(o.mode, "chat") == 0 ? chat(&t, tok, &sampler, &o) : generate(&t, tok, &sampler, &o, steps);
-        sampler_free(&sampler);
+        // the context never holds more than seq_len tokens: -1 and larger windows are it
+        SessionSampling sp = {o.temperature, o.top_p, o.top_k, o.min_p, o.repeat_penalty,
+                              (int)o.repeat_last_n, o.seed ? o.seed : (uint64_t)time(NULL)};
+        Session ss;
+        if (session_init(&ss, &t, tok, NULL) != 0 || session_set_sampling(&ss, &sp) != 0) {
+            fprintf(stderr, "run: out of memory for the sampler\n");
+            rc = 1;
+        } else {
+            if (o.attn_map || o.attn_dump) outfile_install_cleanup();
+            rc = strcmp(o.mode, "chat") == 0 ? chat(&ss, &o) : generate(&ss, &o, steps);
+        }
+        session_free(&ss);
     }
     if (o.tokenizer_path) tokenizer_free(&override);  // safe after a failed load too
     tokenize_only ? model_close(&t.model) : transformer_free(&t);

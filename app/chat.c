@@ -155,13 +155,11 @@ typedef struct {
 } Rec;
 
 typedef struct {
+    Session *ss;             // the cache, its length (ss->pos), its ids, the sampler
     Transformer *t;
     const Tokenizer *tok;
-    Sampler *s;
     const ChatOptions *o;
-    size_t seq, drop, cpos;  // the context, what a shift drops, the cache's length
-    int shifted;             // cache_ids no longer says what the cache holds
-    int *cache_ids;          // (seq) the id at each cache position, while !shifted
+    size_t seq, drop;        // the context, what a shift drops
     Rec *rec;
     Buf fed;                 // the text in the cache: the last rendering, then its reply
     ChatMsg *msgs;
@@ -173,15 +171,16 @@ static void rec_stop(Chat *c, const char *why) {
     if (!c->rec || !c->rec->on) return;
     fprintf(stderr, "run: the attention recording stops at %zu positions: %s\n",
             c->rec->map.n_rows, why);
-    c->t->sink = NULL;
+    c->ss->sink = NULL;
     c->rec->on = 0;
 }
 
-// Makes room to record n more positions with ids.
-static void rec_prepare(Chat *c, const int *ids, size_t n) {
+// Makes room to record n more positions with ids (the session's on_run).
+static void rec_prepare(void *ctx, const int *ids, size_t n) {
+    Chat *c = ctx;
     Rec *r = c->rec;
     if (!r || !r->on) return;
-    size_t need = c->cpos + r->map.dropped + n;
+    size_t need = c->ss->pos + r->map.dropped + n;
     if (need > r->map.cap) {
         size_t cap = r->map.cap * 2 > need ? r->map.cap * 2 : need;
         AttnMap m;
@@ -211,26 +210,24 @@ static void rec_prepare(Chat *c, const int *ids, size_t n) {
 }
 
 // Whether a shift can make room: the cache holds the sinks and at least what a shift drops
-// (and, with windowed caches, the next window lies past the sinks).
+// (and, with windowed caches, the next window lies past the sinks): session_shift's test.
 static int can_shift(const Chat *c, size_t cpos) {
     return c->drop > 0 && cpos >= SHIFT_SINKS + c->drop &&
-           transformer_can_shift(c->t, cpos, SHIFT_SINKS, c->drop);
+           transformer_can_shift_kv(c->t, c->ss->kv, cpos, SHIFT_SINKS, c->drop);
 }
 
-static void shift(Chat *c) {
-    c->cpos = transformer_shift(c->t, c->cpos, SHIFT_SINKS, c->drop);
-    if (c->rec && c->rec->on) attnmap_shift(&c->rec->map, SHIFT_SINKS, c->drop);
-    c->shifted = 1;
+// The session's on_shift: the recording follows the cache.
+static void rec_shift(void *ctx, size_t keep, size_t drop) {
+    Chat *c = ctx;
+    if (c->rec && c->rec->on) attnmap_shift(&c->rec->map, keep, drop);
 }
 
-// Runs n tokens at the end of the cache (cpos + n <= seq) and returns the last one's logits.
+// Runs n tokens at the end of the cache (pos + n <= seq) and whatever was pending before them
+// (a reply's last token); returns the last one's logits. The sampler's window takes them in.
 static float *run_tokens(Chat *c, const int *ids, size_t n) {
-    rec_prepare(c, ids, n);
-    float *logits = transformer_forward(c->t, ids, n, c->cpos);
-    if (!c->shifted) memcpy(c->cache_ids + c->cpos, ids, n * sizeof(int));
-    for (size_t i = 0; i < n; i++) sampler_accept(c->s, ids[i]);  // --repeat-last-n
-    c->cpos += n;
-    return logits;
+    if (session_feed(c->ss, ids, n) != 0) return NULL;
+    while (c->ss->n_pending) session_step(&c->ss, 1, 0);
+    return c->ss->has_logits ? c->ss->logits : NULL;
 }
 
 static int push_msg(Chat *c, const char *role, const char *content, size_t len) {
@@ -293,9 +290,10 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
     int *ids = NULL;
     float *logits = NULL;
     int extends = c->fed.n <= tlen && (c->fed.n == 0 || memcmp(text, c->fed.p, c->fed.n) == 0);
+    Session *ss = c->ss;
     if (extends) {  // the usual case: feed the text past what the cache holds
         if (!(ids = encode(c, text + c->fed.n, tlen - c->fed.n, &n))) goto oom;
-        size_t cpos = c->cpos;
+        size_t cpos = ss->pos;
         while (cpos + n > c->seq && can_shift(c, cpos)) cpos -= c->drop;
         if (cpos + n > c->seq) {
             fprintf(stderr, "run: turn %zu is %zu tokens with the template's, more than the "
@@ -304,7 +302,7 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
             pop_msg(c);
             return 0;
         }
-        while (c->cpos + n > c->seq) shift(c);
+        while (ss->pos + n > c->seq) session_shift(ss);
         if (n) logits = run_tokens(c, ids, n);
         fed_new = n;
     }
@@ -315,17 +313,14 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
         // shift, when the cache no longer holds the start). Correct, and slower.
         free(ids);
         if (!(ids = encode(c, text, tlen, &n))) goto oom;
-        size_t k = 0;
-        while (!c->shifted && k < c->cpos && k + 1 < n && c->cache_ids[k] == ids[k]) k++;
-        k = transformer_resume(c->t, k);  // windowed caches may no longer hold what k needs
-        if (k < c->cpos) rec_stop(c, "the template re-renders the history, which runs again");
-        c->cpos = k, c->shifted = 0, from = k;
+        // (none after a shift; windowed caches may no longer hold what k needs)
+        size_t k = session_common_prefix(ss, ids, n);
+        if (k < ss->pos) rec_stop(c, "the template re-renders the history, which runs again");
+        session_rewind(ss, k);
+        from = k;
         for (size_t i = k; i < n;) {  // in pieces that fit, shifting as the reply does
-            if (c->cpos == c->seq) {
-                if (!can_shift(c, c->cpos)) break;
-                shift(c);
-            }
-            size_t m = n - i < c->seq - c->cpos ? n - i : c->seq - c->cpos;
+            if (ss->pos == c->seq && !session_shift(ss)) break;
+            size_t m = n - i < c->seq - ss->pos ? n - i : c->seq - ss->pos;
             logits = run_tokens(c, ids + i, m);
             i += m;
         }
@@ -333,30 +328,27 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
     }
     if (c->rec && c->rec->n_prompt == 0) c->rec->n_prompt = c->rec->n_ids;
     double t1 = clock_now();
-    // the reply: each token is fed as it comes, except the stop token
-    Buf reply = {0};
+    // the reply: each token runs as it comes, except the stop token (the next turn's text
+    // brings it); the last one sampled runs before the turn ends
     size_t n_reply = 0;
-    int prev = n ? ids[n - 1] : -1;
     free(ids);
-    while (logits && n_reply < (size_t)c->o->max_reply && !interrupted) {
-        int next = sampler_sample(c->s, logits);
-        if (model_is_stop(h, next)) break;
-        size_t len;
-        const char *piece = tokenizer_decode(c->tok, prev, next, &len);
-        if (buf_add(&reply, piece, len) != 0) {
-            free(reply.p), free(text);
+    if (logits) {
+        SessionLimits lim = {.max_tokens = c->o->max_reply};
+        session_begin(ss, &lim);
+        while (ss->finish == SESSION_RUNNING && !interrupted) {
+            n_reply += session_step(&ss, 1, 0);
+            if (ss->piece) {
+                term_write_piece(ss->piece, ss->piece_len);
+                fflush(stdout);
+            }
+        }
+        while (ss->n_pending) n_reply += session_step(&ss, 1, 0);
+        if (ss->oom) {
+            free(text);
             goto oom_popped;
         }
-        term_write_piece(piece, len);
-        fflush(stdout);
-        if (c->cpos == c->seq) {
-            if (!can_shift(c, c->cpos)) break;
-            shift(c);
-        }
-        logits = run_tokens(c, &next, 1);
-        prev = next;
-        n_reply++;
     }
+    Buf reply = {ss->text, logits ? ss->text_len : 0, 0};  // not owned: the session's
     putchar('\n');
     fflush(stdout);
     double t2 = clock_now();
@@ -373,7 +365,7 @@ static int turn(Chat *c, const char *user, size_t ulen, size_t no) {
     c->fed.n = 0;
     int rc = buf_add(&c->fed, text, tlen) | buf_add(&c->fed, reply.p ? reply.p : "", reply.n) |
              push_msg(c, "assistant", reply.p ? reply.p : "", reply.n);
-    free(reply.p), free(text);
+    free(text);
     return rc ? -1 : 0;
 oom:
     free(text);
@@ -484,22 +476,26 @@ static int rec_save(Chat *c) {
     return 0;
 }
 
-int chat_run(Transformer *t, const Tokenizer *tok, Sampler *s, const ChatOptions *o, int fd) {
+int chat_run(Session *ss, const ChatOptions *o, int fd) {
+    Transformer *t = ss->t;
     const SlHeader *h = &t->model.header;
-    Chat c = {.t = t, .tok = tok, .s = s, .o = o, .seq = (size_t)h->seq_len};
+    Chat c = {.ss = ss, .t = t, .tok = ss->tok, .o = o, .seq = (size_t)h->seq_len};
+    ss->context_shift = 1;  // past the context, chat shifts by itself
+    ss->on_run = rec_prepare, ss->on_shift = rec_shift, ss->hook_ctx = &c;
     c.drop = c.seq > SHIFT_SINKS ? (c.seq - SHIFT_SINKS) / 2 : 0;
     Rec rec = {0};
     Input *in = calloc(1, sizeof *in);
     Buf line = {0}, raw = {0};
     size_t no = 0;
     int rc = 1;
-    if (!in || !(c.cache_ids = malloc(c.seq * sizeof(int)))) goto oom;
+    if (!in) goto oom;
     in->fd = fd;
     if (o->attn_map || o->attn_dump) {
         c.rec = &rec;
         if (attnmap_build(&rec.map, (size_t)h->n_layers, (size_t)h->n_heads, c.seq) != 0 ||
-            transformer_record(t, attnmap_sink, &rec.map) != MODEL_OK)
+            transformer_record_buffer(t) != MODEL_OK)
             goto done;
+        ss->sink = attnmap_sink, ss->sink_ctx = &rec.map;
         rec.on = 1;
     }
     if (o->system && push_msg(&c, "system", o->system, strlen(o->system)) != 0) goto oom;
@@ -512,15 +508,15 @@ oom:
     fprintf(stderr, "run: out of memory in the conversation\n");
     rc = 1;
 done:
+    ss->on_run = NULL, ss->on_shift = NULL;
     if (c.rec) {
-        t->sink = NULL;
+        ss->sink = NULL;
         attnmap_free(&rec.map);
         free(rec.ids);
     }
     for (size_t i = 0; i < c.n_msgs; i++) free((char *)c.msgs[i].content);
     free(c.msgs);
     free(c.fed.p);
-    free(c.cache_ids);
     free(line.p), free(raw.p), free(in);
     return rc;
 }

@@ -1,7 +1,7 @@
 // chat.h: run -m chat: a multi-turn conversation in the model's own chat template, with a KV
 // cache that carries over from turn to turn and a context shift past the context.
 //
-// Contract: libc, the transformer, the sampler, the tokenizer, template.h and attnmap.h.
+// Contract: libc, the session (runtime/session.h), the tokenizer, template.h and attnmap.h.
 // Reads the user's turns from a file descriptor (one per line; a line ending in '\' goes on on the
 // next), streams each reply to stdout, and prints timings and one-line complaints to stderr.
 // Nothing here exits: chat_run returns the exit status.
@@ -16,7 +16,7 @@
 
 #include <stdio.h>
 
-#include "runtime/sampler.h"
+#include "runtime/session.h"
 #include "runtime/transformer.h"
 #include "tokenizer.h"
 
@@ -51,8 +51,9 @@ int chat_encode(const Tokenizer *tok, const char *text, size_t len, int **ids, s
 void chat_install_sigint(void);
 
 // The conversation, turn by turn from the file descriptor fd (read with read(2)) until EOF or
-// Ctrl-C at the prompt. Returns 0, or 1 after a message (out of memory, a file that cannot be
+// Ctrl-C at the prompt, in the session ss (its cache, sampler and tokenizer; chat turns its
+// context shift on). Returns 0, or 1 after a message (out of memory, a file that cannot be
 // written).
-int chat_run(Transformer *t, const Tokenizer *tok, Sampler *s, const ChatOptions *o, int fd);
+int chat_run(Session *ss, const ChatOptions *o, int fd);
 
 #endif

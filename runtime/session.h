@@ -51,9 +51,7 @@ typedef struct {
     int n_stop;             // stop strings: the text ends before the first occurrence of any
     const char *stop[SESSION_MAX_STOP];
     size_t stop_len[SESSION_MAX_STOP];  // each 1 .. SESSION_STOP_MAX bytes
-    int ignore_eos;         // 1: the model's stop tokens do not end it (benchmarks)
-    int context_shift;      // 1: at a full cache, shift (transformer_shift: keep SHIFT_SINKS,
-                            // drop half the rest) and go on; 0: end with SESSION_LENGTH
+    int ignore_eos;         // 1: the model's stop tokens are never drawn (benchmarks)
 } SessionLimits;
 
 enum session_finish {
@@ -75,7 +73,6 @@ typedef struct Session {
     size_t known;           // positions whose ids are known: pos, or less after a shift
     int *pending;           // tokens queued to run at pos, pos + 1, ...
     size_t n_pending, cap_pending;
-    size_t n_fed;           // tokens run since session_begin (the prompt, then each sampled)
     float *logits;          // (vocab_size) the logits after the last token run
     int has_logits;         // logits are those of position pos - 1
     // the generation (session_begin)
@@ -91,13 +88,17 @@ typedef struct Session {
     size_t released;        // text[0 .. released) is final: no stop string can start in it,
                             // and it ends at a whole UTF-8 character (at the finish: all of it)
     int prev;               // the token before `token` (for tokenizer_decode's leading space)
-    // attention recording and shifts, for callers that keep maps
-    AttnSink sink;          // receives this session's attention weights (NULL: none)
-    void *sink_ctx;
-    void (*on_shift)(void *ctx, size_t keep, size_t drop);  // told of each shift (or NULL)
-    void *shift_ctx;
+    int context_shift;      // 1: a full cache with tokens pending shifts (keep SHIFT_SINKS, drop
+                            // half the rest, as run does) and goes on; 0 (the default): the
+                            // pending tokens are dropped and a generation ends (SESSION_LENGTH)
     size_t n_shifts;
-    int oom;
+    // attention recording, for callers that keep maps
+    AttnSink sink;          // receives this session's attention weights (NULL: none; needs
+    void *sink_ctx;         // transformer_record_buffer)
+    void (*on_run)(void *ctx, const int *ids, size_t n);     // told of the tokens about to run
+    void (*on_shift)(void *ctx, size_t keep, size_t drop);   // told of each shift
+    void *hook_ctx;         // the context of on_run and on_shift (either may be NULL)
+    int oom;                // the text could not grow: the generation ended (SESSION_STOP)
 } Session;
 
 // A session over t, with t's own KV cache (kv NULL) or kv (built for t's model). The sampler
@@ -105,7 +106,8 @@ typedef struct Session {
 int session_init(Session *s, Transformer *t, const Tokenizer *tok, KvCache *kv);
 void session_free(Session *s);
 
-// (Re)builds the sampler. Returns 0, or -1 when out of memory.
+// (Re)builds the sampler; its repetition window starts with the last repeat_last_n tokens the
+// cache holds (session_rewind first, to keep only a prefix). Returns 0, or -1 when out of memory.
 int session_set_sampling(Session *s, const SessionSampling *p);
 
 // How many leading tokens of ids[0 .. n) the cache already holds and can keep (at most n - 1,

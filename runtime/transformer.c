@@ -64,6 +64,30 @@ size_t runstate_kv_bytes(const SlHeader *h, int kv_type, int full) {
     return n;
 }
 
+int kvcache_build(KvCache *c, const SlHeader *h, int kv_type, int full) {
+    memset(c, 0, sizeof *c);
+    c->kv_type = kv_type;
+    c->win_rows = full ? 0 : runstate_window_rows(h);
+    if (!(c->kv_bytes = runstate_kv_bytes(h, kv_type, full))) {
+        fprintf(stderr, "the KV cache for %d layers x %d positions overflows\n", h->n_layers,
+                h->seq_len);
+        return MODEL_ERR_DIMS;
+    }
+    c->key_cache = calloc(c->kv_bytes, 1);
+    c->value_cache = calloc(c->kv_bytes, 1);
+    if (!c->key_cache || !c->value_cache) {
+        fprintf(stderr, "cannot allocate a KV cache of 2 x %zu bytes\n", c->kv_bytes);
+        kvcache_free(c);
+        return MODEL_ERR_NOMEM;
+    }
+    return MODEL_OK;
+}
+
+void kvcache_free(KvCache *c) {
+    free(c->key_cache), free(c->value_cache);
+    memset(c, 0, sizeof *c);
+}
+
 int runstate_build(RunState *s, const Model *m, int kv_type) {
     return runstate_build_full(s, m, kv_type, 0);
 }
@@ -75,11 +99,10 @@ int runstate_build_full(RunState *s, const Model *m, int kv_type, int full) {
     size_t q_dim = (size_t)h->n_heads * hd, kv_dim = (size_t)h->n_kv_heads * hd;
     size_t seq = (size_t)h->seq_len, B = seq < SL_MAX_BATCH ? seq : SL_MAX_BATCH;
     size_t cache, att, rope, tables = h->rope_local_theta > 0 ? 2 : 1;  // a local RoPE: two
-    s->win_rows = full ? 0 : runstate_window_rows(h);
     if (__builtin_mul_overflow((size_t)h->n_layers * kv_dim, seq, &cache) ||
         __builtin_mul_overflow((size_t)h->n_heads, seq, &att) ||
         __builtin_mul_overflow(seq, hd / 2 * tables, &rope) || cache > SIZE_MAX / sizeof(float) ||
-        !(s->kv_bytes = runstate_kv_bytes(h, kv_type, full))) {
+        !runstate_kv_bytes(h, kv_type, full)) {
         fprintf(stderr, "the KV cache for %d layers x %d positions overflows\n", h->n_layers,
                 h->seq_len);
         return MODEL_ERR_DIMS;
@@ -109,13 +132,10 @@ int runstate_build_full(RunState *s, const Model *m, int kv_type, int full) {
     s->q8 = any_q8 ? malloc(matmul_q8_bytes(widest, B)) : NULL;
     s->rope_cos = calloc(rope, sizeof(float));
     s->rope_sin = calloc(rope, sizeof(float));
-    s->kv_type = kv_type;
-    s->key_cache = calloc(s->kv_bytes, 1);
-    s->value_cache = calloc(s->kv_bytes, 1);
+    int kv_err = kvcache_build(&s->kv, h, kv_type, full);
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->k || !s->v || !s->ao || !s->hb || !s->hb2 ||
-        !s->att || !s->logits || !s->attn_scratch || (any_q8 && !s->q8) || !s->rope_cos || !s->rope_sin || !s->key_cache ||
-        !s->value_cache) {
-        fprintf(stderr, "cannot allocate the run state (KV cache: 2 x %zu bytes)\n", s->kv_bytes);
+        !s->att || !s->logits || !s->attn_scratch || (any_q8 && !s->q8) || !s->rope_cos || !s->rope_sin || kv_err) {
+        if (!kv_err) fprintf(stderr, "cannot allocate the run state\n");
         runstate_free(s);
         return MODEL_ERR_NOMEM;
     }
@@ -143,7 +163,8 @@ void runstate_free(RunState *s) {
     free(s->hb), free(s->hb2), free(s->att), free(s->logits), free(s->attn_scratch);
     free(s->q8);
     free(s->rope_cos);
-    free(s->rope_sin), free(s->key_cache), free(s->value_cache), free(s->att_rec);
+    free(s->rope_sin), free(s->att_rec), free(s->seq_logits);
+    kvcache_free(&s->kv);
     memset(s, 0, sizeof *s);
 }
 
@@ -174,17 +195,9 @@ int transformer_build_ctx(Transformer *t, const char *path, Pool *pool, int kv_t
 }
 
 int transformer_record(Transformer *t, AttnSink sink, void *ctx) {
-    const SlHeader *h = &t->model.header;
-    RunState *s = &t->state;
-    size_t n;
-    if (__builtin_mul_overflow(s->batch * (size_t)h->n_heads, (size_t)h->seq_len * sizeof(float), &n) ||
-        (!s->att_rec && !(s->att_rec = malloc(n)))) {
-        fprintf(stderr, "cannot allocate %d x %d x %d floats to record attention\n", (int)s->batch,
-                h->n_heads, h->seq_len);
-        return MODEL_ERR_NOMEM;
-    }
-    t->sink = sink, t->sink_ctx = ctx;
-    return MODEL_OK;
+    int err = transformer_record_buffer(t);
+    if (err == MODEL_OK) t->sink = sink, t->sink_ctx = ctx;
+    return err;
 }
 
 void transformer_free(Transformer *t) {
@@ -269,30 +282,30 @@ static int forms_of(const Tensor *a, const Tensor *b, const Tensor *c) {
 // Windowed caches: makes room for positions pos0 .. pos0 + n - 1, whose queries see keys from
 // pos0 - window + 1 on: when they would run past the rows, the positions from there move to
 // row 0 (every windowed layer, keys and values).
-static void window_room(const SlHeader *h, RunState *s, size_t pos0, size_t n) {
+static void window_room(const SlHeader *h, KvCache *c, size_t pos0, size_t n) {
     size_t w = (size_t)h->sliding_window, lo = pos0 + 1 > w ? pos0 + 1 - w : 0;
-    if (pos0 == 0) s->win_base = 0;  // a new start needs no earlier key
-    assert(lo >= s->win_base);  // a rewind past the window that the cache still holds
-    if (pos0 + n <= s->win_base + s->win_rows) return;
+    if (pos0 == 0) c->win_base = 0;  // a new start needs no earlier key
+    assert(lo >= c->win_base);  // a rewind past the window that the cache still holds
+    if (pos0 + n <= c->win_base + c->win_rows) return;
     size_t hd = (size_t)h->head_dim, n_kv = (size_t)h->n_kv_heads, seq = (size_t)h->seq_len;
-    size_t row = hd * attention_kv_bytes(s->kv_type), at = 0, keep = pos0 - lo;
+    size_t row = hd * attention_kv_bytes(c->kv_type), at = 0, keep = pos0 - lo;
     for (size_t l = 0; l < (size_t)h->n_layers; l++) {
-        size_t rows = layer_rows(h, s->win_rows, l);
+        size_t rows = layer_rows(h, c->win_rows, l);
         for (size_t g = 0; rows != seq && g < n_kv; g++) {
-            uint8_t *kc = (uint8_t *)s->key_cache + (at + g * rows) * row;
-            uint8_t *vc = (uint8_t *)s->value_cache + (at + g * rows) * row;
-            memmove(kc, kc + (lo - s->win_base) * row, keep * row);
-            memmove(vc, vc + (lo - s->win_base) * row, keep * row);
+            uint8_t *kc = (uint8_t *)c->key_cache + (at + g * rows) * row;
+            uint8_t *vc = (uint8_t *)c->value_cache + (at + g * rows) * row;
+            memmove(kc, kc + (lo - c->win_base) * row, keep * row);
+            memmove(vc, vc + (lo - c->win_base) * row, keep * row);
         }
         at += n_kv * rows;
     }
-    s->win_base = lo;
+    c->win_base = lo;
 }
 
-// Runs n <= batch tokens at pos0... Writes the logits of every token to all_logits
-// (n, vocab_size) if it is not NULL, else those of the last token to s->logits.
-static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t pos0,
-                          float *all_logits) {
+// Runs the sequences' tokens (at most batch in all) as one (tokens x dim) matrix: sequence i's
+// rows follow sequence i - 1's. Writes the logits of every token to all_logits (n, vocab_size)
+// when it is not NULL (one sequence only), else the last token's of each sequence to its logits.
+static void forward_chunk(Transformer *t, const SeqBatch *sq, size_t n_seqs, float *all_logits) {
     const SlHeader *h = &t->model.header;
     const Weights *w = &t->model.w;
     RunState *s = &t->state;
@@ -300,19 +313,21 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
     size_t dim = (size_t)h->dim, hidden = (size_t)h->hidden_dim, hd = (size_t)h->head_dim;
     size_t n_heads = (size_t)h->n_heads, n_kv = (size_t)h->n_kv_heads;
     size_t q_dim = n_heads * hd, kv_dim = n_kv * hd, seq = (size_t)h->seq_len;
-    size_t L = (size_t)h->n_layers;
+    size_t L = (size_t)h->n_layers, V = (size_t)h->vocab_size;
     float eps = h->norm_eps;
-    size_t es = attention_kv_bytes(s->kv_type);  // bytes per cache element
     MatIn in;
-
-    if (s->win_rows) window_room(h, s, pos0, n);
-    for (size_t i = 0; i < n; i++) embed(h, w, tokens[i], s->x + i * dim);
-    size_t at = 0;  // where layer l's cache starts, in elements
+    size_t n = 0, at[SL_MAX_BATCH];  // all tokens; where layer l's cache starts, per sequence
+    assert(n_seqs >= 1 && n_seqs <= s->batch && (!all_logits || n_seqs == 1));
+    for (size_t i = 0; i < n_seqs; i++) {
+        KvCache *kv = sq[i].kv ? sq[i].kv : &s->kv;
+        if (kv->win_rows) window_room(h, kv, sq[i].pos0, sq[i].n);
+        for (size_t j = 0; j < sq[i].n; j++) embed(h, w, sq[i].tokens[j], s->x + (n + j) * dim);
+        n += sq[i].n;
+        at[i] = 0;
+    }
+    assert(n <= s->batch);
     for (size_t l = 0; l < L; l++) {
         int windowed = model_layer_windowed(h, l);
-        size_t rows = layer_rows(h, s->win_rows, l), base = rows != seq ? s->win_base : 0;
-        // the kernel sees the cache's rows as positions: those of this layer, from base
-        AttnShape shape = {n_heads, n_kv, hd, rows, s->kv_type, windowed ? (size_t)h->sliding_window : 0};
         size_t rt = windowed ? s->rope_local : 0;  // this layer's RoPE table
         // attention block
         for (size_t i = 0; i < n; i++)
@@ -325,28 +340,39 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
         matmul(pool, s->v, &in, &wv);
         for (size_t i = 0; i < n; i++)
             qkv_adjust(h, w, l, s->q + i * q_dim, s->k + i * kv_dim, s->v + i * kv_dim);
-        uint8_t *kc = (uint8_t *)s->key_cache + at * es;  // (n_kv_heads, rows, hd)
-        uint8_t *vc = (uint8_t *)s->value_cache + at * es;
-        at += kv_dim * rows;
-        for (size_t i = 0; i < n; i++) {
-            size_t p = pos0 + i;
-            const float *c = s->rope_cos + rt + p * (hd / 2), *sn = s->rope_sin + rt + p * (hd / 2);
-            rope_rotate(s->q + i * q_dim, n_heads, hd, c, sn);
-            rope_rotate(s->k + i * kv_dim, n_kv, hd, c, sn);
-            for (size_t g = 0; g < n_kv; g++) {
-                size_t r = (g * rows + p - base) * hd * es;
-                attention_kv_store(s->kv_type, kc + r, s->k + i * kv_dim + g * hd, hd);
-                attention_kv_store(s->kv_type, vc + r, s->v + i * kv_dim + g * hd, hd);
+        for (size_t i = 0, r0 = 0; i < n_seqs; r0 += sq[i].n, i++) {  // each sequence's cache
+            KvCache *kv = sq[i].kv ? sq[i].kv : &s->kv;
+            size_t es = attention_kv_bytes(kv->kv_type);  // bytes per cache element
+            size_t rows = layer_rows(h, kv->win_rows, l), base = rows != seq ? kv->win_base : 0;
+            size_t pos0 = sq[i].pos0, m = sq[i].n;
+            // the kernel sees the cache's rows as positions: those of this layer, from base
+            AttnShape shape = {n_heads, n_kv, hd, rows, kv->kv_type,
+                               windowed ? (size_t)h->sliding_window : 0};
+            uint8_t *kc = (uint8_t *)kv->key_cache + at[i] * es;  // (n_kv_heads, rows, hd)
+            uint8_t *vc = (uint8_t *)kv->value_cache + at[i] * es;
+            at[i] += kv_dim * rows;
+            float *q = s->q + r0 * q_dim, *k = s->k + r0 * kv_dim, *v = s->v + r0 * kv_dim;
+            for (size_t j = 0; j < m; j++) {
+                size_t p = pos0 + j;
+                const float *c = s->rope_cos + rt + p * (hd / 2), *sn = s->rope_sin + rt + p * (hd / 2);
+                rope_rotate(q + j * q_dim, n_heads, hd, c, sn);
+                rope_rotate(k + j * kv_dim, n_kv, hd, c, sn);
+                for (size_t g = 0; g < n_kv; g++) {
+                    size_t r = (g * rows + p - base) * hd * es;
+                    attention_kv_store(kv->kv_type, kc + r, k + j * kv_dim + g * hd, hd);
+                    attention_kv_store(kv->kv_type, vc + r, v + j * kv_dim + g * hd, hd);
+                }
             }
+            // recording: the kernel's weights, to the sequence's sink
+            float *rec = sq[i].sink ? s->att_rec + r0 * n_heads * seq : NULL;
+            for (size_t r = 0; rec && base && r < m * n_heads; r++)  // keys the cache no longer holds
+                memset(rec + r * seq, 0, base * sizeof(float));
+            double t0 = clock_now();
+            attention_prefill_rec(pool, &shape, s->ao + r0 * q_dim, q, kc, vc, pos0 - base, m,
+                                  s->attn_scratch, rec ? rec + base : NULL, seq);
+            t->attention_seconds += clock_now() - t0;
+            if (rec) sq[i].sink(sq[i].sink_ctx, l, pos0, m, rec, seq);
         }
-        float *rec = t->sink ? s->att_rec : NULL;  // recording: the kernel's weights, to the sink
-        for (size_t r = 0; rec && base && r < n * n_heads; r++)  // keys the cache no longer holds
-            memset(rec + r * seq, 0, base * sizeof(float));
-        double t0 = clock_now();
-        attention_prefill_rec(pool, &shape, s->ao, s->q, kc, vc, pos0 - base, n, s->attn_scratch,
-                              rec ? rec + base : NULL, seq);
-        t->attention_seconds += clock_now() - t0;
-        if (rec) t->sink(t->sink_ctx, l, pos0, n, rec, seq);
         matmul_input(&in, s->ao, q_dim, n, s->q8, forms_of(&wo, NULL, NULL));
         matmul(pool, s->xb2, &in, &wo);
         residual_add(h, s->x, s->xb2, post_norm(h, w, l, 0), n);
@@ -364,12 +390,26 @@ static void forward_chunk(Transformer *t, const int *tokens, size_t n, size_t po
         matmul(pool, s->xb2, &in, &w2);
         residual_add(h, s->x, s->xb2, post_norm(h, w, l, 1), n);
     }
-    // the classifier: every token's logits, or the last one's
-    size_t first = all_logits ? 0 : n - 1;
-    for (size_t i = first; i < n; i++)
-        rmsnorm(s->x + i * dim, s->x + i * dim, w->rms_final, dim, eps);
-    matmul_input(&in, s->x + first * dim, dim, n - first, s->q8, forms_of(&w->wcls, NULL, NULL));
-    matmul(pool, all_logits ? all_logits : s->logits, &in, &w->wcls);
+    // the classifier: every token's logits, or each sequence's last token's (those asked for),
+    // normed into consecutive rows of xb
+    if (all_logits) {
+        for (size_t i = 0; i < n; i++) rmsnorm(s->x + i * dim, s->x + i * dim, w->rms_final, dim, eps);
+        matmul_input(&in, s->x, dim, n, s->q8, forms_of(&w->wcls, NULL, NULL));
+        matmul(pool, all_logits, &in, &w->wcls);
+        return;
+    }
+    size_t k = 0;
+    float *only = NULL;  // the one sequence's logits, when one asks
+    for (size_t i = 0, r0 = 0; i < n_seqs; r0 += sq[i].n, i++)
+        if (sq[i].logits) {
+            rmsnorm(s->xb + k * dim, s->x + (r0 + sq[i].n - 1) * dim, w->rms_final, dim, eps);
+            only = sq[i].logits, k++;
+        }
+    if (k == 0) return;
+    matmul_input(&in, s->xb, dim, k, s->q8, forms_of(&w->wcls, NULL, NULL));
+    matmul(pool, k == 1 ? only : s->seq_logits, &in, &w->wcls);
+    for (size_t i = 0, j = 0; k > 1 && i < n_seqs; i++)
+        if (sq[i].logits) memcpy(sq[i].logits, s->seq_logits + j++ * V, V * sizeof(float));
 }
 
 // Chunks of at most batch tokens; with all_logits, every token's logits land there.
@@ -380,7 +420,9 @@ static void forward(Transformer *t, const int *tokens, size_t n, size_t pos0, fl
     for (size_t done = 0; done < n; done += t->state.batch) {
         size_t chunk = n - done < t->state.batch ? n - done : t->state.batch;
         float *lg = all_logits ? all_logits + done * (size_t)h->vocab_size : NULL;
-        forward_chunk(t, tokens + done, chunk, pos0 + done, lg);
+        SeqBatch one = {NULL, tokens + done, chunk, pos0 + done, lg ? NULL : t->state.logits,
+                        t->sink, t->sink_ctx};
+        forward_chunk(t, &one, 1, lg);
     }
 }
 
@@ -394,28 +436,85 @@ void transformer_forward_all(Transformer *t, const int *tokens, size_t n, size_t
     forward(t, tokens, n, pos0, logits);
 }
 
-int transformer_can_shift(const Transformer *t, size_t n, size_t keep, size_t drop) {
+void transformer_forward_seqs(Transformer *t, const SeqBatch *seqs, size_t n_seqs) {
+    const SlHeader *h = &t->model.header;
+    RunState *s = &t->state;
+    size_t asked = 0;
+    for (size_t i = 0; i < n_seqs; i++) {
+        assert(seqs[i].n >= 1 && seqs[i].pos0 + seqs[i].n <= (size_t)h->seq_len);
+        assert(!seqs[i].sink || s->att_rec);
+        for (size_t j = 0; j < seqs[i].n; j++)
+            assert(seqs[i].tokens[j] >= 0 && seqs[i].tokens[j] < h->vocab_size);
+        asked += seqs[i].logits != NULL;
+    }
+    if (asked > 1 && asked > s->seq_logits_rows) {  // room for every sequence's logits
+        float *p = realloc(s->seq_logits, asked * (size_t)h->vocab_size * sizeof(float));
+        assert(p);  // (a few MB; the server sizes it at its start: transformer_reserve_seqs)
+        s->seq_logits = p, s->seq_logits_rows = asked;
+    }
+    forward_chunk(t, seqs, n_seqs, NULL);
+}
+
+int transformer_reserve_seqs(Transformer *t, size_t n_seqs) {
+    RunState *s = &t->state;
+    if (n_seqs <= s->seq_logits_rows) return MODEL_OK;
+    float *p = realloc(s->seq_logits, n_seqs * (size_t)t->model.header.vocab_size * sizeof(float));
+    if (!p) {
+        fprintf(stderr, "cannot allocate the logits of %zu sequences\n", n_seqs);
+        return MODEL_ERR_NOMEM;
+    }
+    s->seq_logits = p, s->seq_logits_rows = n_seqs;
+    return MODEL_OK;
+}
+
+int transformer_record_buffer(Transformer *t) {
+    const SlHeader *h = &t->model.header;
+    RunState *s = &t->state;
+    size_t n;
+    if (__builtin_mul_overflow(s->batch * (size_t)h->n_heads, (size_t)h->seq_len * sizeof(float), &n) ||
+        (!s->att_rec && !(s->att_rec = malloc(n)))) {
+        fprintf(stderr, "cannot allocate %d x %d x %d floats to record attention\n", (int)s->batch,
+                h->n_heads, h->seq_len);
+        return MODEL_ERR_NOMEM;
+    }
+    return MODEL_OK;
+}
+
+int transformer_can_shift_kv(const Transformer *t, const KvCache *kv, size_t n, size_t keep,
+                             size_t drop) {
     size_t w = (size_t)t->model.header.sliding_window;
-    return !t->state.win_rows || n - drop + 1 >= w + keep;
+    return !kv->win_rows || n - drop + 1 >= w + keep;
+}
+
+int transformer_can_shift(const Transformer *t, size_t n, size_t keep, size_t drop) {
+    return transformer_can_shift_kv(t, &t->state.kv, n, keep, drop);
+}
+
+size_t transformer_resume_kv(const Transformer *t, const KvCache *kv, size_t pos) {
+    size_t w = (size_t)t->model.header.sliding_window, lo = pos + 1 > w ? pos + 1 - w : 0;
+    return !kv->win_rows || lo >= kv->win_base ? pos : 0;
 }
 
 size_t transformer_resume(const Transformer *t, size_t pos) {
-    size_t w = (size_t)t->model.header.sliding_window, lo = pos + 1 > w ? pos + 1 - w : 0;
-    return !t->state.win_rows || lo >= t->state.win_base ? pos : 0;
+    return transformer_resume_kv(t, &t->state.kv, pos);
 }
 
 size_t transformer_shift(Transformer *t, size_t n, size_t keep, size_t drop) {
+    return transformer_shift_kv(t, &t->state.kv, n, keep, drop);
+}
+
+size_t transformer_shift_kv(Transformer *t, KvCache *kv, size_t n, size_t keep, size_t drop) {
     const SlHeader *h = &t->model.header;
     RunState *s = &t->state;
     size_t hd = (size_t)h->head_dim, n_kv = (size_t)h->n_kv_heads, seq = (size_t)h->seq_len;
-    size_t es = attention_kv_bytes(s->kv_type), row = hd * es, L = (size_t)h->n_layers;
+    size_t es = attention_kv_bytes(kv->kv_type), row = hd * es, L = (size_t)h->n_layers;
     assert(keep + drop <= n && n <= seq && drop < seq);
     // windowed caches: the next window (from n - drop - w + 1) lies past the kept positions
-    assert(transformer_can_shift(t, n, keep, drop));
+    assert(transformer_can_shift_kv(t, kv, n, keep, drop));
     if (drop == 0) return n;
     // the windowed layers' rows: positions from wb move down by drop, to row 0 when some
     // positions before them go (kept ones the next windows do not reach, or dropped ones)
-    size_t wb = s->win_base > keep + drop ? s->win_base : keep + drop;
+    size_t wb = kv->win_base > keep + drop ? kv->win_base : keep + drop;
     // RoPE by -drop: the rotation by drop with its sine negated (each table's, where the
     // windowed layers have their own)
     float *nsin = s->q, *k = s->k;  // scratch between passes: 2 x head_dim / 2 and head_dim floats
@@ -424,32 +523,32 @@ size_t transformer_shift(Transformer *t, size_t n, size_t keep, size_t drop) {
             nsin[tb * (hd / 2) + i] = -s->rope_sin[tb * s->rope_local + drop * (hd / 2) + i];
     size_t at = 0;  // where layer l's cache starts, in rows
     for (size_t l = 0; l < L; l++) {
-        size_t rows = layer_rows(h, s->win_rows, l), win = rows != seq;
+        size_t rows = layer_rows(h, kv->win_rows, l), win = rows != seq;
         for (size_t g = 0; g < n_kv; g++) {
             int local = s->rope_local && model_layer_windowed(h, l);
             const float *c = s->rope_cos + (local ? s->rope_local : 0) + drop * (hd / 2);
             const float *ns = nsin + (local ? hd / 2 : 0);
             size_t base = at + g * rows;  // (layer, kv head): rows of head_dim
-            uint8_t *kc = (uint8_t *)s->key_cache + base * row;
-            uint8_t *vc = (uint8_t *)s->value_cache + base * row;
+            uint8_t *kc = (uint8_t *)kv->key_cache + base * row;
+            uint8_t *vc = (uint8_t *)kv->value_cache + base * row;
             // position p at row p (full) or p - win_base (windowed), to row p - drop or, for a
             // windowed layer, p - wb
-            size_t from = win ? s->win_base : 0, to = win ? wb : drop;
+            size_t from = win ? kv->win_base : 0, to = win ? wb : drop;
             for (size_t p = win ? wb : keep + drop; p < n; p++) {
-                if (s->kv_type == ATTN_KV_F32) {
+                if (kv->kv_type == ATTN_KV_F32) {
                     memcpy(k, kc + (p - from) * row, row);
                 } else {
                     const uint16_t *src = (const uint16_t *)(const void *)(kc + (p - from) * row);
                     for (size_t i = 0; i < hd; i++) k[i] = fp16_to_f32(src[i]);
                 }
                 rope_rotate(k, 1, hd, c, ns);
-                attention_kv_store(s->kv_type, kc + (p - to) * row, k, hd);
+                attention_kv_store(kv->kv_type, kc + (p - to) * row, k, hd);
                 memmove(vc + (p - to) * row, vc + (p - from) * row, row);
             }
         }
         at += n_kv * rows;
     }
-    if (s->win_rows) s->win_base = wb - drop;
+    if (kv->win_rows) kv->win_base = wb - drop;
     return n - drop;
 }
 
@@ -458,7 +557,7 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
     const Weights *w = &t->model.w;
     RunState *s = &t->state;
     assert(token >= 0 && token < h->vocab_size && pos < (size_t)h->seq_len);
-    assert(s->kv_type == ATTN_KV_F32 && !s->win_rows);
+    assert(s->kv.kv_type == ATTN_KV_F32 && !s->kv.win_rows);
     size_t dim = (size_t)h->dim, hidden = (size_t)h->hidden_dim, hd = (size_t)h->head_dim;
     size_t n_heads = (size_t)h->n_heads, n_kv = (size_t)h->n_kv_heads;
     size_t kv_dim = n_kv * hd, seq = (size_t)h->seq_len;
@@ -479,8 +578,8 @@ float *transformer_forward_plain(Transformer *t, int token, size_t pos) {
         qkv_adjust(h, w, l, s->q, s->k, s->v);
         rope(s->q, n_heads, hd, pos, &rp);
         rope(s->k, n_kv, hd, pos, &rp);
-        float *kc = (float *)s->key_cache + l * kv_dim * seq;
-        float *vc = (float *)s->value_cache + l * kv_dim * seq;
+        float *kc = (float *)s->kv.key_cache + l * kv_dim * seq;
+        float *vc = (float *)s->kv.value_cache + l * kv_dim * seq;
         for (size_t g = 0; g < n_kv; g++) {
             memcpy(kc + (g * seq + pos) * hd, s->k + g * hd, hd * sizeof(float));
             memcpy(vc + (g * seq + pos) * hd, s->v + g * hd, hd * sizeof(float));

@@ -61,6 +61,8 @@ typedef struct {
                         // every layer uses the first)
     KvCache kv;         // the transformer's own cache (transformer_forward's)
     float *att_rec;     // (batch, n_heads, seq_len) recorded weights; only with a sink
+    float *seq_logits;  // (seq_logits_rows, vocab_size) the logits of a batch of sequences
+    size_t seq_logits_rows;
 } RunState;
 
 // Receives the attention weights of one layer for tokens at positions pos0 .. pos0 + n - 1:
@@ -94,7 +96,7 @@ int transformer_build_full(Transformer *t, const char *path, Pool *pool, int kv_
 void transformer_free(Transformer *t);
 
 // Allocates / frees a run state for an opened model (its header, and its RoPE divisors).
-// runstate_build gives windowed layers caches of their window (RunState.win_rows) where that
+// runstate_build gives windowed layers caches of their window (KvCache.win_rows) where that
 // is smaller and the context shift keeps them correct (runstate_window_rows);
 // runstate_build_full gives every layer seq_len positions (full = 1).
 int runstate_build(RunState *s, const Model *m, int kv_type);
@@ -143,6 +145,10 @@ typedef struct {
 // n_seqs >= 1). Each token's result is bitwise what it would be alone: no row of any kernel
 // depends on the other rows of the batch. A sink here needs transformer_record_buffer first.
 void transformer_forward_seqs(Transformer *t, const SeqBatch *seqs, size_t n_seqs);
+
+// Makes room for the logits of n_seqs sequences in one transformer_forward_seqs (which grows it
+// by itself otherwise). Returns MODEL_OK or MODEL_ERR_NOMEM after one line.
+int transformer_reserve_seqs(Transformer *t, size_t n_seqs);
 
 // Allocates the buffer that attention recording (transformer_record, SeqBatch.sink) fills.
 // Returns MODEL_OK or MODEL_ERR_NOMEM after one line.

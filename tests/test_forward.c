@@ -423,9 +423,9 @@ Test(forward, context_shift_rerotates_keys) {
     transformer_forward(&t, tokens, N, 0);
     size_t bytes = L * kv_dim * seq * sizeof(float);
     float *k0 = malloc(bytes), *v0 = malloc(bytes);
-    memcpy(k0, t.state.key_cache, bytes), memcpy(v0, t.state.value_cache, bytes);
+    memcpy(k0, t.state.kv.key_cache, bytes), memcpy(v0, t.state.kv.value_cache, bytes);
     cr_assert_eq(transformer_shift(&t, N, KEEP, DROP), N - DROP);
-    const float *kc = t.state.key_cache, *vc = t.state.value_cache;
+    const float *kc = t.state.kv.key_cache, *vc = t.state.kv.value_cache;
     RopeParams rp = rope_params(h, NULL);
     Tensor wk = tensor_layer(&t.model.w.wk, 0, L);
     float *x = malloc(dim * 4), *xn = malloc(dim * 4), *k = malloc(kv_dim * 4);

@@ -1037,11 +1037,11 @@ Test(hf, gemma3_windowed_cache_same_bits_as_full) {
     Transformer ring, full;
     cr_assert_eq(transformer_build_full(&ring, m, NULL, ATTN_KV_F32, 0), MODEL_OK);
     cr_assert_eq(transformer_build_full(&full, m, NULL, ATTN_KV_F32, 1), MODEL_OK);
-    cr_assert_eq(ring.state.win_rows, 263);
-    cr_assert_eq(full.state.win_rows, 0);
+    cr_assert_eq(ring.state.kv.win_rows, 263);
+    cr_assert_eq(full.state.kv.win_rows, 0);
     size_t row = 16 * sizeof(float);  // one kv head of 16
-    cr_assert_eq(ring.state.kv_bytes, (6 * 263 + 512) * row, "windowed layers: their rows only");
-    cr_assert_eq(full.state.kv_bytes, 7 * 512 * row);
+    cr_assert_eq(ring.state.kv.kv_bytes, (6 * 263 + 512) * row, "windowed layers: their rows only");
+    cr_assert_eq(full.state.kv.kv_bytes, 7 * 512 * row);
     enum { N = 512, V = 600 };
     int *ids = malloc(N * sizeof(int));
     uint64_t seed = 7;
@@ -1237,8 +1237,8 @@ Test(hf, windowed_cache_every_layer_same_bits_as_full) {
     Transformer ring, full;
     cr_assert_eq(transformer_build_full(&ring, m, NULL, ATTN_KV_F16, 0), MODEL_OK);
     cr_assert_eq(transformer_build_full(&full, m, NULL, ATTN_KV_F16, 1), MODEL_OK);
-    cr_assert_eq(ring.state.win_rows, 271);
-    cr_assert_eq(ring.state.kv_bytes, 2 * 271 * 2 * 16 * 2, "2 layers x 271 rows x 2 kv heads x 16 x f16");
+    cr_assert_eq(ring.state.kv.win_rows, 271);
+    cr_assert_eq(ring.state.kv.kv_bytes, 2 * 271 * 2 * 16 * 2, "2 layers x 271 rows x 2 kv heads x 16 x f16");
     enum { N = 956, V = 800 };
     int *ids = malloc(N * sizeof(int));
     uint64_t seed = 9;
