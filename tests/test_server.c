@@ -48,7 +48,8 @@ static const char *model_260k(void) { return export_stories260k_as("f32"); }
 
 // A random stories42M in q8_0: about 25 ms a token on one thread.
 static const char *model_slow(void) {
-    const char *path = strdup(tmp_file("r42.slm"));
+    static char path[512];
+    snprintf(path, sizeof path, "%s", tmp_file("r42.slm"));
     char *out, *err;
     int rc = run_cmd(&out, &err, "%s --dtype q8_0 --random stories42M %s", bin_path("export"),
                      path);
@@ -693,8 +694,10 @@ Test(server, load_32_clients, .timeout = 120) {
     double t0 = now_s();
     load_round(&s, 640, tmp_dir());
     long after = vm_rss_kb(s.pid);
+#ifndef __SANITIZE_ADDRESS__  // ASan's quarantine holds freed memory; its leak check runs at exit
     cr_assert_lt(after - before, 4096, "VmRSS grew from %ld kB to %ld kB over 640 requests",
                  before, after);
+#endif
     cr_assert_eq(health_field(&s, "slots_processing"), 0);
     cr_log_info("640 requests in %.1f s; VmRSS %ld -> %ld kB\n", now_s() - t0, before, after);
     srv_stop(&s);
