@@ -463,7 +463,7 @@ Test(server, disconnect_frees_the_slot, .timeout = 60) {
     srv_stop(&s);
 }
 
-Test(server, queue_overflow_503, .timeout = 60) {
+Test(server, queue_overflow_503) {
     Srv s;
     srv_start(&s, model_slow(), "--parallel 1 --queue 1");
     const char *body = "{\"prompt\":\"And God said\",\"max_tokens\":800,\"ignore_eos\":true}";
@@ -699,6 +699,7 @@ Test(server, load_32_clients, .timeout = 120) {
                  before, after);
 #endif
     cr_assert_eq(health_field(&s, "slots_processing"), 0);
-    cr_log_info("640 requests in %.1f s; VmRSS %ld -> %ld kB\n", now_s() - t0, before, after);
+    fprintf(stderr, "server::load_32_clients: 640 requests in %.1f s; VmRSS %ld -> %ld kB\n",
+            now_s() - t0, before, after);
     srv_stop(&s);
 }
