@@ -365,7 +365,9 @@ void engine_stats(Engine *e, size_t *idle, size_t *processing, size_t *queued) {
     pthread_mutex_lock(&e->mu);
     size_t busy = 0;
     for (size_t i = 0; i < e->n_slots; i++) busy += e->slots[i].job != NULL;
-    *idle = e->n_slots - busy, *processing = busy, *queued = e->n_queued;
+    size_t waiting = 0;  // a cancelled job leaves the queue at the engine's next round
+    for (size_t i = 0; i < e->n_queued; i++) waiting += !atomic_load(&e->queue[i]->cancel);
+    *idle = e->n_slots - busy, *processing = busy, *queued = waiting;
     pthread_mutex_unlock(&e->mu);
 }
 

@@ -485,8 +485,7 @@ static void route(int fd, Server *sv, const HttpRequest *req, Outcome *out) {
         send_error(fd, sv, out, 404, msg, NULL);
         return;
     }
-    int is_head = !strcmp(req->method, "HEAD");  // answered as a GET would be, minus nothing
-    if (strcmp(req->method, routes[k].method) != 0 && !(is_head && routes[k].method[0] == 'G')) {
+    if (strcmp(req->method, routes[k].method) != 0) {
         char msg[128], allow[64];
         snprintf(msg, sizeof msg, "%s takes %s, not %s", routes[k].path, routes[k].method,
                  req->method);
