@@ -173,9 +173,12 @@ static size_t stop_at(const Session *s, size_t from) {
 
 static void sample(Session *s) {
     const SlHeader *h = &s->t->model.header;
-    if (s->lim.ignore_eos)  // the stop tokens cannot be drawn (llama.cpp's ignore_eos)
-        for (int id = 0; id < h->vocab_size; id++)
-            if (model_is_stop(h, id)) s->logits[id] = -INFINITY;
+    if (s->lim.ignore_eos) {  // the stop tokens (model_is_stop's) cannot be drawn: llama.cpp's
+        int stops[2 + SL_MAX_STOP] = {h->bos_id, h->eos_id};
+        for (uint32_t i = 0; i < h->n_stop && i < SL_MAX_STOP; i++) stops[2 + i] = h->stop_ids[i];
+        for (uint32_t i = 0; i < 2 + h->n_stop && i < 2 + SL_MAX_STOP; i++)
+            if (stops[i] >= 0 && stops[i] < h->vocab_size) s->logits[stops[i]] = -INFINITY;
+    }
     int next = sampler_sample(&s->sampler, s->logits);
     s->has_logits = 0;  // the sampler changed them in place
     s->n_sampled++;
