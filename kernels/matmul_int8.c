@@ -525,14 +525,13 @@ INLINE void tile_g32_pairs(float *y, size_t ldy, const MatIn *in, size_t t0, con
     const size_t G = w->cols / 32, bb = g32_bytes(wt), row_bytes = G * bb;
     const uint8_t *wb = (const uint8_t *)w->data + r0 * row_bytes;
     __m512 acc[4][G32P_TT];
-    float accm[8][G32P_TT];
+    __m256 accm[G32P_TT];  // q4_1, q5_1: lane r the min's term of row r, per token
 #pragma GCC unroll 4
     for (size_t p = 0; p < P; p++)
 #pragma GCC unroll 4
         for (size_t t = 0; t < T; t++) acc[p][t] = _mm512_setzero_ps();
-    if (has_min)
-        for (size_t r = 0; r < 2 * P; r++)
-            for (size_t t = 0; t < T; t++) accm[r][t] = 0.0f;
+#pragma GCC unroll 4
+    for (size_t t = 0; t < T; t++) accm[t] = _mm256_setzero_ps();
     for (size_t g = 0; g < G; g++) {
         __m512i wv[4];
         __m512 ws[4];
@@ -559,17 +558,23 @@ INLINE void tile_g32_pairs(float *y, size_t ldy, const MatIn *in, size_t t0, con
                 acc[p][t] = _mm512_fmadd_ps(d, s, acc[p][t]);
             }
         }
-        if (has_min)
-            for (size_t r = 0; r < 2 * P; r++) {
-                const float m = ggml_f16(wb + r * row_bytes + g * bb + 2);
-                for (size_t t = 0; t < T; t++)
-                    accm[r][t] = fma32(m, in->qsum[(t0 + t) * in->groups + g], accm[r][t]);
-            }
+        if (has_min) {  // accm_r += m_r * sum_x, one fma per (row, token) as the 8-lane tile's
+            uint16_t mh[8] = {0};
+#pragma GCC unroll 8
+            for (size_t r = 0; r < 2 * P; r++) memcpy(&mh[r], wb + r * row_bytes + g * bb + 2, 2);
+            const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)mh));
+#pragma GCC unroll 4
+            for (size_t t = 0; t < T; t++)
+                accm[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(in->qsum[(t0 + t) * in->groups + g]), accm[t]);
+        }
     }
     PAIRS_STORE(acc, y, ldy, P, T);
     if (has_min)
-        for (size_t r = 0; r < 2 * P; r++)
-            for (size_t t = 0; t < T; t++) y[t * ldy + r] = y[t * ldy + r] + accm[r][t];
+        for (size_t t = 0; t < T; t++) {
+            float am[8];
+            _mm256_storeu_ps(am, accm[t]);
+            for (size_t r = 0; r < 2 * P; r++) y[t * ldy + r] = y[t * ldy + r] + am[r];
+        }
 }
 #define G32_PAIRS 1
 #else

@@ -139,6 +139,8 @@ static int decode_stop(const JsonValue *s, OaiRequest *r, char *err, size_t cap)
     for (size_t i = 0; i < n; i++) {
         const JsonValue *v = one ? one : &s->items[i];
         if (v->type != JSON_STRING || v->len == 0) return bad(err, cap, "%s", msg);
+        if (v->len > OAI_STOP_MAX)
+            return bad(err, cap, "stop strings may be at most %d bytes long", OAI_STOP_MAX);
         r->stop[i] = copy(v->str, v->len);
         if (!r->stop[i]) return bad(err, cap, "out of memory");
         r->stop_len[i] = v->len;

@@ -17,6 +17,7 @@
 enum { OAI_CHAT, OAI_COMPLETION };
 
 #define OAI_MAX_STOP 4
+#define OAI_STOP_MAX 256  // bytes of one stop string (the session's SESSION_STOP_MAX)
 
 // which sampling fields the request gave (the server fills the rest from the model's
 // recommendations or its defaults)

@@ -17,6 +17,7 @@
 #include "io/strbuf.h"
 #include "server/http.h"
 #include "server/openai.h"
+#include "runtime/session.h"
 
 static double ms_now(void) {
     struct timespec ts;
@@ -768,6 +769,23 @@ Test(openai, every_bad_type_names_the_field) {
         cr_assert_null(strchr(err, '\n'), "case %zu: one line", i);
         cr_assert(r.msgs == NULL && r.prompt == NULL && r.n_stop == 0 && r.n_msgs == 0, "case %zu: emptied", i);
     }
+}
+
+// A stop string longer than the session holds (SESSION_STOP_MAX) is a 400, not a server's abort.
+Test(openai, stop_strings_of_256_bytes_at_most) {
+    char body[700], err[256] = "";
+    char stop[258];
+    memset(stop, 'x', 257), stop[257] = '\0';
+    snprintf(body, sizeof body, "{\"prompt\":\"a\",\"stop\":[\"b\",\"%s\"]}", stop);
+    OaiRequest r;
+    cr_assert_eq(dec(body, OAI_COMPLETION, &r, err), -1);
+    cr_assert(strstr(err, "at most 256 bytes"), "%s", err);
+    stop[256] = '\0';  // 256 bytes: accepted
+    snprintf(body, sizeof body, "{\"prompt\":\"a\",\"stop\":\"%s\"}", stop);
+    cr_assert_eq(dec(body, OAI_COMPLETION, &r, err), 0, "%s", err);
+    cr_assert_eq(r.stop_len[0], 256);
+    cr_assert_eq(OAI_STOP_MAX, SESSION_STOP_MAX);
+    oai_free(&r);
 }
 
 Test(openai, error_objects_parse_and_carry_type_and_code) {
