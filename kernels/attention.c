@@ -471,6 +471,8 @@ void attention_decode(Pool *pool, const AttnShape *s, float *out, const float *q
     attention_decode_rec(pool, s, out, q, kc, vc, pos, scratch, NULL, 0);
 }
 
+static Job prefill_job(const AttnSeq *q);
+
 void attention_prefill_rec(Pool *pool, const AttnShape *s, float *out, const float *q,
                            const void *kc, const void *vc, size_t pos0, size_t m,
                            float *scratch, float *att, size_t att_stride) {
@@ -483,15 +485,59 @@ void attention_prefill_rec(Pool *pool, const AttnShape *s, float *out, const flo
                                  att ? att + i * ad : NULL, att_stride);
         return;
     }
-    Job j = {.s = s, .out = out, .q = q, .kc = kc, .vc = vc, .pos0 = pos0, .m = m,
-             .att = att, .att_stride = att_stride};
-    size_t group = s->n_heads / s->n_kv_heads;
-    j.n_items = m * s->n_kv_heads;
-    if (!att && !s->window && m > 1 && 2 * group <= SUBG) {  // blocks of 2 or more queries
-        j.qb = SUBG / group;
-        j.n_items = (m + j.qb - 1) / j.qb * s->n_kv_heads;
-    }
+    AttnSeq one = {s, out, q, kc, vc, pos0, m, att, att_stride};
+    Job j = prefill_job(&one);
     if (m) pool_for(pool, j.n_items, work, &j);
+}
+
+// Several sequences' prefills as one job list: item it of the whole is item it - first[k] of
+// sequence k, whose jobs are those attention_prefill_rec would run without scratch.
+typedef struct {
+    Job *jobs;
+    const size_t *first;  // (n + 1) where each sequence's items start
+    size_t n;
+} Multi;
+
+static void work_multi(void *arg, size_t lo, size_t hi) {
+    const Multi *mj = arg;
+    size_t k = 0;
+    while (k + 1 < mj->n && mj->first[k + 1] <= lo) k++;
+    for (size_t it = lo; it < hi;) {
+        while (mj->first[k + 1] <= it) k++;
+        size_t end = hi < mj->first[k + 1] ? hi : mj->first[k + 1];
+        work(&mj->jobs[k], it - mj->first[k], end - mj->first[k]);
+        it = end;
+    }
+}
+
+// The job attention_prefill_rec runs when the pool is not to split a query's positions.
+static Job prefill_job(const AttnSeq *q) {
+    const AttnShape *s = q->s;
+    Job j = {.s = s, .out = q->out, .q = q->q, .kc = q->kc, .vc = q->vc, .pos0 = q->pos0,
+             .m = q->m, .att = q->att, .att_stride = q->att_stride};
+    size_t group = s->n_heads / s->n_kv_heads;
+    j.n_items = q->m * s->n_kv_heads;
+    if (!q->att && !s->window && q->m > 1 && 2 * group <= SUBG) {  // blocks of 2 or more queries
+        j.qb = SUBG / group;
+        j.n_items = (q->m + j.qb - 1) / j.qb * s->n_kv_heads;
+    }
+    return j;
+}
+
+void attention_prefill_seqs(Pool *pool, const AttnSeq *seqs, size_t n) {
+    enum { MAX = 128 };
+    Job jobs[MAX];
+    size_t first[MAX + 1];
+    assert(n <= MAX);
+    first[0] = 0;
+    for (size_t k = 0; k < n; k++) {
+        check(seqs[k].s, seqs[k].pos0 + seqs[k].m);
+        assert(!seqs[k].att || seqs[k].att_stride >= seqs[k].pos0 + seqs[k].m);
+        jobs[k] = prefill_job(&seqs[k]);
+        first[k + 1] = first[k] + jobs[k].n_items;
+    }
+    Multi mj = {jobs, first, n};
+    if (first[n]) pool_for(pool, first[n], work_multi, &mj);
 }
 
 void attention_prefill(Pool *pool, const AttnShape *s, float *out, const float *q,

@@ -74,4 +74,19 @@ void attention_prefill_rec(Pool *pool, const AttnShape *s, float *out, const flo
                            const void *kc, const void *vc, size_t pos0, size_t m,
                            float *scratch, float *att, size_t att_stride);
 
+// Several sequences' prefills (each its own cache, shape and positions, as attention_prefill_rec
+// takes them) in one share-out over the pool: the server's decoding step, where each sequence
+// alone has only n_kv_heads items. Each query gets the kernel and the order of operations that
+// attention_prefill_rec gives it, so the same bits. At most 128 sequences.
+typedef struct {
+    const AttnShape *s;
+    float *out;
+    const float *q;
+    const void *kc, *vc;
+    size_t pos0, m;
+    float *att;          // recording, or NULL
+    size_t att_stride;
+} AttnSeq;
+void attention_prefill_seqs(Pool *pool, const AttnSeq *seqs, size_t n);
+
 #endif

@@ -317,6 +317,8 @@ static void forward_chunk(Transformer *t, const SeqBatch *sq, size_t n_seqs, flo
     float eps = h->norm_eps;
     MatIn in;
     size_t n = 0, at[SL_MAX_BATCH];  // all tokens; where layer l's cache starts, per sequence
+    AttnShape shapes[SL_MAX_BATCH];  // each sequence's attention, this layer
+    AttnSeq att[SL_MAX_BATCH];
     assert(n_seqs >= 1 && n_seqs <= s->batch && (!all_logits || n_seqs == 1));
     for (size_t i = 0; i < n_seqs; i++) {
         KvCache *kv = sq[i].kv ? sq[i].kv : &s->kv;
@@ -367,12 +369,23 @@ static void forward_chunk(Transformer *t, const SeqBatch *sq, size_t n_seqs, flo
             float *rec = sq[i].sink ? s->att_rec + r0 * n_heads * seq : NULL;
             for (size_t r = 0; rec && base && r < m * n_heads; r++)  // keys the cache no longer holds
                 memset(rec + r * seq, 0, base * sizeof(float));
-            double t0 = clock_now();
-            attention_prefill_rec(pool, &shape, s->ao + r0 * q_dim, q, kc, vc, pos0 - base, m,
-                                  s->attn_scratch, rec ? rec + base : NULL, seq);
-            t->attention_seconds += clock_now() - t0;
-            if (rec) sq[i].sink(sq[i].sink_ctx, l, pos0, m, rec, seq);
+            shapes[i] = shape;
+            att[i] = (AttnSeq){&shapes[i], s->ao + r0 * q_dim, q, kc, vc, pos0 - base, m,
+                               rec ? rec + base : NULL, seq};
         }
+        // every sequence's attention in one share-out over the threads (one alone may also
+        // split a query's positions over them)
+        double t0 = clock_now();
+        if (n_seqs == 1)
+            attention_prefill_rec(pool, att[0].s, att[0].out, att[0].q, att[0].kc, att[0].vc,
+                                  att[0].pos0, att[0].m, s->attn_scratch, att[0].att, seq);
+        else
+            attention_prefill_seqs(pool, att, n_seqs);
+        t->attention_seconds += clock_now() - t0;
+        for (size_t i = 0; i < n_seqs; i++)  // (the rows from key 0: before the base, zeros)
+            if (sq[i].sink)
+                sq[i].sink(sq[i].sink_ctx, l, sq[i].pos0, sq[i].n,
+                           att[i].att - (sq[i].pos0 - att[i].pos0), seq);
         matmul_input(&in, s->ao, q_dim, n, s->q8, forms_of(&wo, NULL, NULL));
         matmul(pool, s->xb2, &in, &wo);
         residual_add(h, s->x, s->xb2, post_norm(h, w, l, 0), n);

@@ -240,3 +240,58 @@ Test(session, common_prefix_reuses_the_cache) {
     transformer_free(&t);
     pool_destroy(pool);
 }
+
+// Attention recorded per sequence in a batched pass: each sequence's sink gets the weights it
+// gets alone (every layer, every query row over keys 0 .. its position).
+typedef struct {
+    size_t n_heads, cap;
+    float *w;  // (layer, query i, head, key) with rows of cap
+    size_t rows;
+} Rec;
+
+static void rec_sink(void *ctx, size_t layer, size_t pos0, size_t n, const float *w, size_t stride) {
+    Rec *r = ctx;
+    for (size_t i = 0; i < n; i++)
+        for (size_t h = 0; h < r->n_heads; h++)
+            memcpy(r->w + ((layer * 4 + i) * r->n_heads + h) * r->cap, w + (i * r->n_heads + h) * stride,
+                   (pos0 + i + 1) * sizeof(float));
+    r->rows = n;
+}
+
+Test(session, recording_batched_equals_alone) {
+    Pool *pool = pool_create(2);
+    Transformer t;
+    cr_assert_eq(transformer_build(&t, export_stories260k_as("f32"), pool, ATTN_KV_F32), MODEL_OK);
+    const SlHeader *h = &t.model.header;
+    size_t L = (size_t)h->n_layers, H = (size_t)h->n_heads, cap = 32;
+    cr_assert_eq(transformer_record_buffer(&t), MODEL_OK);
+    int a[3], b[20];
+    some_ids(a, 3, h->vocab_size, 21), some_ids(b, 20, h->vocab_size, 22);
+    Rec ra = {H, cap, calloc(L * 4 * H * cap, 4), 0}, rb = {H, cap, calloc(L * 4 * H * cap, 4), 0};
+    Rec xa = {H, cap, calloc(L * 4 * H * cap, 4), 0}, xb = {H, cap, calloc(L * 4 * H * cap, 4), 0};
+    KvCache ka, kb;
+    cr_assert_eq(kvcache_build(&ka, h, ATTN_KV_F32, 0), MODEL_OK);
+    cr_assert_eq(kvcache_build(&kb, h, ATTN_KV_F32, 0), MODEL_OK);
+    SeqBatch pre = {&kb, b, 19, 0, NULL, NULL, NULL};
+    transformer_forward_seqs(&t, &pre, 1);
+    SeqBatch both[2] = {{&ka, a, 3, 0, NULL, rec_sink, &ra}, {&kb, b + 19, 1, 19, NULL, rec_sink, &rb}};
+    transformer_forward_seqs(&t, both, 2);
+    SeqBatch sa = {&ka, a, 3, 0, NULL, rec_sink, &xa}, sb = {&kb, b + 19, 1, 19, NULL, rec_sink, &xb};
+    transformer_forward_seqs(&t, &sa, 1);  // the same positions again, alone: the same weights
+    transformer_forward_seqs(&t, &sb, 1);
+    for (size_t l = 0; l < L; l++)
+        for (size_t hh = 0; hh < H; hh++) {
+            for (size_t i = 0; i < 3; i++)
+                cr_assert(memcmp(ra.w + ((l * 4 + i) * H + hh) * cap, xa.w + ((l * 4 + i) * H + hh) * cap,
+                                 (i + 1) * 4) == 0, "a: layer %zu head %zu query %zu", l, hh, i);
+            cr_assert(memcmp(rb.w + (l * 4 * H + hh) * cap, xb.w + (l * 4 * H + hh) * cap, 20 * 4) == 0,
+                      "b: layer %zu head %zu", l, hh);
+        }
+    float sum = 0;  // the rows are softmax weights: b's last row sums to 1
+    for (size_t k = 0; k < 20; k++) sum += rb.w[k];
+    cr_assert_float_eq(sum, 1.0f, 1e-4f);
+    free(ra.w), free(rb.w), free(xa.w), free(xb.w);
+    kvcache_free(&ka), kvcache_free(&kb);
+    transformer_free(&t);
+    pool_destroy(pool);
+}
