@@ -15,8 +15,9 @@
 #   3. the TTFT of a ~500-token prompt sent while STREAMS-1 other streams decode
 # Servers alternate which goes first from round to round; the table shows medians. Raw
 # figures: $WORK/serve-results.tsv; server logs: $WORK/serve-*.log.
-#   ours:   $RUN <model>.slm -m serve --parallel STREAMS -T THREADS --port P
-#   theirs: $LLAMA_SERVER -m <model>.gguf -np STREAMS -c STREAMS*CTX -t THREADS --port P
+#   ours:   $RUN <model>.slm -m serve --parallel STREAMS -T THREADS -c CTX --kv KV --port P
+#   theirs: $LLAMA_SERVER -m <model>.gguf -np STREAMS -c STREAMS*CTX -t THREADS -ctk KV -ctv KV
+#           --port P
 # Models (MODELS): SmolLM2-135M-Instruct-q4_1 (../shared/models/gguf, imported with ./export)
 # and stories110M-q8_0 (random weights: scripts/bench-llamacpp.sh makes it under $WORK/models).
 # llama-server is built next to llama-bench (scripts/bench-llamacpp.sh builds llama.cpp).
@@ -35,7 +36,8 @@ ROUNDS=${ROUNDS:-3}
 STREAMS=${STREAMS:-8}
 MAX_TOKENS=${MAX_TOKENS:-128}
 THREADS=${THREADS:-2}
-CTX=${CTX:-1024}          # llama-server's context per slot
+CTX=${CTX:-1024}          # each slot's context (ours: -c CTX; llama-server: -c STREAMS*CTX)
+KV=${KV:-f16}             # the KV cache type of both (llama-server's default, f16)
 PORT=${PORT:-18480}
 LOCK=${LOCK-/tmp/sl-bench.lock}
 SMOL_GGUF=${SMOL_GGUF:-../shared/models/gguf/SmolLM2-135M-Instruct.Q4_1.gguf}
@@ -77,10 +79,11 @@ fi
 start_server() {  # server model -> sets pid; fails if /health does not answer 200 in 120 s
     local s=$1 m=$2 logf=$WORK/serve-$1-$2.log
     if [ "$s" = searchlight ]; then
-        "$RUN" "$WORK/models/$m.slm" -m serve --parallel "$STREAMS" -T "$THREADS" --port "$PORT" > "$logf" 2>&1 &
+        "$RUN" "$WORK/models/$m.slm" -m serve --parallel "$STREAMS" -T "$THREADS" -c "$CTX" \
+            --kv "$KV" --port "$PORT" > "$logf" 2>&1 &
     else
         "$LLAMA_SERVER" -m "$(gguf_of "$m")" -np "$STREAMS" -c $((STREAMS * CTX)) -t "$THREADS" \
-            --port "$PORT" > "$logf" 2>&1 &
+            -ctk "$KV" -ctv "$KV" --port "$PORT" > "$logf" 2>&1 &
     fi
     pid=$!
     for _ in $(seq 1200); do
@@ -169,7 +172,7 @@ done
 
 col() { awk -F'\t' -v m="$1" -v s="$2" -v c="$3" 'NR > 1 && $2 == m && $3 == s { print $c }' "$res" | median; }
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
-echo "$cpu, $(nproc) CPUs, $THREADS threads; $STREAMS streams of $MAX_TOKENS tokens (ignore_eos, temperature 0);"
+echo "$cpu, $(nproc) CPUs, $THREADS threads; $STREAMS streams of $MAX_TOKENS tokens (ignore_eos, temperature 0); $KV KV caches of $CTX positions per slot;"
 echo "medians of $(awk -F'\t' 'NR > 1 && $1 > n { n = $1 } END { print n + 0 }' "$res") rounds; llama-server from llama-cpp-python $LCP_VERSION ($LLAMA_SERVER)"
 echo
 echo "| model | server | aggregate tok/s ($STREAMS streams) | TTFT median ms | single stream tok/s | aggregate / single | TTFT ~500-token prompt, $((STREAMS - 1)) decoding, ms |"
