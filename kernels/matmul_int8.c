@@ -509,15 +509,6 @@ INLINE __m512i g32_pair_init(const int32_t *qcorr, int wt) {
     return _mm512_broadcast_i64x4(c);
 }
 
-// The f16 scales at a and b as [d_a x 8 | d_b x 8].
-INLINE __m512 g32_pair_scales(const uint8_t *a, const uint8_t *b) {
-    uint16_t ha, hb;
-    memcpy(&ha, a, 2), memcpy(&hb, b, 2);
-    __m128 d = _mm_cvtph_ps(_mm_cvtsi32_si128((int)((uint32_t)ha | (uint32_t)hb << 16)));
-    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                                 _mm512_castps128_ps512(d));
-}
-
 // P row pairs (rows r0 .. r0 + 2P) x T tokens.
 INLINE void tile_g32_pairs(float *y, size_t ldy, const MatIn *in, size_t t0, const Tensor *w,
                            size_t r0, size_t P, size_t T, int wt) {
@@ -535,11 +526,22 @@ INLINE void tile_g32_pairs(float *y, size_t ldy, const MatIn *in, size_t t0, con
     for (size_t g = 0; g < G; g++) {
         __m512i wv[4];
         __m512 ws[4];
+        // the first 4 bytes of each row's block: d, then m (q4_1, q5_1) or bytes of no use,
+        // as 16 halves converted at once: dm = [d_0, m_0, d_1, m_1, ...]
+        uint32_t dm32[8] = {0};
+#pragma GCC unroll 8
+        for (size_t r = 0; r < 2 * P; r++) memcpy(&dm32[r], wb + r * row_bytes + g * bb, 4);
+        const __m512 dm = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)dm32));
 #pragma GCC unroll 4
         for (size_t p = 0; p < P; p++) {
             const uint8_t *a = wb + 2 * p * row_bytes + g * bb, *b = a + row_bytes;
             wv[p] = g32_pair_u8(a, b, wt);
-            ws[p] = g32_pair_scales(a, b);
+            // [d_2p x 8 | d_2p+1 x 8]
+            ws[p] = _mm512_permutexvar_ps(_mm512_setr_epi32(
+                (int)(4 * p), (int)(4 * p), (int)(4 * p), (int)(4 * p), (int)(4 * p), (int)(4 * p),
+                (int)(4 * p), (int)(4 * p), (int)(4 * p + 2), (int)(4 * p + 2), (int)(4 * p + 2),
+                (int)(4 * p + 2), (int)(4 * p + 2), (int)(4 * p + 2), (int)(4 * p + 2),
+                (int)(4 * p + 2)), dm);
             if (T == 1) ws[p] = _mm512_mul_ps(ws[p], _mm512_set1_ps(in->qd[t0 * in->groups + g]));
             if (t0 == 0) {  // a matvec, or a batch's first tokens: stream the rows ahead
                 PREFETCH_L2(a, G32P_PF_TILES * 2 * P * row_bytes);
@@ -559,10 +561,8 @@ INLINE void tile_g32_pairs(float *y, size_t ldy, const MatIn *in, size_t t0, con
             }
         }
         if (has_min) {  // accm_r += m_r * sum_x, one fma per (row, token) as the 8-lane tile's
-            uint16_t mh[8] = {0};
-#pragma GCC unroll 8
-            for (size_t r = 0; r < 2 * P; r++) memcpy(&mh[r], wb + r * row_bytes + g * bb + 2, 2);
-            const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)mh));
+            const __m256 m = _mm512_castps512_ps256(_mm512_permutexvar_ps(
+                _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 0, 0, 0, 0, 0, 0, 0, 0), dm));
 #pragma GCC unroll 4
             for (size_t t = 0; t < T; t++)
                 accm[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(in->qsum[(t0 + t) * in->groups + g]), accm[t]);

@@ -8,7 +8,7 @@
 #   TABLE_ONLY=1 scripts/bench-serve.sh            # the table of the last run again
 #
 # Per model and server, each round starts the server, waits for GET /health, then measures:
-#   1. STREAMS concurrent streamed chat completions (a short prompt, temperature 0,
+#   1. STREAMS concurrent streamed chat completions, sent together (a short prompt, temperature 0,
 #      max_tokens MAX_TOKENS, ignore_eos): per stream the time to the first content token and
 #      the completion tokens; aggregate tok/s = all completion tokens / wall time of the batch
 #   2. one stream alone: its tok/s (completion tokens / its wall time), and agg/single
@@ -97,26 +97,32 @@ start_server() {  # server model -> sets pid; fails if /health does not answer 2
 }
 stop_server() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; pid=; }
 
-# ---- one stream: curl's SSE read line by line, each line timed with $EPOCHREALTIME ----
+# ---- one stream: curl's SSE read line by line until the first content token (timed with
+# $EPOCHREALTIME), then drained by cat: the client must not take the CPU the servers need ----
 # stream OUT PROMPT MAX_TOKENS: writes "start first_token end tokens" to OUT (first_token "-"
 # if none) and touches OUT.first when the first content token arrives. Tokens: the usage
 # chunk's completion_tokens, else the content chunks counted.
 stream() {
-    local out=$1 body t0 first=- n=0 usage= line
+    local out=$1 body t0 first=- n usage line
     body=$(printf '{"messages":[{"role":"user","content":"%s"}],"stream":true,"stream_options":{"include_usage":true},"temperature":0,"max_tokens":%d,"ignore_eos":true}' "$2" "$3")
+    if [ -n "${GO:-}" ]; then while [ ! -e "$GO" ]; do sleep 0.01; done; fi  # all start at once
     t0=$EPOCHREALTIME
-    while IFS= read -r line; do
-        case $line in
-            'data: [DONE]'*) break ;;
-            data:*) if [[ $line =~ \"content\":\ ?\"[^\"] ]]; then
-                        n=$((n + 1))
-                        [ "$first" != - ] || { first=$EPOCHREALTIME; : > "$out.first"; }
-                    fi
-                    [[ $line =~ \"completion_tokens\":\ ?([0-9]+) ]] && usage=${BASH_REMATCH[1]} ;;
-        esac
-    done < <(curl -sN -H 'Content-Type: application/json' -d "$body" "http://127.0.0.1:$PORT/v1/chat/completions")
-    echo "$t0 $first $EPOCHREALTIME ${usage:-$n}" > "$out"
+    {
+        while IFS= read -r line; do
+            case $line in
+                *'"content":"'[!\"]*|*'"content": "'[!\"]*)
+                    first=$EPOCHREALTIME; : > "$out.first"; printf '%s\n' "$line"; break ;;
+            esac
+        done
+        cat
+    } < <(curl -sN -H 'Content-Type: application/json' -d "$body" "http://127.0.0.1:$PORT/v1/chat/completions") > "$out.sse"
+    local t1=$EPOCHREALTIME
+    usage=$(grep -o '"completion_tokens": *[0-9]*' "$out.sse" | tail -n1 | grep -o '[0-9]*$' || true)
+    n=$(grep -c '"content": *"[^"]' "$out.sse" || true)
+    echo "$t0 $first $t1 ${usage:-$n}" > "$out"
 }
+
+results() { local i; for i in $(seq "$STREAMS"); do cat "$tmp/c$i"; done; }  # the STREAMS at once
 
 short_prompt() { echo "Request $RANDOM$RANDOM: tell me a short story about a cat and a dog."; }
 long_prompt() {  # ~500 tokens; a new number first, so that no server reuses a cached prefix
@@ -132,13 +138,15 @@ measure() {
     start_server "$s" "$m" || return 0
     stream "$tmp/warm" "$(short_prompt)" 8  # a first request, not timed
     # 1. STREAMS at once
-    rm -f "$tmp"/c*
-    for i in $(seq "$STREAMS"); do stream "$tmp/c$i" "$(short_prompt)" "$MAX_TOKENS" & done
+    rm -f "$tmp"/c* "$tmp/go"
+    for i in $(seq "$STREAMS"); do GO=$tmp/go stream "$tmp/c$i" "$(short_prompt)" "$MAX_TOKENS" & done
+    sleep 0.5
+    : > "$tmp/go"  # the streams were waiting for it: their requests leave together
     wait $(jobs -p | grep -vx "$pid")
     local agg ttft
-    agg=$(cat "$tmp"/c[0-9]* | awk '{ if (NR == 1 || $1 < t0) t0 = $1; if ($3 > t1) t1 = $3; n += $4 }
+    agg=$(results | awk '{ if (NR == 1 || $1 < t0) t0 = $1; if ($3 > t1) t1 = $3; n += $4 }
         END { printf "%.1f", n / (t1 - t0) }')
-    ttft=$(cat "$tmp"/c[0-9]* | awk '$2 != "-" { printf "%.1f\n", ($2 - $1) * 1000 }' | median)
+    ttft=$(results | awk '$2 != "-" { printf "%.1f\n", ($2 - $1) * 1000 }' | median)
     # 2. one alone
     stream "$tmp/single" "$(short_prompt)" "$MAX_TOKENS"
     local single
@@ -152,7 +160,7 @@ measure() {
     local long
     long=$(awk '$2 != "-" { printf "%.1f", ($2 - $1) * 1000 } $2 == "-" { print "nan" }' "$tmp/long")
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$r" "$m" "$s" "$agg" "$ttft" "$single" "$long" \
-        "$(cat "$tmp"/c[0-9]* | awk '{ n += $4 } END { print n }')" >> "$res"
+        "$(results | awk '{ n += $4 } END { print n }')" >> "$res"
     log "round $r $m $s: aggregate $agg tok/s, TTFT median $ttft ms, single $single tok/s, long-prompt TTFT $long ms"
     stop_server
 }
