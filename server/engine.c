@@ -29,7 +29,7 @@ struct Engine {
     const Tokenizer *tok;
     Slot *slots;
     size_t n_slots;
-    Job **queue;           // FIFO, n_queued of queue_cap
+    Job **queue;           // FIFO: at most queue_cap + the slots free at the next round
     size_t n_queued, queue_cap;
     pthread_mutex_t mu;
     pthread_cond_t cv;     // a job was queued, or stop
@@ -319,7 +319,7 @@ Engine *engine_create(Transformer *t, const Tokenizer *tok, size_t n_slots, size
         goto oom;
     }
     if (!(e->slots = calloc(n_slots, sizeof *e->slots)) ||
-        !(e->queue = malloc((queue_cap ? queue_cap : 1) * sizeof *e->queue)))
+        !(e->queue = malloc((queue_cap + n_slots) * sizeof *e->queue)))
         goto fail_oom;
     for (size_t i = 0; i < n_slots; i++) {
         Slot *sl = &e->slots[i];
@@ -349,7 +349,11 @@ oom:
 
 int engine_submit(Engine *e, Job *j) {
     pthread_mutex_lock(&e->mu);
-    int full = e->n_queued >= e->queue_cap || e->stop;
+    // room: the free slots (the engine's next round hands them the first queued jobs), then
+    // queue_cap jobs waiting
+    size_t free_slots = 0;
+    for (size_t i = 0; i < e->n_slots; i++) free_slots += e->slots[i].job == NULL;
+    int full = e->n_queued >= e->queue_cap + free_slots || e->stop;
     if (!full) {
         pthread_mutex_lock(&j->mu);
         j->refs++;

@@ -62,7 +62,8 @@ typedef struct Engine Engine;
 // slots and a queue of queue_cap jobs. Returns NULL after one line on stderr.
 Engine *engine_create(Transformer *t, const Tokenizer *tok, size_t n_slots, size_t queue_cap,
                       int kv_type);
-// Queues a job (the engine takes a reference). Returns 0, or -1 when the queue is full.
+// Queues a job (the engine takes a reference). Returns 0, or -1 when the queue is full: it holds
+// queue_cap jobs beyond the slots that are free (which its first jobs take at the next round).
 int engine_submit(Engine *e, Job *j);
 // The slots idle and processing, and the jobs queued, now.
 void engine_stats(Engine *e, size_t *idle, size_t *processing, size_t *queued);

@@ -491,6 +491,28 @@ Test(server, queue_overflow_503) {
     srv_stop(&s);
 }
 
+// A burst as large as the free slots is taken whole, even with no queue: the slots the engine
+// has not handed out yet count as room (each of 4 requests at once gets 200, a fifth 503).
+Test(server, burst_fills_the_free_slots) {
+    Srv s;
+    srv_start(&s, model_slow(), "--parallel 4 --queue 0");
+    const char *body = "{\"prompt\":\"And God said\",\"max_tokens\":40}";
+    char *out, *err;
+    int rc = run_cmd(&out, &err, "cd %s; for i in 1 2 3 4; do curl -s -o /dev/null -w '%%{http_code}\\n' "
+                     "-d '%s' http://127.0.0.1:%d/v1/completions > burst$i & done; wait",
+                     tmp_dir(), body, s.port);
+    cr_assert_eq(rc, 0, "%s", err);
+    free(out), free(err);
+    for (int i = 1; i <= 4; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "burst%d", i);
+        char *code = read_all(tmp_file(name), NULL);
+        cr_assert(code && !strcmp(code, "200\n"), "request %d of the burst: %s", i, code);
+        free(code);
+    }
+    srv_stop(&s);
+}
+
 // The status of a response to a request sent raw (NULL: none within the wait).
 static int raw_status(int port, const char *data, size_t n, int wait_ms, double *took) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
