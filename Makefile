@@ -156,13 +156,15 @@ test-asan: $(ASAN)/test_searchlight $(ASAN)/run $(ASAN)/export
 
 # The thread pool and the threaded kernels under ThreadSanitizer: Criterion cannot run under
 # TSan (its fixed-address arena), so tests/tsan_main.c drives the pool and the forward pass
-# of the default model on 1 to 4 threads; any report fails.
+# of the default model on 1 to 4 threads, and tests/tsan_server.sh the server's threads with
+# curl (requests at once, a disconnect, a stop); any report fails.
 $(TSAN)/tsan_main: $(TSAN)/tests/tsan_main.o $(CORE:%.c=$(TSAN)/%.o) $(TSAN)/attnmap_page.o $(TSAN)/serve_page.o
 	$(CC) $(TSAN_FLAGS) $^ -o $@ $(LDLIBS)
-test-tsan: $(TSAN)/tsan_main
+test-tsan: $(TSAN)/tsan_main $(TSAN)/run
 	set -o pipefail; TSAN_OPTIONS=halt_on_error=1 $(TSAN)/tsan_main $(DEFAULT_MODEL) 2>&1 | \
 		tee $(TSAN)/test.log
 	@! grep -n "WARNING: ThreadSanitizer" $(TSAN)/test.log
+	bash tests/tsan_server.sh $(TSAN)/run $(DEFAULT_MODEL)
 
 # Under memcheck (no errors, no leaks): an export of the committed Hugging Face fixture, and
 # one greedy generation of the default model recording its attention, whose text and weights
