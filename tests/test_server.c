@@ -504,7 +504,7 @@ Test(server, burst_fills_the_free_slots) {
     cr_assert_eq(rc, 0, "%s", err);
     free(out), free(err);
     for (int i = 1; i <= 4; i++) {
-        char name[16];
+        char name[32];
         snprintf(name, sizeof name, "burst%d", i);
         char *code = read_all(tmp_file(name), NULL);
         cr_assert(code && !strcmp(code, "200\n"), "request %d of the burst: %s", i, code);
