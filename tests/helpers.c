@@ -366,3 +366,10 @@ int32_t *attn_dump_ids(const char *path, size_t *n) {
     *n = N;
     return ids;
 }
+
+// LeakSanitizer's options in the suite's own processes (the Criterion runner and its test
+// workers; not run or export, which the tests start): leaks are reported but do not change the
+// exit status, so that the 48 bytes Criterion's runner leaks now and then at its exit do not
+// fail make test-asan; tests/asan_check.sh fails on every report in the log but that one.
+const char *__lsan_default_options(void);
+const char *__lsan_default_options(void) { return "exitcode=0"; }
