@@ -20,7 +20,8 @@ IO = io/fileio.c io/json.c io/strbuf.c
 CONVERT = convert/writer.c convert/llama2c.c convert/synth.c convert/convert.c convert/gguf.c \
 	convert/safetensors.c convert/hf.c convert/pieces.c convert/quantize.c
 TOKENIZER = tokenizer.c tokenizer/unicode.c tokenizer/pretok.c tokenizer/bytelevel.c
-SERVER = server/http.c server/openai.c server/engine.c server/serve.c
+SERVER_PARSE = server/http.c server/openai.c  # the parsers, which the fuzz targets link alone
+SERVER = $(SERVER_PARSE) server/engine.c server/serve.c
 CORE = model.c $(TOKENIZER) $(RUNTIME) $(KERNELS) $(BASE) $(IO) app/ppl.c app/attnmap.c app/template.c app/chat.c app/term.c \
 	$(SERVER)
 EXPORT_SRC = $(CONVERT)
@@ -276,7 +277,7 @@ FUZZ_TARGETS = model tokenizer llama2c gguf safetensors json hf_tokenizer hf_con
 FUZZ_FLAGS = -g -O1 -march=native -fno-omit-frame-pointer -fsanitize=address,undefined \
 	-fno-sanitize-recover=all
 FUZZ_LIB = model.c kernels/types.c kernels/kernels.c kernels/quant.c kernels/blocks.c \
-	$(TOKENIZER) $(IO) $(EXPORT_SRC) $(SERVER)
+	$(TOKENIZER) $(IO) $(EXPORT_SRC) $(SERVER_PARSE)
 FUZZ_RUN = ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 $(FUZZ)/%.o: %.c $(HEADERS) fuzz/fuzz.h
 	@mkdir -p $(dir $@)
