@@ -84,7 +84,7 @@ INLINE void tile_q8_lanes(float *y, size_t ldy, const MatIn *in, size_t t0, cons
 #pragma GCC unroll 8
         for (size_t r = 0; r < R; r++) {
             wv[r] = _mm256_loadu_si256((const __m256i *)(wq + (r * G + g) * Q8_GROUP));
-            if (t0 == 0) PREFETCH_L2(wq + (r * G + g) * Q8_GROUP, Q8L_PF_TILES * R * G * Q8_GROUP);
+            if (T == 1 || t0 == 0) PREFETCH_L2(wq + (r * G + g) * Q8_GROUP, Q8L_PF_TILES * R * G * Q8_GROUP);
 #if defined(__F16C__)
             wsv[r] = _mm256_set1_ps(_cvtsh_ss(ws[r * G + g]));
 #else
@@ -163,7 +163,7 @@ INLINE void tile_q8_pairs(float *y, size_t ldy, const MatIn *in, size_t t0, cons
                 __m256i hi = _mm256_loadu_si256((const __m256i *)(a + row_bytes));
                 wv[p] = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), flip);
                 wsv[p] = _mm512_permutex2var_ps(sc[2 * p], idx, sc[2 * p + 1]);
-                if (t0 == 0) {  // a matvec, or a batch's first tokens: stream the rows ahead
+                if (T == 1 || t0 == 0) {  // a matvec, or a batch's first tokens: stream the rows ahead
                     PREFETCH_L2(a, Q8_PF_TILES * 2 * P * row_bytes);
                     PREFETCH_L2(a + row_bytes, Q8_PF_TILES * 2 * P * row_bytes);
                 }
@@ -407,7 +407,7 @@ INLINE void g32_group(__m256 acc[][G32_TT], float accm[][G32_TT], const uint8_t 
     for (size_t r = 0; r < R; r++) {
         const uint8_t *bp = wb + (r * G + g) * bb;
         const __m256i wv = g32_levels(bp, wt);
-        if (t0 == 0) PREFETCH_L2(bp, G32_PF_TILES * R * G * bb);  // the same blocks, tiles ahead
+        if (T == 1 || t0 == 0) PREFETCH_L2(bp, G32_PF_TILES * R * G * bb);  // the same blocks, tiles ahead
         const __m256 ws = _mm256_set1_ps(ggml_f16(bp));
         const float wm = has_min ? ggml_f16(bp + 2) : 0.0f;
         for (size_t t = 0; t < T; t++) {
@@ -543,7 +543,7 @@ INLINE void tile_g32_pairs(float *y, size_t ldy, const MatIn *in, size_t t0, con
                 (int)(4 * p + 2), (int)(4 * p + 2), (int)(4 * p + 2), (int)(4 * p + 2),
                 (int)(4 * p + 2)), dm);
             if (T == 1) ws[p] = _mm512_mul_ps(ws[p], _mm512_set1_ps(in->qd[t0 * in->groups + g]));
-            if (t0 == 0) {  // a matvec, or a batch's first tokens: stream the rows ahead
+            if (T == 1 || t0 == 0) {  // a matvec, or a batch's first tokens: stream the rows ahead
                 PREFETCH_L2(a, G32P_PF_TILES * 2 * P * row_bytes);
                 PREFETCH_L2(b, G32P_PF_TILES * 2 * P * row_bytes);
             }
